@@ -1,0 +1,120 @@
+// ordo/callable.h: how Engine::Submit stores a callable. Part of the public
+// headers only because Submit is a template; embedders need not use it.
+//
+// A callable of at most kInlineCallableBytes (and no stricter alignment than
+// kInlineCallableAlign) that is nothrow-movable lives inside the operation's node:
+// no allocation. A larger one is moved to the heap, one allocation per operation.
+#ifndef ORDO_CALLABLE_H_
+#define ORDO_CALLABLE_H_
+
+#include <concepts>
+#include <cstddef>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "ordo/context.h"
+
+namespace ordo {
+
+inline constexpr std::size_t kInlineCallableBytes = 40;
+inline constexpr std::size_t kInlineCallableAlign = alignof(std::max_align_t);
+
+namespace detail {
+
+// Invocation and destruction of a stored callable. invoke returns the callable's
+// status (OK for a void callable); exceptions propagate to the engine, which
+// turns them into Failed.
+struct CallableOps {
+  absl::Status (*invoke)(void* storage, Context& ctx);
+  void (*destroy)(void* storage);
+  // Moves the callable from one storage to another (a recurrence's next
+  // occurrence), leaving `from` destroyed.
+  void (*relocate)(void* from, void* to);
+};
+
+template <typename Fn>
+concept TakesContext = std::invocable<Fn&, Context&>;
+template <typename Fn>
+concept TakesNothing = std::invocable<Fn&>;
+
+template <typename Fn>
+absl::Status InvokeFn(Fn& fn, Context& ctx) {
+  if constexpr (TakesContext<Fn>) {
+    using R = std::invoke_result_t<Fn&, Context&>;
+    if constexpr (std::is_void_v<R>) {
+      fn(ctx);
+      return absl::OkStatus();
+    } else {
+      return absl::Status(fn(ctx));
+    }
+  } else {
+    using R = std::invoke_result_t<Fn&>;
+    if constexpr (std::is_void_v<R>) {
+      fn();
+      return absl::OkStatus();
+    } else {
+      return absl::Status(fn());
+    }
+  }
+}
+
+template <typename Fn>
+inline constexpr bool kFitsInline = sizeof(Fn) <= kInlineCallableBytes &&
+                                    alignof(Fn) <= kInlineCallableAlign &&
+                                    std::is_nothrow_move_constructible_v<Fn>;
+
+template <typename Fn>
+struct InlineOps {
+  static absl::Status Invoke(void* s, Context& ctx) {
+    return InvokeFn(*std::launder(static_cast<Fn*>(s)), ctx);
+  }
+  static void Destroy(void* s) { std::launder(static_cast<Fn*>(s))->~Fn(); }
+  static void Relocate(void* from, void* to) {
+    Fn* f = std::launder(static_cast<Fn*>(from));
+    ::new (to) Fn(std::move(*f));
+    f->~Fn();
+  }
+  static constexpr CallableOps kOps{&Invoke, &Destroy, &Relocate};
+};
+
+template <typename Fn>
+struct HeapOps {
+  static absl::Status Invoke(void* s, Context& ctx) { return InvokeFn(**static_cast<Fn**>(s), ctx); }
+  static void Destroy(void* s) { delete *static_cast<Fn**>(s); }
+  static void Relocate(void* from, void* to) { ::new (to) Fn*(*static_cast<Fn**>(from)); }
+  static constexpr CallableOps kOps{&Invoke, &Destroy, &Relocate};
+};
+
+// Nullable callables (function pointers, std::function, absl::AnyInvocable, ...)
+// are checked for emptiness at submit; lambdas cannot be empty.
+template <typename Fn>
+bool IsEmptyCallable(const Fn& fn) {
+  if constexpr (std::is_pointer_v<Fn>) {
+    return fn == nullptr;
+  } else if constexpr (requires { fn.operator bool(); }) {
+    return !static_cast<bool>(fn);
+  } else {
+    return false;
+  }
+}
+
+// Places `f` into `storage` (kInlineCallableBytes, suitably aligned) and returns
+// the ops that run and destroy it.
+template <typename F>
+const CallableOps* Emplace(void* storage, F&& f) {
+  using Fn = std::decay_t<F>;
+  if constexpr (kFitsInline<Fn>) {
+    ::new (storage) Fn(std::forward<F>(f));
+    return &InlineOps<Fn>::kOps;
+  } else {
+    ::new (storage) Fn*(new Fn(std::forward<F>(f)));
+    return &HeapOps<Fn>::kOps;
+  }
+}
+
+}  // namespace detail
+}  // namespace ordo
+
+#endif  // ORDO_CALLABLE_H_

@@ -1,0 +1,210 @@
+// ordo/engine.h: the engine that runs asynchronous operations.
+//
+// Offers
+//   Engine::Submit       accept a callable with options; returns a Handle or an error
+//   Cancel / Postpone / Suspend / Resume          control one operation
+//   CancelToken / SuspendToken / ResumeToken / TokenInfo / SetFailurePolicy
+//                                                  control a token's chain
+//   WaitIdle / Shutdown / stats                    the engine as a whole
+//
+// Ordering promises (happens-before terms)
+//   - Operations with the same token start in creation order, one at a time: B
+//     starts only after A is terminal, and everything A wrote happens-before B
+//     starts. Creation order is the order in which the Submit calls for that token
+//     take effect; if Submit(A) happens-before Submit(B), A is first.
+//   - Submit(X) happens-before X starts.
+//   - X's terminal state is published with release: a thread that reads it with
+//     Handle::state() or Handle::Wait() sees everything X wrote.
+// Not promised
+//   - Start order of independent operations (no token) is best effort: from one
+//     producer it is close to creation order, not equal to it.
+//
+// Who may call: every member from any thread, concurrently, including from inside
+// a callable, except WaitIdle (an error inside a callable) and the destructor. A
+// callable that submits to its own token never runs the new operation inline.
+#ifndef ORDO_ENGINE_H_
+#define ORDO_ENGINE_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "ordo/callable.h"
+#include "ordo/clock.h"
+#include "ordo/context.h"
+#include "ordo/handle.h"
+#include "ordo/state.h"
+#include "ordo/stats.h"
+#include "ordo/token.h"
+
+namespace ordo {
+namespace internal {
+class EngineImpl;
+}
+
+// What a token's chain does after one of its operations ends Failed.
+enum class FailurePolicy : std::uint8_t {
+  kDefault,       // in SubmitOptions: keep the token's current policy (initially kContinue)
+  kContinue,      // the chain moves on (Dynamics: Failed is "Completed")
+  kHalt,          // the chain is held after a failure until ResumeToken
+  kCancelRest,    // every operation queued behind the failed one is Canceled
+};
+
+// How a retried operation's delay grows.
+struct Backoff {
+  enum class Kind : std::uint8_t { kFixed, kExponential } kind = Kind::kFixed;
+  // kExponential: delay * 2^retry_count, capped at max_delay.
+  std::chrono::nanoseconds max_delay = std::chrono::hours(1);
+};
+
+struct Options {
+  // Worker threads; 0 means std::thread::hardware_concurrency().
+  int workers = 0;
+  // Accepted, not yet terminal operations; Submit beyond it is ResourceExhausted.
+  std::size_t max_pending = std::size_t{1} << 22;
+  // Longest token, in bytes, that Submit accepts (integer keys always fit).
+  std::size_t max_token_bytes = 1024;
+  // Where the engine reads the time; null means SystemClock::Instance(). The clock
+  // must outlive the engine.
+  Clock* clock = nullptr;
+  // Default maximum retries of an operation (SubmitOptions::max_retries overrides).
+  int max_retries = 10;
+  // The timing wheel's tick: lateness is at most one tick plus scheduling delay.
+  std::chrono::nanoseconds tick = std::chrono::milliseconds(1);
+  // Furthest postpone-until accepted, measured from the clock's reading at submit.
+  std::chrono::nanoseconds horizon = std::chrono::hours(24 * 366 * 10);
+  // Postponed operations that may be pending in the timing wheel at once.
+  std::size_t max_timers = std::size_t{1} << 22;
+  // Consecutive operations of one chain a worker runs before it requeues the chain
+  // behind other work (fairness budget).
+  int chain_budget = 32;
+  // How long an idle worker looks for work before it parks.
+  std::chrono::nanoseconds spin = std::chrono::microseconds(50);
+};
+
+// Every member has a default member initializer, so designated initializers that
+// name only some members compile warning-free under -Wextra (g++ and clang).
+struct SubmitOptions {
+  // Operations sharing a token run one at a time, in creation order. Empty: independent.
+  Token token = {};
+  // Do not start before this instant (absolute, the engine clock's time).
+  std::optional<Clock::time_point> postpone_until = std::nullopt;
+  // An iCalendar RRULE subset ("FREQ=DAILY;INTERVAL=3;"); empty for a one-off. The
+  // first occurrence is at postpone_until if set, else now.
+  std::string recurrence = {};
+  // For observability: shown by Explain(), kept by the Handle.
+  std::string name = {};
+  // Submit the operation Suspended: it does not start until Resume.
+  bool suspended = false;
+  // Maximum retries of this operation; negative means Options::max_retries.
+  int max_retries = -1;
+  Backoff backoff = {};
+  // Sets the token's failure policy from this submit on (kDefault leaves it).
+  FailurePolicy failure_policy = FailurePolicy::kDefault;
+};
+
+enum class ShutdownMode : std::uint8_t {
+  kDrainAll,       // run everything that remains, postponed operations included (they
+                   // are waited for); suspended operations are Canceled
+  kDrainReady,     // run what is runnable; cancel what is postponed or suspended
+  kCancelPending,  // cancel everything not started; running operations get a cancel request
+};
+
+struct TokenReport {
+  std::size_t pending = 0;          // not-terminal operations of the token
+  std::optional<State> head_state;  // state of the chain's head; nullopt if idle
+  std::uint64_t head_id = 0;        // id of the head, 0 if idle
+};
+
+class Engine {
+ public:
+  explicit Engine(Options options = {});
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  // Shuts down with kDrainReady (if Shutdown was not called) and joins the workers.
+  // Never waits for a postponement. Must not run inside one of its callables.
+  ~Engine();
+
+  // Accepts `f`, callable as f(Context&) or f(), returning void or absl::Status,
+  // possibly throwing. Errors (nothing changes): InvalidArgument for an empty
+  // callable, an empty or oversized token, a bad recurrence rule, a time out of
+  // range; ResourceExhausted when max_pending (or max_timers) is reached;
+  // FailedPrecondition after Shutdown began.
+  template <typename F>
+  absl::StatusOr<Handle> Submit(F&& f, SubmitOptions options = {}) {
+    using Fn = std::decay_t<F>;
+    static_assert(detail::TakesContext<Fn> || detail::TakesNothing<Fn>,
+                  "Submit takes a callable invocable as f(ordo::Context&) or f()");
+    if (detail::IsEmptyCallable(f)) return RejectEmptyCallable();
+    if (absl::Status s = Validate(options); !s.ok()) return s;
+    void* storage = nullptr;
+    internal::Operation* op = NewOperation(&storage);
+    const detail::CallableOps* ops;
+    try {
+      ops = detail::Emplace(storage, std::forward<F>(f));
+    } catch (...) {
+      DiscardOperation(op);
+      throw;
+    }
+    return Enqueue(op, ops, std::move(options));
+  }
+
+  // Cancels an operation: kCanceled if it had not started (its body never runs and
+  // its chain moves on), kCancelRequested if it is running. FailedPrecondition if
+  // it is already terminal; InvalidArgument for an empty handle.
+  absl::StatusOr<CancelOutcome> Cancel(const Handle& handle);
+
+  // Changes (or, with nullopt, clears) the postpone-until time of an operation that
+  // has not started; it keeps its place in its chain. FailedPrecondition if it
+  // started or is terminal, or during shutdown.
+  absl::Status Postpone(const Handle& handle, std::optional<Clock::time_point> until);
+  // Holds a not-started operation; a suspended head blocks its chain.
+  absl::Status Suspend(const Handle& handle);
+  // Releases a suspended operation (Postponed again if its time has not come).
+  absl::Status Resume(const Handle& handle);
+
+  // Token controls act on every not-started operation of the token that was
+  // submitted before the call took effect (later submits are not affected).
+  // They return how many operations changed.
+  absl::StatusOr<std::size_t> CancelToken(const Token& token);
+  absl::StatusOr<std::size_t> SuspendToken(const Token& token);
+  // Resumes every suspended operation of the token and releases a chain held by
+  // FailurePolicy::kHalt.
+  absl::StatusOr<std::size_t> ResumeToken(const Token& token);
+  absl::StatusOr<TokenReport> TokenInfo(const Token& token) const;
+  absl::Status SetFailurePolicy(const Token& token, FailurePolicy policy);
+
+  // Returns once nothing is running and nothing is runnable (postponed and
+  // suspended operations, and those waiting behind them, do not count).
+  // FailedPrecondition when called from inside a callable of this engine.
+  absl::Status WaitIdle();
+
+  // Stops accepting work and finishes per `mode`; returns once every accepted
+  // operation is terminal and the workers have stopped. A second call is a no-op
+  // returning OK. FailedPrecondition inside a callable.
+  absl::Status Shutdown(ShutdownMode mode = ShutdownMode::kDrainReady);
+
+  Stats stats() const;
+  Clock& clock() const;
+  int workers() const;
+
+ private:
+  absl::Status RejectEmptyCallable();
+  absl::Status Validate(const SubmitOptions& options);
+  internal::Operation* NewOperation(void** storage);
+  void DiscardOperation(internal::Operation* op);
+  absl::StatusOr<Handle> Enqueue(internal::Operation* op, const detail::CallableOps* ops,
+                                 SubmitOptions&& options);
+
+  std::unique_ptr<internal::EngineImpl> impl_;
+};
+
+}  // namespace ordo
+
+#endif  // ORDO_ENGINE_H_

@@ -1,0 +1,105 @@
+// chain.h: the per-token queue of operations, an intrusive MPSC list.
+//
+// Roles: producers are any threads submitting with this token; the runner is the
+// one thread holding the chain's activation (a worker, or the party that makes a
+// held head runnable again).
+// Invariants
+//   C1  tail_ == nullptr  <=>  the chain is idle and nobody holds the activation.
+//   C2  The producer whose exchange returns nullptr takes the activation: it makes
+//       its operation the head; nobody else may.
+//   C3  A node is not recycled while it is tail_ or its chain_next is unset and
+//       a producer exchanged it out of tail_ (the runner waits for that link).
+//   C4  The runner moves to node N+1 only after node N is terminal; so at most one
+//       operation of the chain is in progress, and they start in push order.
+//   C5  The push order is the modification order of tail_: if Push(A)
+//       happens-before Push(B), A's exchange precedes B's, so A is ahead of B.
+// Algorithm: Vyukov's intrusive MPSC queue, without a stub node: the empty state is
+// tail_ == nullptr, and the CAS that empties it (TokenMap::Advance) is the runner's
+// release of the activation.
+// Rejected: a mutex per chain (a preempted holder stalls every producer of a hot
+// token); a chain object per token kept forever (an idle token must cost 0 bytes).
+#ifndef ORDO_CORE_SRC_CHAIN_H_
+#define ORDO_CORE_SRC_CHAIN_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "operation.h"
+#include "ordo/engine.h"
+#include "sync.h"
+
+namespace ordo::internal {
+
+// A token as the map sees it: kind, bytes (the text, or the integer's 8 bytes)
+// and a well-mixed 64-bit hash whose low bits pick the hint slot and shard.
+struct TokenKey {
+  std::uint8_t kind = 0;  // Token::Kind
+  std::string_view bytes;
+  std::uint64_t hash = 0;
+};
+
+// Builds the key of `token`; `scratch` holds an integer's bytes.
+TokenKey MakeTokenKey(const Token& token, char (&scratch)[8]);
+
+class Chain {
+ public:
+  // Producer: appends `op` (C5). True if the chain was idle and the caller took
+  // the activation (C2).
+  bool Push(Operation* op) {
+    ChaosPoint();
+    // Relaxed: published by the exchange below (release half).
+    op->chain_next.store(nullptr, std::memory_order_relaxed);
+    // acq_rel, pairing with this same exchange in neighbouring producers and with
+    // the runner's emptying CAS in TokenMap::TryRetire:
+    //   release: our reset above is ordered before a later producer links onto op;
+    //   acquire: when prev == nullptr, everything the last runner did (the previous
+    //   operation's writes) happens-before our activation of op.
+    Operation* prev = tail_.exchange(op, std::memory_order_acq_rel);
+    if (prev == nullptr) return true;
+    ChaosPoint();
+    // Release: publishes *op to the runner; pairs with the acquire load of
+    // chain_next in TokenMap::Advance.
+    prev->chain_next.store(op, std::memory_order_release);
+    return false;
+  }
+
+  bool Matches(const TokenKey& key) const {
+    return hash_ == key.hash && kind_ == key.kind && token_ == key.bytes;
+  }
+  TokenKey key() const { return TokenKey{kind_, token_, hash_}; }
+
+  // --- fixed while the chain is reachable (set under the shard lock before it
+  // is published) ---
+  std::string token_;
+  std::uint64_t hash_ = 0;
+  std::uint8_t kind_ = 0;
+
+  // The tail of the list (C1). See Push and TokenMap::TryRetire.
+  Atomic<Operation*> tail_{nullptr};
+  // The current head, for diagnostics (Explain, TokenInfo). Release on store by
+  // whoever makes a node head; acquire on load.
+  Atomic<Operation*> head_{nullptr};
+  // Not-terminal operations of this chain. Incremented by producers before the
+  // push, decremented by whoever makes one terminal. Relaxed: a gauge; the chain's
+  // lifetime does not depend on it (the retirement protocol uses tail_).
+  Atomic<std::int64_t> pending_{0};
+  // The failure policy in force (FailurePolicy); written under the shard lock,
+  // read by the runner. Relaxed: a setting, it orders nothing.
+  Atomic<std::uint8_t> policy_{static_cast<std::uint8_t>(FailurePolicy::kContinue)};
+  // FailurePolicy::kHalt: the failed head the chain is held at, until
+  // ResumeToken schedules it again (a worker then moves the chain on). Under the
+  // shard lock.
+  Operation* halted_at_ = nullptr;
+  bool deferred_ = false;  // under the shard lock: in Shard::deferred
+  // The head a token control is walking from (hazard pointer, one per chain).
+  // Protocol (seq_cst on both sides): the walker stores hazard_ = h, then re-reads
+  // head_ == h; the runner stores head_ = next, then reads hazard_ and does not
+  // release its old head while hazard_ names it. Walkers hold the shard lock, so
+  // one hazard slot suffices. See EngineImpl::ForEachInChain, ReleaseChainNode.
+  Atomic<Operation*> hazard_{nullptr};
+};
+
+}  // namespace ordo::internal
+
+#endif  // ORDO_CORE_SRC_CHAIN_H_

@@ -1,0 +1,47 @@
+// config.h: compile-time capacities. A test build (ORDO_SMALL_WORLD) makes them
+// tiny so that wrap-around, overflow, cascade and steal races happen within a few
+// operations.
+#ifndef ORDO_CORE_SRC_CONFIG_H_
+#define ORDO_CORE_SRC_CONFIG_H_
+
+#include <bit>
+#include <cstddef>
+
+namespace ordo::internal {
+
+#ifdef ORDO_SMALL_WORLD
+inline constexpr std::size_t kDequeCapacity = 4;
+inline constexpr std::size_t kTokenShards = 2;
+inline constexpr std::size_t kHintSlots = 4;
+inline constexpr std::size_t kInjectorBatch = 2;
+inline constexpr std::size_t kPoolCacheNodes = 4;
+inline constexpr std::size_t kShardChainCache = 1;
+inline constexpr std::size_t kWheelSlotsPerLevel = 4;
+inline constexpr std::size_t kWheelLevels = 3;
+#else
+inline constexpr std::size_t kDequeCapacity = 256;
+inline constexpr std::size_t kTokenShards = 64;
+inline constexpr std::size_t kHintSlots = 8192;
+inline constexpr std::size_t kInjectorBatch = 32;
+inline constexpr std::size_t kPoolCacheNodes = 64;
+inline constexpr std::size_t kShardChainCache = 64;
+// Timing wheel: 64 slots per level, 7 levels: 1 ms ticks reach 139 years
+// (table in timing_wheel.h).
+inline constexpr std::size_t kWheelSlotsPerLevel = 64;
+inline constexpr std::size_t kWheelLevels = 7;
+#endif
+// Counter stripes that threads outside the engine share (workers own one each).
+inline constexpr std::size_t kExternalStripes = 16;
+// How often (in operations) a worker looks at the injector before its own deque,
+// so that outside submissions are not starved by a busy local deque.
+inline constexpr unsigned kInjectorCheckInterval = 61;
+
+static_assert(std::has_single_bit(kDequeCapacity), "deque indices are masked");
+static_assert(std::has_single_bit(kTokenShards), "shard index is masked from the hash");
+static_assert(std::has_single_bit(kHintSlots), "slot index is masked from the hash");
+static_assert(kHintSlots % kTokenShards == 0,
+              "a hint slot must belong to exactly one shard (slot bits include shard bits)");
+
+}  // namespace ordo::internal
+
+#endif  // ORDO_CORE_SRC_CONFIG_H_

@@ -1,0 +1,362 @@
+// engine.cc: the public classes (Engine, Handle, Context, clocks, states, stats)
+// over EngineImpl.
+#include "ordo/engine.h"
+
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "engine_impl.h"
+#include "retry_status.h"
+
+namespace ordo {
+
+using internal::EngineImpl;
+using internal::Operation;
+
+// --- Engine ----------------------------------------------------------------
+
+Engine::Engine(Options options) : impl_(std::make_unique<EngineImpl>(std::move(options))) {}
+Engine::~Engine() = default;
+
+absl::Status Engine::RejectEmptyCallable() {
+  impl_->CountRejected();
+  return absl::InvalidArgumentError(
+      "Submit: the callable is empty (a null function pointer or an empty "
+      "std::function/AnyInvocable); pass something to run");
+}
+absl::Status Engine::Validate(const SubmitOptions& options) { return impl_->Validate(options); }
+internal::Operation* Engine::NewOperation(void** storage) { return impl_->NewOperation(storage); }
+void Engine::DiscardOperation(internal::Operation* op) { impl_->DiscardOperation(op); }
+absl::StatusOr<Handle> Engine::Enqueue(internal::Operation* op, const detail::CallableOps* ops,
+                                       SubmitOptions&& options) {
+  return impl_->Enqueue(op, ops, std::move(options));
+}
+
+namespace {
+absl::Status NoHandle(const char* what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, ": the handle refers to no operation (default-constructed or "
+                         "moved from); pass the handle Submit returned"));
+}
+}  // namespace
+
+// A handle is only accepted by the engine that made it.
+#define ORDO_OWN_HANDLE(what, handle)                                                   \
+  do {                                                                                  \
+    if (!(handle).valid()) return NoHandle(what);                                       \
+    if ((handle).op_->engine != impl_.get())                                            \
+      return absl::InvalidArgumentError(                                                \
+          absl::StrCat(what, ": the handle belongs to another engine"));                \
+  } while (0)
+
+absl::StatusOr<CancelOutcome> Engine::Cancel(const Handle& handle) {
+  ORDO_OWN_HANDLE("Cancel", handle);
+  return impl_->Cancel(handle.op_);
+}
+absl::Status Engine::Postpone(const Handle& handle, std::optional<Clock::time_point> until) {
+  ORDO_OWN_HANDLE("Postpone", handle);
+  return impl_->Postpone(handle.op_, until);
+}
+absl::Status Engine::Suspend(const Handle& handle) {
+  ORDO_OWN_HANDLE("Suspend", handle);
+  return impl_->Suspend(handle.op_);
+}
+absl::Status Engine::Resume(const Handle& handle) {
+  ORDO_OWN_HANDLE("Resume", handle);
+  return impl_->Resume(handle.op_);
+}
+#undef ORDO_OWN_HANDLE
+
+absl::StatusOr<std::size_t> Engine::CancelToken(const Token& token) {
+  return impl_->CancelToken(token);
+}
+absl::StatusOr<std::size_t> Engine::SuspendToken(const Token& token) {
+  return impl_->SuspendToken(token);
+}
+absl::StatusOr<std::size_t> Engine::ResumeToken(const Token& token) {
+  return impl_->ResumeToken(token);
+}
+absl::StatusOr<TokenReport> Engine::TokenInfo(const Token& token) const {
+  return impl_->TokenInfo(token);
+}
+absl::Status Engine::SetFailurePolicy(const Token& token, FailurePolicy policy) {
+  return impl_->SetFailurePolicy(token, policy);
+}
+absl::Status Engine::WaitIdle() { return impl_->WaitIdle(); }
+absl::Status Engine::Shutdown(ShutdownMode mode) { return impl_->Shutdown(mode); }
+Stats Engine::stats() const { return impl_->stats(); }
+Clock& Engine::clock() const { return impl_->clock(); }
+int Engine::workers() const { return impl_->workers(); }
+
+// --- Handle ----------------------------------------------------------------
+
+Handle::Handle(const Handle& other) : op_(other.op_) {
+  if (op_ != nullptr) EngineImpl::AddRef(op_);
+}
+Handle& Handle::operator=(const Handle& other) {
+  if (this != &other) {
+    if (other.op_ != nullptr) EngineImpl::AddRef(other.op_);
+    if (op_ != nullptr) EngineImpl::DropRef(op_);
+    op_ = other.op_;
+  }
+  return *this;
+}
+Handle& Handle::operator=(Handle&& other) noexcept {
+  if (this != &other) {
+    if (op_ != nullptr) EngineImpl::DropRef(op_);
+    op_ = other.op_;
+    other.op_ = nullptr;
+  }
+  return *this;
+}
+Handle::~Handle() {
+  if (op_ != nullptr) EngineImpl::DropRef(op_);
+}
+
+std::uint64_t Handle::id() const { return op_ == nullptr ? 0 : op_->id_relaxed(); }
+
+State Handle::state() const {
+  if (op_ == nullptr) return State::kCanceled;
+  // Acquire: pairs with the release of every state transition.
+  return internal::StateOf(op_->word.load(std::memory_order_acquire));
+}
+
+std::string Handle::error() const {
+  if (op_ == nullptr) return "no operation";
+  const std::uint32_t w = op_->word.load(std::memory_order_acquire);  // as in state()
+  const State s = internal::StateOf(w);
+  if (s == State::kCanceled) {
+    const internal::OpExtras* ex = op_->extras.load(std::memory_order_acquire);
+    if (ex != nullptr && !ex->error.empty()) return ex->error;
+    switch (internal::ReasonOf(w)) {
+      case internal::CancelReason::kByToken: return "canceled by CancelToken";
+      case internal::CancelReason::kByShutdown: return "canceled by Shutdown";
+      case internal::CancelReason::kByPolicy:
+        return "canceled: an operation ahead of it on its token failed (FailurePolicy::kCancelRest)";
+      case internal::CancelReason::kRetriesDuringShutdown:
+        return "canceled: a retry was due while the engine shut down";
+      default: return "canceled by Cancel";
+    }
+  }
+  if (s != State::kFailed) return "";
+  const internal::OpExtras* ex = op_->extras.load(std::memory_order_acquire);
+  return ex == nullptr ? std::string() : ex->error;
+}
+
+int Handle::retry_count() const {
+  return op_ == nullptr ? 0 : op_->retry_count.load(std::memory_order_acquire);
+}
+
+std::string Handle::name() const {
+  if (op_ == nullptr) return "";
+  const internal::OpExtras* ex = op_->extras.load(std::memory_order_acquire);
+  return ex == nullptr ? std::string() : ex->name;
+}
+
+namespace {
+Clock::time_point FromNs(std::int64_t ns) { return Clock::time_point(Clock::duration(ns)); }
+}  // namespace
+
+Clock::time_point Handle::created_at() const {
+  return op_ == nullptr ? Clock::time_point{}
+                        : FromNs(op_->created_ns.load(std::memory_order_relaxed));
+}
+std::optional<Clock::time_point> Handle::started_at() const {
+  if (op_ == nullptr) return std::nullopt;
+  (void)op_->word.load(std::memory_order_acquire);  // orders the read below
+  const std::int64_t t = op_->started_ns.load(std::memory_order_relaxed);
+  if (t == internal::kNoTime) return std::nullopt;
+  return FromNs(t);
+}
+std::optional<Clock::time_point> Handle::completed_at() const {
+  if (op_ == nullptr || !IsTerminal(state())) return std::nullopt;
+  return FromNs(op_->completed_ns.load(std::memory_order_relaxed));  // after acquire in state()
+}
+
+State Handle::Wait() const {
+  if (op_ == nullptr) return State::kCanceled;
+  for (;;) {
+    std::uint32_t w = op_->word.load(std::memory_order_acquire);  // as in state()
+    if (IsTerminal(internal::StateOf(w))) return internal::StateOf(w);
+    if ((w & internal::kWaiterBit) == 0) {
+      // Relaxed on failure: we reload with acquire above. The bit tells the
+      // finisher to wake this word's futex (FinishInProgress, TryCancelNotStarted).
+      if (!op_->word.compare_exchange_weak(w, w | internal::kWaiterBit,
+                                           std::memory_order_acq_rel,
+                                           std::memory_order_relaxed)) {
+        continue;
+      }
+      w |= internal::kWaiterBit;
+    }
+    internal::FutexWait(&op_->word, w);
+  }
+}
+
+bool Handle::WaitFor(std::chrono::nanoseconds timeout) const {
+  if (op_ == nullptr) return true;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    std::uint32_t w = op_->word.load(std::memory_order_acquire);  // as in state()
+    if (IsTerminal(internal::StateOf(w))) return true;
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero()) return false;
+    if ((w & internal::kWaiterBit) == 0) {
+      if (!op_->word.compare_exchange_weak(w, w | internal::kWaiterBit,
+                                           std::memory_order_acq_rel,
+                                           std::memory_order_relaxed)) {
+        continue;
+      }
+      w |= internal::kWaiterBit;
+    }
+    internal::FutexWait(&op_->word, w,
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+  }
+}
+
+std::string Handle::Explain() const {
+  if (op_ == nullptr) return "no operation (empty handle)";
+  return op_->engine->Explain(op_);
+}
+
+Handle Handle::next_occurrence() const {
+  if (op_ == nullptr) return Handle();
+  const internal::OpExtras* ex = op_->extras.load(std::memory_order_acquire);
+  if (ex == nullptr) return Handle();
+  // Acquire: pairs with the runner's release store in SpawnNextOccurrence.
+  Operation* n = ex->successor.load(std::memory_order_acquire);
+  if (n == nullptr) return Handle();
+  EngineImpl::AddRef(n);  // safe: our op holds a reference to n
+  return Handle(n);
+}
+
+// --- Context ---------------------------------------------------------------
+
+std::uint64_t Context::id() const { return op_->id_relaxed(); }
+bool Context::cancel_requested() const {
+  return op_->cancel_requested.load(std::memory_order_relaxed);  // a request; see Operation
+}
+int Context::retry_count() const { return op_->retry_count.load(std::memory_order_relaxed); }
+void Context::RetryAfter(std::chrono::nanoseconds delay, std::string_view reason) {
+  engine_->RequestRetry(op_, delay, reason);
+}
+
+absl::Status RetryStatus(std::chrono::nanoseconds delay, std::string_view message) {
+  absl::Status s = absl::UnavailableError(
+      absl::string_view(message.data(), message.size()));
+  s.SetPayload(internal::kRetryPayloadUrl, absl::Cord(std::to_string(delay.count())));
+  return s;
+}
+
+namespace internal {
+std::optional<std::int64_t> RetryDelayOf(const absl::Status& status) {
+  absl::optional<absl::Cord> p = status.GetPayload(kRetryPayloadUrl);
+  if (!p.has_value()) return std::nullopt;
+  std::int64_t v = 0;
+  if (!absl::SimpleAtoi(std::string(*p), &v)) return std::nullopt;
+  return v;
+}
+}  // namespace internal
+
+// --- Clocks ----------------------------------------------------------------
+
+SystemClock& SystemClock::Instance() {
+  static SystemClock* clock = new SystemClock();  // never destroyed: engines may outlive statics
+  return *clock;
+}
+
+ManualClock::ManualClock()
+    : ManualClock(time_point(std::chrono::duration_cast<duration>(
+          std::chrono::seconds(1767225600)))) {}  // 2026-01-01T00:00:00Z
+ManualClock::ManualClock(time_point start) : now_ns_(start.time_since_epoch().count()) {}
+
+Clock::time_point ManualClock::Now() const {
+  return time_point(duration(now_ns_.load(std::memory_order_acquire)));  // see now_ns_
+}
+
+void ManualClock::Advance(duration d) {
+  if (d.count() > 0) now_ns_.fetch_add(d.count(), std::memory_order_acq_rel);  // see now_ns_
+  Notify();
+}
+
+void ManualClock::Set(time_point t) {
+  now_ns_.store(t.time_since_epoch().count(), std::memory_order_release);  // see now_ns_
+  Notify();
+}
+
+std::uint64_t ManualClock::AddListener(std::function<void()> on_advance) {
+  std::lock_guard<std::mutex> lock(listeners_mu_);
+  const std::uint64_t id = next_listener_id_++;
+  listeners_.emplace_back(id, std::move(on_advance));
+  return id;
+}
+
+void ManualClock::RemoveListener(std::uint64_t id) {
+  std::lock_guard<std::mutex> lock(listeners_mu_);
+  std::erase_if(listeners_, [id](const auto& e) { return e.first == id; });
+}
+
+void ManualClock::Notify() {
+  // Under the lock: RemoveListener (engine destruction) waits for a running
+  // notification, so a listener never runs on a destroyed engine.
+  std::lock_guard<std::mutex> lock(listeners_mu_);
+  for (auto& [id, fn] : listeners_) fn();
+}
+
+// --- States and stats ------------------------------------------------------
+
+std::string_view StateName(State s) {
+  switch (s) {
+    case State::kWaiting: return "Waiting";
+    case State::kPostponed: return "Postponed";
+    case State::kSuspended: return "Suspended";
+    case State::kInProgress: return "InProgress";
+    case State::kSucceeded: return "Succeeded";
+    case State::kFailed: return "Failed";
+    case State::kCanceled: return "Canceled";
+  }
+  return "Unknown";
+}
+
+DynamicsCodes ToDynamics(State s) {
+  switch (s) {
+    case State::kWaiting: return {DynamicsStateCode::kReady, 0};
+    case State::kPostponed: return {DynamicsStateCode::kSuspended, 10};
+    case State::kSuspended: return {DynamicsStateCode::kSuspended, 10};
+    case State::kInProgress: return {DynamicsStateCode::kLocked, 20};
+    case State::kSucceeded: return {DynamicsStateCode::kCompleted, 30};
+    case State::kFailed: return {DynamicsStateCode::kCompleted, 31};
+    case State::kCanceled: return {DynamicsStateCode::kCompleted, 32};
+  }
+  return {DynamicsStateCode::kReady, 0};
+}
+
+std::string Stats::ToPrometheus() const {
+  std::string out;
+  auto counter = [&out](const char* name, const char* help, std::uint64_t v) {
+    absl::StrAppendFormat(&out, "# HELP ordo_%s %s\n# TYPE ordo_%s counter\nordo_%s %d\n", name,
+                          help, name, name, v);
+  };
+  auto gauge = [&out](const char* name, const char* help, std::uint64_t v) {
+    absl::StrAppendFormat(&out, "# HELP ordo_%s %s\n# TYPE ordo_%s gauge\nordo_%s %d\n", name,
+                          help, name, name, v);
+  };
+  counter("submitted_total", "Operations accepted by Submit.", submitted);
+  counter("rejected_total", "Submissions refused with an error.", rejected);
+  counter("started_total", "Attempts started.", started);
+  counter("succeeded_total", "Operations that ended Succeeded.", succeeded);
+  counter("failed_total", "Operations that ended Failed.", failed);
+  counter("canceled_total", "Operations that ended Canceled.", canceled);
+  counter("retried_total", "Attempts that were retried.", retried);
+  counter("steals_total", "Operations stolen between workers.", steals);
+  counter("parks_total", "Times a worker went to sleep.", parks);
+  gauge("pending", "Accepted operations not yet terminal.", pending);
+  gauge("postponed", "Timers pending in the timing wheel.", postponed);
+  gauge("active_chains", "Tokens holding a chain now.", active_chains);
+  gauge("workers", "Worker threads.", static_cast<std::uint64_t>(workers));
+  return out;
+}
+
+}  // namespace ordo

@@ -1,0 +1,937 @@
+// engine_impl.cc: construction, submit, control of single operations and tokens,
+// WaitIdle, Shutdown, stats. Workers are in worker.cc, timers in timers.cc.
+#include "engine_impl.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "op_pool.h"
+#include "ordo/recurrence.h"
+
+namespace ordo::internal {
+
+namespace {
+
+std::string FormatTime(std::int64_t ns) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixNanos(ns), absl::UTCTimeZone());
+}
+
+std::string OpName(Operation* op) { return absl::StrCat("op ", op->id_relaxed()); }
+
+std::string StateText(State s) { return std::string(StateName(s)); }
+
+bool NotStarted(State s) {
+  return s == State::kWaiting || s == State::kPostponed || s == State::kSuspended;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Construction and teardown
+
+EngineImpl::EngineImpl(Options options) : options_(std::move(options)) {
+  if (options_.workers <= 0) {
+    options_.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  if (options_.chain_budget < 1) options_.chain_budget = 1;
+  if (options_.tick.count() <= 0) options_.tick = std::chrono::milliseconds(1);
+  if (options_.max_pending == 0) options_.max_pending = 1;
+  clock_ = options_.clock != nullptr ? options_.clock : &SystemClock::Instance();
+  // Credits move between stripes in batches small enough that a stripe's hoard
+  // is a small part of the limit.
+  batch_ = static_cast<std::int64_t>(
+      std::clamp<std::size_t>(options_.max_pending / 1024, 1, 256));
+  global_credits_.store(static_cast<std::int64_t>(options_.max_pending),
+                        std::memory_order_relaxed);
+  external_.reset(new Stripe[kExternalStripes]);
+  {
+    MutexLock lock(&timer_mu_);
+    wheel_ = std::make_unique<TimingWheel>(options_.tick.count(), NowNs(), options_.max_timers);
+  }
+  parker_ = std::make_unique<Parker>(options_.workers);
+  workers_.reserve(options_.workers);
+  for (int i = 0; i < options_.workers; ++i) {
+    workers_.push_back(std::make_unique<Worker>(this, i, injector_));
+  }
+  for (auto& w : workers_) {
+    Worker* raw = w.get();
+    w->thread = std::thread([this, raw] { WorkerLoop(raw); });
+  }
+  if (clock_->is_manual()) {
+    clock_listener_ = clock_->AddListener([this] { OnClockAdvanced(); });
+  } else {
+    timekeeper_ = std::thread([this] { TimekeeperLoop(); });
+  }
+}
+
+EngineImpl::~EngineImpl() {
+  (void)Shutdown(ShutdownMode::kDrainReady);
+  if (clock_listener_ != 0) clock_->RemoveListener(clock_listener_);
+  // Release: pairs with the workers' and timekeeper's acquire loads of stop_.
+  stop_.store(true, std::memory_order_release);
+  parker_->WakeAll();
+  KickTimekeeper();
+  for (auto& w : workers_) w->thread.join();
+  if (timekeeper_.joinable()) timekeeper_.join();
+  // Every operation is terminal and no queue holds one; what is left are halted
+  // heads' references (released by Shutdown) and the token map's idle chains.
+  tokens_.SweepDeferred();
+}
+
+// ---------------------------------------------------------------------------
+// Admission credits. The limit is max_pending; credits travel from a global pool
+// to per-stripe hoards in batches, and back, so a submission usually touches
+// only its own stripe. When the pool runs dry the submitter reclaims every
+// stripe's hoard before it reports the engine full, so a rejection means the
+// limit was reached (up to submissions racing with the reclaim).
+
+bool EngineImpl::TakeCredit(Stripe& st) {
+  // Relaxed throughout: credits are a count; no data is published through them.
+  std::int64_t c = st.credits.load(std::memory_order_relaxed);
+  while (c > 0) {
+    if (st.credits.compare_exchange_weak(c, c - 1, std::memory_order_relaxed)) return true;
+  }
+  for (int round = 0; round < 2; ++round) {
+    std::int64_t g = global_credits_.load(std::memory_order_relaxed);
+    while (g > 0) {
+      const std::int64_t take = std::min(g, batch_);
+      if (global_credits_.compare_exchange_weak(g, g - take, std::memory_order_relaxed)) {
+        if (take > 1) st.credits.fetch_add(take - 1, std::memory_order_relaxed);
+        return true;
+      }
+    }
+    if (round == 1) break;
+    auto reclaim = [this](Stripe& s) {
+      const std::int64_t v = s.credits.exchange(0, std::memory_order_relaxed);
+      if (v > 0) global_credits_.fetch_add(v, std::memory_order_relaxed);
+    };
+    for (std::size_t i = 0; i < kExternalStripes; ++i) reclaim(external_[i]);
+    for (auto& w : workers_) reclaim(w->stripe);
+  }
+  return false;
+}
+
+void EngineImpl::GiveCredit(Stripe& st) {
+  const std::int64_t c = st.credits.fetch_add(1, std::memory_order_relaxed) + 1;  // a count
+  if (c > 2 * batch_) {
+    st.credits.fetch_sub(batch_, std::memory_order_relaxed);
+    global_credits_.fetch_add(batch_, std::memory_order_relaxed);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Submit
+
+absl::Status EngineImpl::Validate(const SubmitOptions& o) {
+  if (o.token.kind() == Token::Kind::kString) {
+    if (o.token.text().empty()) {
+      CountRejected();
+      return absl::InvalidArgumentError(
+          "Submit: the dependency token is an empty string; pass a non-empty token, or no "
+          "token (a default-constructed ordo::Token) for an independent operation");
+    }
+    if (o.token.text().size() > options_.max_token_bytes) {
+      CountRejected();
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "Submit: the dependency token is %d bytes, over the limit of %d "
+          "(Options::max_token_bytes); use a shorter token, e.g. a hash of it",
+          o.token.text().size(), options_.max_token_bytes));
+    }
+  }
+  if (o.postpone_until.has_value()) {
+    const std::int64_t t = o.postpone_until->time_since_epoch().count();
+    const std::int64_t now = NowNs();
+    if (t < 0) {
+      CountRejected();
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Submit: postpone_until is before 1970-01-01T00:00:00Z (out of range); pass a "
+          "time point of the engine's clock"));
+    }
+    if (t > now && t - now > options_.horizon.count()) {
+      CountRejected();
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Submit: postpone_until ", FormatTime(t), " is beyond the engine's horizon of ",
+          absl::FormatDuration(absl::FromChrono(options_.horizon)),
+          " from now (Options::horizon); postpone less far or raise the horizon"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void EngineImpl::CountRejected() { Bump(MyStripe().rejected); }
+
+Operation* EngineImpl::NewOperation(void** storage) {
+  Operation* op = OpPool::Allocate();
+  *storage = op->callable_storage();
+  return op;
+}
+
+void EngineImpl::DiscardOperation(Operation* op) {
+  // The callable was not constructed (its constructor threw) or was destroyed.
+  op->ops = nullptr;
+  OpExtras* ex = op->extras.load(std::memory_order_relaxed);  // private node
+  if (ex != nullptr) {
+    DeleteRecurrence(ex);
+    delete ex;
+    op->extras.store(nullptr, std::memory_order_relaxed);
+  }
+  OpPool::Free(op);
+}
+
+OpExtras* EngineImpl::ExtrasOf(Operation* op) {
+  // Acquire/release: the only writers are the submitter (before publishing) and
+  // the sole runner (H4); readers in Handle load with acquire.
+  OpExtras* ex = op->extras.load(std::memory_order_acquire);
+  if (ex == nullptr) {
+    ex = new OpExtras();
+    op->extras.store(ex, std::memory_order_release);
+  }
+  return ex;
+}
+
+void EngineImpl::DeleteRecurrence(OpExtras* ex) {
+  delete static_cast<RecurrenceRule*>(ex->recurrence);
+  ex->recurrence = nullptr;
+}
+
+absl::StatusOr<Handle> EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
+                                           SubmitOptions&& o) {
+  op->ops = ops;
+  std::unique_ptr<RecurrenceRule> rule;
+  if (!o.recurrence.empty()) {
+    absl::StatusOr<RecurrenceRule> parsed = RecurrenceRule::Parse(o.recurrence);
+    if (!parsed.ok()) {
+      ops->destroy(op->storage);
+      DiscardOperation(op);
+      CountRejected();
+      return absl::InvalidArgumentError(
+          absl::StrCat("Submit: invalid recurrence rule \"", o.recurrence, "\": ",
+                       parsed.status().message()));
+    }
+    rule = std::make_unique<RecurrenceRule>(*std::move(parsed));
+  }
+  Stripe& st = MyStripe();
+  // seq_cst: Dekker with Shutdown (it stores closed_, then reads submitting): either
+  // Shutdown waits for this submit, or this submit sees closed_.
+  st.submitting.fetch_add(1, std::memory_order_seq_cst);
+  absl::Status refused;
+  if (closed_.load(std::memory_order_seq_cst)) {
+    refused = absl::FailedPreconditionError(
+        "Submit: the engine is shut down (Shutdown was called); submit to a live engine");
+  } else if (!TakeCredit(st)) {
+    refused = absl::ResourceExhaustedError(absl::StrFormat(
+        "Submit: the engine is full: %d operations pending (Options::max_pending); wait for "
+        "some to finish (WaitIdle, Handle::Wait) or raise the limit",
+        options_.max_pending));
+  }
+  if (!refused.ok()) {
+    st.submitting.fetch_sub(1, std::memory_order_release);
+    ops->destroy(op->storage);
+    DiscardOperation(op);
+    Bump(st.rejected);
+    return refused;
+  }
+  const std::int64_t now = NowNs();
+  // Relaxed stores: the node is private until the push below publishes it.
+  op->id.store(next_id_.fetch_add(1, std::memory_order_relaxed) + 1,
+               std::memory_order_relaxed);  // relaxed: unique, ordered per its counter
+  op->engine = this;
+  op->created_ns.store(now, std::memory_order_relaxed);
+  op->refs.store(2, std::memory_order_relaxed);  // the Handle's and the engine's
+  if (!o.name.empty() || rule != nullptr || o.max_retries >= 0 ||
+      o.backoff.kind != Backoff::Kind::kFixed) {
+    OpExtras* ex = new OpExtras();
+    ex->name = std::move(o.name);
+    ex->max_retries = o.max_retries;
+    ex->backoff_kind = o.backoff.kind == Backoff::Kind::kExponential ? 1 : 0;
+    ex->backoff_max_ns = o.backoff.max_delay.count();
+    if (rule != nullptr) {
+      ex->recurrence_text = rule->ToString();
+      ex->recurrence_start_ns = o.postpone_until ? o.postpone_until->time_since_epoch().count() : now;
+      ex->recurrence = rule.release();
+    }
+    op->extras.store(ex, std::memory_order_relaxed);
+  }
+  std::int64_t due = o.postpone_until ? o.postpone_until->time_since_epoch().count() : kNoTime;
+  if (due != kNoTime && due <= now) due = kNoTime;  // a past time: runnable at once
+  State initial = State::kWaiting;
+  if (o.suspended) {
+    initial = State::kSuspended;
+  } else if (due != kNoTime) {
+    initial = State::kPostponed;
+  }
+  op->due_ns.store(due, std::memory_order_relaxed);
+  op->word.store(static_cast<std::uint32_t>(initial), std::memory_order_relaxed);
+  if (o.failure_policy != FailurePolicy::kDefault) SetPolicy(o.token, o.failure_policy);
+
+  if (initial == State::kPostponed) {
+    MutexLock lock(&timer_mu_);
+    absl::Status armed = ArmTimerLocked(op, due);
+    if (!armed.ok()) {
+      // Undo: nothing was published.
+      st.submitting.fetch_sub(1, std::memory_order_release);
+      GiveCredit(st);
+      ops->destroy(op->storage);
+      DiscardOperation(op);
+      Bump(st.rejected);
+      return armed;
+    }
+  }
+  if (initial == State::kSuspended) RegisterHeld(op);
+  Bump(st.submitted);
+  if (o.token.empty()) {
+    MakeHead(op);
+  } else {
+    char scratch[8];
+    const TokenKey key = MakeTokenKey(o.token, scratch);
+    op->token_hash = key.hash;
+    if (tokens_.Push(key, op)) MakeHead(op);
+  }
+  // Release: pairs with Shutdown's seq_cst loads of submitting; the push above
+  // happens-before Shutdown's drain.
+  st.submitting.fetch_sub(1, std::memory_order_release);
+  return Handle(op);
+}
+
+// ---------------------------------------------------------------------------
+// Control of one operation
+
+std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, CancelReason reason) {
+  // Acquire: see the latest transition's writes before deciding.
+  std::uint32_t w = op->word.load(std::memory_order_acquire);
+  std::uint32_t next;
+  do {
+    if (!NotStarted(StateOf(w))) return std::nullopt;
+    next = (WithState(w, State::kCanceled) & ~kReasonMask) |
+           (static_cast<std::uint32_t>(reason) << kReasonShift);
+    // Written before the CAS that publishes it (a losing CAS leaves it to the
+    // worker, which overwrites it when it finishes).
+    op->completed_ns.store(NowNs(), std::memory_order_relaxed);
+    // acq_rel: the cancel and a worker's start are RMWs on one word: one wins.
+    // Release publishes completed_ns to Handle readers.
+  } while (!op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
+                                           std::memory_order_acquire));
+  if (w & kWaiterBit) FutexWakeAll(&op->word);
+  OnTerminal(op, State::kCanceled, MyStripe());
+  const State was = StateOf(w);
+  if (was == State::kPostponed) {
+    MutexLock lock(&timer_mu_);
+    DisarmTimerLocked(op);  // its memory is released at once
+  }
+  if (was == State::kSuspended) UnregisterHeld(op);
+  // H2: a held head is scheduled so a worker moves its chain on at once. H3: a
+  // Waiting head is already owned, by its queue entry or by the runner about to
+  // start it inline; either sees Canceled and moves the chain on.
+  if ((w & kHeadBit) && (was == State::kPostponed || was == State::kSuspended)) Schedule(op);
+  return w;
+}
+
+absl::StatusOr<CancelOutcome> EngineImpl::Cancel(Operation* op) {
+  for (;;) {
+    if (TryCancelNotStarted(op, CancelReason::kByCancel)) return CancelOutcome::kCanceled;
+    const std::uint32_t w = op->word.load(std::memory_order_acquire);
+    const State s = StateOf(w);
+    if (s == State::kInProgress) {
+      // Relaxed: a request the callable polls; nothing is published with it.
+      op->cancel_requested.store(true, std::memory_order_relaxed);
+      // A retry may have moved it back to Postponed meanwhile: then cancel that.
+      if (StateOf(op->word.load(std::memory_order_acquire)) == State::kInProgress ||
+          IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) {
+        return CancelOutcome::kCancelRequested;
+      }
+      continue;
+    }
+    if (IsTerminal(s)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Cancel: ", OpName(op), " already finished (", StateText(s),
+          "); nothing was changed"));
+    }
+  }
+}
+
+absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point> until) {
+  if (closed_.load(std::memory_order_acquire)) {
+    return absl::FailedPreconditionError(
+        "Postpone: the engine is shutting down; postponements are refused");
+  }
+  std::int64_t due = kNoTime;
+  if (until.has_value()) {
+    SubmitOptions probe;
+    probe.postpone_until = until;
+    if (absl::Status s = Validate(probe); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("Postpone: ", s.message().substr(8)));
+    }
+    due = until->time_since_epoch().count();
+    if (due <= NowNs()) due = kNoTime;
+  }
+  bool schedule = false;
+  {
+    MutexLock lock(&timer_mu_);
+    std::uint32_t w = op->word.load(std::memory_order_acquire);
+    for (;;) {
+      const State s = StateOf(w);
+      if (!NotStarted(s)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "Postpone: ", OpName(op), " is ", StateText(s),
+            "; only an operation that has not started can be postponed"));
+      }
+      if (s == State::kSuspended) {
+        // Stays suspended; Resume uses the new time. Relaxed: read under timer_mu_.
+        op->due_ns.store(due, std::memory_order_relaxed);
+        return absl::OkStatus();
+      }
+      const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
+      // acq_rel: the change races with starts and cancels on the same word.
+      if (op->word.compare_exchange_weak(w, WithState(w, target), std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+        DisarmTimerLocked(op);
+        op->due_ns.store(due, std::memory_order_relaxed);  // under timer_mu_
+        if (target == State::kPostponed) {
+          absl::Status armed = ArmTimerLocked(op, due);
+          if (!armed.ok()) {
+            // Put it back to Waiting rather than strand it.
+            std::uint32_t cur = op->word.load(std::memory_order_acquire);
+            while (StateOf(cur) == State::kPostponed &&
+                   !op->word.compare_exchange_weak(cur, WithState(cur, State::kWaiting),
+                                                   std::memory_order_acq_rel)) {
+            }
+            op->due_ns.store(kNoTime, std::memory_order_relaxed);
+            if (cur & kHeadBit) schedule = true;
+            if (schedule) break;
+            return armed;
+          }
+        }
+        schedule = target == State::kWaiting && (w & kHeadBit) != 0;
+        break;
+      }
+    }
+  }
+  if (schedule) Schedule(op);  // H2
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::Suspend(Operation* op) {
+  if (closed_.load(std::memory_order_acquire)) {
+    return absl::FailedPreconditionError(
+        "Suspend: the engine is shutting down; suspensions are refused");
+  }
+  MutexLock lock(&timer_mu_);
+  std::uint32_t w = op->word.load(std::memory_order_acquire);
+  for (;;) {
+    const State s = StateOf(w);
+    if (s == State::kSuspended) return absl::OkStatus();
+    if (!NotStarted(s)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Suspend: ", OpName(op), " is ", StateText(s),
+          "; only an operation that has not started can be suspended"));
+    }
+    // acq_rel: as in Postpone.
+    if (op->word.compare_exchange_weak(w, WithState(w, State::kSuspended),
+                                       std::memory_order_acq_rel, std::memory_order_acquire)) {
+      DisarmTimerLocked(op);  // keeps due_ns for Resume
+      break;
+    }
+  }
+  RegisterHeld(op);
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::Resume(Operation* op) {
+  bool schedule = false;
+  {
+    MutexLock lock(&timer_mu_);
+    std::uint32_t w = op->word.load(std::memory_order_acquire);
+    for (;;) {
+      const State s = StateOf(w);
+      if (s != State::kSuspended) {
+        if (NotStarted(s)) return absl::OkStatus();  // not suspended: nothing to do
+        return absl::FailedPreconditionError(absl::StrCat(
+            "Resume: ", OpName(op), " is ", StateText(s), "; only a suspended operation resumes"));
+      }
+      std::int64_t due = op->due_ns.load(std::memory_order_relaxed);  // under timer_mu_
+      if (due != kNoTime && due <= NowNs()) due = kNoTime;
+      const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
+      if (op->word.compare_exchange_weak(w, WithState(w, target), std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+        op->due_ns.store(due, std::memory_order_relaxed);
+        if (target == State::kPostponed && !ArmTimerLocked(op, due).ok()) {
+          // The wheel is full: run it now rather than strand it.
+          std::uint32_t cur = op->word.load(std::memory_order_acquire);
+          while (StateOf(cur) == State::kPostponed &&
+                 !op->word.compare_exchange_weak(cur, WithState(cur, State::kWaiting),
+                                                 std::memory_order_acq_rel)) {
+          }
+          schedule = (cur & kHeadBit) != 0;
+        } else {
+          schedule = target == State::kWaiting && (w & kHeadBit) != 0;
+        }
+        break;
+      }
+    }
+  }
+  UnregisterHeld(op);
+  if (schedule) Schedule(op);  // H2
+  return absl::OkStatus();
+}
+
+void EngineImpl::RegisterHeld(Operation* op) {
+  MutexLock lock(&held_mu_);
+  if (held_.insert(op).second) AddRef(op);
+}
+
+void EngineImpl::UnregisterHeld(Operation* op) {
+  bool had;
+  {
+    MutexLock lock(&held_mu_);
+    had = held_.erase(op) > 0;
+  }
+  if (had) DropRef(op);
+}
+
+// ---------------------------------------------------------------------------
+// Failure policy and token controls
+
+std::string EngineImpl::PolicyKey(const Token& token) {
+  char scratch[8];
+  const TokenKey k = MakeTokenKey(token, scratch);
+  std::string key(1, static_cast<char>(k.kind));
+  key.append(k.bytes.data(), k.bytes.size());
+  return key;
+}
+
+void EngineImpl::SetPolicy(const Token& token, FailurePolicy p) {
+  if (token.empty()) return;
+  MutexLock lock(&policy_mu_);
+  if (p == FailurePolicy::kContinue || p == FailurePolicy::kDefault) {
+    policies_.erase(PolicyKey(token));
+  } else {
+    policies_[PolicyKey(token)] = p;
+  }
+  // Relaxed: a hint that lets the failure path skip the lock; set under the lock.
+  any_policy_.store(!policies_.empty(), std::memory_order_relaxed);
+}
+
+absl::Status EngineImpl::SetFailurePolicy(const Token& token, FailurePolicy policy) {
+  if (token.empty() || (token.kind() == Token::Kind::kString && token.text().empty())) {
+    return absl::InvalidArgumentError("SetFailurePolicy: pass a non-empty token");
+  }
+  SetPolicy(token, policy);
+  return absl::OkStatus();
+}
+
+FailurePolicy EngineImpl::PolicyFor(const Chain* c) {
+  if (!any_policy_.load(std::memory_order_relaxed)) return FailurePolicy::kContinue;
+  std::string key(1, static_cast<char>(c->kind_));
+  key += c->token_;
+  MutexLock lock(&policy_mu_);
+  auto it = policies_.find(key);
+  return it == policies_.end() ? FailurePolicy::kContinue : it->second;
+}
+
+void EngineImpl::CancelBehind(Operation* x, CancelReason reason) {
+  // The runner walks the nodes linked behind x; they cannot be released before
+  // the runner moves past x, which it has not.
+  for (Operation* n = x->chain_next.load(std::memory_order_acquire); n != nullptr;
+       n = n->chain_next.load(std::memory_order_acquire)) {  // pairs with Chain::Push
+    TryCancelNotStarted(n, reason);
+  }
+}
+
+bool EngineImpl::HaltChain(Chain* c, Operation* x) {
+  bool halted = false;
+  tokens_.WithChainLocked(c->key(), [&](Chain* found) {
+    if (found != c) return;
+    c->halted_at_ = x;
+    halted = true;
+  });
+  if (halted) RegisterHeld(x);
+  return halted;
+}
+
+std::size_t EngineImpl::ForEachInChain(
+    const Token& token, const std::function<void(Chain*, Operation*)>& fn) {
+  char scratch[8];
+  const TokenKey key = MakeTokenKey(token, scratch);
+  std::size_t visited = 0;
+  tokens_.WithChainLocked(key, [&](Chain* c) {
+    if (c == nullptr) return;
+    Operation* h;
+    for (;;) {
+      // seq_cst both: the hazard protocol's walker half (store hazard_, re-read
+      // head_); pairs with AdvanceChain's store of head_ then ReleaseChainNode's
+      // load of hazard_.
+      h = c->head_.load(std::memory_order_seq_cst);
+      if (h == nullptr) {
+        // Activated but its producer has not made the head yet (it is between
+        // two steps of Submit), or idle and deferred.
+        if (c->tail_.load(std::memory_order_seq_cst) == nullptr) return;
+        std::this_thread::yield();
+        continue;
+      }
+      c->hazard_.store(h, std::memory_order_seq_cst);
+      if (c->head_.load(std::memory_order_seq_cst) == h) break;
+    }
+    // The tail as of now bounds the walk: later submits are not affected.
+    Operation* last = c->tail_.load(std::memory_order_seq_cst);
+    for (Operation* n = h;;) {
+      fn(c, n);
+      ++visited;
+      if (n == last || last == nullptr) break;
+      Operation* next;
+      // Acquire: pairs with Chain::Push's release link; a link in flight lands soon.
+      while ((next = n->chain_next.load(std::memory_order_acquire)) == nullptr) {
+        std::this_thread::yield();
+      }
+      n = next;
+    }
+    c->hazard_.store(nullptr, std::memory_order_seq_cst);
+  });
+  return visited;
+}
+
+absl::StatusOr<std::size_t> EngineImpl::CancelToken(const Token& token) {
+  if (token.empty()) return absl::InvalidArgumentError("CancelToken: pass a non-empty token");
+  std::size_t changed = 0;
+  ForEachInChain(token, [&](Chain*, Operation* n) {
+    if (TryCancelNotStarted(n, CancelReason::kByToken)) ++changed;
+  });
+  return changed;
+}
+
+absl::StatusOr<std::size_t> EngineImpl::SuspendToken(const Token& token) {
+  if (token.empty()) return absl::InvalidArgumentError("SuspendToken: pass a non-empty token");
+  if (closed_.load(std::memory_order_acquire)) {
+    return absl::FailedPreconditionError(
+        "SuspendToken: the engine is shutting down; suspensions are refused");
+  }
+  std::vector<Operation*> ops;
+  ForEachInChain(token, [&](Chain*, Operation* n) {
+    if (NotStarted(StateOf(n->word.load(std::memory_order_acquire)))) {
+      AddRef(n);
+      ops.push_back(n);
+    }
+  });
+  std::size_t changed = 0;
+  for (Operation* n : ops) {
+    if (StateOf(n->word.load(std::memory_order_acquire)) != State::kSuspended &&
+        Suspend(n).ok()) {
+      ++changed;
+    }
+    DropRef(n);
+  }
+  return changed;
+}
+
+absl::StatusOr<std::size_t> EngineImpl::ResumeToken(const Token& token) {
+  if (token.empty()) return absl::InvalidArgumentError("ResumeToken: pass a non-empty token");
+  std::vector<Operation*> ops;
+  Operation* halted = nullptr;
+  ForEachInChain(token, [&](Chain* c, Operation* n) {
+    if (c->halted_at_ != nullptr && halted == nullptr) {
+      halted = c->halted_at_;
+      c->halted_at_ = nullptr;
+    }
+    if (StateOf(n->word.load(std::memory_order_acquire)) == State::kSuspended) {
+      AddRef(n);
+      ops.push_back(n);
+    }
+  });
+  std::size_t changed = 0;
+  for (Operation* n : ops) {
+    if (StateOf(n->word.load(std::memory_order_acquire)) == State::kSuspended &&
+        Resume(n).ok()) {
+      ++changed;
+    }
+    DropRef(n);
+  }
+  if (halted != nullptr) {
+    ++changed;
+    Schedule(halted);  // a worker moves the chain on past the failed head
+    UnregisterHeld(halted);
+  }
+  return changed;
+}
+
+absl::StatusOr<TokenReport> EngineImpl::TokenInfo(const Token& token) {
+  if (token.empty()) return absl::InvalidArgumentError("TokenInfo: pass a non-empty token");
+  TokenReport r;
+  bool first = true;
+  ForEachInChain(token, [&](Chain* c, Operation* n) {
+    if (first) {
+      first = false;
+      const std::int64_t p = c->pending_.load(std::memory_order_relaxed);  // gauge
+      r.pending = p < 0 ? 0 : static_cast<std::size_t>(p);
+      r.head_state = StateOf(n->word.load(std::memory_order_acquire));
+      r.head_id = n->id_relaxed();
+    }
+  });
+  return r;
+}
+
+std::string EngineImpl::Explain(Operation* op) {
+  const std::uint32_t w = op->word.load(std::memory_order_acquire);
+  const State s = StateOf(w);
+  const std::string me = OpName(op);
+  auto due_text = [](Operation* o) {
+    const std::int64_t d = o->due_ns.load(std::memory_order_relaxed);  // diagnostic
+    return d == kNoTime ? std::string() : " until " + FormatTime(d);
+  };
+  switch (s) {
+    case State::kSucceeded:
+    case State::kFailed:
+    case State::kCanceled:
+      return absl::StrCat(me, " is ", StateText(s), " (finished at ",
+                          FormatTime(op->completed_ns.load(std::memory_order_relaxed)), ")");
+    case State::kInProgress:
+      return absl::StrCat(me, " is running");
+    case State::kSuspended:
+      return absl::StrCat(me, " is Suspended until resumed (Resume or ResumeToken)");
+    default:
+      break;
+  }
+  std::string head_text;
+  if (op->chain != nullptr && (w & kHeadBit) == 0) {
+    // Under the shard lock the chain is not retired, so op->chain stays valid if
+    // op is still not terminal (checked again inside).
+    TokenKey probe;
+    probe.hash = op->token_hash;
+    tokens_.WithShardLocked(op->token_hash, [&] {
+      if (IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) return;
+      Chain* c = op->chain;
+      Operation* h;
+      for (;;) {  // the hazard dance of ForEachInChain
+        h = c->head_.load(std::memory_order_seq_cst);
+        if (h == nullptr || h == op) return;
+        c->hazard_.store(h, std::memory_order_seq_cst);
+        if (c->head_.load(std::memory_order_seq_cst) == h) break;
+      }
+      const State hs = StateOf(h->word.load(std::memory_order_acquire));
+      head_text = absl::StrCat("waiting behind ", OpName(h), ", which is ", StateText(hs),
+                               hs == State::kPostponed ? due_text(h) : "");
+      if (c->halted_at_ == h) head_text += " (the chain is halted after its failure: ResumeToken)";
+      c->hazard_.store(nullptr, std::memory_order_seq_cst);
+    });
+  }
+  if (s == State::kPostponed) {
+    std::string t = absl::StrCat(me, " is Postponed", due_text(op));
+    if (!head_text.empty()) absl::StrAppend(&t, ", and ", head_text);
+    return t;
+  }
+  if (!head_text.empty()) return absl::StrCat(me, " is ", head_text);
+  return absl::StrCat(me, " is Waiting: ready, queued for a worker");
+}
+
+// ---------------------------------------------------------------------------
+// Recurrence
+
+void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
+  OpExtras* ex = op->extras.load(std::memory_order_acquire);
+  const auto* rule = static_cast<const RecurrenceRule*>(ex->recurrence);
+  if (closed_.load(std::memory_order_acquire)) return;  // shutdown: the series ends
+  const std::int64_t now = NowNs();
+  const std::int64_t this_due = op->due_ns.load(std::memory_order_relaxed);
+  const std::int64_t after = std::max(now, this_due == kNoTime ? now : this_due);
+  using TP = Clock::time_point;
+  std::optional<RecurrenceRule::Occurrence> next =
+      rule->NextAfter(TP(Clock::duration(ex->recurrence_start_ns)), TP(Clock::duration(after)));
+  if (!next.has_value()) return;
+  Operation* n = OpPool::Allocate();
+  op->ops->relocate(op->storage, n->storage);
+  n->ops = op->ops;
+  op->ops = nullptr;  // moved: the engine's release must not destroy it
+  auto* nex = new OpExtras();
+  nex->name = ex->name;
+  nex->max_retries = ex->max_retries;
+  nex->backoff_kind = ex->backoff_kind;
+  nex->backoff_max_ns = ex->backoff_max_ns;
+  nex->recurrence_text = ex->recurrence_text;
+  nex->recurrence_start_ns = ex->recurrence_start_ns;
+  nex->recurrence = new RecurrenceRule(*rule);
+  n->extras.store(nex, std::memory_order_relaxed);  // published by the push below
+  n->id.store(next_id_.fetch_add(1, std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  n->engine = this;
+  n->created_ns.store(now, std::memory_order_relaxed);
+  // The engine's, the predecessor's link (Handle::next_occurrence).
+  n->refs.store(2, std::memory_order_relaxed);
+  const std::int64_t due = next->time.time_since_epoch().count();
+  const bool postponed = due > now;
+  n->due_ns.store(postponed ? due : kNoTime, std::memory_order_relaxed);
+  n->word.store(static_cast<std::uint32_t>(postponed ? State::kPostponed : State::kWaiting),
+                std::memory_order_relaxed);
+  // An occurrence replaces the one that ended: it takes a credit if one is free
+  // but is not refused for want of one (a series never silently stops).
+  (void)TakeCredit(st);
+  if (postponed) {
+    MutexLock lock(&timer_mu_);
+    if (!ArmTimerLocked(n, due).ok()) {
+      n->due_ns.store(kNoTime, std::memory_order_relaxed);
+      n->word.store(static_cast<std::uint32_t>(State::kWaiting), std::memory_order_relaxed);
+    }
+  }
+  // Release: Handle::next_occurrence acquires it.
+  ex->successor.store(n, std::memory_order_release);
+  Bump(st.submitted);
+  if (op->chain == nullptr) {
+    MakeHead(n);
+  } else {
+    const TokenKey key = op->chain->key();  // op is the head: the chain is alive
+    n->token_hash = key.hash;
+    if (tokens_.Push(key, n)) MakeHead(n);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// WaitIdle, Shutdown, stats
+
+bool EngineImpl::ActivityIdle() const {
+  // Finished first, then scheduled (see engine_impl.h). Acquire on finished pairs
+  // with the workers' release increments.
+  std::uint64_t finished = 0, scheduled = 0;
+  for (const auto& w : workers_) finished += w->stripe.finished.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < kExternalStripes; ++i) {
+    finished += external_[i].finished.load(std::memory_order_acquire);
+  }
+  for (const auto& w : workers_) scheduled += w->stripe.scheduled.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < kExternalStripes; ++i) {
+    scheduled += external_[i].scheduled.load(std::memory_order_acquire);
+  }
+  return finished == scheduled;
+}
+
+std::uint64_t EngineImpl::Pending() const {
+  const Stats s = stats();
+  return s.pending;
+}
+
+void EngineImpl::AwaitCondition(const std::function<bool()>& done) {
+  idle_waiters_.fetch_add(1, std::memory_order_seq_cst);
+  for (;;) {
+    const std::uint32_t epoch = idle_epoch_.load(std::memory_order_acquire);
+    // Pairs with the fence in WorkerLoop before it reads idle_waiters_.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (done()) break;
+    // The timeout is a safety net only; workers bump the epoch when they run out
+    // of work, which is when the condition can become true.
+    FutexWait(&idle_epoch_, epoch, std::chrono::milliseconds(50));
+  }
+  idle_waiters_.fetch_sub(1, std::memory_order_relaxed);  // a hint for workers
+}
+
+absl::Status EngineImpl::WaitIdle() {
+  if (InCallableOf(this)) {
+    return absl::FailedPreconditionError(
+        "WaitIdle: called from inside a callable of this engine, it would wait for itself; "
+        "wait from outside the engine, or use Handle::Wait on the operations you need");
+  }
+  AwaitCondition([this] { return ActivityIdle(); });
+  tokens_.SweepDeferred();
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
+  if (InCallableOf(this)) {
+    return absl::FailedPreconditionError(
+        "Shutdown: called from inside a callable of this engine; call it from outside");
+  }
+  MutexLock lock(&shutdown_mu_);
+  if (shutdown_done_) return absl::OkStatus();
+  // seq_cst: Dekker with Enqueue (it increments submitting, then reads closed_).
+  closed_.store(true, std::memory_order_seq_cst);
+  auto submitters_busy = [this] {
+    for (std::size_t i = 0; i < kExternalStripes; ++i) {
+      if (external_[i].submitting.load(std::memory_order_seq_cst) != 0) return true;
+    }
+    for (const auto& w : workers_) {
+      if (w->stripe.submitting.load(std::memory_order_seq_cst) != 0) return true;
+    }
+    return false;
+  };
+  while (submitters_busy()) std::this_thread::yield();
+
+  if (mode == ShutdownMode::kCancelPending) {
+    cancel_all_.store(true, std::memory_order_seq_cst);  // workers re-read on every pop
+  }
+  // Suspended operations and halted chains: canceled in every mode. A halted
+  // chain's failed head is released, and everything behind it canceled.
+  std::vector<Operation*> held;
+  {
+    MutexLock hl(&held_mu_);
+    held.assign(held_.begin(), held_.end());
+    for (Operation* op : held) AddRef(op);
+  }
+  for (Operation* op : held) {
+    if (StateOf(op->word.load(std::memory_order_acquire)) == State::kSuspended) {
+      TryCancelNotStarted(op, CancelReason::kByShutdown);
+    } else if (op->chain != nullptr && IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) {
+      bool released = false;
+      tokens_.WithShardLocked(op->token_hash, [&] {
+        if (op->chain->halted_at_ == op) {
+          op->chain->halted_at_ = nullptr;
+          released = true;
+        }
+      });
+      if (released) {
+        CancelBehind(op, CancelReason::kByShutdown);
+        Schedule(op);
+        UnregisterHeld(op);
+      }
+    }
+    DropRef(op);
+  }
+  if (mode != ShutdownMode::kDrainAll) {
+    // Postponed operations: canceled (kDrainReady, kCancelPending).
+    std::vector<TimerNode*> all;
+    {
+      MutexLock tl(&timer_mu_);
+      wheel_->Advance(INT64_MAX - 1, &all);
+      for (TimerNode* n : all) {
+        Operation* op = OperationOfTimer(n);
+        op->in_wheel = false;
+        AddRef(op);
+      }
+    }
+    for (TimerNode* n : all) {
+      Operation* op = OperationOfTimer(n);
+      TryCancelNotStarted(op, CancelReason::kByShutdown);
+      DropRef(op);
+    }
+  }
+  // Wait until every accepted operation is terminal and no queue holds one.
+  AwaitCondition([this] { return Pending() == 0 && ActivityIdle(); });
+  shutdown_done_ = true;
+  return absl::OkStatus();
+}
+
+Stats EngineImpl::stats() const {
+  Stats s;
+  auto add = [&s](const Stripe& st) {
+    // Relaxed: a snapshot of statistics.
+    s.submitted += st.submitted.load(std::memory_order_relaxed);
+    s.rejected += st.rejected.load(std::memory_order_relaxed);
+    s.started += st.started.load(std::memory_order_relaxed);
+    s.succeeded += st.succeeded.load(std::memory_order_relaxed);
+    s.failed += st.failed.load(std::memory_order_relaxed);
+    s.canceled += st.canceled.load(std::memory_order_relaxed);
+    s.retried += st.retried.load(std::memory_order_relaxed);
+    s.steals += st.steals.load(std::memory_order_relaxed);
+    s.parks += st.parks.load(std::memory_order_relaxed);
+  };
+  // Terminal counts before submitted, so pending is never under-reported as
+  // negative: an operation counts as submitted before it can end.
+  for (const auto& w : workers_) add(w->stripe);
+  for (std::size_t i = 0; i < kExternalStripes; ++i) add(external_[i]);
+  const std::uint64_t ended = s.succeeded + s.failed + s.canceled;
+  s.pending = s.submitted > ended ? s.submitted - ended : 0;
+  {
+    MutexLock lock(&timer_mu_);
+    s.postponed = wheel_->size();
+  }
+  s.active_chains = tokens_.active_chains();
+  s.workers = static_cast<int>(workers_.size());
+  return s;
+}
+
+}  // namespace ordo::internal

@@ -1,0 +1,263 @@
+// engine_impl.h: wires the parts; owns submit, control, shutdown and lifetimes.
+//
+// Parts: TokenMap (token -> chain), Injector (outside submissions), one WorkDeque
+// per worker, Parker (sleep/wake), TimingWheel behind timer_mu_ with a timekeeper
+// thread, per-thread counter stripes.
+//
+// Scheduling rule: an operation is put in a run queue exactly when Operation's H1
+// or H2 says so ("Schedule"); a worker that pops it either starts it (CAS Waiting
+// -> InProgress), skips it (Canceled, or a terminal head released by ResumeToken:
+// the chain moves on), or drops it (Postponed or Suspended meanwhile: whoever
+// releases it schedules it again).
+//
+// Activity accounting (WaitIdle). Every Schedule counts one "scheduled" on the
+// scheduling thread's stripe; every popped item, when the worker is done with it
+// (including the chain operations it ran inline after it), counts one "finished".
+// Chain continuations run inline keep the item; continuations pushed back count a
+// Schedule of their own. So sum(finished) == sum(scheduled) exactly when nothing
+// is queued or running; postponed and suspended operations, and those waiting
+// behind them, are in no queue and do not count.
+//
+// Lifetimes. Submit takes two references (the Handle's and the engine's). The
+// engine's is dropped by the worker that finishes with the node for good
+// (terminal and the chain moved past it), by the chain walk that skips a canceled
+// node, or at shutdown. A chain node is released only after the chain's head moved
+// past it and no token control holds it as its hazard (Chain::hazard_).
+#ifndef ORDO_CORE_SRC_ENGINE_IMPL_H_
+#define ORDO_CORE_SRC_ENGINE_IMPL_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "chain.h"
+#include "config.h"
+#include "injector.h"
+#include "operation.h"
+#include "ordo/engine.h"
+#include "parker.h"
+#include "sync.h"
+#include "timing_wheel.h"
+#include "token_map.h"
+#include "work_deque.h"
+
+namespace ordo::internal {
+
+// Counters of one thread (a worker's own) or of a group of outside threads.
+// Relaxed RMWs: statistics and credit counts; nothing is published through them.
+struct alignas(kCacheLine) Stripe {
+  Atomic<std::uint64_t> submitted{0};
+  Atomic<std::uint64_t> rejected{0};
+  Atomic<std::uint64_t> started{0};
+  Atomic<std::uint64_t> succeeded{0};
+  Atomic<std::uint64_t> failed{0};
+  Atomic<std::uint64_t> canceled{0};
+  Atomic<std::uint64_t> retried{0};
+  Atomic<std::uint64_t> scheduled{0};
+  Atomic<std::uint64_t> finished{0};
+  Atomic<std::uint64_t> steals{0};
+  Atomic<std::uint64_t> parks{0};
+  // Admission credits held by this stripe (see EngineImpl::TakeCredit).
+  Atomic<std::int64_t> credits{0};
+  // Submits in flight on this stripe; Dekker partner of closed_ (Shutdown).
+  Atomic<std::uint32_t> submitting{0};
+};
+
+inline void Bump(Atomic<std::uint64_t>& c, std::uint64_t n = 1) {
+  c.fetch_add(n, std::memory_order_relaxed);  // statistic; see Stripe
+}
+
+class EngineImpl;
+
+struct Worker {
+  Worker(EngineImpl* e, int i, Injector& injector)
+      : engine(e), index(i), consumer(injector.MakeConsumerToken()) {}
+  EngineImpl* engine;
+  int index;
+  WorkDeque deque;
+  Stripe stripe;
+  Injector::ConsumerToken consumer;
+  std::uint32_t rng = 0;
+  unsigned tick = 0;
+  std::thread thread;
+};
+
+// What the running callable asked for (Context::RetryAfter, RetryStatus).
+struct Attempt {
+  bool retry = false;
+  std::int64_t delay_ns = 0;
+  std::string reason;
+};
+
+class EngineImpl {
+ public:
+  explicit EngineImpl(Options options);
+  ~EngineImpl();
+
+  // --- submit (engine.cc) ---
+  absl::Status Validate(const SubmitOptions& options);
+  Operation* NewOperation(void** storage);
+  void DiscardOperation(Operation* op);
+  absl::StatusOr<Handle> Enqueue(Operation* op, const detail::CallableOps* ops,
+                                 SubmitOptions&& options);
+  void CountRejected();
+
+  // --- control ---
+  absl::StatusOr<CancelOutcome> Cancel(Operation* op);
+  absl::Status Postpone(Operation* op, std::optional<Clock::time_point> until);
+  absl::Status Suspend(Operation* op);
+  absl::Status Resume(Operation* op);
+  absl::StatusOr<std::size_t> CancelToken(const Token& token);
+  absl::StatusOr<std::size_t> SuspendToken(const Token& token);
+  absl::StatusOr<std::size_t> ResumeToken(const Token& token);
+  absl::StatusOr<TokenReport> TokenInfo(const Token& token);
+  absl::Status SetFailurePolicy(const Token& token, FailurePolicy policy);
+  std::string Explain(Operation* op);
+
+  absl::Status WaitIdle();
+  absl::Status Shutdown(ShutdownMode mode);
+  Stats stats() const;
+  Clock& clock() const { return *clock_; }
+  int workers() const { return static_cast<int>(workers_.size()); }
+
+  // --- Context ---
+  void RequestRetry(Operation* op, std::chrono::nanoseconds delay, std::string_view reason);
+  static bool InCallableOf(const EngineImpl* e);
+
+  // --- Handle ---
+  static void AddRef(Operation* op);
+  static void DropRef(Operation* op);
+
+  std::int64_t NowNs() const { return clock_->Now().time_since_epoch().count(); }
+
+ private:
+  // --- scheduling (worker.cc) ---
+  void Schedule(Operation* op);
+  void MakeHead(Operation* op);
+  void WorkerLoop(Worker* w);
+  Operation* FindWork(Worker* w);
+  Operation* Steal(Worker* w);
+  bool HasVisibleWork() const;
+  void RunItem(Worker* w, Operation* op);
+  // Runs op's callable; returns true if the operation is finished with (terminal),
+  // false if it was re-postponed for a retry.
+  bool Execute(Worker* w, Operation* op);
+  // After `x` (a chain head) is finished with: the next runnable head, or nullptr.
+  // Releases x (and any canceled nodes it skips).
+  Operation* AdvanceChain(Operation* x);
+  void ReleaseChainNode(Chain* c, Operation* x);
+  void ReleaseEngineRef(Operation* op);
+  // Makes `op` terminal from InProgress (H4: only its runner does); wakes waiters.
+  void FinishInProgress(Operation* op, State terminal, std::string error, Stripe& st,
+                        CancelReason reason);
+  void OnTerminal(Operation* op, State terminal, Stripe& st);
+  // CAS from a not-started state to Canceled with `reason`. On success, removes
+  // its timer and schedules it if it is a head (H2, H3). Returns the prior word.
+  std::optional<std::uint32_t> TryCancelNotStarted(Operation* op, CancelReason reason);
+  void SpawnNextOccurrence(Operation* op, Stripe& st);
+  FailurePolicy PolicyFor(const Chain* c);
+  static std::string PolicyKey(const Token& token);
+  void SetPolicy(const Token& token, FailurePolicy p);
+  // Runner only: cancels every not-started node linked behind x.
+  void CancelBehind(Operation* x, CancelReason reason);
+  // Runner only: holds the chain at failed head x (kHalt). False if not halted.
+  bool HaltChain(Chain* c, Operation* x);
+  static OpExtras* ExtrasOf(Operation* op);
+  static void DeleteRecurrence(OpExtras* ex);
+  // The held registry (suspended operations, halted heads), so Shutdown can find
+  // what no queue or timer holds. Each entry holds a reference.
+  void RegisterHeld(Operation* op);
+  void UnregisterHeld(Operation* op);
+
+  // --- timers (timers.cc) ---
+  absl::Status ArmTimerLocked(Operation* op, std::int64_t due_ns)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  void DisarmTimerLocked(Operation* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  // Runner: InProgress -> Postponed at due_ns for a retry. False if the wheel is
+  // full (the caller fails the operation instead).
+  bool RepostponeForRetry(Operation* op, std::int64_t due_ns);
+  // Releases what is due at the clock's reading; returns the next deadline.
+  std::optional<std::int64_t> ReleaseDue();
+  void TimekeeperLoop();
+  void KickTimekeeper();
+  // The manual clock's listener: release due timers on the advancing thread.
+  void OnClockAdvanced();
+
+  // --- waiting ---
+  bool ActivityIdle() const;
+  std::uint64_t Pending() const;
+  // Blocks until done() holds, re-checking whenever a worker runs out of work.
+  void AwaitCondition(const std::function<bool()>& done);
+
+  // --- admission and counters ---
+  Stripe& MyStripe();
+  bool TakeCredit(Stripe& st);
+  void GiveCredit(Stripe& st);
+
+  // --- token controls ---
+  // Calls fn(node) for each node of the token's chain from its head to the tail
+  // seen at the start, under the shard lock, with the head protected (hazard).
+  std::size_t ForEachInChain(const Token& token,
+                             const std::function<void(Chain*, Operation*)>& fn);
+
+  friend class ::ordo::Engine;
+
+  Options options_;
+  Clock* clock_;
+  std::uint64_t clock_listener_ = 0;
+  std::int64_t batch_ = 1;
+
+  alignas(kCacheLine) Atomic<std::uint64_t> next_id_{0};
+  alignas(kCacheLine) Atomic<bool> closed_{false};
+  Atomic<bool> stop_{false};
+  // During kCancelPending (or after kDrainReady's drain) workers cancel rather
+  // than start what they pop. Relaxed reads: a mode switch, published by the
+  // seq_cst store in Shutdown and re-read on every pop.
+  Atomic<bool> cancel_all_{false};
+  Atomic<std::uint8_t> shutdown_mode_{0};
+  Atomic<std::int64_t> global_credits_{0};
+
+  Injector injector_;
+  TokenMap tokens_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<Parker> parker_;
+  std::unique_ptr<Stripe[]> external_;
+
+  // WaitIdle: waiters count and an epoch word they sleep on.
+  alignas(kCacheLine) Atomic<int> idle_waiters_{0};
+  Atomic<std::uint32_t> idle_epoch_{0};
+
+  // Timers.
+  mutable Mutex timer_mu_;
+  std::unique_ptr<TimingWheel> wheel_ ABSL_GUARDED_BY(timer_mu_);
+  std::vector<TimerNode*> due_scratch_ ABSL_GUARDED_BY(timer_mu_);
+  // The deadline the timekeeper sleeps towards (ns; INT64_MAX none). Written
+  // under timer_mu_; relaxed reads outside are a hint (re-checked under the lock).
+  Atomic<std::int64_t> timekeeper_target_{INT64_MAX};
+  Atomic<std::uint32_t> timekeeper_word_{0};
+  std::thread timekeeper_;
+
+  // Token policies that differ from kContinue (costs bytes only for those tokens).
+  mutable Mutex policy_mu_;
+  absl::flat_hash_map<std::string, FailurePolicy> policies_ ABSL_GUARDED_BY(policy_mu_);
+  Atomic<bool> any_policy_{false};
+
+  Mutex held_mu_;
+  absl::flat_hash_set<Operation*> held_ ABSL_GUARDED_BY(held_mu_);
+
+  Mutex shutdown_mu_;
+  bool shutdown_done_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+};
+
+}  // namespace ordo::internal
+
+#endif  // ORDO_CORE_SRC_ENGINE_IMPL_H_

@@ -1,0 +1,47 @@
+// injector.h: the global submission queue, over moodycamel's ConcurrentQueue.
+//
+// Threads outside the engine (and workers whose deque is full) push here; workers
+// take batches of kInjectorBatch with a consumer token each. Per-producer FIFO:
+// one producer's operations leave in the order they entered.
+// Kept out of public headers: moodycamel is an implementation detail.
+#ifndef ORDO_CORE_SRC_INJECTOR_H_
+#define ORDO_CORE_SRC_INJECTOR_H_
+
+#include <cstddef>
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include "operation.h"
+
+namespace ordo::internal {
+
+class Injector {
+ public:
+  using ConsumerToken = moodycamel::ConsumerToken;
+
+  Injector() : queue_(1024) {}
+
+  void Push(Operation* op) {
+    // moodycamel: enqueue releases the element to the dequeuer (its own
+    // release/acquire pairs); the caller's writes to *op are visible on dequeue.
+    bool ok = queue_.enqueue(op);
+    ORDO_CHECK(ok, "injector allocation failed");
+  }
+  void PushBulk(Operation** ops, std::size_t n) {
+    bool ok = queue_.enqueue_bulk(ops, n);
+    ORDO_CHECK(ok, "injector allocation failed");
+  }
+  std::size_t PopBulk(ConsumerToken& token, Operation** out, std::size_t max) {
+    return queue_.try_dequeue_bulk(token, out, max);
+  }
+  ConsumerToken MakeConsumerToken() { return ConsumerToken(queue_); }
+  // Approximate; exact at quiescent points.
+  std::size_t size_approx() const { return queue_.size_approx(); }
+
+ private:
+  moodycamel::ConcurrentQueue<Operation*> queue_;
+};
+
+}  // namespace ordo::internal
+
+#endif  // ORDO_CORE_SRC_INJECTOR_H_

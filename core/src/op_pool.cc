@@ -1,0 +1,116 @@
+#include "op_pool.h"
+
+#include <mutex>
+#include <new>
+#include <vector>
+
+#include "config.h"
+
+namespace ordo::internal {
+namespace {
+
+// A batch is a singly linked list through chain_next.
+struct Batch {
+  Operation* head = nullptr;
+  std::size_t count = 0;
+};
+
+class Depot {
+ public:
+  bool Take(Batch* out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (batches_.empty()) return false;
+    *out = batches_.back();
+    batches_.pop_back();
+    return true;
+  }
+  void Give(Batch b) {
+    if (b.count == 0) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    batches_.push_back(b);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Batch> batches_;
+};
+
+// Never destroyed: thread-local caches flush into it from thread exit handlers that
+// may run after static destructors of other translation units.
+Depot& TheDepot() {
+  static Depot* depot = new Depot();
+  return *depot;
+}
+
+// Statistic only; relaxed.
+Atomic<std::size_t> g_nodes_created{0};
+
+struct LocalCache {
+  Batch free;   // allocate from here
+  Batch spill;  // freed nodes beyond kPoolCacheNodes gather here, go to the depot full
+  ~LocalCache() {
+    TheDepot().Give(free);
+    TheDepot().Give(spill);
+  }
+};
+
+thread_local LocalCache t_cache;
+
+void Push(Batch* b, Operation* op) {
+  op->chain_next.store(b->head, std::memory_order_relaxed);  // pool-private link
+  b->head = op;
+  ++b->count;
+}
+
+Operation* Pop(Batch* b) {
+  Operation* op = b->head;
+  b->head = op->chain_next.load(std::memory_order_relaxed);
+  --b->count;
+  return op;
+}
+
+}  // namespace
+
+Operation* OpPool::Allocate() {
+  LocalCache& c = t_cache;
+  if (c.free.count == 0) {
+    if (c.spill.count > 0) {
+      c.free = c.spill;
+      c.spill = {};
+    } else if (!TheDepot().Take(&c.free)) {
+      g_nodes_created.fetch_add(1, std::memory_order_relaxed);
+      return new Operation();
+    }
+  }
+  return Pop(&c.free);
+}
+
+void OpPool::Free(Operation* op) {
+  // Reset to the initial state. Relaxed: the node is private to this thread until
+  // it is published again by a later Submit.
+  op->word.store(0, std::memory_order_relaxed);
+  op->refs.store(0, std::memory_order_relaxed);
+  op->chain = nullptr;
+  op->ops = nullptr;
+  op->started_ns.store(kNoTime, std::memory_order_relaxed);
+  op->completed_ns.store(kNoTime, std::memory_order_relaxed);
+  op->due_ns.store(kNoTime, std::memory_order_relaxed);
+  op->retry_count.store(0, std::memory_order_relaxed);
+  op->cancel_requested.store(false, std::memory_order_relaxed);
+  op->in_wheel = false;
+  op->timer = TimerNode{};
+  LocalCache& c = t_cache;
+  if (c.free.count < kPoolCacheNodes) {
+    Push(&c.free, op);
+    return;
+  }
+  Push(&c.spill, op);
+  if (c.spill.count >= kPoolCacheNodes) {
+    TheDepot().Give(c.spill);
+    c.spill = {};
+  }
+}
+
+std::size_t OpPool::NodesCreated() { return g_nodes_created.load(std::memory_order_relaxed); }
+
+}  // namespace ordo::internal

@@ -1,0 +1,36 @@
+// op_pool.h: per-thread pools of Operation nodes; the only code that allocates them.
+//
+// Each thread keeps a private free list (no synchronisation). A thread that frees
+// more than it allocates (a worker) hands full batches to a process-wide depot
+// under a mutex; a thread that allocates more (a producer) takes batches back. In
+// steady state an operation costs no heap allocation and one depot visit per
+// batch of kPoolCacheNodes nodes.
+//
+// Nodes are type-stable: once made they are never returned to the heap while the
+// process runs, so a diagnostic (Handle::Explain) may read the atomics of a node
+// that was recycled under it and at worst report stale facts. The price: the
+// depot holds as many nodes as were ever pending at once (about 200 B each).
+// Rejected: returning nodes to the heap beyond a cap; it makes a stale read a
+// use-after-free.
+#ifndef ORDO_CORE_SRC_OP_POOL_H_
+#define ORDO_CORE_SRC_OP_POOL_H_
+
+#include <cstddef>
+
+#include "operation.h"
+
+namespace ordo::internal {
+
+class OpPool {
+ public:
+  // A node in its initial state: kWaiting, refs 0, no chain, no extras.
+  static Operation* Allocate();
+  // Returns a node whose callable was destroyed and whose refs reached 0.
+  static void Free(Operation* op);
+  // Nodes made since the process started (for tests that count allocations).
+  static std::size_t NodesCreated();
+};
+
+}  // namespace ordo::internal
+
+#endif  // ORDO_CORE_SRC_OP_POOL_H_

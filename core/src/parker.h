@@ -1,0 +1,91 @@
+// parker.h: sleeping and waking workers with no lost wake-up.
+//
+// Roles: producers (anything that makes work visible: Submit, a timer release, a
+// worker spilling), and workers (which search for work, then park).
+// State: num_searching_ (workers awake and looking for work), num_sleepers_ and
+// the sleeper stack (under mu_), one futex word per worker.
+// Invariants
+//   P1  Dekker on two seq_cst fences. A producer makes its work visible, runs a
+//       seq_cst fence, then reads num_searching_ and num_sleepers_. A worker going
+//       to sleep registers (num_sleepers_ up, num_searching_ down), runs a seq_cst
+//       fence, then looks for work once more. So either the worker's last look sees
+//       the work, or the producer sees the worker registered (or another worker
+//       still searching, whose last look will see the work).
+//   P2  A searcher that finds work and was the last searcher notifies, so a burst
+//       of submissions that a searcher did not take wakes a sleeper.
+//   P3  A wake is a pop from the sleeper stack under mu_, so each sleeper is woken
+//       at most once per sleep; the woken worker counts as searching from the
+//       moment it is popped, so concurrent producers do not wake a second one
+//       for the same work.
+//   P4  A worker's futex word goes 0 -> 1 by its waker (release) and back to 0 by
+//       the worker (acquire exchange) before it sleeps again.
+// Fences, not RMWs: the producer's side runs on every submission and must keep
+// the counters' cache line shared (read-only) across cores; an RMW would bounce it.
+// TSan does not model fences, but no data is published through this protocol
+// (the work itself travels through the queues' own release/acquire pairs), so
+// it has nothing to misreport; a lost wake-up would show as a hang in the tests.
+#ifndef ORDO_CORE_SRC_PARKER_H_
+#define ORDO_CORE_SRC_PARKER_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "sync.h"
+
+namespace ordo::internal {
+
+class Parker {
+ public:
+  explicit Parker(int workers);
+
+  // Producer: after making work visible (P1).
+  void NotifyWork() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // P1, producer side
+    // Relaxed: ordered by the fence above (P1).
+    if (num_searching_.load(std::memory_order_relaxed) != 0) return;
+    if (num_sleepers_.load(std::memory_order_relaxed) == 0) return;
+    WakeOne();
+  }
+
+  // Worker: begins and ends a search (spinning/stealing before parking).
+  void BeginSearch() {
+    // Relaxed: a hint for producers (P1 is carried by the fences).
+    num_searching_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Returns true if this was the last searcher (the caller then notifies, P2).
+  bool EndSearch() {
+    return num_searching_.fetch_sub(1, std::memory_order_seq_cst) == 1;
+  }
+
+  // Worker `w`, searching, found nothing: registers as a sleeper, re-checks with
+  // `has_work` (P1) and sleeps until woken or `timeout` (negative = none).
+  // Returns when it should search again; it is then counted as searching.
+  void Park(int w, const std::function<bool()>& has_work, std::chrono::nanoseconds timeout);
+
+  // Wakes every sleeper (shutdown).
+  void WakeAll();
+
+  int sleepers() const { return num_sleepers_.load(std::memory_order_relaxed); }
+
+ private:
+  struct alignas(kCacheLine) Slot {
+    Atomic<std::uint32_t> word{0};
+  };
+  void WakeOne();
+  // Removes w from the sleeper stack if still there; true if removed.
+  bool Unregister(int w);
+
+  alignas(kCacheLine) Atomic<int> num_searching_{0};
+  Atomic<int> num_sleepers_{0};
+  alignas(kCacheLine) Mutex mu_;
+  std::vector<int> sleepers_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Slot[]> slots_;
+};
+
+}  // namespace ordo::internal
+
+#endif  // ORDO_CORE_SRC_PARKER_H_

@@ -1,0 +1,56 @@
+#include "sync.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <random>
+#include <thread>
+
+namespace ordo::internal {
+
+void CheckFailed(const char* file, int line, const char* cond, const char* msg,
+                 std::uint64_t op_id) {
+  std::fprintf(stderr, "ORDO_CHECK failed at %s:%d: %s (%s)", file, line, cond, msg);
+  if (op_id != 0) std::fprintf(stderr, " [op %llu]", static_cast<unsigned long long>(op_id));
+  std::fprintf(stderr, "\n");
+  std::abort();
+}
+
+#ifdef ORDO_CHAOS
+void ChaosPoint() {
+  thread_local std::minstd_rand rng(std::random_device{}());
+  if (rng() % 16 == 0) std::this_thread::yield();
+}
+#endif
+
+static_assert(sizeof(Atomic<std::uint32_t>) == sizeof(std::uint32_t),
+              "the futex word is the atomic's storage");
+
+void FutexWait(Atomic<std::uint32_t>* word, std::uint32_t expected,
+               std::chrono::nanoseconds timeout) {
+  timespec ts{};
+  timespec* tsp = nullptr;
+  if (timeout.count() >= 0) {
+    ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
+    tsp = &ts;
+  }
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, tsp,
+          nullptr, 0);
+}
+
+void FutexWakeAll(Atomic<std::uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT32_MAX,
+          nullptr, nullptr, 0);
+}
+
+void FutexWakeOne(Atomic<std::uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE_PRIVATE, 1, nullptr,
+          nullptr, 0);
+}
+
+}  // namespace ordo::internal

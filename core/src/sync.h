@@ -1,0 +1,102 @@
+// sync.h: the atomics vocabulary of core/src, cache-line helpers, checks, and the
+// futex wait/wake the parker and Handle::Wait share.
+#ifndef ORDO_CORE_SRC_SYNC_H_
+#define ORDO_CORE_SRC_SYNC_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+#include "absl/base/thread_annotations.h"
+
+namespace ordo::internal {
+
+// core/src spells every atomic Atomic<T>. The chaos build (ORDO_CHAOS) adds
+// ChaosPoint() calls at protocol steps, which sometimes yield to widen windows.
+template <typename T>
+using Atomic = std::atomic<T>;
+
+#ifdef ORDO_CHAOS
+void ChaosPoint();
+#else
+inline void ChaosPoint() {}
+#endif
+
+inline constexpr std::size_t kCacheLine = 64;
+
+template <typename T>
+struct alignas(kCacheLine) CacheAligned {
+  T value{};
+};
+
+[[noreturn]] void CheckFailed(const char* file, int line, const char* cond, const char* msg,
+                              std::uint64_t op_id);
+
+}  // namespace ordo::internal
+
+// Stays on in release: for states only a broken protocol or corrupted node produces.
+#define ORDO_CHECK(cond, msg)                                                        \
+  do {                                                                               \
+    if (__builtin_expect(!(cond), 0))                                                \
+      ::ordo::internal::CheckFailed(__FILE__, __LINE__, #cond, (msg), 0);            \
+  } while (0)
+#define ORDO_CHECK_OP(cond, msg, id)                                                 \
+  do {                                                                               \
+    if (__builtin_expect(!(cond), 0))                                                \
+      ::ordo::internal::CheckFailed(__FILE__, __LINE__, #cond, (msg), (id));         \
+  } while (0)
+#ifndef NDEBUG
+#define ORDO_DCHECK(cond, msg) ORDO_CHECK(cond, msg)
+#else
+#define ORDO_DCHECK(cond, msg) \
+  do {                         \
+  } while (0)
+#endif
+
+namespace ordo::internal {
+
+// A std::mutex the thread-safety analysis understands (libstdc++'s is not
+// annotated). std::mutex rather than absl::Mutex: Debian's libabsl is not built for
+// ThreadSanitizer and draws false reports (TOOLCHAIN.md).
+class ABSL_LOCKABLE Mutex {
+ public:
+  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
+  void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
+  std::mutex& native() { return mu_; }
+
+ private:
+  std::mutex mu_;
+};
+
+class ABSL_SCOPED_LOCKABLE MutexLock {
+ public:
+  explicit MutexLock(Mutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) { mu_->Lock(); }
+  ~MutexLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
+  MutexLock(const MutexLock&) = delete;
+  MutexLock& operator=(const MutexLock&) = delete;
+
+ private:
+  Mutex* mu_;
+};
+
+// Futex wait on a 32-bit atomic: sleeps while *word == expected, until woken, the
+// timeout (relative, real time; negative = forever) passes, or spuriously.
+// Callers re-check their condition in a loop.
+void FutexWait(Atomic<std::uint32_t>* word, std::uint32_t expected,
+               std::chrono::nanoseconds timeout = std::chrono::nanoseconds(-1));
+void FutexWakeAll(Atomic<std::uint32_t>* word);
+void FutexWakeOne(Atomic<std::uint32_t>* word);
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+}  // namespace ordo::internal
+
+#endif  // ORDO_CORE_SRC_SYNC_H_

@@ -1,0 +1,117 @@
+// timers.cc: the engine's side of postponement: arming and disarming an
+// operation's timer, releasing due operations, the timekeeper thread, and the
+// manual clock's listener.
+//
+// Protocol. Every insert into or removal from the wheel, and every state change
+// into or out of Postponed that goes with one, happens under timer_mu_. A released
+// node's Postponed -> Waiting CAS is made under timer_mu_ too, so a canceler
+// (which CASes first, then takes timer_mu_ to disarm) finds the node either still
+// in the wheel (and removes it) or already released (and its CAS lost). Due nodes
+// come out of the wheel in (due, id) order and are scheduled in that order, so
+// operations due at the same time are released in creation order.
+//
+// Idle cost. With nothing postponed the timekeeper sleeps on its futex with no
+// timeout; otherwise it sleeps until the wheel's next deadline, capped at one
+// second so that a wall-clock jump is noticed within a second. ArmTimerLocked
+// kicks it when a new deadline comes before the one it sleeps towards.
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "engine_impl.h"
+
+namespace ordo::internal {
+
+namespace {
+constexpr std::int64_t kMaxTimekeeperSleepNs = 1'000'000'000;
+}
+
+absl::Status EngineImpl::ArmTimerLocked(Operation* op, std::int64_t due_ns) {
+  absl::Status s = wheel_->Insert(&op->timer, due_ns, op->id_relaxed());
+  if (!s.ok()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("postponement refused: ", s.message()));
+  }
+  op->in_wheel = true;
+  // Relaxed: the target is a hint read under timer_mu_ by the timekeeper.
+  if (due_ns < timekeeper_target_.load(std::memory_order_relaxed)) KickTimekeeper();
+  return absl::OkStatus();
+}
+
+void EngineImpl::DisarmTimerLocked(Operation* op) {
+  if (!op->in_wheel) return;
+  wheel_->Cancel(&op->timer);
+  op->in_wheel = false;
+}
+
+bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns) {
+  MutexLock lock(&timer_mu_);
+  if (!wheel_->empty() && wheel_->size() >= wheel_->max_timers()) return false;
+  op->due_ns.store(due_ns, std::memory_order_relaxed);  // published by the CAS
+  std::uint32_t w = op->word.load(std::memory_order_relaxed);
+  // Release: publishes the attempt's writes and retry_count to the next attempt
+  // and to Handle readers. Only kWaiterBit changes under us (H4).
+  while (!op->word.compare_exchange_weak(w, WithState(w, State::kPostponed),
+                                         std::memory_order_release,
+                                         std::memory_order_relaxed)) {
+  }
+  absl::Status armed = ArmTimerLocked(op, due_ns);
+  ORDO_CHECK_OP(armed.ok(), "the wheel refused a timer it had room for", op->id_relaxed());
+  return true;
+}
+
+std::optional<std::int64_t> EngineImpl::ReleaseDue() {
+  std::vector<Operation*> ready;
+  std::optional<std::int64_t> next;
+  {
+    MutexLock lock(&timer_mu_);
+    due_scratch_.clear();
+    wheel_->Advance(NowNs(), &due_scratch_);
+    for (TimerNode* node : due_scratch_) {
+      Operation* op = OperationOfTimer(node);
+      op->in_wheel = false;
+      std::uint32_t w = op->word.load(std::memory_order_acquire);
+      // acq_rel: races with Cancel/Suspend on the same word; one wins.
+      while (StateOf(w) == State::kPostponed &&
+             !op->word.compare_exchange_weak(w, WithState(w, State::kWaiting),
+                                             std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+      }
+      if (StateOf(w) == State::kPostponed && (w & kHeadBit)) ready.push_back(op);  // H2
+    }
+    next = wheel_->NextDeadline();
+    timekeeper_target_.store(next.value_or(INT64_MAX), std::memory_order_relaxed);  // hint
+  }
+  // Outside the lock: a released head cannot be freed before it is scheduled (only
+  // a worker that pops it releases it).
+  for (Operation* op : ready) Schedule(op);
+  return next;
+}
+
+void EngineImpl::KickTimekeeper() {
+  // Release: the kick's count is only a wake-up token; the deadline itself is
+  // read under timer_mu_.
+  timekeeper_word_.fetch_add(1, std::memory_order_release);
+  FutexWakeOne(&timekeeper_word_);
+}
+
+void EngineImpl::TimekeeperLoop() {
+  for (;;) {
+    // Read the kick count before looking at the wheel, so a kick that lands
+    // after the look makes the wait below return at once.
+    const std::uint32_t seen = timekeeper_word_.load(std::memory_order_acquire);
+    if (stop_.load(std::memory_order_acquire)) return;
+    std::optional<std::int64_t> next = ReleaseDue();
+    std::chrono::nanoseconds timeout(-1);
+    if (next.has_value()) {
+      std::int64_t left = *next - NowNs();
+      if (left <= 0) continue;
+      if (left > kMaxTimekeeperSleepNs) left = kMaxTimekeeperSleepNs;
+      timeout = std::chrono::nanoseconds(left);
+    }
+    FutexWait(&timekeeper_word_, seen, timeout);
+  }
+}
+
+void EngineImpl::OnClockAdvanced() { (void)ReleaseDue(); }
+
+}  // namespace ordo::internal

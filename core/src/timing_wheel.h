@@ -1,0 +1,238 @@
+// timing_wheel.h: the hierarchical timing wheel that holds postponed operations
+// until they are due (DESIGN.md "Postponement" and "Timing wheel").
+//
+// Role and threading. One owner: the engine, under its timer mutex. Nothing here is
+// thread-safe, not even the const members (NextDeadline refreshes a cache). The
+// wheel owns only the links of the nodes it holds; the node's owner (an Operation)
+// owns the memory, and may free it as soon as Cancel returns or Advance hands it out.
+//
+// Time. Every instant is int64 ns since the clock's epoch. The wheel's current tick
+// is T = floor(now_ns / tick_ns) (floor also before the epoch). A node with deadline d
+// sits in tick t = floor(d / tick_ns) and is due when now_ns >= d: the comparison is
+// exact, in ns, so a node never comes out early; its lateness is bounded by how often
+// the caller calls Advance (NextDeadline says when to call it).
+//
+// Levels, for the default tick (1 ms) and 64 slots per level (ORDO_SMALL_WORLD: 4
+// slots, 3 levels, so cascades and overflow happen within a few ticks):
+//   level  slots  granularity (one slot)   span (all slots)
+//   -----  -----  -----------------------  ------------------------------------------
+//   cur     1+1   exact ns (sorted list)   tick T, and "late" inserts at or before T
+//   0       64    1 ms                     64 ms
+//   1       64    64 ms                    4.096 s
+//   2       64    4.096 s                  262 s (4 min 22 s)
+//   3       64    262 s                    16 777 s (4 h 40 min)
+//   4       64    4 h 40 min               12.4 days
+//   5       64    12.4 days                795 days (2.18 years)
+//   6 ring  64    2.18 years               139.4 years; 63 slots ahead usable
+//   ovfl    list  exact ns (min cached)    beyond: top-level index >= 64 ahead of T's
+// Every deadline less than 63 * 64^6 ticks ahead (137.2 years at 1 ms, whatever T is)
+// stays out of the overflow list, so the engine's 10-year horizon never touches it.
+// With a 1 us tick the same table reads 64 us ... 50.9 days ring span (50.1 usable).
+//
+// Placement. Write a tick in base S (S = slots per level): digit k is (t >> kB*k) & (S-1).
+//   Levels 0..L-2 are digit-aligned: a node with t > T goes to the level of the highest
+//   digit in which t and T differ, if that digit is below L-1, in slot digit_k(t).
+//   Level L-1 is a ring: a node whose top index t >> kB*(L-1) is 1..S-1 ahead of T's
+//   goes to slot (top index mod S). Further ahead: the overflow list.
+//   Why the ring on top: with digit alignment all the way up, a deadline one tick
+//   after a top-window boundary would overflow (T = 2^42 - 1, t = 2^42); the ring makes
+//   the no-overflow horizon independent of where T falls.
+//
+// Invariants (CheckInvariants verifies each; T = now_tick_, t = tick of a node)
+//   W1  size_ == number of linked nodes; a linked node's slot_index names the list that
+//       holds it, and prev/next are consistent; an unlinked node has slot_index ==
+//       kNotInWheel and null links (the wheel clears them when it lets go).
+//   W2  bit j of occupied_[k] is set  <=>  slot j of level k is non-empty.
+//   W3  level k < L-1, slot j: t > T, the highest differing base-S digit of t and T is k,
+//       and digit_k(t) == j (so j > digit_k(T)).
+//   W4  level L-1 (ring), slot j: top(t) - top(T) in [1, S-1], and j == top(t) mod S.
+//   W5  overflow list: top(t) - top(T) >= S.
+//   W6  current-tick list: t == T, d > now_ns_, sorted by (deadline_ns, seq).
+//   W7  late list: t <= T (inserted at or before the current tick since the last
+//       Advance; may be due already).
+//   W8  T == floor(now_ns_ / tick_ns).
+//   W9  each cached minimum (late, overflow) is <= its list's minimum deadline, and
+//       equal to it unless marked stale (a Cancel removed the minimum).
+// Consequence O1: by tick, late/current <= level 0 < level 1 < ... < level L-1 <
+// overflow. So the earliest deadline is in the lowest non-empty region, and
+// NextDeadline looks at one occupancy word per level, never at a slot's list.
+//
+// Advance(now) from T to T' > T (time never moves back; an earlier now is treated as
+// now_ns()). No loop over ticks: per level, with bit operations on the occupancy word,
+//   - a slot whose whole range lies before T' is released entirely (its nodes are due:
+//     t < T' implies d < T' * tick <= now);
+//   - the one slot containing T' is detached, and its nodes re-placed relative to T'
+//     (cascade): due ones released, tick-T' ones into the current-tick list (sorted),
+//     later ones into a lower level;
+//   - slots after T' stay: their placement relative to T' is unchanged (W3, W4);
+//   - levels in which T and T' share the slot are untouched (and all above them), so a
+//     one-tick Advance touches level k once every S^k ticks.
+// Overflow nodes are scanned (one pass over the list) only when T' brings the cached
+// minimum's top index within the ring. Output: released nodes are appended, then that
+// range is sorted by (deadline_ns, seq). Cost of one Advance: O(levels touched + slots
+// passed + nodes released or moved + sort of the released); each node moves at most
+// L+1 times. When T' == T (Advance within a tick) it pops the due prefix of the sorted
+// current-tick list and scans the late list.
+//
+// NextDeadline guarantee. Let m be the earliest pending deadline; NextDeadline returns
+// nullopt iff nothing is pending, else x with
+//   x <= m                                          (never late), and
+//   x == m            if m's node is in the late, current-tick or overflow list,
+//   m - G < x <= m    if it is in level k, where G = tick_ns * S^k (x is that slot's
+//                     start: the earliest instant at which that slot can hold a due node).
+// And x > now_ns() unless a node is already due. So the engine parks until x, calls
+// Advance(x), and asks again: each node costs at most L+1 wake-ups, and a timekeeper
+// driven this way releases every node exactly at its deadline. It never needs periodic
+// ticks while nothing is due.
+//
+// Rejected: a binary heap (O(log n) insert and cancel, and cancel needs an index); a
+// single-level wheel plus rounds counter (scans every slot each revolution); the Linux
+// wheel without cascading (it fires late by up to a level's granularity, and we
+// promise exact ns); stepping tick by tick through empty ticks (a manual clock advanced
+// a year would loop 3e10 times).
+#ifndef ORDO_CORE_SRC_TIMING_WHEEL_H_
+#define ORDO_CORE_SRC_TIMING_WHEEL_H_
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "config.h"
+
+namespace ordo::internal {
+
+// kWheelSlotsPerLevel and kWheelLevels live in config.h with the other capacities.
+static_assert(std::has_single_bit(kWheelSlotsPerLevel), "slot digits are masked from ticks");
+static_assert(kWheelSlotsPerLevel >= 2 && kWheelSlotsPerLevel <= 64,
+              "a level's occupancy is one 64-bit word");
+static_assert(kWheelLevels >= 2, "levels 0..L-2 are digit-aligned, level L-1 is the ring");
+static_assert(std::countr_zero(kWheelSlotsPerLevel) * kWheelLevels <= 56,
+              "tick digits must fit an int64 with room for the ring's top index");
+
+inline constexpr std::int64_t kDefaultWheelTickNs = 1'000'000;  // 1 ms
+inline constexpr std::uint32_t kNotInWheel = std::numeric_limits<std::uint32_t>::max();
+
+// Embedded in the engine's Operation. The wheel writes every field while the node is
+// linked (W1) and clears the links when it lets go; never copy a linked node.
+struct TimerNode {
+  TimerNode* prev = nullptr;
+  TimerNode* next = nullptr;
+  std::int64_t deadline_ns = 0;
+  std::uint64_t seq = 0;                   // tie-break among equal deadlines: creation order
+  std::uint32_t slot_index = kNotInWheel;  // the list holding it, for O(1) Cancel
+  bool linked() const { return slot_index != kNotInWheel; }
+};
+
+class TimingWheel {
+ public:
+  static constexpr std::size_t kSlots = kWheelSlotsPerLevel;
+  static constexpr std::size_t kLevels = kWheelLevels;
+  static constexpr int kSlotBits = std::countr_zero(kWheelSlotsPerLevel);
+
+  // TimerNode::slot_index values: level k slot j is k * kSlots + j, then three lists.
+  static constexpr std::uint32_t kLevelSlotCount = kLevels * kSlots;
+  static constexpr std::uint32_t kCurrentTickList = kLevelSlotCount;
+  static constexpr std::uint32_t kLateList = kLevelSlotCount + 1;
+  static constexpr std::uint32_t kOverflowList = kLevelSlotCount + 2;
+  static constexpr std::uint32_t kListCount = kLevelSlotCount + 3;
+
+  // Where a node sits, for tests and diagnostics ("Postponed, in level 3").
+  struct Placement {
+    enum Kind { kNone, kLate, kCurrentTick, kLevel, kOverflow };
+    Kind kind = kNone;
+    int level = -1;  // for kLevel only
+  };
+
+  // tick_ns > 0 (checked); now_ns is the origin; Insert fails beyond max_timers.
+  TimingWheel(std::int64_t tick_ns, std::int64_t now_ns, std::size_t max_timers);
+  TimingWheel(const TimingWheel&) = delete;
+  TimingWheel& operator=(const TimingWheel&) = delete;
+
+  // O(1). Makes `node` pending with this deadline and seq. A deadline at or before
+  // now_ns() is due: the next Advance releases it (in order with the others).
+  // Errors, each changing nothing: ResourceExhausted when max_timers are pending;
+  // FailedPrecondition when the node is already linked (Cancel it first).
+  [[nodiscard]] absl::Status Insert(TimerNode* node, std::int64_t deadline_ns, std::uint64_t seq);
+
+  // O(1). True if `node` was pending in this wheel (it is unlinked at once, and the
+  // caller may free it); false if it was not linked. `node` must not be linked in
+  // another wheel.
+  bool Cancel(TimerNode* node);
+
+  // Moves time to max(now_ns, now_ns()) and appends to *due every node whose deadline
+  // is <= that time, ordered by (deadline_ns, seq); they are unlinked. Nodes already
+  // in *due are left as they are.
+  void Advance(std::int64_t now_ns, std::vector<TimerNode*>* due);
+
+  // When to call Advance next; see "NextDeadline guarantee" above. O(levels), plus a
+  // scan of the late or overflow list once after a Cancel removed its minimum.
+  std::optional<std::int64_t> NextDeadline() const;
+
+  std::int64_t now_ns() const { return now_ns_; }
+  std::int64_t tick_ns() const { return tick_ns_; }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  std::size_t max_timers() const { return max_timers_; }
+
+  static Placement PlacementOf(const TimerNode& node);
+
+  // Checks W1..W9, O(size + slots); aborts with a message naming the broken one.
+  void CheckInvariants() const;
+
+ private:
+  // A list whose minimum is kept as a lower bound: exact after inserts and scans,
+  // stale (still a lower bound) after a Cancel removed the minimum (W9).
+  struct MinCache {
+    std::int64_t deadline_ns = std::numeric_limits<std::int64_t>::max();
+    bool stale = false;
+  };
+
+  static constexpr int kTopShift = kSlotBits * static_cast<int>(kLevels - 1);
+  static constexpr std::uint64_t kSlotMask = kSlots - 1;
+
+  std::int64_t TickOf(std::int64_t ns) const;                    // floor(ns / tick_ns_)
+  std::int64_t TickStartNs(std::int64_t tick) const;             // tick * tick_ns_, saturated
+  static std::uint64_t RotateRight(std::uint64_t word, int by);  // within kSlots bits
+
+  void PushFront(std::uint32_t list, TimerNode* node);
+  void Unlink(TimerNode* node);                    // keeps occupied_ (W2)
+  void Place(TimerNode* node, std::int64_t tick);  // tick > now_tick_
+  void PushUnsorted(std::uint32_t list, MinCache* min, TimerNode* node);
+  void ReleaseList(std::uint32_t list, std::vector<TimerNode*>* due);
+  void DetachList(std::uint32_t list, std::vector<TimerNode*>* out);
+  void ReleaseNode(TimerNode* node, std::vector<TimerNode*>* due);
+  void ReleaseLevelSlots(std::size_t level, std::uint64_t slot_bits, std::vector<TimerNode*>* due);
+  std::int64_t RefreshMin(std::uint32_t list, MinCache* min) const;
+  void AdvanceWithinTick(std::int64_t now_ns, std::vector<TimerNode*>* due);
+  void AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns, std::vector<TimerNode*>* due);
+  void SortReleased(std::size_t first, std::vector<TimerNode*>* due);
+
+  struct SortKey {
+    std::int64_t deadline_ns;
+    std::uint64_t seq;
+    TimerNode* node;
+  };
+  static constexpr std::size_t kSortOnNodesMax = 64;  // below: sort the pointers in place
+
+  const std::int64_t tick_ns_;
+  const std::size_t max_timers_;
+  const std::int64_t min_tick_;  // TickOf(INT64_MIN): TickStartNs saturates at it
+  std::int64_t now_ns_;
+  std::int64_t now_tick_;  // T (W8)
+  std::size_t size_ = 0;
+  std::uint64_t occupied_[kLevels] = {};  // W2
+  TimerNode* heads_[kListCount] = {};
+  mutable MinCache late_min_;  // refreshed by NextDeadline (const) when stale
+  mutable MinCache overflow_min_;
+  std::vector<TimerNode*> regroup_;       // Advance scratch: nodes being re-placed
+  std::vector<TimerNode*> current_tick_;  // Advance scratch: the new current tick
+  std::vector<SortKey> sort_keys_;        // Advance scratch: large released batches
+};
+
+}  // namespace ordo::internal
+
+#endif  // ORDO_CORE_SRC_TIMING_WHEEL_H_

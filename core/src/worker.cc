@@ -1,0 +1,465 @@
+// worker.cc: the worker loop (own deque, injector, steal, park), running an
+// operation, and moving a chain on. See engine_impl.h for the scheduling rule.
+#include <exception>
+#include <thread>
+
+#include "engine_impl.h"
+#include "op_pool.h"
+#include "ordo/recurrence.h"
+#include "retry_status.h"
+
+namespace ordo::internal {
+
+namespace {
+thread_local Worker* t_worker = nullptr;
+thread_local EngineImpl* t_running_engine = nullptr;
+thread_local Attempt* t_attempt = nullptr;
+
+std::uint32_t NextRandom(std::uint32_t& s) {  // xorshift32
+  s ^= s << 13;
+  s ^= s >> 17;
+  s ^= s << 5;
+  return s;
+}
+}  // namespace
+
+bool EngineImpl::InCallableOf(const EngineImpl* e) { return t_running_engine == e; }
+
+Stripe& EngineImpl::MyStripe() {
+  Worker* w = t_worker;
+  if (w != nullptr && w->engine == this) return w->stripe;
+  static Atomic<unsigned> next_thread{0};
+  // Relaxed: only spreads threads over stripes.
+  thread_local unsigned slot = next_thread.fetch_add(1, std::memory_order_relaxed);
+  return external_[slot % kExternalStripes];
+}
+
+void EngineImpl::Schedule(Operation* op) {
+  // acq_rel: one RMW decides which caller pushes (H3); release publishes the
+  // caller's writes to the popping worker along with the queue's own ordering.
+  if (op->word.fetch_or(kQueuedBit, std::memory_order_acq_rel) & kQueuedBit) return;
+  Stripe& st = MyStripe();
+  Bump(st.scheduled);
+  Worker* w = t_worker;
+  if (w != nullptr && w->engine == this) {
+    if (!w->deque.Push(op)) {
+      // Full: move half of our deque and op to the injector, oldest first.
+      Operation* spill[WorkDeque::kCapacity / 2 + 1];
+      std::size_t n = w->deque.Steal(spill, WorkDeque::kCapacity / 2);
+      spill[n++] = op;
+      injector_.PushBulk(spill, n);
+    }
+  } else {
+    injector_.Push(op);
+  }
+  parker_->NotifyWork();
+}
+
+void EngineImpl::MakeHead(Operation* op) {
+  if (op->chain != nullptr) {
+    // seq_cst: the hazard protocol's runner half (Chain::hazard_).
+    op->chain->head_.store(op, std::memory_order_seq_cst);
+  }
+  // acq_rel: the head bit joins the state word in one RMW (H1); acquire sees the
+  // state another thread set, release publishes our chain ownership to whoever
+  // next changes the word.
+  const std::uint32_t w = op->word.fetch_or(kHeadBit, std::memory_order_acq_rel);
+  ORDO_CHECK_OP((w & kHeadBit) == 0, "an operation became head twice", op->id_relaxed());
+  switch (StateOf(w)) {
+    case State::kWaiting:
+    case State::kCanceled:  // a worker skips it and moves the chain on
+      Schedule(op);
+      return;
+    case State::kPostponed:
+    case State::kSuspended:
+      return;  // held: whoever releases it schedules it (H2)
+    default:
+      ORDO_CHECK_OP(false, "a started operation became head", op->id_relaxed());
+  }
+}
+
+bool EngineImpl::HasVisibleWork() const {
+  if (injector_.size_approx() != 0) return true;
+  for (const auto& w : workers_) {
+    if (w->deque.size() != 0) return true;
+  }
+  return false;
+}
+
+Operation* EngineImpl::Steal(Worker* w) {
+  const std::size_t n = workers_.size();
+  if (n <= 1) return nullptr;
+  const std::size_t start = NextRandom(w->rng) % n;
+  for (std::size_t i = 0; i < n; ++i) {
+    Worker* victim = workers_[(start + i) % n].get();
+    if (victim == w) continue;
+    Operation* got[WorkDeque::kCapacity / 2 + 1];
+    std::size_t k = victim->deque.Steal(got, WorkDeque::kCapacity / 2);
+    if (k == 0) continue;
+    Bump(w->stripe.steals, k);
+    for (std::size_t j = 1; j < k; ++j) {
+      bool ok = w->deque.Push(got[j]);
+      ORDO_CHECK(ok, "a stolen half did not fit an empty deque");
+    }
+    return got[0];
+  }
+  return nullptr;
+}
+
+Operation* EngineImpl::FindWork(Worker* w) {
+  Operation* batch[kInjectorBatch];
+  // Fairness: every kInjectorCheckInterval items, move a batch of outside
+  // submissions to the back of our deque, so a deque that keeps refilling itself
+  // (chains, fan-out) cannot starve the injector. Behind, not ahead: one
+  // producer's operations keep their order.
+  if (++w->tick % kInjectorCheckInterval == 0) {
+    const std::size_t room = WorkDeque::kCapacity - w->deque.size();
+    const std::size_t n =
+        injector_.PopBulk(w->consumer, batch, std::min<std::size_t>(room, kInjectorBatch));
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!w->deque.Push(batch[i])) injector_.PushBulk(batch + i, 1);  // thieves raced us
+    }
+  }
+  if (Operation* op = w->deque.Pop()) return op;
+  std::size_t n = injector_.PopBulk(w->consumer, batch, kInjectorBatch);
+  if (n > 0) {
+    for (std::size_t i = 1; i < n; ++i) {
+      bool ok = w->deque.Push(batch[i]);
+      ORDO_CHECK(ok, "an injector batch did not fit an empty deque");
+    }
+    if (n > 1) parker_->NotifyWork();  // more than we can start at once: share
+    return batch[0];
+  }
+  return Steal(w);
+}
+
+void EngineImpl::WorkerLoop(Worker* w) {
+  t_worker = w;
+  w->rng = 0x9e3779b9u * static_cast<std::uint32_t>(w->index + 1);
+  parker_->BeginSearch();
+  bool searching = true;
+  for (;;) {
+    Operation* op = FindWork(w);
+    if (op == nullptr) {
+      if (!searching) {
+        parker_->BeginSearch();
+        searching = true;
+      }
+      // Tell WaitIdle/Shutdown waiters that a worker ran out of work. The fence
+      // pairs with the one after idle_waiters_'s increment in WaitIdle: either we
+      // see the waiter or it sees our last "finished" count.
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (idle_waiters_.load(std::memory_order_relaxed) > 0) {
+        idle_epoch_.fetch_add(1, std::memory_order_release);  // wake-up token only
+        FutexWakeAll(&idle_epoch_);
+      }
+      // Spin a little before parking: a parked thread costs microseconds to wake.
+      const auto spin_until = std::chrono::steady_clock::now() + options_.spin;
+      while (op == nullptr && std::chrono::steady_clock::now() < spin_until &&
+             !stop_.load(std::memory_order_acquire)) {
+        for (int i = 0; i < 32; ++i) CpuRelax();
+        std::this_thread::yield();
+        op = FindWork(w);
+      }
+      if (op == nullptr) {
+        // Acquire: pairs with the release store in ~EngineImpl; everything is
+        // drained by then.
+        if (stop_.load(std::memory_order_acquire) && !HasVisibleWork()) break;
+        Bump(w->stripe.parks);
+        parker_->Park(
+            w->index,
+            [this] { return HasVisibleWork() || stop_.load(std::memory_order_acquire); },
+            std::chrono::nanoseconds(-1));
+        continue;  // counted as searching again (Parker P3)
+      }
+    }
+    if (searching) {
+      searching = false;
+      if (parker_->EndSearch()) parker_->NotifyWork();  // Parker P2
+    }
+    RunItem(w, op);
+  }
+  if (searching) parker_->EndSearch();
+  t_worker = nullptr;
+}
+
+void EngineImpl::RunItem(Worker* w, Operation* op) {
+  Operation* cur = op;
+  // The first node was popped: its queue entry (kQueuedBit) is ours to consume.
+  // Later nodes come inline from AdvanceChain, with no entry; if one has an entry
+  // by now (a timer or Resume scheduled it), that entry owns it and we leave it.
+  bool popped = true;
+  int budget = options_.chain_budget;
+  while (cur != nullptr) {
+    bool finished_with = false;
+    // Acquire: pairs with the release of whoever scheduled or last changed it.
+    std::uint32_t word = cur->word.load(std::memory_order_acquire);
+    ORDO_CHECK_OP(!popped || (word & kQueuedBit) != 0, "a popped entry without kQueuedBit",
+                  cur->id_relaxed());
+    for (;;) {
+      const State s = StateOf(word);
+      if (!popped && (word & kQueuedBit) != 0) break;  // its queue entry owns it (H3)
+      const std::uint32_t unqueued = word & ~kQueuedBit;  // a pop consumes the entry
+      if (s == State::kWaiting) {
+        if (cancel_all_.load(std::memory_order_relaxed)) {
+          // Shutdown kCancelPending: cancel rather than start. acq_rel as below.
+          const std::uint32_t canceled =
+              (WithState(unqueued, State::kCanceled) & ~kReasonMask) |
+              (static_cast<std::uint32_t>(CancelReason::kByShutdown) << kReasonShift);
+          cur->completed_ns.store(NowNs(), std::memory_order_relaxed);  // published by the CAS
+          if (!cur->word.compare_exchange_weak(word, canceled, std::memory_order_acq_rel,
+                                               std::memory_order_acquire)) {
+            continue;
+          }
+          if (word & kWaiterBit) FutexWakeAll(&cur->word);
+          OnTerminal(cur, State::kCanceled, w->stripe);
+          finished_with = true;
+          break;
+        }
+        // acq_rel: acquire what the submitter (and the chain's previous
+        // operation) wrote; one of this CAS and Cancel's CAS on the same word wins.
+        if (!cur->word.compare_exchange_weak(word, WithState(unqueued, State::kInProgress),
+                                             std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+          continue;
+        }
+        finished_with = Execute(w, cur);
+        break;
+      }
+      ORDO_CHECK_OP(s != State::kInProgress, "an operation owned by this worker is in progress",
+                    cur->id_relaxed());
+      if (popped) {
+        // acq_rel: consume the entry (H3); a concurrent release to Waiting makes
+        // this fail, and we start it instead.
+        if (!cur->word.compare_exchange_weak(word, unqueued, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+          continue;
+        }
+      }
+      // Postponed or Suspended: held, whoever releases it schedules it (H2).
+      // Terminal: canceled, or a halted head released by ResumeToken.
+      finished_with = IsTerminal(s);
+      break;
+    }
+    if (!finished_with) break;
+    Chain* const chain = cur->chain;
+    Operation* next = nullptr;
+    if (chain != nullptr) {
+      next = AdvanceChain(cur);  // releases cur
+    } else {
+      ReleaseEngineRef(cur);
+    }
+    cur = nullptr;
+    popped = false;
+    if (next != nullptr) {
+      if (--budget > 0) {
+        cur = next;
+      } else {
+        Schedule(next);  // fairness: the chain queues behind other work
+      }
+    }
+  }
+  // Release: pairs with the acquire loads in EngineImpl::ActivityIdle (WaitIdle),
+  // so a reader that counts this item also sees every "scheduled" before it.
+  w->stripe.finished.fetch_add(1, std::memory_order_release);
+}
+
+bool EngineImpl::Execute(Worker* w, Operation* op) {
+  Stripe& st = w->stripe;
+  const std::int64_t start_ns = NowNs();
+  // Relaxed: published with the terminal state (release) or read by the runner.
+  if (op->started_ns.load(std::memory_order_relaxed) == kNoTime) {
+    op->started_ns.store(start_ns, std::memory_order_relaxed);
+  }
+  Bump(st.started);
+  Attempt attempt;
+  Context ctx(this, op);
+  absl::Status status;
+  std::string error;
+  bool threw = false;
+  EngineImpl* const outer_engine = t_running_engine;
+  Attempt* const outer_attempt = t_attempt;
+  t_running_engine = this;
+  t_attempt = &attempt;
+  try {
+    status = op->ops->invoke(op->storage, ctx);
+  } catch (const std::exception& e) {
+    threw = true;
+    error = e.what();
+    if (error.empty()) error = "exception with an empty what()";
+  } catch (...) {
+    threw = true;
+    error = "unknown exception (not derived from std::exception)";
+  }
+  t_running_engine = outer_engine;
+  t_attempt = outer_attempt;
+
+  bool failed = threw;
+  if (!threw && !status.ok()) {
+    if (std::optional<std::int64_t> d = RetryDelayOf(status)) {
+      attempt.retry = true;
+      attempt.delay_ns = *d;
+      attempt.reason = std::string(status.message());
+    } else {
+      failed = true;
+      error = status.ToString();
+    }
+  }
+  if (attempt.retry) {
+    OpExtras* ex = op->extras.load(std::memory_order_acquire);
+    const int max = (ex != nullptr && ex->max_retries >= 0) ? ex->max_retries : options_.max_retries;
+    const int done = op->retry_count.load(std::memory_order_relaxed);
+    // Acquire: pairs with Shutdown's seq_cst store of closed_.
+    if (closed_.load(std::memory_order_acquire)) {
+      FinishInProgress(op, State::kCanceled,
+                       "retry canceled: the engine is shutting down (" + attempt.reason + ")", st,
+                       CancelReason::kRetriesDuringShutdown);
+      return true;
+    }
+    if (done < max) {
+      std::int64_t delay = attempt.delay_ns < 0 ? 0 : attempt.delay_ns;
+      if (ex != nullptr && ex->backoff_kind == 1) {  // exponential
+        for (int i = 0; i < done && delay < ex->backoff_max_ns; ++i) delay *= 2;
+        if (delay > ex->backoff_max_ns) delay = ex->backoff_max_ns;
+      }
+      // The delay counts from the end of the attempt.
+      const std::int64_t due = NowNs() + delay;
+      op->retry_count.store(done + 1, std::memory_order_relaxed);  // published below
+      Bump(st.retried);
+      if (RepostponeForRetry(op, due)) return false;
+      failed = true;
+      error = "retry could not be scheduled: the timing wheel is full (Options::max_timers)";
+    } else {
+      failed = true;
+      error = attempt.reason + " (gave up after " + std::to_string(done) + " retries)";
+    }
+  }
+  FinishInProgress(op, failed ? State::kFailed : State::kSucceeded, std::move(error), st,
+                   CancelReason::kByCancel);
+  OpExtras* ex = op->extras.load(std::memory_order_acquire);
+  if (ex != nullptr && ex->recurrence != nullptr) SpawnNextOccurrence(op, st);
+  return true;
+}
+
+void EngineImpl::RequestRetry(Operation* op, std::chrono::nanoseconds delay,
+                              std::string_view reason) {
+  Attempt* a = t_attempt;
+  ORDO_CHECK_OP(a != nullptr && t_running_engine == this,
+                "Context::RetryAfter called outside its callable", op->id_relaxed());
+  a->retry = true;
+  a->delay_ns = delay.count();
+  a->reason = std::string(reason);
+}
+
+void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string error, Stripe& st,
+                                  CancelReason reason) {
+  if (terminal == State::kFailed || terminal == State::kCanceled) {
+    if (!error.empty() || terminal == State::kFailed) {
+      OpExtras* ex = ExtrasOf(op);
+      ex->error = std::move(error);
+    }
+  }
+  op->completed_ns.store(NowNs(), std::memory_order_relaxed);  // published below
+  std::uint32_t w = op->word.load(std::memory_order_relaxed);
+  std::uint32_t next;
+  do {
+    ORDO_CHECK_OP(StateOf(w) == State::kInProgress, "finish of an operation not in progress",
+                  op->id_relaxed());
+    next = WithState(w, terminal);
+    if (terminal == State::kCanceled) {
+      next = (next & ~kReasonMask) | (static_cast<std::uint32_t>(reason) << kReasonShift);
+    }
+    // Release: publishes the callable's writes, error and completed_ns to
+    // Handle::state()/Wait() (acquire) and to the chain's next operation (through
+    // the chain protocol). Only kWaiterBit can change under us (H4).
+  } while (!op->word.compare_exchange_weak(w, next, std::memory_order_release,
+                                           std::memory_order_relaxed));
+  if (w & kWaiterBit) FutexWakeAll(&op->word);
+  OnTerminal(op, terminal, st);
+}
+
+void EngineImpl::OnTerminal(Operation* op, State terminal, Stripe& st) {
+  switch (terminal) {
+    case State::kSucceeded: Bump(st.succeeded); break;
+    case State::kFailed: Bump(st.failed); break;
+    default: Bump(st.canceled); break;
+  }
+  GiveCredit(st);
+  if (op->chain != nullptr) op->chain->pending_.fetch_sub(1, std::memory_order_relaxed);  // gauge
+}
+
+Operation* EngineImpl::AdvanceChain(Operation* x) {
+  Chain* c = x->chain;
+  // Failure policy: applied once per failed head (kPolicyDoneBit).
+  std::uint32_t xw = x->word.load(std::memory_order_acquire);
+  if (StateOf(xw) == State::kFailed && (xw & kPolicyDoneBit) == 0) {
+    x->word.fetch_or(kPolicyDoneBit, std::memory_order_relaxed);  // runner-private flag
+    const FailurePolicy p = PolicyFor(c);
+    const bool closing = closed_.load(std::memory_order_acquire);
+    if (p == FailurePolicy::kCancelRest || (p == FailurePolicy::kHalt && closing)) {
+      CancelBehind(x, CancelReason::kByPolicy);
+    } else if (p == FailurePolicy::kHalt) {
+      if (HaltChain(c, x)) return nullptr;  // held until ResumeToken
+    }
+  }
+  Operation* prev = x;
+  for (;;) {
+    Operation* n = tokens_.Advance(prev);
+    if (n == nullptr) {
+      // The chain is idle (maybe retired): no token control can hold prev as its
+      // hazard (walkers hold the shard lock, which the retirement took).
+      ReleaseEngineRef(prev);
+      return nullptr;
+    }
+    // seq_cst: the hazard protocol's runner half (store head_, then load hazard_).
+    c->head_.store(n, std::memory_order_seq_cst);
+    ReleaseChainNode(c, prev);
+    // acq_rel: H1, as in MakeHead.
+    const std::uint32_t w = n->word.fetch_or(kHeadBit, std::memory_order_acq_rel);
+    ORDO_CHECK_OP((w & kHeadBit) == 0, "an operation became head twice", n->id_relaxed());
+    const State s = StateOf(w);
+    if (s == State::kWaiting) return n;
+    if (s == State::kCanceled) {
+      prev = n;  // skip it; its canceler counted it
+      continue;
+    }
+    ORDO_CHECK_OP(s == State::kPostponed || s == State::kSuspended,
+                  "a chain node ran before it was head", n->id_relaxed());
+    return nullptr;  // held; H2 schedules it when released
+  }
+}
+
+void EngineImpl::ReleaseChainNode(Chain* c, Operation* x) {
+  // seq_cst: pairs with ForEachInChain's store of hazard_ then load of head_.
+  while (c->hazard_.load(std::memory_order_seq_cst) == x) std::this_thread::yield();
+  ReleaseEngineRef(x);
+}
+
+void EngineImpl::ReleaseEngineRef(Operation* op) {
+  if (op->ops != nullptr) {
+    op->ops->destroy(op->storage);
+    op->ops = nullptr;
+  }
+  DropRef(op);
+}
+
+void EngineImpl::AddRef(Operation* op) {
+  // Relaxed: the caller already holds a reference, so the node cannot be freed.
+  op->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+void EngineImpl::DropRef(Operation* op) {
+  // acq_rel: the last dropper acquires every other holder's accesses before it
+  // frees the node; the others release theirs.
+  if (op->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  OpExtras* ex = op->extras.load(std::memory_order_relaxed);  // sole owner now
+  if (ex != nullptr) {
+    if (Operation* s = ex->successor.load(std::memory_order_relaxed)) DropRef(s);
+    DeleteRecurrence(ex);
+    delete ex;
+    op->extras.store(nullptr, std::memory_order_relaxed);
+  }
+  OpPool::Free(op);
+}
+
+}  // namespace ordo::internal

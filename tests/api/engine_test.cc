@@ -1,0 +1,513 @@
+// engine_test.cc: the core rules of DESIGN.md section 1 through the public API:
+// chains, independent operations, cancel, failure, handles, WaitIdle, shutdown,
+// bad input, stats. Time-related rules are in lifecycle_test.cc.
+#include "ordo/engine.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <future>
+#include <latch>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/journal.h"
+
+namespace ordo {
+namespace {
+
+using ::ordo::testing::AwaitState;
+using ::ordo::testing::Journal;
+using ::ordo::testing::OverlapGuard;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+// A gate a callable blocks on until the test opens it.
+class Gate {
+ public:
+  Gate() : future_(promise_.get_future().share()) {}
+  void Open() { promise_.set_value(); }
+  auto Waiter() {
+    return [f = future_] { f.wait(); };
+  }
+
+ private:
+  std::promise<void> promise_;
+  std::shared_future<void> future_;
+};
+
+TEST(ChainTest, OperationsOfOneTokenRunInCreationOrder) {
+  Engine engine({.workers = 4});
+  std::vector<int> seen;  // unsynchronized on purpose: the chain orders the writes
+  std::vector<Handle> handles;
+  for (int i = 0; i < 2000; ++i) {
+    auto h = engine.Submit([&seen, i] { seen.push_back(i); }, {.token = "account-42"});
+    ASSERT_TRUE(h.ok());
+    handles.push_back(*h);
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_EQ(seen.size(), 2000u);
+  for (int i = 0; i < 2000; ++i) ASSERT_EQ(seen[i], i);
+  for (auto& h : handles) EXPECT_EQ(h.state(), State::kSucceeded);
+}
+
+TEST(ChainTest, AtMostOneOperationOfATokenIsInProgress) {
+  Engine engine({.workers = 4});
+  constexpr int kTokens = 8;
+  OverlapGuard guards[kTokens];
+  std::atomic<int> overlaps{0};
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 4000; ++i) {
+    const int t = i % kTokens;
+    auto h = engine.Submit(
+        [&, t] {
+          if (!guards[t].Enter()) overlaps.fetch_add(1);
+          for (int k = 0; k < 50; ++k) std::atomic_signal_fence(std::memory_order_seq_cst);
+          guards[t].Exit();
+          ran.fetch_add(1);
+        },
+        {.token = Token(t)});
+    ASSERT_TRUE(h.ok());
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(overlaps.load(), 0);
+  EXPECT_EQ(ran.load(), 4000);
+}
+
+TEST(ChainTest, CreationOrderFollowsHappensBeforeAcrossThreads) {
+  Engine engine({.workers = 2});
+  std::vector<int> seen;
+  auto a = engine.Submit([&] { seen.push_back(1); }, {.token = "t"});
+  ASSERT_TRUE(a.ok());
+  // Submit(B) on another thread, after Submit(A) returned (joined => ordered).
+  std::thread other([&] {
+    auto b = engine.Submit([&] { seen.push_back(2); }, {.token = "t"});
+    ASSERT_TRUE(b.ok());
+  });
+  other.join();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_THAT(seen, ElementsAre(1, 2));
+}
+
+TEST(ChainTest, AnOperationSubmittingToItsOwnTokenDoesNotRunItInline) {
+  Engine engine({.workers = 2});
+  std::vector<std::string> seen;
+  std::atomic<bool> inner_started_during_outer{false};
+  Handle inner;
+  auto outer = engine.Submit(
+      [&] {
+        seen.push_back("outer-begin");
+        auto h = engine.Submit([&] { seen.push_back("inner"); }, {.token = "self"});
+        ASSERT_TRUE(h.ok());
+        inner = *h;
+        if (inner.state() != State::kWaiting) inner_started_during_outer = true;
+        seen.push_back("outer-end");
+      },
+      {.token = "self"});
+  ASSERT_TRUE(outer.ok());
+  ASSERT_TRUE(AwaitState(*outer, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_FALSE(inner_started_during_outer.load());
+  EXPECT_THAT(seen, ElementsAre("outer-begin", "outer-end", "inner"));
+}
+
+TEST(ChainTest, DifferentTokensRunConcurrently) {
+  Engine engine({.workers = 2});
+  std::latch both(2);
+  // Each waits for the other: only possible if they run at the same time.
+  auto a = engine.Submit([&] { both.arrive_and_wait(); }, {.token = "a"});
+  auto b = engine.Submit([&] { both.arrive_and_wait(); }, {.token = "b"});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(AwaitState(*a, State::kSucceeded));
+  EXPECT_TRUE(AwaitState(*b, State::kSucceeded));
+}
+
+TEST(ChainTest, IntegerAndStringTokensNeverMatch) {
+  Engine engine({.workers = 2});
+  Gate gate;
+  auto a = engine.Submit(gate.Waiter(), {.token = 7});
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kInProgress));
+  auto b = engine.Submit([] {}, {.token = "7"});
+  ASSERT_TRUE(b.ok());
+  EXPECT_TRUE(AwaitState(*b, State::kSucceeded));  // not queued behind a
+  EXPECT_EQ(a->state(), State::kInProgress);
+  gate.Open();
+  EXPECT_TRUE(AwaitState(*a, State::kSucceeded));
+}
+
+TEST(IndependentTest, IndependentOperationsRunConcurrently) {
+  Engine engine({.workers = 2});
+  std::latch both(2);
+  auto a = engine.Submit([&] { both.arrive_and_wait(); });
+  auto b = engine.Submit([&] { both.arrive_and_wait(); });
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(AwaitState(*a, State::kSucceeded));
+  EXPECT_TRUE(AwaitState(*b, State::kSucceeded));
+}
+
+TEST(IndependentTest, OneWorkerStartsOneProducersOperationsInCreationOrder) {
+  Engine engine({.workers = 1});
+  Gate gate;
+  ASSERT_TRUE(engine.Submit(gate.Waiter()).ok());  // hold the worker while we submit
+  std::vector<int> seen;
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(engine.Submit([&seen, i] { seen.push_back(i); }).ok());
+  gate.Open();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_EQ(seen.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(seen[i], i);
+}
+
+TEST(IndependentTest, StartOrderFromOneProducerIsCloseToCreationOrder) {
+  Engine engine({.workers = 2});
+  constexpr int kOps = 20000;
+  std::atomic<int> next_start{0};
+  std::vector<int> start_rank(kOps, -1);
+  for (int i = 0; i < kOps; ++i) {
+    ASSERT_TRUE(engine.Submit([&, i] { start_rank[i] = next_start.fetch_add(1); }).ok());
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  std::vector<int> disp(kOps);
+  double total = 0;
+  for (int i = 0; i < kOps; ++i) {
+    ASSERT_GE(start_rank[i], 0);
+    disp[i] = std::abs(start_rank[i] - i);
+    total += disp[i];
+  }
+  std::sort(disp.begin(), disp.end());
+  // Displacement comes from two workers taking batches of the injector (and from
+  // a worker preempted while it holds a batch): typical displacement stays within
+  // a few batches, not the run's length.
+  RecordProperty("mean_displacement", static_cast<int>(total / kOps));
+  RecordProperty("p90_displacement", disp[kOps * 9 / 10]);
+  EXPECT_LT(disp[kOps / 2], 64) << "median displacement";
+  EXPECT_LT(total / kOps, 512.0) << "mean displacement";
+}
+
+TEST(CancelTest, CancelBeforeStartMeansTheBodyNeverRunsAndTheChainMovesOn) {
+  Engine engine({.workers = 2});
+  Gate gate;
+  std::atomic<bool> b_ran{false};
+  Journal journal;
+  auto a = engine.Submit(gate.Waiter(), {.token = "t"});
+  auto b = engine.Submit([&] { b_ran = true; }, {.token = "t"});
+  auto c = engine.Submit(journal.Step("C"), {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kInProgress));
+  auto outcome = engine.Cancel(*b);
+  ASSERT_TRUE(outcome.ok());
+  EXPECT_EQ(*outcome, CancelOutcome::kCanceled);
+  EXPECT_EQ(b->state(), State::kCanceled);
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*c, State::kSucceeded));
+  EXPECT_FALSE(b_ran.load());
+  EXPECT_THAT(journal.Entries(), ElementsAre("C"));
+  EXPECT_THAT(b->error(), HasSubstr("Cancel"));
+}
+
+TEST(CancelTest, CancelOfAQueuedIndependentOperationPreventsItsBody) {
+  Engine engine({.workers = 1});
+  Gate gate;
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(engine.Submit(gate.Waiter()).ok());
+  auto h = engine.Submit([&] { ran = true; });
+  ASSERT_TRUE(h.ok());
+  auto outcome = engine.Cancel(*h);
+  ASSERT_TRUE(outcome.ok());
+  EXPECT_EQ(*outcome, CancelOutcome::kCanceled);
+  gate.Open();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_FALSE(ran.load());
+  EXPECT_EQ(engine.stats().canceled, 1u);
+}
+
+TEST(CancelTest, CancelOfARunningOperationIsACooperativeRequest) {
+  Engine engine({.workers = 2});
+  std::atomic<bool> entered{false};
+  auto h = engine.Submit([&](Context& ctx) {
+    entered = true;
+    while (!ctx.cancel_requested()) std::this_thread::yield();
+    return absl::CancelledError("stopped on request");
+  });
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(AwaitState(*h, State::kInProgress));
+  auto outcome = engine.Cancel(*h);
+  ASSERT_TRUE(outcome.ok());
+  EXPECT_EQ(*outcome, CancelOutcome::kCancelRequested);
+  // It ends in whatever state its callable reaches: here Failed with its message.
+  ASSERT_TRUE(AwaitState(*h, State::kFailed));
+  EXPECT_THAT(h->error(), HasSubstr("stopped on request"));
+}
+
+TEST(CancelTest, CancelOfAFinishedOperationIsAnErrorAndChangesNothing) {
+  Engine engine({.workers = 1});
+  auto h = engine.Submit([] {});
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(AwaitState(*h, State::kSucceeded));
+  auto outcome = engine.Cancel(*h);
+  EXPECT_EQ(outcome.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(outcome.status().message()), HasSubstr("already finished"));
+  EXPECT_EQ(h->state(), State::kSucceeded);
+  EXPECT_EQ(engine.stats().canceled, 0u);
+}
+
+TEST(CancelTest, CancelOfAnEmptyHandleIsInvalid) {
+  Engine engine({.workers = 1});
+  EXPECT_EQ(engine.Cancel(Handle()).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(FailureTest, AThrowingCallableFailsWithItsMessageAndTheChainMovesOn) {
+  Engine engine({.workers = 2});
+  Journal journal;
+  auto a = engine.Submit([] { throw std::runtime_error("boom"); }, {.token = "t"});
+  auto b = engine.Submit(journal.Step("B"), {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  EXPECT_EQ(a->state(), State::kFailed);
+  EXPECT_EQ(a->error(), "boom");
+  EXPECT_THAT(journal.Entries(), ElementsAre("B"));
+}
+
+TEST(FailureTest, ANonStandardExceptionFailsTheOperationNotTheProcess) {
+  Engine engine({.workers = 1});
+  auto a = engine.Submit([] { throw 42; });
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kFailed));
+  EXPECT_THAT(a->error(), HasSubstr("unknown exception"));
+}
+
+TEST(FailureTest, AReturnedErrorStatusFailsWithItsMessage) {
+  Engine engine({.workers = 1});
+  auto a = engine.Submit([]() -> absl::Status { return absl::InternalError("disk on fire"); });
+  auto b = engine.Submit([](Context&) { return absl::OkStatus(); });
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kFailed));
+  EXPECT_THAT(a->error(), HasSubstr("disk on fire"));
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  EXPECT_EQ(b->error(), "");
+}
+
+TEST(HandleTest, ReportsIdTimesAndName) {
+  Engine engine({.workers = 1});
+  auto a = engine.Submit([] {}, {.name = "first"});
+  auto b = engine.Submit([] {});
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kSucceeded));
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  EXPECT_LT(a->id(), b->id());
+  EXPECT_EQ(a->name(), "first");
+  ASSERT_TRUE(a->started_at().has_value());
+  ASSERT_TRUE(a->completed_at().has_value());
+  EXPECT_LE(a->created_at(), *a->started_at());
+  EXPECT_LE(*a->started_at(), *a->completed_at());
+  EXPECT_EQ(a->retry_count(), 0);
+  Handle copy = *a;
+  EXPECT_EQ(copy, *a);
+  EXPECT_EQ(copy.state(), State::kSucceeded);
+}
+
+TEST(HandleTest, WaitForTimesOutOnAnUnfinishedOperation) {
+  Engine engine({.workers = 1});
+  Gate gate;
+  auto a = engine.Submit(gate.Waiter());
+  ASSERT_TRUE(a.ok());
+  EXPECT_FALSE(a->WaitFor(10ms));
+  gate.Open();
+  EXPECT_EQ(a->Wait(), State::kSucceeded);
+}
+
+TEST(HandleTest, HandlesStayReadableAfterTheEngineIsGone) {
+  Handle h;
+  {
+    Engine engine({.workers = 1});
+    auto s = engine.Submit([] {}, {.name = "survivor"});
+    ASSERT_TRUE(s.ok());
+    h = *s;
+  }
+  EXPECT_EQ(h.state(), State::kSucceeded);
+  EXPECT_EQ(h.name(), "survivor");
+}
+
+TEST(WaitIdleTest, ReturnsOnceEverythingRunnableHasRun) {
+  Engine engine({.workers = 2});
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 5000; ++i) {
+    ASSERT_TRUE(engine.Submit([&] { ran.fetch_add(1); }, {.token = Token(i % 13)}).ok());
+    ASSERT_TRUE(engine.Submit([&] { ran.fetch_add(1); }).ok());
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(ran.load(), 10000);
+  const Stats s = engine.stats();
+  EXPECT_EQ(s.pending, 0u);
+  EXPECT_EQ(s.succeeded, 10000u);
+  EXPECT_EQ(s.active_chains, 0u);
+}
+
+TEST(WaitIdleTest, InsideACallableIsAnErrorNotADeadlock) {
+  Engine engine({.workers = 1});
+  absl::Status inner;
+  auto h = engine.Submit([&] { inner = engine.WaitIdle(); });
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(AwaitState(*h, State::kSucceeded));
+  EXPECT_EQ(inner.code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(ShutdownTest, SubmitAfterShutdownIsRefusedAndChangesNothing) {
+  Engine engine({.workers = 1});
+  ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainReady).ok());
+  auto h = engine.Submit([] {});
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(engine.stats().submitted, 0u);
+  EXPECT_EQ(engine.stats().rejected, 1u);
+  EXPECT_TRUE(engine.Shutdown().ok());  // a second call is a no-op
+}
+
+TEST(ShutdownTest, DrainReadyRunsEverythingRunnable) {
+  std::atomic<int> ran{0};
+  std::vector<Handle> handles;
+  {
+    Engine engine({.workers = 2});
+    for (int i = 0; i < 3000; ++i) {
+      auto h = engine.Submit([&] { ran.fetch_add(1); }, {.token = Token(i % 5)});
+      ASSERT_TRUE(h.ok());
+      handles.push_back(*h);
+    }
+    ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainReady).ok());
+    EXPECT_EQ(engine.stats().pending, 0u);
+  }
+  EXPECT_EQ(ran.load(), 3000);
+  for (auto& h : handles) EXPECT_EQ(h.state(), State::kSucceeded);
+}
+
+TEST(ShutdownTest, CancelPendingCancelsWhatHasNotStarted) {
+  Engine engine({.workers = 1});
+  Gate gate;
+  auto running = engine.Submit(gate.Waiter(), {.token = "t"});
+  ASSERT_TRUE(running.ok());
+  ASSERT_TRUE(AwaitState(*running, State::kInProgress));
+  std::vector<Handle> queued;
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 100; ++i) {
+    auto h = engine.Submit([&] { ran.fetch_add(1); }, {.token = i % 2 ? Token("t") : Token()});
+    ASSERT_TRUE(h.ok());
+    queued.push_back(*h);
+  }
+  std::thread opener([&] {
+    // Open the gate once shutdown has closed the engine to new work.
+    while (engine.Submit([] {}).ok()) std::this_thread::yield();
+    gate.Open();
+  });
+  ASSERT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
+  opener.join();
+  EXPECT_EQ(ran.load(), 0);
+  for (auto& h : queued) EXPECT_EQ(h.state(), State::kCanceled);
+  EXPECT_EQ(running->state(), State::kSucceeded);
+}
+
+TEST(ShutdownTest, EveryAcceptedOperationEndsInExactlyOneTerminalState) {
+  std::vector<Handle> handles;
+  Stats s;
+  {
+    Engine engine({.workers = 2});
+    for (int i = 0; i < 2000; ++i) {
+      auto h = engine.Submit(
+          [i] {
+            if (i % 7 == 0) throw std::runtime_error("seven");
+          },
+          {.token = i % 3 == 0 ? Token() : Token(i % 11)});
+      ASSERT_TRUE(h.ok());
+      handles.push_back(*h);
+      if (i % 5 == 0) (void)engine.Cancel(handles.back());
+    }
+    ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainReady).ok());
+    s = engine.stats();
+  }
+  std::size_t terminal = 0;
+  for (auto& h : handles) terminal += IsTerminal(h.state()) ? 1 : 0;
+  EXPECT_EQ(terminal, handles.size());
+  EXPECT_EQ(s.succeeded + s.failed + s.canceled, s.submitted);
+  EXPECT_EQ(s.submitted, 2000u);
+}
+
+TEST(BadInputTest, EmptyTokenIsRejected) {
+  Engine engine({.workers = 1});
+  auto h = engine.Submit([] {}, {.token = ""});
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(h.status().message()), HasSubstr("empty"));
+  EXPECT_EQ(engine.stats().submitted, 0u);
+  EXPECT_EQ(engine.stats().rejected, 1u);
+}
+
+TEST(BadInputTest, OversizedTokenIsRejectedWithTheLimitNamed) {
+  Engine engine({.workers = 1, .max_token_bytes = 16});
+  auto ok = engine.Submit([] {}, {.token = std::string(16, 'x')});
+  EXPECT_TRUE(ok.ok());
+  auto h = engine.Submit([] {}, {.token = std::string(17, 'x')});
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(h.status().message()), HasSubstr("max_token_bytes"));
+}
+
+TEST(BadInputTest, EmptyCallableIsRejected) {
+  Engine engine({.workers = 1});
+  std::function<void()> empty;
+  auto h = engine.Submit(empty);
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+  void (*null_fn)() = nullptr;
+  EXPECT_EQ(engine.Submit(null_fn).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine.stats().submitted, 0u);
+}
+
+TEST(BadInputTest, AFullEngineIsResourceExhaustedWithTheLimitNamed) {
+  Engine engine({.workers = 1, .max_pending = 4});
+  Gate gate;
+  std::vector<Handle> hs;
+  for (int i = 0; i < 4; ++i) {
+    auto h = engine.Submit(i == 0 ? std::function<void()>(gate.Waiter()) : [] {}, {.token = "t"});
+    ASSERT_TRUE(h.ok()) << i;
+    hs.push_back(*h);
+  }
+  auto full = engine.Submit([] {});
+  EXPECT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(full.status().message()), HasSubstr("max_pending"));
+  EXPECT_EQ(engine.stats().submitted, 4u);
+  gate.Open();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_TRUE(engine.Submit([] {}).ok());  // room again
+}
+
+TEST(StatsTest, CountsEveryOutcomeAndExportsPrometheusText) {
+  Engine engine({.workers = 2});
+  ASSERT_TRUE(engine.Submit([] {}).ok());
+  ASSERT_TRUE(engine.Submit([] { throw std::runtime_error("x"); }).ok());
+  ASSERT_FALSE(engine.Submit([] {}, {.token = ""}).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  const Stats s = engine.stats();
+  EXPECT_EQ(s.submitted, 2u);
+  EXPECT_EQ(s.started, 2u);
+  EXPECT_EQ(s.succeeded, 1u);
+  EXPECT_EQ(s.failed, 1u);
+  EXPECT_EQ(s.rejected, 1u);
+  EXPECT_EQ(s.pending, 0u);
+  EXPECT_EQ(s.workers, 2);
+  const std::string text = s.ToPrometheus();
+  EXPECT_THAT(text, HasSubstr("ordo_submitted_total 2\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE ordo_pending gauge\n"));
+}
+
+TEST(StateTest, MapsOntoDynamicsCodes) {
+  EXPECT_EQ(ToDynamics(State::kWaiting).state_code, DynamicsStateCode::kReady);
+  EXPECT_EQ(ToDynamics(State::kPostponed).status_code, 10);
+  EXPECT_EQ(ToDynamics(State::kInProgress).state_code, DynamicsStateCode::kLocked);
+  EXPECT_EQ(ToDynamics(State::kSucceeded).status_code, 30);
+  EXPECT_EQ(ToDynamics(State::kFailed).status_code, 31);
+  EXPECT_EQ(ToDynamics(State::kCanceled).status_code, 32);
+  EXPECT_EQ(StateName(State::kPostponed), "Postponed");
+}
+
+}  // namespace
+}  // namespace ordo

@@ -1,0 +1,159 @@
+// stress_test.cc (label "stress"): several producers and every worker, a mix of
+// independent operations, many cold tokens and a few hot ones, random cancels and
+// throwing callables. An oracle counts every operation in and out:
+//   0 lost        every accepted operation is terminal at the end, and ran at most once
+//   0 duplicated  no body ran twice
+//   0 reordered   per token, bodies ran in each producer's submission order
+//   0 overlaps    no two bodies of one token ran at once
+// Size: ORDO_STRESS_SCALE (default 1, about 750k operations, a few seconds here).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ordo/engine.h"
+#include "support/journal.h"
+
+namespace ordo {
+namespace {
+
+int Scale() {
+  const char* s = std::getenv("ORDO_STRESS_SCALE");
+  const int v = s == nullptr ? 1 : std::atoi(s);
+  return v < 1 ? 1 : v;
+}
+
+struct TokenState {
+  ::ordo::testing::OverlapGuard guard;
+  // Last sequence seen per producer; written only inside the token's bodies,
+  // which the chain serializes (a race here would be a chain bug, and TSan sees it).
+  std::vector<long> last_seq;
+};
+
+struct Oracle {
+  explicit Oracle(int tokens, int producers, long ops) : runs(ops), tokens(tokens) {
+    for (auto& t : this->tokens) t.last_seq.assign(producers, -1);
+  }
+  std::vector<std::atomic<int>> runs;  // per operation: how often its body ran
+  std::vector<TokenState> tokens;
+  std::atomic<long> overlaps{0};
+  std::atomic<long> reorders{0};
+};
+
+void RunStress(int workers, int producers, long per_producer) {
+  constexpr int kHotTokens = 4;
+  constexpr int kColdTokens = 5000;
+  const long total = producers * per_producer;
+  Oracle oracle(kHotTokens + kColdTokens, producers, total);
+  std::vector<std::vector<Handle>> handles(producers);
+  std::vector<std::vector<bool>> canceled(producers);  // Cancel returned kCanceled
+  std::vector<std::vector<bool>> will_throw(producers);
+  {
+    Engine engine({.workers = workers});
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        std::mt19937_64 rng(1234 + p);
+        handles[p].reserve(per_producer);
+        canceled[p].assign(per_producer, false);
+        will_throw[p].assign(per_producer, false);
+        for (long i = 0; i < per_producer; ++i) {
+          const long op_index = p * per_producer + i;
+          const unsigned kind = rng() % 10;
+          int token = -1;  // independent
+          if (kind < 3) {
+            token = static_cast<int>(rng() % kHotTokens);
+          } else if (kind < 7) {
+            token = kHotTokens + static_cast<int>(rng() % kColdTokens);
+          }
+          const bool throws = rng() % 50 == 0;
+          will_throw[p][i] = throws;
+          auto body = [&oracle, op_index, token, p, i, throws] {
+            oracle.runs[op_index].fetch_add(1, std::memory_order_relaxed);
+            if (token >= 0) {
+              TokenState& t = oracle.tokens[token];
+              if (!t.guard.Enter()) oracle.overlaps.fetch_add(1);
+              if (t.last_seq[p] >= i) oracle.reorders.fetch_add(1);
+              t.last_seq[p] = i;
+              t.guard.Exit();
+            }
+            if (throws) throw std::runtime_error("planned failure");
+          };
+          SubmitOptions o;
+          if (token >= 0) o.token = Token("tok-" + std::to_string(token));
+          auto h = engine.Submit(std::move(body), std::move(o));
+          ASSERT_TRUE(h.ok()) << h.status();
+          handles[p].push_back(*h);
+          if (rng() % 20 == 0) {
+            // Cancel something recent: it may or may not have started.
+            const long j = i - static_cast<long>(rng() % 8);
+            if (j >= 0) {
+              auto c = engine.Cancel(handles[p][j]);
+              if (c.ok() && *c == CancelOutcome::kCanceled) canceled[p][j] = true;
+            }
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    const Stats s = engine.stats();
+    EXPECT_EQ(s.submitted, static_cast<std::uint64_t>(total));
+    EXPECT_EQ(s.pending, 0u);
+    EXPECT_EQ(s.succeeded + s.failed + s.canceled, s.submitted);
+    EXPECT_EQ(s.active_chains, 0u);
+  }
+  long lost = 0, duplicated = 0, ran_after_cancel = 0, wrong_state = 0;
+  int reported = 0;
+  for (int p = 0; p < producers; ++p) {
+    for (long i = 0; i < per_producer; ++i) {
+      const int runs = oracle.runs[p * per_producer + i].load();
+      const State st = handles[p][i].state();
+      const long bad_before = lost + duplicated + ran_after_cancel + wrong_state;
+      auto report = [&] {
+        if (lost + duplicated + ran_after_cancel + wrong_state != bad_before && reported++ < 5) {
+          ADD_FAILURE() << "producer " << p << " op " << i << " (id " << handles[p][i].id()
+                        << "): state " << StateName(st) << ", body ran " << runs
+                        << " times, canceled-before-start " << canceled[p][i] << ", throws "
+                        << will_throw[p][i] << ", error '" << handles[p][i].error() << "'";
+        }
+      };
+      if (!IsTerminal(st)) ++lost;
+      if (runs > 1) ++duplicated;
+      if (canceled[p][i]) {
+        if (runs != 0) ++ran_after_cancel;
+        if (st != State::kCanceled) ++wrong_state;
+      } else if (st == State::kCanceled) {
+        if (runs != 0) ++wrong_state;  // canceled means its body never ran
+      } else {
+        if (runs != 1) ++lost;
+        const State want = will_throw[p][i] ? State::kFailed : State::kSucceeded;
+        if (st != want) ++wrong_state;
+      }
+      report();
+    }
+  }
+  EXPECT_EQ(lost, 0);
+  EXPECT_EQ(duplicated, 0);
+  EXPECT_EQ(ran_after_cancel, 0);
+  EXPECT_EQ(wrong_state, 0);
+  EXPECT_EQ(oracle.overlaps.load(), 0);
+  EXPECT_EQ(oracle.reorders.load(), 0);
+}
+
+TEST(StressTest, FourProducersAllWorkersMixedLoadCountsEveryOperation) {
+  RunStress(/*workers=*/0, /*producers=*/4, 150000L * Scale());
+}
+
+TEST(StressTest, MoreWorkersThanCoresStillLoseNothing) {
+  RunStress(/*workers=*/6, /*producers=*/3, 50000L * Scale());
+}
+
+}  // namespace
+}  // namespace ordo

@@ -1,0 +1,67 @@
+// journal.h: test support. Journal is a thread-safe, append-only record of step
+// names; AwaitState is a bounded wait on an operation's state (it blocks on the
+// handle, it does not sleep-poll); OverlapGuard catches two operations of one
+// token running at once.
+#ifndef ORDO_TESTS_SUPPORT_JOURNAL_H_
+#define ORDO_TESTS_SUPPORT_JOURNAL_H_
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ordo/engine.h"
+
+namespace ordo::testing {
+
+class Journal {
+ public:
+  // A callable that appends `name` when it runs.
+  auto Step(std::string name) {
+    return [this, name = std::move(name)] { Append(name); };
+  }
+  void Append(const std::string& s) {
+    std::lock_guard<std::mutex> l(mu_);
+    entries_.push_back(s);
+  }
+  std::vector<std::string> Entries() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return entries_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> entries_;
+};
+
+// Waits (blocking on the handle, bounded so a broken engine fails the test
+// instead of hanging it) until `h` reaches `want`; true if it did.
+inline bool AwaitState(const Handle& h, State want,
+                       std::chrono::seconds limit = std::chrono::seconds(30)) {
+  if (IsTerminal(want)) {
+    if (!h.WaitFor(limit)) return false;
+    return h.state() == want;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (h.state() == want) return true;
+    if (IsTerminal(h.state())) return false;
+    h.WaitFor(std::chrono::milliseconds(1));  // a state change that is not terminal
+  }
+  return h.state() == want;
+}
+
+// Set on entry, cleared on exit, by exchange: a second entrant sees it set.
+class OverlapGuard {
+ public:
+  bool Enter() { return !busy_.exchange(true, std::memory_order_acq_rel); }
+  void Exit() { busy_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> busy_{false};
+};
+
+}  // namespace ordo::testing
+
+#endif  // ORDO_TESTS_SUPPORT_JOURNAL_H_

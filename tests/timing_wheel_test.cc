@@ -1,0 +1,763 @@
+// timing_wheel_test.cc: the properties the engine relies on (timing_wheel.h states
+// them): never early, released at the first Advance that reaches the deadline, in
+// (deadline, seq) order across every list and level, O(1) cancel anywhere, the cap,
+// far jumps without ticking, and the NextDeadline bounds. Every test passes with the
+// default capacities and with -DORDO_SMALL_WORLD (4 slots, 3 levels), where cascades
+// and overflow happen within a few ticks.
+#include "timing_wheel.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <optional>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ordo::internal {
+namespace {
+
+using Rng = std::mt19937_64;
+using Placement = TimingWheel::Placement;
+
+constexpr std::int64_t kMs = 1'000'000;
+constexpr std::int64_t kYearNs = 365LL * 24 * 3600 * 1'000'000'000LL + 6LL * 3600 * 1'000'000'000LL;
+constexpr std::int64_t kS = static_cast<std::int64_t>(kWheelSlotsPerLevel);
+constexpr int kL = static_cast<int>(kWheelLevels);
+constexpr std::size_t kNoCap = std::size_t{1} << 40;
+constexpr std::int64_t kMaxNs = std::numeric_limits<std::int64_t>::max();
+// Random walks keep "now" below this, so that now + any offset fits an int64.
+constexpr std::int64_t kWalkLimitNs = std::int64_t{1} << 62;
+
+std::int64_t StepFrom(std::int64_t now, std::int64_t step) {
+  return step < 0 ? now : now + std::min(step, std::max<std::int64_t>(0, kWalkLimitNs - now));
+}
+
+std::int64_t IntPow(std::int64_t base, int exp) {
+  std::int64_t r = 1;
+  for (int i = 0; i < exp; ++i) r *= base;
+  return r;
+}
+
+std::int64_t FloorDiv(std::int64_t a, std::int64_t b) {
+  std::int64_t q = a / b;
+  return (a % b < 0) ? q - 1 : q;
+}
+
+// Ticks ahead of the current tick that a deadline may be and still never overflow.
+constexpr std::int64_t NoOverflowHorizonTicks() {
+  std::int64_t top = 1;
+  for (int i = 0; i + 1 < kL; ++i) top *= kS;
+  return (kS - 1) * top;
+}
+
+// The oracle's granularity bound for NextDeadline: 0 where the wheel promises the
+// exact earliest deadline (at or before the current tick, or overflow), else
+// tick * S^k for the level k that the earliest deadline belongs to, computed here by
+// division rather than by the wheel's bit tricks.
+std::int64_t GranularityNs(std::int64_t tick_ns, std::int64_t now_ns, std::int64_t deadline_ns) {
+  const std::int64_t t = FloorDiv(deadline_ns, tick_ns);
+  const std::int64_t now_tick = FloorDiv(now_ns, tick_ns);
+  if (t <= now_tick) return 0;
+  const std::int64_t top = IntPow(kS, kL - 1);
+  if (FloorDiv(t, top) == FloorDiv(now_tick, top)) {
+    for (int k = kL - 2; k >= 0; --k) {
+      if (FloorDiv(t, IntPow(kS, k)) != FloorDiv(now_tick, IntPow(kS, k))) {
+        return tick_ns * IntPow(kS, k);
+      }
+    }
+  }
+  if (FloorDiv(t, top) - FloorDiv(now_tick, top) < kS) return tick_ns * top;
+  return 0;  // overflow: exact
+}
+
+// A bijection on uint64: seq values unique but not in insertion order.
+std::uint64_t ScrambledSeq(std::uint64_t i) { return i * 0x9E3779B97F4A7C15ULL + 17; }
+
+bool InReleaseOrder(const std::vector<TimerNode*>& v) {
+  return std::is_sorted(v.begin(), v.end(), [](const TimerNode* a, const TimerNode* b) {
+    return a->deadline_ns != b->deadline_ns ? a->deadline_ns < b->deadline_ns : a->seq < b->seq;
+  });
+}
+
+// The wheel next to a std::multimap oracle keyed by (deadline, seq). Every Advance
+// checks the released ids against the oracle's due prefix, in order.
+class Harness {
+ public:
+  Harness(std::int64_t tick_ns, std::int64_t origin_ns, std::size_t node_count,
+          std::size_t max_timers = kNoCap)
+      : wheel_(tick_ns, origin_ns, max_timers), nodes_(node_count), tick_ns_(tick_ns) {}
+
+  TimingWheel& wheel() { return wheel_; }
+  TimerNode& node(std::size_t id) { return nodes_[id]; }
+  std::size_t pending() const { return oracle_.size(); }
+  const std::vector<std::size_t>& last_released() const { return last_released_; }
+
+  void Insert(std::size_t id, std::int64_t deadline_ns, std::uint64_t seq) {
+    ASSERT_FALSE(nodes_[id].linked());
+    ASSERT_TRUE(wheel_.Insert(&nodes_[id], deadline_ns, seq).ok());
+    oracle_.emplace(std::make_pair(deadline_ns, seq), id);
+    ASSERT_TRUE(nodes_[id].linked());
+    ASSERT_EQ(wheel_.size(), oracle_.size());
+  }
+  void Insert(std::size_t id, std::int64_t deadline_ns) {
+    Insert(id, deadline_ns, ScrambledSeq(next_seq_++));
+  }
+
+  void Cancel(std::size_t id) {
+    const bool was_linked = nodes_[id].linked();
+    if (was_linked) {
+      auto it = oracle_.find({nodes_[id].deadline_ns, nodes_[id].seq});
+      ASSERT_NE(it, oracle_.end());
+      oracle_.erase(it);
+    }
+    ASSERT_EQ(wheel_.Cancel(&nodes_[id]), was_linked);
+    ASSERT_FALSE(nodes_[id].linked());
+    ASSERT_EQ(nodes_[id].prev, nullptr);
+    ASSERT_EQ(nodes_[id].next, nullptr);
+    ASSERT_EQ(wheel_.size(), oracle_.size());
+  }
+
+  void AdvanceTo(std::int64_t now_ns) {
+    const std::int64_t effective = std::max(now_ns, wheel_.now_ns());
+    std::vector<TimerNode*> out;
+    wheel_.Advance(now_ns, &out);
+    ASSERT_EQ(wheel_.now_ns(), effective) << "time never moves back";
+    std::vector<std::size_t> expected;
+    while (!oracle_.empty() && oracle_.begin()->first.first <= effective) {
+      expected.push_back(oracle_.begin()->second);
+      oracle_.erase(oracle_.begin());
+    }
+    last_released_.clear();
+    for (TimerNode* n : out) {
+      ASSERT_FALSE(n->linked());
+      ASSERT_LE(n->deadline_ns, effective) << "released early";
+      last_released_.push_back(static_cast<std::size_t>(n - nodes_.data()));
+    }
+    ASSERT_EQ(last_released_, expected) << "released set or order differs at now=" << effective;
+    ASSERT_TRUE(InReleaseOrder(out));
+    ASSERT_EQ(wheel_.size(), oracle_.size());
+    if (!oracle_.empty()) {
+      ASSERT_GT(oracle_.begin()->first.first, effective);
+    }
+  }
+
+  // The NextDeadline guarantee of timing_wheel.h, against the oracle.
+  void CheckNextDeadline() {
+    const std::optional<std::int64_t> x = wheel_.NextDeadline();
+    if (oracle_.empty()) {
+      ASSERT_FALSE(x.has_value());
+      return;
+    }
+    ASSERT_TRUE(x.has_value());
+    const std::int64_t m = oracle_.begin()->first.first;
+    ASSERT_LE(*x, m) << "NextDeadline later than the earliest deadline";
+    const std::int64_t g = GranularityNs(tick_ns_, wheel_.now_ns(), m);
+    const std::uint64_t early = static_cast<std::uint64_t>(m) - static_cast<std::uint64_t>(*x);
+    if (g == 0) {
+      ASSERT_EQ(*x, m) << "exact for the current tick, late inserts and overflow";
+    } else {
+      ASSERT_LT(early, static_cast<std::uint64_t>(g)) << "more than one granularity early";
+    }
+    if (m > wheel_.now_ns()) {
+      ASSERT_GT(*x, wheel_.now_ns()) << "nothing due: must park";
+    }
+  }
+
+ private:
+  TimingWheel wheel_;
+  std::vector<TimerNode> nodes_;
+  std::multimap<std::pair<std::int64_t, std::uint64_t>, std::size_t> oracle_;
+  std::vector<std::size_t> last_released_;
+  std::uint64_t next_seq_ = 1;
+  std::int64_t tick_ns_;
+};
+
+// An offset from now in ns spread over every scale: the past, the current tick, and
+// log-uniform over ticks up to 2^max_bits (capped so that nothing overflows int64).
+std::int64_t RandomOffsetNs(Rng& rng, std::int64_t tick_ns, int max_bits) {
+  const int cap_bits = 61 - std::bit_width(static_cast<std::uint64_t>(tick_ns));
+  max_bits = std::min(max_bits, cap_bits);
+  switch (rng() % 10) {
+    case 0:
+      return -static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(3 * tick_ns + 1));
+    case 1:
+      return static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(tick_ns));
+    default: {
+      const int bits = static_cast<int>(rng() % static_cast<std::uint64_t>(max_bits + 1));
+      const std::uint64_t ticks = bits == 0 ? 0 : rng() & ((std::uint64_t{1} << bits) - 1);
+      return static_cast<std::int64_t>(ticks) * tick_ns +
+             static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(tick_ns));
+    }
+  }
+}
+
+int WheelBits() { return TimingWheel::kSlotBits * kL + 2; }  // reaches overflow
+
+struct TickCase {
+  std::int64_t tick_ns;
+  std::int64_t origin_ns;
+};
+std::vector<TickCase> TickCases() {
+  return {{kMs, 1'700'000'000'000'000'000LL},  // default tick, a real epoch time
+          {1, 0},
+          {7, -123'456'789},  // odd tick, before the epoch
+          {1000, 5}};
+}
+
+// ---- properties ----------------------------------------------------------------------
+
+TEST(TimingWheelTest, NeverEarlyAndReleasedAtTheFirstAdvanceWhereDue) {
+  for (const TickCase& c : TickCases()) {
+    for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+      SCOPED_TRACE(testing::Message() << "tick " << c.tick_ns << " seed " << seed);
+      Rng rng(seed);
+      constexpr std::size_t kNodes = 3000;
+      Harness h(c.tick_ns, c.origin_ns, kNodes);
+      std::size_t inserted = 0;
+      std::int64_t now = c.origin_ns;
+      for (int round = 0; round < 2000; ++round) {
+        for (int i = 0; i < 20 && inserted < kNodes; ++i) {
+          h.Insert(inserted++, now + RandomOffsetNs(rng, c.tick_ns, WheelBits()));
+        }
+        // Steps of every size, sometimes backwards (ignored), sometimes huge.
+        std::int64_t step = 0;
+        switch (rng() % 8) {
+          case 0:
+            step = 0;
+            break;
+          case 1:
+            step = 1;
+            break;
+          case 2:
+            step = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(c.tick_ns));
+            break;
+          case 3:
+            step = c.tick_ns;
+            break;
+          case 4:
+            step = -static_cast<std::int64_t>(rng() % 1000);
+            break;
+          default:
+            step = RandomOffsetNs(rng, c.tick_ns, WheelBits() - 2);
+            break;
+        }
+        ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(StepFrom(now, step)));  // exact, ordered, never early
+        now = h.wheel().now_ns();
+        h.wheel().CheckInvariants();
+      }
+      ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(kMaxNs));  // the rest, still checked
+      EXPECT_EQ(inserted, kNodes);
+      EXPECT_TRUE(h.wheel().empty());
+    }
+  }
+}
+
+TEST(TimingWheelTest, EqualDeadlinesComeOutInSeqOrder) {
+  const std::int64_t tick = kMs;
+  const std::int64_t origin = 42 * kMs + 17;
+  // One deadline, far enough to start in a high level, with an odd ns part.
+  const std::int64_t deadline = origin + NoOverflowHorizonTicks() / 2 * tick + 123;
+  constexpr int kPerBatch = 40;
+  TimingWheel wheel(tick, origin, kNoCap);
+  std::vector<TimerNode> nodes(4 * kPerBatch);
+  std::vector<std::uint64_t> seqs(nodes.size());
+  std::iota(seqs.begin(), seqs.end(), 1000);
+  Rng rng(7);
+  std::shuffle(seqs.begin(), seqs.end(), rng);
+  std::vector<TimerNode*> out;
+  auto insert_batch = [&](int batch) {
+    for (int i = 0; i < kPerBatch; ++i) {
+      const std::size_t id = static_cast<std::size_t>(batch * kPerBatch + i);
+      ASSERT_TRUE(wheel.Insert(&nodes[id], deadline, seqs[id]).ok());
+    }
+  };
+  insert_batch(0);  // a high level
+  wheel.Advance(deadline - 3 * tick, &out);
+  ASSERT_TRUE(out.empty());
+  insert_batch(1);                      // level 0 (cascaded companions sit beside it)
+  wheel.Advance(deadline - 123, &out);  // the deadline's tick, not yet due
+  ASSERT_TRUE(out.empty());
+  insert_batch(2);  // late list: same tick as now
+  EXPECT_EQ(TimingWheel::PlacementOf(nodes[0]).kind, Placement::kCurrentTick);
+  EXPECT_EQ(TimingWheel::PlacementOf(nodes[2 * kPerBatch]).kind, Placement::kLate);
+  wheel.CheckInvariants();
+  wheel.Advance(deadline - 1, &out);
+  ASSERT_TRUE(out.empty()) << "one ns before the deadline: nothing";
+  wheel.Advance(deadline, &out);
+  ASSERT_EQ(out.size(), 3u * kPerBatch);
+  for (std::size_t i = 1; i < out.size(); ++i) {
+    ASSERT_EQ(out[i]->deadline_ns, deadline);
+    ASSERT_LT(out[i - 1]->seq, out[i]->seq) << "equal deadlines must come out by seq";
+  }
+  // Inserted after the deadline passed, with that deadline: next Advance, by seq.
+  out.clear();
+  insert_batch(3);
+  wheel.Advance(deadline, &out);
+  ASSERT_EQ(out.size(), static_cast<std::size_t>(kPerBatch));
+  EXPECT_TRUE(InReleaseOrder(out));
+  EXPECT_TRUE(wheel.empty());
+  wheel.CheckInvariants();
+}
+
+// One node in every region; returns their ids by region name. Uses deadlines chosen
+// from the current tick so that each lands where intended (checked).
+struct RegionNodes {
+  std::vector<std::pair<std::string, std::size_t>> ids;
+};
+RegionNodes FillEveryRegion(Harness& h, std::size_t first_id) {
+  RegionNodes r;
+  TimingWheel& w = h.wheel();
+  const std::int64_t tick = w.tick_ns();
+  const std::int64_t now = w.now_ns();
+  const std::int64_t now_tick = FloorDiv(now, tick);
+  std::size_t id = first_id;
+  auto add = [&](const std::string& name, std::int64_t deadline, Placement::Kind kind, int level) {
+    h.Insert(id, deadline);
+    const Placement p = TimingWheel::PlacementOf(h.node(id));
+    EXPECT_EQ(p.kind, kind) << name;
+    EXPECT_EQ(p.level, level) << name;
+    r.ids.emplace_back(name, id++);
+  };
+  add("late (past)", now - 5 * tick - 3, Placement::kLate, -1);
+  if (FloorDiv(now + 1, tick) == now_tick) add("late (this tick)", now + 1, Placement::kLate, -1);
+  // Level k: the next level-k slot boundary after now, plus a little; its highest
+  // differing digit from now_tick is k as long as it stays within the top slot.
+  for (int k = 0; k < kL; ++k) {
+    const std::int64_t unit = IntPow(kS, k);
+    const std::int64_t boundary = (FloorDiv(now_tick, unit) + 1) * unit;  // next slot start
+    const std::int64_t t = k == 0 ? now_tick + 1 : boundary + (unit > 1 ? unit / 2 : 0);
+    // Level k unless that crosses into a higher digit: then level is what the
+    // oracle says; only level L-1 (ring) is guaranteed to be reachable this way.
+    const std::int64_t g = GranularityNs(tick, now, t * tick + 1);
+    const int level = [&] {
+      for (int j = 0; j < kL; ++j) {
+        if (g == tick * IntPow(kS, j)) return j;
+      }
+      return -1;
+    }();
+    if (level == k) add("level " + std::to_string(k), t * tick + 1, Placement::kLevel, k);
+  }
+  add("overflow", now + (NoOverflowHorizonTicks() + 2 * IntPow(kS, kL - 1)) * tick + 9,
+      Placement::kOverflow, -1);
+  return r;
+}
+
+TEST(TimingWheelTest, ReleasedNodesAreOrderedByDeadlineAcrossLevels) {
+  for (const TickCase& c : TickCases()) {
+    SCOPED_TRACE(testing::Message() << "tick " << c.tick_ns);
+    Harness h(c.tick_ns, c.origin_ns, 4000);
+    // Several nodes per region, at shuffled positions within each region.
+    Rng rng(11);
+    std::size_t id = 0;
+    for (int round = 0; round < 8; ++round) {
+      const RegionNodes r = FillEveryRegion(h, id);
+      id += r.ids.size();
+    }
+    for (int i = 0; i < 2000; ++i) {
+      h.Insert(id++, c.origin_ns + RandomOffsetNs(rng, c.tick_ns, WheelBits()));
+    }
+    h.wheel().CheckInvariants();
+    // One Advance releasing from every region at once: must be one sorted run.
+    ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(kMaxNs));
+    EXPECT_GT(h.last_released().size(), 1000u);
+    h.wheel().CheckInvariants();
+  }
+}
+
+TEST(TimingWheelTest, CancelWorksInEveryLevelTheCurrentTickLateAndOverflow) {
+  for (const TickCase& c : TickCases()) {
+    SCOPED_TRACE(testing::Message() << "tick " << c.tick_ns);
+    Harness h(c.tick_ns, c.origin_ns, 200);
+    // A node in the current-tick list: cascade one into the tick, not yet due (a
+    // tick of 1 ns has no "not yet due" within it).
+    const std::int64_t next_tick_start = (FloorDiv(c.origin_ns, c.tick_ns) + 1) * c.tick_ns;
+    const bool has_current = c.tick_ns > 1;
+    if (has_current) {
+      h.Insert(0, next_tick_start + c.tick_ns - 1);
+      h.AdvanceTo(next_tick_start);
+      ASSERT_EQ(TimingWheel::PlacementOf(h.node(0)).kind, Placement::kCurrentTick);
+    }
+    const RegionNodes keep = FillEveryRegion(h, 100);  // survivors, to see they stay intact
+    const RegionNodes gone = FillEveryRegion(h, 1);
+    ASSERT_GE(gone.ids.size(), 4u);  // late, at least levels 0 and L-1, overflow
+    h.wheel().CheckInvariants();
+    if (has_current) {
+      ASSERT_NO_FATAL_FAILURE(h.Cancel(0));
+    }
+    for (const auto& [name, cancel_id] : gone.ids) {
+      SCOPED_TRACE(name);
+      const std::size_t before = h.wheel().size();
+      ASSERT_NO_FATAL_FAILURE(h.Cancel(cancel_id));  // true, unlinked, size - 1
+      EXPECT_EQ(h.wheel().size(), before - 1);
+      ASSERT_NO_FATAL_FAILURE(h.Cancel(cancel_id));  // again: false, nothing changes
+      EXPECT_EQ(h.wheel().size(), before - 1);
+      h.wheel().CheckInvariants();
+      ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());
+    }
+    // Far ahead: exactly the survivors come out, in order.
+    ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(kMaxNs));
+    EXPECT_EQ(h.last_released().size(), keep.ids.size());
+    EXPECT_TRUE(h.wheel().empty());
+    h.wheel().CheckInvariants();
+  }
+}
+
+TEST(TimingWheelTest, CancelThenReinsertUsesTheNewDeadlineOnly) {
+  Harness h(kMs, 0, 4);
+  h.Insert(0, 500 * kMs);
+  h.Insert(1, 20 * kMs);
+  h.Cancel(0);
+  h.Insert(0, 10 * kMs + 5);  // earlier than before, and before node 1
+  h.wheel().CheckInvariants();
+  h.CheckNextDeadline();
+  h.AdvanceTo(10 * kMs + 4);
+  EXPECT_TRUE(h.last_released().empty());
+  h.AdvanceTo(10 * kMs + 5);
+  EXPECT_EQ(h.last_released(), std::vector<std::size_t>{0});
+  h.Cancel(1);
+  h.Insert(1, 3 * kMs);  // now in the past: the next Advance releases it
+  h.AdvanceTo(0);
+  EXPECT_EQ(h.last_released(), std::vector<std::size_t>{1});
+  h.AdvanceTo(600 * kMs);
+  EXPECT_TRUE(h.last_released().empty()) << "the old deadline is forgotten";
+  h.wheel().CheckInvariants();
+}
+
+TEST(TimingWheelTest, CapIsEnforcedWithResourceExhaustedAndChangesNothing) {
+  TimingWheel wheel(kMs, 0, 3);
+  TimerNode nodes[5];
+  ASSERT_TRUE(wheel.Insert(&nodes[0], 5 * kMs, 1).ok());
+  ASSERT_TRUE(wheel.Insert(&nodes[1], 70 * kMs, 2).ok());
+  ASSERT_TRUE(wheel.Insert(&nodes[2], -1, 3).ok());
+  const std::optional<std::int64_t> next = wheel.NextDeadline();
+  nodes[3].deadline_ns = 777;
+  nodes[3].seq = 9;
+  const absl::Status s = wheel.Insert(&nodes[3], 1 * kMs, 4);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("3 timers pending (Options::max_timers)"), absl::string_view::npos)
+      << s.message();
+  EXPECT_FALSE(nodes[3].linked());
+  EXPECT_EQ(nodes[3].deadline_ns, 777) << "a refused node is not touched";
+  EXPECT_EQ(nodes[3].seq, 9u);
+  EXPECT_EQ(wheel.size(), 3u);
+  EXPECT_EQ(wheel.NextDeadline(), next);
+  wheel.CheckInvariants();
+  // Room again after a cancel, and after a release.
+  EXPECT_TRUE(wheel.Cancel(&nodes[1]));
+  EXPECT_TRUE(wheel.Insert(&nodes[3], 1 * kMs, 4).ok());
+  EXPECT_EQ(wheel.Insert(&nodes[4], 1 * kMs, 5).code(), absl::StatusCode::kResourceExhausted);
+  std::vector<TimerNode*> out;
+  wheel.Advance(1 * kMs, &out);
+  ASSERT_EQ(out.size(), 2u);  // -1 and 1 ms
+  EXPECT_TRUE(wheel.Insert(&nodes[4], 1 * kMs, 5).ok());
+  wheel.CheckInvariants();
+}
+
+TEST(TimingWheelTest, DefaultCapMessageNamesTheOption) {
+  TimingWheel wheel(kMs, 0, 0);
+  TimerNode node;
+  const absl::Status s = wheel.Insert(&node, 1, 1);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("timing wheel: 0 timers pending (Options::max_timers); "),
+            absl::string_view::npos)
+      << s.message();
+}
+
+TEST(TimingWheelTest, InsertOfALinkedNodeFailsAndChangesNothing) {
+  TimingWheel wheel(kMs, 0, 10);
+  TimerNode node;
+  ASSERT_TRUE(wheel.Insert(&node, 100 * kMs, 1).ok());
+  const absl::Status s = wheel.Insert(&node, 5 * kMs, 2);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(node.deadline_ns, 100 * kMs);
+  EXPECT_EQ(node.seq, 1u);
+  EXPECT_EQ(wheel.size(), 1u);
+  wheel.CheckInvariants();
+}
+
+TEST(TimingWheelTest, TimeNeverMovesBackAndPastInsertsComeOutAtTheNextAdvance) {
+  Harness h(kMs, 100 * kMs, 8);
+  h.AdvanceTo(50 * kMs);  // ignored: stays at 100 ms
+  EXPECT_EQ(h.wheel().now_ns(), 100 * kMs);
+  h.Insert(0, 100 * kMs, 10);      // due exactly now
+  h.Insert(1, 3 * kMs, 20);        // long past
+  h.Insert(2, 100 * kMs + 1, 30);  // 1 ns ahead, same tick: not due
+  h.Insert(3, 3 * kMs, 40);        // same deadline as 1, later seq
+  h.CheckNextDeadline();
+  EXPECT_EQ(h.wheel().NextDeadline(), 3 * kMs);
+  h.AdvanceTo(0);  // backwards: still releases what is due, in (deadline, seq) order
+  EXPECT_EQ(h.last_released(), (std::vector<std::size_t>{1, 3, 0}));
+  EXPECT_EQ(h.wheel().NextDeadline(), 100 * kMs + 1);
+  h.AdvanceTo(100 * kMs + 1);
+  EXPECT_EQ(h.last_released(), std::vector<std::size_t>{2});
+  h.wheel().CheckInvariants();
+}
+
+TEST(TimingWheelTest, AdvanceWithinATickReleasesOnlyTheDuePrefix) {
+  Harness h(kMs, 0, 100);
+  // 50 deadlines inside tick 3, at distinct and repeated ns offsets.
+  for (std::size_t i = 0; i < 50; ++i) {
+    h.Insert(i, 3 * kMs + static_cast<std::int64_t>((i * 7919) % 20) * 1000);
+  }
+  h.AdvanceTo(3 * kMs - 1);
+  EXPECT_TRUE(h.last_released().empty());
+  for (std::int64_t ns = 3 * kMs; ns < 4 * kMs; ns += 500) {
+    ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(ns));
+    ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());
+  }
+  EXPECT_TRUE(h.wheel().empty());
+}
+
+TEST(TimingWheelTest, TenYearHorizonNeverOverflowsWhereverNowFalls) {
+  // The ring top level makes the horizon independent of now's position, even one
+  // tick before a top-window boundary.
+  const std::int64_t horizon = NoOverflowHorizonTicks();
+  if constexpr (kWheelSlotsPerLevel == 64 && kWheelLevels == 7) {
+    EXPECT_GE(NoOverflowHorizonTicks() * kMs, 10 * kYearNs) << "10 years at 1 ms";
+  }
+  const std::int64_t top = IntPow(kS, kL - 1);
+  for (std::int64_t now_tick :
+       {std::int64_t{0}, kS * top - 1, 5 * kS * top + top / 2, std::int64_t{-1}, -kS * top + 1}) {
+    SCOPED_TRACE(now_tick);
+    TimingWheel wheel(1, now_tick, kNoCap);
+    TimerNode in_range[3];
+    TimerNode beyond;
+    ASSERT_TRUE(wheel.Insert(&in_range[0], now_tick + horizon, 1).ok());
+    ASSERT_TRUE(wheel.Insert(&in_range[1], now_tick + horizon / 2, 2).ok());
+    ASSERT_TRUE(wheel.Insert(&in_range[2], now_tick + 1, 3).ok());
+    ASSERT_TRUE(wheel.Insert(&beyond, now_tick + horizon + 2 * top, 4).ok());
+    for (const TimerNode& n : in_range) {
+      EXPECT_EQ(TimingWheel::PlacementOf(n).kind, Placement::kLevel);
+    }
+    EXPECT_EQ(TimingWheel::PlacementOf(beyond).kind, Placement::kOverflow);
+    wheel.CheckInvariants();
+  }
+  if constexpr (kWheelSlotsPerLevel == 64 && kWheelLevels == 7) {
+    TimingWheel wheel(kMs, 1'700'000'000'000'000'000LL, kNoCap);
+    TimerNode node;
+    ASSERT_TRUE(wheel.Insert(&node, wheel.now_ns() + 10 * kYearNs, 1).ok());
+    EXPECT_EQ(TimingWheel::PlacementOf(node).kind, Placement::kLevel);
+    EXPECT_EQ(TimingWheel::PlacementOf(node).level, 6);
+  }
+}
+
+TEST(TimingWheelTest, BigJumpOfTenYearsIsFastAndCorrect) {
+  for (const std::int64_t tick : {kMs, std::int64_t{1}}) {
+    SCOPED_TRACE(testing::Message() << "tick " << tick);
+    constexpr std::size_t kNodes = 100'000;
+    const std::int64_t origin = 1'700'000'000'000'000'000LL;
+    Harness h(tick, origin, kNodes + 1);
+    Rng rng(3);
+    // Uniform over 11 years (about a tenth stays pending), and log-uniform near now.
+    for (std::size_t i = 0; i < kNodes; ++i) {
+      const std::int64_t offset =
+          (i % 2 == 0)
+              ? static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(11 * kYearNs))
+              : static_cast<std::int64_t>(rng() & ((std::uint64_t{1} << (rng() % 59)) - 1));
+      h.Insert(i, origin + offset);
+    }
+    h.wheel().CheckInvariants();
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<TimerNode*> out;
+    out.reserve(kNodes);
+    h.wheel().Advance(origin + 10 * kYearNs, &out);
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    // Generous for sanitizer builds: ticking would take 3e11 (or 3e17) iterations.
+    EXPECT_LT(elapsed, std::chrono::seconds(3));
+    EXPECT_TRUE(InReleaseOrder(out));
+    std::size_t expected_out = 0;
+    for (std::size_t i = 0; i < kNodes; ++i) {
+      const bool due = h.node(i).deadline_ns <= origin + 10 * kYearNs;
+      expected_out += due;
+      EXPECT_EQ(h.node(i).linked(), !due);
+    }
+    EXPECT_EQ(out.size(), expected_out);
+    EXPECT_GT(h.wheel().size(), 3000u);
+    h.wheel().CheckInvariants();
+    // One empty-of-due step more and then the rest, still exact.
+    std::vector<TimerNode*> rest;
+    h.wheel().Advance(origin + 12 * kYearNs, &rest);
+    EXPECT_EQ(rest.size() + out.size(), kNodes);
+    EXPECT_TRUE(InReleaseOrder(rest));
+    EXPECT_TRUE(h.wheel().empty());
+  }
+}
+
+TEST(TimingWheelTest, YearsOfSparseStepsDoNotTick) {
+  // A manual clock moved by hours, over 10 years, with a few timers far apart: cost is
+  // per call, not per tick (3e11 ticks of 1 ms in total).
+  Harness h(kMs, 0, 64);
+  for (std::size_t i = 0; i < 64; ++i) {
+    h.Insert(i, static_cast<std::int64_t>(i) * (10 * kYearNs / 64) + 12345);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::size_t released = 0;
+  for (std::int64_t now = 0; now <= 10 * kYearNs; now += 3600LL * 1'000'000'000) {
+    ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(now));
+    released += h.last_released().size();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  EXPECT_EQ(released, 64u);
+}
+
+TEST(TimingWheelTest, NextDeadlineIsNeverLateAndAtMostOneGranularityEarly) {
+  for (const TickCase& c : TickCases()) {
+    SCOPED_TRACE(testing::Message() << "tick " << c.tick_ns);
+    Rng rng(5);
+    constexpr std::size_t kNodes = 2000;
+    Harness h(c.tick_ns, c.origin_ns, kNodes);
+    ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());  // empty: nullopt
+    std::int64_t now = c.origin_ns;
+    for (int op = 0; op < 20'000; ++op) {
+      const std::size_t id = rng() % kNodes;
+      const int kind = static_cast<int>(rng() % 10);
+      if (kind < 5) {
+        if (!h.node(id).linked()) h.Insert(id, now + RandomOffsetNs(rng, c.tick_ns, WheelBits()));
+      } else if (kind < 7) {
+        h.Cancel(id);
+      } else if (kind < 9) {
+        // Often exactly to NextDeadline, as the engine's timekeeper does.
+        const std::optional<std::int64_t> x = h.wheel().NextDeadline();
+        now = (x && rng() % 2 == 0)
+                  ? std::max(now, *x)
+                  : StepFrom(now, RandomOffsetNs(rng, c.tick_ns, WheelBits() - 4));
+        ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(now));
+        now = h.wheel().now_ns();
+      } else {
+        h.wheel().CheckInvariants();
+      }
+      ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());
+    }
+  }
+}
+
+TEST(TimingWheelTest, TimekeeperDrivenByNextDeadlineReleasesEachNodeAtExactlyItsDeadline) {
+  for (const TickCase& c : TickCases()) {
+    SCOPED_TRACE(testing::Message() << "tick " << c.tick_ns);
+    Rng rng(9);
+    constexpr std::size_t kNodes = 3000;
+    TimingWheel wheel(c.tick_ns, c.origin_ns, kNodes);
+    std::vector<TimerNode> nodes(kNodes);
+    for (std::size_t i = 0; i < kNodes; ++i) {
+      const std::int64_t offset = 1 + std::abs(RandomOffsetNs(rng, c.tick_ns, WheelBits()));
+      ASSERT_TRUE(wheel.Insert(&nodes[i], c.origin_ns + offset, i).ok());
+    }
+    std::size_t advances = 0;
+    std::size_t released = 0;
+    std::vector<TimerNode*> out;
+    while (std::optional<std::int64_t> x = wheel.NextDeadline()) {
+      ASSERT_GT(*x, wheel.now_ns()) << "parks only until something can be due";
+      out.clear();
+      wheel.Advance(*x, &out);
+      ++advances;
+      for (const TimerNode* n : out) ASSERT_EQ(n->deadline_ns, *x) << "lateness is zero";
+      released += out.size();
+    }
+    EXPECT_EQ(released, kNodes);
+    // Each wake-up releases a node or cascades a slot; a node cascades at most L times.
+    EXPECT_LE(advances, (kWheelLevels + 1) * kNodes);
+    wheel.CheckInvariants();
+  }
+}
+
+TEST(TimingWheelTest, MatchesAMultimapOracleOver100000RandomOperations) {
+  for (const TickCase& c : TickCases()) {
+    SCOPED_TRACE(testing::Message() << "tick " << c.tick_ns);
+    Rng rng(c.tick_ns * 31 + 1);
+    constexpr std::size_t kNodes = 5000;
+    Harness h(c.tick_ns, c.origin_ns, kNodes);
+    std::int64_t now = c.origin_ns;
+    std::vector<std::int64_t> recent_deadlines{now};
+    for (int op = 0; op < 100'000; ++op) {
+      const std::size_t id = rng() % kNodes;
+      const int kind = static_cast<int>(rng() % 20);
+      if (kind < 9) {  // insert (or cancel and re-insert), often on a shared deadline
+        if (h.node(id).linked()) h.Cancel(id);
+        const std::int64_t deadline = rng() % 4 == 0
+                                          ? recent_deadlines[rng() % recent_deadlines.size()]
+                                          : now + RandomOffsetNs(rng, c.tick_ns, WheelBits());
+        h.Insert(id, deadline);
+        if (recent_deadlines.size() < 64) {
+          recent_deadlines.push_back(deadline);
+        } else {
+          recent_deadlines[rng() % 64] = deadline;
+        }
+      } else if (kind < 13) {
+        h.Cancel(id);  // linked or not
+      } else if (kind < 19) {
+        std::int64_t step;
+        switch (rng() % 5) {
+          case 0:
+            step = static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(c.tick_ns));
+            break;
+          case 1:
+            step = c.tick_ns;
+            break;
+          case 2:
+            step = -5;
+            break;
+          default:
+            step = RandomOffsetNs(rng, c.tick_ns, WheelBits() - 6);
+            break;
+        }
+        ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(StepFrom(now, step)));
+        now = h.wheel().now_ns();
+      } else {
+        ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());
+      }
+      if (op % 1000 == 0) h.wheel().CheckInvariants();
+      ASSERT_FALSE(testing::Test::HasFatalFailure()) << "op " << op;
+    }
+    h.wheel().CheckInvariants();
+    ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(std::numeric_limits<std::int64_t>::max()));
+    EXPECT_EQ(h.wheel().size(), 0u);
+  }
+}
+
+TEST(TimingWheelTest, ExtremeDeadlinesAtTheEndsOfInt64) {
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  for (const std::int64_t tick : {std::int64_t{7}, kMs}) {
+    Harness h(tick, kMin + 5, 8);
+    h.Insert(0, kMax);
+    h.Insert(1, kMin);  // due
+    h.Insert(2, kMin + 3 * tick + 1);
+    h.Insert(3, kMax - 1);
+    h.Insert(4, 0);
+    h.wheel().CheckInvariants();
+    h.CheckNextDeadline();
+    h.AdvanceTo(kMin + 5);
+    EXPECT_EQ(h.last_released(), std::vector<std::size_t>{1});
+    while (std::optional<std::int64_t> x = h.wheel().NextDeadline()) {
+      ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());
+      ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(*x));
+      h.wheel().CheckInvariants();
+    }
+    EXPECT_EQ(h.wheel().now_ns(), kMax);
+  }
+}
+
+TEST(TimingWheelDeathTest, CheckInvariantsAbortsOnAMisplacedNode) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  TimingWheel wheel(kMs, 0, 10);
+  TimerNode node;
+  ASSERT_TRUE(wheel.Insert(&node, 3 * kMs, 1).ok());
+  wheel.CheckInvariants();
+  node.deadline_ns = 2 * kMs;  // now in the wrong slot
+  EXPECT_DEATH(wheel.CheckInvariants(), "W3: misplaced");
+  node.deadline_ns = 3 * kMs;
+  EXPECT_TRUE(wheel.Cancel(&node));
+  wheel.CheckInvariants();
+}
+
+}  // namespace
+}  // namespace ordo::internal

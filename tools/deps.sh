@@ -1,0 +1,18 @@
+# Sourced by run.sh and test.sh: installs the Debian packages Ordo needs, only
+# those missing, so a second run does nothing. Needs root or sudo for apt-get.
+ordo_ensure_deps() {
+  local pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev
+              libabsl-dev libconcurrentqueue-dev libbenchmark-dev libgtest-dev libgmock-dev)
+  # Optional peers for the benchmarks (compiled only when present).
+  pkgs+=(libasio-dev libtbb-dev)
+  local missing=()
+  for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then return 0; fi
+  echo "ordo: installing ${missing[*]}"
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}

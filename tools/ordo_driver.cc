@@ -1,0 +1,236 @@
+// ordo_driver: the main job. Pushes millions of operations through an engine on
+// its defaults (or the flags' settings), verifies exactly-once execution and
+// per-token order, and prints throughput per workload.
+//
+//   ordo_driver                          # the default run: W1, W2, W3, W2z
+//   ordo_driver --ops=4000000 --workers=2 --producers=2
+//   ordo_driver --scaling=1,2,4,8,16     # throughput by worker count
+//   ordo_driver --format=json
+//
+// Workloads (trivial bodies unless --body_ns is set):
+//   W1  independent operations
+//   W2  many tokens (--tokens, uniform)
+//   W3  hot tokens (--hot)
+//   W2z many tokens, Zipf-skewed (s = 1.0)
+// A run whose check fails prints the failure and exits 1 instead of a number.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "ordo/engine.h"
+
+ABSL_FLAG(long, ops, 2000000, "operations per workload (all producers together)");
+ABSL_FLAG(int, workers, 0, "worker threads (0: hardware concurrency)");
+ABSL_FLAG(int, producers, 1, "submitting threads");
+ABSL_FLAG(int, tokens, 10000, "tokens in W2 and W2z");
+ABSL_FLAG(int, hot, 4, "tokens in W3");
+ABSL_FLAG(int, body_ns, 0, "busy work per operation, in ns (0: trivial body)");
+ABSL_FLAG(std::string, workloads, "W1,W2,W3,W2z", "which workloads to run");
+ABSL_FLAG(std::string, scaling, "", "comma-separated worker counts: run each workload at each");
+ABSL_FLAG(int, repeat, 1, "runs per configuration (the median is reported)");
+ABSL_FLAG(std::string, format, "text", "text or json");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void BusyFor(int ns) {
+  if (ns <= 0) return;
+  const auto until = Clock::now() + std::chrono::nanoseconds(ns);
+  while (Clock::now() < until) {
+  }
+}
+
+struct Result {
+  std::string workload;
+  int workers = 0;
+  int producers = 0;
+  long ops = 0;
+  double seconds = 0;
+  bool ok = true;
+  std::string failure;
+  ordo::Stats stats;
+  double ns_per_op() const { return seconds * 1e9 / static_cast<double>(ops); }
+  double ops_per_sec() const { return static_cast<double>(ops) / seconds; }
+};
+
+// Token choice per workload. -1: independent.
+class TokenPicker {
+ public:
+  TokenPicker(const std::string& w, int tokens, int hot, std::uint64_t seed) : rng_(seed) {
+    if (w == "W1") {
+      n_ = 0;
+    } else if (w == "W3") {
+      n_ = hot;
+    } else {
+      n_ = tokens;
+      if (w == "W2z") {
+        // Zipf(s = 1): cumulative weights 1/k.
+        cdf_.resize(n_);
+        double sum = 0;
+        for (int k = 0; k < n_; ++k) cdf_[k] = (sum += 1.0 / (k + 1));
+        for (double& c : cdf_) c /= sum;
+      }
+    }
+  }
+  int count() const { return n_; }
+  int Next() {
+    if (n_ == 0) return -1;
+    if (cdf_.empty()) return static_cast<int>(rng_() % n_);
+    const double u = std::uniform_real_distribution<double>(0, 1)(rng_);
+    return static_cast<int>(std::lower_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin());
+  }
+
+ private:
+  std::mt19937_64 rng_;
+  int n_ = 0;
+  std::vector<double> cdf_;
+};
+
+Result RunWorkload(const std::string& w, int workers, int producers, long ops) {
+  Result r;
+  r.workload = w;
+  r.producers = producers;
+  r.ops = ops;
+  const int tokens = absl::GetFlag(FLAGS_tokens);
+  const int hot = absl::GetFlag(FLAGS_hot);
+  const int body_ns = absl::GetFlag(FLAGS_body_ns);
+  const long per_producer = ops / producers;
+  r.ops = per_producer * producers;
+  // The oracle: how often each operation ran, and per token and producer the
+  // last sequence number seen (written inside the token's serialized bodies).
+  std::vector<std::atomic<std::uint8_t>> runs(r.ops);
+  const int ntok = TokenPicker(w, tokens, hot, 0).count();
+  std::vector<std::vector<long>> last(std::max(ntok, 1), std::vector<long>(producers, -1));
+  std::atomic<long> reorders{0};
+  std::vector<ordo::Token> names;
+  names.reserve(ntok);
+  for (int t = 0; t < ntok; ++t) names.emplace_back("token-" + std::to_string(t));
+
+  ordo::Engine engine({.workers = workers});
+  r.workers = engine.workers();
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  std::atomic<long> refused{0};
+  for (int p = 0; p < producers; ++p) {
+    threads.emplace_back([&, p] {
+      TokenPicker picker(w, tokens, hot, 1000 + p);
+      std::vector<int> plan(per_producer);
+      for (long i = 0; i < per_producer; ++i) plan[i] = picker.Next();
+      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      for (long i = 0; i < per_producer; ++i) {
+        const long id = p * per_producer + i;
+        const int t = plan[i];
+        auto body = [&runs, &last, &reorders, id, t, p, i, body_ns] {
+          runs[id].fetch_add(1, std::memory_order_relaxed);
+          if (t >= 0) {
+            long& seen = last[t][p];
+            if (seen >= i) reorders.fetch_add(1, std::memory_order_relaxed);
+            seen = i;
+          }
+          BusyFor(body_ns);
+        };
+        absl::StatusOr<ordo::Handle> h =
+            t < 0 ? engine.Submit(std::move(body))
+                  : engine.Submit(std::move(body), {.token = names[t]});
+        if (!h.ok()) refused.fetch_add(1);
+      }
+    });
+  }
+  const auto start = Clock::now();
+  go.store(true, std::memory_order_release);
+  for (auto& t : threads) t.join();
+  (void)engine.WaitIdle();
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  r.stats = engine.stats();
+  long lost = 0, dup = 0;
+  for (auto& c : runs) {
+    const int v = c.load(std::memory_order_relaxed);
+    lost += v == 0;
+    dup += v > 1;
+  }
+  if (refused.load() || lost || dup || reorders.load() || r.stats.pending != 0) {
+    r.ok = false;
+    r.failure = absl::StrFormat("refused=%d lost=%d duplicated=%d reordered=%d pending=%d",
+                                refused.load(), lost, dup, reorders.load(), r.stats.pending);
+  }
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("Ordo's stress and throughput driver; see the file header.");
+  absl::ParseCommandLine(argc, argv);
+  const bool json = absl::GetFlag(FLAGS_format) == "json";
+  std::vector<int> worker_counts;
+  if (absl::GetFlag(FLAGS_scaling).empty()) {
+    worker_counts.push_back(absl::GetFlag(FLAGS_workers));
+  } else {
+    for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_scaling), ',')) {
+      worker_counts.push_back(std::stoi(std::string(s)));
+    }
+  }
+  const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
+  bool all_ok = true;
+  if (json) std::printf("[\n");
+  else
+    std::printf("%-5s %8s %9s %10s %10s %12s %8s %8s  %s\n", "load", "workers", "producers",
+                "ops", "ns/op", "ops/s", "steals", "parks", "check");
+  bool first = true;
+  for (int wc : worker_counts) {
+    for (absl::string_view wl : absl::StrSplit(absl::GetFlag(FLAGS_workloads), ',')) {
+      std::vector<Result> runs;
+      for (int k = 0; k < repeat; ++k) {
+        runs.push_back(RunWorkload(std::string(wl), wc, absl::GetFlag(FLAGS_producers),
+                                   absl::GetFlag(FLAGS_ops)));
+      }
+      std::sort(runs.begin(), runs.end(),
+                [](const Result& a, const Result& b) { return a.seconds < b.seconds; });
+      const Result& r = runs[runs.size() / 2];
+      bool ok = true;
+      std::string failure;
+      for (const Result& x : runs) {
+        if (!x.ok) {
+          ok = false;
+          failure = x.failure;
+        }
+      }
+      all_ok &= ok;
+      if (json) {
+        std::printf(
+            "%s  {\"workload\": \"%s\", \"workers\": %d, \"producers\": %d, \"ops\": %ld, "
+            "\"ns_per_op\": %.2f, \"ops_per_sec\": %.0f, \"min_ns_per_op\": %.2f, "
+            "\"max_ns_per_op\": %.2f, \"steals\": %llu, \"parks\": %llu, \"ok\": %s%s}",
+            first ? "" : ",\n", r.workload.c_str(), r.workers, r.producers, r.ops,
+            ok ? r.ns_per_op() : -1.0, ok ? r.ops_per_sec() : -1.0, runs.front().ns_per_op(),
+            runs.back().ns_per_op(), static_cast<unsigned long long>(r.stats.steals),
+            static_cast<unsigned long long>(r.stats.parks), ok ? "true" : "false",
+            ok ? "" : (", \"failure\": \"" + failure + "\"").c_str());
+      } else if (ok) {
+        std::printf("%-5s %8d %9d %10ld %10.1f %12.0f %8llu %8llu  ok\n", r.workload.c_str(),
+                    r.workers, r.producers, r.ops, r.ns_per_op(), r.ops_per_sec(),
+                    static_cast<unsigned long long>(r.stats.steals),
+                    static_cast<unsigned long long>(r.stats.parks));
+      } else {
+        std::printf("%-5s %8d %9d %10ld %10s %12s %8s %8s  FAILED: %s\n", r.workload.c_str(),
+                    r.workers, r.producers, r.ops, "-", "-", "-", "-", failure.c_str());
+      }
+      first = false;
+      std::fflush(stdout);
+    }
+  }
+  if (json) std::printf("\n]\n");
+  return all_ok ? 0 : 1;
+}
