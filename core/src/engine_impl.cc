@@ -305,8 +305,8 @@ std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, Canc
   std::uint32_t next;
   do {
     if (!NotStarted(StateOf(w))) return std::nullopt;
-    next = (WithState(w, State::kCanceled) & ~kReasonMask) |
-           (static_cast<std::uint32_t>(reason) << kReasonShift);
+    next = TakeOwnershipIfUnowned((WithState(w, State::kCanceled) & ~kReasonMask) |
+                                  (static_cast<std::uint32_t>(reason) << kReasonShift));
     // Written before the CAS that publishes it (a losing CAS leaves it to the
     // worker, which overwrites it when it finishes).
     op->completed_ns.store(NowNs(), std::memory_order_relaxed);
@@ -322,10 +322,9 @@ std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, Canc
     DisarmTimerLocked(op);  // its memory is released at once
   }
   if (was == State::kSuspended) UnregisterHeld(op);
-  // H2: a held head is scheduled so a worker moves its chain on at once. H3: a
-  // Waiting head is already owned, by its queue entry or by the runner about to
-  // start it inline; either sees Canceled and moves the chain on.
-  if ((w & kHeadBit) && (was == State::kPostponed || was == State::kSuspended)) Schedule(op);
+  // H2: a held head nobody owned is now ours, and goes to a worker that moves its
+  // chain on at once. Otherwise its owner sees Canceled and does (H3).
+  if (TookOwnership(w, next)) Schedule(op);
   return w;
 }
 
@@ -384,27 +383,31 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
         return absl::OkStatus();
       }
       const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
+      if (s == State::kWaiting && target == State::kWaiting) return absl::OkStatus();
+      const std::uint32_t next = TakeOwnershipIfUnowned(WithState(w, target));  // H2
       // acq_rel: the change races with starts and cancels on the same word.
-      if (op->word.compare_exchange_weak(w, WithState(w, target), std::memory_order_acq_rel,
+      if (op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                          std::memory_order_acquire)) {
+        schedule = TookOwnership(w, next);
         DisarmTimerLocked(op);
         op->due_ns.store(due, std::memory_order_relaxed);  // under timer_mu_
         if (target == State::kPostponed) {
           absl::Status armed = ArmTimerLocked(op, due);
           if (!armed.ok()) {
-            // Put it back to Waiting rather than strand it.
+            // Put it back to Waiting rather than strand it (H2 as above).
             std::uint32_t cur = op->word.load(std::memory_order_acquire);
+            std::uint32_t back = cur;
             while (StateOf(cur) == State::kPostponed &&
-                   !op->word.compare_exchange_weak(cur, WithState(cur, State::kWaiting),
-                                                   std::memory_order_acq_rel)) {
+                   !op->word.compare_exchange_weak(
+                       cur, back = TakeOwnershipIfUnowned(WithState(cur, State::kWaiting)),
+                       std::memory_order_acq_rel)) {
             }
             op->due_ns.store(kNoTime, std::memory_order_relaxed);
-            if (cur & kHeadBit) schedule = true;
+            if (StateOf(cur) == State::kPostponed && TookOwnership(cur, back)) schedule = true;
             if (schedule) break;
             return armed;
           }
         }
-        schedule = target == State::kWaiting && (w & kHeadBit) != 0;
         break;
       }
     }
@@ -454,19 +457,21 @@ absl::Status EngineImpl::Resume(Operation* op) {
       std::int64_t due = op->due_ns.load(std::memory_order_relaxed);  // under timer_mu_
       if (due != kNoTime && due <= NowNs()) due = kNoTime;
       const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
-      if (op->word.compare_exchange_weak(w, WithState(w, target), std::memory_order_acq_rel,
+      const std::uint32_t next = TakeOwnershipIfUnowned(WithState(w, target));  // H2
+      if (op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                          std::memory_order_acquire)) {
         op->due_ns.store(due, std::memory_order_relaxed);
+        schedule = TookOwnership(w, next);
         if (target == State::kPostponed && !ArmTimerLocked(op, due).ok()) {
-          // The wheel is full: run it now rather than strand it.
+          // The wheel is full: run it now rather than strand it (H2 as above).
           std::uint32_t cur = op->word.load(std::memory_order_acquire);
+          std::uint32_t back = cur;
           while (StateOf(cur) == State::kPostponed &&
-                 !op->word.compare_exchange_weak(cur, WithState(cur, State::kWaiting),
-                                                 std::memory_order_acq_rel)) {
+                 !op->word.compare_exchange_weak(
+                     cur, back = TakeOwnershipIfUnowned(WithState(cur, State::kWaiting)),
+                     std::memory_order_acq_rel)) {
           }
-          schedule = (cur & kHeadBit) != 0;
-        } else {
-          schedule = target == State::kWaiting && (w & kHeadBit) != 0;
+          schedule = StateOf(cur) == State::kPostponed && TookOwnership(cur, back);
         }
         break;
       }
@@ -532,11 +537,20 @@ FailurePolicy EngineImpl::PolicyFor(const Chain* c) {
 }
 
 void EngineImpl::CancelBehind(Operation* x, CancelReason reason) {
-  // The runner walks the nodes linked behind x; they cannot be released before
-  // the runner moves past x, which it has not.
-  for (Operation* n = x->chain_next.load(std::memory_order_acquire); n != nullptr;
-       n = n->chain_next.load(std::memory_order_acquire)) {  // pairs with Chain::Push
+  // The runner walks the nodes linked behind x, up to the tail as of now: those
+  // are "the rest" (a later submit is not affected). They cannot be released
+  // before the runner moves past x, which it has not.
+  Operation* const last = x->chain->tail_.load(std::memory_order_seq_cst);
+  if (last == x) return;
+  for (Operation* n = x;;) {
+    Operation* next;
+    // Acquire: pairs with Chain::Push's release link; a link in flight lands soon.
+    while ((next = n->chain_next.load(std::memory_order_acquire)) == nullptr) {
+      std::this_thread::yield();
+    }
+    n = next;
     TryCancelNotStarted(n, reason);
+    if (n == last) return;
   }
 }
 
@@ -544,6 +558,9 @@ bool EngineImpl::HaltChain(Chain* c, Operation* x) {
   bool halted = false;
   tokens_.WithChainLocked(c->key(), [&](Chain* found) {
     if (found != c) return;
+    // The runner's ownership of x passes to halted_at_ (H3); ResumeToken or
+    // Shutdown hands it to a run-queue entry. Relaxed: published by the lock.
+    x->word.fetch_or(kOwnedBit, std::memory_order_relaxed);
     c->halted_at_ = x;
     halted = true;
   });

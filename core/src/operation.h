@@ -11,23 +11,25 @@
 //
 // The head bit. kHeadBit is set, once, when the operation becomes runnable as far
 // as its chain is concerned: at submit for an independent operation, when it
-// reaches the head of its chain otherwise. It lives in the same word as the state,
-// so exactly one party sees "head and Waiting" begin, and that party schedules it:
-//   H1  Whoever sets kHeadBit on a Waiting word schedules the operation.
-//   H2  Whoever moves a word with kHeadBit from Postponed or Suspended to Waiting
-//       schedules it; from Postponed or Suspended to Canceled, schedules it too (a
-//       worker then skips it and moves the chain on: the chain is released at once).
-//   H3  Ownership. A head that is Waiting (or terminal and not yet moved past) is
-//       owned by exactly one party: its queue entry (kQueuedBit set) or the
-//       worker that got it inline from its chain (bit clear). Schedule sets
-//       kQueuedBit and pushes only if the bit was clear; the worker that pops the
-//       entry clears it in the same CAS that decides what to do (start, skip a
-//       canceled one, or drop a held one). An inline runner that finds the bit set
-//       leaves the node to its entry. Cancel of a Waiting head schedules nothing:
-//       its owner sees Canceled and moves the chain on. So a node is started,
-//       skipped or moved past by one worker, once, however the transitions race.
+// reaches the head of its chain otherwise. Head and owner bits live in the state
+// word, so every decision about who acts is one RMW:
+//   H1  Whoever sets kHeadBit on a Waiting or Canceled word sets kOwnedBit in the
+//       same RMW and becomes its owner (it pushes a run-queue entry, or a worker
+//       runs it inline). On a Postponed or Suspended word it sets kHeadBit alone:
+//       the head is held, and nobody owns it.
+//   H2  Whoever moves a head from Postponed or Suspended to Waiting or Canceled
+//       sets kOwnedBit in the same CAS if it was clear, and then pushes an entry.
+//       If it was set, the owner (which has not yet seen the held state) acts.
+//   H3  The owner alone starts the operation (Waiting -> InProgress, clearing
+//       kOwnedBit), drops a held one (clearing kOwnedBit by CAS; if that CAS fails
+//       because the head was released meanwhile, it is still the owner and looks
+//       again), or moves the chain past a terminal one. Handing an owned head to a
+//       run-queue entry passes the ownership with it. So a head is started,
+//       skipped or moved past by exactly one party, once, however the transitions
+//       race; and a node is released only by its owner.
 //   H4  Only the worker that moved the word to kInProgress changes it while it is
 //       kInProgress (Cancel only sets cancel_requested).
+//   H5  A Waiting head with kOwnedBit clear does not exist.
 //
 // References. refs counts Handles plus one for the engine, dropped when a worker
 // (or the chain walk that skips it) has finished with the node. The last reference
@@ -63,9 +65,9 @@ inline constexpr std::uint32_t kWaiterBit = 1u << 3;  // a thread sleeps in Hand
 inline constexpr std::uint32_t kHeadBit = 1u << 4;
 // FailurePolicy applied to this failed head already (a resumed halt moves on).
 inline constexpr std::uint32_t kPolicyDoneBit = 1u << 5;
-// In a run queue (set by Schedule, cleared by the worker that pops it): at most
-// one queue entry per operation, whoever calls Schedule and however often.
-inline constexpr std::uint32_t kQueuedBit = 1u << 6;
+// Owned: some worker-side party (a run-queue entry, or the worker that took it
+// inline from its chain) has the duty to start, skip or drop this head. See H3.
+inline constexpr std::uint32_t kOwnedBit = 1u << 6;
 inline constexpr int kReasonShift = 8;
 inline constexpr std::uint32_t kReasonMask = 0xFu << kReasonShift;
 inline constexpr std::int64_t kNoTime = std::numeric_limits<std::int64_t>::min();
@@ -74,6 +76,21 @@ inline State StateOf(std::uint32_t word) { return static_cast<State>(word & kSta
 inline std::uint32_t WithState(std::uint32_t word, State s) {
   return (word & ~kStateMask) | static_cast<std::uint32_t>(s);
 }
+// H2: the word `next` (the target of a transition) with kOwnedBit added when it
+// is a Waiting or Canceled head that nobody owns.
+inline std::uint32_t TakeOwnershipIfUnowned(std::uint32_t next) {
+  const State s = static_cast<State>(next & kStateMask);
+  if ((next & kHeadBit) != 0 && (next & kOwnedBit) == 0 &&
+      (s == State::kWaiting || s == State::kCanceled)) {
+    return next | kOwnedBit;
+  }
+  return next;
+}
+// True when the transition prev -> next made its caller the owner (H2).
+inline bool TookOwnership(std::uint32_t prev, std::uint32_t next) {
+  return (prev & kOwnedBit) == 0 && (next & kOwnedBit) != 0;
+}
+
 inline CancelReason ReasonOf(std::uint32_t word) {
   return static_cast<CancelReason>((word & kReasonMask) >> kReasonShift);
 }

@@ -70,19 +70,20 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue() {
       Operation* op = OperationOfTimer(node);
       op->in_wheel = false;
       std::uint32_t w = op->word.load(std::memory_order_acquire);
-      // acq_rel: races with Cancel/Suspend on the same word; one wins.
+      std::uint32_t next = w;
+      // acq_rel: races with Cancel/Suspend on the same word; one wins. H2: a head
+      // nobody owns becomes ours in the same CAS.
       while (StateOf(w) == State::kPostponed &&
-             !op->word.compare_exchange_weak(w, WithState(w, State::kWaiting),
-                                             std::memory_order_acq_rel,
-                                             std::memory_order_acquire)) {
+             !op->word.compare_exchange_weak(
+                 w, next = TakeOwnershipIfUnowned(WithState(w, State::kWaiting)),
+                 std::memory_order_acq_rel, std::memory_order_acquire)) {
       }
-      if (StateOf(w) == State::kPostponed && (w & kHeadBit)) ready.push_back(op);  // H2
+      if (StateOf(w) == State::kPostponed && TookOwnership(w, next)) ready.push_back(op);
     }
     next = wheel_->NextDeadline();
     timekeeper_target_.store(next.value_or(INT64_MAX), std::memory_order_relaxed);  // hint
   }
-  // Outside the lock: a released head cannot be freed before it is scheduled (only
-  // a worker that pops it releases it).
+  // Outside the lock: we own each of them (H2), and only the owner releases a node.
   for (Operation* op : ready) Schedule(op);
   return next;
 }

@@ -35,9 +35,9 @@ Stripe& EngineImpl::MyStripe() {
 }
 
 void EngineImpl::Schedule(Operation* op) {
-  // acq_rel: one RMW decides which caller pushes (H3); release publishes the
-  // caller's writes to the popping worker along with the queue's own ordering.
-  if (op->word.fetch_or(kQueuedBit, std::memory_order_acq_rel) & kQueuedBit) return;
+  // The caller owns op (H1-H3) and hands the ownership to a run-queue entry. The
+  // queues' own release/acquire pairs publish the caller's writes to the popper.
+  ORDO_DCHECK(op->word.load(std::memory_order_relaxed) & kOwnedBit, "scheduling an unowned op");
   Stripe& st = MyStripe();
   Bump(st.scheduled);
   Worker* w = t_worker;
@@ -60,22 +60,22 @@ void EngineImpl::MakeHead(Operation* op) {
     // seq_cst: the hazard protocol's runner half (Chain::hazard_).
     op->chain->head_.store(op, std::memory_order_seq_cst);
   }
-  // acq_rel: the head bit joins the state word in one RMW (H1); acquire sees the
-  // state another thread set, release publishes our chain ownership to whoever
-  // next changes the word.
-  const std::uint32_t w = op->word.fetch_or(kHeadBit, std::memory_order_acq_rel);
-  ORDO_CHECK_OP((w & kHeadBit) == 0, "an operation became head twice", op->id_relaxed());
-  switch (StateOf(w)) {
-    case State::kWaiting:
-    case State::kCanceled:  // a worker skips it and moves the chain on
-      Schedule(op);
-      return;
-    case State::kPostponed:
-    case State::kSuspended:
-      return;  // held: whoever releases it schedules it (H2)
-    default:
-      ORDO_CHECK_OP(false, "a started operation became head", op->id_relaxed());
-  }
+  // acq_rel: head and owner bits join the state word in one RMW (H1); acquire
+  // sees the state another thread set, release publishes our chain ownership.
+  std::uint32_t w = op->word.load(std::memory_order_acquire);
+  std::uint32_t next;
+  do {
+    ORDO_CHECK_OP((w & kHeadBit) == 0, "an operation became head twice", op->id_relaxed());
+    next = TakeOwnershipIfUnowned(w | kHeadBit);
+  } while (!op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
+                                           std::memory_order_acquire));
+  const State s = StateOf(w);
+  ORDO_CHECK_OP(!IsTerminal(s) || s == State::kCanceled, "a finished operation became head",
+                op->id_relaxed());
+  ORDO_CHECK_OP(s != State::kInProgress, "a started operation became head", op->id_relaxed());
+  // Waiting or Canceled: ours, to a worker (a canceled one is skipped there).
+  // Postponed or Suspended: held; H2 schedules it when it is released.
+  if (TookOwnership(w, next)) Schedule(op);
 }
 
 bool EngineImpl::HasVisibleWork() const {
@@ -184,29 +184,27 @@ void EngineImpl::WorkerLoop(Worker* w) {
 }
 
 void EngineImpl::RunItem(Worker* w, Operation* op) {
+  // We own `cur` (H3): the popped entry's ownership, then the inline ownership
+  // AdvanceChain takes of each next head.
   Operation* cur = op;
-  // The first node was popped: its queue entry (kQueuedBit) is ours to consume.
-  // Later nodes come inline from AdvanceChain, with no entry; if one has an entry
-  // by now (a timer or Resume scheduled it), that entry owns it and we leave it.
-  bool popped = true;
   int budget = options_.chain_budget;
   while (cur != nullptr) {
     bool finished_with = false;
     // Acquire: pairs with the release of whoever scheduled or last changed it.
     std::uint32_t word = cur->word.load(std::memory_order_acquire);
-    ORDO_CHECK_OP(!popped || (word & kQueuedBit) != 0, "a popped entry without kQueuedBit",
+    ORDO_CHECK_OP((word & kOwnedBit) != 0, "a worker holds an operation it does not own",
                   cur->id_relaxed());
     for (;;) {
       const State s = StateOf(word);
-      if (!popped && (word & kQueuedBit) != 0) break;  // its queue entry owns it (H3)
-      const std::uint32_t unqueued = word & ~kQueuedBit;  // a pop consumes the entry
+      const std::uint32_t released = word & ~kOwnedBit;
       if (s == State::kWaiting) {
         if (cancel_all_.load(std::memory_order_relaxed)) {
-          // Shutdown kCancelPending: cancel rather than start. acq_rel as below.
+          // Shutdown kCancelPending: cancel rather than start; still ours.
           const std::uint32_t canceled =
-              (WithState(unqueued, State::kCanceled) & ~kReasonMask) |
+              (WithState(word, State::kCanceled) & ~kReasonMask) |
               (static_cast<std::uint32_t>(CancelReason::kByShutdown) << kReasonShift);
           cur->completed_ns.store(NowNs(), std::memory_order_relaxed);  // published by the CAS
+          // acq_rel as below.
           if (!cur->word.compare_exchange_weak(word, canceled, std::memory_order_acq_rel,
                                                std::memory_order_acquire)) {
             continue;
@@ -217,8 +215,8 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
           break;
         }
         // acq_rel: acquire what the submitter (and the chain's previous
-        // operation) wrote; one of this CAS and Cancel's CAS on the same word wins.
-        if (!cur->word.compare_exchange_weak(word, WithState(unqueued, State::kInProgress),
+        // operation) wrote; one of this CAS and Cancel's/Postpone's CAS wins.
+        if (!cur->word.compare_exchange_weak(word, WithState(released, State::kInProgress),
                                              std::memory_order_acq_rel,
                                              std::memory_order_acquire)) {
           continue;
@@ -226,36 +224,33 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
         finished_with = Execute(w, cur);
         break;
       }
-      ORDO_CHECK_OP(s != State::kInProgress, "an operation owned by this worker is in progress",
+      ORDO_CHECK_OP(s != State::kInProgress, "an owned operation is in progress",
                     cur->id_relaxed());
-      if (popped) {
-        // acq_rel: consume the entry (H3); a concurrent release to Waiting makes
-        // this fail, and we start it instead.
-        if (!cur->word.compare_exchange_weak(word, unqueued, std::memory_order_acq_rel,
-                                             std::memory_order_acquire)) {
-          continue;
-        }
+      if (IsTerminal(s)) {
+        finished_with = true;  // canceled, or a halted head released by ResumeToken
+        break;
       }
-      // Postponed or Suspended: held, whoever releases it schedules it (H2).
-      // Terminal: canceled, or a halted head released by ResumeToken.
-      finished_with = IsTerminal(s);
-      break;
+      // Postponed or Suspended: give up ownership (H3). acq_rel: a concurrent
+      // release to Waiting makes this fail, and we look again (still the owner).
+      if (cur->word.compare_exchange_weak(word, released, std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
+        break;
+      }
     }
     if (!finished_with) break;
     Chain* const chain = cur->chain;
     Operation* next = nullptr;
     if (chain != nullptr) {
-      next = AdvanceChain(cur);  // releases cur
+      next = AdvanceChain(cur);  // releases cur; we own next, if any
     } else {
       ReleaseEngineRef(cur);
     }
     cur = nullptr;
-    popped = false;
     if (next != nullptr) {
       if (--budget > 0) {
         cur = next;
       } else {
-        Schedule(next);  // fairness: the chain queues behind other work
+        Schedule(next);  // fairness: the chain queues behind other work (ownership moves)
       }
     }
   }
@@ -334,10 +329,12 @@ bool EngineImpl::Execute(Worker* w, Operation* op) {
       error = attempt.reason + " (gave up after " + std::to_string(done) + " retries)";
     }
   }
-  FinishInProgress(op, failed ? State::kFailed : State::kSucceeded, std::move(error), st,
-                   CancelReason::kByCancel);
+  // A recurrence's next occurrence exists before this one is seen terminal, so a
+  // thread that sees it end finds Handle::next_occurrence() set.
   OpExtras* ex = op->extras.load(std::memory_order_acquire);
   if (ex != nullptr && ex->recurrence != nullptr) SpawnNextOccurrence(op, st);
+  FinishInProgress(op, failed ? State::kFailed : State::kSucceeded, std::move(error), st,
+                   CancelReason::kByCancel);
   return true;
 }
 
@@ -414,18 +411,23 @@ Operation* EngineImpl::AdvanceChain(Operation* x) {
     // seq_cst: the hazard protocol's runner half (store head_, then load hazard_).
     c->head_.store(n, std::memory_order_seq_cst);
     ReleaseChainNode(c, prev);
-    // acq_rel: H1, as in MakeHead.
-    const std::uint32_t w = n->word.fetch_or(kHeadBit, std::memory_order_acq_rel);
-    ORDO_CHECK_OP((w & kHeadBit) == 0, "an operation became head twice", n->id_relaxed());
+    // acq_rel: H1, as in MakeHead; we become the owner of a Waiting or Canceled n.
+    std::uint32_t w = n->word.load(std::memory_order_acquire);
+    std::uint32_t next;
+    do {
+      ORDO_CHECK_OP((w & kHeadBit) == 0, "an operation became head twice", n->id_relaxed());
+      next = TakeOwnershipIfUnowned(w | kHeadBit);
+    } while (!n->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
+                                            std::memory_order_acquire));
     const State s = StateOf(w);
-    if (s == State::kWaiting) return n;
+    if (s == State::kWaiting) return n;  // ours, to run inline or schedule
     if (s == State::kCanceled) {
-      prev = n;  // skip it; its canceler counted it
+      prev = n;  // ours: skip it (its canceler counted it)
       continue;
     }
     ORDO_CHECK_OP(s == State::kPostponed || s == State::kSuspended,
                   "a chain node ran before it was head", n->id_relaxed());
-    return nullptr;  // held; H2 schedules it when released
+    return nullptr;  // held, unowned; H2 schedules it when released
   }
 }
 

@@ -1,0 +1,614 @@
+// lifecycle_test.cc: the time and control half of DESIGN.md section 1, through the
+// public API, with time driven by ManualClock (no sleeps): postponement, suspend and
+// resume, retries and backoff, failure policies, token controls, Explain,
+// recurrence, and shutdown of postponed work.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ordo/engine.h"
+#include "support/journal.h"
+
+namespace ordo {
+namespace {
+
+using ::ordo::testing::AwaitState;
+using ::ordo::testing::Journal;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+class Gate {
+ public:
+  Gate() : future_(promise_.get_future().share()) {}
+  void Open() { promise_.set_value(); }
+  auto Waiter() {
+    return [f = future_] { f.wait(); };
+  }
+
+ private:
+  std::promise<void> promise_;
+  std::shared_future<void> future_;
+};
+
+// --- Postponement --------------------------------------------------------------
+
+TEST(PostponeTest, APostponedOperationNeverStartsBeforeItsTime) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  const auto due = clock.now() + 10ms;
+  auto h = engine.Submit([] {}, {.postpone_until = due});
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->state(), State::kPostponed);
+  clock.Advance(9ms);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(h->state(), State::kPostponed);  // Advance released nothing: not due
+  clock.Advance(1ms);
+  ASSERT_TRUE(AwaitState(*h, State::kSucceeded));
+  ASSERT_TRUE(h->started_at().has_value());
+  EXPECT_GE(*h->started_at(), due);
+}
+
+TEST(PostponeTest, APostponedOperationBlocksTheRestOfItsChain) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  Journal journal;
+  auto a = engine.Submit(journal.Step("A"), {.token = "t"});
+  auto b = engine.Submit(journal.Step("B"), {.token = "t", .postpone_until = clock.now() + 10ms});
+  auto c = engine.Submit(journal.Step("C"), {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(c->state(), State::kWaiting);  // behind postponed B: must not run
+  EXPECT_EQ(b->state(), State::kPostponed);
+  clock.Advance(10ms);
+  ASSERT_TRUE(AwaitState(*c, State::kSucceeded));
+  EXPECT_THAT(journal.Entries(), ElementsAre("A", "B", "C"));
+}
+
+TEST(PostponeTest, AnOperationReachingTheHeadAfterItsTimeRunsAtOnce) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  Gate gate;
+  auto a = engine.Submit(gate.Waiter(), {.token = "t"});
+  auto b = engine.Submit([] {}, {.token = "t", .postpone_until = clock.now() + 5ms});
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kInProgress));
+  EXPECT_EQ(b->state(), State::kPostponed);
+  clock.Advance(10ms);
+  // Its time has come but it is not the head: it shows Waiting, not Postponed.
+  EXPECT_EQ(b->state(), State::kWaiting);
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+}
+
+TEST(PostponeTest, APastPostponeUntilRunsAtOnce) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  auto h = engine.Submit([] {}, {.postpone_until = clock.now() - 1s});
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(AwaitState(*h, State::kSucceeded));
+}
+
+TEST(PostponeTest, OperationsDueAtTheSameTimeAreReleasedInCreationOrder) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  std::vector<int> seen;
+  const auto due = clock.now() + 3ms;
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(engine.Submit([&seen, i] { seen.push_back(i); }, {.postpone_until = due}).ok());
+  }
+  clock.Advance(3ms);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_EQ(seen.size(), 200u);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(seen[i], i);
+}
+
+TEST(PostponeTest, PostponeChangesTheTimeAndKeepsThePlaceInTheChain) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  Journal journal;
+  Gate gate;
+  auto a = engine.Submit(gate.Waiter(), {.token = "t"});
+  auto b = engine.Submit(journal.Step("B"), {.token = "t"});
+  auto c = engine.Submit(journal.Step("C"), {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  ASSERT_TRUE(engine.Postpone(*b, clock.now() + 20ms).ok());
+  EXPECT_EQ(b->state(), State::kPostponed);
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*a, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(c->state(), State::kWaiting);
+  // Move it earlier, then clear it: it runs at once, still ahead of C.
+  ASSERT_TRUE(engine.Postpone(*b, clock.now() + 5ms).ok());
+  ASSERT_TRUE(engine.Postpone(*b, std::nullopt).ok());
+  ASSERT_TRUE(AwaitState(*c, State::kSucceeded));
+  EXPECT_THAT(journal.Entries(), ElementsAre("B", "C"));
+}
+
+TEST(PostponeTest, PostponeOfAStartedOrFinishedOperationIsAnError) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  Gate gate;
+  auto a = engine.Submit(gate.Waiter());
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kInProgress));
+  absl::Status s = engine.Postpone(*a, clock.now() + 1s);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("InProgress"));
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*a, State::kSucceeded));
+  EXPECT_EQ(engine.Postpone(*a, clock.now() + 1s).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(a->state(), State::kSucceeded);
+}
+
+TEST(PostponeTest, TimesOutOfRangeAreRejected) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock, .horizon = std::chrono::hours(24)});
+  auto far = engine.Submit([] {}, {.postpone_until = clock.now() + std::chrono::hours(25)});
+  EXPECT_EQ(far.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(far.status().message()), HasSubstr("horizon"));
+  auto ancient = engine.Submit([] {}, {.postpone_until = Clock::time_point(-1s)});
+  EXPECT_EQ(ancient.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine.stats().submitted, 0u);
+}
+
+TEST(PostponeTest, AFullTimingWheelIsResourceExhausted) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 2});
+  ASSERT_TRUE(engine.Submit([] {}, {.postpone_until = clock.now() + 1s}).ok());
+  ASSERT_TRUE(engine.Submit([] {}, {.postpone_until = clock.now() + 1s}).ok());
+  auto third = engine.Submit([] {}, {.postpone_until = clock.now() + 1s});
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(third.status().message()), HasSubstr("max_timers"));
+  EXPECT_EQ(engine.stats().submitted, 2u);
+}
+
+TEST(PostponeTest, WithTheSystemClockLatenessIsNeverNegative) {
+  Engine engine({.workers = 2});
+  std::vector<Handle> hs;
+  std::vector<Clock::time_point> dues;
+  for (int i = 0; i < 50; ++i) {
+    dues.push_back(Clock::now() + std::chrono::milliseconds(1 + i % 10));
+    auto h = engine.Submit([] {}, {.postpone_until = dues.back()});
+    ASSERT_TRUE(h.ok());
+    hs.push_back(*h);
+  }
+  for (std::size_t i = 0; i < hs.size(); ++i) {
+    ASSERT_EQ(hs[i].Wait(), State::kSucceeded);
+    EXPECT_GE(*hs[i].started_at(), dues[i]) << "started early";
+  }
+}
+
+TEST(PostponeTest, WaitIdleDoesNotWaitForPostponedOrSuspendedWork) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  auto p = engine.Submit([] {}, {.token = "t", .postpone_until = clock.now() + 1h});
+  auto behind = engine.Submit([] {}, {.token = "t"});
+  auto s = engine.Submit([] {}, {.suspended = true});
+  ASSERT_TRUE(p.ok() && behind.ok() && s.ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(p->state(), State::kPostponed);
+  EXPECT_EQ(behind->state(), State::kWaiting);
+  EXPECT_EQ(s->state(), State::kSuspended);
+  EXPECT_EQ(engine.stats().postponed, 1u);
+}
+
+// --- Suspend / resume ----------------------------------------------------------
+
+TEST(SuspendTest, ASuspendedHeadBlocksItsChainUntilResumed) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  Journal journal;
+  auto a = engine.Submit(journal.Step("A"), {.token = "t", .suspended = true});
+  auto b = engine.Submit(journal.Step("B"), {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(a->state(), State::kSuspended);
+  EXPECT_EQ(b->state(), State::kWaiting);
+  ASSERT_TRUE(engine.Resume(*a).ok());
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  EXPECT_THAT(journal.Entries(), ElementsAre("A", "B"));
+}
+
+TEST(SuspendTest, SuspendThenResumeOfAPostponedOperationKeepsItsTime) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  auto a = engine.Submit([] {}, {.postpone_until = clock.now() + 10ms});
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(engine.Suspend(*a).ok());
+  EXPECT_EQ(a->state(), State::kSuspended);
+  clock.Advance(5ms);
+  ASSERT_TRUE(engine.Resume(*a).ok());
+  EXPECT_EQ(a->state(), State::kPostponed);  // its time has not come yet
+  clock.Advance(5ms);
+  ASSERT_TRUE(AwaitState(*a, State::kSucceeded));
+}
+
+TEST(SuspendTest, CancelingASuspendedOrPostponedHeadReleasesTheChainAtOnce) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  Journal journal;
+  auto a = engine.Submit(journal.Step("A"), {.token = "t", .suspended = true});
+  auto b = engine.Submit(journal.Step("B"), {.token = "t", .postpone_until = clock.now() + 1h});
+  auto c = engine.Submit(journal.Step("C"), {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  ASSERT_TRUE(engine.Cancel(*a).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(c->state(), State::kWaiting);  // now behind postponed B
+  ASSERT_TRUE(engine.Cancel(*b).ok());
+  ASSERT_TRUE(AwaitState(*c, State::kSucceeded));
+  EXPECT_THAT(journal.Entries(), ElementsAre("C"));
+  EXPECT_EQ(engine.stats().postponed, 0u);  // the canceled timer left the wheel at once
+}
+
+TEST(SuspendTest, SuspendOfARunningOperationIsAnError) {
+  Engine engine({.workers = 1});
+  Gate gate;
+  auto a = engine.Submit(gate.Waiter());
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kInProgress));
+  EXPECT_EQ(engine.Suspend(*a).code(), absl::StatusCode::kFailedPrecondition);
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*a, State::kSucceeded));
+  EXPECT_EQ(engine.Resume(*a).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// --- Retries ---------------------------------------------------------------------
+
+TEST(RetryTest, ARetryKeepsTheOperationAtTheHeadAndItsSuccessorsWait) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  Journal journal;
+  std::atomic<int> attempts{0};
+  auto a = engine.Submit(
+      [&](Context& ctx) {
+        journal.Append("A" + std::to_string(ctx.retry_count()));
+        if (attempts.fetch_add(1) < 2) ctx.RetryAfter(5ms, "not yet");
+      },
+      {.token = "t"});
+  auto b = engine.Submit(journal.Step("B"), {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kPostponed));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(b->state(), State::kWaiting);
+  EXPECT_EQ(a->retry_count(), 1);
+  clock.Advance(4ms);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(attempts.load(), 1);  // the delay counts from the end of the attempt
+  clock.Advance(1ms);
+  ASSERT_TRUE(AwaitState(*a, State::kPostponed));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(attempts.load(), 2);
+  clock.Advance(5ms);
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  EXPECT_EQ(a->state(), State::kSucceeded);
+  EXPECT_EQ(a->retry_count(), 2);
+  EXPECT_THAT(journal.Entries(), ElementsAre("A0", "A1", "A2", "B"));
+  EXPECT_EQ(engine.stats().retried, 2u);
+}
+
+TEST(RetryTest, ReturningARetryStatusAsksForARetry) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  std::atomic<int> attempts{0};
+  auto a = engine.Submit([&]() -> absl::Status {
+    if (attempts.fetch_add(1) == 0) return RetryStatus(1s, "busy");
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kPostponed));
+  clock.Advance(1s);
+  ASSERT_TRUE(AwaitState(*a, State::kSucceeded));
+  EXPECT_EQ(attempts.load(), 2);
+}
+
+TEST(RetryTest, PastTheMaximumItFailsWithTheLastMessage) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  auto a = engine.Submit([](Context& ctx) { ctx.RetryAfter(1ms, "backend down"); },
+                         {.max_retries = 2});
+  ASSERT_TRUE(a.ok());
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(AwaitState(*a, State::kPostponed));
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    clock.Advance(1ms);
+  }
+  ASSERT_TRUE(AwaitState(*a, State::kFailed));
+  EXPECT_THAT(a->error(), HasSubstr("backend down"));
+  EXPECT_THAT(a->error(), HasSubstr("gave up after 2 retries"));
+  EXPECT_EQ(a->retry_count(), 2);
+}
+
+TEST(RetryTest, TheEngineDefaultMaximumIsTen) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  auto a = engine.Submit([](Context& ctx) { ctx.RetryAfter(1ms); });
+  ASSERT_TRUE(a.ok());
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(AwaitState(*a, State::kPostponed)) << i;
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    clock.Advance(1ms);
+  }
+  ASSERT_TRUE(AwaitState(*a, State::kFailed));
+  EXPECT_EQ(a->retry_count(), 10);
+}
+
+TEST(RetryTest, ExponentialBackoffDoublesTheDelayUpToItsCap) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  std::atomic<int> attempts{0};
+  auto a = engine.Submit(
+      [&](Context& ctx) {
+        if (attempts.fetch_add(1) < 3) ctx.RetryAfter(10ms);
+      },
+      {.backoff = {.kind = Backoff::Kind::kExponential, .max_delay = 30ms}});
+  ASSERT_TRUE(a.ok());
+  // Delays: 10 ms, 20 ms, then 40 ms capped at 30 ms.
+  for (auto [delay, expected_attempts] :
+       {std::pair{10ms, 2}, std::pair{20ms, 3}, std::pair{30ms, 4}}) {
+    ASSERT_TRUE(AwaitState(*a, State::kPostponed));
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    clock.Advance(delay - 1ms);
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    EXPECT_EQ(attempts.load(), expected_attempts - 1) << "ran early";
+    clock.Advance(1ms);
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    EXPECT_EQ(attempts.load(), expected_attempts);
+  }
+  ASSERT_TRUE(AwaitState(*a, State::kSucceeded));
+}
+
+// --- Failure policy ----------------------------------------------------------------
+
+TEST(FailurePolicyTest, HaltHoldsTheChainAfterAFailureUntilResumeToken) {
+  Engine engine({.workers = 2});
+  Journal journal;
+  auto a = engine.Submit([] { throw std::runtime_error("bad"); },
+                         {.token = "t", .failure_policy = FailurePolicy::kHalt});
+  auto b = engine.Submit(journal.Step("B"), {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kFailed));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(b->state(), State::kWaiting);
+  EXPECT_THAT(b->Explain(), HasSubstr("halted"));
+  auto resumed = engine.ResumeToken("t");
+  ASSERT_TRUE(resumed.ok());
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  EXPECT_THAT(journal.Entries(), ElementsAre("B"));
+}
+
+TEST(FailurePolicyTest, CancelRestCancelsEverythingQueuedBehindTheFailure) {
+  Engine engine({.workers = 2});
+  ASSERT_TRUE(engine.SetFailurePolicy("t", FailurePolicy::kCancelRest).ok());
+  Gate gate;
+  std::atomic<int> ran{0};
+  auto a = engine.Submit(
+      [&] {
+        gate.Waiter()();
+        throw std::runtime_error("bad");
+      },
+      {.token = "t"});
+  auto b = engine.Submit([&] { ran++; }, {.token = "t"});
+  auto c = engine.Submit([&] { ran++; }, {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*c, State::kCanceled));
+  EXPECT_EQ(b->state(), State::kCanceled);
+  EXPECT_THAT(b->error(), HasSubstr("kCancelRest"));
+  auto d = engine.Submit([&] { ran++; }, {.token = "t"});  // later work runs
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(AwaitState(*d, State::kSucceeded));
+  EXPECT_EQ(ran.load(), 1);
+}
+
+TEST(FailurePolicyTest, ContinueIsTheDefault) {
+  Engine engine({.workers = 1});
+  auto a = engine.Submit([] { throw std::runtime_error("bad"); }, {.token = "t"});
+  auto b = engine.Submit([] {}, {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+}
+
+// --- Token controls and introspection ------------------------------------------------
+
+TEST(TokenControlTest, CancelTokenCancelsEveryNotStartedOperationOfTheToken) {
+  Engine engine({.workers = 2});
+  Gate gate;
+  auto running = engine.Submit(gate.Waiter(), {.token = "t"});
+  ASSERT_TRUE(running.ok());
+  ASSERT_TRUE(AwaitState(*running, State::kInProgress));
+  std::vector<Handle> queued;
+  for (int i = 0; i < 10; ++i) queued.push_back(*engine.Submit([] {}, {.token = "t"}));
+  auto other = engine.Submit([] {}, {.token = "u"});
+  auto n = engine.CancelToken("t");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 10u);
+  for (auto& h : queued) EXPECT_EQ(h.state(), State::kCanceled);
+  EXPECT_THAT(queued[0].error(), HasSubstr("CancelToken"));
+  gate.Open();
+  EXPECT_EQ(running->Wait(), State::kSucceeded);
+  EXPECT_EQ(other->Wait(), State::kSucceeded);
+  auto later = engine.Submit([] {}, {.token = "t"});  // not affected: submitted after
+  EXPECT_EQ(later->Wait(), State::kSucceeded);
+}
+
+TEST(TokenControlTest, SuspendTokenAndResumeTokenHoldAndReleaseTheChain) {
+  Engine engine({.workers = 2});
+  Gate gate;
+  Journal journal;
+  auto a = engine.Submit(gate.Waiter(), {.token = "t"});
+  auto b = engine.Submit(journal.Step("B"), {.token = "t"});
+  auto c = engine.Submit(journal.Step("C"), {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kInProgress));
+  auto suspended = engine.SuspendToken("t");
+  ASSERT_TRUE(suspended.ok());
+  EXPECT_EQ(*suspended, 2u);
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*a, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(b->state(), State::kSuspended);
+  auto info = engine.TokenInfo("t");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->pending, 2u);
+  EXPECT_EQ(info->head_state, State::kSuspended);
+  EXPECT_EQ(info->head_id, b->id());
+  auto resumed = engine.ResumeToken("t");
+  ASSERT_TRUE(resumed.ok());
+  EXPECT_EQ(*resumed, 2u);
+  ASSERT_TRUE(AwaitState(*c, State::kSucceeded));
+  EXPECT_THAT(journal.Entries(), ElementsAre("B", "C"));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  auto idle = engine.TokenInfo("t");
+  ASSERT_TRUE(idle.ok());
+  EXPECT_EQ(idle->pending, 0u);
+  EXPECT_FALSE(idle->head_state.has_value());
+}
+
+TEST(TokenControlTest, ExplainSaysWhyAnOperationIsNotRunning) {
+  ManualClock clock;  // 2026-01-01T00:00:00Z
+  Engine engine({.workers = 1, .clock = &clock});
+  auto a = engine.Submit([] {}, {.token = "t", .postpone_until = clock.now() + 5s});
+  auto b = engine.Submit([] {}, {.token = "t"});
+  auto s = engine.Submit([] {}, {.suspended = true});
+  ASSERT_TRUE(a.ok() && b.ok() && s.ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(b->Explain(), "op " + std::to_string(b->id()) + " is waiting behind op " +
+                              std::to_string(a->id()) +
+                              ", which is Postponed until 2026-01-01T00:00:05.000Z");
+  EXPECT_THAT(a->Explain(), HasSubstr("Postponed until 2026-01-01T00:00:05.000Z"));
+  EXPECT_THAT(s->Explain(), HasSubstr("Suspended"));
+  clock.Advance(5s);
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  EXPECT_THAT(b->Explain(), HasSubstr("Succeeded"));
+}
+
+TEST(TokenControlTest, TokenControlsRejectAnEmptyToken) {
+  Engine engine({.workers = 1});
+  EXPECT_EQ(engine.CancelToken(Token()).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine.TokenInfo(Token()).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// --- Recurrence --------------------------------------------------------------------
+
+TEST(RecurrenceEngineTest, OccurrencesFollowTheRuleOnAFixedGridAndCountEnds) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  std::vector<Clock::time_point> starts;
+  const auto t0 = clock.now() + 1min;
+  auto first = engine.Submit([&] { starts.push_back(clock.now()); },
+                             {.token = "report", .postpone_until = t0,
+                              .recurrence = "FREQ=MINUTELY;INTERVAL=2;COUNT=3"});
+  ASSERT_TRUE(first.ok());
+  clock.Advance(1min);
+  ASSERT_TRUE(AwaitState(*first, State::kSucceeded));
+  Handle second = first->next_occurrence();
+  ASSERT_TRUE(second.valid());
+  EXPECT_EQ(second.state(), State::kPostponed);
+  clock.Advance(2min + 30s);  // late by 30 s: still on the grid afterwards
+  ASSERT_TRUE(AwaitState(second, State::kSucceeded));
+  Handle third = second.next_occurrence();
+  ASSERT_TRUE(third.valid());
+  clock.Advance(90s);
+  ASSERT_TRUE(AwaitState(third, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_FALSE(third.next_occurrence().valid());  // COUNT=3 reached
+  EXPECT_THAT(starts, ElementsAre(t0, t0 + 2min + 30s, t0 + 4min));
+}
+
+TEST(RecurrenceEngineTest, AFailedOccurrenceDoesNotStopTheSeriesButCancelingOneEndsIt) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  std::atomic<int> runs{0};
+  auto first = engine.Submit(
+      [&] {
+        if (runs.fetch_add(1) == 0) throw std::runtime_error("first fails");
+      },
+      {.recurrence = "FREQ=DAILY;INTERVAL=3;"});  // Dynamics' own pattern
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(AwaitState(*first, State::kFailed));
+  Handle second = first->next_occurrence();
+  ASSERT_TRUE(second.valid());
+  clock.Advance(std::chrono::hours(72));
+  ASSERT_TRUE(AwaitState(second, State::kSucceeded));
+  Handle third = second.next_occurrence();
+  ASSERT_TRUE(third.valid());
+  ASSERT_TRUE(engine.Cancel(third).ok());
+  clock.Advance(std::chrono::hours(72));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_FALSE(third.next_occurrence().valid());
+  EXPECT_EQ(runs.load(), 2);
+}
+
+TEST(RecurrenceEngineTest, AnInvalidRuleIsRejectedNamingTheBadPart) {
+  Engine engine({.workers = 1});
+  auto h = engine.Submit([] {}, {.recurrence = "FREQ=DAILY;INTERVAL=0"});
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(h.status().message()), HasSubstr("INTERVAL"));
+  EXPECT_EQ(engine.stats().submitted, 0u);
+}
+
+// --- Shutdown with time ---------------------------------------------------------------
+
+TEST(ShutdownWithTimeTest, DrainReadyCancelsPostponedAndSuspendedWork) {
+  ManualClock clock;
+  std::atomic<int> ran{0};
+  Handle p, s, r;
+  {
+    Engine engine({.workers = 1, .clock = &clock});
+    p = *engine.Submit([&] { ran++; }, {.postpone_until = clock.now() + 1h});
+    s = *engine.Submit([&] { ran++; }, {.suspended = true});
+    r = *engine.Submit([&] { ran++; });
+    ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainReady).ok());
+    EXPECT_EQ(engine.Postpone(p, std::nullopt).code(), absl::StatusCode::kFailedPrecondition);
+  }
+  EXPECT_EQ(p.state(), State::kCanceled);
+  EXPECT_EQ(s.state(), State::kCanceled);
+  EXPECT_EQ(r.state(), State::kSucceeded);
+  EXPECT_EQ(ran.load(), 1);
+}
+
+TEST(ShutdownWithTimeTest, DrainAllWaitsForPostponedWorkToComeDue) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  auto p = engine.Submit([] {}, {.postpone_until = clock.now() + 1h});
+  ASSERT_TRUE(p.ok());
+  std::thread advancer([&] {
+    // Advance once shutdown has closed the engine (Submit is refused then).
+    while (engine.Submit([] {}).ok()) std::this_thread::yield();
+    clock.Advance(1h);
+  });
+  ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainAll).ok());
+  advancer.join();
+  EXPECT_EQ(p->state(), State::kSucceeded);
+}
+
+TEST(ShutdownWithTimeTest, RetriesDuringShutdownAreCanceled) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  Gate gate;
+  auto a = engine.Submit([&](Context& ctx) {
+    gate.Waiter()();
+    ctx.RetryAfter(1ms, "again");
+  });
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kInProgress));
+  std::thread opener([&] {
+    while (engine.Submit([] {}).ok()) std::this_thread::yield();
+    gate.Open();
+  });
+  ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainAll).ok());
+  opener.join();
+  EXPECT_EQ(a->state(), State::kCanceled);
+  EXPECT_THAT(a->error(), HasSubstr("shutting down"));
+}
+
+}  // namespace
+}  // namespace ordo

@@ -23,6 +23,8 @@
 namespace ordo {
 namespace {
 
+using namespace std::chrono_literals;
+
 int Scale() {
   const char* s = std::getenv("ORDO_STRESS_SCALE");
   const int v = s == nullptr ? 1 : std::atoi(s);
@@ -145,6 +147,162 @@ void RunStress(int workers, int producers, long per_producer) {
   EXPECT_EQ(wrong_state, 0);
   EXPECT_EQ(oracle.overlaps.load(), 0);
   EXPECT_EQ(oracle.reorders.load(), 0);
+}
+
+// Time and control under load. A thread advances a manual clock 100 us at a
+// time while producers submit postponed, suspended and retrying operations on hot
+// and cold tokens, and race cancels, postpones and resumes against the timer
+// firing. Checked at the end, once all is done: nothing lost, nothing
+// duplicated, nothing started before its (last accepted) postpone-until time,
+// per-token order kept, and every operation in the terminal state its history
+// calls for.
+struct TimedOp {
+  std::atomic<int> attempts{0};
+  std::atomic<std::int64_t> first_start_ns{0};
+  std::int64_t due_ns = 0;       // the last postpone-until Ordo accepted (0: none)
+  bool canceled = false;         // Cancel returned kCanceled
+  bool retries = false;          // asks for one retry
+  bool throws = false;
+  std::uint64_t id = 0;          // the handle's id at submit (a reused node shows another)
+};
+
+void RunTimedStress(int producers, long per_producer) {
+  constexpr int kHotTokens = 3;
+  constexpr int kColdTokens = 2000;
+  ManualClock clock;
+  const long total = producers * per_producer;
+  std::vector<TimedOp> ops(total);
+  std::vector<TokenState> tokens(kHotTokens + kColdTokens);
+  for (auto& t : tokens) t.last_seq.assign(producers, -1);
+  std::atomic<long> overlaps{0}, reorders{0};
+  std::vector<std::vector<Handle>> handles(producers);
+  std::atomic<bool> producing{true};
+  auto ns = [](Clock::time_point t) { return t.time_since_epoch().count(); };
+  {
+    Engine engine({.workers = 2, .clock = &clock});
+    std::thread advancer([&] {
+      // While producers run, and then until everything accepted has ended (none is
+      // left suspended: producers resume what they suspend).
+      while (producing.load(std::memory_order_acquire) || engine.stats().pending > 0) {
+        clock.Advance(100us);
+        std::this_thread::yield();
+      }
+    });
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        std::mt19937_64 rng(99 + p);
+        handles[p].reserve(per_producer);
+        for (long i = 0; i < per_producer; ++i) {
+          TimedOp& op = ops[p * per_producer + i];
+          const unsigned r = static_cast<unsigned>(rng() % 100);
+          int token = -1;
+          if (r < 30) {
+            token = static_cast<int>(rng() % kHotTokens);
+          } else if (r < 70) {
+            token = kHotTokens + static_cast<int>(rng() % kColdTokens);
+          }
+          op.retries = rng() % 25 == 0;
+          op.throws = !op.retries && rng() % 40 == 0;
+          SubmitOptions o;
+          if (token >= 0) o.token = Token("t" + std::to_string(token));
+          if (rng() % 3 == 0) {
+            o.postpone_until = clock.now() + std::chrono::microseconds(rng() % 3000);
+            op.due_ns = ns(*o.postpone_until);
+          }
+          const bool suspend = rng() % 30 == 0;
+          o.suspended = suspend;
+          auto body = [&op, &tokens, &overlaps, &reorders, &clock, token, p, i, ns](Context& ctx) {
+            std::int64_t zero = 0;
+            op.first_start_ns.compare_exchange_strong(zero, ns(clock.now()));
+            const int attempt = op.attempts.fetch_add(1);
+            if (token >= 0) {
+              TokenState& t = tokens[token];
+              if (!t.guard.Enter()) overlaps.fetch_add(1);
+              if (t.last_seq[p] > i || (t.last_seq[p] == i && attempt == 0)) reorders.fetch_add(1);
+              t.last_seq[p] = i;
+              t.guard.Exit();
+            }
+            if (op.retries && attempt == 0) ctx.RetryAfter(std::chrono::microseconds(500));
+            if (op.throws) throw std::runtime_error("planned");
+          };
+          auto h = engine.Submit(std::move(body), std::move(o));
+          ASSERT_TRUE(h.ok()) << h.status();
+          handles[p].push_back(*h);
+          op.id = h->id();
+          if (suspend) {
+            ASSERT_TRUE(engine.Resume(*h).ok());
+          }
+          // Race controls against the timer on something recent.
+          const long j = i - static_cast<long>(rng() % 6);
+          if (j < 0) continue;
+          TimedOp& target = ops[p * per_producer + j];
+          const unsigned c = static_cast<unsigned>(rng() % 100);
+          if (c < 4) {
+            auto out = engine.Cancel(handles[p][j]);
+            if (out.ok() && *out == CancelOutcome::kCanceled) target.canceled = true;
+          } else if (c < 8 && !target.canceled) {
+            const auto when = clock.now() + std::chrono::microseconds(rng() % 2000);
+            if (engine.Postpone(handles[p][j], when).ok() && target.attempts.load() == 0) {
+              // Accepted before the first attempt: it replaces the time that attempt
+              // must not start before. (Between a retry's attempts, it moves the retry.)
+              target.due_ns = ns(when);
+            }
+          } else if (c < 10 && !target.canceled) {
+            if (engine.Suspend(handles[p][j]).ok()) {
+              ASSERT_TRUE(engine.Resume(handles[p][j]).ok());
+            }
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    producing.store(false, std::memory_order_release);
+    advancer.join();
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    EXPECT_EQ(engine.stats().pending, 0u);
+    ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainAll).ok());
+  }
+  long lost = 0, duplicated = 0, early = 0, wrong = 0;
+  int reported = 0;
+  for (int p = 0; p < producers; ++p) {
+    for (long i = 0; i < per_producer; ++i) {
+      const TimedOp& op = ops[p * per_producer + i];
+      const State st = handles[p][i].state();
+      const int attempts = op.attempts.load();
+      const long bad = lost + duplicated + early + wrong;
+      if (!IsTerminal(st)) ++lost;
+      if (op.canceled) {
+        // Canceled before its (first, or retried) attempt: no attempt ran after.
+        if (attempts > (op.retries ? 1 : 0) || st != State::kCanceled) ++wrong;
+      } else {
+        const int want_attempts = op.retries ? 2 : 1;
+        if (attempts < want_attempts) ++lost;
+        if (attempts > want_attempts) ++duplicated;
+        const State want = op.throws ? State::kFailed : State::kSucceeded;
+        if (st != want) ++wrong;
+        if (op.due_ns != 0 && op.first_start_ns.load() < op.due_ns) ++early;
+      }
+      if (lost + duplicated + early + wrong != bad && reported++ < 5) {
+        ADD_FAILURE() << "producer " << p << " op " << i << ": state " << StateName(st)
+                      << ", attempts " << attempts << ", canceled " << op.canceled
+                      << ", retries " << op.retries << ", throws " << op.throws
+                      << ", id at submit " << op.id << " now " << handles[p][i].id() << ", due "
+                      << op.due_ns << ", started " << op.first_start_ns.load() << ", error '"
+                      << handles[p][i].error() << "'";
+      }
+    }
+  }
+  EXPECT_EQ(lost, 0);
+  EXPECT_EQ(duplicated, 0);
+  EXPECT_EQ(early, 0);
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(overlaps.load(), 0);
+  EXPECT_EQ(reorders.load(), 0);
+}
+
+TEST(StressTest, PostponedSuspendedAndRetriedWorkRacingTheTimerLosesNothing) {
+  RunTimedStress(/*producers=*/3, 20000L * Scale());
 }
 
 TEST(StressTest, FourProducersAllWorkersMixedLoadCountsEveryOperation) {

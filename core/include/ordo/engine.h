@@ -156,7 +156,8 @@ class Engine {
   }
 
   // Cancels an operation: kCanceled if it had not started (its body never runs and
-  // its chain moves on), kCancelRequested if it is running. FailedPrecondition if
+  // its chain moves on; for an operation waiting to be retried, no further attempt
+  // runs), kCancelRequested if it is running. FailedPrecondition if
   // it is already terminal; InvalidArgument for an empty handle.
   absl::StatusOr<CancelOutcome> Cancel(const Handle& handle);
 
