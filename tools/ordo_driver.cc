@@ -12,6 +12,9 @@
 //   W2  many tokens (--tokens, uniform)
 //   W3  hot tokens (--hot)
 //   W2z many tokens, Zipf-skewed (s = 1.0)
+//   W4  postponed burst: --burst operations postponed uniformly over 0-200 ms on the
+//       system clock; reports the submit cost, lateness (start minus due) p50, p99
+//       and max, and counts early starts (must be 0)
 // A run whose check fails prints the failure and exits 1 instead of a number.
 #include <algorithm>
 #include <atomic>
@@ -36,7 +39,8 @@ ABSL_FLAG(int, producers, 1, "submitting threads");
 ABSL_FLAG(int, tokens, 10000, "tokens in W2 and W2z");
 ABSL_FLAG(int, hot, 4, "tokens in W3");
 ABSL_FLAG(int, body_ns, 0, "busy work per operation, in ns (0: trivial body)");
-ABSL_FLAG(std::string, workloads, "W1,W2,W3,W2z", "which workloads to run");
+ABSL_FLAG(std::string, workloads, "W1,W2,W3,W2z,W4", "which workloads to run");
+ABSL_FLAG(long, burst, 200000, "operations in W4's postponed burst");
 ABSL_FLAG(std::string, scaling, "", "comma-separated worker counts: run each workload at each");
 ABSL_FLAG(int, repeat, 1, "runs per configuration (the median is reported)");
 ABSL_FLAG(std::string, format, "text", "text or json");
@@ -54,6 +58,9 @@ void BusyFor(int ns) {
 
 struct Result {
   std::string workload;
+  // W4 only: lateness percentiles in microseconds, and early starts.
+  double late_p50_us = 0, late_p99_us = 0, late_max_us = 0;
+  long early = 0;
   int workers = 0;
   int producers = 0;
   long ops = 0;
@@ -168,6 +175,62 @@ Result RunWorkload(const std::string& w, int workers, int producers, long ops) {
   return r;
 }
 
+Result RunBurst(int workers, long n) {
+  Result r;
+  r.workload = "W4";
+  r.producers = 1;
+  r.ops = n;
+  ordo::Engine engine({.workers = workers});
+  r.workers = engine.workers();
+  std::vector<ordo::Clock::time_point> due(n);
+  std::vector<std::atomic<std::int64_t>> started(n);
+  std::mt19937_64 rng(7);
+  const auto base = ordo::Clock::now() + std::chrono::milliseconds(5);
+  for (long i = 0; i < n; ++i) {
+    due[i] = base + std::chrono::microseconds(rng() % 200000);
+  }
+  long refused = 0;
+  const auto start = Clock::now();
+  for (long i = 0; i < n; ++i) {
+    auto h = engine.Submit(
+        [&started, i] {
+          started[i].store(ordo::Clock::now().time_since_epoch().count(),
+                           std::memory_order_relaxed);
+        },
+        {.postpone_until = due[i]});
+    if (!h.ok()) ++refused;
+  }
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();  // submit cost
+  // Wait for the burst to come due and run (it ends within ~205 ms of base).
+  for (;;) {
+    (void)engine.WaitIdle();
+    if (engine.stats().pending == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // driver pacing, not a test
+  }
+  r.stats = engine.stats();
+  std::vector<double> late(n);
+  long lost = 0;
+  for (long i = 0; i < n; ++i) {
+    const std::int64_t s = started[i].load(std::memory_order_relaxed);
+    if (s == 0) {
+      ++lost;
+      continue;
+    }
+    const double l = static_cast<double>(s - due[i].time_since_epoch().count()) / 1000.0;
+    if (l < 0) ++r.early;
+    late[i] = l;
+  }
+  std::sort(late.begin(), late.end());
+  r.late_p50_us = late[n / 2];
+  r.late_p99_us = late[n * 99 / 100];
+  r.late_max_us = late.back();
+  if (refused || lost || r.early) {
+    r.ok = false;
+    r.failure = absl::StrFormat("refused=%d lost=%d early=%d", refused, lost, r.early);
+  }
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -193,8 +256,12 @@ int main(int argc, char** argv) {
     for (absl::string_view wl : absl::StrSplit(absl::GetFlag(FLAGS_workloads), ',')) {
       std::vector<Result> runs;
       for (int k = 0; k < repeat; ++k) {
-        runs.push_back(RunWorkload(std::string(wl), wc, absl::GetFlag(FLAGS_producers),
-                                   absl::GetFlag(FLAGS_ops)));
+        if (wl == "W4") {
+          runs.push_back(RunBurst(wc, absl::GetFlag(FLAGS_burst)));
+        } else {
+          runs.push_back(RunWorkload(std::string(wl), wc, absl::GetFlag(FLAGS_producers),
+                                     absl::GetFlag(FLAGS_ops)));
+        }
       }
       std::sort(runs.begin(), runs.end(),
                 [](const Result& a, const Result& b) { return a.seconds < b.seconds; });
@@ -212,17 +279,26 @@ int main(int argc, char** argv) {
         std::printf(
             "%s  {\"workload\": \"%s\", \"workers\": %d, \"producers\": %d, \"ops\": %ld, "
             "\"ns_per_op\": %.2f, \"ops_per_sec\": %.0f, \"min_ns_per_op\": %.2f, "
-            "\"max_ns_per_op\": %.2f, \"steals\": %llu, \"parks\": %llu, \"ok\": %s%s}",
+            "\"max_ns_per_op\": %.2f, \"steals\": %llu, \"parks\": %llu, "
+            "\"late_p50_us\": %.1f, \"late_p99_us\": %.1f, \"late_max_us\": %.1f, "
+            "\"ok\": %s%s}",
             first ? "" : ",\n", r.workload.c_str(), r.workers, r.producers, r.ops,
             ok ? r.ns_per_op() : -1.0, ok ? r.ops_per_sec() : -1.0, runs.front().ns_per_op(),
             runs.back().ns_per_op(), static_cast<unsigned long long>(r.stats.steals),
-            static_cast<unsigned long long>(r.stats.parks), ok ? "true" : "false",
+            static_cast<unsigned long long>(r.stats.parks), r.late_p50_us, r.late_p99_us,
+            r.late_max_us, ok ? "true" : "false",
             ok ? "" : (", \"failure\": \"" + failure + "\"").c_str());
       } else if (ok) {
-        std::printf("%-5s %8d %9d %10ld %10.1f %12.0f %8llu %8llu  ok\n", r.workload.c_str(),
+        std::printf("%-5s %8d %9d %10ld %10.1f %12.0f %8llu %8llu  ok", r.workload.c_str(),
                     r.workers, r.producers, r.ops, r.ns_per_op(), r.ops_per_sec(),
                     static_cast<unsigned long long>(r.stats.steals),
                     static_cast<unsigned long long>(r.stats.parks));
+        if (r.workload == "W4") {
+          std::printf("  (ns/op = submit cost; lateness p50 %.0f us, p99 %.0f us, max %.0f us, "
+                      "0 early)",
+                      r.late_p50_us, r.late_p99_us, r.late_max_us);
+        }
+        std::printf("\n");
       } else {
         std::printf("%-5s %8d %9d %10ld %10s %12s %8s %8s  FAILED: %s\n", r.workload.c_str(),
                     r.workers, r.producers, r.ops, "-", "-", "-", "-", failure.c_str());
