@@ -154,9 +154,12 @@ void EngineImpl::WorkerLoop(Worker* w) {
         FutexWakeAll(&idle_epoch_);
       }
       // Spin a little before parking: a parked thread costs microseconds to wake.
+      // The clock is read every 16 rounds only: on virtual machines a clock read
+      // can cost more than a round.
       const auto spin_until = std::chrono::steady_clock::now() + options_.spin;
-      while (op == nullptr && std::chrono::steady_clock::now() < spin_until &&
-             !stop_.load(std::memory_order_acquire)) {
+      for (unsigned round = 1; op == nullptr && !stop_.load(std::memory_order_acquire);
+           ++round) {
+        if (round % 16 == 0 && std::chrono::steady_clock::now() >= spin_until) break;
         for (int i = 0; i < 32; ++i) CpuRelax();
         std::this_thread::yield();
         op = FindWork(w);
