@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs every test: the release build (unit, API, stress, benchmark smoke
-# tests), then the same suites under ThreadSanitizer and under AddressSanitizer +
-# UBSan. ORDO_SANITIZERS=0 skips the sanitizer builds (a quick local run).
+# tests), a consumer project using Ordo installed and as a subdirectory, then the
+# same suites under ThreadSanitizer and under AddressSanitizer + UBSan. ORDO_SANITIZERS=0 skips the sanitizer builds (a quick local run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/deps.sh
@@ -16,6 +16,8 @@ run_preset() {
 }
 
 run_preset release
+echo "=== consumer: Ordo through find_package and add_subdirectory"
+bash tests/consumer/check.sh
 if [ "${ORDO_SANITIZERS:-1}" != "0" ]; then
   run_preset tsan
   run_preset asan-ubsan

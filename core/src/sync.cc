@@ -43,6 +43,17 @@ void FutexWait(Atomic<std::uint32_t>* word, std::uint32_t expected,
           nullptr, 0);
 }
 
+void FutexWaitUntilRealtime(Atomic<std::uint32_t>* word, std::uint32_t expected,
+                            std::int64_t deadline_ns) {
+  if (deadline_ns < 0) deadline_ns = 0;
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(deadline_ns / 1'000'000'000);
+  ts.tv_nsec = static_cast<long>(deadline_ns % 1'000'000'000);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word),
+          FUTEX_WAIT_BITSET_PRIVATE | FUTEX_CLOCK_REALTIME, expected, &ts, nullptr,
+          FUTEX_BITSET_MATCH_ANY);
+}
+
 void FutexWakeAll(Atomic<std::uint32_t>* word) {
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT32_MAX,
           nullptr, nullptr, 0);

@@ -86,6 +86,11 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
 // Callers re-check their condition in a loop.
 void FutexWait(Atomic<std::uint32_t>* word, std::uint32_t expected,
                std::chrono::nanoseconds timeout = std::chrono::nanoseconds(-1));
+// As FutexWait, but until an absolute CLOCK_REALTIME instant (ns since the
+// epoch): the kernel re-arms the wait when the wall clock is set, so a jump of the
+// wall clock moves the wake-up with it.
+void FutexWaitUntilRealtime(Atomic<std::uint32_t>* word, std::uint32_t expected,
+                            std::int64_t deadline_ns);
 void FutexWakeAll(Atomic<std::uint32_t>* word);
 void FutexWakeOne(Atomic<std::uint32_t>* word);
 

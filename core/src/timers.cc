@@ -11,9 +11,13 @@
 // operations due at the same time are released in creation order.
 //
 // Idle cost. With nothing postponed the timekeeper sleeps on its futex with no
-// timeout; otherwise it sleeps until the wheel's next deadline, capped at one
-// second so that a wall-clock jump is noticed within a second. ArmTimerLocked
-// kicks it when a new deadline comes before the one it sleeps towards.
+// timeout; otherwise it sleeps until the wheel's next deadline and no longer: no
+// periodic wake-up. On the system clock that sleep is an absolute CLOCK_REALTIME
+// futex wait, which the kernel moves when the wall clock is set, so a jump is
+// honoured without polling. On another (custom) clock it is a relative sleep
+// capped at one second, since such a clock cannot tell us when it jumps.
+// ArmTimerLocked kicks the timekeeper when a new deadline comes before the one it
+// sleeps towards.
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +26,7 @@
 namespace ordo::internal {
 
 namespace {
+// Longest sleep on a clock that cannot report its jumps (see above).
 constexpr std::int64_t kMaxTimekeeperSleepNs = 1'000'000'000;
 }
 
@@ -102,14 +107,18 @@ void EngineImpl::TimekeeperLoop() {
     const std::uint32_t seen = timekeeper_word_.load(std::memory_order_acquire);
     if (stop_.load(std::memory_order_acquire)) return;
     std::optional<std::int64_t> next = ReleaseDue();
-    std::chrono::nanoseconds timeout(-1);
-    if (next.has_value()) {
-      std::int64_t left = *next - NowNs();
-      if (left <= 0) continue;
-      if (left > kMaxTimekeeperSleepNs) left = kMaxTimekeeperSleepNs;
-      timeout = std::chrono::nanoseconds(left);
+    if (!next.has_value()) {
+      FutexWait(&timekeeper_word_, seen);
+      continue;
     }
-    FutexWait(&timekeeper_word_, seen, timeout);
+    std::int64_t left = *next - NowNs();
+    if (left <= 0) continue;
+    if (clock_ == &SystemClock::Instance()) {
+      FutexWaitUntilRealtime(&timekeeper_word_, seen, *next);
+    } else {
+      if (left > kMaxTimekeeperSleepNs) left = kMaxTimekeeperSleepNs;
+      FutexWait(&timekeeper_word_, seen, std::chrono::nanoseconds(left));
+    }
   }
 }
 
