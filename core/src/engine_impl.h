@@ -143,6 +143,9 @@ class EngineImpl {
   // --- scheduling (worker.cc) ---
   void Schedule(Operation* op);
   void MakeHead(Operation* op);
+  // Sets kHeadBit (and kOwnedBit when it takes ownership, H1) in one RMW; returns
+  // the prior word and stores the new one in *next.
+  static std::uint32_t TakeHead(Operation* op, std::uint32_t* next);
   void WorkerLoop(Worker* w);
   Operation* FindWork(Worker* w);
   Operation* Steal(Worker* w);

@@ -55,20 +55,25 @@ void EngineImpl::Schedule(Operation* op) {
   parker_->NotifyWork();
 }
 
+std::uint32_t EngineImpl::TakeHead(Operation* op, std::uint32_t* next) {
+  // acq_rel: head and owner bits join the state word in one RMW (H1); acquire
+  // sees the state another thread set, release publishes our chain ownership.
+  std::uint32_t w = op->word.load(std::memory_order_acquire);
+  do {
+    ORDO_CHECK_OP((w & kHeadBit) == 0, "an operation became head twice", op->id_relaxed());
+    *next = TakeOwnershipIfUnowned(w | kHeadBit);
+  } while (!op->word.compare_exchange_weak(w, *next, std::memory_order_acq_rel,
+                                           std::memory_order_acquire));
+  return w;
+}
+
 void EngineImpl::MakeHead(Operation* op) {
   if (op->chain != nullptr) {
     // seq_cst: the hazard protocol's runner half (Chain::hazard_).
     op->chain->head_.store(op, std::memory_order_seq_cst);
   }
-  // acq_rel: head and owner bits join the state word in one RMW (H1); acquire
-  // sees the state another thread set, release publishes our chain ownership.
-  std::uint32_t w = op->word.load(std::memory_order_acquire);
   std::uint32_t next;
-  do {
-    ORDO_CHECK_OP((w & kHeadBit) == 0, "an operation became head twice", op->id_relaxed());
-    next = TakeOwnershipIfUnowned(w | kHeadBit);
-  } while (!op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
-                                           std::memory_order_acquire));
+  const std::uint32_t w = TakeHead(op, &next);
   const State s = StateOf(w);
   ORDO_CHECK_OP(!IsTerminal(s) || s == State::kCanceled, "a finished operation became head",
                 op->id_relaxed());
@@ -414,14 +419,8 @@ Operation* EngineImpl::AdvanceChain(Operation* x) {
     // seq_cst: the hazard protocol's runner half (store head_, then load hazard_).
     c->head_.store(n, std::memory_order_seq_cst);
     ReleaseChainNode(c, prev);
-    // acq_rel: H1, as in MakeHead; we become the owner of a Waiting or Canceled n.
-    std::uint32_t w = n->word.load(std::memory_order_acquire);
     std::uint32_t next;
-    do {
-      ORDO_CHECK_OP((w & kHeadBit) == 0, "an operation became head twice", n->id_relaxed());
-      next = TakeOwnershipIfUnowned(w | kHeadBit);
-    } while (!n->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
-                                            std::memory_order_acquire));
+    const std::uint32_t w = TakeHead(n, &next);  // we own a Waiting or Canceled n (H1)
     const State s = StateOf(w);
     if (s == State::kWaiting) return n;  // ours, to run inline or schedule
     if (s == State::kCanceled) {

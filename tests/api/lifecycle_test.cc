@@ -19,23 +19,11 @@ namespace ordo {
 namespace {
 
 using ::ordo::testing::AwaitState;
+using ::ordo::testing::Gate;
 using ::ordo::testing::Journal;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
-
-class Gate {
- public:
-  Gate() : future_(promise_.get_future().share()) {}
-  void Open() { promise_.set_value(); }
-  auto Waiter() {
-    return [f = future_] { f.wait(); };
-  }
-
- private:
-  std::promise<void> promise_;
-  std::shared_future<void> future_;
-};
 
 // --- Postponement --------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 // journal.h: test support. Journal is a thread-safe, append-only record of step
-// names; AwaitState is a bounded wait on an operation's state (it blocks on the
+// names; Gate holds callables until opened; AwaitState is a bounded wait on an operation's state (it blocks on the
 // handle, it does not sleep-poll); OverlapGuard catches two operations of one
 // token running at once.
 #ifndef ORDO_TESTS_SUPPORT_JOURNAL_H_
@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -51,6 +52,20 @@ inline bool AwaitState(const Handle& h, State want,
   }
   return h.state() == want;
 }
+
+// A gate a callable blocks on until the test opens it.
+class Gate {
+ public:
+  Gate() : future_(promise_.get_future().share()) {}
+  void Open() { promise_.set_value(); }
+  auto Waiter() {
+    return [f = future_] { f.wait(); };
+  }
+
+ private:
+  std::promise<void> promise_;
+  std::shared_future<void> future_;
+};
 
 // Set on entry, cleared on exit, by exchange: a second entrant sees it set.
 class OverlapGuard {
