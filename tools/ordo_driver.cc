@@ -38,6 +38,7 @@ ABSL_FLAG(int, workers, 0, "worker threads (0: hardware concurrency)");
 ABSL_FLAG(int, producers, 1, "submitting threads");
 ABSL_FLAG(int, tokens, 10000, "tokens in W2 and W2z");
 ABSL_FLAG(int, hot, 4, "tokens in W3");
+ABSL_FLAG(int, spin_us, -1, "Options::spin in microseconds (-1: the engine's default)");
 ABSL_FLAG(int, body_ns, 0, "busy work per operation, in ns (0: trivial body)");
 ABSL_FLAG(std::string, workloads, "W1,W2,W3,W2z,W4", "which workloads to run");
 ABSL_FLAG(long, burst, 200000, "operations in W4's postponed burst");
@@ -54,6 +55,12 @@ void BusyFor(int ns) {
   const auto until = Clock::now() + std::chrono::nanoseconds(ns);
   while (Clock::now() < until) {
   }
+}
+
+ordo::Options EngineOptions(int workers) {
+  ordo::Options o{.workers = workers};
+  if (absl::GetFlag(FLAGS_spin_us) >= 0) o.spin = std::chrono::microseconds(absl::GetFlag(FLAGS_spin_us));
+  return o;
 }
 
 struct Result {
@@ -142,7 +149,7 @@ Result RunWorkload(const std::string& w, int workers, int producers, long ops) {
   names.reserve(ntok);
   for (int t = 0; t < ntok; ++t) names.emplace_back("token-" + std::to_string(t));
 
-  ordo::Engine engine({.workers = workers});
+  ordo::Engine engine(EngineOptions(workers));
   r.workers = engine.workers();
   std::atomic<bool> go{false};
   std::vector<std::thread> threads;
@@ -192,7 +199,7 @@ Result RunBurst(int workers, long n) {
   r.workload = "W4";
   r.producers = 1;
   r.ops = n;
-  ordo::Engine engine({.workers = workers});
+  ordo::Engine engine(EngineOptions(workers));
   r.workers = engine.workers();
   {
     // Warm-up burst (untimed): node pools and the wheel reach their working size,

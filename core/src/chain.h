@@ -80,10 +80,6 @@ class Chain {
   // The current head, for diagnostics (Explain, TokenInfo). Release on store by
   // whoever makes a node head; acquire on load.
   Atomic<Operation*> head_{nullptr};
-  // Not-terminal operations of this chain. Incremented by producers before the
-  // push, decremented by whoever makes one terminal. Relaxed: a gauge; the chain's
-  // lifetime does not depend on it (the retirement protocol uses tail_).
-  Atomic<std::int64_t> pending_{0};
   // The failure policy in force (FailurePolicy); written under the shard lock,
   // read by the runner. Relaxed: a setting, it orders nothing.
   Atomic<std::uint8_t> policy_{static_cast<std::uint8_t>(FailurePolicy::kContinue)};

@@ -315,7 +315,7 @@ std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, Canc
   } while (!op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                            std::memory_order_acquire));
   if (w & kWaiterBit) FutexWakeAll(&op->word);
-  OnTerminal(op, State::kCanceled, MyStripe());
+  OnTerminal(State::kCanceled, MyStripe());
   const State was = StateOf(w);
   if (was == State::kPostponed) {
     MutexLock lock(&timer_mu_);
@@ -674,16 +674,17 @@ absl::StatusOr<std::size_t> EngineImpl::ResumeToken(const Token& token) {
 
 absl::StatusOr<TokenReport> EngineImpl::TokenInfo(const Token& token) {
   if (token.empty()) return absl::InvalidArgumentError("TokenInfo: pass a non-empty token");
+  // Counted by walking the chain (no per-operation counter on the hot path).
   TokenReport r;
   bool first = true;
-  ForEachInChain(token, [&](Chain* c, Operation* n) {
+  ForEachInChain(token, [&](Chain*, Operation* n) {
+    const State s = StateOf(n->word.load(std::memory_order_acquire));
     if (first) {
       first = false;
-      const std::int64_t p = c->pending_.load(std::memory_order_relaxed);  // gauge
-      r.pending = p < 0 ? 0 : static_cast<std::size_t>(p);
-      r.head_state = StateOf(n->word.load(std::memory_order_acquire));
+      r.head_state = s;
       r.head_id = n->id_relaxed();
     }
+    if (!IsTerminal(s)) ++r.pending;
   });
   return r;
 }

@@ -162,7 +162,7 @@ class EngineImpl {
   // Makes `op` terminal from InProgress (H4: only its runner does); wakes waiters.
   void FinishInProgress(Operation* op, State terminal, std::string error, Stripe& st,
                         CancelReason reason);
-  void OnTerminal(Operation* op, State terminal, Stripe& st);
+  void OnTerminal(State terminal, Stripe& st);
   // CAS from a not-started state to Canceled with `reason`. On success, removes
   // its timer and schedules it if it is a head (H2, H3). Returns the prior word.
   std::optional<std::uint32_t> TryCancelNotStarted(Operation* op, CancelReason reason);

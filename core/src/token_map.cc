@@ -59,8 +59,6 @@ bool TokenMap::Push(const TokenKey& key, Operation* op) {
   Chain* c = slot.chain.load(std::memory_order_seq_cst);
   if (c != nullptr && c->Matches(key)) {
     op->chain = c;
-    // Relaxed gauge (see Chain::pending_).
-    c->pending_.fetch_add(1, std::memory_order_relaxed);
     bool activated = c->Push(op);
     // Release: our push happens-before a retirer that reads the dropped count
     // (its seq_cst load in DrainPins), so its CAS of tail_ sees our node (T4).
@@ -94,7 +92,6 @@ bool TokenMap::PushLocked(Shard& s, HintSlot& slot, const TokenKey& key, Operati
     // publish below.
     c->tail_.store(nullptr, std::memory_order_relaxed);
     c->head_.store(nullptr, std::memory_order_relaxed);
-    c->pending_.store(0, std::memory_order_relaxed);
     c->policy_.store(static_cast<std::uint8_t>(FailurePolicy::kContinue),
                      std::memory_order_relaxed);
     c->halted_at_ = nullptr;
@@ -107,7 +104,6 @@ bool TokenMap::PushLocked(Shard& s, HintSlot& slot, const TokenKey& key, Operati
   // seq_cst load in Push). Evicts whatever chain sat there; it stays in the map.
   slot.chain.store(c, std::memory_order_release);
   op->chain = c;
-  c->pending_.fetch_add(1, std::memory_order_relaxed);  // relaxed gauge
   return c->Push(op);
 }
 

@@ -218,7 +218,7 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
             continue;
           }
           if (word & kWaiterBit) FutexWakeAll(&cur->word);
-          OnTerminal(cur, State::kCanceled, w->stripe);
+          OnTerminal(State::kCanceled, w->stripe);
           finished_with = true;
           break;
         }
@@ -380,17 +380,16 @@ void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string err
   } while (!op->word.compare_exchange_weak(w, next, std::memory_order_release,
                                            std::memory_order_relaxed));
   if (w & kWaiterBit) FutexWakeAll(&op->word);
-  OnTerminal(op, terminal, st);
+  OnTerminal(terminal, st);
 }
 
-void EngineImpl::OnTerminal(Operation* op, State terminal, Stripe& st) {
+void EngineImpl::OnTerminal(State terminal, Stripe& st) {
   switch (terminal) {
     case State::kSucceeded: Bump(st.succeeded); break;
     case State::kFailed: Bump(st.failed); break;
     default: Bump(st.canceled); break;
   }
   GiveCredit(st);
-  if (op->chain != nullptr) op->chain->pending_.fetch_sub(1, std::memory_order_relaxed);  // gauge
 }
 
 Operation* EngineImpl::AdvanceChain(Operation* x) {
