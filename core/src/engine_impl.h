@@ -4,11 +4,12 @@
 // per worker, Parker (sleep/wake), TimingWheel behind timer_mu_ with a timekeeper
 // thread, per-thread counter stripes.
 //
-// Scheduling rule: an operation is put in a run queue exactly when Operation's H1
-// or H2 says so ("Schedule"); a worker that pops it either starts it (CAS Waiting
-// -> InProgress), skips it (Canceled, or a terminal head released by ResumeToken:
-// the chain moves on), or drops it (Postponed or Suspended meanwhile: whoever
-// releases it schedules it again).
+// Scheduling rule: a head has at most one owner, marked by kOwnedBit in its state
+// word (operation.h, H1-H5): a run-queue entry, or the worker that took it inline
+// from its chain. "Schedule" hands the caller's ownership to a new entry. The owner
+// starts it (CAS Waiting -> InProgress), skips it (Canceled, or a terminal head
+// released by ResumeToken: the chain moves on), or drops it (Postponed or
+// Suspended meanwhile: whoever releases it takes ownership and schedules it).
 //
 // Activity accounting (WaitIdle). Every Schedule counts one "scheduled" on the
 // scheduling thread's stripe; every popped item, when the worker is done with it
