@@ -1,0 +1,121 @@
+// parts_bench.cc: each lock-free part of Ordo on its own, single-threaded unless
+// stated, so a regression can be traced to a part. Setup is untimed; each case
+// checks its own result and skips with an error if it is wrong.
+#include <benchmark/benchmark.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "chain.h"
+#include "op_pool.h"
+#include "token_map.h"
+#include "work_deque.h"
+
+namespace ordo::internal {
+namespace {
+
+// Goal: cost of one push onto an active chain plus the runner's hand-off to it.
+void BM_ChainPushAndHandOff(benchmark::State& state) {
+  TokenMap map;
+  Token token("hot");
+  char scratch[8];
+  const TokenKey key = MakeTokenKey(token, scratch);
+  Operation* head = OpPool::Allocate();
+  if (!map.Push(key, head)) state.SkipWithError("first push did not activate");
+  for (auto _ : state) {
+    Operation* next = OpPool::Allocate();
+    if (map.Push(key, next)) state.SkipWithError("an active chain activated again");
+    Operation* got = map.Advance(head);  // runner hands off to next
+    if (got != next) state.SkipWithError("hand-off returned the wrong node");
+    OpPool::Free(head);
+    head = next;
+  }
+  if (map.Advance(head) != nullptr) state.SkipWithError("chain did not empty");
+  OpPool::Free(head);
+}
+BENCHMARK(BM_ChainPushAndHandOff);
+
+// Goal: cost of a token's whole life: lookup miss, chain create, push, retire.
+void BM_TokenCreateAndRetire(benchmark::State& state) {
+  TokenMap map;
+  std::vector<Token> tokens;
+  for (int i = 0; i < 4096; ++i) tokens.emplace_back("cold-" + std::to_string(i));
+  std::size_t i = 0;
+  for (auto _ : state) {
+    char scratch[8];
+    const TokenKey key = MakeTokenKey(tokens[i++ & 4095], scratch);
+    Operation* op = OpPool::Allocate();
+    if (!map.Push(key, op)) state.SkipWithError("an idle token's chain was not idle");
+    if (map.Advance(op) != nullptr) state.SkipWithError("chain did not retire");
+    OpPool::Free(op);
+  }
+  if (map.active_chains() != 0) state.SkipWithError("chains left behind");
+}
+BENCHMARK(BM_TokenCreateAndRetire);
+
+// Goal: owner push + pop on a worker's deque.
+void BM_DequePushPop(benchmark::State& state) {
+  WorkDeque d;
+  Operation op;
+  for (auto _ : state) {
+    if (!d.Push(&op)) state.SkipWithError("push failed");
+    if (d.Pop() != &op) state.SkipWithError("pop returned the wrong node");
+  }
+}
+BENCHMARK(BM_DequePushPop);
+
+// Goal: a thief stealing half of a full deque, per operation moved.
+void BM_DequeStealHalf(benchmark::State& state) {
+  WorkDeque d;
+  Operation op;
+  Operation* got[WorkDeque::kCapacity];
+  std::int64_t moved = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    while (d.Push(&op)) {
+    }
+    state.ResumeTiming();
+    const std::size_t n = d.Steal(got, WorkDeque::kCapacity);
+    if (n != WorkDeque::kCapacity / 2) state.SkipWithError("did not steal half");
+    moved += static_cast<std::int64_t>(n);
+    state.PauseTiming();
+    while (d.Pop() != nullptr) {
+    }
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(moved);
+}
+BENCHMARK(BM_DequeStealHalf);
+
+// Goal: node allocate + free from the thread-local pool.
+void BM_NodePoolAllocateFree(benchmark::State& state) {
+  for (auto _ : state) {
+    Operation* op = OpPool::Allocate();
+    benchmark::DoNotOptimize(op);
+    OpPool::Free(op);
+  }
+}
+BENCHMARK(BM_NodePoolAllocateFree);
+
+// Goal: nodes made on one thread and freed on another travel back through the
+// depot: cost per node of the round trip.
+void BM_NodePoolCrossThread(benchmark::State& state) {
+  constexpr int kBatch = 4096;
+  std::vector<Operation*> nodes(kBatch);
+  for (auto _ : state) {
+    for (int i = 0; i < kBatch; ++i) nodes[i] = OpPool::Allocate();
+    std::thread consumer([&] {
+      for (Operation* op : nodes) OpPool::Free(op);
+    });
+    consumer.join();
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+BENCHMARK(BM_NodePoolCrossThread)->UseRealTime();
+
+}  // namespace
+}  // namespace ordo::internal
+
+BENCHMARK_MAIN();
