@@ -149,6 +149,8 @@ class EngineImpl {
   static std::uint32_t TakeHead(Operation* op, std::uint32_t* next);
   void WorkerLoop(Worker* w);
   Operation* FindWork(Worker* w);
+  // Moves a batch of outside submissions to the back of w's deque (fairness).
+  void PullInjectorBatch(Worker* w);
   Operation* Steal(Worker* w);
   bool HasVisibleWork() const;
   void RunItem(Worker* w, Operation* op);

@@ -111,20 +111,24 @@ Operation* EngineImpl::Steal(Worker* w) {
   return nullptr;
 }
 
+void EngineImpl::PullInjectorBatch(Worker* w) {
+  Operation* batch[kInjectorBatch];
+  const std::size_t room = WorkDeque::kCapacity - w->deque.size();
+  const std::size_t n =
+      injector_.PopBulk(w->consumer, batch, std::min<std::size_t>(room, kInjectorBatch));
+  for (std::size_t i = 0; i < n; ++i) {
+    // The owner alone pushes; room was measured, so only a full deque refuses.
+    if (!w->deque.Push(batch[i])) injector_.PushBulk(batch + i, 1);
+  }
+}
+
 Operation* EngineImpl::FindWork(Worker* w) {
   Operation* batch[kInjectorBatch];
   // Fairness: every kInjectorCheckInterval items, move a batch of outside
   // submissions to the back of our deque, so a deque that keeps refilling itself
   // (chains, fan-out) cannot starve the injector. Behind, not ahead: one
   // producer's operations keep their order.
-  if (++w->tick % kInjectorCheckInterval == 0) {
-    const std::size_t room = WorkDeque::kCapacity - w->deque.size();
-    const std::size_t n =
-        injector_.PopBulk(w->consumer, batch, std::min<std::size_t>(room, kInjectorBatch));
-    for (std::size_t i = 0; i < n; ++i) {
-      if (!w->deque.Push(batch[i])) injector_.PushBulk(batch + i, 1);  // thieves raced us
-    }
-  }
+  if (++w->tick % kInjectorCheckInterval == 0) PullInjectorBatch(w);
   if (Operation* op = w->deque.Pop()) return op;
   std::size_t n = injector_.PopBulk(w->consumer, batch, kInjectorBatch);
   if (n > 0) {
@@ -258,7 +262,10 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
       if (--budget > 0) {
         cur = next;
       } else {
-        Schedule(next);  // fairness: the chain queues behind other work (ownership moves)
+        // Fairness: the chain queues behind other work, outside submissions
+        // included: a batch from the injector goes into our deque ahead of it.
+        PullInjectorBatch(w);
+        Schedule(next);  // the ownership moves with the entry
       }
     }
   }

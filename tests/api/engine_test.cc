@@ -176,6 +176,32 @@ TEST(IndependentTest, StartOrderFromOneProducerIsCloseToCreationOrder) {
   EXPECT_LT(total / kOps, 512.0) << "mean displacement";
 }
 
+TEST(FairnessTest, ALongChainYieldsToOtherWorkAfterItsBudget) {
+  Engine engine({.workers = 1, .chain_budget = 4});
+  Gate gate;
+  std::vector<std::string> seen;  // one worker: no synchronization needed
+  ASSERT_TRUE(engine.Submit(gate.Waiter()).ok());  // hold the worker while we submit
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(engine.Submit([&seen, i] { seen.push_back("t" + std::to_string(i)); },
+                              {.token = "long"})
+                    .ok());
+  }
+  ASSERT_TRUE(engine.Submit([&seen] { seen.push_back("X"); }).ok());
+  gate.Open();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_EQ(seen.size(), 101u);
+  // The chain ran 4 operations in a row, then queued behind other work: X runs
+  // within the next budget, not after the whole chain.
+  const auto x = std::find(seen.begin(), seen.end(), "X") - seen.begin();
+  EXPECT_GE(x, 4);
+  EXPECT_LE(x, 8);
+  for (int i = 0, k = 0; i < 101; ++i) {
+    if (i != x) {
+      EXPECT_EQ(seen[i], "t" + std::to_string(k++));  // and kept its order
+    }
+  }
+}
+
 TEST(CancelTest, CancelBeforeStartMeansTheBodyNeverRunsAndTheChainMovesOn) {
   Engine engine({.workers = 2});
   Gate gate;
