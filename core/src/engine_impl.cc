@@ -76,9 +76,16 @@ EngineImpl::~EngineImpl() {
   KickTimekeeper();
   for (auto& w : workers_) w->thread.join();
   if (timekeeper_.joinable()) timekeeper_.join();
-  // Every operation is terminal and no queue holds one; what is left are halted
-  // heads' references (released by Shutdown) and the token map's idle chains.
+  // Every operation is terminal and no queue holds one; what is left are the token
+  // map's idle chains, and any held-registry entry a race left behind.
   tokens_.SweepDeferred();
+  std::vector<Operation*> left;
+  {
+    MutexLock lock(&held_mu_);
+    left.assign(held_.begin(), held_.end());
+    held_.clear();
+  }
+  for (Operation* op : left) DropRef(op);
 }
 
 // ---------------------------------------------------------------------------
@@ -421,12 +428,18 @@ absl::Status EngineImpl::Suspend(Operation* op) {
     return absl::FailedPreconditionError(
         "Suspend: the engine is shutting down; suspensions are refused");
   }
+  // Under timer_mu_, nobody else can make op Suspended (Suspend and Resume hold it;
+  // Submit registers before publishing). It is registered before the CAS, so a
+  // Cancel or Resume that follows the CAS finds the entry to remove.
   MutexLock lock(&timer_mu_);
   std::uint32_t w = op->word.load(std::memory_order_acquire);
+  if (StateOf(w) == State::kSuspended) return absl::OkStatus();
+  const bool registered = RegisterHeld(op);
   for (;;) {
     const State s = StateOf(w);
-    if (s == State::kSuspended) return absl::OkStatus();
-    if (!NotStarted(s)) {
+    if (!NotStarted(s) || s == State::kSuspended) {
+      if (registered) UnregisterHeld(op);
+      if (s == State::kSuspended) return absl::OkStatus();
       return absl::FailedPreconditionError(absl::StrCat(
           "Suspend: ", OpName(op), " is ", StateText(s),
           "; only an operation that has not started can be suspended"));
@@ -435,11 +448,9 @@ absl::Status EngineImpl::Suspend(Operation* op) {
     if (op->word.compare_exchange_weak(w, WithState(w, State::kSuspended),
                                        std::memory_order_acq_rel, std::memory_order_acquire)) {
       DisarmTimerLocked(op);  // keeps due_ns for Resume
-      break;
+      return absl::OkStatus();
     }
   }
-  RegisterHeld(op);
-  return absl::OkStatus();
 }
 
 absl::Status EngineImpl::Resume(Operation* op) {
@@ -482,9 +493,11 @@ absl::Status EngineImpl::Resume(Operation* op) {
   return absl::OkStatus();
 }
 
-void EngineImpl::RegisterHeld(Operation* op) {
+bool EngineImpl::RegisterHeld(Operation* op) {
   MutexLock lock(&held_mu_);
-  if (held_.insert(op).second) AddRef(op);
+  if (!held_.insert(op).second) return false;
+  AddRef(op);
+  return true;
 }
 
 void EngineImpl::UnregisterHeld(Operation* op) {

@@ -181,7 +181,8 @@ class EngineImpl {
   static void DeleteRecurrence(OpExtras* ex);
   // The held registry (suspended operations, halted heads), so Shutdown can find
   // what no queue or timer holds. Each entry holds a reference.
-  void RegisterHeld(Operation* op);
+  // Returns true if it added the entry (and its reference).
+  bool RegisterHeld(Operation* op);
   void UnregisterHeld(Operation* op);
 
   // --- timers (timers.cc) ---

@@ -243,10 +243,14 @@ void RunTimedStress(int producers, long per_producer) {
             if (out.ok() && *out == CancelOutcome::kCanceled) target.canceled = true;
           } else if (c < 8 && !target.canceled) {
             const auto when = clock.now() + std::chrono::microseconds(rng() % 2000);
-            if (engine.Postpone(handles[p][j], when).ok() && target.attempts.load() == 0) {
-              // Accepted before the first attempt: it replaces the time that attempt
-              // must not start before. (Between a retry's attempts, it moves the retry.)
-              target.due_ns = ns(when);
+            // Read before the call: if no attempt had begun, an accepted Postpone
+            // replaces the time the first attempt must not start before (the
+            // attempt may begin right after the call, at or after `when`). For an
+            // operation that retries, it may instead have moved the retry, so its
+            // first attempt is not checked against it.
+            const int attempts_before = target.attempts.load();
+            if (engine.Postpone(handles[p][j], when).ok() && attempts_before == 0) {
+              target.due_ns = target.retries ? 0 : ns(when);
             }
           } else if (c < 10 && !target.canceled) {
             if (engine.Suspend(handles[p][j]).ok()) {
