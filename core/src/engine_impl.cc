@@ -391,6 +391,11 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
       }
       const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
       if (s == State::kWaiting && target == State::kWaiting) return absl::OkStatus();
+      // Bad input changes nothing: refuse before any change if the wheel is full
+      // (re-arming a timer already in the wheel frees its own place first).
+      if (target == State::kPostponed && !op->in_wheel && WheelFullLocked()) {
+        return WheelFullError("Postpone");
+      }
       const std::uint32_t next = TakeOwnershipIfUnowned(WithState(w, target));  // H2
       // acq_rel: the change races with starts and cancels on the same word.
       if (op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
@@ -400,20 +405,7 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
         op->due_ns.store(due, std::memory_order_relaxed);  // under timer_mu_
         if (target == State::kPostponed) {
           absl::Status armed = ArmTimerLocked(op, due);
-          if (!armed.ok()) {
-            // Put it back to Waiting rather than strand it (H2 as above).
-            std::uint32_t cur = op->word.load(std::memory_order_acquire);
-            std::uint32_t back = cur;
-            while (StateOf(cur) == State::kPostponed &&
-                   !op->word.compare_exchange_weak(
-                       cur, back = TakeOwnershipIfUnowned(WithState(cur, State::kWaiting)),
-                       std::memory_order_acq_rel)) {
-            }
-            op->due_ns.store(kNoTime, std::memory_order_relaxed);
-            if (StateOf(cur) == State::kPostponed && TookOwnership(cur, back)) schedule = true;
-            if (schedule) break;
-            return armed;
-          }
+          ORDO_CHECK_OP(armed.ok(), "the wheel refused a timer it had room for", op->id_relaxed());
         }
         break;
       }
@@ -421,6 +413,15 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
   }
   if (schedule) Schedule(op);  // H2
   return absl::OkStatus();
+}
+
+bool EngineImpl::WheelFullLocked() const { return wheel_->size() >= wheel_->max_timers(); }
+
+absl::Status EngineImpl::WheelFullError(const char* what) const {
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "%s: %d postponed operations are pending (Options::max_timers); nothing was "
+      "changed: let some come due, cancel some, or raise the limit",
+      what, options_.max_timers));
 }
 
 absl::Status EngineImpl::Suspend(Operation* op) {
@@ -468,21 +469,17 @@ absl::Status EngineImpl::Resume(Operation* op) {
       std::int64_t due = op->due_ns.load(std::memory_order_relaxed);  // under timer_mu_
       if (due != kNoTime && due <= NowNs()) due = kNoTime;
       const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
+      // A suspended operation is not in the wheel (Suspend disarms it); refuse
+      // before any change if there is no room for its timer.
+      if (target == State::kPostponed && WheelFullLocked()) return WheelFullError("Resume");
       const std::uint32_t next = TakeOwnershipIfUnowned(WithState(w, target));  // H2
       if (op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                          std::memory_order_acquire)) {
         op->due_ns.store(due, std::memory_order_relaxed);
         schedule = TookOwnership(w, next);
-        if (target == State::kPostponed && !ArmTimerLocked(op, due).ok()) {
-          // The wheel is full: run it now rather than strand it (H2 as above).
-          std::uint32_t cur = op->word.load(std::memory_order_acquire);
-          std::uint32_t back = cur;
-          while (StateOf(cur) == State::kPostponed &&
-                 !op->word.compare_exchange_weak(
-                     cur, back = TakeOwnershipIfUnowned(WithState(cur, State::kWaiting)),
-                     std::memory_order_acq_rel)) {
-          }
-          schedule = StateOf(cur) == State::kPostponed && TookOwnership(cur, back);
+        if (target == State::kPostponed) {
+          absl::Status armed = ArmTimerLocked(op, due);
+          ORDO_CHECK_OP(armed.ok(), "the wheel refused a timer it had room for", op->id_relaxed());
         }
         break;
       }

@@ -189,6 +189,8 @@ class EngineImpl {
   absl::Status ArmTimerLocked(Operation* op, std::int64_t due_ns)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
   void DisarmTimerLocked(Operation* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  bool WheelFullLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  absl::Status WheelFullError(const char* what) const;
   // Runner: InProgress -> Postponed at due_ns for a retry. False if the wheel is
   // full (the caller fails the operation instead).
   bool RepostponeForRetry(Operation* op, std::int64_t due_ns);

@@ -50,7 +50,7 @@ void EngineImpl::DisarmTimerLocked(Operation* op) {
 
 bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns) {
   MutexLock lock(&timer_mu_);
-  if (!wheel_->empty() && wheel_->size() >= wheel_->max_timers()) return false;
+  if (WheelFullLocked()) return false;
   op->due_ns.store(due_ns, std::memory_order_relaxed);  // published by the CAS
   std::uint32_t w = op->word.load(std::memory_order_relaxed);
   // Release: publishes the attempt's writes and retry_count to the next attempt

@@ -158,6 +158,29 @@ TEST(PostponeTest, AFullTimingWheelIsResourceExhausted) {
   EXPECT_EQ(engine.stats().submitted, 2u);
 }
 
+TEST(PostponeTest, PostponeAndResumeIntoAFullWheelAreRefusedAndChangeNothing) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
+  auto p = engine.Submit([] {}, {.postpone_until = clock.now() + 1s});
+  auto s = engine.Submit([] {}, {.token = "t", .postpone_until = clock.now() + 2s,
+                                 .suspended = true});
+  auto behind = engine.Submit([] {}, {.token = "t"});
+  ASSERT_TRUE(p.ok() && s.ok() && behind.ok());
+  absl::Status resumed = engine.Resume(*s);  // would need a second timer
+  EXPECT_EQ(resumed.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(resumed.message()), HasSubstr("max_timers"));
+  EXPECT_EQ(s->state(), State::kSuspended);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(behind->state(), State::kWaiting);  // still held behind s
+  // Re-arming the one timer in the wheel is fine: it frees its own place.
+  EXPECT_TRUE(engine.Postpone(*p, clock.now() + 3s).ok());
+  clock.Advance(1s);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(p->state(), State::kPostponed);
+  ASSERT_TRUE(engine.Cancel(*s).ok());
+  ASSERT_TRUE(AwaitState(*behind, State::kSucceeded));
+}
+
 TEST(PostponeTest, WithTheSystemClockLatenessIsNeverNegative) {
   Engine engine({.workers = 2});
   std::vector<Handle> hs;
