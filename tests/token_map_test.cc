@@ -1,10 +1,12 @@
 // token_map_test.cc: the token map and the chain activation/retirement protocol,
 // driven directly (no engine): every push that takes the activation runs the
-// chain to its end; producers race with runners retiring chains.
+// chain to its end; producers race with runners emptying chains and with sweeps
+// retiring them.
 #include "token_map.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <string>
@@ -42,11 +44,51 @@ TEST(TokenMapTest, TheFirstPushActivatesAndLaterPushesQueueBehindIt) {
   EXPECT_EQ(a->chain, b->chain);
   EXPECT_EQ(map.active_chains(), 1u);
   EXPECT_EQ(map.Advance(a), b);
-  EXPECT_EQ(map.Advance(b), nullptr);  // idle: retired
+  EXPECT_EQ(map.Advance(b), nullptr);  // idle: kept until a sweep
+  EXPECT_EQ(map.active_chains(), 1u);
+  map.CheckInvariants();
+  EXPECT_EQ(map.SweepIdle(), 1u);
   EXPECT_EQ(map.active_chains(), 0u);
   map.CheckInvariants();
   OpPool::Free(a);
   OpPool::Free(b);
+}
+
+TEST(TokenMapTest, AChainThatRanDryIsReusedByTheTokensNextPushUntilSwept) {
+  TokenMap map;
+  Operation* a = NewOp(1);
+  Operation* b = NewOp(2);
+  Operation* c = NewOp(3);
+  ASSERT_TRUE(map.Push(Key("t"), a));
+  Chain* first = a->chain;
+  ASSERT_EQ(map.Advance(a), nullptr);
+  EXPECT_TRUE(map.Push(Key("t"), b));  // idle chain: the push activates it again
+  EXPECT_EQ(b->chain, first);
+  EXPECT_EQ(first->head_.load(), nullptr);  // emptied (T3 a); the head is the pusher's to set
+  ASSERT_EQ(map.Advance(b), nullptr);
+  EXPECT_EQ(map.SweepIdle(), 1u);
+  EXPECT_EQ(map.SweepIdle(), 0u);
+  EXPECT_TRUE(map.Push(Key("t"), c));  // swept: a chain is made again
+  EXPECT_EQ(map.active_chains(), 1u);
+  ASSERT_EQ(map.Advance(c), nullptr);
+  EXPECT_EQ(map.SweepIdle(), 1u);
+  map.CheckInvariants();
+  for (Operation* op : {a, b, c}) OpPool::Free(op);
+}
+
+TEST(TokenMapTest, ASweepLeavesABusyChain) {
+  TokenMap map;
+  Operation* a = NewOp(1);
+  Operation* b = NewOp(2);
+  ASSERT_TRUE(map.Push(Key("busy"), a));
+  ASSERT_TRUE(map.Push(Key("dry"), b));
+  ASSERT_EQ(map.Advance(b), nullptr);
+  EXPECT_EQ(map.SweepIdle(), 1u);  // "dry" only: "busy" still has a
+  EXPECT_EQ(map.active_chains(), 1u);
+  ASSERT_EQ(map.Advance(a), nullptr);
+  EXPECT_EQ(map.SweepIdle(), 1u);
+  EXPECT_EQ(map.active_chains(), 0u);
+  for (Operation* op : {a, b}) OpPool::Free(op);
 }
 
 TEST(TokenMapTest, DistinctTokensGetDistinctChainsAndIntegerKeysDifferFromText) {
@@ -61,25 +103,33 @@ TEST(TokenMapTest, DistinctTokensGetDistinctChainsAndIntegerKeysDifferFromText) 
   EXPECT_NE(b->chain, c->chain);
   EXPECT_EQ(map.active_chains(), 3u);
   for (Operation* op : {a, b, c}) EXPECT_EQ(map.Advance(op), nullptr);
+  EXPECT_EQ(map.SweepIdle(), 3u);
   EXPECT_EQ(map.active_chains(), 0u);
   map.CheckInvariants();
   for (Operation* op : {a, b, c}) OpPool::Free(op);
 }
 
-TEST(TokenMapTest, AnIdleTokenHoldsNoChain) {
+TEST(TokenMapTest, IdleChainsAreBoundedWhileTokensComeAndGoAndNoneOutlivesASweep) {
   TokenMap map;
-  for (int i = 0; i < 10000; ++i) {
+  std::size_t peak = 0;
+  for (int i = 0; i < 100000; ++i) {
     Operation* op = NewOp(i + 1);
     ASSERT_TRUE(map.Push(Key("token-" + std::to_string(i)), op));
     ASSERT_EQ(map.Advance(op), nullptr);
     OpPool::Free(op);
+    peak = std::max(peak, map.active_chains());
   }
+  // A shard sweeps before it grows past its mark, so the idle chains kept stay
+  // near kTokenShards * kShardSweepMark however many tokens went by.
+  EXPECT_LE(peak, kTokenShards * kShardSweepMark + kTokenShards);
+  map.CheckInvariants();
+  map.SweepIdle();
   EXPECT_EQ(map.active_chains(), 0u);
   map.CheckInvariants();
 }
 
 // The race the lifetime protocol exists for: producers push onto a token while
-// the runner of its chain empties and retires it. Whoever takes the activation
+// the runner of its chain empties it and a sweeper retires it. Whoever takes the activation
 // becomes the runner and drains the chain (as a worker would). Checked: every
 // push is drained exactly once, at most one runner per token at any moment, and
 // each runner sees its token's operations in push order per producer.
@@ -111,6 +161,16 @@ TEST(TokenMapTest, ProducersRacingRetirementNeverLoseNorDoubleRunAChain) {
       op = next;
     }
   };
+  // A sweeper retires chains while producers push and runners empty them.
+  std::atomic<bool> stop{false};
+  std::atomic<long> sweeps{0};
+  std::thread sweeper([&] {
+    while (!stop.load()) {
+      map.SweepIdle();
+      sweeps.fetch_add(1);
+      std::this_thread::yield();
+    }
+  });
   std::vector<std::thread> producers;
   for (int p = 0; p < kProducers; ++p) {
     producers.emplace_back([&, p] {
@@ -122,10 +182,13 @@ TEST(TokenMapTest, ProducersRacingRetirementNeverLoseNorDoubleRunAChain) {
     });
   }
   for (auto& t : producers) t.join();
+  stop.store(true);
+  sweeper.join();
+  EXPECT_GT(sweeps.load(), 0);
   EXPECT_EQ(drained.load(), static_cast<long>(kProducers) * kPerProducer);
   EXPECT_EQ(overlaps.load(), 0);
   EXPECT_EQ(order_violations.load(), 0);
-  map.SweepDeferred();
+  map.SweepIdle();
   EXPECT_EQ(map.active_chains(), 0u);
   map.CheckInvariants();
 }

@@ -17,7 +17,8 @@
 // tail_ == nullptr, and the CAS that empties it (TokenMap::Advance) is the runner's
 // release of the activation.
 // Rejected: a mutex per chain (a preempted holder stalls every producer of a hot
-// token); a chain object per token kept forever (an idle token must cost 0 bytes).
+// token); a chain object per token kept forever (an idle token must cost 0 bytes:
+// idle chains are swept, see token_map.h).
 #ifndef ORDO_CORE_SRC_CHAIN_H_
 #define ORDO_CORE_SRC_CHAIN_H_
 
@@ -51,7 +52,7 @@ class Chain {
     // Relaxed: published by the exchange below (release half).
     op->chain_next.store(nullptr, std::memory_order_relaxed);
     // acq_rel, pairing with this same exchange in neighbouring producers and with
-    // the runner's emptying CAS in TokenMap::TryRetire:
+    // the runner's emptying CAS in TokenMap::TryEmpty:
     //   release: our reset above is ordered before a later producer links onto op;
     //   acquire: when prev == nullptr, everything the last runner did (the previous
     //   operation's writes) happens-before our activation of op.
@@ -75,7 +76,7 @@ class Chain {
   std::uint64_t hash_ = 0;
   std::uint8_t kind_ = 0;
 
-  // The tail of the list (C1). See Push and TokenMap::TryRetire.
+  // The tail of the list (C1). See Push and TokenMap::TryEmpty.
   Atomic<Operation*> tail_{nullptr};
   // The current head, for diagnostics (Explain, TokenInfo). Release on store by
   // whoever makes a node head; acquire on load.
@@ -87,12 +88,13 @@ class Chain {
   // ResumeToken schedules it again (a worker then moves the chain on). Under the
   // shard lock.
   Operation* halted_at_ = nullptr;
-  bool deferred_ = false;  // under the shard lock: in Shard::deferred
   // The head a token control is walking from (hazard pointer, one per chain).
   // Protocol (seq_cst on both sides): the walker stores hazard_ = h, then re-reads
-  // head_ == h; the runner stores head_ = next, then reads hazard_ and does not
-  // release its old head while hazard_ names it. Walkers hold the shard lock, so
-  // one hazard slot suffices. See EngineImpl::ForEachInChain, ReleaseChainNode.
+  // head_ == h; the runner stores head_ = next (nullptr when it empties the
+  // chain), then reads hazard_ and does not release its old head, nor empty the
+  // chain, while hazard_ names it. Walkers hold the shard lock, so one hazard
+  // slot suffices. See EngineImpl::ForEachInChain, ReleaseChainNode, and
+  // TokenMap::TryEmpty (T3).
   Atomic<Operation*> hazard_{nullptr};
 };
 

@@ -5,6 +5,7 @@
 #define ORDO_CORE_SRC_CONFIG_H_
 
 #include <bit>
+#include <chrono>
 #include <cstddef>
 
 namespace ordo::internal {
@@ -16,20 +17,26 @@ inline constexpr std::size_t kHintSlots = 4;
 inline constexpr std::size_t kInjectorBatch = 2;
 inline constexpr std::size_t kPoolCacheNodes = 4;
 inline constexpr std::size_t kShardChainCache = 1;
+inline constexpr std::size_t kShardSweepMark = 2;
 inline constexpr std::size_t kWheelSlotsPerLevel = 4;
 inline constexpr std::size_t kWheelLevels = 3;
 #else
 inline constexpr std::size_t kDequeCapacity = 256;
 inline constexpr std::size_t kTokenShards = 64;
-inline constexpr std::size_t kHintSlots = 8192;
+inline constexpr std::size_t kHintSlots = 32768;  // 512 KiB: few collisions at 10^4 tokens
 inline constexpr std::size_t kInjectorBatch = 32;
 inline constexpr std::size_t kPoolCacheNodes = 64;
 inline constexpr std::size_t kShardChainCache = 64;
+// A shard sweeps its idle chains before it grows past this many (then twice
+// its size after the sweep).
+inline constexpr std::size_t kShardSweepMark = 256;
 // Timing wheel: 64 slots per level, 7 levels: 1 ms ticks reach 139 years
 // (table in timing_wheel.h).
 inline constexpr std::size_t kWheelSlotsPerLevel = 64;
 inline constexpr std::size_t kWheelLevels = 7;
 #endif
+// A worker about to park sweeps idle chains at most this often (token_map.h).
+inline constexpr std::chrono::milliseconds kIdleSweepInterval{100};
 // Counter stripes that threads outside the engine share (workers own one each).
 inline constexpr std::size_t kExternalStripes = 16;
 // How often (in operations) a worker looks at the injector before its own deque,

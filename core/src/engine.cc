@@ -354,7 +354,7 @@ std::string Stats::ToPrometheus() const {
   counter("parks_total", "Times a worker went to sleep.", parks);
   gauge("pending", "Accepted operations not yet terminal.", pending);
   gauge("postponed", "Timers pending in the timing wheel.", postponed);
-  gauge("active_chains", "Tokens holding a chain now.", active_chains);
+  gauge("active_chains", "Chains in memory: tokens with operations, and idle ones not yet swept.", active_chains);
   gauge("workers", "Worker threads.", static_cast<std::uint64_t>(workers));
   return out;
 }

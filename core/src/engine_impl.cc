@@ -78,7 +78,7 @@ EngineImpl::~EngineImpl() {
   if (timekeeper_.joinable()) timekeeper_.join();
   // Every operation is terminal and no queue holds one; what is left are the token
   // map's idle chains, and any held-registry entry a race left behind.
-  tokens_.SweepDeferred();
+  tokens_.SweepIdle();
   std::vector<Operation*> left;
   {
     MutexLock lock(&held_mu_);
@@ -289,7 +289,14 @@ absl::StatusOr<Handle> EngineImpl::Enqueue(Operation* op, const detail::Callable
   }
   if (initial == State::kSuspended) RegisterHeld(op);
   Bump(st.submitted);
-  if (o.token.empty()) {
+  if (o.token.empty() && initial == State::kWaiting) {
+    // H1 without an RMW: nothing has published the node yet (no timer, no held
+    // entry, no chain), so the head and owner bits go in with a plain store, and
+    // the run queue's push publishes them with the rest of the node.
+    op->word.store(static_cast<std::uint32_t>(initial) | kHeadBit | kOwnedBit,
+                   std::memory_order_relaxed);
+    Schedule(op);
+  } else if (o.token.empty()) {
     MakeHead(op);
   } else {
     char scratch[8];
@@ -593,7 +600,8 @@ std::size_t EngineImpl::ForEachInChain(
       h = c->head_.load(std::memory_order_seq_cst);
       if (h == nullptr) {
         // Activated but its producer has not made the head yet (it is between
-        // two steps of Submit), or idle and deferred.
+        // two steps of Submit), or its runner is emptying it (TokenMap T3), or
+        // idle (kept until a sweep).
         if (c->tail_.load(std::memory_order_seq_cst) == nullptr) return;
         std::this_thread::yield();
         continue;
@@ -855,7 +863,7 @@ absl::Status EngineImpl::WaitIdle() {
         "wait from outside the engine, or use Handle::Wait on the operations you need");
   }
   AwaitCondition([this] { return ActivityIdle(); });
-  tokens_.SweepDeferred();
+  tokens_.SweepIdle();
   return absl::OkStatus();
 }
 

@@ -54,8 +54,13 @@
 namespace ordo::internal {
 
 // Counters of one thread (a worker's own) or of a group of outside threads.
-// Relaxed RMWs: statistics and credit counts; nothing is published through them.
+// Relaxed: statistics and credit counts; nothing is published through them,
+// except `finished`/`scheduled`, which WaitIdle reads (see ActivityIdle).
+// A worker's stripe has one writer for every counter but `credits` (submitters
+// reclaim hoards with an exchange): Count adds there with a plain load and store,
+// no locked instruction. Outside threads share stripes, so they add with RMWs.
 struct alignas(kCacheLine) Stripe {
+  bool single_writer = false;  // set once, before the worker thread starts
   Atomic<std::uint64_t> submitted{0};
   Atomic<std::uint64_t> rejected{0};
   Atomic<std::uint64_t> started{0};
@@ -77,11 +82,26 @@ inline void Bump(Atomic<std::uint64_t>& c, std::uint64_t n = 1) {
   c.fetch_add(n, std::memory_order_relaxed);  // statistic; see Stripe
 }
 
+// Adds n to a counter of st. On a worker's own stripe the worker is the only
+// writer, so load + store cannot lose an addition; readers see the counter
+// move forward with the same release/relaxed guarantee an RMW would give.
+inline void Count(Stripe& st, Atomic<std::uint64_t>& c, std::uint64_t n = 1,
+                  std::memory_order order = std::memory_order_relaxed) {
+  if (st.single_writer) {
+    // Relaxed load: our own last store. `order` (release for `finished`) as below.
+    c.store(c.load(std::memory_order_relaxed) + n, order);
+  } else {
+    c.fetch_add(n, order);  // shared stripe: a real RMW
+  }
+}
+
 class EngineImpl;
 
 struct Worker {
   Worker(EngineImpl* e, int i, Injector& injector)
-      : engine(e), index(i), consumer(injector.MakeConsumerToken()) {}
+      : engine(e), index(i), consumer(injector.MakeConsumerToken()) {
+    stripe.single_writer = true;  // only this worker's thread counts here (see Stripe)
+  }
   EngineImpl* engine;
   int index;
   WorkDeque deque;
@@ -137,6 +157,16 @@ class EngineImpl {
   // --- Handle ---
   static void AddRef(Operation* op);
   static void DropRef(Operation* op);
+  // Whether a Handle could still read op's times: false only when the engine's
+  // reference (held by the caller) is the only one. A Handle comes only from
+  // Submit, from copying a Handle, or from a predecessor's next_occurrence (whose
+  // reference counts here), so with a count of 1 no Handle exists or can be made,
+  // and skipping the clock reads is unobservable. Token walks take temporary
+  // references too; they only make the count larger. Relaxed: a stale read sees
+  // a larger count (a Handle dropped meanwhile): a time recorded for nobody.
+  static bool Observed(const Operation* op) {
+    return op->refs.load(std::memory_order_relaxed) > 1;
+  }
 
   std::int64_t NowNs() const { return clock_->Now().time_since_epoch().count(); }
 
@@ -154,6 +184,8 @@ class EngineImpl {
   Operation* Steal(Worker* w);
   bool HasVisibleWork() const;
   void RunItem(Worker* w, Operation* op);
+  // Sweeps idle chains if due; returns how long the caller may park (-1: no limit).
+  std::chrono::nanoseconds SweepBeforePark();
   // Runs op's callable; returns true if the operation is finished with (terminal),
   // false if it was re-postponed for a retry.
   bool Execute(Worker* w, Operation* op);
@@ -226,6 +258,8 @@ class EngineImpl {
   std::int64_t batch_ = 1;
 
   alignas(kCacheLine) Atomic<std::uint64_t> next_id_{0};
+  // Steady-clock ns of the last idle sweep of the token map (SweepBeforePark).
+  Atomic<std::int64_t> last_sweep_ns_{0};
   alignas(kCacheLine) Atomic<bool> closed_{false};
   Atomic<bool> stop_{false};
   // During kCancelPending (or after kDrainReady's drain) workers cancel rather

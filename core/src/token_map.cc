@@ -1,5 +1,6 @@
 #include "token_map.h"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -17,7 +18,7 @@ std::uint64_t Mix(std::uint64_t x) {
   x ^= x >> 33;
   return x;
 }
-// How long a retirer waits for a slot's pins to drain before deferring (T5).
+// How long a sweeper waits for a slot's pins to drain before leaving the chain (T5).
 constexpr int kDrainSpins = 2000;
 }  // namespace
 
@@ -51,7 +52,7 @@ TokenMap::~TokenMap() {
 bool TokenMap::Push(const TokenKey& key, Operation* op) {
   HintSlot& slot = SlotOf(key.hash);
   // seq_cst: T4's producer half (pin, then load the slot); pairs with the
-  // store-then-load in TokenMap::TryRetire and TokenMap::SweepDeferredLocked.
+  // store-then-load in TokenMap::SweepIdleLocked.
   slot.pins.fetch_add(1, std::memory_order_seq_cst);
   ChaosPoint();
   // seq_cst for T4; its acquire half also makes the chain's key fields, written
@@ -60,8 +61,8 @@ bool TokenMap::Push(const TokenKey& key, Operation* op) {
   if (c != nullptr && c->Matches(key)) {
     op->chain = c;
     bool activated = c->Push(op);
-    // Release: our push happens-before a retirer that reads the dropped count
-    // (its seq_cst load in DrainPins), so its CAS of tail_ sees our node (T4).
+    // Release: our push happens-before a sweeper that reads the dropped count
+    // (its seq_cst load in DrainPins), so its load of tail_ sees our node (T4).
     slot.pins.fetch_sub(1, std::memory_order_release);
     return activated;
   }
@@ -73,12 +74,16 @@ bool TokenMap::Push(const TokenKey& key, Operation* op) {
 }
 
 bool TokenMap::PushLocked(Shard& s, HintSlot& slot, const TokenKey& key, Operation* op) {
-  if (!s.deferred.empty()) SweepDeferredLocked(s);
   auto it = s.map.find(Ref(key));
   Chain* c;
   if (it != s.map.end()) {
     c = it->second;
   } else {
+    if (s.map.size() >= s.sweep_mark) {
+      // Amortised: the next sweep waits until the shard doubles again.
+      SweepIdleLocked(s);
+      s.sweep_mark = std::max(kShardSweepMark, 2 * s.map.size());
+    }
     if (!s.free_chains.empty()) {
       c = s.free_chains.back();
       s.free_chains.pop_back();
@@ -95,7 +100,6 @@ bool TokenMap::PushLocked(Shard& s, HintSlot& slot, const TokenKey& key, Operati
     c->policy_.store(static_cast<std::uint8_t>(FailurePolicy::kContinue),
                      std::memory_order_relaxed);
     c->halted_at_ = nullptr;
-    c->deferred_ = false;
     s.map.emplace(Ref(c->key()), c);
     // Relaxed gauge.
     s.live.store(s.live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -112,7 +116,7 @@ Operation* TokenMap::Advance(Operation* x) {
   // fields (and its producer's writes before Submit) are visible.
   Operation* next = x->chain_next.load(std::memory_order_acquire);
   if (next != nullptr) return next;
-  if (TryRetire(x->chain, x)) return nullptr;
+  if (TryEmpty(x->chain, x)) return nullptr;
   // A producer exchanged tail_ after x and is about to link (Chain C3): its next
   // step is the store we wait for.
   for (int spins = 0;; ++spins) {
@@ -126,9 +130,28 @@ Operation* TokenMap::Advance(Operation* x) {
   }
 }
 
+bool TokenMap::TryEmpty(Chain* c, Operation* x) {
+  // T3 (a), seq_cst: the runner's half of the hazard protocol (store head_, then
+  // load hazard_); pairs with the walker's store of hazard_ then load of head_ in
+  // EngineImpl::ForEachInChain. No producer writes head_ meanwhile: only the one
+  // that activates an empty chain does, and the chain is not empty yet.
+  c->head_.store(nullptr, std::memory_order_seq_cst);
+  // T3 (b), seq_cst as above: a walker that named x before our store finishes
+  // its walk (it holds the shard lock and waits on producers only).
+  while (c->hazard_.load(std::memory_order_seq_cst) == x) std::this_thread::yield();
+  ChaosPoint();
+  Operation* expected = x;
+  // T3 (c), seq_cst: the emptying CAS that releases the activation (Chain C1).
+  // Its release half pairs with the acquire of the exchange in Chain::Push, so
+  // what x did happens-before the next activation; seq_cst orders it with a
+  // sweeper's load of tail_ (T5). If it fails, a producer pushed behind x: the
+  // caller waits for the link and stores the next head.
+  return c->tail_.compare_exchange_strong(expected, nullptr, std::memory_order_seq_cst);
+}
+
 bool TokenMap::DrainPins(HintSlot& slot) {
   for (int i = 0; i < kDrainSpins; ++i) {
-    // seq_cst: T4's retirer half (after the slot store); acquire half pairs with
+    // seq_cst: T4's sweeper half (after the slot store); acquire half pairs with
     // the producers' release unpin in Push.
     if (slot.pins.load(std::memory_order_seq_cst) == 0) return true;
     if (i < 64) {
@@ -140,44 +163,8 @@ bool TokenMap::DrainPins(HintSlot& slot) {
   return false;
 }
 
-bool TokenMap::TryRetire(Chain* c, Operation* x) {
-  Shard& s = ShardOf(c->hash_);
-  HintSlot& slot = SlotOf(c->hash_);
-  MutexLock lock(&s.mu);
-  // Relaxed read: the slot is written only under s.mu (T2), which we hold.
-  const bool owned = slot.chain.load(std::memory_order_relaxed) == c;
-  // seq_cst: T4's retirer half (store, then load pins in DrainPins).
-  if (owned) slot.chain.store(nullptr, std::memory_order_seq_cst);
-  ChaosPoint();
-  const bool drained = DrainPins(slot);
-  Operation* expected = x;
-  // seq_cst: the emptying CAS that releases the activation (Chain C1). Its
-  // release half pairs with the acquire of the exchange in Chain::Push, so what
-  // x did happens-before the next activation; ordered after DrainPins for T4.
-  if (!c->tail_.compare_exchange_strong(expected, nullptr, std::memory_order_seq_cst)) {
-    // A producer pushed after x: keep running. Re-publish for the fast path.
-    if (owned) slot.chain.store(c, std::memory_order_release);  // as in PushLocked
-    return false;
-  }
-  c->head_.store(nullptr, std::memory_order_release);  // diagnostics only
-  if (drained) {
-    RetireLocked(s, c);
-  } else if (!c->deferred_) {
-    c->deferred_ = true;
-    s.deferred.insert(c);
-  }
-  return true;
-}
-
-void TokenMap::RetireLocked(Shard& s, Chain* c) {
-  s.map.erase(Ref(c->key()));
-  if (c->deferred_) {
-    s.deferred.erase(c);
-    c->deferred_ = false;
-  }
+void TokenMap::RecycleLocked(Shard& s, Chain* c) {
   s.live.store(s.live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-  // An idle token costs no memory: shrink a map that emptied out.
-  if (s.map.capacity() > 256 && s.map.size() * 8 < s.map.capacity()) s.map.rehash(0);
   if (s.free_chains.size() < kShardChainCache) {
     s.free_chains.push_back(c);
   } else {
@@ -185,39 +172,50 @@ void TokenMap::RetireLocked(Shard& s, Chain* c) {
   }
 }
 
-void TokenMap::SweepDeferredLocked(Shard& s) {
-  std::vector<Chain*> idle;
-  for (Chain* c : s.deferred) idle.push_back(c);
-  for (Chain* c : idle) {
-    // seq_cst: ordered with the producers' exchange; a non-null tail means the
-    // chain runs again and its runner will try to retire it.
-    if (c->tail_.load(std::memory_order_seq_cst) != nullptr) {
-      s.deferred.erase(c);
-      c->deferred_ = false;
+std::size_t TokenMap::SweepIdleLocked(Shard& s) {
+  std::size_t retired = 0;
+  // Erasing through the iterator keeps the others valid (no rehash on erase).
+  for (auto it = s.map.begin(); it != s.map.end();) {
+    Chain* c = it->second;
+    // Relaxed: a first filter; the decision is the seq_cst load below.
+    if (c->tail_.load(std::memory_order_relaxed) != nullptr) {
+      ++it;
       continue;
     }
     HintSlot& slot = SlotOf(c->hash_);
-    if (slot.chain.load(std::memory_order_relaxed) == c) {  // relaxed: under s.mu (T2)
-      slot.chain.store(nullptr, std::memory_order_seq_cst);  // T4, as in TryRetire
+    // T5 (a). Relaxed read: the slot is written only under s.mu (T2), which we
+    // hold. seq_cst store: T4's sweeper half (store, then load pins).
+    if (slot.chain.load(std::memory_order_relaxed) == c) {
+      slot.chain.store(nullptr, std::memory_order_seq_cst);
     }
-    if (!DrainPins(slot)) continue;
-    // Pins drained after the slot was emptied: no producer can reach c but
-    // through the lock we hold. An empty tail now means idle for good.
-    if (c->tail_.load(std::memory_order_seq_cst) == nullptr) {
-      RetireLocked(s, c);
+    ChaosPoint();
+    // T5 (b), then (c), seq_cst: ordered after the drain. Pins drained after the
+    // slot was emptied, so no producer can reach c but through the lock we hold;
+    // an empty tail now means idle for good, and its runner is done with it (T3).
+    // Undrained pins: c stays, valid, for a later sweep.
+    if (DrainPins(slot) && c->tail_.load(std::memory_order_seq_cst) == nullptr) {
+      s.map.erase(it++);
+      RecycleLocked(s, c);
+      ++retired;
     } else {
-      s.deferred.erase(c);
-      c->deferred_ = false;
+      ++it;
     }
   }
+  // An idle token costs no memory: shrink a map that emptied out.
+  if (s.map.capacity() > 256 && s.map.size() * 8 < s.map.capacity()) s.map.rehash(0);
+  return retired;
 }
 
-void TokenMap::SweepDeferred() {
+std::size_t TokenMap::SweepIdle() {
+  std::size_t retired = 0;
   for (std::size_t i = 0; i < kTokenShards; ++i) {
     Shard& s = shards_[i];
+    if (s.live.load(std::memory_order_relaxed) == 0) continue;  // relaxed gauge: a hint
     MutexLock lock(&s.mu);
-    if (!s.deferred.empty()) SweepDeferredLocked(s);
+    retired += SweepIdleLocked(s);
+    s.sweep_mark = kShardSweepMark;
   }
+  return retired;
 }
 
 void TokenMap::WithChainLocked(const TokenKey& key, const std::function<void(Chain*)>& fn) {

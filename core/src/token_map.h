@@ -1,7 +1,9 @@
 // token_map.h: the sharded token -> chain map; chain creation and retirement.
 //
 // Roles: producers (Submit on any thread) look a token up and push; the runner of
-// a chain (TokenMap::Advance) moves it on and retires it when it empties.
+// a chain (TokenMap::Advance) moves it on and empties it when it runs dry; a
+// sweeper (a worker about to park, WaitIdle, a shard that grew) retires idle
+// chains.
 //
 // Structure. The authoritative map is sharded (kTokenShards absl::flat_hash_maps,
 // each under its own mutex). In front of it sits a direct-mapped cache of
@@ -11,30 +13,45 @@
 // (kHintSlots is a multiple of kTokenShards), so one shard lock guards every
 // write to a given slot.
 //
+// Lazy retirement. A chain that runs dry is emptied without a lock and stays in
+// the map and its hint slot, idle, so a token used again soon (the common case:
+// many tokens, each visited now and then) is pushed to without a lock on either
+// side. Idle chains are retired by sweeps: when a shard grows past its sweep mark
+// (amortised: the mark then doubles), when a worker runs out of work and is about
+// to park, at WaitIdle, and at destruction. So an idle engine keeps no chain, and
+// a busy one keeps at most one per recently used token.
+//
 // Invariants
 //   T1  At most one chain per token is reachable (in its shard's map, or in a hint
 //       slot, or pinned by a producer that loaded it from a slot). Chains are
 //       created only under the shard lock, after a miss in the map.
 //   T2  A slot's chain is written only under its shard's lock; a chain in a slot
 //       is also in the map.
-//   T3  A chain is retired (removed from the map, recycled) only by its runner,
-//       under the shard lock, after (a) removing it from its hint slot, (b) seeing
-//       the slot's pins at 0, and (c) emptying tail_ by CAS from its last node.
+//   T3  The runner empties its chain, whose last node is x, by (a) storing
+//       head_ = nullptr, (b) waiting until no walker names x in hazard_, (c) a CAS
+//       of tail_ from x to nullptr (Chain C1). If (c) fails a producer pushed
+//       behind x and the runner goes on. After (c) succeeds the runner touches
+//       the chain no more, so a sweeper may retire it at once. (a)+(b) are the
+//       runner's half of the hazard protocol (Chain::hazard_): a walker that
+//       stored hazard_ = x before (b) read it is waited for; one that stored it
+//       after re-reads head_ == nullptr and does not walk from x.
 //   T4  Dekker pair, both sides seq_cst: a producer increments pins, then loads the
-//       slot's chain; the retirer stores nullptr to the slot, then loads pins. So a
+//       slot's chain; the sweeper stores nullptr to the slot, then loads pins. So a
 //       producer either sees the slot emptied (and goes to the locked path, which
-//       waits for the retirer) or is seen by the retirer (which waits for its pin
-//       to drop). A producer that pushed and unpinned before the retirer's load
-//       made tail_ non-null, so the retirer's CAS in (c) fails and it keeps
-//       running the chain.
-//   T5  If the pins do not drain within a bound (a producer preempted while
-//       pinned), the runner still empties tail_ but leaves the chain in the map
-//       on the shard's deferred list; a later sweep under the lock retires it.
-//       The chain stays valid meanwhile (a pinned producer may still push to it).
+//       waits for the sweeper) or is seen by the sweeper (which waits for its pin
+//       to drop). A producer that pushed and unpinned before the sweeper's load
+//       made tail_ non-null, so the sweeper sees the chain busy.
+//   T5  A chain is retired (removed from the map, recycled) only by a sweeper,
+//       under the shard lock, after (a) removing it from its hint slot, (b) seeing
+//       the slot's pins at 0, and (c) then seeing tail_ == nullptr. If the pins do
+//       not drain within a bound (a producer preempted while pinned), the chain
+//       stays, valid, for a later sweep.
 //
 // Rejected: a lock per lookup (the hot token's producers would serialize on it);
 // a lock-free resizable map (needs safe memory reclamation of its arrays, and a
-// hot token is served by the hint slot anyway).
+// hot token is served by the hint slot anyway); retiring a chain the moment it
+// runs dry (with many tokens nearly every operation then created and retired a
+// chain under the shard lock: two locked map updates per operation).
 #ifndef ORDO_CORE_SRC_TOKEN_MAP_H_
 #define ORDO_CORE_SRC_TOKEN_MAP_H_
 
@@ -45,7 +62,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "chain.h"
 #include "config.h"
@@ -67,8 +83,8 @@ class TokenMap {
 
   // Runner: `x`, the head of its chain, is finished with. Returns the next node
   // (waiting for an in-flight link if need be), or nullptr if x was the last: the
-  // chain is then idle and, where T3 allows, retired. The caller must not touch
-  // x->chain after nullptr.
+  // chain is then idle (T3; no walker holds x) and may be retired by a sweep at
+  // any moment: the caller must not touch x->chain after nullptr.
   Operation* Advance(Operation* x);
 
   // Calls fn(chain) under the token's shard lock with the token's chain, or with
@@ -83,10 +99,10 @@ class TokenMap {
     fn();
   }
 
-  // Retires chains left on deferred lists (T5) whose pins have drained.
-  void SweepDeferred();
+  // Retires every idle chain (T5) whose slot's pins drain; returns how many.
+  std::size_t SweepIdle();
 
-  // Tokens that hold a chain now (deferred ones included).
+  // Chains in the map: tokens with operations, and idle chains not yet swept.
   std::size_t active_chains() const;
 
   // Test hook: checks T1/T2 at a quiescent point (no concurrent calls).
@@ -109,8 +125,9 @@ class TokenMap {
   struct alignas(kCacheLine) Shard {
     mutable Mutex mu;
     absl::flat_hash_map<KeyRef, Chain*, KeyHash, KeyEq> map ABSL_GUARDED_BY(mu);
-    absl::flat_hash_set<Chain*> deferred ABSL_GUARDED_BY(mu);
     std::vector<Chain*> free_chains ABSL_GUARDED_BY(mu);
+    // Creating a chain when the map holds this many sweeps the shard first.
+    std::size_t sweep_mark ABSL_GUARDED_BY(mu) = kShardSweepMark;
     // Relaxed gauge, written under mu, read by stats without it.
     Atomic<std::int64_t> live{0};
   };
@@ -127,10 +144,11 @@ class TokenMap {
 
   bool PushLocked(Shard& s, HintSlot& slot, const TokenKey& key, Operation* op)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
-  // Runner: tries to empty the chain whose last node is x. True if emptied.
-  bool TryRetire(Chain* c, Operation* x);
-  void RetireLocked(Shard& s, Chain* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
-  void SweepDeferredLocked(Shard& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  // Runner: tries to empty the chain whose last node is x (T3). True if emptied.
+  static bool TryEmpty(Chain* c, Operation* x);
+  // Counts c out of the shard and keeps it for reuse, or frees it.
+  void RecycleLocked(Shard& s, Chain* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  std::size_t SweepIdleLocked(Shard& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   static bool DrainPins(HintSlot& slot);
 
   std::unique_ptr<Shard[]> shards_;

@@ -39,7 +39,7 @@ void EngineImpl::Schedule(Operation* op) {
   // queues' own release/acquire pairs publish the caller's writes to the popper.
   ORDO_DCHECK(op->word.load(std::memory_order_relaxed) & kOwnedBit, "scheduling an unowned op");
   Stripe& st = MyStripe();
-  Bump(st.scheduled);
+  Count(st, st.scheduled);
   Worker* w = t_worker;
   if (w != nullptr && w->engine == this) {
     if (!w->deque.Push(op)) {
@@ -101,7 +101,7 @@ Operation* EngineImpl::Steal(Worker* w) {
     Operation* got[WorkDeque::kCapacity / 2 + 1];
     std::size_t k = victim->deque.Steal(got, WorkDeque::kCapacity / 2);
     if (k == 0) continue;
-    Bump(w->stripe.steals, k);
+    Count(w->stripe, w->stripe.steals, k);
     for (std::size_t j = 1; j < k; ++j) {
       bool ok = w->deque.Push(got[j]);
       ORDO_CHECK(ok, "a stolen half did not fit an empty deque");
@@ -177,11 +177,11 @@ void EngineImpl::WorkerLoop(Worker* w) {
         // Acquire: pairs with the release store in ~EngineImpl; everything is
         // drained by then.
         if (stop_.load(std::memory_order_acquire) && !HasVisibleWork()) break;
-        Bump(w->stripe.parks);
+        Count(w->stripe, w->stripe.parks);
         parker_->Park(
             w->index,
             [this] { return HasVisibleWork() || stop_.load(std::memory_order_acquire); },
-            std::chrono::nanoseconds(-1));
+            SweepBeforePark());
         continue;  // counted as searching again (Parker P3)
       }
     }
@@ -193,6 +193,24 @@ void EngineImpl::WorkerLoop(Worker* w) {
   }
   if (searching) parker_->EndSearch();
   t_worker = nullptr;
+}
+
+std::chrono::nanoseconds EngineImpl::SweepBeforePark() {
+  // Out of work: retire the chains that ran dry (token_map.h), so an idle engine
+  // holds none. At most one sweep per kIdleSweepInterval: a workload that pauses
+  // often would otherwise retire and re-create its tokens' chains at every pause.
+  // A sweep put off makes the park timed, so the engine still ends up with none.
+  if (tokens_.active_chains() == 0) return std::chrono::nanoseconds(-1);  // gauges
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+  // Relaxed: a rate limit; two workers sweeping at once is merely redundant.
+  const std::int64_t last = last_sweep_ns_.load(std::memory_order_relaxed);
+  const std::int64_t interval = kIdleSweepInterval.count();
+  if (now - last < interval) return std::chrono::nanoseconds(interval - (now - last));
+  last_sweep_ns_.store(now, std::memory_order_relaxed);
+  tokens_.SweepIdle();
+  return std::chrono::nanoseconds(-1);
 }
 
 void EngineImpl::RunItem(Worker* w, Operation* op) {
@@ -271,17 +289,17 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
   }
   // Release: pairs with the acquire loads in EngineImpl::ActivityIdle (WaitIdle),
   // so a reader that counts this item also sees every "scheduled" before it.
-  w->stripe.finished.fetch_add(1, std::memory_order_release);
+  Count(w->stripe, w->stripe.finished, 1, std::memory_order_release);
 }
 
 bool EngineImpl::Execute(Worker* w, Operation* op) {
   Stripe& st = w->stripe;
-  const std::int64_t start_ns = NowNs();
   // Relaxed: published with the terminal state (release) or read by the runner.
-  if (op->started_ns.load(std::memory_order_relaxed) == kNoTime) {
-    op->started_ns.store(start_ns, std::memory_order_relaxed);
+  // Only a Handle reads the times; with none left, the clock read is skipped.
+  if (op->started_ns.load(std::memory_order_relaxed) == kNoTime && Observed(op)) {
+    op->started_ns.store(NowNs(), std::memory_order_relaxed);
   }
-  Bump(st.started);
+  Count(st, st.started);
   Attempt attempt;
   Context ctx(this, op);
   absl::Status status;
@@ -335,7 +353,7 @@ bool EngineImpl::Execute(Worker* w, Operation* op) {
       // The delay counts from the end of the attempt.
       const std::int64_t due = NowNs() + delay;
       op->retry_count.store(done + 1, std::memory_order_relaxed);  // published below
-      Bump(st.retried);
+      Count(st, st.retried);
       if (RepostponeForRetry(op, due)) return false;
       failed = true;
       error = "retry could not be scheduled: the timing wheel is full (Options::max_timers)";
@@ -371,7 +389,7 @@ void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string err
       ex->error = std::move(error);
     }
   }
-  op->completed_ns.store(NowNs(), std::memory_order_relaxed);  // published below
+  if (Observed(op)) op->completed_ns.store(NowNs(), std::memory_order_relaxed);  // published below
   std::uint32_t w = op->word.load(std::memory_order_relaxed);
   std::uint32_t next;
   do {
@@ -392,9 +410,9 @@ void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string err
 
 void EngineImpl::OnTerminal(State terminal, Stripe& st) {
   switch (terminal) {
-    case State::kSucceeded: Bump(st.succeeded); break;
-    case State::kFailed: Bump(st.failed); break;
-    default: Bump(st.canceled); break;
+    case State::kSucceeded: Count(st, st.succeeded); break;
+    case State::kFailed: Count(st, st.failed); break;
+    default: Count(st, st.canceled); break;
   }
   GiveCredit(st);
 }
@@ -417,8 +435,8 @@ Operation* EngineImpl::AdvanceChain(Operation* x) {
   for (;;) {
     Operation* n = tokens_.Advance(prev);
     if (n == nullptr) {
-      // The chain is idle (maybe retired): no token control can hold prev as its
-      // hazard (walkers hold the shard lock, which the retirement took).
+      // The chain is idle (and may be retired by a sweep at any time): Advance
+      // emptied it only once no token control held prev as its hazard (T3).
       ReleaseEngineRef(prev);
       return nullptr;
     }

@@ -21,7 +21,8 @@ struct Stats {
   std::uint64_t retried = 0;    // attempts that asked for a retry and got one
   std::uint64_t pending = 0;    // accepted and not yet terminal
   std::uint64_t postponed = 0;  // timers pending in the wheel
-  std::uint64_t active_chains = 0;  // tokens that hold memory now (idle tokens hold none)
+  std::uint64_t active_chains = 0;  // chains in memory: tokens with operations, and idle
+                                    // ones not yet swept (an idle engine holds none)
   std::uint64_t steals = 0;     // operations taken from another worker's deque
   std::uint64_t parks = 0;      // times a worker went to sleep
   int workers = 0;
