@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "ordo/engine.h"
 
@@ -42,6 +45,26 @@ TEST(MemoryTest, AMillionTokensRunOnceLeaveNoChainAndNoMemoryBehind) {
   // each would be 8 MB. What growth there is comes from node pools spread over
   // threads (nodes are pooled for the process's life; see op_pool.h).
   EXPECT_LT(grown, 4L << 20) << "heap grew by " << grown << " bytes";
+}
+
+// Without WaitIdle: the chains that ran dry are retired by the workers as they
+// run out of work and park (at most one sweep per 100 ms, then a timed park), so
+// an engine left alone ends with none. Waits on the handles, then polls the
+// gauge with a deadline (the sweep runs on the workers' own schedule).
+TEST(MemoryTest, AnEngineLeftIdleRetiresItsChainsOnItsOwn) {
+  Engine engine({.workers = 2});
+  std::vector<Handle> handles;
+  for (long i = 0; i < 5000; ++i) {
+    auto h = engine.Submit([] {}, {.token = Token(i)});
+    ASSERT_TRUE(h.ok());
+    handles.push_back(*std::move(h));
+  }
+  for (Handle& h : handles) ASSERT_EQ(h.Wait(), State::kSucceeded);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (engine.stats().active_chains != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(engine.stats().active_chains, 0u);
 }
 
 TEST(MemoryTest, ChainsPiledUpAtOnceAreAllRetired) {
