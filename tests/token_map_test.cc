@@ -76,6 +76,37 @@ TEST(TokenMapTest, AChainThatRanDryIsReusedByTheTokensNextPushUntilSwept) {
   for (Operation* op : {a, b, c}) OpPool::Free(op);
 }
 
+// T3 (b): a token control walking from the chain's last node (its hazard pointer
+// names it) keeps the runner from emptying the chain until the walk ends. The
+// walker writes `walked` before it clears its hazard, so a runner that returned
+// from Advance must see it. (The yields only give a runner that ignored the
+// hazard time to return early; the assertion does not depend on them.)
+TEST(TokenMapTest, TheRunnerDoesNotEmptyAChainWhileAWalkerHoldsItsLastNode) {
+  for (int round = 0; round < 20; ++round) {
+    TokenMap map;
+    Operation* a = NewOp(1);
+    ASSERT_TRUE(map.Push(Key("walked"), a));
+    Chain* c = a->chain;
+    c->head_.store(a);
+    c->hazard_.store(a);  // the walker's half: hazard_ = a, then head_ re-read == a
+    ASSERT_EQ(c->head_.load(), a);
+    std::atomic<bool> walked{false};
+    bool seen = false;
+    std::thread runner([&] {
+      EXPECT_EQ(map.Advance(a), nullptr);
+      seen = walked.load(std::memory_order_relaxed);
+    });
+    for (int i = 0; i < 1000; ++i) std::this_thread::yield();
+    walked.store(true, std::memory_order_relaxed);
+    c->hazard_.store(nullptr);  // seq_cst, as ForEachInChain
+    runner.join();
+    EXPECT_TRUE(seen) << "the chain was emptied under a walker's hazard";
+    EXPECT_EQ(c->head_.load(), nullptr);
+    EXPECT_EQ(map.SweepIdle(), 1u);
+    OpPool::Free(a);
+  }
+}
+
 TEST(TokenMapTest, ASweepLeavesABusyChain) {
   TokenMap map;
   Operation* a = NewOp(1);

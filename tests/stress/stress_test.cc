@@ -305,6 +305,102 @@ void RunTimedStress(int producers, long per_producer) {
   EXPECT_EQ(reorders.load(), 0);
 }
 
+// Token controls walk chains (hazard pointer, Chain::hazard_) while runners move
+// them on and empty them without a lock (TokenMap T3), and sweeps retire them. A
+// controller thread loops CancelToken / SuspendToken / ResumeToken / TokenInfo on
+// the "target" tokens while producers submit to target and bystander tokens.
+// Checked: every operation terminal and run at most once; per token and producer,
+// bodies ran in submission order, never two at once; a bystander operation is
+// never canceled (a walk that strayed onto a recycled node would show here); a
+// target operation ends Succeeded or Canceled only.
+void RunTokenControlStress(int producers, long per_producer) {
+  constexpr int kTargets = 3;
+  constexpr int kBystanders = 3;
+  constexpr int kTokens = kTargets + kBystanders;
+  const long total = producers * per_producer;
+  Oracle oracle(kTokens, producers, total);
+  std::vector<std::vector<Handle>> handles(producers);
+  std::vector<Token> tokens;
+  for (int t = 0; t < kTokens; ++t) {
+    tokens.emplace_back((t < kTargets ? "target-" : "bystander-") + std::to_string(t));
+  }
+  std::atomic<long> controls{0};
+  {
+    Engine engine({.workers = 2});
+    std::atomic<bool> done{false};
+    std::thread controller([&] {
+      std::mt19937 rng(7);
+      while (!done.load(std::memory_order_acquire)) {
+        const Token& t = tokens[rng() % kTargets];
+        switch (rng() % 4) {
+          case 0: EXPECT_TRUE(engine.CancelToken(t).ok()); break;
+          case 1: EXPECT_TRUE(engine.TokenInfo(t).ok()); break;
+          case 2:
+            EXPECT_TRUE(engine.SuspendToken(t).ok());
+            EXPECT_TRUE(engine.ResumeToken(t).ok());
+            break;
+          default: EXPECT_TRUE(engine.ResumeToken(t).ok()); break;
+        }
+        controls.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        std::mt19937 rng(100 + p);
+        handles[p].reserve(per_producer);
+        for (long i = 0; i < per_producer; ++i) {
+          const int t = static_cast<int>(rng() % kTokens);
+          const long id = p * per_producer + i;
+          auto body = [&oracle, id, t, p, i] {
+            TokenState& ts = oracle.tokens[t];
+            if (!ts.guard.Enter()) oracle.overlaps.fetch_add(1, std::memory_order_relaxed);
+            oracle.runs[id].fetch_add(1, std::memory_order_relaxed);
+            if (ts.last_seq[p] >= i) oracle.reorders.fetch_add(1, std::memory_order_relaxed);
+            ts.last_seq[p] = i;
+            ts.guard.Exit();
+          };
+          auto h = engine.Submit(body, {.token = tokens[t]});
+          ASSERT_TRUE(h.ok()) << h.status();
+          handles[p].push_back(*std::move(h));
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    done.store(true, std::memory_order_release);
+    controller.join();
+    for (const Token& t : tokens) ASSERT_TRUE(engine.ResumeToken(t).ok());  // none left held
+    ASSERT_TRUE(engine.WaitIdle().ok());
+  }
+  long lost = 0, duplicated = 0, bystander_canceled = 0, wrong = 0;
+  for (int p = 0; p < producers; ++p) {
+    std::mt19937 rng(100 + p);
+    for (long i = 0; i < per_producer; ++i) {
+      const int t = static_cast<int>(rng() % kTokens);
+      const long id = p * per_producer + i;
+      const State s = handles[p][i].state();
+      const int runs = oracle.runs[id].load();
+      lost += !IsTerminal(s);
+      duplicated += runs > 1;
+      if (t >= kTargets && s != State::kSucceeded) ++bystander_canceled;
+      if (s == State::kSucceeded && runs != 1) ++wrong;
+      if (s == State::kCanceled && runs != 0) ++wrong;
+      if (s != State::kSucceeded && s != State::kCanceled) ++wrong;
+    }
+  }
+  EXPECT_GT(controls.load(), 0);
+  EXPECT_EQ(lost, 0);
+  EXPECT_EQ(duplicated, 0);
+  EXPECT_EQ(bystander_canceled, 0);
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(oracle.overlaps.load(), 0);
+  EXPECT_EQ(oracle.reorders.load(), 0);
+}
+
+TEST(StressTest, TokenControlsRacingRunnersThatEmptyChainsLoseNothing) {
+  RunTokenControlStress(/*producers=*/2, 40000L * Scale());
+}
+
 TEST(StressTest, PostponedSuspendedAndRetriedWorkRacingTheTimerLosesNothing) {
   RunTimedStress(/*producers=*/3, 20000L * Scale());
 }
