@@ -258,6 +258,8 @@ class EngineImpl {
   std::int64_t batch_ = 1;
 
   alignas(kCacheLine) Atomic<std::uint64_t> next_id_{0};
+  // A worker is spinning for work before it parks (at most one does; WorkerLoop).
+  alignas(kCacheLine) Atomic<bool> spinner_{false};
   // Steady-clock ns of the last idle sweep of the token map (SweepBeforePark).
   Atomic<std::int64_t> last_sweep_ns_{0};
   alignas(kCacheLine) Atomic<bool> closed_{false};

@@ -12,7 +12,9 @@
 //       the work, or the producer sees the worker registered (or another worker
 //       still searching, whose last look will see the work).
 //   P2  A searcher that finds work and was the last searcher notifies, so a burst
-//       of submissions that a searcher did not take wakes a sleeper.
+//       of submissions that a searcher did not take wakes a sleeper. (The worker
+//       skips it when nothing more is visible after a seq_cst fence: a later
+//       submission then finds no searcher and wakes a sleeper itself, by P1.)
 //   P3  A wake is a pop from the sleeper stack under mu_, so each sleeper is woken
 //       at most once per sleep; the woken worker counts as searching from the
 //       moment it is popped, so concurrent producers do not wake a second one

@@ -163,16 +163,24 @@ void EngineImpl::WorkerLoop(Worker* w) {
         FutexWakeAll(&idle_epoch_);
       }
       // Spin a little before parking: a parked thread costs microseconds to wake.
+      // One worker spins at a time (the others park at once): one spinner picks
+      // up the next submission as fast as several would, and when it finds work
+      // it wakes a sleeper if more is visible (Parker P2), which searches in its
+      // turn. So a lightly loaded engine burns at most about one core waiting.
       // The clock is read every 16 rounds only: on virtual machines a clock read
       // can cost more than a round.
+      // Relaxed: spinner_ is a hint; no data is published through it.
+      bool spin = spinner_.load(std::memory_order_relaxed) == 0 &&
+                  !spinner_.exchange(true, std::memory_order_relaxed);
       const auto spin_until = std::chrono::steady_clock::now() + options_.spin;
-      for (unsigned round = 1; op == nullptr && !stop_.load(std::memory_order_acquire);
-           ++round) {
+      for (unsigned round = 1;
+           spin && op == nullptr && !stop_.load(std::memory_order_acquire); ++round) {
         if (round % 16 == 0 && std::chrono::steady_clock::now() >= spin_until) break;
         for (int i = 0; i < 32; ++i) CpuRelax();
         std::this_thread::yield();
         op = FindWork(w);
       }
+      if (spin) spinner_.store(false, std::memory_order_relaxed);  // a hint, as above
       if (op == nullptr) {
         // Acquire: pairs with the release store in ~EngineImpl; everything is
         // drained by then.
@@ -187,7 +195,16 @@ void EngineImpl::WorkerLoop(Worker* w) {
     }
     if (searching) {
       searching = false;
-      if (parker_->EndSearch()) parker_->NotifyWork();  // Parker P2
+      if (parker_->EndSearch()) {
+        // Parker P2, when there is more to do than what we took: a sleeper is
+        // woken to search for it. With nothing more visible we spare the wake-up
+        // (a futex call, microseconds here, before our operation runs): work
+        // made visible later finds no searcher and wakes a sleeper itself (P1).
+        // The fence pairs with the producer's in NotifyWork: either it saw us
+        // still searching, and then we see its work here, or it saw us not.
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (HasVisibleWork()) parker_->NotifyWork();
+      }
     }
     RunItem(w, op);
   }

@@ -84,8 +84,10 @@ struct Options {
   // Consecutive operations of one chain a worker runs before it requeues the chain
   // behind other work (fairness budget).
   int chain_budget = 32;
-  // How long an idle worker looks for work before it parks.
-  std::chrono::nanoseconds spin = std::chrono::microseconds(50);
+  // How long an idle worker looks for work before it parks. One worker spins at a
+  // time (the others park at once), so a lightly loaded engine spends at most
+  // about one core on it.
+  std::chrono::nanoseconds spin = std::chrono::microseconds(100);
 };
 
 // Every member has a default member initializer, so designated initializers that
