@@ -1,12 +1,16 @@
 // bench/peers/common.h: what ordo_compare's engines share: the oracle every body
-// records into, the plan of tokens, and the completion wait used by every peer.
+// records into, the plan of tokens, the busy body, and what a peer can run.
 //
-// One producer submits operations 0..ops-1 in order; operation i carries token
-// plan[i] (-1: independent). Each body calls Oracle::Ran(i, plan[i]) and nothing
-// else. The oracle counts runs per operation (exactly-once), checks that each
-// token's operations run in increasing id order (per-token order: ids are creation
-// order with one producer), and counts completions; the last completion wakes the
-// waiter through a mutex and a condition variable.
+// Producers submit operations 0..ops-1; producer p submits ids [begin(p), end(p))
+// in increasing order, and operation i carries token plan.token[i] (-1:
+// independent). With several producers each token belongs to one producer only
+// (MakePlan in compare.cc gives producer p the tokens t with t % producers == p),
+// so a token's ids are still its creation order. Each body calls
+// Oracle::Ran(i, plan.token[i]) and nothing else. The oracle counts runs per
+// operation (exactly-once), checks that each token's operations run in increasing
+// id order (per-token order), spins for the body time (--body_ns) and counts
+// completions; the last completion wakes the waiter through a mutex and a
+// condition variable.
 #ifndef ORDO_BENCH_PEERS_COMMON_H_
 #define ORDO_BENCH_PEERS_COMMON_H_
 
@@ -21,19 +25,35 @@
 
 namespace ordo_compare {
 
+// Busy work of `ns` nanoseconds, spinning on the steady clock; 0 reads no clock.
+// Every peer's body runs it through Oracle::Ran, so the work is identical.
+inline void BusyFor(int ns) {
+  if (ns <= 0) return;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
 struct Plan {
   std::vector<int> token;          // per operation: token index, -1 for independent
   std::vector<std::string> names;  // token index -> token string ("token-<i>")
+  int producers = 1;               // producer p submits ids [begin(p), end(p))
+  // W1-fan: > 0 means every id that is a multiple of `fan` is a root, submitted by
+  // the producer; the root's body submits ids root+1 .. root+fan-1 (independent).
+  int fan = 0;
   long ops() const { return static_cast<long>(token.size()); }
+  long begin(int p) const { return ops() * p / producers; }
+  long end(int p) const { return ops() * (p + 1) / producers; }
 };
 
 class Oracle {
  public:
-  void Reset(long ops, int ntokens) {
+  void Reset(long ops, int ntokens, int body_ns = 0) {
     runs_ = std::make_unique<std::atomic<std::uint8_t>[]>(ops);
     last_ = std::make_unique<std::atomic<std::int64_t>[]>(ntokens > 0 ? ntokens : 1);
     for (int t = 0; t < ntokens; ++t) last_[t].store(-1, std::memory_order_relaxed);
     ops_ = ops;
+    body_ns_ = body_ns;
     reorders_.store(0, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
   }
@@ -47,6 +67,7 @@ class Oracle {
       if (seen >= static_cast<std::int64_t>(id)) reorders_.fetch_add(1, std::memory_order_relaxed);
       last_[t].store(id, std::memory_order_relaxed);
     }
+    BusyFor(body_ns_);
     if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == ops_) {
       std::lock_guard<std::mutex> l(m_);
       cv_.notify_all();
@@ -56,11 +77,15 @@ class Oracle {
   // Blocks until every operation completed once; false on timeout (lost work).
   bool WaitDone(std::chrono::steady_clock::duration timeout) {
     std::unique_lock<std::mutex> l(m_);
-    return cv_.wait_for(l, timeout,
-                        [&] { return done_.load(std::memory_order_acquire) >= ops_; });
+    return cv_.wait_for(l, timeout, [&] { return done_.load(std::memory_order_acquire) >= ops_; });
+  }
+  // The usual bound: a minute plus 20 us per operation.
+  bool WaitDone() {
+    return WaitDone(std::chrono::seconds(60) + std::chrono::microseconds(20) * ops_);
   }
 
   long done() const { return done_.load(std::memory_order_acquire); }
+  long ops() const { return ops_; }
 
   // Empty when the run was correct, else what went wrong.
   std::string Check() const {
@@ -81,10 +106,22 @@ class Oracle {
   std::unique_ptr<std::atomic<std::uint8_t>[]> runs_;
   std::unique_ptr<std::atomic<std::int64_t>[]> last_;
   long ops_ = 0;
+  int body_ns_ = 0;
   std::atomic<long> reorders_{0};
   alignas(64) std::atomic<long> done_{0};
   alignas(64) std::mutex m_;
   std::condition_variable cv_;
+};
+
+// What a workload asks of a peer (with or without tokens).
+enum class Feature {
+  kThroughput,  // W1, W2, W3, W2z and their -1us variants: one producer
+  kProducers,   // the same from several producer threads at once
+  kFanOut,      // W1-fan: operations submitted from inside operations
+  kPostpone,    // W4 and the postponed memory probe: start at a due time
+  kPaced,       // W5: paced submissions, latency and CPU
+  kIdle,        // idle CPU of a built, idle engine
+  kMemory,      // bytes per pending operation, bytes per idle token
 };
 
 // Why a peer cannot run a workload, or empty if it can.

@@ -1,11 +1,19 @@
 // bench/peers/ordo.h: Ordo itself, through its public API only.
 // Independent work: Submit(body). Per-token work: Submit(body, {.token = name}).
-// The body captures 16 bytes (oracle pointer, id, token index), so it is stored
-// inside the operation's node. Completion: Engine::WaitIdle.
+// Postponed work: Submit(body, {.postpone_until = t}) with t on the system clock
+// (ordo::Clock, the engine's default clock). Fan-out: a body calls Submit.
+// The throughput bodies capture 16 bytes (oracle pointer, id, token index), so they
+// are stored inside the operation's node. Completion: Engine::WaitIdle for the
+// throughput workloads (it also covers operations submitted from inside bodies,
+// since their parent is running when they are submitted); the oracle's counter
+// for the others (WaitIdle does not wait for postponed operations).
 #ifndef ORDO_BENCH_PEERS_ORDO_H_
 #define ORDO_BENCH_PEERS_ORDO_H_
 
+#include <atomic>
+#include <chrono>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ordo/engine.h"
@@ -16,7 +24,9 @@ namespace ordo_compare {
 class OrdoPeer {
  public:
   static constexpr const char* kName = "ordo";
-  static Support Supports(bool /*tokens*/) { return {}; }
+  // Due times are on the engine's clock, the system clock.
+  using DueClock = std::chrono::system_clock;
+  static Support Supports(Feature /*f*/, bool /*tokens*/) { return {}; }
 
   explicit OrdoPeer(int workers) : engine_({.workers = workers}) {}
 
@@ -28,24 +38,68 @@ class OrdoPeer {
   }
   void Settle() {}
 
-  std::string Run(const Plan& plan, Oracle& oracle) {
+  // Producer `p` submits its share of the plan; any number of producers at once.
+  std::string Produce(const Plan& plan, int p, Oracle& oracle) {
     long refused = 0;
-    const long ops = plan.ops();
-    for (long i = 0; i < ops; ++i) {
+    const long end = plan.end(p);
+    for (long i = plan.begin(p); i < end; ++i) {
       const int t = plan.token[i];
       auto body = [o = &oracle, id = static_cast<std::uint32_t>(i), t] { o->Ran(id, t); };
-      absl::StatusOr<ordo::Handle> h = t < 0 ? engine_.Submit(body)
-                                             : engine_.Submit(body, {.token = tokens_[t]});
+      absl::StatusOr<ordo::Handle> h =
+          t < 0 ? engine_.Submit(body) : engine_.Submit(body, {.token = tokens_[t]});
       if (!h.ok()) ++refused;
     }
-    if (absl::Status s = engine_.WaitIdle(); !s.ok()) return "WaitIdle: " + s.ToString();
-    if (refused != 0) return "refused=" + std::to_string(refused);
+    if (refused != 0) refused_.fetch_add(refused, std::memory_order_relaxed);
     return {};
   }
 
+  // W1-fan: the producer submits the roots; each root submits its children.
+  std::string Fan(const Plan& plan, Oracle& oracle) {
+    const int fan = plan.fan;
+    long refused = 0;
+    for (long r = 0; r < plan.ops(); r += fan) {
+      auto root = [this, o = &oracle, id = static_cast<std::uint32_t>(r), fan] {
+        o->Ran(id, -1);
+        for (int k = 1; k < fan; ++k) {
+          if (!engine_.Submit([o, c = id + k] { o->Ran(c, -1); }).ok()) {
+            refused_.fetch_add(1, std::memory_order_relaxed);
+          }
+        }
+      };
+      if (!engine_.Submit(root).ok()) ++refused;
+    }
+    if (refused != 0) refused_.fetch_add(refused, std::memory_order_relaxed);
+    return {};
+  }
+
+  // After every producer returned: waits until everything ran.
+  std::string Finish(const Plan& /*plan*/, Oracle& /*oracle*/) {
+    if (absl::Status s = engine_.WaitIdle(); !s.ok()) return "WaitIdle: " + s.ToString();
+    if (long r = refused_.exchange(0); r != 0) return "refused=" + std::to_string(r);
+    return {};
+  }
+
+  // Closures, for W4, W5, idle and the memory probe. False if refused.
+  template <typename F>
+  bool Post(F&& f) {
+    return engine_.Submit(std::forward<F>(f)).ok();
+  }
+  template <typename F>
+  bool PostToken(int t, F&& f) {
+    return engine_.Submit(std::forward<F>(f), {.token = tokens_[t]}).ok();
+  }
+  template <typename F>
+  bool PostAt(DueClock::time_point due, F&& f) {
+    return engine_
+        .Submit(std::forward<F>(f),
+                {.postpone_until = std::chrono::time_point_cast<ordo::Clock::duration>(due)})
+        .ok();
+  }
+
  private:
-  ordo::Engine engine_;
+  std::atomic<long> refused_{0};  // declared first: bodies still running in ~Engine use it
   std::vector<ordo::Token> tokens_;
+  ordo::Engine engine_;
 };
 
 }  // namespace ordo_compare

@@ -1,13 +1,20 @@
 // bench/peers/pool.h: the hand-written pool users write. One std::mutex, one
-// condition_variable, a std::deque<std::function<void()>> of ready work, and an
-// std::unordered_map<std::string, std::deque<std::function<void()>>> of chains: a
-// token has an entry while one of its operations is ready or running, holding the
-// operations queued behind it; when that operation finishes, the worker moves the
-// token's next operation to the ready deque (or erases the entry). N worker threads.
+// condition_variable, a std::deque<std::function<void()>> of ready work, an
+// std::unordered_map<std::string, std::deque<std::function<void()>>> of chains, a
+// priority queue of postponed work and a timer thread. A token has a chain entry
+// while one of its operations is ready or running, holding the operations queued
+// behind it; when that operation finishes, the worker moves the token's next
+// operation to the ready deque (or erases the entry). The timer thread sleeps on a
+// second condition variable (same mutex) until the earliest due time on the steady
+// clock, then moves every due operation to the ready deque. N worker threads.
+// Postponed work is independent only (W4 and the memory probe need no more).
 #ifndef ORDO_BENCH_PEERS_POOL_H_
 #define ORDO_BENCH_PEERS_POOL_H_
 
+#include <algorithm>
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -23,8 +30,11 @@ namespace ordo_compare {
 
 class MutexPool {
  public:
+  using TimeClock = std::chrono::steady_clock;
+
   explicit MutexPool(int workers) {
     for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { Work(); });
+    timer_thread_ = std::thread([this] { Time(); });
   }
   ~MutexPool() {
     {
@@ -32,7 +42,10 @@ class MutexPool {
       stop_ = true;
     }
     cv_.notify_all();
+    timer_cv_.notify_all();
+    timer_thread_.join();
     for (std::thread& t : threads_) t.join();
+    // Timers still pending are dropped with timers_.
   }
   MutexPool(const MutexPool&) = delete;
   MutexPool& operator=(const MutexPool&) = delete;
@@ -55,7 +68,30 @@ class MutexPool {
     cv_.notify_one();
   }
 
+  // Independent, not before `due`.
+  void SubmitAt(TimeClock::time_point due, std::function<void()> f) {
+    bool earliest;
+    {
+      std::lock_guard<std::mutex> l(m_);
+      const std::uint64_t seq = next_seq_++;
+      timers_.push_back(Timer{due, seq, std::move(f)});
+      std::push_heap(timers_.begin(), timers_.end(), Later);
+      earliest = timers_.front().seq == seq;
+    }
+    if (earliest) timer_cv_.notify_one();  // the timer thread sleeps too long otherwise
+  }
+
  private:
+  struct Timer {
+    TimeClock::time_point due;
+    std::uint64_t seq;  // ties in due time release in submission order
+    std::function<void()> f;
+  };
+  // Heap order: the earliest due (then the lowest seq) at the front.
+  static bool Later(const Timer& a, const Timer& b) {
+    return a.due != b.due ? a.due > b.due : a.seq > b.seq;
+  }
+
   std::function<void()> Chained(std::string token, std::function<void()> f) {
     return [this, token = std::move(token), f = std::move(f)] {
       f();
@@ -92,40 +128,105 @@ class MutexPool {
     }
   }
 
+  void Time() {
+    std::unique_lock<std::mutex> l(m_);
+    while (!stop_) {
+      if (timers_.empty()) {
+        timer_cv_.wait(l);
+        continue;
+      }
+      const TimeClock::time_point now = TimeClock::now();
+      if (now < timers_.front().due) {
+        const TimeClock::time_point due = timers_.front().due;
+        timer_cv_.wait_until(l, due);
+        continue;
+      }
+      int released = 0;
+      while (!timers_.empty() && timers_.front().due <= now) {
+        std::pop_heap(timers_.begin(), timers_.end(), Later);
+        ready_.push_back(std::move(timers_.back().f));
+        timers_.pop_back();
+        ++released;
+      }
+      if (released == 1) {
+        cv_.notify_one();
+      } else {
+        cv_.notify_all();
+      }
+    }
+  }
+
   std::mutex m_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;        // workers: ready_ has work, or stop_
+  std::condition_variable timer_cv_;  // timer thread: an earlier timer, or stop_
   std::deque<std::function<void()>> ready_;
   std::unordered_map<std::string, std::deque<std::function<void()>>> chains_;
+  std::vector<Timer> timers_;  // a binary heap by Later (std::priority_queue cannot move out)
+  std::uint64_t next_seq_ = 0;
   bool stop_ = false;
   std::vector<std::thread> threads_;
+  std::thread timer_thread_;
 };
 
 class PoolPeer {
  public:
   static constexpr const char* kName = "pool";
-  static Support Supports(bool /*tokens*/) { return {}; }
+  using DueClock = MutexPool::TimeClock;
+  static Support Supports(Feature /*f*/, bool /*tokens*/) { return {}; }
 
   explicit PoolPeer(int workers) : pool_(workers) {}
 
-  void Prepare(const Plan&) {}
+  void Prepare(const Plan& plan) { names_ = &plan.names; }
   void Settle() {}
 
-  std::string Run(const Plan& plan, Oracle& oracle) {
+  std::string Produce(const Plan& plan, int p, Oracle& oracle) {
     static const std::string kNone;
-    const long ops = plan.ops();
-    for (long i = 0; i < ops; ++i) {
+    const long end = plan.end(p);
+    for (long i = plan.begin(p); i < end; ++i) {
       const int t = plan.token[i];
       pool_.Submit(t < 0 ? kNone : plan.names[t],
                    [o = &oracle, id = static_cast<std::uint32_t>(i), t] { o->Ran(id, t); });
     }
-    if (!oracle.WaitDone(std::chrono::seconds(60) + std::chrono::microseconds(20) * ops)) {
-      return "timed out";
+    return {};
+  }
+
+  std::string Fan(const Plan& plan, Oracle& oracle) {
+    static const std::string kNone;
+    const int fan = plan.fan;
+    for (long r = 0; r < plan.ops(); r += fan) {
+      pool_.Submit(kNone, [this, o = &oracle, id = static_cast<std::uint32_t>(r), fan] {
+        o->Ran(id, -1);
+        for (int k = 1; k < fan; ++k) pool_.Submit(kNone, [o, c = id + k] { o->Ran(c, -1); });
+      });
     }
     return {};
   }
 
+  std::string Finish(const Plan& /*plan*/, Oracle& oracle) {
+    if (!oracle.WaitDone()) return "timed out";
+    return {};
+  }
+
+  template <typename F>
+  bool Post(F&& f) {
+    static const std::string kNone;
+    pool_.Submit(kNone, std::forward<F>(f));
+    return true;
+  }
+  template <typename F>
+  bool PostToken(int t, F&& f) {
+    pool_.Submit((*names_)[t], std::forward<F>(f));
+    return true;
+  }
+  template <typename F>
+  bool PostAt(DueClock::time_point due, F&& f) {
+    pool_.SubmitAt(due, std::forward<F>(f));
+    return true;
+  }
+
  private:
   MutexPool pool_;
+  const std::vector<std::string>* names_ = nullptr;
 };
 
 }  // namespace ordo_compare

@@ -1,13 +1,16 @@
 // bench/peers/tbb.h: oneTBB. A task_arena of N slots, none reserved for external
 // threads, with a global_control that lets the market create N worker threads (the
-// default allows hardware_concurrency - 1). The external producer hands each
+// default allows hardware_concurrency - 1). An external producer hands each
 // operation over with arena.enqueue(group.defer(body)): a task_group tracks the work
-// and the arena's queue takes it without the producer joining the arena. TBB has no
-// per-key serialization, so it runs W1 only.
+// and the arena's queue takes it without the producer joining the arena (several
+// producers may do so at once). Fan-out: a body calls group.run, which spawns into
+// the running worker's own deque. TBB has no per-key serialization and no timers,
+// so it runs the independent workloads only.
 #ifndef ORDO_BENCH_PEERS_TBB_H_
 #define ORDO_BENCH_PEERS_TBB_H_
 
 #include <string>
+#include <utility>
 
 #include "oneapi/tbb/global_control.h"
 #include "oneapi/tbb/task_arena.h"
@@ -19,8 +22,9 @@ namespace ordo_compare {
 class TbbPeer {
  public:
   static constexpr const char* kName = "tbb";
-  static Support Supports(bool tokens) {
-    if (tokens) return {false, "TBB has no per-key serialization (W1 only)"};
+  static Support Supports(Feature f, bool tokens) {
+    if (tokens) return {false, "TBB has no per-key serialization (independent work only)"};
+    if (f == Feature::kPostpone) return {false, "TBB has no timers"};
     return {};
   }
 
@@ -36,21 +40,40 @@ class TbbPeer {
 
   void Prepare(const Plan&) {}
 
-  std::string Run(const Plan& plan, Oracle& oracle) {
-    const long ops = plan.ops();
-    for (long i = 0; i < ops; ++i) {
+  std::string Produce(const Plan& plan, int p, Oracle& oracle) {
+    const long end = plan.end(p);
+    for (long i = plan.begin(p); i < end; ++i) {
       const int t = plan.token[i];
       arena_.enqueue(
           group_.defer([o = &oracle, id = static_cast<std::uint32_t>(i), t] { o->Ran(id, t); }));
     }
-    if (!oracle.WaitDone(std::chrono::seconds(60) + std::chrono::microseconds(20) * ops)) {
-      return "timed out";
+    return {};
+  }
+
+  std::string Fan(const Plan& plan, Oracle& oracle) {
+    const int fan = plan.fan;
+    for (long r = 0; r < plan.ops(); r += fan) {
+      arena_.enqueue(group_.defer([this, o = &oracle, id = static_cast<std::uint32_t>(r), fan] {
+        o->Ran(id, -1);
+        for (int k = 1; k < fan; ++k) group_.run([o, c = id + k] { o->Ran(c, -1); });
+      }));
     }
+    return {};
+  }
+
+  std::string Finish(const Plan& /*plan*/, Oracle& oracle) {
+    if (!oracle.WaitDone()) return "timed out";
     return {};
   }
 
   // Untimed, after the counter reached ops: the task group's own bookkeeping.
   void Settle() { Drain(); }
+
+  template <typename F>
+  bool Post(F&& f) {
+    arena_.enqueue(group_.defer(std::forward<F>(f)));
+    return true;
+  }
 
  private:
   void Drain() {
