@@ -126,6 +126,8 @@ class EngineImpl {
 
   // --- submit (engine.cc) ---
   absl::Status Validate(const SubmitOptions& options);
+  // InvalidArgument when postpone-until `t` is beyond Options::horizon from `now`.
+  absl::Status CheckHorizon(std::int64_t t, std::int64_t now) const;
   Operation* NewOperation(void** storage);
   void DiscardOperation(Operation* op);
   absl::StatusOr<Handle> Enqueue(Operation* op, const detail::CallableOps* ops,

@@ -37,8 +37,13 @@ absl::Status EngineImpl::ArmTimerLocked(Operation* op, std::int64_t due_ns) {
         absl::StrCat("postponement refused: ", s.message()));
   }
   op->in_wheel = true;
-  // Relaxed: the target is a hint read under timer_mu_ by the timekeeper.
-  if (due_ns < timekeeper_target_.load(std::memory_order_relaxed)) KickTimekeeper();
+  // Relaxed: the target is a hint read under timer_mu_ by the timekeeper. Lowering
+  // it at once means a burst of inserts kicks once per new earliest deadline, not
+  // once per insert until the timekeeper has looked (each kick is a system call).
+  if (due_ns < timekeeper_target_.load(std::memory_order_relaxed)) {
+    timekeeper_target_.store(due_ns, std::memory_order_relaxed);
+    KickTimekeeper();
+  }
   return absl::OkStatus();
 }
 
