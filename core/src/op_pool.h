@@ -9,7 +9,8 @@
 // Nodes are type-stable: once made they are never returned to the heap while the
 // process runs, so a diagnostic (Handle::Explain) may read the atomics of a node
 // that was recycled under it and at worst report stale facts. The price: the
-// depot holds as many nodes as were ever pending at once (about 200 B each).
+// depot holds as many nodes as were ever pending at once (192 B each, made in
+// slabs of kPoolCacheNodes).
 // Rejected: returning nodes to the heap beyond a cap; it makes a stale read a
 // use-after-free.
 #ifndef ORDO_CORE_SRC_OP_POOL_H_
