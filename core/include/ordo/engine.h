@@ -84,9 +84,9 @@ struct Options {
   // Consecutive operations of one chain a worker runs before it requeues the chain
   // behind other work (fairness budget).
   int chain_budget = 32;
-  // How long an idle worker looks for work before it parks. One worker spins at a
-  // time (the others park at once), so a lightly loaded engine spends at most
-  // about one core on it.
+  // How long an idle worker looks for work before it parks. One worker at a time
+  // spins this long, the others an eighth of it, so a lightly loaded engine spends
+  // about one core on it, not one per worker.
   std::chrono::nanoseconds spin = std::chrono::microseconds(100);
 };
 
