@@ -287,18 +287,14 @@ absl::StatusOr<Handle> EngineImpl::Enqueue(Operation* op, const detail::Callable
   op->word.store(static_cast<std::uint32_t>(initial), std::memory_order_relaxed);
   if (o.failure_policy != FailurePolicy::kDefault) SetPolicy(o.token, o.failure_policy);
 
-  if (initial == State::kPostponed) {
-    MutexLock lock(&timer_mu_);
-    absl::Status armed = ArmTimerLocked(op, due);
-    if (!armed.ok()) {
-      // Undo: nothing was published.
-      st.submitting.fetch_sub(1, std::memory_order_release);
-      GiveCredit(st);
-      ops->destroy(op->storage);
-      DiscardOperation(op);
-      Bump(st.rejected);
-      return armed;
-    }
+  if (initial == State::kPostponed && !ArmTimerFromSubmit(op, due)) {
+    // Undo: nothing was published.
+    st.submitting.fetch_sub(1, std::memory_order_release);
+    GiveCredit(st);
+    ops->destroy(op->storage);
+    DiscardOperation(op);
+    Bump(st.rejected);
+    return WheelFullError("Submit");
   }
   if (initial == State::kSuspended) RegisterHeld(op);
   Bump(st.submitted);
@@ -346,6 +342,7 @@ std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, Canc
   const State was = StateOf(w);
   if (was == State::kPostponed) {
     MutexLock lock(&timer_mu_);
+    DrainTimerInboxLocked();  // I2 (timers.cc)
     DisarmTimerLocked(op);  // its memory is released at once
   }
   if (was == State::kSuspended) UnregisterHeld(op);
@@ -399,6 +396,7 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
   bool schedule = false;
   {
     MutexLock lock(&timer_mu_);
+    DrainTimerInboxLocked();  // I2 (timers.cc)
     std::uint32_t w = op->word.load(std::memory_order_acquire);
     for (;;) {
       const State s = StateOf(w);
@@ -438,7 +436,11 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
   return absl::OkStatus();
 }
 
-bool EngineImpl::WheelFullLocked() const { return wheel_->size() >= wheel_->max_timers(); }
+bool EngineImpl::WheelFullLocked() const {
+  // Wheel and inbox (timers.cc I3). Relaxed: a count.
+  return timers_armed_.load(std::memory_order_relaxed) >=
+         static_cast<std::int64_t>(options_.max_timers);
+}
 
 absl::Status EngineImpl::WheelFullError(const char* what) const {
   return absl::ResourceExhaustedError(absl::StrFormat(
@@ -456,6 +458,7 @@ absl::Status EngineImpl::Suspend(Operation* op) {
   // Submit registers before publishing). It is registered before the CAS, so a
   // Cancel or Resume that follows the CAS finds the entry to remove.
   MutexLock lock(&timer_mu_);
+  DrainTimerInboxLocked();  // I2 (timers.cc)
   std::uint32_t w = op->word.load(std::memory_order_acquire);
   if (StateOf(w) == State::kSuspended) return absl::OkStatus();
   const bool registered = RegisterHeld(op);
@@ -481,6 +484,7 @@ absl::Status EngineImpl::Resume(Operation* op) {
   bool schedule = false;
   {
     MutexLock lock(&timer_mu_);
+    DrainTimerInboxLocked();  // I2 (timers.cc)
     std::uint32_t w = op->word.load(std::memory_order_acquire);
     for (;;) {
       const State s = StateOf(w);
@@ -624,6 +628,10 @@ std::size_t EngineImpl::ForEachInChain(
       }
       c->hazard_.store(h, std::memory_order_seq_cst);
       if (c->head_.load(std::memory_order_seq_cst) == h) break;
+      // The head moved on (or its runner is emptying the chain and waits for our
+      // hazard to leave h, TokenMap T3): withdraw it before looking again, or
+      // that runner would wait for us while we wait for it.
+      c->hazard_.store(nullptr, std::memory_order_seq_cst);
     }
     // The tail as of now bounds the walk: later submits are not affected.
     Operation* last = c->tail_.load(std::memory_order_seq_cst);
@@ -818,6 +826,7 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   (void)TakeCredit(st);
   if (postponed) {
     MutexLock lock(&timer_mu_);
+    DrainTimerInboxLocked();  // I2 (timers.cc)
     if (!ArmTimerLocked(n, due).ok()) {
       n->due_ns.store(kNoTime, std::memory_order_relaxed);
       n->word.store(static_cast<std::uint32_t>(State::kWaiting), std::memory_order_relaxed);
@@ -938,7 +947,10 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
     std::vector<TimerNode*> all;
     {
       MutexLock tl(&timer_mu_);
+      DrainTimerInboxLocked();  // I2 (timers.cc)
       wheel_->Advance(INT64_MAX - 1, &all);
+      // I3 (timers.cc). Relaxed: a count.
+      timers_armed_.fetch_sub(static_cast<std::int64_t>(all.size()), std::memory_order_relaxed);
       for (TimerNode* n : all) {
         Operation* op = OperationOfTimer(n);
         op->in_wheel = false;
@@ -977,10 +989,9 @@ Stats EngineImpl::stats() const {
   for (std::size_t i = 0; i < kExternalStripes; ++i) add(external_[i]);
   const std::uint64_t ended = s.succeeded + s.failed + s.canceled;
   s.pending = s.submitted > ended ? s.submitted - ended : 0;
-  {
-    MutexLock lock(&timer_mu_);
-    s.postponed = wheel_->size();
-  }
+  // Wheel and inbox (timers.cc I3). Relaxed: a snapshot of a count.
+  s.postponed = static_cast<std::uint64_t>(
+      std::max<std::int64_t>(0, timers_armed_.load(std::memory_order_relaxed)));
   s.active_chains = tokens_.active_chains();
   s.workers = static_cast<int>(workers_.size());
   return s;

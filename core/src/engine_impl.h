@@ -224,6 +224,11 @@ class EngineImpl {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
   void DisarmTimerLocked(Operation* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
   bool WheelFullLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  // Submit: arms a private, Postponed op without the lock, through the inbox
+  // (timers.cc). False if Options::max_timers are pending.
+  bool ArmTimerFromSubmit(Operation* op, std::int64_t due_ns);
+  // Moves the inbox into the wheel; every holder of timer_mu_ calls it first.
+  void DrainTimerInboxLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
   absl::Status WheelFullError(const char* what) const;
   // Runner: InProgress -> Postponed at due_ns for a retry. False if the wheel is
   // full (the caller fails the operation instead).
@@ -287,9 +292,15 @@ class EngineImpl {
   mutable Mutex timer_mu_;
   std::unique_ptr<TimingWheel> wheel_ ABSL_GUARDED_BY(timer_mu_);
   std::vector<TimerNode*> due_scratch_ ABSL_GUARDED_BY(timer_mu_);
-  // The deadline the timekeeper sleeps towards (ns; INT64_MAX none). Written
-  // under timer_mu_; relaxed reads outside are a hint (re-checked under the lock).
+  // The deadline the timekeeper sleeps towards (ns; INT64_MAX none). Written by
+  // the timekeeper under timer_mu_ and lowered by whoever arms an earlier timer
+  // (who then kicks it); a hint: see timers.cc.
   Atomic<std::int64_t> timekeeper_target_{INT64_MAX};
+  // Postponed operations submitted but not yet moved into the wheel: a Treiber
+  // stack through TimerNode::next (timers.cc, I1-I4).
+  alignas(kCacheLine) Atomic<TimerNode*> timer_inbox_{nullptr};
+  // Timers pending in the wheel or the inbox; the max_timers admission count.
+  alignas(kCacheLine) Atomic<std::int64_t> timers_armed_{0};
   Atomic<std::uint32_t> timekeeper_word_{0};
   std::thread timekeeper_;
 
