@@ -616,22 +616,36 @@ std::vector<Row> RunThroughputRows(const Workload& w, const std::vector<PeerEntr
   return rows;
 }
 
+// One row per peer (a skipped one says why) in *rows, the peers that run in
+// *active, and their samples: --repeat rounds, the order of peers rotating between
+// rounds. run(p, k) takes peer p's sample of round k.
+template <typename Sample, typename Run>
+std::vector<std::vector<Sample>> RotatedSamples(const Workload& w,
+                                                const std::vector<PeerEntry>& peers,
+                                                const Config& c, std::vector<Row>* rows,
+                                                std::vector<std::size_t>* active, Run run) {
+  for (std::size_t p = 0; p < peers.size(); ++p) {
+    rows->push_back(BaseRow(w, peers[p]));
+    if (!rows->back().skipped) active->push_back(p);
+  }
+  std::vector<std::vector<Sample>> samples(peers.size());
+  for (int k = 0; k < c.repeat; ++k) {
+    for (std::size_t j = 0; j < active->size(); ++j) {
+      const std::size_t p = (*active)[(j + k) % active->size()];
+      samples[p].push_back(run(p, k));
+    }
+  }
+  return samples;
+}
+
 std::vector<Row> RunBurstRows(const Workload& w, const std::vector<PeerEntry>& peers,
                               const Config& c, Oracle& oracle) {
   std::vector<Row> rows;
   std::vector<std::size_t> active;
-  for (std::size_t p = 0; p < peers.size(); ++p) {
-    rows.push_back(BaseRow(w, peers[p]));
-    if (!rows.back().skipped) active.push_back(p);
-  }
   const long n = std::max(1L, absl::GetFlag(FLAGS_burst));
-  std::vector<std::vector<BurstSample>> samples(peers.size());
-  for (int k = 0; k < c.repeat; ++k) {
-    for (std::size_t j = 0; j < active.size(); ++j) {
-      const std::size_t p = active[(j + k) % active.size()];
-      samples[p].push_back(peers[p].burst(c.workers, n, 4242 + k, oracle));
-    }
-  }
+  std::vector<std::vector<BurstSample>> samples = RotatedSamples<BurstSample>(
+      w, peers, c, &rows, &active,
+      [&](std::size_t p, int k) { return peers[p].burst(c.workers, n, 4242 + k, oracle); });
   for (std::size_t p : active) {
     Row& r = rows[p];
     std::vector<double> ins, p50, p99, mx;
@@ -673,20 +687,12 @@ std::vector<Row> RunPacedRows(const Workload& w, const std::vector<PeerEntry>& p
                               const Config& c, Oracle& oracle) {
   std::vector<Row> rows;
   std::vector<std::size_t> active;
-  for (std::size_t p = 0; p < peers.size(); ++p) {
-    rows.push_back(BaseRow(w, peers[p]));
-    if (!rows.back().skipped) active.push_back(p);
-  }
   const double rate = std::max(1.0, absl::GetFlag(FLAGS_rate));
   const double seconds = std::max(0.001, absl::GetFlag(FLAGS_w5_seconds));
-  std::vector<std::vector<PacedSample>> samples(peers.size());
-  for (int k = 0; k < c.repeat; ++k) {
-    for (std::size_t j = 0; j < active.size(); ++j) {
-      const std::size_t p = active[(j + k) % active.size()];
-      samples[p].push_back(
-          peers[p].paced(c.workers, w.ntokens, rate, seconds, c.warmup, 555 + k, oracle));
-    }
-  }
+  std::vector<std::vector<PacedSample>> samples = RotatedSamples<PacedSample>(
+      w, peers, c, &rows, &active, [&](std::size_t p, int k) {
+        return peers[p].paced(c.workers, w.ntokens, rate, seconds, c.warmup, 555 + k, oracle);
+      });
   for (std::size_t p : active) {
     Row& r = rows[p];
     std::vector<double> p50, p99, p999, cpu, prod;
