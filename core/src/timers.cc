@@ -84,6 +84,7 @@ bool EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
     timers_armed_.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
+  ChaosPoint();
   TimerNode* n = &op->timer;
   TimerNode* head = timer_inbox_.load(std::memory_order_relaxed);
   do {
@@ -92,6 +93,7 @@ bool EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
     // acquire exchange.
   } while (!timer_inbox_.compare_exchange_weak(head, n, std::memory_order_release,
                                                std::memory_order_relaxed));
+  ChaosPoint();
   // I4. Relaxed: a hint; the kick is what wakes the timekeeper.
   if (due_ns < timekeeper_target_.load(std::memory_order_relaxed)) {
     timekeeper_target_.store(due_ns, std::memory_order_relaxed);

@@ -158,6 +158,34 @@ TEST(PostponeTest, AFullTimingWheelIsResourceExhausted) {
   EXPECT_EQ(engine.stats().submitted, 2u);
 }
 
+// Submits reserve their timer's place without the timer lock (timers.cc, the
+// inbox): a canceled or fired timer gives its place back, and stats().postponed
+// counts what waits in the inbox as well as in the wheel.
+TEST(PostponeTest, ATimerThatFiresOrIsCanceledGivesItsPlaceBack) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 2});
+  auto a = engine.Submit([] {}, {.postpone_until = clock.now() + 1s});
+  auto b = engine.Submit([] {}, {.postpone_until = clock.now() + 5s});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(engine.stats().postponed, 2u);
+  EXPECT_EQ(engine.Submit([] {}, {.postpone_until = clock.now() + 1s}).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(engine.Cancel(*b).ok());
+  EXPECT_EQ(engine.stats().postponed, 1u);
+  auto c = engine.Submit([] {}, {.postpone_until = clock.now() + 5s});
+  ASSERT_TRUE(c.ok());
+  clock.Advance(1s);  // a fires
+  ASSERT_TRUE(AwaitState(*a, State::kSucceeded));
+  EXPECT_EQ(engine.stats().postponed, 1u);
+  auto d = engine.Submit([] {}, {.postpone_until = clock.now() + 5s});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(engine.stats().postponed, 2u);
+  clock.Advance(5s);
+  ASSERT_TRUE(AwaitState(*c, State::kSucceeded));
+  ASSERT_TRUE(AwaitState(*d, State::kSucceeded));
+  EXPECT_EQ(engine.stats().postponed, 0u);
+}
+
 TEST(PostponeTest, PostponeAndResumeIntoAFullWheelAreRefusedAndChangeNothing) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
