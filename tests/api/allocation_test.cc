@@ -33,9 +33,18 @@ namespace {
 // keeps a bounded number pending (with an unbounded backlog, every new peak of
 // pending operations needs new nodes, by design).
 void Round(Engine& engine, long n, std::atomic<long>& ran) {
+  // Short keys, and UUID-sized ones (36 bytes, past std::string's inline buffer):
+  // SubmitOptions copies the Token on every Submit, and neither may allocate.
   static const std::vector<Token> tokens = [] {
     std::vector<Token> v;
-    for (int i = 0; i < 64; ++i) v.emplace_back("account-" + std::to_string(i));
+    for (int i = 0; i < 64; ++i) {
+      if (i % 2 == 0) {
+        v.emplace_back("account-" + std::to_string(i));
+      } else {
+        std::string uuid = "4f1c2a9e-6b7d-4e3a-9c1f-" + std::to_string(100000000000 + i);
+        v.emplace_back(uuid);
+      }
+    }
     return v;
   }();
   for (long i = 0; i < n; ++i) {

@@ -522,5 +522,34 @@ TEST(StateTest, MapsOntoDynamicsCodes) {
   EXPECT_EQ(StateName(State::kPostponed), "Postponed");
 }
 
+// Token keeps text up to kInlineText bytes inside itself (SubmitOptions copies it
+// on every Submit; tests/api/allocation_test.cc counts that no allocation comes of
+// it) and longer text on the heap; copies and moves keep the text either way.
+TEST(TokenTest, CopiesAndMovesKeepTheTextShortOrLong) {
+  const std::string shorter(Token::kInlineText, 's');
+  const std::string longer(Token::kInlineText + 1, 'l');
+  for (const std::string& text : {std::string("k"), shorter, longer}) {
+    Token a(text);
+    Token copy(a);
+    EXPECT_EQ(copy.text(), text);
+    Token assigned("other");
+    assigned = a;
+    EXPECT_EQ(assigned.text(), text);
+    Token& same = assigned;
+    assigned = same;  // self-assignment keeps it
+    EXPECT_EQ(assigned.text(), text);
+    Token moved(std::move(copy));
+    EXPECT_EQ(moved.text(), text);
+    EXPECT_TRUE(copy.text().empty());  // NOLINT: a moved-from Token is valid and empty
+    Token move_assigned(7);
+    move_assigned = std::move(moved);
+    EXPECT_EQ(move_assigned.text(), text);
+    EXPECT_EQ(move_assigned.kind(), Token::Kind::kString);
+    EXPECT_EQ(a.text(), text);  // the source of the copies is untouched
+  }
+  EXPECT_EQ(Token(42).ToString(), "#42");
+  EXPECT_EQ(Token(longer).ToString(), longer);
+}
+
 }  // namespace
 }  // namespace ordo

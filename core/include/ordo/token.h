@@ -8,7 +8,10 @@
 #define ORDO_TOKEN_H_
 
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -19,29 +22,76 @@ class Token {
   enum class Kind : std::uint8_t { kNone, kString, kInteger };
 
   Token() = default;
-  Token(std::string s) : kind_(Kind::kString), text_(std::move(s)) {}  // NOLINT: implicit by design
-  Token(std::string_view s) : kind_(Kind::kString), text_(s) {}       // NOLINT
-  Token(const char* s) : kind_(Kind::kString), text_(s) {}            // NOLINT
+  Token(std::string_view s) : kind_(Kind::kString) { Assign(s); }  // NOLINT: implicit by design
+  Token(const std::string& s) : Token(std::string_view(s)) {}      // NOLINT
+  Token(const char* s) : Token(std::string_view(s)) {}             // NOLINT
   template <std::integral I>
     requires(!std::same_as<I, bool> && !std::same_as<I, char>)
   Token(I key)  // NOLINT
       : kind_(Kind::kInteger), integer_(static_cast<std::uint64_t>(key)) {}
 
+  Token(const Token& o) : kind_(o.kind_), integer_(o.integer_) { Assign(o.text()); }
+  Token(Token&& o) noexcept
+      : kind_(o.kind_), size_(o.size_), integer_(o.integer_), heap_(std::move(o.heap_)) {
+    if (heap_ == nullptr) std::memcpy(inline_, o.inline_, size_);
+    o.size_ = 0;
+  }
+  Token& operator=(const Token& o) {
+    if (this != &o) {
+      kind_ = o.kind_;
+      integer_ = o.integer_;
+      Assign(o.text());
+    }
+    return *this;
+  }
+  Token& operator=(Token&& o) noexcept {
+    if (this != &o) {
+      kind_ = o.kind_;
+      integer_ = o.integer_;
+      size_ = o.size_;
+      heap_ = std::move(o.heap_);
+      if (heap_ == nullptr) std::memcpy(inline_, o.inline_, size_);
+      o.size_ = 0;
+    }
+    return *this;
+  }
+  ~Token() = default;
+
   Kind kind() const { return kind_; }
   bool empty() const { return kind_ == Kind::kNone; }
-  // For kString: the text; for kInteger: empty.
-  const std::string& text() const { return text_; }
+  // For kString: the text (valid while this Token lives); for kInteger: empty.
+  std::string_view text() const {
+    return std::string_view(heap_ != nullptr ? heap_.get() : inline_, size_);
+  }
   std::uint64_t integer() const { return integer_; }
 
   // A readable rendering: the text, or "#<n>" for an integer key.
   std::string ToString() const {
-    return kind_ == Kind::kInteger ? "#" + std::to_string(integer_) : text_;
+    return kind_ == Kind::kInteger ? "#" + std::to_string(integer_) : std::string(text());
   }
 
+  // Text up to this many bytes is kept inside the Token, so copying one (as
+  // SubmitOptions does on every Submit) allocates nothing for the usual keys: a
+  // UUID is 36 bytes. A longer text is copied to the heap.
+  static constexpr std::size_t kInlineText = 48;
+
  private:
+  void Assign(std::string_view s) {
+    size_ = s.size();
+    if (s.size() <= kInlineText) {
+      heap_.reset();
+      if (!s.empty()) std::memcpy(inline_, s.data(), s.size());
+    } else {
+      heap_ = std::make_unique<char[]>(s.size());
+      std::memcpy(heap_.get(), s.data(), s.size());
+    }
+  }
+
   Kind kind_ = Kind::kNone;
-  std::string text_;
+  std::size_t size_ = 0;
   std::uint64_t integer_ = 0;
+  std::unique_ptr<char[]> heap_;  // the text when longer than kInlineText
+  char inline_[kInlineText];      // the text otherwise (first size_ bytes)
 };
 
 }  // namespace ordo
