@@ -25,7 +25,7 @@
 
 namespace ordo_compare {
 
-class AsioPeer {
+class AsioPeer : public FinishesByOracle {
  public:
   static constexpr const char* kName = "asio";
   using DueClock = std::chrono::steady_clock;
@@ -72,11 +72,6 @@ class AsioPeer {
         for (int k = 1; k < fan; ++k) asio::post(io_, [o, c = id + k] { o->Ran(c, -1); });
       });
     }
-    return {};
-  }
-
-  std::string Finish(const Plan& /*plan*/, Oracle& oracle) {
-    if (!oracle.WaitDone()) return "timed out";
     return {};
   }
 

@@ -124,6 +124,14 @@ enum class Feature {
   kMemory,      // bytes per pending operation, bytes per idle token
 };
 
+// Finish for the peers that learn of completion only through the oracle (all but
+// Ordo, which has WaitIdle): waits for the last body; "timed out" means lost work.
+struct FinishesByOracle {
+  std::string Finish(const Plan& /*plan*/, Oracle& oracle) {
+    return oracle.WaitDone() ? std::string() : "timed out";
+  }
+};
+
 // Why a peer cannot run a workload, or empty if it can.
 struct Support {
   bool ok = true;

@@ -88,8 +88,8 @@ class LimitPeer {
     return {};
   }
 
-  std::string Finish(const Plan& /*plan*/, Oracle& oracle) {
-    if (!oracle.WaitDone()) return "timed out";
+  std::string Finish(const Plan& plan, Oracle& oracle) {
+    if (std::string s = FinishesByOracle().Finish(plan, oracle); !s.empty()) return s;
     if (long f = failed_.exchange(0); f != 0)
       return "enqueue from a consumer failed " + std::to_string(f) + " times";
     return {};

@@ -168,7 +168,7 @@ class MutexPool {
   std::thread timer_thread_;
 };
 
-class PoolPeer {
+class PoolPeer : public FinishesByOracle {
  public:
   static constexpr const char* kName = "pool";
   using DueClock = MutexPool::TimeClock;
@@ -199,11 +199,6 @@ class PoolPeer {
         for (int k = 1; k < fan; ++k) pool_.Submit(kNone, [o, c = id + k] { o->Ran(c, -1); });
       });
     }
-    return {};
-  }
-
-  std::string Finish(const Plan& /*plan*/, Oracle& oracle) {
-    if (!oracle.WaitDone()) return "timed out";
     return {};
   }
 

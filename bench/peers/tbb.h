@@ -19,7 +19,7 @@
 
 namespace ordo_compare {
 
-class TbbPeer {
+class TbbPeer : public FinishesByOracle {
  public:
   static constexpr const char* kName = "tbb";
   static Support Supports(Feature f, bool tokens) {
@@ -58,11 +58,6 @@ class TbbPeer {
         for (int k = 1; k < fan; ++k) group_.run([o, c = id + k] { o->Ran(c, -1); });
       }));
     }
-    return {};
-  }
-
-  std::string Finish(const Plan& /*plan*/, Oracle& oracle) {
-    if (!oracle.WaitDone()) return "timed out";
     return {};
   }
 

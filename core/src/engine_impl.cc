@@ -211,12 +211,16 @@ void EngineImpl::DeleteRecurrence(OpExtras* ex) {
 absl::StatusOr<Handle> EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
                                            SubmitOptions&& o) {
   op->ops = ops;
+  // A refused submission destroys its callable and returns the node unpublished.
+  auto drop = [&] {
+    ops->destroy(op->storage);
+    DiscardOperation(op);
+  };
   std::unique_ptr<RecurrenceRule> rule;
   if (!o.recurrence.empty()) {
     absl::StatusOr<RecurrenceRule> parsed = RecurrenceRule::Parse(o.recurrence);
     if (!parsed.ok()) {
-      ops->destroy(op->storage);
-      DiscardOperation(op);
+      drop();
       CountRejected();
       return absl::InvalidArgumentError(
           absl::StrCat("Submit: invalid recurrence rule \"", o.recurrence, "\": ",
@@ -228,8 +232,7 @@ absl::StatusOr<Handle> EngineImpl::Enqueue(Operation* op, const detail::Callable
   if (o.postpone_until.has_value()) {
     if (absl::Status s = CheckHorizon(o.postpone_until->time_since_epoch().count(), now);
         !s.ok()) {
-      ops->destroy(op->storage);
-      DiscardOperation(op);
+      drop();
       CountRejected();
       return s;
     }
@@ -250,8 +253,7 @@ absl::StatusOr<Handle> EngineImpl::Enqueue(Operation* op, const detail::Callable
   }
   if (!refused.ok()) {
     st.submitting.fetch_sub(1, std::memory_order_release);
-    ops->destroy(op->storage);
-    DiscardOperation(op);
+    drop();
     Bump(st.rejected);
     return refused;
   }
@@ -291,8 +293,7 @@ absl::StatusOr<Handle> EngineImpl::Enqueue(Operation* op, const detail::Callable
     // Undo: nothing was published.
     st.submitting.fetch_sub(1, std::memory_order_release);
     GiveCredit(st);
-    ops->destroy(op->storage);
-    DiscardOperation(op);
+    drop();
     Bump(st.rejected);
     return WheelFullError("Submit");
   }

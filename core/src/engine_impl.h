@@ -229,6 +229,8 @@ class EngineImpl {
   bool ArmTimerFromSubmit(Operation* op, std::int64_t due_ns);
   // Moves the inbox into the wheel; every holder of timer_mu_ calls it first.
   void DrainTimerInboxLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  // Kicks the timekeeper if due_ns comes before the deadline it sleeps towards.
+  void LowerTimekeeperTarget(std::int64_t due_ns);
   absl::Status WheelFullError(const char* what) const;
   // Runner: InProgress -> Postponed at due_ns for a retry. False if the wheel is
   // full (the caller fails the operation instead).

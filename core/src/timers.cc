@@ -60,13 +60,7 @@ absl::Status EngineImpl::ArmTimerLocked(Operation* op, std::int64_t due_ns) {
   }
   op->in_wheel = true;
   timers_armed_.fetch_add(1, std::memory_order_relaxed);  // a count (I3)
-  // Relaxed: the target is a hint read under timer_mu_ by the timekeeper. Lowering
-  // it at once means a burst of inserts kicks once per new earliest deadline, not
-  // once per insert until the timekeeper has looked (each kick is a system call).
-  if (due_ns < timekeeper_target_.load(std::memory_order_relaxed)) {
-    timekeeper_target_.store(due_ns, std::memory_order_relaxed);
-    KickTimekeeper();
-  }
+  LowerTimekeeperTarget(due_ns);
   return absl::OkStatus();
 }
 
@@ -94,12 +88,19 @@ bool EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
   } while (!timer_inbox_.compare_exchange_weak(head, n, std::memory_order_release,
                                                std::memory_order_relaxed));
   ChaosPoint();
-  // I4. Relaxed: a hint; the kick is what wakes the timekeeper.
+  LowerTimekeeperTarget(due_ns);  // I4
+  return true;
+}
+
+void EngineImpl::LowerTimekeeperTarget(std::int64_t due_ns) {
+  // Relaxed: the target is a hint; the kick is what wakes the timekeeper (I4).
+  // Lowering it at once means a burst of inserts kicks once per new earliest
+  // deadline, not once per insert until the timekeeper has looked (each kick is a
+  // system call).
   if (due_ns < timekeeper_target_.load(std::memory_order_relaxed)) {
     timekeeper_target_.store(due_ns, std::memory_order_relaxed);
     KickTimekeeper();
   }
-  return true;
 }
 
 void EngineImpl::DrainTimerInboxLocked() {
