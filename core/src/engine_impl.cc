@@ -631,7 +631,8 @@ std::size_t EngineImpl::ForEachInChain(
       if (c->head_.load(std::memory_order_seq_cst) == h) break;
       // The head moved on (or its runner is emptying the chain and waits for our
       // hazard to leave h, TokenMap T3): withdraw it before looking again, or
-      // that runner would wait for us while we wait for it.
+      // that runner would wait for us while we wait for it. seq_cst, as the store
+      // above: the runner's seq_cst load of hazard_ must see the withdrawal.
       c->hazard_.store(nullptr, std::memory_order_seq_cst);
     }
     // The tail as of now bounds the walk: later submits are not affected.

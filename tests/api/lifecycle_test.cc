@@ -145,6 +145,17 @@ TEST(PostponeTest, TimesOutOfRangeAreRejected) {
   auto ancient = engine.Submit([] {}, {.postpone_until = Clock::time_point(-1s)});
   EXPECT_EQ(ancient.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine.stats().submitted, 0u);
+  EXPECT_EQ(engine.stats().rejected, 2u);
+  // Postpone checks the same horizon against the clock's reading, and changes
+  // nothing when it refuses.
+  auto held = engine.Submit([] {}, {.postpone_until = clock.now() + 1s});
+  ASSERT_TRUE(held.ok());
+  absl::Status moved = engine.Postpone(*held, clock.now() + std::chrono::hours(25));
+  EXPECT_EQ(moved.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(moved.message()), HasSubstr("Postpone"));
+  EXPECT_THAT(std::string(moved.message()), HasSubstr("horizon"));
+  clock.Advance(1s);  // still due at its first time
+  ASSERT_TRUE(AwaitState(*held, State::kSucceeded));
 }
 
 TEST(PostponeTest, AFullTimingWheelIsResourceExhausted) {
