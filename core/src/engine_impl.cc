@@ -287,7 +287,6 @@ absl::StatusOr<Handle> EngineImpl::Enqueue(Operation* op, const detail::Callable
   }
   op->due_ns.store(due, std::memory_order_relaxed);
   op->word.store(static_cast<std::uint32_t>(initial), std::memory_order_relaxed);
-  if (o.failure_policy != FailurePolicy::kDefault) SetPolicy(o.token, o.failure_policy);
 
   if (initial == State::kPostponed && !ArmTimerFromSubmit(op, due)) {
     // Undo: nothing was published.
@@ -297,6 +296,9 @@ absl::StatusOr<Handle> EngineImpl::Enqueue(Operation* op, const detail::Callable
     Bump(st.rejected);
     return WheelFullError("Submit");
   }
+  // Past the last refusal: a refused Submit changes nothing, the token's policy
+  // included. Before the push, so the policy is in force for this operation.
+  if (o.failure_policy != FailurePolicy::kDefault) SetPolicy(o.token, o.failure_policy);
   if (initial == State::kSuspended) RegisterHeld(op);
   Bump(st.submitted);
   if (o.token.empty() && initial == State::kWaiting) {

@@ -458,6 +458,25 @@ TEST(FailurePolicyTest, CancelRestCancelsEverythingQueuedBehindTheFailure) {
   EXPECT_EQ(ran.load(), 1);
 }
 
+// A Submit refused for a full wheel changes nothing: not even the failure policy it
+// named for its token.
+TEST(FailurePolicyTest, ARefusedSubmitLeavesTheTokensPolicyAlone) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
+  auto timer = engine.Submit([] {}, {.postpone_until = clock.now() + 1s});
+  ASSERT_TRUE(timer.ok());
+  auto refused = engine.Submit([] {}, {.token = "t",
+                                       .postpone_until = clock.now() + 1s,
+                                       .failure_policy = FailurePolicy::kCancelRest});
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  // Under kCancelRest, b would be canceled by a's failure; under the default it runs.
+  auto a = engine.Submit([] { throw std::runtime_error("bad"); }, {.token = "t"});
+  auto b = engine.Submit([] {}, {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  EXPECT_EQ(a->state(), State::kFailed);
+}
+
 TEST(FailurePolicyTest, ContinueIsTheDefault) {
   Engine engine({.workers = 1});
   auto a = engine.Submit([] { throw std::runtime_error("bad"); }, {.token = "t"});
