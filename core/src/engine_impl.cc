@@ -285,7 +285,9 @@ absl::StatusOr<Handle> EngineImpl::Enqueue(Operation* op, const detail::Callable
   } else if (due != kNoTime) {
     initial = State::kPostponed;
   }
-  op->due_ns.store(due, std::memory_order_relaxed);
+  // A pooled node has due_ns == kNoTime (OpPool::Free); leave line 2 alone unless
+  // this operation is postponed.
+  if (due != kNoTime) op->due_ns.store(due, std::memory_order_relaxed);
   op->word.store(static_cast<std::uint32_t>(initial), std::memory_order_relaxed);
 
   if (initial == State::kPostponed && !ArmTimerFromSubmit(op, due)) {

@@ -92,18 +92,29 @@ Operation* OpPool::Allocate() {
 
 void OpPool::Free(Operation* op) {
   // Reset to the initial state. Relaxed: the node is private to this thread until
-  // it is published again by a later Submit.
+  // it is published again by a later Submit. Lines 1 and 2 (operation.h) are
+  // written only where they differ, so an operation that did not use them does not
+  // take them away from the submitter's cache.
   op->word.store(0, std::memory_order_relaxed);
   op->refs.store(0, std::memory_order_relaxed);
   op->chain = nullptr;
   op->ops = nullptr;
-  op->started_ns.store(kNoTime, std::memory_order_relaxed);
-  op->completed_ns.store(kNoTime, std::memory_order_relaxed);
-  op->due_ns.store(kNoTime, std::memory_order_relaxed);
-  op->retry_count.store(0, std::memory_order_relaxed);
-  op->cancel_requested.store(false, std::memory_order_relaxed);
-  op->in_wheel = false;
-  op->timer = TimerNode{};
+  op->token_hash = 0;
+  auto reset = [](auto& field, auto initial) {
+    if (field.load(std::memory_order_relaxed) != initial) {
+      field.store(initial, std::memory_order_relaxed);
+    }
+  };
+  reset(op->started_ns, kNoTime);
+  reset(op->completed_ns, kNoTime);
+  reset(op->due_ns, kNoTime);
+  reset(op->retry_count, 0);
+  reset(op->cancel_requested, false);
+  if (op->in_wheel) op->in_wheel = false;
+  if (op->timer.slot_index != TimerNode{}.slot_index || op->timer.prev != nullptr ||
+      op->timer.next != nullptr || op->timer.deadline_ns != 0 || op->timer.seq != 0) {
+    op->timer = TimerNode{};
+  }
   LocalCache& c = t_cache;
   if (c.free.count < kPoolCacheNodes) {
     Push(&c.free, op);

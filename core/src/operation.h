@@ -111,30 +111,46 @@ struct OpExtras {
   std::int64_t backoff_max_ns = 0;
 };
 
-struct Operation {
-  // --- hot: read or written for every operation --------------------------------
+// Layout. A node is three cache lines, aligned to a line, grouped by who writes
+// what on the common path (an independent or chained operation nobody observes):
+//   line 0  word, refs, links, ops, identity: written by the submitter and by the
+//           worker (state transitions, references, the pool's reset);
+//   line 1  the callable and the start/finish times: written by the submitter,
+//           read by the worker (the times are written only when a Handle can see
+//           them);
+//   line 2  postponement, retry, cancel, extras, the timer: read on the common
+//           path, written only by operations that use them. OpPool::Free resets
+//           a field there only when it differs from its initial value, so this
+//           line is not passed between cores for an operation that does not use it.
+// Unaligned, a 192-byte node shared lines with its neighbours in the slab: a worker
+// freeing one node and a submitter filling the next wrote the same line.
+struct alignas(kCacheLine) Operation {
+  // --- line 0: hot, written by submitter and worker ------------------------------
   Atomic<std::uint32_t> word{0};
   Atomic<std::uint32_t> refs{0};
   // The chain link (Chain::Push publishes, the runner reads). Reused as the free
   // list link while the node sits in a pool.
   Atomic<Operation*> chain_next{nullptr};
   Chain* chain = nullptr;  // fixed from submit to the engine's release; null = independent
-  std::uint64_t token_hash = 0;  // the chain's TokenKey::hash (finds its shard safely)
   const detail::CallableOps* ops = nullptr;
-  alignas(kInlineCallableAlign) unsigned char storage[kInlineCallableBytes];
-
-  // --- per-operation facts -----------------------------------------------------
   // Relaxed everywhere: written before the node is published (Submit) and read by
   // diagnostics that may look at a recycled node; nothing is ordered by it.
   Atomic<std::uint64_t> id{0};
   EngineImpl* engine = nullptr;
+  std::uint64_t token_hash = 0;  // the chain's TokenKey::hash (finds its shard safely)
   // Times in ns since the epoch of the engine's clock. Each is written before the
   // state transition that publishes it (release) and read after it (acquire).
   Atomic<std::int64_t> created_ns{kNoTime};
+
+  // --- line 1: the callable, the times a Handle may read ----------------------------
+  alignas(kCacheLine) alignas(kInlineCallableAlign) unsigned char storage[kInlineCallableBytes];
   Atomic<std::int64_t> started_ns{kNoTime};
   Atomic<std::int64_t> completed_ns{kNoTime};
-  // Postpone-until; kNoTime when none. Written under the engine's timer lock.
-  Atomic<std::int64_t> due_ns{kNoTime};
+
+  // --- line 2: cold on the common path --------------------------------------------
+  // Postpone-until; kNoTime when none. Written under the engine's timer lock, or by
+  // Submit before it publishes a postponed node.
+  alignas(kCacheLine) Atomic<std::int64_t> due_ns{kNoTime};
   Atomic<std::int32_t> retry_count{0};
   // Set by Cancel on a running operation; read by Context::cancel_requested.
   // Relaxed: a request, not a publication; nothing else is read because of it.
@@ -148,6 +164,8 @@ struct Operation {
   std::uint64_t id_relaxed() const { return id.load(std::memory_order_relaxed); }
   void* callable_storage() { return storage; }
 };
+static_assert(sizeof(Operation) == 3 * kCacheLine, "the node is three cache lines");
+static_assert(offsetof(Operation, created_ns) < kCacheLine, "line 0 holds the hot fields");
 
 // The Operation that owns `node` (its timer member).
 inline Operation* OperationOfTimer(TimerNode* node) {
