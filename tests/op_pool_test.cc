@@ -18,17 +18,41 @@ TEST(OpPoolTest, AFreedNodeIsReusedByTheSameThread) {
   OpPool::Free(b);
 }
 
-TEST(OpPoolTest, AReusedNodeComesBackInItsInitialState) {
+// Lines 0 and 2 (operation.h) come back reset; line 1 is stale until InitFacts,
+// which writes every field of it.
+TEST(OpPoolTest, AReusedNodeComesBackInItsInitialStateOnceInitFactsRan) {
   Operation* a = OpPool::Allocate();
   a->word.store(5, std::memory_order_relaxed);
+  a->refs.store(2, std::memory_order_relaxed);
+  a->chain = reinterpret_cast<Chain*>(a);  // any non-null value; never dereferenced
+  a->in_wheel = true;
+  a->timer.deadline_ns = 42;
+  a->timer.slot_index = 3;
+  a->token_hash = 99;
+  a->started_ns.store(10, std::memory_order_relaxed);
+  a->completed_ns.store(11, std::memory_order_relaxed);
   a->retry_count.store(3, std::memory_order_relaxed);
   a->cancel_requested.store(true, std::memory_order_relaxed);
   OpPool::Free(a);
   Operation* b = OpPool::Allocate();
+  ASSERT_EQ(b, a);  // the thread's free list is last in, first out
   EXPECT_EQ(b->word.load(std::memory_order_relaxed), 0u);
+  EXPECT_EQ(b->refs.load(std::memory_order_relaxed), 0u);
+  EXPECT_EQ(b->chain, nullptr);
+  EXPECT_EQ(b->ops, nullptr);
+  EXPECT_FALSE(b->in_wheel);
+  EXPECT_FALSE(b->timer.linked());
+  EXPECT_EQ(b->timer.deadline_ns, 0);
+  EXPECT_EQ(b->extras.load(std::memory_order_relaxed), nullptr);
+  InitFacts(b, 7, nullptr, 100, kNoTime);
+  EXPECT_EQ(b->id_relaxed(), 7u);
+  EXPECT_EQ(b->token_hash, 0u);
+  EXPECT_EQ(b->created_ns.load(std::memory_order_relaxed), 100);
+  EXPECT_EQ(b->started_ns.load(std::memory_order_relaxed), kNoTime);
+  EXPECT_EQ(b->completed_ns.load(std::memory_order_relaxed), kNoTime);
+  EXPECT_EQ(b->due_ns.load(std::memory_order_relaxed), kNoTime);
   EXPECT_EQ(b->retry_count.load(std::memory_order_relaxed), 0);
   EXPECT_FALSE(b->cancel_requested.load(std::memory_order_relaxed));
-  EXPECT_EQ(b->chain, nullptr);
   OpPool::Free(b);
 }
 

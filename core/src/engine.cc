@@ -32,7 +32,15 @@ internal::Operation* Engine::NewOperation(void** storage) { return impl_->NewOpe
 void Engine::DiscardOperation(internal::Operation* op) { impl_->DiscardOperation(op); }
 absl::StatusOr<Handle> Engine::Enqueue(internal::Operation* op, const detail::CallableOps* ops,
                                        SubmitOptions&& options) {
-  return impl_->Enqueue(op, ops, std::move(options));
+  if (absl::Status s = impl_->Enqueue(op, ops, std::move(options), /*with_handle=*/true);
+      !s.ok()) {
+    return s;
+  }
+  return Handle(op);  // adopts the reference Enqueue took for it
+}
+absl::Status Engine::EnqueueDetached(internal::Operation* op, const detail::CallableOps* ops,
+                                     SubmitOptions&& options) {
+  return impl_->Enqueue(op, ops, std::move(options), /*with_handle=*/false);
 }
 
 namespace {

@@ -130,8 +130,10 @@ class EngineImpl {
   absl::Status CheckHorizon(std::int64_t t, std::int64_t now) const;
   Operation* NewOperation(void** storage);
   void DiscardOperation(Operation* op);
-  absl::StatusOr<Handle> Enqueue(Operation* op, const detail::CallableOps* ops,
-                                 SubmitOptions&& options);
+  // Accepts op, or destroys its callable and returns its node. With with_handle,
+  // op carries a second reference, for the Handle the caller makes on success.
+  absl::Status Enqueue(Operation* op, const detail::CallableOps* ops, SubmitOptions&& options,
+                       bool with_handle);
   void CountRejected();
 
   // --- control ---
@@ -161,7 +163,7 @@ class EngineImpl {
   static void DropRef(Operation* op);
   // Whether a Handle could still read op's times: false only when the engine's
   // reference (held by the caller) is the only one. A Handle comes only from
-  // Submit, from copying a Handle, or from a predecessor's next_occurrence (whose
+  // Submit (Post makes none), from copying a Handle, or from a predecessor's next_occurrence (whose
   // reference counts here), so with a count of 1 no Handle exists or can be made,
   // and skipping the clock reads is unobservable. Token walks take temporary
   // references too; they only make the count larger. Relaxed: a stale read sees

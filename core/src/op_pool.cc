@@ -91,25 +91,15 @@ Operation* OpPool::Allocate() {
 }
 
 void OpPool::Free(Operation* op) {
-  // Reset to the initial state. Relaxed: the node is private to this thread until
-  // it is published again by a later Submit. Lines 1 and 2 (operation.h) are
-  // written only where they differ, so an operation that did not use them does not
-  // take them away from the submitter's cache.
+  // Reset line 0 (operation.h). Line 1 is left stale: whoever takes the node
+  // writes it in full (InitFacts), and not touching it here keeps it in the
+  // submitter's cache. Line 2 is written only where it differs, so an operation
+  // that did not use it leaves it shared. Relaxed: the node is private to this
+  // thread until a later Submit publishes it.
   op->word.store(0, std::memory_order_relaxed);
   op->refs.store(0, std::memory_order_relaxed);
   op->chain = nullptr;
   op->ops = nullptr;
-  op->token_hash = 0;
-  auto reset = [](auto& field, auto initial) {
-    if (field.load(std::memory_order_relaxed) != initial) {
-      field.store(initial, std::memory_order_relaxed);
-    }
-  };
-  reset(op->started_ns, kNoTime);
-  reset(op->completed_ns, kNoTime);
-  reset(op->due_ns, kNoTime);
-  reset(op->retry_count, 0);
-  reset(op->cancel_requested, false);
   if (op->in_wheel) op->in_wheel = false;
   if (op->timer.slot_index != TimerNode{}.slot_index || op->timer.prev != nullptr ||
       op->timer.next != nullptr || op->timer.deadline_ns != 0 || op->timer.seq != 0) {

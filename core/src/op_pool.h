@@ -24,7 +24,8 @@ namespace ordo::internal {
 
 class OpPool {
  public:
-  // A node in its initial state: kWaiting, refs 0, no chain, no extras.
+  // A node with line 0 and 2 in their initial state (kWaiting, refs 0, no chain,
+  // no extras, no timer); line 1 is stale until InitFacts (operation.h).
   static Operation* Allocate();
   // Returns a node whose callable was destroyed and whose refs reached 0.
   static void Free(Operation* op);

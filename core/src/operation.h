@@ -111,61 +111,79 @@ struct OpExtras {
   std::int64_t backoff_max_ns = 0;
 };
 
-// Layout. A node is three cache lines, aligned to a line, grouped by who writes
-// what on the common path (an independent or chained operation nobody observes):
-//   line 0  word, refs, links, ops, identity: written by the submitter and by the
-//           worker (state transitions, references, the pool's reset);
-//   line 1  the callable and the start/finish times: written by the submitter,
-//           read by the worker (the times are written only when a Handle can see
-//           them);
-//   line 2  postponement, retry, cancel, extras, the timer: read on the common
-//           path, written only by operations that use them. OpPool::Free resets
-//           a field there only when it differs from its initial value, so this
-//           line is not passed between cores for an operation that does not use it.
-// Unaligned, a 192-byte node shared lines with its neighbours in the slab: a worker
-// freeing one node and a submitter filling the next wrote the same line.
+// Layout. A node is three cache lines, aligned to a line, grouped so that the
+// common path (an operation nobody observes, not postponed, no retry) moves one
+// line between the submitting core and the worker's, not three:
+//   line 0  what both sides touch: the state word, references, links, the
+//           callable. Written by the submitter, then by the worker (transitions,
+//           the pool's reset).
+//   line 1  per-operation facts: id, times, postponement, retries. Written in
+//           full by whoever takes the node from the pool (InitFacts), read by the
+//           worker only when someone can observe them or the operation uses them.
+//           The pool does not reset them, so a worker does not pull this line back.
+//   line 2  extras and the timer: read on the common path (extras is null), written
+//           only by operations that use them, so both cores keep it shared.
+// Before: the callable sat across lines 0 and 1 and the pool reset every field, so
+// every operation moved all three lines from the worker back to the submitter.
 struct alignas(kCacheLine) Operation {
-  // --- line 0: hot, written by submitter and worker ------------------------------
+  // --- line 0: submitter and worker ------------------------------------------------
   Atomic<std::uint32_t> word{0};
   Atomic<std::uint32_t> refs{0};
   // The chain link (Chain::Push publishes, the runner reads). Reused as the free
   // list link while the node sits in a pool.
   Atomic<Operation*> chain_next{nullptr};
-  Chain* chain = nullptr;  // fixed from submit to the engine's release; null = independent
   const detail::CallableOps* ops = nullptr;
+  Chain* chain = nullptr;  // fixed from submit to the engine's release; null = independent
+  alignas(kInlineCallableAlign) unsigned char storage[kInlineCallableBytes];
+
+  // --- line 1: per-operation facts (InitFacts) --------------------------------------
   // Relaxed everywhere: written before the node is published (Submit) and read by
   // diagnostics that may look at a recycled node; nothing is ordered by it.
-  Atomic<std::uint64_t> id{0};
+  alignas(kCacheLine) Atomic<std::uint64_t> id{0};
   EngineImpl* engine = nullptr;
   std::uint64_t token_hash = 0;  // the chain's TokenKey::hash (finds its shard safely)
   // Times in ns since the epoch of the engine's clock. Each is written before the
   // state transition that publishes it (release) and read after it (acquire).
   Atomic<std::int64_t> created_ns{kNoTime};
-
-  // --- line 1: the callable, the times a Handle may read ----------------------------
-  alignas(kCacheLine) alignas(kInlineCallableAlign) unsigned char storage[kInlineCallableBytes];
   Atomic<std::int64_t> started_ns{kNoTime};
   Atomic<std::int64_t> completed_ns{kNoTime};
-
-  // --- line 2: cold on the common path --------------------------------------------
   // Postpone-until; kNoTime when none. Written under the engine's timer lock, or by
-  // Submit before it publishes a postponed node.
-  alignas(kCacheLine) Atomic<std::int64_t> due_ns{kNoTime};
+  // Submit before it publishes the node.
+  Atomic<std::int64_t> due_ns{kNoTime};
   Atomic<std::int32_t> retry_count{0};
   // Set by Cancel on a running operation; read by Context::cancel_requested.
   // Relaxed: a request, not a publication; nothing else is read because of it.
   Atomic<bool> cancel_requested{false};
+
+  // --- line 2: extras and the timer ---------------------------------------------------
+  // Release on store (Submit before publish, or the sole runner), acquire on load.
+  alignas(kCacheLine) Atomic<OpExtras*> extras{nullptr};
   // Set while the node's timer is in the wheel (under the timer lock).
   bool in_wheel = false;
-  // Release on store (Submit before publish, or the sole runner), acquire on load.
-  Atomic<OpExtras*> extras{nullptr};
   TimerNode timer;
 
   std::uint64_t id_relaxed() const { return id.load(std::memory_order_relaxed); }
   void* callable_storage() { return storage; }
 };
 static_assert(sizeof(Operation) == 3 * kCacheLine, "the node is three cache lines");
-static_assert(offsetof(Operation, created_ns) < kCacheLine, "line 0 holds the hot fields");
+static_assert(offsetof(Operation, storage) + kInlineCallableBytes <= kCacheLine,
+              "line 0 holds the callable");
+
+// Writes line 1 in full: a node from the pool carries its last user's facts.
+// Relaxed: the node is private until its publication (a queue or chain push,
+// a timer's arming), which orders these writes before any reader.
+inline void InitFacts(Operation* op, std::uint64_t id, EngineImpl* engine,
+                      std::int64_t created_ns, std::int64_t due_ns) {
+  op->id.store(id, std::memory_order_relaxed);
+  op->engine = engine;
+  op->token_hash = 0;
+  op->created_ns.store(created_ns, std::memory_order_relaxed);
+  op->started_ns.store(kNoTime, std::memory_order_relaxed);
+  op->completed_ns.store(kNoTime, std::memory_order_relaxed);
+  op->due_ns.store(due_ns, std::memory_order_relaxed);
+  op->retry_count.store(0, std::memory_order_relaxed);
+  op->cancel_requested.store(false, std::memory_order_relaxed);
+}
 
 // The Operation that owns `node` (its timer member).
 inline Operation* OperationOfTimer(TimerNode* node) {

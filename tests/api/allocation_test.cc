@@ -49,9 +49,15 @@ void Round(Engine& engine, long n, std::atomic<long>& ran) {
   }();
   for (long i = 0; i < n; ++i) {
     auto body = [&ran] { ran.fetch_add(1, std::memory_order_relaxed); };
-    absl::StatusOr<Handle> h = (i % 2 == 0) ? engine.Submit(body)
-                                            : engine.Submit(body, {.token = tokens[i % 64]});
-    if (!h.ok()) std::abort();
+    // Submit and Post, independent and on tokens.
+    absl::Status s;
+    switch (i % 4) {
+      case 0: s = engine.Submit(body).status(); break;
+      case 1: s = engine.Submit(body, {.token = tokens[i % 64]}).status(); break;
+      case 2: s = engine.Post(body); break;
+      default: s = engine.Post(body, {.token = tokens[i % 64]}); break;
+    }
+    if (!s.ok()) std::abort();
     if (i % 1000 == 999 && !engine.WaitIdle().ok()) std::abort();
   }
   if (!engine.WaitIdle().ok()) std::abort();

@@ -493,6 +493,83 @@ TEST(BadInputTest, AFullEngineIsResourceExhaustedWithTheLimitNamed) {
   EXPECT_TRUE(engine.Submit([] {}).ok());  // room again
 }
 
+// --- Post: Submit without a Handle ------------------------------------------------
+
+TEST(PostTest, PostedAndSubmittedOperationsShareOneCreationOrderPerToken) {
+  Engine engine({.workers = 4});
+  std::vector<int> seen;  // unsynchronized on purpose: the chain orders the writes
+  std::atomic<int> independent{0};
+  for (int i = 0; i < 3000; ++i) {
+    auto step = [&seen, i] { seen.push_back(i); };
+    absl::Status s = (i % 3 == 0) ? engine.Submit(step, {.token = "t"}).status()
+                                  : engine.Post(step, {.token = "t"});
+    ASSERT_TRUE(s.ok()) << s;
+    ASSERT_TRUE(engine.Post([&] { independent.fetch_add(1, std::memory_order_relaxed); }).ok());
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_EQ(seen.size(), 3000u);
+  for (int i = 0; i < 3000; ++i) ASSERT_EQ(seen[i], i);
+  EXPECT_EQ(independent.load(), 3000);
+  const Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, 6000u);
+  EXPECT_EQ(st.succeeded, 6000u);
+}
+
+TEST(PostTest, RefusesWhatSubmitRefusesAndCountsIt) {
+  Engine engine({.workers = 1, .max_pending = 1});
+  EXPECT_EQ(engine.Post([] {}, {.token = ""}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine.Post(std::function<void()>()).code(), absl::StatusCode::kInvalidArgument);
+  Gate gate;
+  ASSERT_TRUE(engine.Post(gate.Waiter()).ok());  // the one pending place
+  absl::Status full = engine.Post([] {});
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(full.message()), HasSubstr("max_pending"));
+  gate.Open();
+  ASSERT_TRUE(engine.Shutdown().ok());
+  EXPECT_EQ(engine.Post([] {}).code(), absl::StatusCode::kFailedPrecondition);
+  const Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, 1u);
+  EXPECT_EQ(st.succeeded, 1u);
+  EXPECT_EQ(st.rejected, 4u);
+}
+
+TEST(PostTest, TokenControlsReachPostedOperations) {
+  Engine engine({.workers = 2});
+  Gate gate;
+  auto head = engine.Submit(gate.Waiter(), {.token = "t"});
+  ASSERT_TRUE(head.ok());
+  ASSERT_TRUE(AwaitState(*head, State::kInProgress));
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(engine.Post([&] { ran++; }, {.token = "t"}).ok());
+  auto report = engine.TokenInfo("t");
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->pending, 4u);
+  auto canceled = engine.CancelToken("t");
+  ASSERT_TRUE(canceled.ok());
+  EXPECT_EQ(*canceled, 3u);  // the running head is not "not started"
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*head, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(ran.load(), 0);
+  EXPECT_EQ(engine.stats().canceled, 3u);
+}
+
+TEST(PostTest, APostponedPostHoldsItsChainUntilItsTime) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  Journal journal;
+  ASSERT_TRUE(engine.Post(journal.Step("A"), {.token = "t",
+                                               .postpone_until = clock.now() + 5s}).ok());
+  auto b = engine.Submit(journal.Step("B"), {.token = "t"});
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());  // A is postponed, so nothing is runnable
+  EXPECT_EQ(b->state(), State::kWaiting);
+  EXPECT_EQ(engine.stats().postponed, 1u);
+  clock.Advance(5s);
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  EXPECT_THAT(journal.Entries(), ElementsAre("A", "B"));
+}
+
 TEST(StatsTest, CountsEveryOutcomeAndExportsPrometheusText) {
   Engine engine({.workers = 2});
   ASSERT_TRUE(engine.Submit([] {}).ok());

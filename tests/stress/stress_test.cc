@@ -397,8 +397,106 @@ void RunTokenControlStress(int producers, long per_producer) {
   EXPECT_EQ(oracle.reorders.load(), 0);
 }
 
+// Post makes no Handle: the engine's reference is the node's only one, so the
+// worker that finishes an operation frees it at once, while token walks (the
+// controller) take and drop temporary references on the same nodes. Producers post
+// independent work and work on target and bystander tokens; the controller loops
+// CancelToken / SuspendToken + ResumeToken / TokenInfo on the targets. With no
+// handles, the checks are by count: no body ran twice; every bystander and every
+// independent body ran exactly once; bodies that ran = stats().succeeded;
+// succeeded + canceled = submitted = all posted; per token and producer, order
+// kept and no overlap.
+void RunPostStress(int producers, long per_producer) {
+  constexpr int kTargets = 3;
+  constexpr int kBystanders = 3;
+  constexpr int kTokens = kTargets + kBystanders;
+  const long total = producers * per_producer;
+  Oracle oracle(kTokens, producers, total);
+  std::vector<Token> tokens;
+  for (int t = 0; t < kTokens; ++t) {
+    tokens.emplace_back((t < kTargets ? "target-" : "bystander-") + std::to_string(t));
+  }
+  auto token_of = [](std::mt19937& rng) {
+    const int r = static_cast<int>(rng() % (kTokens + 2));
+    return r < kTokens ? r : -1;  // two in eight are independent
+  };
+  std::atomic<long> controls{0};
+  Stats stats;
+  {
+    Engine engine({.workers = 2});
+    std::atomic<bool> done{false};
+    std::thread controller([&] {
+      std::mt19937 rng(11);
+      while (!done.load(std::memory_order_acquire)) {
+        const Token& t = tokens[rng() % kTargets];
+        switch (rng() % 3) {
+          case 0: EXPECT_TRUE(engine.CancelToken(t).ok()); break;
+          case 1: EXPECT_TRUE(engine.TokenInfo(t).ok()); break;
+          default:
+            EXPECT_TRUE(engine.SuspendToken(t).ok());
+            EXPECT_TRUE(engine.ResumeToken(t).ok());
+            break;
+        }
+        controls.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        std::mt19937 rng(300 + p);
+        for (long i = 0; i < per_producer; ++i) {
+          const int t = token_of(rng);
+          const long id = p * per_producer + i;
+          auto body = [&oracle, id, t, p, i] {
+            oracle.runs[id].fetch_add(1, std::memory_order_relaxed);
+            if (t < 0) return;
+            TokenState& ts = oracle.tokens[t];
+            if (!ts.guard.Enter()) oracle.overlaps.fetch_add(1, std::memory_order_relaxed);
+            if (ts.last_seq[p] >= i) oracle.reorders.fetch_add(1, std::memory_order_relaxed);
+            ts.last_seq[p] = i;
+            ts.guard.Exit();
+          };
+          const absl::Status s =
+              t < 0 ? engine.Post(body) : engine.Post(body, {.token = tokens[t]});
+          ASSERT_TRUE(s.ok()) << s;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    done.store(true, std::memory_order_release);
+    controller.join();
+    for (const Token& t : tokens) ASSERT_TRUE(engine.ResumeToken(t).ok());  // none left held
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    stats = engine.stats();
+  }
+  long ran = 0, duplicated = 0, missed = 0;
+  for (int p = 0; p < producers; ++p) {
+    std::mt19937 rng(300 + p);
+    for (long i = 0; i < per_producer; ++i) {
+      const int t = token_of(rng);
+      const int runs = oracle.runs[p * per_producer + i].load();
+      ran += runs;
+      duplicated += runs > 1;
+      if ((t < 0 || t >= kTargets) && runs != 1) ++missed;  // never a control's target
+    }
+  }
+  EXPECT_GT(controls.load(), 0);
+  EXPECT_EQ(stats.submitted, static_cast<std::uint64_t>(total));
+  EXPECT_EQ(stats.pending, 0u);
+  EXPECT_EQ(stats.succeeded + stats.canceled, stats.submitted);
+  EXPECT_EQ(static_cast<std::uint64_t>(ran), stats.succeeded);
+  EXPECT_EQ(duplicated, 0);
+  EXPECT_EQ(missed, 0);
+  EXPECT_EQ(oracle.overlaps.load(), 0);
+  EXPECT_EQ(oracle.reorders.load(), 0);
+}
+
 TEST(StressTest, TokenControlsRacingRunnersThatEmptyChainsLoseNothing) {
   RunTokenControlStress(/*producers=*/2, 40000L * Scale());
+}
+
+TEST(StressTest, PostedWorkWithNoHandleRacingTokenControlsLosesNothing) {
+  RunPostStress(/*producers=*/2, 40000L * Scale());
 }
 
 TEST(StressTest, PostponedSuspendedAndRetriedWorkRacingTheTimerLosesNothing) {

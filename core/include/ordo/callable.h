@@ -18,7 +18,9 @@
 
 namespace ordo {
 
-inline constexpr std::size_t kInlineCallableBytes = 40;
+// 32: with the state word, links and ops it fills the node's first cache line,
+// the only line a worker and a submitter pass between them (operation.h).
+inline constexpr std::size_t kInlineCallableBytes = 32;
 inline constexpr std::size_t kInlineCallableAlign = alignof(std::max_align_t);
 
 namespace detail {

@@ -140,21 +140,24 @@ class Engine {
   // FailedPrecondition after Shutdown began.
   template <typename F>
   absl::StatusOr<Handle> Submit(F&& f, SubmitOptions options = {}) {
-    using Fn = std::decay_t<F>;
-    static_assert(detail::TakesContext<Fn> || detail::TakesNothing<Fn>,
-                  "Submit takes a callable invocable as f(ordo::Context&) or f()");
-    if (detail::IsEmptyCallable(f)) return RejectEmptyCallable();
-    if (absl::Status s = Validate(options); !s.ok()) return s;
-    void* storage = nullptr;
-    internal::Operation* op = NewOperation(&storage);
-    const detail::CallableOps* ops;
-    try {
-      ops = detail::Emplace(storage, std::forward<F>(f));
-    } catch (...) {
-      DiscardOperation(op);
-      throw;
-    }
+    internal::Operation* op = nullptr;
+    const detail::CallableOps* ops = nullptr;
+    if (absl::Status s = Prepare(std::forward<F>(f), options, &op, &ops); !s.ok()) return s;
     return Enqueue(op, ops, std::move(options));
+  }
+
+  // Submit for work nobody watches: the same operation, the same order, states and
+  // errors, but no Handle. The operation is reachable only through its token
+  // (CancelToken, SuspendToken, ResumeToken, TokenInfo), through WaitIdle and
+  // Shutdown. Cheaper than discarding Submit's Handle: the engine holds the only
+  // reference, so no other thread touches the node's count, and no start or finish
+  // time is read from the clock for it.
+  template <typename F>
+  absl::Status Post(F&& f, SubmitOptions options = {}) {
+    internal::Operation* op = nullptr;
+    const detail::CallableOps* ops = nullptr;
+    if (absl::Status s = Prepare(std::forward<F>(f), options, &op, &ops); !s.ok()) return s;
+    return EnqueueDetached(op, ops, std::move(options));
   }
 
   // Cancels an operation: kCanceled if it had not started (its body never runs and
@@ -204,6 +207,28 @@ class Engine {
   void DiscardOperation(internal::Operation* op);
   absl::StatusOr<Handle> Enqueue(internal::Operation* op, const detail::CallableOps* ops,
                                  SubmitOptions&& options);
+  absl::Status EnqueueDetached(internal::Operation* op, const detail::CallableOps* ops,
+                               SubmitOptions&& options);
+  // Checks f and options, takes a node and moves f into it. On an error nothing
+  // was taken.
+  template <typename F>
+  absl::Status Prepare(F&& f, const SubmitOptions& options, internal::Operation** op,
+                       const detail::CallableOps** ops) {
+    using Fn = std::decay_t<F>;
+    static_assert(detail::TakesContext<Fn> || detail::TakesNothing<Fn>,
+                  "Submit and Post take a callable invocable as f(ordo::Context&) or f()");
+    if (detail::IsEmptyCallable(f)) return RejectEmptyCallable();
+    if (absl::Status s = Validate(options); !s.ok()) return s;
+    void* storage = nullptr;
+    *op = NewOperation(&storage);
+    try {
+      *ops = detail::Emplace(storage, std::forward<F>(f));
+    } catch (...) {
+      DiscardOperation(*op);
+      throw;
+    }
+    return absl::OkStatus();
+  }
 
   std::unique_ptr<internal::EngineImpl> impl_;
 };
