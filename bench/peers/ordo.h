@@ -1,7 +1,9 @@
 // bench/peers/ordo.h: Ordo itself, through its public API only.
-// Independent work: Submit(body). Per-token work: Submit(body, {.token = name}).
-// Postponed work: Submit(body, {.postpone_until = t}) with t on the system clock
-// (ordo::Clock, the engine's default clock). Fan-out: a body calls Submit.
+// Independent work: Post(body). Per-token work: Post(body, {.token = name}).
+// Postponed work: Post(body, {.postpone_until = t}) with t on the system clock
+// (ordo::Clock, the engine's default clock). Fan-out: a body calls Post. Post, not
+// Submit: no workload here reads a Handle, as no peer's post returns one (Asio's
+// post and TBB's run return nothing; the pool returns nothing).
 // The throughput bodies capture 16 bytes (oracle pointer, id, token index), so they
 // are stored inside the operation's node. Completion: Engine::WaitIdle for the
 // throughput workloads (it also covers operations submitted from inside bodies,
@@ -45,9 +47,9 @@ class OrdoPeer {
     for (long i = plan.begin(p); i < end; ++i) {
       const int t = plan.token[i];
       auto body = [o = &oracle, id = static_cast<std::uint32_t>(i), t] { o->Ran(id, t); };
-      absl::StatusOr<ordo::Handle> h =
-          t < 0 ? engine_.Submit(body) : engine_.Submit(body, {.token = tokens_[t]});
-      if (!h.ok()) ++refused;
+      const absl::Status s =
+          t < 0 ? engine_.Post(body) : engine_.Post(body, {.token = tokens_[t]});
+      if (!s.ok()) ++refused;
     }
     if (refused != 0) refused_.fetch_add(refused, std::memory_order_relaxed);
     return {};
@@ -61,12 +63,12 @@ class OrdoPeer {
       auto root = [this, o = &oracle, id = static_cast<std::uint32_t>(r), fan] {
         o->Ran(id, -1);
         for (int k = 1; k < fan; ++k) {
-          if (!engine_.Submit([o, c = id + k] { o->Ran(c, -1); }).ok()) {
+          if (!engine_.Post([o, c = id + k] { o->Ran(c, -1); }).ok()) {
             refused_.fetch_add(1, std::memory_order_relaxed);
           }
         }
       };
-      if (!engine_.Submit(root).ok()) ++refused;
+      if (!engine_.Post(root).ok()) ++refused;
     }
     if (refused != 0) refused_.fetch_add(refused, std::memory_order_relaxed);
     return {};
@@ -82,17 +84,17 @@ class OrdoPeer {
   // Closures, for W4, W5, idle and the memory probe. False if refused.
   template <typename F>
   bool Post(F&& f) {
-    return engine_.Submit(std::forward<F>(f)).ok();
+    return engine_.Post(std::forward<F>(f)).ok();
   }
   template <typename F>
   bool PostToken(int t, F&& f) {
-    return engine_.Submit(std::forward<F>(f), {.token = tokens_[t]}).ok();
+    return engine_.Post(std::forward<F>(f), {.token = tokens_[t]}).ok();
   }
   template <typename F>
   bool PostAt(DueClock::time_point due, F&& f) {
     return engine_
-        .Submit(std::forward<F>(f),
-                {.postpone_until = std::chrono::time_point_cast<ordo::Clock::duration>(due)})
+        .Post(std::forward<F>(f),
+              {.postpone_until = std::chrono::time_point_cast<ordo::Clock::duration>(due)})
         .ok();
   }
 
