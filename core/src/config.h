@@ -37,8 +37,12 @@ inline constexpr std::size_t kWheelLevels = 7;
 #endif
 // A worker about to park sweeps idle chains at most this often (token_map.h).
 inline constexpr std::chrono::milliseconds kIdleSweepInterval{100};
-// Counter stripes that threads outside the engine share (workers own one each).
-inline constexpr std::size_t kExternalStripes = 16;
+// Counter stripes for threads outside the engine (workers own one each). A thread
+// that submits leases one of its own while any is free (EngineImpl::ExternalStripe)
+// and counts there without locked instructions; beyond that, threads share the
+// first kSharedStripes.
+inline constexpr std::size_t kExternalStripes = 64;
+inline constexpr std::size_t kSharedStripes = 4;
 // How often (in operations) a worker looks at the injector before its own deque,
 // so that outside submissions are not starved by a busy local deque.
 inline constexpr unsigned kInjectorCheckInterval = 61;

@@ -32,7 +32,10 @@ bool NotStarted(State s) {
 // ---------------------------------------------------------------------------
 // Construction and teardown
 
-EngineImpl::EngineImpl(Options options) : options_(std::move(options)) {
+EngineImpl::EngineImpl(Options options)
+    : options_(std::move(options)),
+      serial_(RegisterEngine()),
+      asymmetric_(AsymmetricFencesAvailable()) {
   if (options_.workers <= 0) {
     options_.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
@@ -47,6 +50,9 @@ EngineImpl::EngineImpl(Options options) : options_(std::move(options)) {
   global_credits_.store(static_cast<std::int64_t>(options_.max_pending),
                         std::memory_order_relaxed);
   external_.reset(new Stripe[kExternalStripes]);
+  for (std::size_t i = kSharedStripes; i < kExternalStripes; ++i) {
+    external_[i].single_writer = true;  // leased to one thread at a time
+  }
   {
     MutexLock lock(&timer_mu_);
     wheel_ = std::make_unique<TimingWheel>(options_.tick.count(), NowNs(), options_.max_timers);
@@ -69,6 +75,7 @@ EngineImpl::EngineImpl(Options options) : options_(std::move(options)) {
 
 EngineImpl::~EngineImpl() {
   (void)Shutdown(ShutdownMode::kDrainReady);
+  UnregisterEngine(serial_);  // from here no thread gives a lease back to us
   if (clock_listener_ != 0) clock_->RemoveListener(clock_listener_);
   // Release: pairs with the workers' and timekeeper's acquire loads of stop_.
   stop_.store(true, std::memory_order_release);
@@ -172,7 +179,10 @@ absl::Status EngineImpl::CheckHorizon(std::int64_t t, std::int64_t now) const {
   return absl::OkStatus();
 }
 
-void EngineImpl::CountRejected() { Bump(MyStripe().rejected); }
+void EngineImpl::CountRejected() {
+  Stripe& st = MyStripe();
+  Count(st, st.rejected);
+}
 
 Operation* EngineImpl::NewOperation(void** storage) {
   Operation* op = OpPool::Allocate();
@@ -243,9 +253,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
     }
   }
   Stripe& st = MyStripe();
-  // seq_cst: Dekker with Shutdown (it stores closed_, then reads submitting): either
-  // Shutdown waits for this submit, or this submit sees closed_.
-  st.submitting.fetch_add(1, std::memory_order_seq_cst);
+  EnterSubmit(st);
   absl::Status refused;
   if (closed_.load(std::memory_order_seq_cst)) {
     refused = absl::FailedPreconditionError(
@@ -257,9 +265,9 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
         options_.max_pending));
   }
   if (!refused.ok()) {
-    st.submitting.fetch_sub(1, std::memory_order_release);
+    ExitSubmit(st);
     drop();
-    Bump(st.rejected);
+    Count(st, st.rejected);
     return refused;
   }
   std::int64_t due = o.postpone_until ? o.postpone_until->time_since_epoch().count() : kNoTime;
@@ -293,17 +301,17 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
 
   if (initial == State::kPostponed && !ArmTimerFromSubmit(op, due)) {
     // Undo: nothing was published.
-    st.submitting.fetch_sub(1, std::memory_order_release);
+    ExitSubmit(st);
     GiveCredit(st);
     drop();
-    Bump(st.rejected);
+    Count(st, st.rejected);
     return WheelFullError("Submit");
   }
   // Past the last refusal: a refused Submit changes nothing, the token's policy
   // included. Before the push, so the policy is in force for this operation.
   if (o.failure_policy != FailurePolicy::kDefault) SetPolicy(o.token, o.failure_policy);
   if (initial == State::kSuspended) RegisterHeld(op);
-  Bump(st.submitted);
+  Count(st, st.submitted);
   if (o.token.empty() && initial == State::kWaiting) {
     // H1 without an RMW: nothing has published the node yet (no timer, no held
     // entry, no chain), so the head and owner bits go in with a plain store, and
@@ -319,9 +327,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
     op->token_hash = key.hash;
     if (tokens_.Push(key, op)) MakeHead(op);
   }
-  // Release: pairs with Shutdown's seq_cst loads of submitting; the push above
-  // happens-before Shutdown's drain.
-  st.submitting.fetch_sub(1, std::memory_order_release);
+  ExitSubmit(st);  // the push above happens-before Shutdown's drain
   return absl::OkStatus();
 }
 
@@ -839,7 +845,7 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   }
   // Release: Handle::next_occurrence acquires it.
   ex->successor.store(n, std::memory_order_release);
-  Bump(st.submitted);
+  Count(st, st.submitted);
   if (op->chain == nullptr) {
     MakeHead(n);
   } else {
@@ -904,8 +910,11 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
   }
   MutexLock lock(&shutdown_mu_);
   if (shutdown_done_) return absl::OkStatus();
-  // seq_cst: Dekker with Enqueue (it increments submitting, then reads closed_).
+  // seq_cst: Dekker with Enqueue (EnterSubmit: it raises submitting, then reads
+  // closed_). With asymmetric fences, the submitter's side is a compiler barrier
+  // and ours the membarrier below.
   closed_.store(true, std::memory_order_seq_cst);
+  if (asymmetric_) HeavyFence();
   auto submitters_busy = [this] {
     for (std::size_t i = 0; i < kExternalStripes; ++i) {
       if (external_[i].submitting.load(std::memory_order_seq_cst) != 0) return true;

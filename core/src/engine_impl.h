@@ -53,14 +53,21 @@
 
 namespace ordo::internal {
 
-// Counters of one thread (a worker's own) or of a group of outside threads.
-// Relaxed: statistics and credit counts; nothing is published through them,
-// except `finished`/`scheduled`, which WaitIdle reads (see ActivityIdle).
-// A worker's stripe has one writer for every counter but `credits` (submitters
-// reclaim hoards with an exchange): Count adds there with a plain load and store,
-// no locked instruction. Outside threads share stripes, so they add with RMWs.
+// Counters of one thread (a worker's own, or an outside thread's lease) or of a
+// group of outside threads. Relaxed: statistics and credit counts; nothing is
+// published through them, except `finished`/`scheduled`, which WaitIdle reads
+// (see ActivityIdle), and `submitting` (Shutdown's Dekker, EnterSubmit).
+// A single-writer stripe has one writer for every counter but `credits`
+// (submitters reclaim hoards with an exchange): Count adds there with a plain
+// load and store, no locked instruction. Shared stripes add with RMWs.
 struct alignas(kCacheLine) Stripe {
-  bool single_writer = false;  // set once, before the worker thread starts
+  // Set once: before the worker thread starts, or at construction for the
+  // leasable external stripes (which only their lessee writes).
+  bool single_writer = false;
+  // Leasable external stripes: held by one thread (EngineImpl::ExternalStripe).
+  // CAS false -> true with acquire to take, store false with release to give
+  // back, so a lessee sees the counts its predecessor stored.
+  Atomic<bool> leased{false};
   Atomic<std::uint64_t> submitted{0};
   Atomic<std::uint64_t> rejected{0};
   Atomic<std::uint64_t> started{0};
@@ -78,9 +85,6 @@ struct alignas(kCacheLine) Stripe {
   Atomic<std::uint32_t> submitting{0};
 };
 
-inline void Bump(Atomic<std::uint64_t>& c, std::uint64_t n = 1) {
-  c.fetch_add(n, std::memory_order_relaxed);  // statistic; see Stripe
-}
 
 // Adds n to a counter of st. On a worker's own stripe the worker is the only
 // writer, so load + store cannot lose an addition; readers see the counter
@@ -96,6 +100,11 @@ inline void Count(Stripe& st, Atomic<std::uint64_t>& c, std::uint64_t n = 1,
 }
 
 class EngineImpl;
+
+// The registry of live engines, for stripe leases (worker.cc, L2): a serial
+// unique in the process, valid until UnregisterEngine.
+std::uint64_t RegisterEngine();
+void UnregisterEngine(std::uint64_t serial);
 
 struct Worker {
   Worker(EngineImpl* e, int i, Injector& injector)
@@ -251,7 +260,13 @@ class EngineImpl {
   void AwaitCondition(const std::function<bool()>& done);
 
   // --- admission and counters ---
+  // The calling thread's stripe: its worker's, or for an outside thread, the
+  // stripe it leases (or a shared one when none is free).
   Stripe& MyStripe();
+  Stripe& ExternalStripe();
+  // Submit's half of the Dekker with Shutdown (see Shutdown).
+  void EnterSubmit(Stripe& st);
+  static void ExitSubmit(Stripe& st);
   bool TakeCredit(Stripe& st);
   void GiveCredit(Stripe& st);
 
@@ -267,6 +282,13 @@ class EngineImpl {
   Clock* clock_;
   std::uint64_t clock_listener_ = 0;
   std::int64_t batch_ = 1;
+
+  // Unique per engine object ever made in the process: the key of the stripe
+  // leases threads cache (an engine at a reused address is another engine).
+  const std::uint64_t serial_;
+  // AsymmetricFencesAvailable(), read once.
+  const bool asymmetric_;
+  Atomic<unsigned> next_shared_{0};  // relaxed: spreads lease-less threads
 
   alignas(kCacheLine) Atomic<std::uint64_t> next_id_{0};
   // A worker is spinning for work before it parks (at most one does; WorkerLoop).

@@ -1,6 +1,7 @@
 #include "sync.h"
 
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -18,6 +19,37 @@ void CheckFailed(const char* file, int line, const char* cond, const char* msg,
   if (op_id != 0) std::fprintf(stderr, " [op %llu]", static_cast<unsigned long long>(op_id));
   std::fprintf(stderr, "\n");
   std::abort();
+}
+
+namespace {
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kSanitizingThreads = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kSanitizingThreads = true;
+#else
+constexpr bool kSanitizingThreads = false;
+#endif
+#else
+constexpr bool kSanitizingThreads = false;
+#endif
+}  // namespace
+
+bool AsymmetricFencesAvailable() {
+  static const bool available = [] {
+    if (kSanitizingThreads) return false;
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) {
+      return false;
+    }
+    // One trial, so that a later HeavyFence cannot fail where this did not.
+    return syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+  }();
+  return available;
+}
+
+void HeavyFence() {
+  const long r = syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+  ORDO_CHECK(r == 0, "membarrier failed after a successful registration");
 }
 
 #ifdef ORDO_CHAOS

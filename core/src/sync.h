@@ -34,6 +34,23 @@ struct alignas(kCacheLine) CacheAligned {
 [[noreturn]] void CheckFailed(const char* file, int line, const char* cond, const char* msg,
                               std::uint64_t op_id);
 
+// Asymmetric fences, for a Dekker pair where one side is hot and the other rare
+// (Submit against Shutdown). The hot side writes its flag, calls LightFence (a
+// compiler barrier only) and reads the other's flag; the rare side writes its
+// flag, calls HeavyFence and reads the hot side's flag. HeavyFence is
+// membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): every thread of the process that
+// is running executes a full barrier before it returns, and one that is not
+// running passes one when it is switched back in. So either the hot side's write
+// is visible to the rare side's read, or the hot side's read sees the rare side's
+// write, as with seq_cst on both sides, without a locked instruction on the hot
+// path. AsymmetricFencesAvailable() is false when the kernel refuses the
+// registration (before Linux 4.14, or a seccomp filter) and under
+// ThreadSanitizer, which does not model membarrier; the hot side then uses a
+// seq_cst RMW.
+bool AsymmetricFencesAvailable();  // registers the process on first call
+inline void LightFence() { std::atomic_signal_fence(std::memory_order_seq_cst); }
+void HeavyFence();  // only after AsymmetricFencesAvailable() returned true
+
 }  // namespace ordo::internal
 
 // Stays on in release: for states only a broken protocol or corrupted node produces.

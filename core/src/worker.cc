@@ -3,6 +3,7 @@
 #include <exception>
 #include <thread>
 
+#include "absl/container/flat_hash_set.h"
 #include "engine_impl.h"
 #include "op_pool.h"
 #include "ordo/recurrence.h"
@@ -25,13 +26,136 @@ std::uint32_t NextRandom(std::uint32_t& s) {  // xorshift32
 
 bool EngineImpl::InCallableOf(const EngineImpl* e) { return t_running_engine == e; }
 
+// ---------------------------------------------------------------------------
+// Stripe leases. An outside thread that submits takes one of the engine's
+// leasable stripes for itself and keeps it in a small thread-local cache, keyed
+// by the engine's serial, until the thread exits or the cache needs the slot. On
+// its own stripe it counts and marks its submits in flight with plain stores.
+//   L1  A leasable stripe has at most one lessee: taken by CAS false -> true
+//       (acquire), given back by a store of false (release) after the lessee's
+//       last write, so the next lessee continues its counts.
+//   L2  A lease is given back only while its engine is alive: the registry of
+//       live serials is checked and the stripe released under one mutex, and
+//       ~EngineImpl unregisters under it before the stripes are freed.
+//   L3  Serials are never reused, so a cached lease of a destroyed engine never
+//       matches a new engine at the same address.
+// With more submitting threads than leasable stripes, the rest share the first
+// kSharedStripes and count with RMWs.
+
+namespace {
+
+std::mutex& RegistryMutex() {
+  static std::mutex* mu = new std::mutex();  // never destroyed: thread exits use it
+  return *mu;
+}
+absl::flat_hash_set<std::uint64_t>& LiveEngines() {
+  static auto* live = new absl::flat_hash_set<std::uint64_t>();
+  return *live;
+}
+
+struct Lease {
+  std::uint64_t serial = 0;  // 0: empty
+  Stripe* stripe = nullptr;
+  bool owned = false;  // leased (L1), not a shared stripe
+};
+
+void GiveBack(Lease& l) {
+  if (l.owned) {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    if (LiveEngines().contains(l.serial)) {
+      // Release: our counts before the next lessee's (L1).
+      l.stripe->leased.store(false, std::memory_order_release);
+    }
+  }
+  l = Lease{};
+}
+
+struct ThreadLeases {
+  static constexpr int kSlots = 4;  // engines a thread submits to at once, cached
+  Lease slot[kSlots];
+  unsigned victim = 0;
+  ~ThreadLeases() {
+    for (Lease& l : slot) GiveBack(l);
+  }
+};
+thread_local ThreadLeases t_leases;
+
+}  // namespace
+
+std::uint64_t RegisterEngine() {
+  static Atomic<std::uint64_t> next{0};
+  // Relaxed: uniqueness only; the registry mutex orders the rest.
+  const std::uint64_t serial = next.fetch_add(1, std::memory_order_relaxed) + 1;
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  LiveEngines().insert(serial);
+  return serial;
+}
+
+void UnregisterEngine(std::uint64_t serial) {
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  LiveEngines().erase(serial);
+}
+
 Stripe& EngineImpl::MyStripe() {
   Worker* w = t_worker;
   if (w != nullptr && w->engine == this) return w->stripe;
-  static Atomic<unsigned> next_thread{0};
-  // Relaxed: only spreads threads over stripes.
-  thread_local unsigned slot = next_thread.fetch_add(1, std::memory_order_relaxed);
-  return external_[slot % kExternalStripes];
+  return ExternalStripe();
+}
+
+Stripe& EngineImpl::ExternalStripe() {
+  ThreadLeases& leases = t_leases;
+  for (Lease& l : leases.slot) {
+    if (l.serial == serial_) return *l.stripe;
+  }
+  Lease fresh{serial_, nullptr, false};
+  for (std::size_t i = kSharedStripes; i < kExternalStripes; ++i) {
+    Stripe& s = external_[i];
+    bool expected = false;
+    // Relaxed look first (no RMW on a taken stripe); acquire CAS: L1.
+    if (!s.leased.load(std::memory_order_relaxed) &&
+        s.leased.compare_exchange_strong(expected, true, std::memory_order_acquire,
+                                         std::memory_order_relaxed)) {
+      fresh.stripe = &s;
+      fresh.owned = true;
+      break;
+    }
+  }
+  if (fresh.stripe == nullptr) {
+    // Relaxed: only spreads threads over the shared stripes.
+    fresh.stripe = &external_[next_shared_.fetch_add(1, std::memory_order_relaxed) %
+                              kSharedStripes];
+  }
+  Lease& slot = leases.slot[leases.victim++ % ThreadLeases::kSlots];
+  GiveBack(slot);
+  slot = fresh;
+  return *fresh.stripe;
+}
+
+// Shutdown's Dekker (see EngineImpl::Shutdown): submitting goes up before
+// closed_ is read. On a single-writer stripe with asymmetric fences, a plain
+// store and a compiler barrier (Shutdown issues the membarrier); otherwise a
+// seq_cst RMW.
+void EngineImpl::EnterSubmit(Stripe& st) {
+  if (st.single_writer && asymmetric_) {
+    // Relaxed load: our own last store. The store need not be seq_cst: the
+    // HeavyFence in Shutdown supplies the barrier between it and our read of closed_.
+    st.submitting.store(st.submitting.load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
+    LightFence();
+  } else {
+    st.submitting.fetch_add(1, std::memory_order_seq_cst);
+  }
+}
+
+void EngineImpl::ExitSubmit(Stripe& st) {
+  // Release: pairs with Shutdown's loads of submitting, so what this submit
+  // published happens-before Shutdown's drain.
+  if (st.single_writer) {
+    st.submitting.store(st.submitting.load(std::memory_order_relaxed) - 1,
+                        std::memory_order_release);
+  } else {
+    st.submitting.fetch_sub(1, std::memory_order_release);
+  }
 }
 
 void EngineImpl::Schedule(Operation* op) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <future>
 #include <latch>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -587,6 +588,61 @@ TEST(StatsTest, CountsEveryOutcomeAndExportsPrometheusText) {
   const std::string text = s.ToPrometheus();
   EXPECT_THAT(text, HasSubstr("ordo_submitted_total 2\n"));
   EXPECT_THAT(text, HasSubstr("# TYPE ordo_pending gauge\n"));
+}
+
+// Outside threads count on stripes they lease (worker.cc, L1-L3), or share one
+// when every leasable stripe is taken. Counts stay exact across more threads than
+// stripes, threads that exit (their leases go back) and threads that come later.
+TEST(StatsTest, CountsStayExactAcrossManySubmittingThreadsComingAndGoing) {
+  Engine engine({.workers = 2});
+  std::atomic<long> ran{0};
+  constexpr int kWaves = 4, kThreadsPerWave = 40, kEach = 250;  // 160 threads > 60 stripes
+  for (int wave = 0; wave < kWaves; ++wave) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreadsPerWave; ++t) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < kEach; ++i) {
+          ASSERT_TRUE(engine.Post([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }).ok());
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  const Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(kWaves * kThreadsPerWave * kEach));
+  EXPECT_EQ(st.succeeded, st.submitted);
+  EXPECT_EQ(ran.load(), kWaves * kThreadsPerWave * kEach);
+}
+
+// A thread keeps its lease until it exits: here it outlives the engine it leased
+// from and then submits to a new one (at the same address, often). Giving the
+// old lease back must not touch the freed engine (ASan), and the new engine
+// counts from zero.
+TEST(StatsTest, AThreadOutlivingItsEngineLeavesTheNextEngineExact) {
+  std::promise<void> first_done, engine_gone, second_done;
+  std::unique_ptr<Engine> engine = std::make_unique<Engine>(Options{.workers = 1});
+  std::atomic<long> ran{0};
+  std::thread t([&] {
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(engine->Post([&ran] { ran++; }).ok());
+    first_done.set_value();
+    engine_gone.get_future().wait();
+    for (int i = 0; i < 7; ++i) ASSERT_TRUE(engine->Post([&ran] { ran++; }).ok());
+    second_done.set_value();
+  });
+  first_done.get_future().wait();
+  ASSERT_TRUE(engine->WaitIdle().ok());
+  EXPECT_EQ(engine->stats().submitted, 100u);
+  engine.reset();
+  engine = std::make_unique<Engine>(Options{.workers = 1});
+  engine_gone.set_value();
+  second_done.get_future().wait();
+  ASSERT_TRUE(engine->WaitIdle().ok());
+  EXPECT_EQ(engine->stats().submitted, 7u);
+  EXPECT_EQ(engine->stats().succeeded, 7u);
+  t.join();  // its leases go back now: one to a live engine, one to a freed one
+  EXPECT_EQ(ran.load(), 107);
+  engine.reset();
 }
 
 TEST(StateTest, MapsOntoDynamicsCodes) {

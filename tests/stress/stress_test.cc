@@ -491,12 +491,71 @@ void RunPostStress(int producers, long per_producer) {
   EXPECT_EQ(oracle.reorders.load(), 0);
 }
 
+// Submitters racing Shutdown (EnterSubmit's Dekker with Shutdown: on leased
+// stripes a plain store and a compiler barrier against Shutdown's membarrier).
+// Producers post, and submit, until refused; Shutdown(kDrainReady) starts once
+// a share of the work is in. Checked per round: every accepted operation was
+// counted and ended terminal; every body that ran was counted Succeeded and no
+// body ran after Shutdown returned; once a producer is refused for shutdown,
+// it is refused again.
+void RunShutdownRace(int producers, int rounds) {
+  for (int round = 0; round < rounds; ++round) {
+    std::atomic<long> accepted{0}, ran{0}, refused_after_refusal{0}, accepted_after_refusal{0};
+    long ran_at_shutdown = 0;
+    Stats stats;
+    {
+      Engine engine({.workers = 2});
+      std::vector<std::thread> threads;
+      for (int p = 0; p < producers; ++p) {
+        threads.emplace_back([&, p] {
+          bool refused = false;
+          for (long i = 0;; ++i) {
+            auto body = [&ran] { ran.fetch_add(1, std::memory_order_relaxed); };
+            const absl::Status s =
+                (i % 4 == 0) ? engine.Submit(body, {.token = Token(p * 10 + i % 3)}).status()
+                             : engine.Post(body);
+            if (s.ok()) {
+              accepted.fetch_add(1, std::memory_order_relaxed);
+              if (refused) accepted_after_refusal.fetch_add(1, std::memory_order_relaxed);
+            } else {
+              ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+              if (refused) {
+                refused_after_refusal.fetch_add(1, std::memory_order_relaxed);
+                return;
+              }
+              refused = true;
+            }
+          }
+        });
+      }
+      // Shut down once some work is in (a count, not a sleep), different per round.
+      const long start_at = 2000 + 500 * (round % 7);
+      while (accepted.load(std::memory_order_relaxed) < start_at) std::this_thread::yield();
+      ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainReady).ok());
+      ran_at_shutdown = ran.load();
+      for (auto& t : threads) t.join();
+      stats = engine.stats();
+    }
+    EXPECT_EQ(accepted_after_refusal.load(), 0) << "round " << round;
+    EXPECT_EQ(refused_after_refusal.load(), producers) << "round " << round;
+    EXPECT_EQ(stats.submitted, static_cast<std::uint64_t>(accepted.load())) << "round " << round;
+    EXPECT_EQ(stats.pending, 0u) << "round " << round;
+    EXPECT_EQ(stats.succeeded + stats.failed + stats.canceled, stats.submitted) << "round " << round;
+    EXPECT_EQ(static_cast<std::uint64_t>(ran.load()), stats.succeeded) << "round " << round;
+    EXPECT_EQ(ran.load(), ran_at_shutdown) << "a body ran after Shutdown returned, round " << round;
+  }
+}
+
 TEST(StressTest, TokenControlsRacingRunnersThatEmptyChainsLoseNothing) {
   RunTokenControlStress(/*producers=*/2, 40000L * Scale());
 }
 
 TEST(StressTest, PostedWorkWithNoHandleRacingTokenControlsLosesNothing) {
   RunPostStress(/*producers=*/2, 40000L * Scale());
+}
+
+TEST(StressTest, SubmittersRacingShutdownLoseNothing) {
+  RunShutdownRace(/*producers=*/3, /*rounds=*/10 * Scale());
 }
 
 TEST(StressTest, PostponedSuspendedAndRetriedWorkRacingTheTimerLosesNothing) {
