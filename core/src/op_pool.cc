@@ -87,7 +87,13 @@ Operation* OpPool::Allocate() {
       return &slab[0];
     }
   }
-  return Pop(&c.free);
+  Operation* op = Pop(&c.free);
+  // The next node is the next Allocate's (a linked free list: its address is only
+  // known now). Fetched for writing while the caller fills this one: a burst that
+  // takes many cold nodes (W4: 200,000 postponed) waits on one miss per node
+  // otherwise.
+  if (c.free.head != nullptr) __builtin_prefetch(c.free.head, 1, 3);
+  return op;
 }
 
 void OpPool::Free(Operation* op) {
