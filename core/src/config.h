@@ -15,6 +15,7 @@ inline constexpr std::size_t kDequeCapacity = 4;
 inline constexpr std::size_t kTokenShards = 2;
 inline constexpr std::size_t kHintSlots = 4;
 inline constexpr std::size_t kInjectorBatch = 2;
+inline constexpr std::size_t kWakeBacklog = 2;
 inline constexpr std::size_t kPoolCacheNodes = 4;
 inline constexpr std::size_t kShardChainCache = 1;
 inline constexpr std::size_t kShardSweepMark = 2;
@@ -25,6 +26,9 @@ inline constexpr std::size_t kDequeCapacity = 256;
 inline constexpr std::size_t kTokenShards = 64;
 inline constexpr std::size_t kHintSlots = 32768;  // 512 KiB: few collisions at 10^4 tokens
 inline constexpr std::size_t kInjectorBatch = 32;
+// A worker that finds work while searching wakes a sleeper for what is left
+// only when at least this much is visible (Parker P2); less, it runs itself.
+inline constexpr std::size_t kWakeBacklog = 8;
 inline constexpr std::size_t kPoolCacheNodes = 64;
 inline constexpr std::size_t kShardChainCache = 64;
 // A shard sweeps its idle chains before it grows past this many (then twice

@@ -196,6 +196,8 @@ class EngineImpl {
   void PullInjectorBatch(Worker* w);
   Operation* Steal(Worker* w);
   bool HasVisibleWork() const;
+  // Operations in the injector and the deques (approximate: a hint for waking).
+  std::size_t VisibleBacklog() const;
   void RunItem(Worker* w, Operation* op);
   // Sweeps idle chains if due; returns how long the caller may park (-1: no limit).
   std::chrono::nanoseconds SweepBeforePark();

@@ -215,6 +215,12 @@ bool EngineImpl::HasVisibleWork() const {
   return false;
 }
 
+std::size_t EngineImpl::VisibleBacklog() const {
+  std::size_t n = injector_.size_approx();
+  for (const auto& w : workers_) n += w->deque.size();
+  return n;
+}
+
 Operation* EngineImpl::Steal(Worker* w) {
   const std::size_t n = workers_.size();
   if (n <= 1) return nullptr;
@@ -260,7 +266,9 @@ Operation* EngineImpl::FindWork(Worker* w) {
       bool ok = w->deque.Push(batch[i]);
       ORDO_CHECK(ok, "an injector batch did not fit an empty deque");
     }
-    if (n > 1) parker_->NotifyWork();  // more than we can start at once: share
+    // More than we can start at once: share it, if there is enough to be worth
+    // a wake-up (Parker P2; a few we run ourselves).
+    if (n > 1 && VisibleBacklog() >= kWakeBacklog) parker_->NotifyWork();
     return batch[0];
   }
   return Steal(w);
@@ -323,14 +331,16 @@ void EngineImpl::WorkerLoop(Worker* w) {
     if (searching) {
       searching = false;
       if (parker_->EndSearch()) {
-        // Parker P2, when there is more to do than what we took: a sleeper is
-        // woken to search for it. With nothing more visible we spare the wake-up
-        // (a futex call, microseconds here, before our operation runs): work
-        // made visible later finds no searcher and wakes a sleeper itself (P1).
+        // Parker P2, when there is much more to do than what we took: a sleeper
+        // is woken to search for it. With less than kWakeBacklog visible we spare
+        // the wake-up (a futex call, microseconds here, made before our
+        // operation runs, and a woken thread that then competes for the cores)
+        // and run the rest ourselves after this one. Work made visible later
+        // finds no searcher and wakes a sleeper itself (P1).
         // The fence pairs with the producer's in NotifyWork: either it saw us
         // still searching, and then we see its work here, or it saw us not.
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (HasVisibleWork()) parker_->NotifyWork();
+        if (VisibleBacklog() >= kWakeBacklog) parker_->NotifyWork();
       }
     }
     RunItem(w, op);

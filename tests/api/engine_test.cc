@@ -347,6 +347,36 @@ TEST(HandleTest, HandlesStayReadableAfterTheEngineIsGone) {
   EXPECT_EQ(h.name(), "survivor");
 }
 
+// A worker that finds a few operations while searching runs them itself instead
+// of waking a sleeper (Parker P2, kWakeBacklog). If the operation it runs first
+// blocks, the ones it left behind are not stranded once anything else is
+// submitted: that submission finds no searcher and wakes the other worker
+// (P1), which takes them too.
+TEST(SchedulingTest, WorkLeftBehindABlockedWorkerRunsOnceMoreArrives) {
+  Engine engine({.workers = 2});
+  for (int round = 0; round < 20; ++round) {
+    Gate gate;
+    std::vector<Handle> quick;
+    auto blocker = engine.Submit(gate.Waiter());
+    ASSERT_TRUE(blocker.ok());
+    for (int i = 0; i < 3; ++i) {
+      auto h = engine.Submit([] {});
+      ASSERT_TRUE(h.ok());
+      quick.push_back(*h);
+    }
+    ASSERT_TRUE(AwaitState(*blocker, State::kInProgress));
+    auto later = engine.Submit([] {});
+    ASSERT_TRUE(later.ok());
+    quick.push_back(*later);
+    for (const Handle& h : quick) {
+      ASSERT_TRUE(AwaitState(h, State::kSucceeded)) << "round " << round;
+    }
+    EXPECT_EQ(blocker->state(), State::kInProgress);  // all ran beside it
+    gate.Open();
+    ASSERT_TRUE(AwaitState(*blocker, State::kSucceeded));
+  }
+}
+
 TEST(WaitIdleTest, ReturnsOnceEverythingRunnableHasRun) {
   Engine engine({.workers = 2});
   std::atomic<int> ran{0};
