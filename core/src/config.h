@@ -27,7 +27,8 @@ inline constexpr std::size_t kTokenShards = 64;
 inline constexpr std::size_t kHintSlots = 32768;  // 512 KiB: few collisions at 10^4 tokens
 inline constexpr std::size_t kInjectorBatch = 32;
 // A worker that finds work while searching wakes a sleeper for what is left
-// only when at least this much is visible (Parker P2); less, it runs itself.
+// when at least this much is visible, or when some sleeper has no timeout
+// (Parker P2); otherwise a timed sleeper comes for it within kStrandCheck.
 inline constexpr std::size_t kWakeBacklog = 8;
 inline constexpr std::size_t kPoolCacheNodes = 64;
 inline constexpr std::size_t kShardChainCache = 64;
@@ -39,6 +40,9 @@ inline constexpr std::size_t kShardSweepMark = 256;
 inline constexpr std::size_t kWheelSlotsPerLevel = 64;
 inline constexpr std::size_t kWheelLevels = 7;
 #endif
+// How long a worker parks while another worker is awake (Parker P2): the most a
+// few operations left behind a long one wait for a second worker.
+inline constexpr std::chrono::microseconds kStrandCheck{1000};
 // A worker about to park sweeps idle chains at most this often (token_map.h).
 inline constexpr std::chrono::milliseconds kIdleSweepInterval{100};
 // Counter stripes for threads outside the engine (workers own one each). A thread

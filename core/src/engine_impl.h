@@ -198,6 +198,8 @@ class EngineImpl {
   bool HasVisibleWork() const;
   // Operations in the injector and the deques (approximate: a hint for waking).
   std::size_t VisibleBacklog() const;
+  // Parker P2: wakes a sleeper for visible work we cannot start ourselves now.
+  void ShareBacklog();
   void RunItem(Worker* w, Operation* op);
   // Sweeps idle chains if due; returns how long the caller may park (-1: no limit).
   std::chrono::nanoseconds SweepBeforePark();

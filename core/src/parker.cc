@@ -16,6 +16,7 @@ void Parker::WakeOne() {
     if (sleepers_.empty()) return;
     w = sleepers_.back();
     sleepers_.pop_back();
+    Forget(w);
     // P3: counted as searching from now. Relaxed: under mu_, and the fences of P1
     // carry the ordering producers rely on.
     num_sleepers_.fetch_sub(1, std::memory_order_relaxed);
@@ -31,6 +32,7 @@ void Parker::WakeAll() {
   {
     MutexLock lock(&mu_);
     all.swap(sleepers_);
+    for (int w : all) Forget(w);
     num_sleepers_.fetch_sub(static_cast<int>(all.size()), std::memory_order_relaxed);
     num_searching_.fetch_add(static_cast<int>(all.size()), std::memory_order_relaxed);
   }
@@ -45,9 +47,18 @@ bool Parker::Unregister(int w) {
   auto it = std::find(sleepers_.begin(), sleepers_.end(), w);
   if (it == sleepers_.end()) return false;
   sleepers_.erase(it);
+  Forget(w);
   num_sleepers_.fetch_sub(1, std::memory_order_relaxed);
   num_searching_.fetch_add(1, std::memory_order_relaxed);
   return true;
+}
+
+void Parker::Forget(int w) {
+  if (slots_[w].untimed) {
+    slots_[w].untimed = false;
+    // Relaxed: under mu_; P2's reader orders itself with the fences of P1.
+    num_untimed_.fetch_sub(1, std::memory_order_relaxed);
+  }
 }
 
 void Parker::Park(int w, const std::function<bool()>& has_work,
@@ -55,6 +66,10 @@ void Parker::Park(int w, const std::function<bool()>& has_work,
   {
     MutexLock lock(&mu_);
     sleepers_.push_back(w);
+    if (timeout.count() < 0) {
+      slots_[w].untimed = true;
+      num_untimed_.fetch_add(1, std::memory_order_relaxed);  // ordered by the fence (P1)
+    }
     num_sleepers_.fetch_add(1, std::memory_order_relaxed);  // ordered by the fence (P1)
   }
   num_searching_.fetch_sub(1, std::memory_order_relaxed);  // ordered by the fence (P1)

@@ -11,16 +11,21 @@
 //       fence, then looks for work once more. So either the worker's last look sees
 //       the work, or the producer sees the worker registered (or another worker
 //       still searching, whose last look will see the work).
-//   P2  A searcher that finds work and was the last searcher notifies when at
-//       least kWakeBacklog operations are visible after a seq_cst fence, so a
-//       burst of submissions that a searcher did not take wakes a sleeper. A
-//       smaller backlog it runs itself, after the operation it took: it is not
-//       lost (the worker comes back for it), and a submission meanwhile finds
-//       no searcher and wakes a sleeper itself (P1). The price: a backlog of
-//       fewer than kWakeBacklog waits for that one operation if nothing else is
-//       submitted. Waking for every left-over operation cost W5 (paced, small
-//       batches) a futex call before each run and a woken thread competing for
-//       the cores: p50 5-7 us against 2 us with one worker.
+//   P2  A searcher that finds work and was the last searcher notifies, after a
+//       seq_cst fence, when more work is visible and either at least
+//       kWakeBacklog operations are, or some sleeper sleeps without a timeout.
+//       So a burst of submissions that a searcher did not take wakes a sleeper.
+//       A smaller backlog with only timed sleepers it leaves: a timed sleeper
+//       wakes within kStrandCheck and takes it, if the searcher, now running its
+//       operation, has not come back for it first (and a submission meanwhile
+//       finds no searcher and wakes a sleeper itself, by P1). A worker parks
+//       with the kStrandCheck timeout when another worker is awake (that one may
+//       be about to leave work behind), and without one when all others sleep
+//       (an idle engine then sleeps for good). If a sleeper registered untimed
+//       after the searcher's check, its own re-check (P1) sees the backlog.
+//       Waking for every left-over operation cost W5 (paced submissions in
+//       small batches) a futex call before each run and a woken thread competing
+//       for the cores: p50 5-7 us against 2 us with one worker.
 //   P3  A wake is a pop from the sleeper stack under mu_, so each sleeper is woken
 //       at most once per sleep; the woken worker counts as searching from the
 //       moment it is popped, so concurrent producers do not wake a second one
@@ -83,11 +88,16 @@ class Parker {
   void WakeAll();
 
   int sleepers() const { return num_sleepers_.load(std::memory_order_relaxed); }
+  // P2: a sleeper without a timeout exists. Relaxed: read after P2's fence.
+  bool HasUntimedSleeper() const { return num_untimed_.load(std::memory_order_relaxed) != 0; }
 
  private:
   struct alignas(kCacheLine) Slot {
     Atomic<std::uint32_t> word{0};
+    bool untimed = false;  // registered as a sleeper with no timeout; under mu_
   };
+  // Drops w's untimed mark as it leaves the sleeper stack. Under mu_.
+  void Forget(int w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WakeOne();
   // Removes w from the sleeper stack if still there; true if removed.
   bool Unregister(int w);
@@ -96,6 +106,7 @@ class Parker {
   // searching workers write num_searching_ all the time.
   alignas(kCacheLine) Atomic<int> num_searching_{0};
   alignas(kCacheLine) Atomic<int> num_sleepers_{0};
+  Atomic<int> num_untimed_{0};  // sleepers with no timeout (written under mu_)
   alignas(kCacheLine) Mutex mu_;
   std::vector<int> sleepers_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<Slot[]> slots_;

@@ -215,6 +215,17 @@ bool EngineImpl::HasVisibleWork() const {
   return false;
 }
 
+void EngineImpl::ShareBacklog() {
+  // Parker P2. A sleeper is woken (a futex call, microseconds here, before our
+  // operation runs, and a thread that then competes for the cores) only when the
+  // backlog is large, or when some sleeper would not come back on its own; a few
+  // operations and only timed sleepers: they come within kStrandCheck, and we
+  // are likely back for them first.
+  const std::size_t backlog = VisibleBacklog();
+  if (backlog == 0) return;
+  if (backlog >= kWakeBacklog || parker_->HasUntimedSleeper()) parker_->NotifyWork();
+}
+
 std::size_t EngineImpl::VisibleBacklog() const {
   std::size_t n = injector_.size_approx();
   for (const auto& w : workers_) n += w->deque.size();
@@ -266,9 +277,8 @@ Operation* EngineImpl::FindWork(Worker* w) {
       bool ok = w->deque.Push(batch[i]);
       ORDO_CHECK(ok, "an injector batch did not fit an empty deque");
     }
-    // More than we can start at once: share it, if there is enough to be worth
-    // a wake-up (Parker P2; a few we run ourselves).
-    if (n > 1 && VisibleBacklog() >= kWakeBacklog) parker_->NotifyWork();
+    // More than we can start at once: share it (Parker P2's rule).
+    if (n > 1) ShareBacklog();
     return batch[0];
   }
   return Steal(w);
@@ -321,26 +331,29 @@ void EngineImpl::WorkerLoop(Worker* w) {
         // drained by then.
         if (stop_.load(std::memory_order_acquire) && !HasVisibleWork()) break;
         Count(w->stripe, w->stripe.parks);
+        // Parker P2: while another worker is awake, it may leave a few operations
+        // behind a long one; a timed park comes back for them. Relaxed count: a
+        // stale read only changes the timeout, not P1's guarantees.
+        std::chrono::nanoseconds timeout = SweepBeforePark();
+        if (parker_->sleepers() < static_cast<int>(workers_.size()) - 1 &&
+            (timeout.count() < 0 || timeout > kStrandCheck)) {
+          timeout = kStrandCheck;
+        }
         parker_->Park(
             w->index,
             [this] { return HasVisibleWork() || stop_.load(std::memory_order_acquire); },
-            SweepBeforePark());
+            timeout);
         continue;  // counted as searching again (Parker P3)
       }
     }
     if (searching) {
       searching = false;
       if (parker_->EndSearch()) {
-        // Parker P2, when there is much more to do than what we took: a sleeper
-        // is woken to search for it. With less than kWakeBacklog visible we spare
-        // the wake-up (a futex call, microseconds here, made before our
-        // operation runs, and a woken thread that then competes for the cores)
-        // and run the rest ourselves after this one. Work made visible later
-        // finds no searcher and wakes a sleeper itself (P1).
-        // The fence pairs with the producer's in NotifyWork: either it saw us
-        // still searching, and then we see its work here, or it saw us not.
+        // Parker P2, when there is more to do than what we took. The fence pairs
+        // with the producer's in NotifyWork: either it saw us still searching,
+        // and then we see its work here, or it saw us not.
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (VisibleBacklog() >= kWakeBacklog) parker_->NotifyWork();
+        ShareBacklog();
       }
     }
     RunItem(w, op);

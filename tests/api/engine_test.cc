@@ -377,6 +377,27 @@ TEST(SchedulingTest, WorkLeftBehindABlockedWorkerRunsOnceMoreArrives) {
   }
 }
 
+// As many blocking operations as workers run side by side, however they arrive:
+// a worker that takes one of a few while searching leaves the rest to a sleeper
+// (woken at once if it sleeps without a timeout, or coming back within
+// kStrandCheck if it sleeps timed). Nothing else is submitted meanwhile.
+TEST(SchedulingTest, AsManyBlockingOperationsAsWorkersRunSideBySide) {
+  Engine engine({.workers = 2});
+  for (int round = 0; round < 50; ++round) {
+    Gate gate;
+    auto a = engine.Submit(gate.Waiter());
+    auto b = engine.Submit(gate.Waiter());
+    ASSERT_TRUE(a.ok() && b.ok());
+    // Neither can finish before the gate opens: both in progress means side by side.
+    const bool both = AwaitState(*a, State::kInProgress, std::chrono::seconds(10)) &&
+                      AwaitState(*b, State::kInProgress, std::chrono::seconds(10));
+    gate.Open();
+    ASSERT_TRUE(both) << "round " << round << ": one operation was stranded behind the other";
+    ASSERT_TRUE(AwaitState(*a, State::kSucceeded));
+    ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  }
+}
+
 TEST(WaitIdleTest, ReturnsOnceEverythingRunnableHasRun) {
   Engine engine({.workers = 2});
   std::atomic<int> ran{0};
