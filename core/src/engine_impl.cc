@@ -318,7 +318,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
     // the run queue's push publishes them with the rest of the node.
     op->word.store(static_cast<std::uint32_t>(initial) | kHeadBit | kOwnedBit,
                    std::memory_order_relaxed);
-    Schedule(op);
+    Schedule(op, st);
   } else if (o.token.empty()) {
     MakeHead(op);
   } else {

@@ -83,6 +83,9 @@ struct alignas(kCacheLine) Stripe {
   Atomic<std::int64_t> credits{0};
   // Submits in flight on this stripe; Dekker partner of closed_ (Shutdown).
   Atomic<std::uint32_t> submitting{0};
+  // Leased stripes: the injector producer their lessee pushes through, made on
+  // first use; destroyed with the engine, before the injector (declared after it).
+  std::unique_ptr<Injector::ProducerToken> producer;
 };
 
 
@@ -186,6 +189,8 @@ class EngineImpl {
  private:
   // --- scheduling (worker.cc) ---
   void Schedule(Operation* op);
+  // Schedule for a caller that has its stripe at hand (Submit).
+  void Schedule(Operation* op, Stripe& st);
   void MakeHead(Operation* op);
   // Sets kHeadBit (and kOwnedBit when it takes ownership, H1) in one RMW; returns
   // the prior word and stores the new one in *next.

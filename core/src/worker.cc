@@ -158,11 +158,12 @@ void EngineImpl::ExitSubmit(Stripe& st) {
   }
 }
 
-void EngineImpl::Schedule(Operation* op) {
+void EngineImpl::Schedule(Operation* op) { Schedule(op, MyStripe()); }
+
+void EngineImpl::Schedule(Operation* op, Stripe& st) {
   // The caller owns op (H1-H3) and hands the ownership to a run-queue entry. The
   // queues' own release/acquire pairs publish the caller's writes to the popper.
   ORDO_DCHECK(op->word.load(std::memory_order_relaxed) & kOwnedBit, "scheduling an unowned op");
-  Stripe& st = MyStripe();
   Count(st, st.scheduled);
   Worker* w = t_worker;
   if (w != nullptr && w->engine == this) {
@@ -173,6 +174,10 @@ void EngineImpl::Schedule(Operation* op) {
       spill[n++] = op;
       injector_.PushBulk(spill, n);
     }
+  } else if (st.single_writer) {
+    // A leased stripe (one lessee at a time, L1): its explicit producer.
+    if (st.producer == nullptr) st.producer = injector_.MakeProducerToken();
+    injector_.Push(*st.producer, op);
   } else {
     injector_.Push(op);
   }
