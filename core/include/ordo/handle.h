@@ -38,7 +38,8 @@ class Handle {
 
   bool valid() const { return op_ != nullptr; }
 
-  // Unique within the process, increasing in creation order per engine.
+  // Unique within its engine (two engines may hand out the same id), increasing in
+  // creation order.
   std::uint64_t id() const;
   State state() const;
   // The failure message once Failed (the exception's what(), or the returned
