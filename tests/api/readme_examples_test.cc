@@ -19,7 +19,11 @@ TEST(ReadmeExamplesTest, UsingIt) {
   auto outcome = engine.Cancel(*h);
   ASSERT_TRUE(outcome.ok());
   EXPECT_EQ(*outcome, ordo::CancelOutcome::kCanceled);
+  int posted = 0;
+  absl::Status s = engine.Post([&posted] { ++posted; }, {.token = "account-42"});
+  EXPECT_TRUE(s.ok());
   EXPECT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(posted, 1);  // WaitIdle: everything runnable has run
   EXPECT_TRUE(engine.Shutdown(ordo::ShutdownMode::kDrainReady).ok());
   EXPECT_FALSE(engine.stats().ToPrometheus().empty());
 }
