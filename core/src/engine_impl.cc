@@ -353,8 +353,7 @@ std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, Canc
   OnTerminal(State::kCanceled, MyStripe());
   const State was = StateOf(w);
   if (was == State::kPostponed) {
-    MutexLock lock(&timer_mu_);
-    DrainTimerInboxLocked();  // I2 (timers.cc)
+    TimerLock lock(this);  // drains the inbox first (I2)
     DisarmTimerLocked(op);  // its memory is released at once
   }
   if (was == State::kSuspended) UnregisterHeld(op);
@@ -407,8 +406,7 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
   }
   bool schedule = false;
   {
-    MutexLock lock(&timer_mu_);
-    DrainTimerInboxLocked();  // I2 (timers.cc)
+    TimerLock lock(this);  // drains the inbox first (I2)
     std::uint32_t w = op->word.load(std::memory_order_acquire);
     for (;;) {
       const State s = StateOf(w);
@@ -469,8 +467,7 @@ absl::Status EngineImpl::Suspend(Operation* op) {
   // Under timer_mu_, nobody else can make op Suspended (Suspend and Resume hold it;
   // Submit registers before publishing). It is registered before the CAS, so a
   // Cancel or Resume that follows the CAS finds the entry to remove.
-  MutexLock lock(&timer_mu_);
-  DrainTimerInboxLocked();  // I2 (timers.cc)
+  TimerLock lock(this);  // drains the inbox first (I2)
   std::uint32_t w = op->word.load(std::memory_order_acquire);
   if (StateOf(w) == State::kSuspended) return absl::OkStatus();
   const bool registered = RegisterHeld(op);
@@ -495,8 +492,7 @@ absl::Status EngineImpl::Suspend(Operation* op) {
 absl::Status EngineImpl::Resume(Operation* op) {
   bool schedule = false;
   {
-    MutexLock lock(&timer_mu_);
-    DrainTimerInboxLocked();  // I2 (timers.cc)
+    TimerLock lock(this);  // drains the inbox first (I2)
     std::uint32_t w = op->word.load(std::memory_order_acquire);
     for (;;) {
       const State s = StateOf(w);
@@ -836,8 +832,7 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   // but is not refused for want of one (a series never silently stops).
   (void)TakeCredit(st);
   if (postponed) {
-    MutexLock lock(&timer_mu_);
-    DrainTimerInboxLocked();  // I2 (timers.cc)
+    TimerLock lock(this);  // drains the inbox first (I2)
     if (!ArmTimerLocked(n, due).ok()) {
       n->due_ns.store(kNoTime, std::memory_order_relaxed);
       n->word.store(static_cast<std::uint32_t>(State::kWaiting), std::memory_order_relaxed);
@@ -960,8 +955,7 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
     // Postponed operations: canceled (kDrainReady, kCancelPending).
     std::vector<TimerNode*> all;
     {
-      MutexLock tl(&timer_mu_);
-      DrainTimerInboxLocked();  // I2 (timers.cc)
+      TimerLock tl(this);  // drains the inbox first (I2)
       wheel_->Advance(INT64_MAX - 1, &all);
       // I3 (timers.cc). Relaxed: a count.
       timers_armed_.fetch_sub(static_cast<std::int64_t>(all.size()), std::memory_order_relaxed);

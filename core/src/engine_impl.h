@@ -34,6 +34,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -89,10 +90,12 @@ struct alignas(kCacheLine) Stripe {
 };
 
 
-// Adds n to a counter of st. On a worker's own stripe the worker is the only
-// writer, so load + store cannot lose an addition; readers see the counter
-// move forward with the same release/relaxed guarantee an RMW would give.
-inline void Count(Stripe& st, Atomic<std::uint64_t>& c, std::uint64_t n = 1,
+// Adds n (modulo 2^bits: a subtraction is the addition of its complement) to a
+// counter of st. On a single-writer stripe (a worker's own, or a lease) that
+// writer is the only one, so load + store cannot lose an addition; readers see the
+// counter move with the same release/relaxed guarantee an RMW would give.
+template <typename T>
+inline void Count(Stripe& st, Atomic<T>& c, std::type_identity_t<T> n = 1,
                   std::memory_order order = std::memory_order_relaxed) {
   if (st.single_writer) {
     // Relaxed load: our own last store. `order` (release for `finished`) as below.
@@ -249,6 +252,21 @@ class EngineImpl {
   bool ArmTimerFromSubmit(Operation* op, std::int64_t due_ns);
   // Moves the inbox into the wheel; every holder of timer_mu_ calls it first.
   void DrainTimerInboxLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  // Holds timer_mu_ with the inbox drained into the wheel (timers.cc I2): how the
+  // engine takes the timer lock once it is built, so no holder can skip the drain.
+  class ABSL_SCOPED_LOCKABLE TimerLock {
+   public:
+    explicit TimerLock(EngineImpl* e) ABSL_EXCLUSIVE_LOCK_FUNCTION(e->timer_mu_) : e_(e) {
+      e_->timer_mu_.Lock();
+      e_->DrainTimerInboxLocked();
+    }
+    ~TimerLock() ABSL_UNLOCK_FUNCTION() { e_->timer_mu_.Unlock(); }
+    TimerLock(const TimerLock&) = delete;
+    TimerLock& operator=(const TimerLock&) = delete;
+
+   private:
+    EngineImpl* e_;
+  };
   // Kicks the timekeeper if due_ns comes before the deadline it sleeps towards.
   void LowerTimekeeperTarget(std::int64_t due_ns);
   absl::Status WheelFullError(const char* what) const;

@@ -23,7 +23,8 @@
 // cascades thousands of timers in a burst, and submitters queued behind it (W4
 // measured 0.7-1 us per postponed submit, most of it waiting). Submit pushes the
 // operation's timer node onto timer_inbox_, a Treiber stack; every holder of
-// timer_mu_ first moves the inbox into the wheel (DrainTimerInboxLocked).
+// timer_mu_ takes it through EngineImpl::TimerLock, which first moves the inbox
+// into the wheel (DrainTimerInboxLocked).
 // Invariants
 //   I1  A node is in the inbox only while its operation is Postponed or was made
 //       Canceled/Suspended by a party that has yet to take timer_mu_; nobody frees
@@ -123,8 +124,7 @@ void EngineImpl::DrainTimerInboxLocked() {
 }
 
 bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns) {
-  MutexLock lock(&timer_mu_);
-  DrainTimerInboxLocked();  // I2
+  TimerLock lock(this);  // drains the inbox first (I2)
   if (WheelFullLocked()) return false;
   op->due_ns.store(due_ns, std::memory_order_relaxed);  // published by the CAS
   std::uint32_t w = op->word.load(std::memory_order_relaxed);
@@ -143,8 +143,7 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue() {
   std::vector<Operation*> ready;
   std::optional<std::int64_t> next;
   {
-    MutexLock lock(&timer_mu_);
-    DrainTimerInboxLocked();  // I2
+    TimerLock lock(this);  // drains the inbox first (I2)
     due_scratch_.clear();
     wheel_->Advance(NowNs(), &due_scratch_);
     // I3: released timers give their places back. Relaxed: a count.

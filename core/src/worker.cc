@@ -150,12 +150,7 @@ void EngineImpl::EnterSubmit(Stripe& st) {
 void EngineImpl::ExitSubmit(Stripe& st) {
   // Release: pairs with Shutdown's loads of submitting, so what this submit
   // published happens-before Shutdown's drain.
-  if (st.single_writer) {
-    st.submitting.store(st.submitting.load(std::memory_order_relaxed) - 1,
-                        std::memory_order_release);
-  } else {
-    st.submitting.fetch_sub(1, std::memory_order_release);
-  }
+  Count(st, st.submitting, ~std::uint32_t{0}, std::memory_order_release);  // minus one
 }
 
 void EngineImpl::Schedule(Operation* op) { Schedule(op, MyStripe()); }
