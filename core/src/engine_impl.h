@@ -176,6 +176,8 @@ class EngineImpl {
   // --- Handle ---
   static void AddRef(Operation* op);
   static void DropRef(Operation* op);
+  // Frees a node whose last reference is gone (its extras, then the pool).
+  static void Reclaim(Operation* op);
   // Whether a Handle could still read op's times: false only when the engine's
   // reference (held by the caller) is the only one. A Handle comes only from
   // Submit (Post makes none), from copying a Handle, or from a predecessor's next_occurrence (whose
@@ -213,15 +215,18 @@ class EngineImpl {
   std::chrono::nanoseconds SweepBeforePark();
   // Runs op's callable; returns true if the operation is finished with (terminal),
   // false if it was re-postponed for a retry.
-  bool Execute(Worker* w, Operation* op);
+  // `sole`: the runner is the node's only party (U1-U3 in worker.cc).
+  bool Execute(Worker* w, Operation* op, bool sole);
   // After `x` (a chain head) is finished with: the next runnable head, or nullptr.
   // Releases x (and any canceled nodes it skips).
   Operation* AdvanceChain(Operation* x);
   void ReleaseChainNode(Chain* c, Operation* x);
-  void ReleaseEngineRef(Operation* op);
+  // Destroys op's callable and drops the engine's reference (`sole`: U1-U3 in
+  // worker.cc, frees it with no RMW).
+  void ReleaseEngineRef(Operation* op, bool sole = false);
   // Makes `op` terminal from InProgress (H4: only its runner does); wakes waiters.
-  void FinishInProgress(Operation* op, State terminal, std::string error, Stripe& st,
-                        CancelReason reason);
+  void FinishInProgress(Operation* op, State terminal, std::string&& error, Stripe& st,
+                        CancelReason reason, bool sole = false);
   void OnTerminal(State terminal, Stripe& st);
   // CAS from a not-started state to Canceled with `reason`. On success, removes
   // its timer and schedules it if it is a head (H2, H3). Returns the prior word.

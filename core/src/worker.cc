@@ -380,6 +380,22 @@ std::chrono::nanoseconds EngineImpl::SweepBeforePark() {
   return std::chrono::nanoseconds(-1);
 }
 
+// Sole runs. Most operations are independent and posted: nobody but their
+// runner can reach them, so the two state CASes and the reference RMW, each a
+// locked instruction, buy nothing. The runner of an owned, independent node
+// (chain == nullptr) whose refs it reads as 1 is its sole party:
+//   U1  No other reference exists, and none can be made: a Handle comes only
+//       from Submit (before publication), from a Handle, or from a predecessor's
+//       next_occurrence (which holds its own reference); the held registry and
+//       the Shutdown wheel drain take one only for a Postponed or Suspended node,
+//       never an owned Waiting one; token walks never see a node with no chain.
+//   U2  Every party that changed the word held a reference and dropped it with
+//       an acq_rel RMW afterwards. The runner loads refs with acquire *before* it
+//       loads the word, so it sees each such change, and no later one can come.
+//   U3  What remains is Shutdown's cancel_all_, which the runner reads itself.
+// So the runner moves the word Waiting -> InProgress -> terminal with plain
+// stores, wakes nobody (kWaiterBit needs a Handle), and frees the node with no
+// RMW. A node that fails U1 (refs > 1, or a chain) takes the CAS path.
 void EngineImpl::RunItem(Worker* w, Operation* op) {
   // We own `cur` (H3): the popped entry's ownership, then the inline ownership
   // AdvanceChain takes of each next head.
@@ -387,6 +403,11 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
   int budget = options_.chain_budget;
   while (cur != nullptr) {
     bool finished_with = false;
+    // U2: acquire, and before the word's load; pairs with the acq_rel fetch_sub
+    // of the last other holder.
+    const bool sole =
+        cur->chain == nullptr && cur->refs.load(std::memory_order_acquire) == 1;
+    ChaosPoint();
     // Acquire: pairs with the release of whoever scheduled or last changed it.
     std::uint32_t word = cur->word.load(std::memory_order_acquire);
     ORDO_CHECK_OP((word & kOwnedBit) != 0, "a worker holds an operation it does not own",
@@ -411,14 +432,19 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
           finished_with = true;
           break;
         }
-        // acq_rel: acquire what the submitter (and the chain's previous
-        // operation) wrote; one of this CAS and Cancel's/Postpone's CAS wins.
-        if (!cur->word.compare_exchange_weak(word, WithState(released, State::kInProgress),
-                                             std::memory_order_acq_rel,
-                                             std::memory_order_acquire)) {
+        if (sole) {
+          // U1-U3: nobody else writes this word. Relaxed: the callable's inputs
+          // came with the run-queue entry (its acquire); nobody reads this store
+          // for ordering.
+          cur->word.store(WithState(released, State::kInProgress), std::memory_order_relaxed);
+        } else if (!cur->word.compare_exchange_weak(word, WithState(released, State::kInProgress),
+                                                    std::memory_order_acq_rel,
+                                                    std::memory_order_acquire)) {
+          // acq_rel: acquire what the submitter (and the chain's previous
+          // operation) wrote; one of this CAS and Cancel's/Postpone's CAS wins.
           continue;
         }
-        finished_with = Execute(w, cur);
+        finished_with = Execute(w, cur, sole);
         break;
       }
       ORDO_CHECK_OP(s != State::kInProgress, "an owned operation is in progress",
@@ -440,7 +466,7 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
     if (chain != nullptr) {
       next = AdvanceChain(cur);  // releases cur; we own next, if any
     } else {
-      ReleaseEngineRef(cur);
+      ReleaseEngineRef(cur, sole);
     }
     cur = nullptr;
     if (next != nullptr) {
@@ -459,7 +485,7 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
   Count(w->stripe, w->stripe.finished, 1, std::memory_order_release);
 }
 
-bool EngineImpl::Execute(Worker* w, Operation* op) {
+bool EngineImpl::Execute(Worker* w, Operation* op, bool sole) {
   Stripe& st = w->stripe;
   // Relaxed: published with the terminal state (release) or read by the runner.
   // Only a Handle reads the times; with none left, the clock read is skipped.
@@ -535,7 +561,7 @@ bool EngineImpl::Execute(Worker* w, Operation* op) {
   OpExtras* ex = op->extras.load(std::memory_order_acquire);
   if (ex != nullptr && ex->recurrence != nullptr) SpawnNextOccurrence(op, st);
   FinishInProgress(op, failed ? State::kFailed : State::kSucceeded, std::move(error), st,
-                   CancelReason::kByCancel);
+                   CancelReason::kByCancel, sole);
   return true;
 }
 
@@ -549,8 +575,8 @@ void EngineImpl::RequestRetry(Operation* op, std::chrono::nanoseconds delay,
   a->reason = std::string(reason);
 }
 
-void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string error, Stripe& st,
-                                  CancelReason reason) {
+void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string&& error, Stripe& st,
+                                  CancelReason reason, bool sole) {
   if (terminal == State::kFailed || terminal == State::kCanceled) {
     if (!error.empty() || terminal == State::kFailed) {
       OpExtras* ex = ExtrasOf(op);
@@ -559,20 +585,29 @@ void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string err
   }
   if (Observed(op)) op->completed_ns.store(NowNs(), std::memory_order_relaxed);  // published below
   std::uint32_t w = op->word.load(std::memory_order_relaxed);
-  std::uint32_t next;
-  do {
-    ORDO_CHECK_OP(StateOf(w) == State::kInProgress, "finish of an operation not in progress",
+  auto finished = [&](std::uint32_t from) {
+    ORDO_CHECK_OP(StateOf(from) == State::kInProgress, "finish of an operation not in progress",
                   op->id_relaxed());
-    next = WithState(w, terminal);
+    std::uint32_t to = WithState(from, terminal);
     if (terminal == State::kCanceled) {
-      next = (next & ~kReasonMask) | (static_cast<std::uint32_t>(reason) << kReasonShift);
+      to = (to & ~kReasonMask) | (static_cast<std::uint32_t>(reason) << kReasonShift);
     }
+    return to;
+  };
+  if (sole) {
+    // U1-U3: nobody else writes this word, and nobody waits on it. Release, as
+    // the CAS below (a plain store on x86): a reader of the terminal word sees
+    // what the callable wrote.
+    op->word.store(finished(w), std::memory_order_release);
+  } else {
     // Release: publishes the callable's writes, error and completed_ns to
     // Handle::state()/Wait() (acquire) and to the chain's next operation (through
     // the chain protocol). Only kWaiterBit can change under us (H4).
-  } while (!op->word.compare_exchange_weak(w, next, std::memory_order_release,
-                                           std::memory_order_relaxed));
-  if (w & kWaiterBit) FutexWakeAll(&op->word);
+    while (!op->word.compare_exchange_weak(w, finished(w), std::memory_order_release,
+                                           std::memory_order_relaxed)) {
+    }
+    if (w & kWaiterBit) FutexWakeAll(&op->word);
+  }
   OnTerminal(terminal, st);
 }
 
@@ -631,12 +666,16 @@ void EngineImpl::ReleaseChainNode(Chain* c, Operation* x) {
   ReleaseEngineRef(x);
 }
 
-void EngineImpl::ReleaseEngineRef(Operation* op) {
+void EngineImpl::ReleaseEngineRef(Operation* op, bool sole) {
   if (op->ops != nullptr) {
     op->ops->destroy(op->storage);
     op->ops = nullptr;
   }
-  DropRef(op);
+  if (sole) {
+    Reclaim(op);  // U1: still the only reference (none can be made), so no RMW
+  } else {
+    DropRef(op);
+  }
 }
 
 void EngineImpl::AddRef(Operation* op) {
@@ -648,6 +687,10 @@ void EngineImpl::DropRef(Operation* op) {
   // acq_rel: the last dropper acquires every other holder's accesses before it
   // frees the node; the others release theirs.
   if (op->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  Reclaim(op);
+}
+
+void EngineImpl::Reclaim(Operation* op) {
   OpExtras* ex = op->extras.load(std::memory_order_relaxed);  // sole owner now
   if (ex != nullptr) {
     if (Operation* s = ex->successor.load(std::memory_order_relaxed)) DropRef(s);

@@ -546,12 +546,93 @@ void RunShutdownRace(int producers, int rounds) {
   }
 }
 
+// Sole runs (worker.cc U1-U3): a worker that finds an independent operation with
+// no Handle left skips its state CASes. Here the last Handle is dropped right
+// after a Cancel, a Postpone or a Wait on it, while a worker may be starting it:
+// a Cancel that reported kCanceled must mean its body never runs, a Postpone
+// that succeeded must hold it, and every operation ends exactly once. With the
+// refs load after the word's (U2 broken), the runner overwrites the canceled word
+// and the body runs.
+void RunSoleRunRace(int producers, long per_producer) {
+  const long total = producers * per_producer;
+  std::vector<std::atomic<int>> runs(total);
+  std::vector<std::vector<char>> canceled(producers);
+  std::atomic<long> postponed{0};
+  Stats stats;
+  {
+    ManualClock clock;
+    Engine engine({.workers = 2, .clock = &clock});
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        std::mt19937 rng(900 + p);
+        canceled[p].assign(per_producer, 0);
+        for (long i = 0; i < per_producer; ++i) {
+          const long id = p * per_producer + i;
+          absl::StatusOr<Handle> h =
+              engine.Submit([&runs, id] { runs[id].fetch_add(1, std::memory_order_relaxed); });
+          ASSERT_TRUE(h.ok()) << h.status();
+          switch (rng() % 4) {
+            case 0: {
+              // Not started: kCanceled; running: kCancelRequested; done:
+              // FailedPrecondition.
+              absl::StatusOr<CancelOutcome> c = engine.Cancel(*h);
+              EXPECT_TRUE(c.ok() || absl::IsFailedPrecondition(c.status())) << c.status();
+              canceled[p][i] = c.ok() && *c == CancelOutcome::kCanceled;
+              break;
+            }
+            case 1:
+              // Due at once on the next tick: held in the wheel until then.
+              if (engine.Postpone(*h, clock.Now() + 1ms).ok()) {
+                postponed.fetch_add(1, std::memory_order_relaxed);
+              }
+              break;
+            case 2:
+              // Another party that touches the word (kWaiterBit) while it runs.
+              if (rng() % 8 == 0) {
+                EXPECT_EQ(h->Wait(), State::kSucceeded);
+              }
+              break;
+            default:
+              break;  // dropped at once
+          }
+        }  // each Handle drops here, racing its runner
+      });
+    }
+    for (auto& t : threads) t.join();
+    clock.Advance(2ms);  // releases every postponed one
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    stats = engine.stats();
+  }
+  long canceled_count = 0;
+  for (int p = 0; p < producers; ++p) {
+    for (long i = 0; i < per_producer; ++i) {
+      const int r = runs[p * per_producer + i].load();
+      if (canceled[p][i]) {
+        ++canceled_count;
+        EXPECT_EQ(r, 0) << "producer " << p << " op " << i << ": canceled, yet its body ran";
+      } else {
+        EXPECT_EQ(r, 1) << "producer " << p << " op " << i;
+      }
+    }
+  }
+  EXPECT_GT(postponed.load(), 0);
+  EXPECT_EQ(stats.submitted, static_cast<std::uint64_t>(total));
+  EXPECT_EQ(stats.pending, 0u);
+  EXPECT_EQ(stats.canceled, static_cast<std::uint64_t>(canceled_count));
+  EXPECT_EQ(stats.succeeded, static_cast<std::uint64_t>(total - canceled_count));
+}
+
 TEST(StressTest, TokenControlsRacingRunnersThatEmptyChainsLoseNothing) {
   RunTokenControlStress(/*producers=*/2, 40000L * Scale());
 }
 
 TEST(StressTest, PostedWorkWithNoHandleRacingTokenControlsLosesNothing) {
   RunPostStress(/*producers=*/2, 40000L * Scale());
+}
+
+TEST(StressTest, HandlesDroppedWhileTheirOperationStartsNeverLoseACancel) {
+  RunSoleRunRace(/*producers=*/2, 50000L * Scale());
 }
 
 TEST(StressTest, SubmittersRacingShutdownLoseNothing) {
