@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
 #include <vector>
+
+#include "config.h"
 
 namespace ordo::internal {
 namespace {
@@ -54,6 +57,25 @@ TEST(OpPoolTest, AReusedNodeComesBackInItsInitialStateOnceInitFactsRan) {
   EXPECT_EQ(b->retry_count.load(std::memory_order_relaxed), 0);
   EXPECT_FALSE(b->cancel_requested.load(std::memory_order_relaxed));
   OpPool::Free(b);
+}
+
+// Magazines: many frees and allocations across magazine boundaries (and depot
+// trades) hand back exactly the nodes freed, each once, and make none.
+TEST(OpPoolTest, NodesFreedAcrossManyMagazinesComeBackEachExactlyOnce) {
+  // Whole magazines, so that the first loop leaves none half used.
+  constexpr std::size_t kNodes = 16 * kPoolCacheNodes;
+  std::vector<Operation*> first(kNodes);
+  for (auto& op : first) op = OpPool::Allocate();
+  for (Operation* op : first) OpPool::Free(op);
+  const std::size_t before = OpPool::NodesCreated();
+  std::vector<Operation*> second(kNodes);
+  for (auto& op : second) op = OpPool::Allocate();
+  EXPECT_EQ(OpPool::NodesCreated(), before);
+  std::sort(first.begin(), first.end());
+  std::sort(second.begin(), second.end());
+  EXPECT_EQ(std::adjacent_find(second.begin(), second.end()), second.end()) << "a node twice";
+  EXPECT_EQ(first, second);
+  for (Operation* op : second) OpPool::Free(op);
 }
 
 TEST(OpPoolTest, AProducerAndAConsumerThreadReachASteadyStateWithNoNewNodes) {

@@ -1,16 +1,18 @@
 // op_pool.h: per-thread pools of Operation nodes; the only code that allocates them.
 //
-// Each thread keeps a private free list (no synchronisation). A thread that frees
-// more than it allocates (a worker) hands full batches to a process-wide depot
-// under a mutex; a thread that allocates more (a producer) takes batches back. In
-// steady state an operation costs no heap allocation and one depot visit per
-// batch of kPoolCacheNodes nodes.
+// Each thread keeps two private magazines (arrays of free node pointers; no
+// synchronisation). A thread that frees more than it allocates (a worker) trades
+// full magazines for empty ones at a process-wide depot under a mutex; a thread
+// that allocates more (a producer) trades the other way. In steady state an
+// operation costs no heap allocation and one depot visit per kPoolCacheNodes
+// nodes. Allocate fetches the node a few allocations ahead for writing: the array
+// gives its address without touching the node (a linked free list did not).
 //
 // Nodes are type-stable: once made they are never returned to the heap while the
 // process runs, so a diagnostic (Handle::Explain) may read the atomics of a node
 // that was recycled under it and at worst report stale facts. The price: the
 // depot holds as many nodes as were ever pending at once (192 B each, made in
-// slabs of kPoolCacheNodes).
+// slabs of kPoolCacheNodes), and the magazines that held them (8 B a node).
 // Rejected: returning nodes to the heap beyond a cap; it makes a stale read a
 // use-after-free.
 #ifndef ORDO_CORE_SRC_OP_POOL_H_
