@@ -2,9 +2,12 @@
 
 #include <algorithm>
 
+#include "config.h"
+
 namespace ordo::internal {
 
-Parker::Parker(int workers) : slots_(new Slot[workers]) {
+Parker::Parker(int workers)
+    : asymmetric_(AsymmetricFencesAvailable()), slots_(new Slot[workers]) {
   MutexLock lock(&mu_);
   sleepers_.reserve(workers);
 }
@@ -73,7 +76,13 @@ void Parker::Park(int w, const std::function<bool()>& has_work,
     num_sleepers_.fetch_add(1, std::memory_order_relaxed);  // ordered by the fence (P1)
   }
   num_searching_.fetch_sub(1, std::memory_order_relaxed);  // ordered by the fence (P1)
-  std::atomic_thread_fence(std::memory_order_seq_cst);     // P1, worker side
+  // P1, worker side: the heavy half of the asymmetric fence for a sleep that is
+  // untimed or longer than kStrandCheck (P1 (a)); a seq_cst fence otherwise.
+  if (asymmetric_ && (timeout.count() < 0 || timeout > kStrandCheck)) {
+    HeavyFence();
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
   if (has_work()) {
     if (Unregister(w)) return;
     // A waker popped us already and is about to set our word: take that wake.

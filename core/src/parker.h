@@ -5,12 +5,24 @@
 // State: num_searching_ (workers awake and looking for work), num_sleepers_ and
 // the sleeper stack (under mu_), one futex word per worker.
 // Invariants
-//   P1  Dekker on two seq_cst fences. A producer makes its work visible, runs a
-//       seq_cst fence, then reads num_searching_ and num_sleepers_. A worker going
-//       to sleep registers (num_sleepers_ up, num_searching_ down), runs a seq_cst
-//       fence, then looks for work once more. So either the worker's last look sees
-//       the work, or the producer sees the worker registered (or another worker
-//       still searching, whose last look will see the work).
+//   P1  A producer makes its work visible, fences, then reads num_sleepers_ and
+//       num_searching_. A worker going to sleep registers (num_sleepers_ up,
+//       num_searching_ down), fences, then looks for work once more. With seq_cst
+//       fences on both sides (no asymmetric fences: old kernels, TSan), either
+//       the worker's last look sees the work, or the producer sees the worker
+//       registered (or another worker still searching, whose last look will see
+//       the work). With asymmetric fences (sync.h) the producer's first fence is
+//       a compiler barrier, and:
+//       (a) it reads num_sleepers_ 0: a sleeper it missed either parks untimed or
+//           for longer than kStrandCheck, and then fences heavily (every thread
+//           of the process runs a full barrier), so its last look sees the work;
+//           or parks for at most kStrandCheck with a seq_cst fence, and then may
+//           sleep through the work, but wakes within kStrandCheck and searches.
+//           The bound is P2's for work left behind; an engine whose workers all
+//           sleep sleeps untimed, so it misses nothing.
+//       (b) it reads a sleeper: it runs a seq_cst fence before num_searching_, so
+//           the symmetric argument above holds against the searchers (their
+//           fence after EndSearch, P2) and the sleepers.
 //   P2  A searcher that finds work and was the last searcher notifies, after a
 //       seq_cst fence, when more work is visible and either at least
 //       kWakeBacklog operations are, or some sleeper sleeps without a timeout.
@@ -34,6 +46,9 @@
 //       the worker (acquire exchange) before it sleeps again.
 // Fences, not RMWs: the producer's side runs on every submission and must keep
 // the counters' cache line shared (read-only) across cores; an RMW would bounce it.
+// The heavy fence costs a worker microseconds per park: W5 (paced, workers park
+// between operations) showed its p50 at 4.4-4.7 us with it on every park against
+// 2.4 with it on untimed and long parks only.
 // TSan does not model fences, but no data is published through this protocol
 // (the work itself travels through the queues' own release/acquire pairs), so
 // it has nothing to misreport; a lost wake-up would show as a hang in the tests.
@@ -57,14 +72,22 @@ class Parker {
 
   // Producer: after making work visible (P1).
   void NotifyWork() {
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // P1, producer side
-    // Relaxed: ordered by the fence above (P1); both are read after it, so the
-    // order of the two reads does not matter to P1. Sleepers first: it changes
-    // only when a worker parks or wakes, so under load its line stays shared in
-    // the producer's cache. num_searching_ changes every time a worker runs dry
-    // and finds work again; read per submission, it cost a cross-core miss each
+    // P1, producer side. With asymmetric fences, a compiler barrier while nobody
+    // sleeps (the common case under load: a seq_cst fence here drained the store
+    // buffer on every submission, waiting for the node's lines), and the full
+    // fence only once a sleeper shows. Without them, the full fence first.
+    if (asymmetric_) {
+      LightFence();
+    } else {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+    // Relaxed: ordered by the fences (P1). Sleepers first: it changes only when
+    // a worker parks or wakes, so under load its line stays shared in the
+    // producer's cache. num_searching_ changes every time a worker runs dry and
+    // finds work again; read per submission, it cost a cross-core miss each
     // (97% of Schedule's samples in W1 with one worker).
     if (num_sleepers_.load(std::memory_order_relaxed) == 0) return;
+    if (asymmetric_) std::atomic_thread_fence(std::memory_order_seq_cst);
     if (num_searching_.load(std::memory_order_relaxed) != 0) return;
     WakeOne();
   }
@@ -104,6 +127,7 @@ class Parker {
 
   // Separate lines: producers read num_sleepers_ on every submission, and
   // searching workers write num_searching_ all the time.
+  const bool asymmetric_;  // P1's fences: LightFence/HeavyFence (sync.h)
   alignas(kCacheLine) Atomic<int> num_searching_{0};
   alignas(kCacheLine) Atomic<int> num_sleepers_{0};
   Atomic<int> num_untimed_{0};  // sleepers with no timeout (written under mu_)
