@@ -42,6 +42,9 @@ absl::Status Engine::EnqueueDetached(internal::Operation* op, const detail::Call
                                      SubmitOptions&& options) {
   return impl_->Enqueue(op, ops, std::move(options), /*with_handle=*/false);
 }
+absl::Status Engine::EnqueuePlain(internal::Operation* op, const detail::CallableOps* ops) {
+  return impl_->EnqueuePlain(op, ops);
+}
 
 namespace {
 absl::Status NoHandle(const char* what) {

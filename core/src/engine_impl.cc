@@ -254,17 +254,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   }
   Stripe& st = MyStripe();
   EnterSubmit(st);
-  absl::Status refused;
-  if (closed_.load(std::memory_order_seq_cst)) {
-    refused = absl::FailedPreconditionError(
-        "Submit: the engine is shut down (Shutdown was called); submit to a live engine");
-  } else if (!TakeCredit(st)) {
-    refused = absl::ResourceExhaustedError(absl::StrFormat(
-        "Submit: the engine is full: %d operations pending (Options::max_pending); wait for "
-        "some to finish (WaitIdle, Handle::Wait) or raise the limit",
-        options_.max_pending));
-  }
-  if (!refused.ok()) {
+  if (absl::Status refused = Admit(st); !refused.ok()) {
     ExitSubmit(st);
     drop();
     Count(st, st.rejected);
@@ -328,6 +318,46 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
     if (tokens_.Push(key, op)) MakeHead(op);
   }
   ExitSubmit(st);  // the push above happens-before Shutdown's drain
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::EnqueuePlain(Operation* op, const detail::CallableOps* ops) {
+  op->ops = ops;
+  Stripe& st = MyStripe();
+  EnterSubmit(st);
+  if (absl::Status refused = Admit(st); !refused.ok()) {
+    ExitSubmit(st);
+    ops->destroy(op->storage);
+    DiscardOperation(op);
+    Count(st, st.rejected);
+    return refused;
+  }
+  // As Enqueue for an independent, runnable operation with no Handle: no clock
+  // read, the engine's reference only, and H1 by a plain store before the push
+  // publishes the node.
+  InitFacts(op, next_id_.fetch_add(1, std::memory_order_relaxed) + 1, this, kNoTime, kNoTime);
+  op->refs.store(1, std::memory_order_relaxed);
+  Count(st, st.submitted);
+  op->word.store(static_cast<std::uint32_t>(State::kWaiting) | kHeadBit | kOwnedBit,
+                 std::memory_order_relaxed);
+  Schedule(op, st);
+  ExitSubmit(st);  // the push above happens-before Shutdown's drain
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::Admit(Stripe& st) {
+  // seq_cst, or the asymmetric pair: the Submit half of Shutdown's Dekker
+  // (EnterSubmit's store, then this load).
+  if (closed_.load(std::memory_order_seq_cst)) {
+    return absl::FailedPreconditionError(
+        "Submit: the engine is shut down (Shutdown was called); submit to a live engine");
+  }
+  if (!TakeCredit(st)) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "Submit: the engine is full: %d operations pending (Options::max_pending); wait for "
+        "some to finish (WaitIdle, Handle::Wait) or raise the limit",
+        options_.max_pending));
+  }
   return absl::OkStatus();
 }
 

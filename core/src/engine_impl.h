@@ -149,7 +149,13 @@ class EngineImpl {
   // op carries a second reference, for the Handle the caller makes on success.
   absl::Status Enqueue(Operation* op, const detail::CallableOps* ops, SubmitOptions&& options,
                        bool with_handle);
+  // Enqueue with default options and no Handle (Post(f)): the same operation,
+  // without the option checks, so a job posting jobs pays only for admission.
+  absl::Status EnqueuePlain(Operation* op, const detail::CallableOps* ops);
   void CountRejected();
+  // Admission inside EnterSubmit/ExitSubmit: FailedPrecondition once Shutdown
+  // began, ResourceExhausted at max_pending; OK with a credit taken.
+  absl::Status Admit(Stripe& st);
 
   // --- control ---
   absl::StatusOr<CancelOutcome> Cancel(Operation* op);

@@ -567,22 +567,26 @@ TEST(PostTest, PostedAndSubmittedOperationsShareOneCreationOrderPerToken) {
   EXPECT_EQ(st.succeeded, 6000u);
 }
 
+// Post(f) takes a shorter path than Post(f, options); both refuse alike.
 TEST(PostTest, RefusesWhatSubmitRefusesAndCountsIt) {
   Engine engine({.workers = 1, .max_pending = 1});
   EXPECT_EQ(engine.Post([] {}, {.token = ""}).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine.Post(std::function<void()>()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine.Post(std::function<void()>(), {}).code(), absl::StatusCode::kInvalidArgument);
   Gate gate;
   ASSERT_TRUE(engine.Post(gate.Waiter()).ok());  // the one pending place
-  absl::Status full = engine.Post([] {});
-  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(std::string(full.message()), HasSubstr("max_pending"));
+  for (const absl::Status& full : {engine.Post([] {}), engine.Post([] {}, {})}) {
+    EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_THAT(std::string(full.message()), HasSubstr("max_pending"));
+  }
   gate.Open();
   ASSERT_TRUE(engine.Shutdown().ok());
   EXPECT_EQ(engine.Post([] {}).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(engine.Post([] {}, {}).code(), absl::StatusCode::kFailedPrecondition);
   const Stats st = engine.stats();
   EXPECT_EQ(st.submitted, 1u);
   EXPECT_EQ(st.succeeded, 1u);
-  EXPECT_EQ(st.rejected, 4u);
+  EXPECT_EQ(st.rejected, 7u);
 }
 
 TEST(PostTest, TokenControlsReachPostedOperations) {

@@ -142,7 +142,7 @@ class Engine {
   absl::StatusOr<Handle> Submit(F&& f, SubmitOptions options = {}) {
     internal::Operation* op = nullptr;
     const detail::CallableOps* ops = nullptr;
-    if (absl::Status s = Prepare(std::forward<F>(f), options, &op, &ops); !s.ok()) return s;
+    if (absl::Status s = Prepare(std::forward<F>(f), &options, &op, &ops); !s.ok()) return s;
     return Enqueue(op, ops, std::move(options));
   }
 
@@ -153,11 +153,20 @@ class Engine {
   // reference, so no other thread touches the node's count, and no start or finish
   // time is read from the clock for it.
   template <typename F>
-  absl::Status Post(F&& f, SubmitOptions options = {}) {
+  absl::Status Post(F&& f, SubmitOptions options) {
     internal::Operation* op = nullptr;
     const detail::CallableOps* ops = nullptr;
-    if (absl::Status s = Prepare(std::forward<F>(f), options, &op, &ops); !s.ok()) return s;
+    if (absl::Status s = Prepare(std::forward<F>(f), &options, &op, &ops); !s.ok()) return s;
     return EnqueueDetached(op, ops, std::move(options));
+  }
+  // Post(f, {}), on a shorter path: with no options there is nothing to check
+  // but the callable and admission.
+  template <typename F>
+  absl::Status Post(F&& f) {
+    internal::Operation* op = nullptr;
+    const detail::CallableOps* ops = nullptr;
+    if (absl::Status s = Prepare(std::forward<F>(f), nullptr, &op, &ops); !s.ok()) return s;
+    return EnqueuePlain(op, ops);
   }
 
   // Cancels an operation: kCanceled if it had not started (its body never runs and
@@ -209,16 +218,19 @@ class Engine {
                                  SubmitOptions&& options);
   absl::Status EnqueueDetached(internal::Operation* op, const detail::CallableOps* ops,
                                SubmitOptions&& options);
-  // Checks f and options, takes a node and moves f into it. On an error nothing
-  // was taken.
+  absl::Status EnqueuePlain(internal::Operation* op, const detail::CallableOps* ops);
+  // Checks f and the options (null: the defaults, nothing to check), takes a node
+  // and moves f into it. On an error nothing was taken.
   template <typename F>
-  absl::Status Prepare(F&& f, const SubmitOptions& options, internal::Operation** op,
+  absl::Status Prepare(F&& f, const SubmitOptions* options, internal::Operation** op,
                        const detail::CallableOps** ops) {
     using Fn = std::decay_t<F>;
     static_assert(detail::TakesContext<Fn> || detail::TakesNothing<Fn>,
                   "Submit and Post take a callable invocable as f(ordo::Context&) or f()");
     if (detail::IsEmptyCallable(f)) return RejectEmptyCallable();
-    if (absl::Status s = Validate(options); !s.ok()) return s;
+    if (options != nullptr) {
+      if (absl::Status s = Validate(*options); !s.ok()) return s;
+    }
     void* storage = nullptr;
     *op = NewOperation(&storage);
     try {
