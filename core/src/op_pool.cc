@@ -84,6 +84,11 @@ struct LocalCache {
   ~LocalCache() {
     TheDepot().Give(loaded);
     TheDepot().Give(spare);
+    // A later thread_local destructor of this thread (one holding a Handle, say)
+    // may still free a node: it then fills fresh magazines, which the ending
+    // thread keeps, instead of writing into the ones the depot now owns.
+    loaded = nullptr;
+    spare = nullptr;
   }
   void Ready() {
     if (loaded == nullptr) {
