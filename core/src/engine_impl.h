@@ -124,6 +124,9 @@ struct Worker {
   Injector::ConsumerToken consumer;
   std::uint32_t rng = 0;
   unsigned tick = 0;
+  // Parked at most kStrandCheck since it last found work (Parker P1 (a): the
+  // next park may be long, with the heavy fence). Only this worker's thread.
+  bool parked_short = false;
   std::thread thread;
 };
 

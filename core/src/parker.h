@@ -18,8 +18,11 @@
 //           of the process runs a full barrier), so its last look sees the work;
 //           or parks for at most kStrandCheck with a seq_cst fence, and then may
 //           sleep through the work, but wakes within kStrandCheck and searches.
-//           The bound is P2's for work left behind; an engine whose workers all
-//           sleep sleeps untimed, so it misses nothing.
+//           The bound is P2's for work left behind. A worker's first park after
+//           work is such a short one (WorkerLoop); only if it finds nothing in
+//           it does it park long, so the heavy fence is paid once per idle
+//           spell, not per park. An engine whose workers all sleep long misses
+//           nothing.
 //       (b) it reads a sleeper: it runs a seq_cst fence before num_searching_, so
 //           the symmetric argument above holds against the searchers (their
 //           fence after EndSearch, P2) and the sleepers.
