@@ -254,12 +254,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   }
   Stripe& st = MyStripe();
   EnterSubmit(st);
-  if (absl::Status refused = Admit(st); !refused.ok()) {
-    ExitSubmit(st);
-    drop();
-    Count(st, st.rejected);
-    return refused;
-  }
+  if (absl::Status refused = Admit(st); !refused.ok()) return Refuse(op, st, std::move(refused));
   std::int64_t due = o.postpone_until ? o.postpone_until->time_since_epoch().count() : kNoTime;
   if (due != kNoTime && due <= now) due = kNoTime;  // a past time: runnable at once
   // Relaxed: the node is private until the push below publishes it; ids are
@@ -291,11 +286,8 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
 
   if (initial == State::kPostponed && !ArmTimerFromSubmit(op, due)) {
     // Undo: nothing was published.
-    ExitSubmit(st);
     GiveCredit(st);
-    drop();
-    Count(st, st.rejected);
-    return WheelFullError("Submit");
+    return Refuse(op, st, WheelFullError("Submit"));
   }
   // Past the last refusal: a refused Submit changes nothing, the token's policy
   // included. Before the push, so the policy is in force for this operation.
@@ -303,12 +295,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   if (initial == State::kSuspended) RegisterHeld(op);
   Count(st, st.submitted);
   if (o.token.empty() && initial == State::kWaiting) {
-    // H1 without an RMW: nothing has published the node yet (no timer, no held
-    // entry, no chain), so the head and owner bits go in with a plain store, and
-    // the run queue's push publishes them with the rest of the node.
-    op->word.store(static_cast<std::uint32_t>(initial) | kHeadBit | kOwnedBit,
-                   std::memory_order_relaxed);
-    Schedule(op, st);
+    ScheduleNew(op, st);
   } else if (o.token.empty()) {
     MakeHead(op);
   } else {
@@ -325,24 +312,32 @@ absl::Status EngineImpl::EnqueuePlain(Operation* op, const detail::CallableOps* 
   op->ops = ops;
   Stripe& st = MyStripe();
   EnterSubmit(st);
-  if (absl::Status refused = Admit(st); !refused.ok()) {
-    ExitSubmit(st);
-    ops->destroy(op->storage);
-    DiscardOperation(op);
-    Count(st, st.rejected);
-    return refused;
-  }
+  if (absl::Status refused = Admit(st); !refused.ok()) return Refuse(op, st, std::move(refused));
   // As Enqueue for an independent, runnable operation with no Handle: no clock
-  // read, the engine's reference only, and H1 by a plain store before the push
-  // publishes the node.
+  // read, the engine's reference only.
   InitFacts(op, next_id_.fetch_add(1, std::memory_order_relaxed) + 1, this, kNoTime, kNoTime);
   op->refs.store(1, std::memory_order_relaxed);
   Count(st, st.submitted);
+  ScheduleNew(op, st);
+  ExitSubmit(st);  // the push above happens-before Shutdown's drain
+  return absl::OkStatus();
+}
+
+void EngineImpl::ScheduleNew(Operation* op, Stripe& st) {
+  // H1 without an RMW: nothing has published the node yet (no timer, no held
+  // entry, no chain), so the head and owner bits go in with a plain store, and
+  // the run queue's push publishes them with the rest of the node.
   op->word.store(static_cast<std::uint32_t>(State::kWaiting) | kHeadBit | kOwnedBit,
                  std::memory_order_relaxed);
   Schedule(op, st);
-  ExitSubmit(st);  // the push above happens-before Shutdown's drain
-  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::Refuse(Operation* op, Stripe& st, absl::Status why) {
+  ExitSubmit(st);
+  op->ops->destroy(op->storage);
+  DiscardOperation(op);
+  Count(st, st.rejected);
+  return why;
 }
 
 absl::Status EngineImpl::Admit(Stripe& st) {

@@ -89,7 +89,6 @@ struct alignas(kCacheLine) Stripe {
   std::unique_ptr<Injector::ProducerToken> producer;
 };
 
-
 // Adds n (modulo 2^bits: a subtraction is the addition of its complement) to a
 // counter of st. On a single-writer stripe (a worker's own, or a lease) that
 // writer is the only one, so load + store cannot lose an addition; readers see the
@@ -159,6 +158,11 @@ class EngineImpl {
   // Admission inside EnterSubmit/ExitSubmit: FailedPrecondition once Shutdown
   // began, ResourceExhausted at max_pending; OK with a credit taken.
   absl::Status Admit(Stripe& st);
+  // A submit refused after EnterSubmit: leaves the Dekker, destroys op's callable,
+  // returns its node unpublished, counts the rejection and returns `why`.
+  absl::Status Refuse(Operation* op, Stripe& st, absl::Status why);
+  // Publishes a new, independent, runnable op to the run queues (H1 by a store).
+  void ScheduleNew(Operation* op, Stripe& st);
 
   // --- control ---
   absl::StatusOr<CancelOutcome> Cancel(Operation* op);
@@ -189,8 +193,9 @@ class EngineImpl {
   static void Reclaim(Operation* op);
   // Whether a Handle could still read op's times: false only when the engine's
   // reference (held by the caller) is the only one. A Handle comes only from
-  // Submit (Post makes none), from copying a Handle, or from a predecessor's next_occurrence (whose
-  // reference counts here), so with a count of 1 no Handle exists or can be made,
+  // Submit (Post makes none), from copying a Handle, or from a predecessor's
+  // next_occurrence (whose reference counts here), so with a count of 1 no Handle
+  // exists or can be made,
   // and skipping the clock reads is unobservable. Token walks take temporary
   // references too; they only make the count larger. Relaxed: a stale read sees
   // a larger count (a Handle dropped meanwhile): a time recorded for nobody.

@@ -15,7 +15,7 @@ namespace {
 // for writing: the producer of W1 takes nodes that a worker freed (their line 0
 // is in the worker's cache), and with a linked list it waited on one such miss
 // per node, with nothing to overlap it (perf: Allocate 14% of the producer once
-// the P1 fence was gone). Free writes nothing into the node either.
+// the P1 fence was gone). Free writes no link into the node either.
 struct Magazine {
   std::size_t count = 0;
   Operation* slots[kPoolCacheNodes];

@@ -128,9 +128,9 @@ class Parker {
   // Removes w from the sleeper stack if still there; true if removed.
   bool Unregister(int w);
 
+  const bool asymmetric_;  // P1's fences: LightFence/HeavyFence (sync.h)
   // Separate lines: producers read num_sleepers_ on every submission, and
   // searching workers write num_searching_ all the time.
-  const bool asymmetric_;  // P1's fences: LightFence/HeavyFence (sync.h)
   alignas(kCacheLine) Atomic<int> num_searching_{0};
   alignas(kCacheLine) Atomic<int> num_sleepers_{0};
   Atomic<int> num_untimed_{0};  // sleepers with no timeout (written under mu_)

@@ -35,7 +35,8 @@ struct alignas(kCacheLine) CacheAligned {
                               std::uint64_t op_id);
 
 // Asymmetric fences, for a Dekker pair where one side is hot and the other rare
-// (Submit against Shutdown). The hot side writes its flag, calls LightFence (a
+// (Submit against Shutdown; a submit against a worker going to sleep, parker.h
+// P1). The hot side writes its flag, calls LightFence (a
 // compiler barrier only) and reads the other's flag; the rare side writes its
 // flag, calls HeavyFence and reads the hot side's flag. HeavyFence is
 // membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): every thread of the process that
@@ -45,8 +46,8 @@ struct alignas(kCacheLine) CacheAligned {
 // write, as with seq_cst on both sides, without a locked instruction on the hot
 // path. AsymmetricFencesAvailable() is false when the kernel refuses the
 // registration (before Linux 4.14, or a seccomp filter) and under
-// ThreadSanitizer, which does not model membarrier; the hot side then uses a
-// seq_cst RMW.
+// ThreadSanitizer, which does not model membarrier; both sides then use a seq_cst
+// RMW or fence.
 bool AsymmetricFencesAvailable();  // registers the process on first call
 inline void LightFence() { std::atomic_signal_fence(std::memory_order_seq_cst); }
 void HeavyFence();  // only after AsymmetricFencesAvailable() returned true
