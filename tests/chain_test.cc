@@ -49,10 +49,10 @@ TEST(ChainTest, ConcurrentProducersLinkEveryNodeOnceInPerProducerOrder) {
   constexpr int kProducers = 4;
   constexpr int kPer = 50000;
   Chain c;
-  std::vector<std::unique_ptr<Operation>> nodes;
+  std::vector<std::unique_ptr<FullOperation>> nodes;
   for (int i = 0; i < kProducers * kPer; ++i) {
-    nodes.push_back(std::make_unique<Operation>());
-    nodes.back()->id.store(static_cast<std::uint64_t>(i), std::memory_order_relaxed);
+    nodes.push_back(std::make_unique<FullOperation>());
+    Facts(&nodes.back()->op).id.store(static_cast<std::uint64_t>(i), std::memory_order_relaxed);
   }
   std::atomic<int> activations{0};
   Operation* first = nullptr;
@@ -60,7 +60,7 @@ TEST(ChainTest, ConcurrentProducersLinkEveryNodeOnceInPerProducerOrder) {
   for (int p = 0; p < kProducers; ++p) {
     threads.emplace_back([&, p] {
       for (int i = 0; i < kPer; ++i) {
-        Operation* op = nodes[p * kPer + i].get();
+        Operation* op = &nodes[p * kPer + i]->op;
         if (c.Push(op)) {
           activations.fetch_add(1);
           first = op;  // exactly one writer (checked below)

@@ -28,14 +28,14 @@ TEST(OpPoolTest, AReusedNodeComesBackInItsInitialStateOnceInitFactsRan) {
   a->word.store(5, std::memory_order_relaxed);
   a->refs.store(2, std::memory_order_relaxed);
   a->chain = reinterpret_cast<Chain*>(a);  // any non-null value; never dereferenced
-  a->in_wheel = true;
-  a->timer.deadline_ns = 42;
-  a->timer.slot_index = 3;
-  a->token_hash = 99;
-  a->started_ns.store(10, std::memory_order_relaxed);
-  a->completed_ns.store(11, std::memory_order_relaxed);
-  a->retry_count.store(3, std::memory_order_relaxed);
-  a->cancel_requested.store(true, std::memory_order_relaxed);
+  Facts(a).in_wheel = true;
+  Facts(a).timer.deadline_ns = 42;
+  Facts(a).timer.slot_index = 3;
+  Facts(a).token_hash = 99;
+  Facts(a).started_ns.store(10, std::memory_order_relaxed);
+  Facts(a).completed_ns.store(11, std::memory_order_relaxed);
+  Facts(a).retry_count.store(3, std::memory_order_relaxed);
+  Facts(a).cancel_requested.store(true, std::memory_order_relaxed);
   OpPool::Free(a);
   Operation* b = OpPool::Allocate();
   ASSERT_EQ(b, a);  // the thread's free list is last in, first out
@@ -43,39 +43,76 @@ TEST(OpPoolTest, AReusedNodeComesBackInItsInitialStateOnceInitFactsRan) {
   EXPECT_EQ(b->refs.load(std::memory_order_relaxed), 0u);
   EXPECT_EQ(b->chain, nullptr);
   EXPECT_EQ(b->ops, nullptr);
-  EXPECT_FALSE(b->in_wheel);
-  EXPECT_FALSE(b->timer.linked());
-  EXPECT_EQ(b->timer.deadline_ns, 0);
-  EXPECT_EQ(b->extras.load(std::memory_order_relaxed), nullptr);
+  EXPECT_FALSE(Facts(b).in_wheel);
+  EXPECT_FALSE(Facts(b).timer.linked());
+  EXPECT_EQ(Facts(b).timer.deadline_ns, 0);
+  EXPECT_EQ(Facts(b).extras.load(std::memory_order_relaxed), nullptr);
   InitFacts(b, 7, nullptr, 100, kNoTime);
   EXPECT_EQ(b->id_relaxed(), 7u);
-  EXPECT_EQ(b->token_hash, 0u);
-  EXPECT_EQ(b->created_ns.load(std::memory_order_relaxed), 100);
-  EXPECT_EQ(b->started_ns.load(std::memory_order_relaxed), kNoTime);
-  EXPECT_EQ(b->completed_ns.load(std::memory_order_relaxed), kNoTime);
-  EXPECT_EQ(b->due_ns.load(std::memory_order_relaxed), kNoTime);
-  EXPECT_EQ(b->retry_count.load(std::memory_order_relaxed), 0);
-  EXPECT_FALSE(b->cancel_requested.load(std::memory_order_relaxed));
+  EXPECT_EQ(Facts(b).token_hash, 0u);
+  EXPECT_EQ(Facts(b).created_ns.load(std::memory_order_relaxed), 100);
+  EXPECT_EQ(Facts(b).started_ns.load(std::memory_order_relaxed), kNoTime);
+  EXPECT_EQ(Facts(b).completed_ns.load(std::memory_order_relaxed), kNoTime);
+  EXPECT_EQ(Facts(b).due_ns.load(std::memory_order_relaxed), kNoTime);
+  EXPECT_EQ(Facts(b).retry_count.load(std::memory_order_relaxed), 0);
+  EXPECT_FALSE(Facts(b).cancel_requested.load(std::memory_order_relaxed));
   OpPool::Free(b);
+}
+
+// Compact nodes (operation.h) come from their own pool: one cache line each,
+// their kind kept across reuse, never handed out as full nodes nor full ones as
+// compact, and their id read back from where a compact node keeps it.
+TEST(OpPoolTest, CompactAndFullNodesComeFromTheirOwnPoolsAndKeepTheirKind) {
+  Operation* c = OpPool::Allocate(NodeKind::kCompact);
+  Operation* f = OpPool::Allocate(NodeKind::kFull);
+  EXPECT_TRUE(IsCompact(c));
+  EXPECT_FALSE(IsCompact(f));
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(c) % kCacheLine, 0u);
+  SetCompactId(c, 41);
+  InitFacts(f, 42, nullptr, kNoTime, kNoTime);
+  EXPECT_EQ(c->id_relaxed(), 41u);
+  EXPECT_EQ(f->id_relaxed(), 42u);
+  // A finished compact node's word holds its terminal state and the kind bit.
+  c->word.store(kCompactBit | static_cast<std::uint32_t>(State::kSucceeded) | kHeadBit,
+                std::memory_order_relaxed);
+  c->refs.store(1, std::memory_order_relaxed);
+  OpPool::Free(c);
+  OpPool::Free(f);
+  Operation* f2 = OpPool::Allocate(NodeKind::kFull);
+  Operation* c2 = OpPool::Allocate(NodeKind::kCompact);
+  EXPECT_EQ(f2, f);  // each pool is last in, first out, and apart
+  EXPECT_EQ(c2, c);
+  EXPECT_EQ(c2->word.load(std::memory_order_relaxed), kCompactBit);  // reset, kind kept
+  EXPECT_EQ(c2->refs.load(std::memory_order_relaxed), 0u);
+  EXPECT_EQ(c2->chain_next.load(std::memory_order_relaxed), nullptr);
+  EXPECT_EQ(f2->word.load(std::memory_order_relaxed), 0u);
+  OpPool::Free(c2);
+  OpPool::Free(f2);
 }
 
 // Magazines: many frees and allocations across magazine boundaries (and depot
 // trades) hand back exactly the nodes freed, each once, and make none.
 TEST(OpPoolTest, NodesFreedAcrossManyMagazinesComeBackEachExactlyOnce) {
-  // Whole magazines, so that the first loop leaves none half used.
-  constexpr std::size_t kNodes = 16 * kPoolCacheNodes;
-  std::vector<Operation*> first(kNodes);
-  for (auto& op : first) op = OpPool::Allocate();
-  for (Operation* op : first) OpPool::Free(op);
-  const std::size_t before = OpPool::NodesCreated();
-  std::vector<Operation*> second(kNodes);
-  for (auto& op : second) op = OpPool::Allocate();
-  EXPECT_EQ(OpPool::NodesCreated(), before);
-  std::sort(first.begin(), first.end());
-  std::sort(second.begin(), second.end());
-  EXPECT_EQ(std::adjacent_find(second.begin(), second.end()), second.end()) << "a node twice";
-  EXPECT_EQ(first, second);
-  for (Operation* op : second) OpPool::Free(op);
+  for (NodeKind kind : {NodeKind::kFull, NodeKind::kCompact}) {
+    SCOPED_TRACE(kind == NodeKind::kFull ? "full nodes" : "compact nodes");
+    // Whole magazines, so that the first loop leaves none half used.
+    constexpr std::size_t kNodes = 16 * kPoolCacheNodes;
+    std::vector<Operation*> first(kNodes);
+    for (auto& op : first) op = OpPool::Allocate(kind);
+    for (Operation* op : first) OpPool::Free(op);
+    const std::size_t before = OpPool::NodesCreated();
+    std::vector<Operation*> second(kNodes);
+    for (auto& op : second) op = OpPool::Allocate(kind);
+    EXPECT_EQ(OpPool::NodesCreated(), before);
+    std::sort(first.begin(), first.end());
+    std::sort(second.begin(), second.end());
+    EXPECT_EQ(std::adjacent_find(second.begin(), second.end()), second.end()) << "a node twice";
+    EXPECT_EQ(first, second);
+    for (Operation* op : second) {
+      EXPECT_EQ(IsCompact(op), kind == NodeKind::kCompact);
+      OpPool::Free(op);
+    }
+  }
 }
 
 TEST(OpPoolTest, AProducerAndAConsumerThreadReachASteadyStateWithNoNewNodes) {

@@ -16,7 +16,8 @@ std::vector<std::unique_ptr<Operation>> MakeOps(std::size_t n) {
   std::vector<std::unique_ptr<Operation>> ops;
   for (std::size_t i = 0; i < n; ++i) {
     ops.push_back(std::make_unique<Operation>());
-    ops.back()->id.store(i + 1, std::memory_order_relaxed);
+    ops.back()->word.store(kCompactBit, std::memory_order_relaxed);  // a compact node
+    SetCompactId(ops.back().get(), i + 1);
   }
   return ops;
 }

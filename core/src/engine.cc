@@ -14,6 +14,7 @@
 namespace ordo {
 
 using internal::EngineImpl;
+using internal::Facts;
 using internal::Operation;
 
 // --- Engine ----------------------------------------------------------------
@@ -28,7 +29,10 @@ absl::Status Engine::RejectEmptyCallable() {
       "std::function/AnyInvocable); pass something to run");
 }
 absl::Status Engine::Validate(const SubmitOptions& options) { return impl_->Validate(options); }
-internal::Operation* Engine::NewOperation(void** storage) { return impl_->NewOperation(storage); }
+internal::Operation* Engine::NewOperation(void** storage, const SubmitOptions* options,
+                                          bool with_handle) {
+  return impl_->NewOperation(storage, options, with_handle);
+}
 void Engine::DiscardOperation(internal::Operation* op) { impl_->DiscardOperation(op); }
 absl::StatusOr<Handle> Engine::Enqueue(internal::Operation* op, const detail::CallableOps* ops,
                                        SubmitOptions&& options) {
@@ -58,7 +62,7 @@ absl::Status NoHandle(const char* what) {
 #define ORDO_OWN_HANDLE(what, handle)                                                   \
   do {                                                                                  \
     if (!(handle).valid()) return NoHandle(what);                                       \
-    if ((handle).op_->engine != impl_.get())                                            \
+    if (internal::Facts((handle).op_).engine != impl_.get())                              \
       return absl::InvalidArgumentError(                                                \
           absl::StrCat(what, ": the handle belongs to another engine"));                \
   } while (0)
@@ -140,7 +144,7 @@ std::string Handle::error() const {
   const std::uint32_t w = op_->word.load(std::memory_order_acquire);  // as in state()
   const State s = internal::StateOf(w);
   if (s == State::kCanceled) {
-    const internal::OpExtras* ex = op_->extras.load(std::memory_order_acquire);
+    const internal::OpExtras* ex = Facts(op_).extras.load(std::memory_order_acquire);
     if (ex != nullptr && !ex->error.empty()) return ex->error;
     switch (internal::ReasonOf(w)) {
       case internal::CancelReason::kByToken: return "canceled by CancelToken";
@@ -153,17 +157,17 @@ std::string Handle::error() const {
     }
   }
   if (s != State::kFailed) return "";
-  const internal::OpExtras* ex = op_->extras.load(std::memory_order_acquire);
+  const internal::OpExtras* ex = Facts(op_).extras.load(std::memory_order_acquire);
   return ex == nullptr ? std::string() : ex->error;
 }
 
 int Handle::retry_count() const {
-  return op_ == nullptr ? 0 : op_->retry_count.load(std::memory_order_acquire);
+  return op_ == nullptr ? 0 : Facts(op_).retry_count.load(std::memory_order_acquire);
 }
 
 std::string Handle::name() const {
   if (op_ == nullptr) return "";
-  const internal::OpExtras* ex = op_->extras.load(std::memory_order_acquire);
+  const internal::OpExtras* ex = Facts(op_).extras.load(std::memory_order_acquire);
   return ex == nullptr ? std::string() : ex->name;
 }
 
@@ -173,18 +177,18 @@ Clock::time_point FromNs(std::int64_t ns) { return Clock::time_point(Clock::dura
 
 Clock::time_point Handle::created_at() const {
   return op_ == nullptr ? Clock::time_point{}
-                        : FromNs(op_->created_ns.load(std::memory_order_relaxed));
+                        : FromNs(Facts(op_).created_ns.load(std::memory_order_relaxed));
 }
 std::optional<Clock::time_point> Handle::started_at() const {
   if (op_ == nullptr) return std::nullopt;
   (void)op_->word.load(std::memory_order_acquire);  // orders the read below
-  const std::int64_t t = op_->started_ns.load(std::memory_order_relaxed);
+  const std::int64_t t = Facts(op_).started_ns.load(std::memory_order_relaxed);
   if (t == internal::kNoTime) return std::nullopt;
   return FromNs(t);
 }
 std::optional<Clock::time_point> Handle::completed_at() const {
   if (op_ == nullptr || !IsTerminal(state())) return std::nullopt;
-  return FromNs(op_->completed_ns.load(std::memory_order_relaxed));  // after acquire in state()
+  return FromNs(Facts(op_).completed_ns.load(std::memory_order_relaxed));  // after acquire in state()
 }
 
 State Handle::Wait() const {
@@ -229,12 +233,12 @@ bool Handle::WaitFor(std::chrono::nanoseconds timeout) const {
 
 std::string Handle::Explain() const {
   if (op_ == nullptr) return "no operation (empty handle)";
-  return op_->engine->Explain(op_);
+  return Facts(op_).engine->Explain(op_);
 }
 
 Handle Handle::next_occurrence() const {
   if (op_ == nullptr) return Handle();
-  const internal::OpExtras* ex = op_->extras.load(std::memory_order_acquire);
+  const internal::OpExtras* ex = Facts(op_).extras.load(std::memory_order_acquire);
   if (ex == nullptr) return Handle();
   // Acquire: pairs with the runner's release store in SpawnNextOccurrence.
   Operation* n = ex->successor.load(std::memory_order_acquire);
@@ -247,9 +251,15 @@ Handle Handle::next_occurrence() const {
 
 std::uint64_t Context::id() const { return op_->id_relaxed(); }
 bool Context::cancel_requested() const {
-  return op_->cancel_requested.load(std::memory_order_relaxed);  // a request; see Operation
+  // A compact node has no Handle, so only a cancelling Shutdown asks it.
+  // Relaxed: a request; see OpFacts::cancel_requested.
+  return (!internal::IsCompact(op_) && Facts(op_).cancel_requested.load(std::memory_order_relaxed)) ||
+         engine_->ShutdownCancels();
 }
-int Context::retry_count() const { return op_->retry_count.load(std::memory_order_relaxed); }
+int Context::retry_count() const {
+  // A compact node is on its first attempt: a retry moves it into a full node.
+  return internal::IsCompact(op_) ? 0 : Facts(op_).retry_count.load(std::memory_order_relaxed);
+}
 void Context::RetryAfter(std::chrono::nanoseconds delay, std::string_view reason) {
   engine_->RequestRetry(op_, delay, reason);
 }

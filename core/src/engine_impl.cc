@@ -184,8 +184,16 @@ void EngineImpl::CountRejected() {
   Count(st, st.rejected);
 }
 
-Operation* EngineImpl::NewOperation(void** storage) {
-  Operation* op = OpPool::Allocate();
+bool EngineImpl::CompactFits(const SubmitOptions& o) {
+  return o.token.empty() && !o.postpone_until.has_value() && o.recurrence.empty() &&
+         o.name.empty() && !o.suspended && o.max_retries < 0 &&
+         o.backoff.kind == Backoff::Kind::kFixed && o.failure_policy == FailurePolicy::kDefault;
+}
+
+Operation* EngineImpl::NewOperation(void** storage, const SubmitOptions* options,
+                                    bool with_handle) {
+  const bool compact = !with_handle && (options == nullptr || CompactFits(*options));
+  Operation* op = OpPool::Allocate(compact ? NodeKind::kCompact : NodeKind::kFull);
   *storage = op->callable_storage();
   return op;
 }
@@ -193,11 +201,12 @@ Operation* EngineImpl::NewOperation(void** storage) {
 void EngineImpl::DiscardOperation(Operation* op) {
   // The callable was not constructed (its constructor threw) or was destroyed.
   op->ops = nullptr;
-  OpExtras* ex = op->extras.load(std::memory_order_relaxed);  // private node
+  OpExtras* ex = IsCompact(op) ? nullptr
+                               : Facts(op).extras.load(std::memory_order_relaxed);  // private
   if (ex != nullptr) {
     DeleteRecurrence(ex);
     delete ex;
-    op->extras.store(nullptr, std::memory_order_relaxed);
+    Facts(op).extras.store(nullptr, std::memory_order_relaxed);
   }
   OpPool::Free(op);
 }
@@ -205,10 +214,10 @@ void EngineImpl::DiscardOperation(Operation* op) {
 OpExtras* EngineImpl::ExtrasOf(Operation* op) {
   // Acquire/release: the only writers are the submitter (before publishing) and
   // the sole runner (H4); readers in Handle load with acquire.
-  OpExtras* ex = op->extras.load(std::memory_order_acquire);
+  OpExtras* ex = Facts(op).extras.load(std::memory_order_acquire);
   if (ex == nullptr) {
     ex = new OpExtras();
-    op->extras.store(ex, std::memory_order_release);
+    Facts(op).extras.store(ex, std::memory_order_release);
   }
   return ex;
 }
@@ -220,6 +229,9 @@ void EngineImpl::DeleteRecurrence(OpExtras* ex) {
 
 absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
                                  SubmitOptions&& o, bool with_handle) {
+  // Post(f, o) with options a compact node holds (NewOperation chose it, and
+  // Validate found nothing to refuse): the plain path.
+  if (IsCompact(op)) return EnqueuePlain(op, ops);
   op->ops = ops;
   // A refused submission destroys its callable and returns the node unpublished.
   auto drop = [&] {
@@ -274,7 +286,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
       ex->recurrence_start_ns = o.postpone_until ? o.postpone_until->time_since_epoch().count() : now;
       ex->recurrence = rule.release();
     }
-    op->extras.store(ex, std::memory_order_relaxed);
+    Facts(op).extras.store(ex, std::memory_order_relaxed);
   }
   State initial = State::kWaiting;
   if (o.suspended) {
@@ -301,7 +313,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   } else {
     char scratch[8];
     const TokenKey key = MakeTokenKey(o.token, scratch);
-    op->token_hash = key.hash;
+    Facts(op).token_hash = key.hash;
     if (tokens_.Push(key, op)) MakeHead(op);
   }
   ExitSubmit(st);  // the push above happens-before Shutdown's drain
@@ -314,8 +326,9 @@ absl::Status EngineImpl::EnqueuePlain(Operation* op, const detail::CallableOps* 
   EnterSubmit(st);
   if (absl::Status refused = Admit(st); !refused.ok()) return Refuse(op, st, std::move(refused));
   // As Enqueue for an independent, runnable operation with no Handle: no clock
-  // read, the engine's reference only.
-  InitFacts(op, next_id_.fetch_add(1, std::memory_order_relaxed) + 1, this, kNoTime, kNoTime);
+  // read, the engine's reference only, and no facts but the id (a compact node).
+  // Relaxed: the push publishes the node; ids are unique, ordered per their counter.
+  SetCompactId(op, next_id_.fetch_add(1, std::memory_order_relaxed) + 1);
   op->refs.store(1, std::memory_order_relaxed);
   Count(st, st.submitted);
   ScheduleNew(op, st);
@@ -327,7 +340,9 @@ void EngineImpl::ScheduleNew(Operation* op, Stripe& st) {
   // H1 without an RMW: nothing has published the node yet (no timer, no held
   // entry, no chain), so the head and owner bits go in with a plain store, and
   // the run queue's push publishes them with the rest of the node.
-  op->word.store(static_cast<std::uint32_t>(State::kWaiting) | kHeadBit | kOwnedBit,
+  // kCompactBit stays: the kind, for life (operation.h).
+  op->word.store((op->word.load(std::memory_order_relaxed) & kCompactBit) |
+                     static_cast<std::uint32_t>(State::kWaiting) | kHeadBit | kOwnedBit,
                  std::memory_order_relaxed);
   Schedule(op, st);
 }
@@ -369,7 +384,7 @@ std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, Canc
                                   (static_cast<std::uint32_t>(reason) << kReasonShift));
     // Written before the CAS that publishes it (a losing CAS leaves it to the
     // worker, which overwrites it when it finishes).
-    op->completed_ns.store(NowNs(), std::memory_order_relaxed);
+    Facts(op).completed_ns.store(NowNs(), std::memory_order_relaxed);
     // acq_rel: the cancel and a worker's start are RMWs on one word: one wins.
     // Release publishes completed_ns to Handle readers.
   } while (!op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
@@ -395,7 +410,7 @@ absl::StatusOr<CancelOutcome> EngineImpl::Cancel(Operation* op) {
     const State s = StateOf(w);
     if (s == State::kInProgress) {
       // Relaxed: a request the callable polls; nothing is published with it.
-      op->cancel_requested.store(true, std::memory_order_relaxed);
+      Facts(op).cancel_requested.store(true, std::memory_order_relaxed);
       // A retry may have moved it back to Postponed meanwhile: then cancel that.
       if (StateOf(op->word.load(std::memory_order_acquire)) == State::kInProgress ||
           IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) {
@@ -442,14 +457,14 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
       }
       if (s == State::kSuspended) {
         // Stays suspended; Resume uses the new time. Relaxed: read under timer_mu_.
-        op->due_ns.store(due, std::memory_order_relaxed);
+        Facts(op).due_ns.store(due, std::memory_order_relaxed);
         return absl::OkStatus();
       }
       const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
       if (s == State::kWaiting && target == State::kWaiting) return absl::OkStatus();
       // Bad input changes nothing: refuse before any change if the wheel is full
       // (re-arming a timer already in the wheel frees its own place first).
-      if (target == State::kPostponed && !op->in_wheel && WheelFullLocked()) {
+      if (target == State::kPostponed && !Facts(op).in_wheel && WheelFullLocked()) {
         return WheelFullError("Postpone");
       }
       const std::uint32_t next = TakeOwnershipIfUnowned(WithState(w, target));  // H2
@@ -458,7 +473,7 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
                                          std::memory_order_acquire)) {
         schedule = TookOwnership(w, next);
         DisarmTimerLocked(op);
-        op->due_ns.store(due, std::memory_order_relaxed);  // under timer_mu_
+        Facts(op).due_ns.store(due, std::memory_order_relaxed);  // under timer_mu_
         if (target == State::kPostponed) {
           absl::Status armed = ArmTimerLocked(op, due);
           ORDO_CHECK_OP(armed.ok(), "the wheel refused a timer it had room for", op->id_relaxed());
@@ -526,7 +541,7 @@ absl::Status EngineImpl::Resume(Operation* op) {
         return absl::FailedPreconditionError(absl::StrCat(
             "Resume: ", OpName(op), " is ", StateText(s), "; only a suspended operation resumes"));
       }
-      std::int64_t due = op->due_ns.load(std::memory_order_relaxed);  // under timer_mu_
+      std::int64_t due = Facts(op).due_ns.load(std::memory_order_relaxed);  // under timer_mu_
       if (due != kNoTime && due <= NowNs()) due = kNoTime;
       const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
       // A suspended operation is not in the wheel (Suspend disarms it); refuse
@@ -535,7 +550,7 @@ absl::Status EngineImpl::Resume(Operation* op) {
       const std::uint32_t next = TakeOwnershipIfUnowned(WithState(w, target));  // H2
       if (op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                          std::memory_order_acquire)) {
-        op->due_ns.store(due, std::memory_order_relaxed);
+        Facts(op).due_ns.store(due, std::memory_order_relaxed);
         schedule = TookOwnership(w, next);
         if (target == State::kPostponed) {
           absl::Status armed = ArmTimerLocked(op, due);
@@ -770,7 +785,7 @@ std::string EngineImpl::Explain(Operation* op) {
   const State s = StateOf(w);
   const std::string me = OpName(op);
   auto due_text = [](Operation* o) {
-    const std::int64_t d = o->due_ns.load(std::memory_order_relaxed);  // diagnostic
+    const std::int64_t d = Facts(o).due_ns.load(std::memory_order_relaxed);  // diagnostic
     return d == kNoTime ? std::string() : " until " + FormatTime(d);
   };
   switch (s) {
@@ -778,7 +793,7 @@ std::string EngineImpl::Explain(Operation* op) {
     case State::kFailed:
     case State::kCanceled:
       return absl::StrCat(me, " is ", StateText(s), " (finished at ",
-                          FormatTime(op->completed_ns.load(std::memory_order_relaxed)), ")");
+                          FormatTime(Facts(op).completed_ns.load(std::memory_order_relaxed)), ")");
     case State::kInProgress:
       return absl::StrCat(me, " is running");
     case State::kSuspended:
@@ -791,8 +806,8 @@ std::string EngineImpl::Explain(Operation* op) {
     // Under the shard lock the chain is not retired, so op->chain stays valid if
     // op is still not terminal (checked again inside).
     TokenKey probe;
-    probe.hash = op->token_hash;
-    tokens_.WithShardLocked(op->token_hash, [&] {
+    probe.hash = Facts(op).token_hash;
+    tokens_.WithShardLocked(Facts(op).token_hash, [&] {
       if (IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) return;
       Chain* c = op->chain;
       Operation* h;
@@ -822,11 +837,11 @@ std::string EngineImpl::Explain(Operation* op) {
 // Recurrence
 
 void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
-  OpExtras* ex = op->extras.load(std::memory_order_acquire);
+  OpExtras* ex = Facts(op).extras.load(std::memory_order_acquire);
   const auto* rule = static_cast<const RecurrenceRule*>(ex->recurrence);
   if (closed_.load(std::memory_order_acquire)) return;  // shutdown: the series ends
   const std::int64_t now = NowNs();
-  const std::int64_t this_due = op->due_ns.load(std::memory_order_relaxed);
+  const std::int64_t this_due = Facts(op).due_ns.load(std::memory_order_relaxed);
   const std::int64_t after = std::max(now, this_due == kNoTime ? now : this_due);
   using TP = Clock::time_point;
   std::optional<RecurrenceRule::Occurrence> next =
@@ -844,7 +859,7 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   nex->recurrence_text = ex->recurrence_text;
   nex->recurrence_start_ns = ex->recurrence_start_ns;
   nex->recurrence = new RecurrenceRule(*rule);
-  n->extras.store(nex, std::memory_order_relaxed);  // published by the push below
+  Facts(n).extras.store(nex, std::memory_order_relaxed);  // published by the push below
   const std::int64_t due = next->time.time_since_epoch().count();
   const bool postponed = due > now;
   InitFacts(n, next_id_.fetch_add(1, std::memory_order_relaxed) + 1, this, now,
@@ -859,7 +874,7 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   if (postponed) {
     TimerLock lock(this);  // drains the inbox first (I2)
     if (!ArmTimerLocked(n, due).ok()) {
-      n->due_ns.store(kNoTime, std::memory_order_relaxed);
+      Facts(n).due_ns.store(kNoTime, std::memory_order_relaxed);
       n->word.store(static_cast<std::uint32_t>(State::kWaiting), std::memory_order_relaxed);
     }
   }
@@ -870,7 +885,7 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
     MakeHead(n);
   } else {
     const TokenKey key = op->chain->key();  // op is the head: the chain is alive
-    n->token_hash = key.hash;
+    Facts(n).token_hash = key.hash;
     if (tokens_.Push(key, n)) MakeHead(n);
   }
 }
@@ -962,7 +977,7 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
       TryCancelNotStarted(op, CancelReason::kByShutdown);
     } else if (op->chain != nullptr && IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) {
       bool released = false;
-      tokens_.WithShardLocked(op->token_hash, [&] {
+      tokens_.WithShardLocked(Facts(op).token_hash, [&] {
         if (op->chain->halted_at_ == op) {
           op->chain->halted_at_ = nullptr;
           released = true;
@@ -986,7 +1001,7 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
       timers_armed_.fetch_sub(static_cast<std::int64_t>(all.size()), std::memory_order_relaxed);
       for (TimerNode* n : all) {
         Operation* op = OperationOfTimer(n);
-        op->in_wheel = false;
+        Facts(op).in_wheel = false;
         AddRef(op);
       }
     }

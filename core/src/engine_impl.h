@@ -145,7 +145,13 @@ class EngineImpl {
   absl::Status Validate(const SubmitOptions& options);
   // InvalidArgument when postpone-until `t` is beyond Options::horizon from `now`.
   absl::Status CheckHorizon(std::int64_t t, std::int64_t now) const;
-  Operation* NewOperation(void** storage);
+  // A compact node when `options` is null (Post(f)) or asks for nothing a compact
+  // node cannot hold (CompactFits), a full one otherwise or for a Handle.
+  Operation* NewOperation(void** storage, const SubmitOptions* options, bool with_handle);
+  // True when an operation with these options, and no Handle, needs no facts:
+  // independent, not postponed or suspended, no name, recurrence, retry settings
+  // or policy (operation.h: a compact node).
+  static bool CompactFits(const SubmitOptions& o);
   void DiscardOperation(Operation* op);
   // Accepts op, or destroys its callable and returns its node. With with_handle,
   // op carries a second reference, for the Handle the caller makes on success.
@@ -185,6 +191,9 @@ class EngineImpl {
   // --- Context ---
   void RequestRetry(Operation* op, std::chrono::nanoseconds delay, std::string_view reason);
   static bool InCallableOf(const EngineImpl* e);
+  // Shutdown(kCancelPending) asks every running operation to stop (Context).
+  // Relaxed: a request, as OpFacts::cancel_requested.
+  bool ShutdownCancels() const { return cancel_all_.load(std::memory_order_relaxed); }
 
   // --- Handle ---
   static void AddRef(Operation* op);
@@ -230,7 +239,13 @@ class EngineImpl {
   // Runs op's callable; returns true if the operation is finished with (terminal),
   // false if it was re-postponed for a retry.
   // `sole`: the runner is the node's only party (U1-U3 in worker.cc).
-  bool Execute(Worker* w, Operation* op, bool sole);
+  // A compact op that asks for a retry first moves into a full node (Enlarge),
+  // and `op` then names that node.
+  bool Execute(Worker* w, Operation*& op, bool sole);
+  // Runner of a compact, sole, InProgress op: moves its callable and id into a
+  // full node in the same state, frees op, and returns the new node, which only
+  // the runner knows (U1 holds for it as for op).
+  Operation* Enlarge(Operation* op);
   // After `x` (a chain head) is finished with: the next runnable head, or nullptr.
   // Releases x (and any canceled nodes it skips).
   Operation* AdvanceChain(Operation* x);

@@ -64,11 +64,13 @@ class Depot {
   std::vector<Magazine*> empty_;
 };
 
-// Never destroyed: thread-local caches flush into it from thread exit handlers that
-// may run after static destructors of other translation units.
-Depot& TheDepot() {
-  static Depot* depot = new Depot();
-  return *depot;
+// One per node kind. Never destroyed: thread-local caches flush into them from
+// thread exit handlers that may run after static destructors of other
+// translation units.
+Depot& TheDepot(NodeKind kind) {
+  static Depot* full = new Depot();
+  static Depot* compact = new Depot();
+  return kind == NodeKind::kCompact ? *compact : *full;
 }
 
 // Statistic only; relaxed.
@@ -79,11 +81,13 @@ Atomic<std::size_t> g_nodes_created{0};
 // allocating and freeing around a magazine boundary would otherwise visit it on
 // every call).
 struct LocalCache {
+  explicit LocalCache(NodeKind k) : kind(k) {}
+  const NodeKind kind;
   Magazine* loaded = nullptr;
   Magazine* spare = nullptr;
   ~LocalCache() {
-    TheDepot().Give(loaded);
-    TheDepot().Give(spare);
+    TheDepot(kind).Give(loaded);
+    TheDepot(kind).Give(spare);
     // A later thread_local destructor of this thread (one holding a Handle, say)
     // may still free a node: it then fills fresh magazines, which the ending
     // thread keeps, instead of writing into the ones the depot now owns.
@@ -98,27 +102,42 @@ struct LocalCache {
   }
 };
 
-thread_local LocalCache t_cache;
+thread_local LocalCache t_full_cache(NodeKind::kFull);
+thread_local LocalCache t_compact_cache(NodeKind::kCompact);
+
+// Nodes are never returned to the heap (type-stable, see op_pool.h), so they
+// come in slabs: one allocation per kPoolCacheNodes nodes, and no allocator
+// header per node (a 192-byte node cost 208 bytes from malloc).
+void FillFromSlab(NodeKind kind, Magazine* m) {
+  if (kind == NodeKind::kCompact) {
+    Operation* slab = new Operation[kPoolCacheNodes];
+    for (std::size_t i = 0; i < kPoolCacheNodes; ++i) {
+      Operation* op = &slab[kPoolCacheNodes - 1 - i];  // slab[0] first
+      // Relaxed: private until a Submit publishes it. The kind, for life.
+      op->word.store(kCompactBit, std::memory_order_relaxed);
+      m->slots[i] = op;
+    }
+  } else {
+    FullOperation* slab = new FullOperation[kPoolCacheNodes];
+    for (std::size_t i = 0; i < kPoolCacheNodes; ++i) {
+      m->slots[i] = &slab[kPoolCacheNodes - 1 - i].op;
+    }
+  }
+  m->count = kPoolCacheNodes;
+  g_nodes_created.fetch_add(kPoolCacheNodes, std::memory_order_relaxed);
+}
 
 }  // namespace
 
-Operation* OpPool::Allocate() {
-  LocalCache& c = t_cache;
+Operation* OpPool::Allocate(NodeKind kind) {
+  LocalCache& c = kind == NodeKind::kCompact ? t_compact_cache : t_full_cache;
   c.Ready();
   Magazine* m = c.loaded;
   if (m->count == 0) {
     if (c.spare->count > 0) {
       std::swap(c.loaded, c.spare);
-    } else if (!TheDepot().TakeLoaded(&c.loaded)) {
-      // Nodes are never returned to the heap (type-stable, see op_pool.h), so
-      // they come in slabs: one allocation per kPoolCacheNodes nodes, and no
-      // allocator header per node (a 192-byte node cost 208 bytes from malloc).
-      Operation* slab = new Operation[kPoolCacheNodes];
-      g_nodes_created.fetch_add(kPoolCacheNodes, std::memory_order_relaxed);
-      for (std::size_t i = 0; i < kPoolCacheNodes; ++i) {
-        c.loaded->slots[i] = &slab[kPoolCacheNodes - 1 - i];  // slab[0] first
-      }
-      c.loaded->count = kPoolCacheNodes;
+    } else if (!TheDepot(kind).TakeLoaded(&c.loaded)) {
+      FillFromSlab(kind, c.loaded);
     }
     m = c.loaded;
     // A fresh magazine: start the fetches the loop below keeps ahead.
@@ -134,28 +153,33 @@ Operation* OpPool::Allocate() {
 }
 
 void OpPool::Free(Operation* op) {
-  // Reset line 0 (operation.h). Line 1 is left stale: whoever takes the node
-  // writes it in full (InitFacts), and not touching it here keeps it in the
-  // submitter's cache. Line 2 is written only where it differs, so an operation
-  // that did not use it leaves it shared. Relaxed: the node is private to this
-  // thread until a later Submit publishes it.
-  op->word.store(0, std::memory_order_relaxed);
+  // Reset line 0 (operation.h), keeping the kind. A full node's line 1 is left
+  // stale: whoever takes the node writes it in full (InitFacts), and not touching
+  // it here keeps it in the submitter's cache. Its line 2 is written only where it
+  // differs, so an operation that did not use it leaves it shared. Relaxed: the
+  // node is private to this thread until a later Submit publishes it.
+  const bool compact = IsCompact(op);
+  op->word.store(compact ? kCompactBit : 0, std::memory_order_relaxed);
   op->refs.store(0, std::memory_order_relaxed);
   op->chain_next.store(nullptr, std::memory_order_relaxed);
   op->chain = nullptr;
   op->ops = nullptr;
-  if (op->in_wheel) op->in_wheel = false;
-  if (op->timer.slot_index != TimerNode{}.slot_index || op->timer.prev != nullptr ||
-      op->timer.next != nullptr || op->timer.deadline_ns != 0 || op->timer.seq != 0) {
-    op->timer = TimerNode{};
+  if (!compact) {
+    OpFacts& f = Facts(op);
+    if (f.in_wheel) f.in_wheel = false;
+    if (f.timer.slot_index != TimerNode{}.slot_index || f.timer.prev != nullptr ||
+        f.timer.next != nullptr || f.timer.deadline_ns != 0 || f.timer.seq != 0) {
+      f.timer = TimerNode{};
+    }
   }
-  LocalCache& c = t_cache;
+  const NodeKind kind = compact ? NodeKind::kCompact : NodeKind::kFull;
+  LocalCache& c = compact ? t_compact_cache : t_full_cache;
   c.Ready();
   if (c.loaded->full()) {
     if (!c.spare->full()) {
       std::swap(c.loaded, c.spare);
     } else {
-      TheDepot().TakeEmpty(&c.loaded);
+      TheDepot(kind).TakeEmpty(&c.loaded);
     }
   }
   c.loaded->slots[c.loaded->count++] = op;

@@ -37,9 +37,11 @@
 #ifndef ORDO_CORE_SRC_OPERATION_H_
 #define ORDO_CORE_SRC_OPERATION_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "ordo/callable.h"
 #include "ordo/state.h"
@@ -68,6 +70,7 @@ inline constexpr std::uint32_t kPolicyDoneBit = 1u << 5;
 // Owned: some worker-side party (a run-queue entry, or the worker that took it
 // inline from its chain) has the duty to start, skip or drop this head. See H3.
 inline constexpr std::uint32_t kOwnedBit = 1u << 6;
+// kCompactBit (bit 7): the node's kind, below.
 inline constexpr int kReasonShift = 8;
 inline constexpr std::uint32_t kReasonMask = 0xFu << kReasonShift;
 inline constexpr std::int64_t kNoTime = std::numeric_limits<std::int64_t>::min();
@@ -111,31 +114,51 @@ struct OpExtras {
   std::int64_t backoff_max_ns = 0;
 };
 
-// Layout. A node is three cache lines, aligned to a line, grouped so that the
-// common path (an operation nobody observes, not postponed, no retry) moves one
-// line between the submitting core and the worker's, not three:
-//   line 0  what both sides touch: the state word, references, links, the
-//           callable. Written by the submitter, then by the worker (transitions,
-//           the pool's reset).
-//   line 1  per-operation facts: id, times, postponement, retries. Written in
-//           full by whoever takes the node from the pool (InitFacts), read by the
-//           worker only when someone can observe them or the operation uses them.
-//           The pool does not reset them, so a worker does not pull this line back.
-//   line 2  extras and the timer: read on the common path (extras is null), written
-//           only by operations that use them, so both cores keep it shared.
-// Before: the callable sat across lines 0 and 1 and the pool reset every field, so
-// every operation moved all three lines from the worker back to the submitter.
+// Layout. Two kinds of node, from two pools (op_pool.h), told apart by kCompactBit
+// in the state word, which a node keeps for its life:
+//   compact  one cache line, Operation alone: an independent operation with no
+//            Handle and no option that needs a fact (Post(f), or Post(f, o) with
+//            o's defaults). 64 bytes: the state word, references, its id, the
+//            callable. Nothing can observe its times, so none are kept; a retry
+//            moves it into a full node (EngineImpl::Enlarge).
+//   full     FullOperation: that line and the facts (OpFacts), three lines in all,
+//            grouped so that the common path moves one line between the
+//            submitting core and the worker's, not three:
+//     line 0  what both sides touch: the state word, references, links, the
+//             callable. Written by the submitter, then by the worker (transitions,
+//             the pool's reset).
+//     line 1  per-operation facts: id, times, postponement, retries. Written in
+//             full by whoever takes the node from the pool (InitFacts), read by the
+//             worker only when someone can observe them or the operation uses them.
+//             The pool does not reset them, so a worker does not pull this line back.
+//     line 2  extras and the timer: read on the common path (extras is null), written
+//             only by operations that use them, so both cores keep it shared.
+// Engine code holds every node as an Operation*; Facts(op) reaches a full node's
+// facts (FullOperation is standard-layout and op is its first member, so the two
+// addresses are one).
+inline constexpr std::uint32_t kCompactBit = 1u << 7;
+
 struct alignas(kCacheLine) Operation {
-  // --- line 0: submitter and worker ------------------------------------------------
   Atomic<std::uint32_t> word{0};
   Atomic<std::uint32_t> refs{0};
-  // The chain link (Chain::Push publishes, the runner reads). Reused as the free
-  // list link while the node sits in a pool.
+  // The chain link (Chain::Push publishes, the runner reads). A compact node is
+  // never in a chain: there the field holds its id (CompactId), written before
+  // the node is published and never changed.
   Atomic<Operation*> chain_next{nullptr};
   const detail::CallableOps* ops = nullptr;
   Chain* chain = nullptr;  // fixed from submit to the engine's release; null = independent
   alignas(kInlineCallableAlign) unsigned char storage[kInlineCallableBytes];
 
+  // Relaxed: ids order nothing by themselves (see OpFacts::id).
+  std::uint64_t id_relaxed() const;
+  void* callable_storage() { return storage; }
+};
+static_assert(sizeof(Operation) == kCacheLine, "a compact node is one cache line");
+static_assert(offsetof(Operation, storage) + kInlineCallableBytes <= kCacheLine,
+              "line 0 holds the callable");
+
+// Facts of a full node (lines 1 and 2 above).
+struct OpFacts {
   // --- line 1: per-operation facts (InitFacts) --------------------------------------
   // Relaxed everywhere: written before the node is published (Submit) and read by
   // diagnostics that may look at a recycled node; nothing is ordered by it.
@@ -161,34 +184,67 @@ struct alignas(kCacheLine) Operation {
   // Set while the node's timer is in the wheel (under the timer lock).
   bool in_wheel = false;
   TimerNode timer;
-
-  std::uint64_t id_relaxed() const { return id.load(std::memory_order_relaxed); }
-  void* callable_storage() { return storage; }
 };
-static_assert(sizeof(Operation) == 3 * kCacheLine, "the node is three cache lines");
-static_assert(offsetof(Operation, storage) + kInlineCallableBytes <= kCacheLine,
-              "line 0 holds the callable");
 
-// Writes line 1 in full: a node from the pool carries its last user's facts.
-// Relaxed: the node is private until its publication (a queue or chain push,
-// a timer's arming), which orders these writes before any reader.
-inline void InitFacts(Operation* op, std::uint64_t id, EngineImpl* engine,
-                      std::int64_t created_ns, std::int64_t due_ns) {
-  op->id.store(id, std::memory_order_relaxed);
-  op->engine = engine;
-  op->token_hash = 0;
-  op->created_ns.store(created_ns, std::memory_order_relaxed);
-  op->started_ns.store(kNoTime, std::memory_order_relaxed);
-  op->completed_ns.store(kNoTime, std::memory_order_relaxed);
-  op->due_ns.store(due_ns, std::memory_order_relaxed);
-  op->retry_count.store(0, std::memory_order_relaxed);
-  op->cancel_requested.store(false, std::memory_order_relaxed);
+struct FullOperation {
+  Operation op;
+  OpFacts facts;
+};
+static_assert(sizeof(FullOperation) == 3 * kCacheLine, "a full node is three cache lines");
+static_assert(std::is_standard_layout_v<FullOperation> && offsetof(FullOperation, op) == 0,
+              "an Operation* of a full node is its FullOperation*");
+
+// kCompactBit never changes while a node lives (the pool keeps it too), so any
+// load of the word tells the kind. Relaxed: the bit orders nothing.
+inline bool IsCompact(const Operation* op) {
+  return (op->word.load(std::memory_order_relaxed) & kCompactBit) != 0;
+}
+// The facts of a full node.
+inline OpFacts& Facts(Operation* op) {
+  ORDO_DCHECK(!IsCompact(op), "the facts of a compact node");
+  return reinterpret_cast<FullOperation*>(op)->facts;
+}
+inline const OpFacts& Facts(const Operation* op) {
+  ORDO_DCHECK(!IsCompact(op), "the facts of a compact node");
+  return reinterpret_cast<const FullOperation*>(op)->facts;
+}
+// A compact node's id, in the chain link it never uses (Operation::chain_next).
+// Relaxed: written before the node is published.
+inline void SetCompactId(Operation* op, std::uint64_t id) {
+  op->chain_next.store(reinterpret_cast<Operation*>(static_cast<std::uintptr_t>(id)),
+                       std::memory_order_relaxed);
+}
+inline std::uint64_t Operation::id_relaxed() const {
+  if (IsCompact(this)) {
+    return static_cast<std::uint64_t>(
+        reinterpret_cast<std::uintptr_t>(chain_next.load(std::memory_order_relaxed)));
+  }
+  return Facts(this).id.load(std::memory_order_relaxed);
 }
 
-// The Operation that owns `node` (its timer member).
+// Writes line 1 of a full node in full: a node from the pool carries its last
+// user's facts. Relaxed: the node is private until its publication (a queue or
+// chain push, a timer's arming), which orders these writes before any reader.
+inline void InitFacts(Operation* op, std::uint64_t id, EngineImpl* engine,
+                      std::int64_t created_ns, std::int64_t due_ns) {
+  OpFacts& f = Facts(op);
+  f.id.store(id, std::memory_order_relaxed);
+  f.engine = engine;
+  f.token_hash = 0;
+  f.created_ns.store(created_ns, std::memory_order_relaxed);
+  f.started_ns.store(kNoTime, std::memory_order_relaxed);
+  f.completed_ns.store(kNoTime, std::memory_order_relaxed);
+  f.due_ns.store(due_ns, std::memory_order_relaxed);
+  f.retry_count.store(0, std::memory_order_relaxed);
+  f.cancel_requested.store(false, std::memory_order_relaxed);
+}
+
+// The Operation that owns `node` (a full node's timer).
 inline Operation* OperationOfTimer(TimerNode* node) {
-  return reinterpret_cast<Operation*>(reinterpret_cast<char*>(node) -
-                                      offsetof(Operation, timer));
+  return &reinterpret_cast<FullOperation*>(reinterpret_cast<char*>(node) -
+                                           offsetof(FullOperation, facts) -
+                                           offsetof(OpFacts, timer))
+              ->op;
 }
 
 }  // namespace ordo::internal

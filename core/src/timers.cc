@@ -54,21 +54,21 @@ constexpr std::int64_t kMaxTimekeeperSleepNs = 1'000'000'000;
 
 absl::Status EngineImpl::ArmTimerLocked(Operation* op, std::int64_t due_ns) {
   if (WheelFullLocked()) return WheelFullError("postponement");
-  absl::Status s = wheel_->Insert(&op->timer, due_ns, op->id_relaxed());
+  absl::Status s = wheel_->Insert(&Facts(op).timer, due_ns, op->id_relaxed());
   if (!s.ok()) {
     return absl::ResourceExhaustedError(
         absl::StrCat("postponement refused: ", s.message()));
   }
-  op->in_wheel = true;
+  Facts(op).in_wheel = true;
   timers_armed_.fetch_add(1, std::memory_order_relaxed);  // a count (I3)
   LowerTimekeeperTarget(due_ns);
   return absl::OkStatus();
 }
 
 void EngineImpl::DisarmTimerLocked(Operation* op) {
-  if (!op->in_wheel) return;
-  wheel_->Cancel(&op->timer);
-  op->in_wheel = false;
+  if (!Facts(op).in_wheel) return;
+  wheel_->Cancel(&Facts(op).timer);
+  Facts(op).in_wheel = false;
   timers_armed_.fetch_sub(1, std::memory_order_relaxed);  // a count (I3)
 }
 
@@ -80,7 +80,7 @@ bool EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
     return false;
   }
   ChaosPoint();
-  TimerNode* n = &op->timer;
+  TimerNode* n = &Facts(op).timer;
   TimerNode* head = timer_inbox_.load(std::memory_order_relaxed);
   do {
     n->next = head;  // private until the CAS publishes it
@@ -114,11 +114,11 @@ void EngineImpl::DrainTimerInboxLocked() {
     n->next = nullptr;
     Operation* op = OperationOfTimer(n);
     // Relaxed: written before the push that published the node.
-    absl::Status s = wheel_->Insert(n, op->due_ns.load(std::memory_order_relaxed),
+    absl::Status s = wheel_->Insert(n, Facts(op).due_ns.load(std::memory_order_relaxed),
                                     op->id_relaxed());
     ORDO_CHECK_OP(s.ok(), "the wheel refused a timer whose place was reserved (I3)",
                   op->id_relaxed());
-    op->in_wheel = true;
+    Facts(op).in_wheel = true;
     n = next;
   }
 }
@@ -126,7 +126,7 @@ void EngineImpl::DrainTimerInboxLocked() {
 bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns) {
   TimerLock lock(this);  // drains the inbox first (I2)
   if (WheelFullLocked()) return false;
-  op->due_ns.store(due_ns, std::memory_order_relaxed);  // published by the CAS
+  Facts(op).due_ns.store(due_ns, std::memory_order_relaxed);  // published by the CAS
   std::uint32_t w = op->word.load(std::memory_order_relaxed);
   // Release: publishes the attempt's writes and retry_count to the next attempt
   // and to Handle readers. Only kWaiterBit changes under us (H4).
@@ -151,7 +151,7 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue() {
                             std::memory_order_relaxed);
     for (TimerNode* node : due_scratch_) {
       Operation* op = OperationOfTimer(node);
-      op->in_wheel = false;
+      Facts(op).in_wheel = false;
       std::uint32_t w = op->word.load(std::memory_order_acquire);
       std::uint32_t next = w;
       // acq_rel: races with Cancel/Suspend on the same word; one wins. H2: a head

@@ -404,7 +404,8 @@ std::chrono::nanoseconds EngineImpl::SweepBeforePark() {
 //   U3  What remains is Shutdown's cancel_all_, which the runner reads itself.
 // So the runner moves the word Waiting -> InProgress -> terminal with plain
 // stores, wakes nobody (kWaiterBit needs a Handle), and frees the node with no
-// RMW. A node that fails U1 (refs > 1, or a chain) takes the CAS path.
+// RMW. A node that fails U1 (refs > 1, or a chain) takes the CAS path. A compact
+// node (operation.h) always passes U1: it is independent and no Handle can name it.
 void EngineImpl::RunItem(Worker* w, Operation* op) {
   // We own `cur` (H3): the popped entry's ownership, then the inline ownership
   // AdvanceChain takes of each next head.
@@ -430,7 +431,9 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
           const std::uint32_t canceled =
               (WithState(word, State::kCanceled) & ~kReasonMask) |
               (static_cast<std::uint32_t>(CancelReason::kByShutdown) << kReasonShift);
-          cur->completed_ns.store(NowNs(), std::memory_order_relaxed);  // published by the CAS
+          if (!IsCompact(cur)) {
+            Facts(cur).completed_ns.store(NowNs(), std::memory_order_relaxed);  // by the CAS
+          }
           // acq_rel as below.
           if (!cur->word.compare_exchange_weak(word, canceled, std::memory_order_acq_rel,
                                                std::memory_order_acquire)) {
@@ -494,13 +497,13 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
   Count(w->stripe, w->stripe.finished, 1, std::memory_order_release);
 }
 
-bool EngineImpl::Execute(Worker* w, Operation* op, bool sole) {
+bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   Stripe& st = w->stripe;
   // Relaxed: published with the terminal state (release) or read by the runner.
   // Only a Handle reads the times; with none left, the clock read is skipped.
   // Observed first: started_ns is on line 1, which the common path leaves alone.
-  if (Observed(op) && op->started_ns.load(std::memory_order_relaxed) == kNoTime) {
-    op->started_ns.store(NowNs(), std::memory_order_relaxed);
+  if (Observed(op) && Facts(op).started_ns.load(std::memory_order_relaxed) == kNoTime) {
+    Facts(op).started_ns.store(NowNs(), std::memory_order_relaxed);
   }
   Count(st, st.started);
   Attempt attempt;
@@ -537,9 +540,6 @@ bool EngineImpl::Execute(Worker* w, Operation* op, bool sole) {
     }
   }
   if (attempt.retry) {
-    OpExtras* ex = op->extras.load(std::memory_order_acquire);
-    const int max = (ex != nullptr && ex->max_retries >= 0) ? ex->max_retries : options_.max_retries;
-    const int done = op->retry_count.load(std::memory_order_relaxed);
     // Acquire: pairs with Shutdown's seq_cst store of closed_.
     if (closed_.load(std::memory_order_acquire)) {
       FinishInProgress(op, State::kCanceled,
@@ -547,6 +547,12 @@ bool EngineImpl::Execute(Worker* w, Operation* op, bool sole) {
                        CancelReason::kRetriesDuringShutdown);
       return true;
     }
+    // A compact node has no room for a timer or a count: it retries as a full one
+    // (its first retry; the compact node had no options, so the engine's maximum).
+    if (IsCompact(op) && options_.max_retries > 0) op = Enlarge(op);
+    OpExtras* ex = IsCompact(op) ? nullptr : Facts(op).extras.load(std::memory_order_acquire);
+    const int max = (ex != nullptr && ex->max_retries >= 0) ? ex->max_retries : options_.max_retries;
+    const int done = IsCompact(op) ? 0 : Facts(op).retry_count.load(std::memory_order_relaxed);
     if (done < max) {
       std::int64_t delay = attempt.delay_ns < 0 ? 0 : attempt.delay_ns;
       if (ex != nullptr && ex->backoff_kind == 1) {  // exponential
@@ -555,7 +561,7 @@ bool EngineImpl::Execute(Worker* w, Operation* op, bool sole) {
       }
       // The delay counts from the end of the attempt.
       const std::int64_t due = NowNs() + delay;
-      op->retry_count.store(done + 1, std::memory_order_relaxed);  // published below
+      Facts(op).retry_count.store(done + 1, std::memory_order_relaxed);  // published below
       Count(st, st.retried);
       if (RepostponeForRetry(op, due)) return false;
       failed = true;
@@ -567,11 +573,30 @@ bool EngineImpl::Execute(Worker* w, Operation* op, bool sole) {
   }
   // A recurrence's next occurrence exists before this one is seen terminal, so a
   // thread that sees it end finds Handle::next_occurrence() set.
-  OpExtras* ex = op->extras.load(std::memory_order_acquire);
+  OpExtras* ex = IsCompact(op) ? nullptr : Facts(op).extras.load(std::memory_order_acquire);
   if (ex != nullptr && ex->recurrence != nullptr) SpawnNextOccurrence(op, st);
   FinishInProgress(op, failed ? State::kFailed : State::kSucceeded, std::move(error), st,
                    CancelReason::kByCancel, sole);
   return true;
+}
+
+Operation* EngineImpl::Enlarge(Operation* op) {
+  // U1 (RunItem): a compact node is independent and has no Handle, so its runner
+  // is its sole party; the new node is private until RepostponeForRetry arms it.
+  Operation* n = OpPool::Allocate(NodeKind::kFull);
+  op->ops->relocate(op->storage, n->storage);  // nothrow: inline callables are
+  n->ops = op->ops;                            // nothrow-movable, others a pointer
+  op->ops = nullptr;
+  // The id it was created with keeps its place among equal due times (the wheel's
+  // tie-break); it was never postponed, so there is no creation time to keep.
+  InitFacts(n, op->id_relaxed(), this, kNoTime, kNoTime);
+  // Relaxed: private. The same state and head bit (InProgress, owned by nobody:
+  // H4 makes the runner its only writer), without the compact kind.
+  n->word.store(op->word.load(std::memory_order_relaxed) & ~kCompactBit,
+                std::memory_order_relaxed);
+  n->refs.store(1, std::memory_order_relaxed);  // the engine's
+  Reclaim(op);  // U1: no other reference to op exists
+  return n;
 }
 
 void EngineImpl::RequestRetry(Operation* op, std::chrono::nanoseconds delay,
@@ -586,13 +611,14 @@ void EngineImpl::RequestRetry(Operation* op, std::chrono::nanoseconds delay,
 
 void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string&& error, Stripe& st,
                                   CancelReason reason, bool sole) {
-  if (terminal == State::kFailed || terminal == State::kCanceled) {
+  // A compact node has no Handle, and none can be made: nobody reads its error.
+  if ((terminal == State::kFailed || terminal == State::kCanceled) && !IsCompact(op)) {
     if (!error.empty() || terminal == State::kFailed) {
       OpExtras* ex = ExtrasOf(op);
       ex->error = std::move(error);
     }
   }
-  if (Observed(op)) op->completed_ns.store(NowNs(), std::memory_order_relaxed);  // published below
+  if (Observed(op)) Facts(op).completed_ns.store(NowNs(), std::memory_order_relaxed);  // published below
   std::uint32_t w = op->word.load(std::memory_order_relaxed);
   auto finished = [&](std::uint32_t from) {
     ORDO_CHECK_OP(StateOf(from) == State::kInProgress, "finish of an operation not in progress",
@@ -700,12 +726,13 @@ void EngineImpl::DropRef(Operation* op) {
 }
 
 void EngineImpl::Reclaim(Operation* op) {
-  OpExtras* ex = op->extras.load(std::memory_order_relaxed);  // sole owner now
+  OpExtras* ex =
+      IsCompact(op) ? nullptr : Facts(op).extras.load(std::memory_order_relaxed);  // sole owner
   if (ex != nullptr) {
     if (Operation* s = ex->successor.load(std::memory_order_relaxed)) DropRef(s);
     DeleteRecurrence(ex);
     delete ex;
-    op->extras.store(nullptr, std::memory_order_relaxed);
+    Facts(op).extras.store(nullptr, std::memory_order_relaxed);
   }
   OpPool::Free(op);
 }

@@ -474,6 +474,30 @@ TEST(ShutdownTest, CancelPendingCancelsWhatHasNotStarted) {
   EXPECT_EQ(running->state(), State::kSucceeded);
 }
 
+// kCancelPending: "running operations get a cancel request", posted (a compact
+// node, no Handle) or submitted alike. Each body waits for the request, with a
+// bound so that a missing request fails the test instead of hanging it.
+TEST(ShutdownTest, CancelPendingAsksRunningOperationsToStop) {
+  Engine engine({.workers = 2});
+  std::latch started(2);
+  std::atomic<int> saw_request{0};
+  auto body = [&](Context& ctx) {
+    started.count_down();
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    while (!ctx.cancel_requested() && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::yield();
+    }
+    if (ctx.cancel_requested()) saw_request.fetch_add(1);
+  };
+  ASSERT_TRUE(engine.Post(body).ok());
+  auto submitted = engine.Submit(body);
+  ASSERT_TRUE(submitted.ok());
+  started.wait();  // both run, one per worker
+  ASSERT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
+  EXPECT_EQ(saw_request.load(), 2);
+  EXPECT_EQ(submitted->state(), State::kSucceeded);  // it ends as its body does
+}
+
 TEST(ShutdownTest, EveryAcceptedOperationEndsInExactlyOneTerminalState) {
   std::vector<Handle> handles;
   Stats s;

@@ -390,6 +390,65 @@ TEST(RetryTest, TheEngineDefaultMaximumIsTen) {
   EXPECT_EQ(a->retry_count(), 10);
 }
 
+// A posted operation with no options lives in a compact node (no room for a
+// timer or a retry count); its first retry moves it into a full one. It keeps its
+// id, and with it its creation place among operations due at the same instant.
+TEST(RetryTest, APostedOperationRetriesKeepingItsIdAndItsPlaceAmongEqualDueTimes) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  Journal journal;
+  std::vector<std::uint64_t> ids;  // appended by the one worker, read after WaitIdle
+  std::atomic<int> attempts{0};
+  ASSERT_TRUE(engine
+                  .Post([&](Context& ctx) {
+                    journal.Append("A" + std::to_string(ctx.retry_count()));
+                    ids.push_back(ctx.id());
+                    if (attempts.fetch_add(1) == 0) ctx.RetryAfter(5ms, "later");
+                  })
+                  .ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());  // the first attempt ran; A is postponed
+  ASSERT_EQ(attempts.load(), 1);
+  // Created after A, due at the instant A's retry is.
+  auto b = engine.Submit(journal.Step("B"), {.postpone_until = clock.now() + 5ms});
+  ASSERT_TRUE(b.ok());
+  clock.Advance(5ms);
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_THAT(journal.Entries(), ElementsAre("A0", "A1", "B"));
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(ids[0], ids[1]);
+  EXPECT_LT(ids[0], b->id());
+  const Stats s = engine.stats();
+  EXPECT_EQ(s.retried, 1u);
+  EXPECT_EQ(s.succeeded, 2u);
+  EXPECT_EQ(s.failed, 0u);
+}
+
+TEST(RetryTest, APostedOperationGivesUpAtTheEnginesMaximum) {
+  for (int max : {0, 2}) {
+    SCOPED_TRACE(max);
+    ManualClock clock;
+    Engine engine({.workers = 1, .clock = &clock, .max_retries = max});
+    std::atomic<int> attempts{0};
+    ASSERT_TRUE(engine
+                    .Post([&](Context& ctx) {
+                      attempts.fetch_add(1);
+                      ctx.RetryAfter(1ms, "backend down");
+                    })
+                    .ok());
+    for (int i = 0; i < max; ++i) {
+      ASSERT_TRUE(engine.WaitIdle().ok());
+      clock.Advance(1ms);
+    }
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    EXPECT_EQ(attempts.load(), max + 1);
+    const Stats s = engine.stats();
+    EXPECT_EQ(s.retried, static_cast<std::uint64_t>(max));
+    EXPECT_EQ(s.failed, 1u);
+    EXPECT_EQ(s.succeeded, 0u);
+  }
+}
+
 TEST(RetryTest, ExponentialBackoffDoublesTheDelayUpToItsCap) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock});

@@ -142,7 +142,10 @@ class Engine {
   absl::StatusOr<Handle> Submit(F&& f, SubmitOptions options = {}) {
     internal::Operation* op = nullptr;
     const detail::CallableOps* ops = nullptr;
-    if (absl::Status s = Prepare(std::forward<F>(f), &options, &op, &ops); !s.ok()) return s;
+    if (absl::Status s = Prepare(std::forward<F>(f), &options, /*with_handle=*/true, &op, &ops);
+        !s.ok()) {
+      return s;
+    }
     return Enqueue(op, ops, std::move(options));
   }
 
@@ -151,12 +154,18 @@ class Engine {
   // (CancelToken, SuspendToken, ResumeToken, TokenInfo), through WaitIdle and
   // Shutdown. Cheaper than discarding Submit's Handle: the engine holds the only
   // reference, so no other thread touches the node's count, and no start or finish
-  // time is read from the clock for it.
+  // time is read from the clock for it. An independent Post with default options
+  // (no token, postponement, name, recurrence, retry settings, policy or
+  // suspension) takes a one-cache-line node, 64 bytes with a capture of up to
+  // 32; it can still retry (Context::RetryAfter), up to Options::max_retries.
   template <typename F>
   absl::Status Post(F&& f, SubmitOptions options) {
     internal::Operation* op = nullptr;
     const detail::CallableOps* ops = nullptr;
-    if (absl::Status s = Prepare(std::forward<F>(f), &options, &op, &ops); !s.ok()) return s;
+    if (absl::Status s = Prepare(std::forward<F>(f), &options, /*with_handle=*/false, &op, &ops);
+        !s.ok()) {
+      return s;
+    }
     return EnqueueDetached(op, ops, std::move(options));
   }
   // Post(f, {}), on a shorter path: with no options there is nothing to check
@@ -165,7 +174,10 @@ class Engine {
   absl::Status Post(F&& f) {
     internal::Operation* op = nullptr;
     const detail::CallableOps* ops = nullptr;
-    if (absl::Status s = Prepare(std::forward<F>(f), nullptr, &op, &ops); !s.ok()) return s;
+    if (absl::Status s = Prepare(std::forward<F>(f), nullptr, /*with_handle=*/false, &op, &ops);
+        !s.ok()) {
+      return s;
+    }
     return EnqueuePlain(op, ops);
   }
 
@@ -212,7 +224,9 @@ class Engine {
  private:
   absl::Status RejectEmptyCallable();
   absl::Status Validate(const SubmitOptions& options);
-  internal::Operation* NewOperation(void** storage);
+  // A node of the kind the options need (engine_impl.h, CompactFits).
+  internal::Operation* NewOperation(void** storage, const SubmitOptions* options,
+                                    bool with_handle);
   void DiscardOperation(internal::Operation* op);
   absl::StatusOr<Handle> Enqueue(internal::Operation* op, const detail::CallableOps* ops,
                                  SubmitOptions&& options);
@@ -222,8 +236,8 @@ class Engine {
   // Checks f and the options (null: the defaults, nothing to check), takes a node
   // and moves f into it. On an error nothing was taken.
   template <typename F>
-  absl::Status Prepare(F&& f, const SubmitOptions* options, internal::Operation** op,
-                       const detail::CallableOps** ops) {
+  absl::Status Prepare(F&& f, const SubmitOptions* options, bool with_handle,
+                       internal::Operation** op, const detail::CallableOps** ops) {
     using Fn = std::decay_t<F>;
     static_assert(detail::TakesContext<Fn> || detail::TakesNothing<Fn>,
                   "Submit and Post take a callable invocable as f(ordo::Context&) or f()");
@@ -232,7 +246,7 @@ class Engine {
       if (absl::Status s = Validate(*options); !s.ok()) return s;
     }
     void* storage = nullptr;
-    *op = NewOperation(&storage);
+    *op = NewOperation(&storage, options, with_handle);
     try {
       *ops = detail::Emplace(storage, std::forward<F>(f));
     } catch (...) {
