@@ -285,14 +285,19 @@ class EngineImpl {
   // (timers.cc). False if Options::max_timers are pending.
   bool ArmTimerFromSubmit(Operation* op, std::int64_t due_ns);
   // Moves the inbox into the wheel; every holder of timer_mu_ calls it first.
-  void DrainTimerInboxLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  // With lower_target (every holder but the timekeeper's ReleaseDue, which works
+  // out its deadline from the wheel afterwards), also lowers the timekeeper's
+  // target to the earliest drained due time (timers.cc I5).
+  void DrainTimerInboxLocked(bool lower_target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
   // Holds timer_mu_ with the inbox drained into the wheel (timers.cc I2): how the
   // engine takes the timer lock once it is built, so no holder can skip the drain.
   class ABSL_SCOPED_LOCKABLE TimerLock {
    public:
-    explicit TimerLock(EngineImpl* e) ABSL_EXCLUSIVE_LOCK_FUNCTION(e->timer_mu_) : e_(e) {
+    explicit TimerLock(EngineImpl* e, bool lower_target = true)
+        ABSL_EXCLUSIVE_LOCK_FUNCTION(e->timer_mu_)
+        : e_(e) {
       e_->timer_mu_.Lock();
-      e_->DrainTimerInboxLocked();
+      e_->DrainTimerInboxLocked(lower_target);
     }
     ~TimerLock() ABSL_UNLOCK_FUNCTION() { e_->timer_mu_.Unlock(); }
     TimerLock(const TimerLock&) = delete;

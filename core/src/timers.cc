@@ -37,9 +37,22 @@
 //       fetch_add and undoes it if over max_timers; a disarm or a release gives it
 //       back. So the wheel never exceeds max_timers and a drain's insert cannot fail.
 //   I4  Submit lowers timekeeper_target_ and kicks when its due time is earlier.
-//       The timekeeper reads the kick count before it drains and computes its
-//       deadline, so a push after that drain either kicked (and the sleep returns
-//       at once) or is due no earlier than the deadline it sleeps towards.
+//       The timekeeper reads the kick count before it drains, so a kick after
+//       that makes its sleep return at once.
+//   I5  Dekker pair, both sides seq_cst: Submit pushes onto the inbox, then loads
+//       the target (I4); the timekeeper stores the target it will sleep towards
+//       (under timer_mu_), then loads the inbox, and sleeps only if it is empty.
+//       So a push after the timekeeper's drain either sees the new target (and
+//       kicks if it is due earlier) or is seen by the timekeeper, which drains
+//       again instead of sleeping. Any other holder of timer_mu_ that drains the
+//       inbox lowers the target to what it drained, and kicks (TimerLock), so a
+//       node it moved into the wheel after the timekeeper looked is not slept
+//       through either. Before I5 the timekeeper published its target without
+//       looking again: a submit that loaded the previous target (already due, so
+//       no kick) while the timekeeper emptied the wheel left its operation in the
+//       inbox with the timekeeper asleep towards no deadline, for ever (seen in
+//       W4's warm-up; stress test PostponedSubmitsRacingTheTimekeepersRelease...).
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -84,43 +97,49 @@ bool EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
   TimerNode* head = timer_inbox_.load(std::memory_order_relaxed);
   do {
     n->next = head;  // private until the CAS publishes it
-    // Release: publishes the node's due_ns and id (and the link) to the drainer's
-    // acquire exchange.
-  } while (!timer_inbox_.compare_exchange_weak(head, n, std::memory_order_release,
+    // seq_cst: I5's Submit half (push, then load the target), which includes the
+    // release that publishes the node's due_ns and id (and the link) to the
+    // drainer's acquire exchange.
+  } while (!timer_inbox_.compare_exchange_weak(head, n, std::memory_order_seq_cst,
                                                std::memory_order_relaxed));
   ChaosPoint();
-  LowerTimekeeperTarget(due_ns);  // I4
+  LowerTimekeeperTarget(due_ns);  // I4, I5
   return true;
 }
 
 void EngineImpl::LowerTimekeeperTarget(std::int64_t due_ns) {
-  // Relaxed: the target is a hint; the kick is what wakes the timekeeper (I4).
-  // Lowering it at once means a burst of inserts kicks once per new earliest
-  // deadline, not once per insert until the timekeeper has looked (each kick is a
-  // system call).
-  if (due_ns < timekeeper_target_.load(std::memory_order_relaxed)) {
+  // seq_cst load: I5's Submit half (see ArmTimerFromSubmit). Relaxed store: the
+  // target is a hint that spares kicks; the kick is what wakes the timekeeper
+  // (I4). Lowering it at once means a burst of inserts kicks once per new
+  // earliest deadline, not once per insert until the timekeeper has looked (each
+  // kick is a system call). Two submitters racing here may leave it higher than
+  // their earliest due time: that costs a kick, never a missed one.
+  if (due_ns < timekeeper_target_.load(std::memory_order_seq_cst)) {
     timekeeper_target_.store(due_ns, std::memory_order_relaxed);
     KickTimekeeper();
   }
 }
 
-void EngineImpl::DrainTimerInboxLocked() {
+void EngineImpl::DrainTimerInboxLocked(bool lower_target) {
   // Relaxed first look: the common case (nothing submitted) costs no RMW.
   if (timer_inbox_.load(std::memory_order_relaxed) == nullptr) return;
-  // Acquire: pairs with the pushers' release CAS.
+  // Acquire: pairs with the pushers' release (seq_cst) CAS.
   TimerNode* n = timer_inbox_.exchange(nullptr, std::memory_order_acquire);
+  std::int64_t earliest = INT64_MAX;
   while (n != nullptr) {
     TimerNode* next = n->next;
     n->next = nullptr;
     Operation* op = OperationOfTimer(n);
     // Relaxed: written before the push that published the node.
-    absl::Status s = wheel_->Insert(n, Facts(op).due_ns.load(std::memory_order_relaxed),
-                                    op->id_relaxed());
+    const std::int64_t due = Facts(op).due_ns.load(std::memory_order_relaxed);
+    absl::Status s = wheel_->Insert(n, due, op->id_relaxed());
     ORDO_CHECK_OP(s.ok(), "the wheel refused a timer whose place was reserved (I3)",
                   op->id_relaxed());
     Facts(op).in_wheel = true;
+    earliest = std::min(earliest, due);
     n = next;
   }
+  if (lower_target && earliest != INT64_MAX) LowerTimekeeperTarget(earliest);  // I5
 }
 
 bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns) {
@@ -143,7 +162,8 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue() {
   std::vector<Operation*> ready;
   std::optional<std::int64_t> next;
   {
-    TimerLock lock(this);  // drains the inbox first (I2)
+    // Drains the inbox first (I2); our own deadline comes from the wheel below.
+    TimerLock lock(this, /*lower_target=*/false);
     due_scratch_.clear();
     wheel_->Advance(NowNs(), &due_scratch_);
     // I3: released timers give their places back. Relaxed: a count.
@@ -164,7 +184,10 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue() {
       if (StateOf(w) == State::kPostponed && TookOwnership(w, next)) ready.push_back(op);
     }
     next = wheel_->NextDeadline();
-    timekeeper_target_.store(next.value_or(INT64_MAX), std::memory_order_relaxed);  // hint
+    ChaosPoint();
+    // seq_cst: I5's timekeeper half (store the target, then load the inbox in
+    // TimekeeperLoop).
+    timekeeper_target_.store(next.value_or(INT64_MAX), std::memory_order_seq_cst);
   }
   // Outside the lock: we own each of them (H2), and only the owner releases a node.
   for (Operation* op : ready) Schedule(op);
@@ -185,6 +208,10 @@ void EngineImpl::TimekeeperLoop() {
     const std::uint32_t seen = timekeeper_word_.load(std::memory_order_acquire);
     if (stop_.load(std::memory_order_acquire)) return;
     std::optional<std::int64_t> next = ReleaseDue();
+    // I5: seq_cst, after the target's store in ReleaseDue. A submit that pushed
+    // after our drain and loaded the target before our store did not kick: drain
+    // again rather than sleep through it.
+    if (timer_inbox_.load(std::memory_order_seq_cst) != nullptr) continue;
     if (!next.has_value()) {
       FutexWait(&timekeeper_word_, seen);
       continue;

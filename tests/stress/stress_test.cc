@@ -635,6 +635,60 @@ void RunSoleRunRace(int producers, long per_producer) {
   EXPECT_EQ(stats.succeeded, static_cast<std::uint64_t>(total - canceled_count));
 }
 
+// The timekeeper's wake-up (timers.cc I4, I5): postponed submits land while the
+// timekeeper drains the inbox, releases what is due and publishes its next
+// deadline. Rounds of short postponements (0-300 us, under one tick, so a release
+// often empties the wheel) from two producers, every one waited for with a
+// bound, so a timer that nobody drains (a lost kick: the timekeeper asleep
+// towards no deadline with the operation in its inbox) fails the test instead
+// of hanging it. Every eighth operation is canceled at once:
+// Cancel takes the timer lock, and so drains the inbox too (I5's other drainer).
+// Counts: every operation ended, ran at most once, and ran = succeeded,
+// succeeded + canceled = submitted.
+void RunTimerWakeRace(int producers, int rounds, int per_round) {
+  Engine engine({.workers = 2});
+  std::atomic<long> ran{0};
+  long stuck = 0;
+  for (int r = 0; r < rounds && stuck == 0; ++r) {
+    std::vector<std::vector<Handle>> handles(producers);
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        std::mt19937 rng(static_cast<unsigned>(r * 131 + p));
+        for (int i = 0; i < per_round; ++i) {
+          auto h = engine.Submit([&ran] { ran.fetch_add(1, std::memory_order_relaxed); },
+                                 {.postpone_until = Clock::now() +
+                                                    std::chrono::microseconds(rng() % 300)});
+          ASSERT_TRUE(h.ok()) << h.status();
+          if (i % 8 == 7) (void)engine.Cancel(*h);  // it may have run already
+          handles[p].push_back(*std::move(h));
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (auto& v : handles) {
+      for (auto& h : v) {
+        if (!h.WaitFor(20s)) {
+          ++stuck;
+          ADD_FAILURE() << "round " << r << ": op " << h.id() << " is still " << StateName(h.state())
+                        << " 20 s after its time: " << h.Explain();
+          break;
+        }
+      }
+      if (stuck != 0) break;
+    }
+  }
+  EXPECT_EQ(stuck, 0);
+  if (stuck != 0) return;
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  const Stats s = engine.stats();
+  EXPECT_EQ(s.submitted, static_cast<std::uint64_t>(rounds) * producers * per_round);
+  EXPECT_GT(s.canceled, 0u);
+  EXPECT_EQ(s.succeeded + s.canceled, s.submitted);
+  EXPECT_EQ(static_cast<std::uint64_t>(ran.load()), s.succeeded);
+  EXPECT_EQ(s.pending, 0u);
+}
+
 TEST(StressTest, TokenControlsRacingRunnersThatEmptyChainsLoseNothing) {
   RunTokenControlStress(/*producers=*/2, 40000L * Scale());
 }
@@ -653,6 +707,10 @@ TEST(StressTest, SubmittersRacingShutdownLoseNothing) {
 
 TEST(StressTest, PostponedSuspendedAndRetriedWorkRacingTheTimerLosesNothing) {
   RunTimedStress(/*producers=*/3, 20000L * Scale());
+}
+
+TEST(StressTest, PostponedSubmitsRacingTheTimekeepersReleaseAreNeverLeftAsleep) {
+  RunTimerWakeRace(/*producers=*/2, /*rounds=*/20 * Scale(), /*per_round=*/5000);
 }
 
 TEST(StressTest, FourProducersAllWorkersMixedLoadCountsEveryOperation) {
