@@ -294,7 +294,12 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   } else if (due != kNoTime) {
     initial = State::kPostponed;
   }
-  op->word.store(static_cast<std::uint32_t>(initial), std::memory_order_relaxed);
+  // H1 by a store for an independent operation: it is its own head from the
+  // start, and nothing has published the node yet (the timer's push or the held
+  // registry below does). Held (Postponed, Suspended), it is owned by nobody until
+  // whoever releases it takes it (H2). A chained one becomes head through its chain.
+  const std::uint32_t head = o.token.empty() ? kHeadBit : 0;
+  op->word.store(static_cast<std::uint32_t>(initial) | head, std::memory_order_relaxed);
 
   if (initial == State::kPostponed && !ArmTimerFromSubmit(op, due)) {
     // Undo: nothing was published.
@@ -309,7 +314,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   if (o.token.empty() && initial == State::kWaiting) {
     ScheduleNew(op, st);
   } else if (o.token.empty()) {
-    MakeHead(op);
+    // A held head (above): its release schedules it (H2).
   } else {
     char scratch[8];
     const TokenKey key = MakeTokenKey(o.token, scratch);
