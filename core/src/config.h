@@ -14,6 +14,7 @@ namespace ordo::internal {
 inline constexpr std::size_t kDequeCapacity = 4;
 inline constexpr std::size_t kTokenShards = 2;
 inline constexpr std::size_t kHintSlots = 4;
+inline constexpr std::size_t kHintWays = 2;
 inline constexpr std::size_t kInjectorBatch = 2;
 inline constexpr std::size_t kWakeBacklog = 2;
 inline constexpr std::size_t kPoolCacheNodes = 4;
@@ -30,7 +31,12 @@ inline constexpr std::size_t kWheelLevels = 3;
 // would flatter it.
 inline constexpr std::size_t kDequeCapacity = 128;
 inline constexpr std::size_t kTokenShards = 64;
-inline constexpr std::size_t kHintSlots = 32768;  // 512 KiB: few collisions at 10^4 tokens
+inline constexpr std::size_t kHintSlots = 32768;  // 512 KiB
+// Hint slots form buckets of kHintWays in one cache line (token_map.h): a token
+// may sit in any way of its bucket. Direct-mapped (one way), 10,000 tokens in
+// 32,768 slots collided often enough that 13 % of W2's pushes evicted another
+// token's chain and took the shard lock (21 % took it in all, with sweeps).
+inline constexpr std::size_t kHintWays = 4;
 inline constexpr std::size_t kInjectorBatch = 32;
 // A worker that finds work while searching wakes a sleeper for what is left
 // when at least this much is visible, or when some sleeper has no timeout
@@ -64,8 +70,10 @@ inline constexpr unsigned kInjectorCheckInterval = 61;
 static_assert(std::has_single_bit(kDequeCapacity), "deque indices are masked");
 static_assert(std::has_single_bit(kTokenShards), "shard index is masked from the hash");
 static_assert(std::has_single_bit(kHintSlots), "slot index is masked from the hash");
-static_assert(kHintSlots % kTokenShards == 0,
-              "a hint slot must belong to exactly one shard (slot bits include shard bits)");
+static_assert(std::has_single_bit(kHintWays) && kHintSlots % kHintWays == 0,
+              "hint slots come in power-of-two buckets");
+static_assert((kHintSlots / kHintWays) % kTokenShards == 0,
+              "a hint bucket must belong to exactly one shard (bucket bits include shard bits)");
 
 }  // namespace ordo::internal
 

@@ -38,7 +38,7 @@ TokenKey MakeTokenKey(const Token& token, char (&scratch)[8]) {
 }
 
 TokenMap::TokenMap()
-    : shards_(new Shard[kTokenShards]), slots_(new HintSlot[kHintSlots]) {}
+    : shards_(new Shard[kTokenShards]), buckets_(new HintBucket[kHintBuckets]) {}
 
 TokenMap::~TokenMap() {
   for (std::size_t i = 0; i < kTokenShards; ++i) {
@@ -50,30 +50,36 @@ TokenMap::~TokenMap() {
 }
 
 bool TokenMap::Push(const TokenKey& key, Operation* op) {
-  HintSlot& slot = SlotOf(key.hash);
-  // seq_cst: T4's producer half (pin, then load the slot); pairs with the
-  // store-then-load in TokenMap::SweepIdleLocked.
-  slot.pins.fetch_add(1, std::memory_order_seq_cst);
-  ChaosPoint();
-  // seq_cst for T4; its acquire half also makes the chain's key fields, written
-  // before the locked publish in PushLocked, visible here.
-  Chain* c = slot.chain.load(std::memory_order_seq_cst);
-  if (c != nullptr && c->Matches(key)) {
-    op->chain = c;
-    bool activated = c->Push(op);
-    // Release: our push happens-before a sweeper that reads the dropped count
-    // (its seq_cst load in DrainPins), so its load of tail_ sees our node (T4).
+  HintBucket& b = BucketOf(key.hash);
+  const std::uint32_t tag = TagOf(key.hash);
+  for (HintSlot& slot : b.way) {
+    // Relaxed: the tag is a filter (token_map.h); the chain's key decides.
+    if (slot.tag.load(std::memory_order_relaxed) != tag) continue;
+    // seq_cst: T4's producer half (pin, then load the way); pairs with the
+    // store-then-load in TokenMap::SweepIdleLocked.
+    slot.pins.fetch_add(1, std::memory_order_seq_cst);
+    ChaosPoint();
+    // seq_cst for T4; its acquire half also makes the chain's key fields, written
+    // before the locked publish in PushLocked, visible here.
+    Chain* c = slot.chain.load(std::memory_order_seq_cst);
+    if (c != nullptr && c->Matches(key)) {
+      op->chain = c;
+      bool activated = c->Push(op);
+      // Release: our push happens-before a sweeper that reads the dropped count
+      // (its seq_cst load in DrainPins), so its load of tail_ sees our node (T4).
+      slot.pins.fetch_sub(1, std::memory_order_release);
+      return activated;
+    }
+    // Release as above (nothing was pushed; keeps the pairing uniform).
     slot.pins.fetch_sub(1, std::memory_order_release);
-    return activated;
+    break;  // the way with our tag holds another chain, or none: take the lock
   }
-  // Release as above (nothing was pushed; keeps the pairing uniform).
-  slot.pins.fetch_sub(1, std::memory_order_release);
   Shard& s = ShardOf(key.hash);
   MutexLock lock(&s.mu);
-  return PushLocked(s, slot, key, op);
+  return PushLocked(s, b, key, op);
 }
 
-bool TokenMap::PushLocked(Shard& s, HintSlot& slot, const TokenKey& key, Operation* op) {
+bool TokenMap::PushLocked(Shard& s, HintBucket& b, const TokenKey& key, Operation* op) {
   auto it = s.map.find(Ref(key));
   Chain* c;
   if (it != s.map.end()) {
@@ -104,9 +110,29 @@ bool TokenMap::PushLocked(Shard& s, HintSlot& slot, const TokenKey& key, Operati
     // Relaxed gauge.
     s.live.store(s.live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
-  // Release: publishes the chain's key fields to lock-free readers (their
-  // seq_cst load in Push). Evicts whatever chain sat there; it stays in the map.
-  slot.chain.store(c, std::memory_order_release);
+  // Into the bucket, once (T2): the way that holds c already, else an empty way,
+  // else one picked by the node's address (cheap, and no way is always the victim).
+  // Relaxed loads: every slot write is under s.mu, which we hold.
+  HintSlot* into = nullptr;
+  HintSlot* empty = nullptr;
+  for (HintSlot& slot : b.way) {
+    Chain* held = slot.chain.load(std::memory_order_relaxed);
+    if (held == c) {
+      into = &slot;
+      break;
+    }
+    if (held == nullptr && empty == nullptr) empty = &slot;
+  }
+  if (into == nullptr) {
+    into = empty != nullptr
+               ? empty
+               : &b.way[(reinterpret_cast<std::uintptr_t>(op) / kCacheLine) & (kHintWays - 1)];
+    // Tag first (relaxed, a filter), then the chain. Release: publishes the
+    // chain's key fields to lock-free readers (their seq_cst load in Push).
+    // Evicts whatever chain sat there; it stays in the map.
+    into->tag.store(TagOf(key.hash), std::memory_order_relaxed);
+    into->chain.store(c, std::memory_order_release);
+  }
   op->chain = c;
   return c->Push(op);
 }
@@ -149,11 +175,13 @@ bool TokenMap::TryEmpty(Chain* c, Operation* x) {
   return c->tail_.compare_exchange_strong(expected, nullptr, std::memory_order_seq_cst);
 }
 
-bool TokenMap::DrainPins(HintSlot& slot) {
+bool TokenMap::DrainPins(HintBucket& b) {
   for (int i = 0; i < kDrainSpins; ++i) {
-    // seq_cst: T4's sweeper half (after the slot store); acquire half pairs with
-    // the producers' release unpin in Push.
-    if (slot.pins.load(std::memory_order_seq_cst) == 0) return true;
+    // seq_cst: T4's sweeper half (after the way's store); acquire half pairs with
+    // the producers' release unpin in Push. Every way (T4).
+    bool pinned = false;
+    for (HintSlot& slot : b.way) pinned |= slot.pins.load(std::memory_order_seq_cst) != 0;
+    if (!pinned) return true;
     if (i < 64) {
       CpuRelax();
     } else {
@@ -182,18 +210,21 @@ std::size_t TokenMap::SweepIdleLocked(Shard& s) {
       ++it;
       continue;
     }
-    HintSlot& slot = SlotOf(c->hash_);
-    // T5 (a). Relaxed read: the slot is written only under s.mu (T2), which we
+    HintBucket& b = BucketOf(c->hash_);
+    // T5 (a). Relaxed reads: slots are written only under s.mu (T2), which we
     // hold. seq_cst store: T4's sweeper half (store, then load pins).
-    if (slot.chain.load(std::memory_order_relaxed) == c) {
-      slot.chain.store(nullptr, std::memory_order_seq_cst);
+    for (HintSlot& slot : b.way) {
+      if (slot.chain.load(std::memory_order_relaxed) == c) {
+        slot.chain.store(nullptr, std::memory_order_seq_cst);
+        break;  // in one way at most (T2)
+      }
     }
     ChaosPoint();
     // T5 (b), then (c), seq_cst: ordered after the drain. Pins drained after the
-    // slot was emptied, so no producer can reach c but through the lock we hold;
+    // bucket lost c, so no producer can reach c but through the lock we hold;
     // an empty tail now means idle for good, and its runner is done with it (T3).
     // Undrained pins: c stays, valid, for a later sweep.
-    if (DrainPins(slot) && c->tail_.load(std::memory_order_seq_cst) == nullptr) {
+    if (DrainPins(b) && c->tail_.load(std::memory_order_seq_cst) == nullptr) {
       s.map.erase(it++);
       RecycleLocked(s, c);
       ++retired;
@@ -246,14 +277,22 @@ void TokenMap::CheckInvariants() const {
       ORDO_CHECK((c->hash_ & (kTokenShards - 1)) == i, "chain in the wrong shard");
     }
   }
-  for (std::size_t j = 0; j < kHintSlots; ++j) {
-    Chain* c = slots_[j].chain.load(std::memory_order_acquire);
-    ORDO_CHECK(slots_[j].pins.load(std::memory_order_acquire) == 0, "a pin outlived its push");
-    if (c == nullptr) continue;
-    Shard& s = shards_[c->hash_ & (kTokenShards - 1)];
-    MutexLock lock(&s.mu);
-    auto it = s.map.find(Ref(c->key()));
-    ORDO_CHECK(it != s.map.end() && it->second == c, "T2: a hinted chain is not in the map");
+  for (std::size_t j = 0; j < kHintBuckets; ++j) {
+    for (std::size_t k = 0; k < kHintWays; ++k) {
+      const HintSlot& slot = buckets_[j].way[k];
+      Chain* c = slot.chain.load(std::memory_order_acquire);
+      ORDO_CHECK(slot.pins.load(std::memory_order_acquire) == 0, "a pin outlived its push");
+      if (c == nullptr) continue;
+      ORDO_CHECK((c->hash_ & (kHintBuckets - 1)) == j, "T2: a chain hinted in another bucket");
+      for (std::size_t o = k + 1; o < kHintWays; ++o) {
+        ORDO_CHECK(buckets_[j].way[o].chain.load(std::memory_order_acquire) != c,
+                   "T2: a chain in two ways of its bucket");
+      }
+      Shard& s = shards_[c->hash_ & (kTokenShards - 1)];
+      MutexLock lock(&s.mu);
+      auto it = s.map.find(Ref(c->key()));
+      ORDO_CHECK(it != s.map.end() && it->second == c, "T2: a hinted chain is not in the map");
+    }
   }
 }
 

@@ -6,12 +6,15 @@
 // chains.
 //
 // Structure. The authoritative map is sharded (kTokenShards absl::flat_hash_maps,
-// each under its own mutex). In front of it sits a direct-mapped cache of
-// kHintSlots hint slots, each {pins, chain}, read without a lock: a producer whose
-// token's chain is in its hint slot pushes with two RMWs on the slot and one
-// exchange on the chain, and no lock. Slot and shard come from the same hash bits
-// (kHintSlots is a multiple of kTokenShards), so one shard lock guards every
-// write to a given slot.
+// each under its own mutex). In front of it sits a set-associative cache of
+// kHintSlots hint slots, each {pins, tag, chain}, in buckets of kHintWays that
+// fill one cache line, read without a lock: a producer whose token's chain is in
+// a way of its bucket (the way whose tag, 32 bits of the token's hash, matches)
+// pushes with two RMWs on that way and one exchange on the chain, and no lock.
+// Bucket and shard come from the same hash bits (the bucket count is a multiple
+// of kTokenShards), so one shard lock guards every write to a given bucket. The
+// tag is a filter read with no ordering: a stale one costs a trip to the locked
+// path or a pin for nothing, never a wrong chain (the chain's key decides).
 //
 // Lazy retirement. A chain that runs dry is emptied without a lock and stays in
 // the map and its hint slot, idle, so a token used again soon (the common case:
@@ -25,8 +28,9 @@
 //   T1  At most one chain per token is reachable (in its shard's map, or in a hint
 //       slot, or pinned by a producer that loaded it from a slot). Chains are
 //       created only under the shard lock, after a miss in the map.
-//   T2  A slot's chain is written only under its shard's lock; a chain in a slot
-//       is also in the map.
+//   T2  A slot's chain (and tag) is written only under its shard's lock; a chain
+//       in a slot is also in the map, and in at most one way of its bucket (the
+//       only bucket it can be in: its hash picks it).
 //   T3  The runner empties its chain, whose last node is x, by (a) storing
 //       head_ = nullptr, (b) waiting until no walker names x in hazard_, (c) a CAS
 //       of tail_ from x to nullptr (Chain C1). If (c) fails a producer pushed
@@ -35,17 +39,22 @@
 //       runner's half of the hazard protocol (Chain::hazard_): a walker that
 //       stored hazard_ = x before (b) read it is waited for; one that stored it
 //       after re-reads head_ == nullptr and does not walk from x.
-//   T4  Dekker pair, both sides seq_cst: a producer increments pins, then loads the
-//       slot's chain; the sweeper stores nullptr to the slot, then loads pins. So a
-//       producer either sees the slot emptied (and goes to the locked path, which
-//       waits for the sweeper) or is seen by the sweeper (which waits for its pin
-//       to drop). A producer that pushed and unpinned before the sweeper's load
+//   T4  Dekker pair, both sides seq_cst: a producer increments a way's pins, then
+//       loads the way's chain; the sweeper stores nullptr to the way that holds
+//       the chain (if one does), then loads the pins of every way of the bucket.
+//       So a producer either sees the way emptied (and goes to the locked path,
+//       which waits for the sweeper) or is seen by the sweeper (which waits for
+//       its pin to drop). Every way, not only the one holding the chain: a
+//       producer may have loaded it from a way it was evicted from since (an
+//       eviction moves no pins and, like every slot write, happens under the
+//       lock the sweeper holds, so after the sweeper's store no way holds the
+//       chain). A producer that pushed and unpinned before the sweeper's load
 //       made tail_ non-null, so the sweeper sees the chain busy.
 //   T5  A chain is retired (removed from the map, recycled) only by a sweeper,
-//       under the shard lock, after (a) removing it from its hint slot, (b) seeing
-//       the slot's pins at 0, and (c) then seeing tail_ == nullptr. If the pins do
-//       not drain within a bound (a producer preempted while pinned), the chain
-//       stays, valid, for a later sweep.
+//       under the shard lock, after (a) removing it from its bucket, (b) seeing
+//       the pins of every way of the bucket at 0, and (c) then seeing tail_ ==
+//       nullptr. If the pins do not drain within a bound (a producer preempted
+//       while pinned), the chain stays, valid, for a later sweep.
 //
 // Rejected: a lock per lookup (the hot token's producers would serialize on it);
 // a lock-free resizable map (needs safe memory reclamation of its arrays, and a
@@ -133,26 +142,35 @@ class TokenMap {
   };
   struct HintSlot {
     Atomic<std::uint32_t> pins{0};
+    // 32 bits of the hash of the token whose chain this way holds (or held): a
+    // filter, relaxed; written under the shard lock with the chain (T2).
+    Atomic<std::uint32_t> tag{0};
     Atomic<Chain*> chain{nullptr};
   };
+  struct alignas(kCacheLine) HintBucket {
+    HintSlot way[kHintWays];
+  };
+  static constexpr std::size_t kHintBuckets = kHintSlots / kHintWays;
 
   static KeyRef Ref(const TokenKey& k) {
     return KeyRef{k.kind, absl::string_view(k.bytes.data(), k.bytes.size()), k.hash};
   }
   Shard& ShardOf(std::uint64_t hash) { return shards_[hash & (kTokenShards - 1)]; }
-  HintSlot& SlotOf(std::uint64_t hash) { return slots_[hash & (kHintSlots - 1)]; }
+  HintBucket& BucketOf(std::uint64_t hash) { return buckets_[hash & (kHintBuckets - 1)]; }
+  static std::uint32_t TagOf(std::uint64_t hash) { return static_cast<std::uint32_t>(hash >> 32); }
 
-  bool PushLocked(Shard& s, HintSlot& slot, const TokenKey& key, Operation* op)
+  bool PushLocked(Shard& s, HintBucket& b, const TokenKey& key, Operation* op)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   // Runner: tries to empty the chain whose last node is x (T3). True if emptied.
   static bool TryEmpty(Chain* c, Operation* x);
   // Counts c out of the shard and keeps it for reuse, or frees it.
   void RecycleLocked(Shard& s, Chain* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   std::size_t SweepIdleLocked(Shard& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
-  static bool DrainPins(HintSlot& slot);
+  // T5 (b): true once every way of b shows no pin.
+  static bool DrainPins(HintBucket& b);
 
   std::unique_ptr<Shard[]> shards_;
-  std::unique_ptr<HintSlot[]> slots_;
+  std::unique_ptr<HintBucket[]> buckets_;
 };
 
 }  // namespace ordo::internal
