@@ -299,7 +299,14 @@ class EngineImpl {
       e_->timer_mu_.Lock();
       e_->DrainTimerInboxLocked(lower_target);
     }
-    ~TimerLock() ABSL_UNLOCK_FUNCTION() { e_->timer_mu_.Unlock(); }
+    // Releases what an arm under the lock found already due on a manual clock
+    // (I6, timers.cc), once the lock is free.
+    ~TimerLock() ABSL_UNLOCK_FUNCTION() {
+      const bool release = e_->manual_due_pending_;
+      e_->manual_due_pending_ = false;
+      e_->timer_mu_.Unlock();
+      if (release) (void)e_->ReleaseDue();
+    }
     TimerLock(const TimerLock&) = delete;
     TimerLock& operator=(const TimerLock&) = delete;
 
@@ -384,6 +391,9 @@ class EngineImpl {
   mutable Mutex timer_mu_;
   std::unique_ptr<TimingWheel> wheel_ ABSL_GUARDED_BY(timer_mu_);
   std::vector<TimerNode*> due_scratch_ ABSL_GUARDED_BY(timer_mu_);
+  // A manual clock only: a timer armed under the lock was due at the clock's
+  // reading there; the TimerLock releases it after unlocking (timers.cc I6).
+  bool manual_due_pending_ ABSL_GUARDED_BY(timer_mu_) = false;
   // The deadline the timekeeper sleeps towards (ns; INT64_MAX none). Written by
   // the timekeeper under timer_mu_ and lowered by whoever arms an earlier timer
   // (who then kicks it); a hint: see timers.cc.

@@ -52,6 +52,18 @@
 //       no kick) while the timekeeper emptied the wheel left its operation in the
 //       inbox with the timekeeper asleep towards no deadline, for ever (seen in
 //       W4's warm-up; stress test PostponedSubmitsRacingTheTimekeepersRelease...).
+//   I6  A manual clock has no timekeeper: the thread that moves it releases what is
+//       due (OnClockAdvanced). An arm that read the time before an Advance and
+//       armed after that Advance's release would wait for the next Advance, so
+//       every arm looks at the clock again once its timer is in place:
+//       - under timer_mu_ (ArmTimerLocked): the advancer writes the time before
+//         it takes the lock to release, so either its release comes after our
+//         arm (and finds the timer) or we read its time (the lock orders both)
+//         and our TimerLock releases after unlocking;
+//       - through the inbox (ArmTimerFromSubmit): a Dekker pair with seq_cst
+//         fences, push / fence / read the time against write the time / fence /
+//         drain (OnClockAdvanced): either the advancer's drain sees our node or
+//         we see its time and release ourselves.
 #include <algorithm>
 #include <thread>
 
@@ -75,6 +87,7 @@ absl::Status EngineImpl::ArmTimerLocked(Operation* op, std::int64_t due_ns) {
   Facts(op).in_wheel = true;
   timers_armed_.fetch_add(1, std::memory_order_relaxed);  // a count (I3)
   LowerTimekeeperTarget(due_ns);
+  if (clock_->is_manual() && due_ns <= NowNs()) manual_due_pending_ = true;  // I6
   return absl::OkStatus();
 }
 
@@ -104,6 +117,11 @@ bool EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
                                                std::memory_order_relaxed));
   ChaosPoint();
   LowerTimekeeperTarget(due_ns);  // I4, I5
+  if (clock_->is_manual()) {
+    // I6: the submit half of the fence pair with OnClockAdvanced.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (due_ns <= NowNs()) (void)ReleaseDue();
+  }
   return true;
 }
 
@@ -164,6 +182,7 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue() {
   {
     // Drains the inbox first (I2); our own deadline comes from the wheel below.
     TimerLock lock(this, /*lower_target=*/false);
+    manual_due_pending_ = false;  // this release covers it (I6)
     due_scratch_.clear();
     wheel_->Advance(NowNs(), &due_scratch_);
     // I3: released timers give their places back. Relaxed: a count.
@@ -227,6 +246,11 @@ void EngineImpl::TimekeeperLoop() {
   }
 }
 
-void EngineImpl::OnClockAdvanced() { (void)ReleaseDue(); }
+void EngineImpl::OnClockAdvanced() {
+  // I6: the advancer's half of the fence pair with ArmTimerFromSubmit (the
+  // clock's new time is written before this listener runs).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  (void)ReleaseDue();
+}
 
 }  // namespace ordo::internal

@@ -127,11 +127,14 @@ bool TokenMap::PushLocked(Shard& s, HintBucket& b, const TokenKey& key, Operatio
     into = empty != nullptr
                ? empty
                : &b.way[(reinterpret_cast<std::uintptr_t>(op) / kCacheLine) & (kHintWays - 1)];
-    // Tag first (relaxed, a filter), then the chain. Release: publishes the
-    // chain's key fields to lock-free readers (their seq_cst load in Push).
+    // Tag first (relaxed, a filter), then the chain. seq_cst: its release half
+    // publishes the chain's key fields to lock-free readers (their seq_cst load in
+    // Push); seq_cst itself because an eviction is a removal too (T4): the
+    // sweeper's pin loads must be ordered after a producer's pin of this way
+    // whenever that producer loaded the chain evicted here. Rare, under the lock.
     // Evicts whatever chain sat there; it stays in the map.
     into->tag.store(TagOf(key.hash), std::memory_order_relaxed);
-    into->chain.store(c, std::memory_order_release);
+    into->chain.store(c, std::memory_order_seq_cst);
   }
   op->chain = c;
   return c->Push(op);

@@ -689,6 +689,66 @@ void RunTimerWakeRace(int producers, int rounds, int per_round) {
   EXPECT_EQ(s.pending, 0u);
 }
 
+// ManualClock (timers.cc I6): a manual clock has no timekeeper; the thread that
+// advances it releases what is due. Postponed posts (through the inbox) and
+// Postpone on handles (under the timer lock) race an advancing thread. A stale
+// arm is caught only by the last Advance (any later one releases it), so each
+// round ends with the advancer's last step while the producers may still be
+// arming; then, with no further Advance, everything due at the clock's reading
+// must have run by WaitIdle. An arm that read the time before an Advance and
+// armed after that Advance's release used to wait for the next Advance.
+void RunManualClockRace(int producers, int rounds, int per_round) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  const long per_total = static_cast<long>(producers) * per_round;
+  long due_not_run = 0, early = 0, twice = 0;
+  for (int r = 0; r < rounds; ++r) {
+    std::vector<std::atomic<int>> runs(per_total);
+    std::vector<std::int64_t> due(per_total);  // each written by its producer, read after join
+    std::vector<std::thread> threads;
+    threads.emplace_back([&] {
+      for (int step = 0; step < per_round / 4; ++step) {
+        clock.Advance(std::chrono::microseconds(100));
+        std::this_thread::yield();
+      }
+    });
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        std::mt19937 rng(static_cast<unsigned>(r * 977 + p));
+        for (int i = 0; i < per_round; ++i) {
+          const long id = static_cast<long>(p) * per_round + i;
+          const auto when = clock.now() + std::chrono::microseconds(1 + rng() % 150);
+          due[id] = when.time_since_epoch().count();
+          auto body = [&runs, id] { runs[id].fetch_add(1, std::memory_order_relaxed); };
+          if (i % 2 == 0) {
+            ASSERT_TRUE(engine.Post(body, {.postpone_until = when}).ok());
+          } else {
+            auto h = engine.Submit(body, {.postpone_until = clock.now() + std::chrono::hours(1)});
+            ASSERT_TRUE(h.ok());
+            ASSERT_TRUE(engine.Postpone(*h, when).ok());
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    const std::int64_t now = clock.now().time_since_epoch().count();
+    for (long id = 0; id < per_total; ++id) {
+      const int n = runs[id].load();
+      if (due[id] <= now && n == 0) ++due_not_run;
+      if (due[id] > now && n != 0) ++early;
+      if (n > 1) ++twice;
+    }
+    // What is still postponed runs at the next round's first steps (its counts
+    // are gone with this round's vectors, so make it due and run it now).
+    clock.Advance(std::chrono::milliseconds(1));
+    ASSERT_TRUE(engine.WaitIdle().ok());
+  }
+  EXPECT_EQ(due_not_run, 0);
+  EXPECT_EQ(early, 0);
+  EXPECT_EQ(twice, 0);
+}
+
 TEST(StressTest, TokenControlsRacingRunnersThatEmptyChainsLoseNothing) {
   RunTokenControlStress(/*producers=*/2, 40000L * Scale());
 }
@@ -711,6 +771,10 @@ TEST(StressTest, PostponedSuspendedAndRetriedWorkRacingTheTimerLosesNothing) {
 
 TEST(StressTest, PostponedSubmitsRacingTheTimekeepersReleaseAreNeverLeftAsleep) {
   RunTimerWakeRace(/*producers=*/2, /*rounds=*/20 * Scale(), /*per_round=*/5000);
+}
+
+TEST(StressTest, ManualClockAdvancesRacingArmsLeaveNothingDueUnreleased) {
+  RunManualClockRace(/*producers=*/2, /*rounds=*/200 * Scale(), /*per_round=*/200);
 }
 
 TEST(StressTest, FourProducersAllWorkersMixedLoadCountsEveryOperation) {
