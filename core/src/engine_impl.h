@@ -370,9 +370,10 @@ class EngineImpl {
   Atomic<std::int64_t> last_sweep_ns_{0};
   alignas(kCacheLine) Atomic<bool> closed_{false};
   Atomic<bool> stop_{false};
-  // During kCancelPending (or after kDrainReady's drain) workers cancel rather
-  // than start what they pop. Relaxed reads: a mode switch, published by the
-  // seq_cst store in Shutdown and re-read on every pop.
+  // Set by Shutdown(kCancelPending) only: workers cancel rather than start what
+  // they pop, and running callables see Context::cancel_requested(). Relaxed
+  // reads: a mode switch, published by the seq_cst store in Shutdown and re-read
+  // on every pop.
   Atomic<bool> cancel_all_{false};
   Atomic<std::uint8_t> shutdown_mode_{0};
   Atomic<std::int64_t> global_credits_{0};
