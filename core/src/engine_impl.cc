@@ -43,6 +43,7 @@ EngineImpl::EngineImpl(Options options)
   if (options_.tick.count() <= 0) options_.tick = std::chrono::milliseconds(1);
   if (options_.max_pending == 0) options_.max_pending = 1;
   clock_ = options_.clock != nullptr ? options_.clock : &SystemClock::Instance();
+  manual_clock_ = clock_->is_manual();
   // Credits move between stripes in batches small enough that a stripe's hoard
   // is a small part of the limit.
   batch_ = static_cast<std::int64_t>(
@@ -66,7 +67,7 @@ EngineImpl::EngineImpl(Options options)
     Worker* raw = w.get();
     w->thread = std::thread([this, raw] { WorkerLoop(raw); });
   }
-  if (clock_->is_manual()) {
+  if (manual_clock_) {
     clock_listener_ = clock_->AddListener([this] { OnClockAdvanced(); });
   } else {
     timekeeper_ = std::thread([this] { TimekeeperLoop(); });
@@ -199,16 +200,10 @@ Operation* EngineImpl::NewOperation(void** storage, const SubmitOptions* options
 }
 
 void EngineImpl::DiscardOperation(Operation* op) {
-  // The callable was not constructed (its constructor threw) or was destroyed.
+  // The callable was not constructed (its constructor threw) or was destroyed;
+  // the node was never published, so its extras (if any) go as a last reference's.
   op->ops = nullptr;
-  OpExtras* ex = IsCompact(op) ? nullptr
-                               : Facts(op).extras.load(std::memory_order_relaxed);  // private
-  if (ex != nullptr) {
-    DeleteRecurrence(ex);
-    delete ex;
-    Facts(op).extras.store(nullptr, std::memory_order_relaxed);
-  }
-  OpPool::Free(op);
+  Reclaim(op);
 }
 
 OpExtras* EngineImpl::ExtrasOf(Operation* op) {
@@ -345,7 +340,8 @@ void EngineImpl::ScheduleNew(Operation* op, Stripe& st) {
   // H1 without an RMW: nothing has published the node yet (no timer, no held
   // entry, no chain), so the head and owner bits go in with a plain store, and
   // the run queue's push publishes them with the rest of the node.
-  // kCompactBit stays: the kind, for life (operation.h).
+  // kCompactBit stays: the kind, for life (operation.h). Relaxed load: the node
+  // is still private to this thread.
   op->word.store((op->word.load(std::memory_order_relaxed) & kCompactBit) |
                      static_cast<std::uint32_t>(State::kWaiting) | kHeadBit | kOwnedBit,
                  std::memory_order_relaxed);

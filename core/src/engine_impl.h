@@ -353,6 +353,8 @@ class EngineImpl {
 
   Options options_;
   Clock* clock_;
+  // clock_->is_manual(), read once: the timer paths ask on every arm (timers.cc I6).
+  bool manual_clock_ = false;
   std::uint64_t clock_listener_ = 0;
   std::int64_t batch_ = 1;
 

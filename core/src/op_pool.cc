@@ -105,6 +105,10 @@ struct LocalCache {
 thread_local LocalCache t_full_cache(NodeKind::kFull);
 thread_local LocalCache t_compact_cache(NodeKind::kCompact);
 
+LocalCache& CacheOf(NodeKind kind) {
+  return kind == NodeKind::kCompact ? t_compact_cache : t_full_cache;
+}
+
 // Nodes are never returned to the heap (type-stable, see op_pool.h), so they
 // come in slabs: one allocation per kPoolCacheNodes nodes, and no allocator
 // header per node (a 192-byte node cost 208 bytes from malloc).
@@ -141,7 +145,7 @@ inline void Prefetch(NodeKind kind, Operation* op) {
 }  // namespace
 
 Operation* OpPool::Allocate(NodeKind kind) {
-  LocalCache& c = kind == NodeKind::kCompact ? t_compact_cache : t_full_cache;
+  LocalCache& c = CacheOf(kind);
   c.Ready();
   Magazine* m = c.loaded;
   if (m->count == 0) {
@@ -184,7 +188,7 @@ void OpPool::Free(Operation* op) {
     }
   }
   const NodeKind kind = compact ? NodeKind::kCompact : NodeKind::kFull;
-  LocalCache& c = compact ? t_compact_cache : t_full_cache;
+  LocalCache& c = CacheOf(kind);
   c.Ready();
   if (c.loaded->full()) {
     if (!c.spare->full()) {

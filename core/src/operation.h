@@ -208,6 +208,13 @@ inline const OpFacts& Facts(const Operation* op) {
   ORDO_DCHECK(!IsCompact(op), "the facts of a compact node");
   return reinterpret_cast<const FullOperation*>(op)->facts;
 }
+// A node's extras, or null: a compact node has none (and no facts to hold them).
+// `order` is the caller's: acquire against the release store of whoever set them
+// (the submitter before publishing, or the sole runner; EngineImpl::ExtrasOf),
+// relaxed for the last owner of the node.
+inline OpExtras* ExtrasIfAny(const Operation* op, std::memory_order order) {
+  return IsCompact(op) ? nullptr : Facts(op).extras.load(order);
+}
 // A compact node's id, in the chain link it never uses (Operation::chain_next).
 // Relaxed: written before the node is published.
 inline void SetCompactId(Operation* op, std::uint64_t id) {

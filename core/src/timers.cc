@@ -87,7 +87,7 @@ absl::Status EngineImpl::ArmTimerLocked(Operation* op, std::int64_t due_ns) {
   Facts(op).in_wheel = true;
   timers_armed_.fetch_add(1, std::memory_order_relaxed);  // a count (I3)
   LowerTimekeeperTarget(due_ns);
-  if (clock_->is_manual() && due_ns <= NowNs()) manual_due_pending_ = true;  // I6
+  if (manual_clock_ && due_ns <= NowNs()) manual_due_pending_ = true;  // I6
   return absl::OkStatus();
 }
 
@@ -117,7 +117,7 @@ bool EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
                                                std::memory_order_relaxed));
   ChaosPoint();
   LowerTimekeeperTarget(due_ns);  // I4, I5
-  if (clock_->is_manual()) {
+  if (manual_clock_) {
     // I6: the submit half of the fence pair with OnClockAdvanced.
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (due_ns <= NowNs()) (void)ReleaseDue();

@@ -550,7 +550,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
     // A compact node has no room for a timer or a count: it retries as a full one
     // (its first retry; the compact node had no options, so the engine's maximum).
     if (IsCompact(op) && options_.max_retries > 0) op = Enlarge(op);
-    OpExtras* ex = IsCompact(op) ? nullptr : Facts(op).extras.load(std::memory_order_acquire);
+    OpExtras* ex = ExtrasIfAny(op, std::memory_order_acquire);
     const int max = (ex != nullptr && ex->max_retries >= 0) ? ex->max_retries : options_.max_retries;
     const int done = IsCompact(op) ? 0 : Facts(op).retry_count.load(std::memory_order_relaxed);
     if (done < max) {
@@ -573,7 +573,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   }
   // A recurrence's next occurrence exists before this one is seen terminal, so a
   // thread that sees it end finds Handle::next_occurrence() set.
-  OpExtras* ex = IsCompact(op) ? nullptr : Facts(op).extras.load(std::memory_order_acquire);
+  OpExtras* ex = ExtrasIfAny(op, std::memory_order_acquire);
   if (ex != nullptr && ex->recurrence != nullptr) SpawnNextOccurrence(op, st);
   FinishInProgress(op, failed ? State::kFailed : State::kSucceeded, std::move(error), st,
                    CancelReason::kByCancel, sole);
@@ -726,8 +726,7 @@ void EngineImpl::DropRef(Operation* op) {
 }
 
 void EngineImpl::Reclaim(Operation* op) {
-  OpExtras* ex =
-      IsCompact(op) ? nullptr : Facts(op).extras.load(std::memory_order_relaxed);  // sole owner
+  OpExtras* ex = ExtrasIfAny(op, std::memory_order_relaxed);  // sole owner now
   if (ex != nullptr) {
     if (Operation* s = ex->successor.load(std::memory_order_relaxed)) DropRef(s);
     DeleteRecurrence(ex);
