@@ -6,6 +6,8 @@
 //   0 reordered   per token, bodies ran in each producer's submission order
 //   0 overlaps    no two bodies of one token ran at once
 // Size: ORDO_STRESS_SCALE (default 1, about 750k operations, a few seconds here).
+// Width, for machines with more cores: ORDO_STRESS_WORKERS replaces the 2 workers of
+// the tests that fix their count, and ORDO_STRESS_PRODUCERS every test's producer count.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -25,11 +27,17 @@ namespace {
 
 using namespace std::chrono_literals;
 
-int Scale() {
-  const char* s = std::getenv("ORDO_STRESS_SCALE");
-  const int v = s == nullptr ? 1 : std::atoi(s);
-  return v < 1 ? 1 : v;
+int EnvOr(const char* name, int fallback) {
+  const char* s = std::getenv(name);
+  const int v = s == nullptr ? fallback : std::atoi(s);
+  return v < 1 ? fallback : v;
 }
+
+int Scale() { return EnvOr("ORDO_STRESS_SCALE", 1); }
+// The worker count of the tests written for the 2-core development machine.
+int Workers() { return EnvOr("ORDO_STRESS_WORKERS", 2); }
+// A test's producer count, unless the environment widens (or narrows) it.
+int Producers(int n) { return EnvOr("ORDO_STRESS_PRODUCERS", n); }
 
 struct TokenState {
   ::ordo::testing::OverlapGuard guard;
@@ -179,7 +187,7 @@ void RunTimedStress(int producers, long per_producer) {
   std::atomic<bool> producing{true};
   auto ns = [](Clock::time_point t) { return t.time_since_epoch().count(); };
   {
-    Engine engine({.workers = 2, .clock = &clock});
+    Engine engine({.workers = Workers(), .clock = &clock});
     std::thread advancer([&] {
       // While producers run, and then until everything accepted has ended (none is
       // left suspended: producers resume what they suspend).
@@ -326,7 +334,7 @@ void RunTokenControlStress(int producers, long per_producer) {
   }
   std::atomic<long> controls{0};
   {
-    Engine engine({.workers = 2});
+    Engine engine({.workers = Workers()});
     std::atomic<bool> done{false};
     std::thread controller([&] {
       std::mt19937 rng(7);
@@ -427,7 +435,7 @@ void RunPostStress(int producers, long per_producer) {
   std::atomic<long> controls{0};
   Stats stats;
   {
-    Engine engine({.workers = 2});
+    Engine engine({.workers = Workers()});
     std::atomic<bool> done{false};
     std::thread controller([&] {
       std::mt19937 rng(11);
@@ -516,7 +524,7 @@ void RunShutdownRace(int producers, int rounds) {
     long ran_at_shutdown = 0;
     Stats stats;
     {
-      Engine engine({.workers = 2});
+      Engine engine({.workers = Workers()});
       std::vector<std::thread> threads;
       for (int p = 0; p < producers; ++p) {
         threads.emplace_back([&, p] {
@@ -573,7 +581,7 @@ void RunSoleRunRace(int producers, long per_producer) {
   Stats stats;
   {
     ManualClock clock;
-    Engine engine({.workers = 2, .clock = &clock});
+    Engine engine({.workers = Workers(), .clock = &clock});
     std::vector<std::thread> threads;
     for (int p = 0; p < producers; ++p) {
       threads.emplace_back([&, p] {
@@ -646,7 +654,7 @@ void RunSoleRunRace(int producers, long per_producer) {
 // Counts: every operation ended, ran at most once, and ran = succeeded,
 // succeeded + canceled = submitted.
 void RunTimerWakeRace(int producers, int rounds, int per_round) {
-  Engine engine({.workers = 2});
+  Engine engine({.workers = Workers()});
   std::atomic<long> ran{0};
   long stuck = 0;
   for (int r = 0; r < rounds && stuck == 0; ++r) {
@@ -699,7 +707,7 @@ void RunTimerWakeRace(int producers, int rounds, int per_round) {
 // armed after that Advance's release used to wait for the next Advance.
 void RunManualClockRace(int producers, int rounds, int per_round) {
   ManualClock clock;
-  Engine engine({.workers = 2, .clock = &clock});
+  Engine engine({.workers = Workers(), .clock = &clock});
   const long per_total = static_cast<long>(producers) * per_round;
   long due_not_run = 0, early = 0, twice = 0;
   for (int r = 0; r < rounds; ++r) {
@@ -750,39 +758,39 @@ void RunManualClockRace(int producers, int rounds, int per_round) {
 }
 
 TEST(StressTest, TokenControlsRacingRunnersThatEmptyChainsLoseNothing) {
-  RunTokenControlStress(/*producers=*/2, 40000L * Scale());
+  RunTokenControlStress(/*producers=*/Producers(2), 40000L * Scale());
 }
 
 TEST(StressTest, PostedWorkWithNoHandleRacingTokenControlsLosesNothing) {
-  RunPostStress(/*producers=*/2, 40000L * Scale());
+  RunPostStress(/*producers=*/Producers(2), 40000L * Scale());
 }
 
 TEST(StressTest, HandlesDroppedWhileTheirOperationStartsNeverLoseACancel) {
-  RunSoleRunRace(/*producers=*/2, 50000L * Scale());
+  RunSoleRunRace(/*producers=*/Producers(2), 50000L * Scale());
 }
 
 TEST(StressTest, SubmittersRacingShutdownLoseNothing) {
-  RunShutdownRace(/*producers=*/3, /*rounds=*/10 * Scale());
+  RunShutdownRace(/*producers=*/Producers(3), /*rounds=*/10 * Scale());
 }
 
 TEST(StressTest, PostponedSuspendedAndRetriedWorkRacingTheTimerLosesNothing) {
-  RunTimedStress(/*producers=*/3, 20000L * Scale());
+  RunTimedStress(/*producers=*/Producers(3), 20000L * Scale());
 }
 
 TEST(StressTest, PostponedSubmitsRacingTheTimekeepersReleaseAreNeverLeftAsleep) {
-  RunTimerWakeRace(/*producers=*/2, /*rounds=*/20 * Scale(), /*per_round=*/5000);
+  RunTimerWakeRace(/*producers=*/Producers(2), /*rounds=*/20 * Scale(), /*per_round=*/5000);
 }
 
 TEST(StressTest, ManualClockAdvancesRacingArmsLeaveNothingDueUnreleased) {
-  RunManualClockRace(/*producers=*/2, /*rounds=*/200 * Scale(), /*per_round=*/200);
+  RunManualClockRace(/*producers=*/Producers(2), /*rounds=*/200 * Scale(), /*per_round=*/200);
 }
 
 TEST(StressTest, FourProducersAllWorkersMixedLoadCountsEveryOperation) {
-  RunStress(/*workers=*/0, /*producers=*/4, 150000L * Scale());
+  RunStress(/*workers=*/0, /*producers=*/Producers(4), 150000L * Scale());
 }
 
 TEST(StressTest, MoreWorkersThanCoresStillLoseNothing) {
-  RunStress(/*workers=*/6, /*producers=*/3, 50000L * Scale());
+  RunStress(/*workers=*/6, /*producers=*/Producers(3), 50000L * Scale());
 }
 
 }  // namespace
