@@ -39,6 +39,7 @@ EngineImpl::EngineImpl(Options options)
   if (options_.workers <= 0) {
     options_.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
+  pop_lease_ = options_.workers >= kPopLeaseMinWorkers;
   if (options_.chain_budget < 1) options_.chain_budget = 1;
   if (options_.tick.count() <= 0) options_.tick = std::chrono::milliseconds(1);
   if (options_.max_pending == 0) options_.max_pending = 1;

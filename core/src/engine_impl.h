@@ -121,6 +121,7 @@ struct Worker {
   WorkDeque deque;
   Stripe stripe;
   Injector::ConsumerToken consumer;
+  Injector::PopLeaseMemory pop_lease;  // injector.h, J4
   std::uint32_t rng = 0;
   unsigned tick = 0;
   // Parked at most kStrandCheck since it last found work (Parker P1 (a): the
@@ -227,6 +228,8 @@ class EngineImpl {
   Operation* FindWork(Worker* w);
   // Moves a batch of outside submissions to the back of w's deque (fairness).
   void PullInjectorBatch(Worker* w);
+  // A batch from the injector, under its pop lease when pop_lease_ (injector.h).
+  std::size_t PopInjector(Worker* w, Operation** out, std::size_t max);
   Operation* Steal(Worker* w);
   bool HasVisibleWork() const;
   // Operations in the injector and the deques (approximate: a hint for waking).
@@ -381,6 +384,7 @@ class EngineImpl {
   Atomic<std::int64_t> global_credits_{0};
 
   Injector injector_;
+  bool pop_lease_ = false;  // workers >= kPopLeaseMinWorkers (PopInjector)
   TokenMap tokens_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<Parker> parker_;

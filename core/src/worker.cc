@@ -252,11 +252,15 @@ Operation* EngineImpl::Steal(Worker* w) {
   return nullptr;
 }
 
+std::size_t EngineImpl::PopInjector(Worker* w, Operation** out, std::size_t max) {
+  return pop_lease_ ? injector_.PopBulkIfFree(w->consumer, out, max, w->pop_lease)
+                    : injector_.PopBulk(w->consumer, out, max);
+}
+
 void EngineImpl::PullInjectorBatch(Worker* w) {
   Operation* batch[kInjectorBatch];
   const std::size_t room = WorkDeque::kCapacity - w->deque.size();
-  const std::size_t n =
-      injector_.PopBulk(w->consumer, batch, std::min<std::size_t>(room, kInjectorBatch));
+  const std::size_t n = PopInjector(w, batch, std::min<std::size_t>(room, kInjectorBatch));
   for (std::size_t i = 0; i < n; ++i) {
     // The owner alone pushes; room was measured, so only a full deque refuses.
     if (!w->deque.Push(batch[i])) injector_.PushBulk(batch + i, 1);
@@ -271,7 +275,9 @@ Operation* EngineImpl::FindWork(Worker* w) {
   // producer's operations keep their order.
   if (++w->tick % kInjectorCheckInterval == 0) PullInjectorBatch(w);
   if (Operation* op = w->deque.Pop()) return op;
-  std::size_t n = injector_.PopBulk(w->consumer, batch, kInjectorBatch);
+  // One popper at a time (injector.h, J1-J4), with kPopLeaseMinWorkers or more:
+  // if another worker is taking a batch, we steal instead, most likely from it.
+  std::size_t n = PopInjector(w, batch, kInjectorBatch);
   if (n > 0) {
     for (std::size_t i = 1; i < n; ++i) {
       bool ok = w->deque.Push(batch[i]);
