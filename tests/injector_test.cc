@@ -15,24 +15,27 @@
 #include <utility>
 #include <vector>
 
+#include "support/compact_ops.h"
+
 namespace ordo::internal {
 namespace {
 
-std::vector<std::unique_ptr<Operation>> MakeOps(std::size_t n) {
-  std::vector<std::unique_ptr<Operation>> ops;
-  for (std::size_t i = 0; i < n; ++i) {
-    ops.push_back(std::make_unique<Operation>());
-    ops.back()->word.store(kCompactBit, std::memory_order_relaxed);  // a compact node
+using ::ordo::testing::MakeCompactOps;
+
+// A queue holding n compact nodes in push order, and one popper's token and memory.
+struct Filled {
+  explicit Filled(std::size_t n) : ops(MakeCompactOps(n)), token(q.MakeConsumerToken()) {
+    for (auto& op : ops) q.Push(op.get());
   }
-  return ops;
-}
+  Injector q;
+  std::vector<std::unique_ptr<Operation>> ops;
+  Injector::ConsumerToken token;
+  Injector::PopLeaseMemory memory;
+};
 
 TEST(InjectorTest, ALoserOfThePopLeaseTakesNothingAndTheQueueStillShowsItsItems) {
-  Injector q;
-  auto ops = MakeOps(5);
-  for (auto& op : ops) q.Push(op.get());
-  auto token = q.MakeConsumerToken();
-  Injector::PopLeaseMemory memory;
+  Filled f(5);
+  auto& [q, ops, token, memory] = f;
   Operation* out[8];
 
   ASSERT_TRUE(q.TryAcquirePopLease());  // another worker is popping
@@ -50,11 +53,8 @@ TEST(InjectorTest, ALoserOfThePopLeaseTakesNothingAndTheQueueStillShowsItsItems)
 }
 
 TEST(InjectorTest, AHoldThatOutlastsThePatienceIsPoppedAround) {
-  Injector q;
-  auto ops = MakeOps(4);
-  for (auto& op : ops) q.Push(op.get());
-  auto token = q.MakeConsumerToken();
-  Injector::PopLeaseMemory memory;
+  Filled f(4);
+  auto& [q, ops, token, memory] = f;
   Operation* out[1];
 
   ASSERT_TRUE(q.TryAcquirePopLease());  // a holder that stops running
@@ -90,7 +90,7 @@ TEST(InjectorTest, RacingPoppersTakeEveryOperationOnceInEachProducersOrder) {
   constexpr std::size_t kPerProducer = 20000;
   Injector q;
   std::vector<std::vector<std::unique_ptr<Operation>>> ops;
-  for (int p = 0; p < kProducers; ++p) ops.push_back(MakeOps(kPerProducer));
+  for (int p = 0; p < kProducers; ++p) ops.push_back(MakeCompactOps(kPerProducer));
   // Which producer and index each node is (read-only while the threads run).
   std::unordered_map<const Operation*, std::pair<int, std::size_t>> origin;
   for (int p = 0; p < kProducers; ++p) {

@@ -9,22 +9,16 @@
 #include <thread>
 #include <vector>
 
+#include "support/compact_ops.h"
+
 namespace ordo::internal {
 namespace {
 
-std::vector<std::unique_ptr<Operation>> MakeOps(std::size_t n) {
-  std::vector<std::unique_ptr<Operation>> ops;
-  for (std::size_t i = 0; i < n; ++i) {
-    ops.push_back(std::make_unique<Operation>());
-    ops.back()->word.store(kCompactBit, std::memory_order_relaxed);  // a compact node
-    SetCompactId(ops.back().get(), i + 1);
-  }
-  return ops;
-}
+using ::ordo::testing::MakeCompactOps;
 
 TEST(WorkDequeTest, OwnerPopsInPushOrder) {
   WorkDeque d;
-  auto ops = MakeOps(WorkDeque::kCapacity);
+  auto ops = MakeCompactOps(WorkDeque::kCapacity);
   for (auto& op : ops) ASSERT_TRUE(d.Push(op.get()));
   for (auto& op : ops) EXPECT_EQ(d.Pop(), op.get());
   EXPECT_EQ(d.Pop(), nullptr);
@@ -32,7 +26,7 @@ TEST(WorkDequeTest, OwnerPopsInPushOrder) {
 
 TEST(WorkDequeTest, PushFailsWhenFullAndSucceedsAfterAPop) {
   WorkDeque d;
-  auto ops = MakeOps(WorkDeque::kCapacity + 1);
+  auto ops = MakeCompactOps(WorkDeque::kCapacity + 1);
   for (std::size_t i = 0; i < WorkDeque::kCapacity; ++i) ASSERT_TRUE(d.Push(ops[i].get()));
   EXPECT_FALSE(d.Push(ops.back().get()));
   EXPECT_EQ(d.size(), WorkDeque::kCapacity);
@@ -42,7 +36,7 @@ TEST(WorkDequeTest, PushFailsWhenFullAndSucceedsAfterAPop) {
 
 TEST(WorkDequeTest, WrapsAroundManyTimesKeepingOrder) {
   WorkDeque d;
-  auto ops = MakeOps(3);
+  auto ops = MakeCompactOps(3);
   for (int round = 0; round < 10 * static_cast<int>(WorkDeque::kCapacity); ++round) {
     ASSERT_TRUE(d.Push(ops[0].get()));
     ASSERT_TRUE(d.Push(ops[1].get()));
@@ -54,7 +48,7 @@ TEST(WorkDequeTest, WrapsAroundManyTimesKeepingOrder) {
 
 TEST(WorkDequeTest, ThiefTakesTheOlderHalf) {
   WorkDeque d;
-  auto ops = MakeOps(4);
+  auto ops = MakeCompactOps(4);
   for (auto& op : ops) ASSERT_TRUE(d.Push(op.get()));
   Operation* got[8];
   const std::size_t n = d.Steal(got, 8);
@@ -69,7 +63,7 @@ TEST(WorkDequeTest, ThiefTakesTheOlderHalf) {
 
 TEST(WorkDequeTest, ConcurrentOwnerAndThievesLoseAndDuplicateNothing) {
   constexpr int kItems = 200000;
-  auto ops = MakeOps(kItems);
+  auto ops = MakeCompactOps(kItems);
   WorkDeque d;
   std::vector<std::atomic<int>> taken(kItems);
   std::atomic<bool> done{false};
