@@ -60,10 +60,13 @@ step() {  # step NAME SECONDS COMMAND...: one logged, time-limited step
   local name=$1 limit=$2; shift 2
   echo "== $name: $*" | tee -a "$out/summary.txt"
   timeout "$limit" "$@" >"$out/$name.txt" 2>&1
-  echo "rc=$?" | tee -a "$out/summary.txt"
-  grep -E "PASSED|FAILED|Failure|ERROR|runtime error|WARNING: ThreadSanitizer" "$out/$name.txt" |
-    sort | uniq -c | head -5 | tee -a "$out/summary.txt"
+  local rc=$?
+  echo "rc=$rc" | tee -a "$out/summary.txt"
+  [[ $rc -eq 0 ]] || failed=1
+  { grep -E "PASSED|FAILED|Failure|ERROR|runtime error|WARNING: ThreadSanitizer" \
+      "$out/$name.txt" || true; } | sort | uniq -c | head -5 | tee -a "$out/summary.txt"
 }
+failed=0
 widths="1"; for w in 2 4 8 16 32 64; do [[ $w -le $cores ]] && widths="$widths,$w"; done
 case ${1:-} in
   scaling)
@@ -105,6 +108,7 @@ case ${1:-} in
     ;;
   *) echo "usage: $0 scaling|tests" >&2; exit 2 ;;
 esac
+exit $failed  # 1 if any step failed (TSan's exit status 66 counts: read its logs)
 EOF
 chmod +x "$dir/run.sh"
 # The same, compressed (about a third): for a machine reached through a size-limited
