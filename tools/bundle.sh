@@ -1,61 +1,86 @@
 #!/usr/bin/env bash
 # tools/bundle.sh [DIR]: packs Ordo's benchmark and test binaries, with every shared
-# library they load and the dynamic loader itself, into DIR (default .bundle), so that
-# they run on another x86-64 Linux machine that has none of Ordo's dependencies: a
-# many-core machine lent for a few minutes, say. There:
+# library they load and the dynamic loader itself, into DIR (default .bundle in the
+# repository), so that they run on another x86-64 Linux machine that has none of
+# Ordo's dependencies: a many-core machine lent for a few minutes, say. There:
 #   DIR/run.sh scaling   Ordo alone at 1..N workers (ordo_driver), then side by side
 #                        with the peers (ordo_compare W1-scaling, W2-scaling)
 #   DIR/run.sh tests     every release test; the stress tests widened to the machine
 #                        (ORDO_STRESS_WORKERS/PRODUCERS) in each sanitizer build present
-# Output goes to $OUT (default DIR/out): one log per step and summary.txt. DIR.tgz is
-# the same bundle compressed (about 32 MB with all four builds, against 94).
+# Output goes to $OUT (default DIR/out): one log per step, and summary.txt. DIR.tgz is
+# the same bundle compressed (about a third): carry that where the transfer is
+# limited, and unpack it there with `tar xzf`.
 #
-# The binaries are the presets' builds (release always; tsan, asan-ubsan and small-world
-# where this checkout has built them), stripped of debug information: the addresses
-# stay those of build/*/, so TSan logs from a machine with no llvm-symbolizer can be
-# read here with tools/tsan_classify.py. The release suite's binaries start through the
-# carried loader, with the carried glibc; the sanitizer builds start directly, with
-# the carried libraries but the machine's own glibc (their runtimes map memory at
-# fixed places). Used for the fifth session's 16-core runs (bench/RESULTS.md).
+# The binaries are the presets' builds (release always; tsan, asan-ubsan and
+# small-world where this checkout has configured them), rebuilt first, and stripped of
+# debug information: the addresses stay those of build/*/, so TSan logs from a
+# machine with no llvm-symbolizer can be read here with tools/tsan_classify.py.
+# The benchmarks and the release tests start through the carried loader, on the
+# carried glibc, except the death tests, which re-execute themselves and so start
+# directly, as do the sanitizer builds (their runtimes map memory at fixed places):
+# those need a glibc at least as new as the build machine's. The fifth session's
+# 16-core runs carried the same files by hand (bench/RESULTS.md).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-$root/.bundle}
+dir=$(realpath -m "$dir")  # absolute, no trailing slash, before any cd
+case $dir in
+  / | "$HOME" | "$root" | "$root"/build* | "$root"/core* | "$root"/tests* | "$root"/tools*)
+    echo "bundle.sh: refusing to replace $dir" >&2; exit 2 ;;
+esac
 cd "$root"
 cmake --preset release >/dev/null
 cmake --build --preset release >/dev/null
+builds=(release)
+for b in tsan asan-ubsan small-world; do
+  if [[ -f build/$b/CMakeCache.txt ]]; then
+    cmake --build "build/$b" >/dev/null
+    builds+=("$b")
+  fi
+done
 
-rm -rf "$dir"
-mkdir -p "$dir/lib" "$dir/bin"
+rm -rf "$dir" "$dir.tgz"
+mkdir -p "$dir/lib" "$dir/lib-own-glibc" "$dir/bin"
 strip_to() { mkdir -p "$(dirname "$2")"; strip --strip-debug -o "$2" "$1"; }
 strip_to build/release/tools/ordo_driver "$dir/bin/ordo_driver"
 strip_to build/release/bench/ordo_compare "$dir/bin/ordo_compare"
-for build in release tsan asan-ubsan small-world; do
-  [[ -d build/$build/tests ]] || continue
-  for t in build/"$build"/tests/*_test; do
-    [[ -x $t ]] && strip_to "$t" "$dir/tests/$build/$(basename "$t")"
+for b in "${builds[@]}"; do
+  for t in build/"$b"/tests/*_test; do
+    if [[ -x $t ]]; then strip_to "$t" "$dir/tests/$b/$(basename "$t")"; fi
   done
 done
 cp tests/tsan.supp "$dir/"
-# Every library any of them loads (ldd), and the loader.
-find "$dir/bin" "$dir/tests" -type f -print0 | xargs -0 -n1 ldd 2>/dev/null |
-  awk '/=> \//{print $3} /^\t\/.*ld-linux/{print $1}' | sort -u |
-  while read -r lib; do cp -L "$lib" "$dir/lib/"; done
+# Every library any of them loads (ldd), the loader, and oneTBB's allocator, which
+# libtbb opens at run time (ldd cannot see it).
+{
+  find "$dir/bin" "$dir/tests" -type f -print0 | xargs -0 -n1 ldd 2>/dev/null |
+    awk '/=> \//{print $3} /^\t\/.*ld-linux/{print $1}'
+  ldconfig -p | awk '/libtbbmalloc(_proxy)?\.so\.[0-9]+ /{print $NF}'
+} | sort -u | while read -r lib; do cp -L "$lib" "$dir/lib/"; done
+# The same without glibc, for what starts on the machine's own.
+for f in "$dir"/lib/*; do
+  case $(basename "$f") in
+    ld-linux* | libc.so* | libm.so* | libmvec.so* | libpthread.so* | libdl.so* | librt.so* | \
+      libresolv.so* | libutil.so*) ;;
+    *) cp "$f" "$dir/lib-own-glibc/" ;;
+  esac
+done
 
 cat >"$dir/run.sh" <<'EOF'
 #!/usr/bin/env bash
-# run.sh scaling|tests: see tools/bundle.sh in the Ordo repository.
+# run.sh scaling|tests: see tools/bundle.sh in the Ordo repository. Exits 1 if a step
+# failed; TSan's reports are not counted there (no symbolizer may be at hand to apply
+# tests/tsan.supp): they go to $OUT/tsan_*.tsan.*, for tools/tsan_classify.py.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$here/out}
 mkdir -p "$out"
+: >"$out/summary.txt"
 loader=$(ls "$here"/lib/ld-linux*.so* | head -1)
 carried=("$loader" --library-path "$here/lib")  # run a binary on the carried glibc
-# The carried libraries without glibc, for binaries started with the machine's own.
-mkdir -p /tmp/ordo-bundle-lib
-for f in "$here"/lib/*; do
-  case $(basename "$f") in libc.so*|libm.so*|ld-linux*) ;; *) cp "$f" /tmp/ordo-bundle-lib/ ;; esac
-done
+own=(env LD_LIBRARY_PATH="$here/lib-own-glibc")   # run one on the machine's glibc
 cores=$(nproc)
+failed=0
 step() {  # step NAME SECONDS COMMAND...: one logged, time-limited step
   local name=$1 limit=$2; shift 2
   echo "== $name: $*" | tee -a "$out/summary.txt"
@@ -63,55 +88,62 @@ step() {  # step NAME SECONDS COMMAND...: one logged, time-limited step
   local rc=$?
   echo "rc=$rc" | tee -a "$out/summary.txt"
   [[ $rc -eq 0 ]] || failed=1
-  { grep -E "PASSED|FAILED|Failure|ERROR|runtime error|WARNING: ThreadSanitizer" \
-      "$out/$name.txt" || true; } | sort | uniq -c | head -5 | tee -a "$out/summary.txt"
+  { grep -E "PASSED|FAILED|Failure|ERROR|runtime error" "$out/$name.txt" || true; } |
+    tee -a "$out/summary.txt"
 }
-failed=0
-widths="1"; for w in 2 4 8 16 32 64; do [[ $w -le $cores ]] && widths="$widths,$w"; done
+widths="1"; for w in 2 4 8 16 32 64 128; do if [[ $w -le $cores ]]; then widths="$widths,$w"; fi; done
 case ${1:-} in
   scaling)
-    step driver_p1 120 "${carried[@]}" "$here/bin/ordo_driver" --scaling="$widths" --producers=1 \
+    step driver_p1 300 "${carried[@]}" "$here/bin/ordo_driver" --scaling="$widths" --producers=1 \
       --workloads=W1,W2,W3,W2z --ops=1000000 --repeat=3
-    step driver_p4 120 "${carried[@]}" "$here/bin/ordo_driver" --scaling="$widths" --producers=4 \
+    step driver_p4 300 "${carried[@]}" "$here/bin/ordo_driver" --scaling="$widths" --producers=4 \
       --workloads=W1,W2,W3,W2z --ops=2000000 --repeat=3
-    step compare_scaling 400 "${carried[@]}" "$here/bin/ordo_compare" \
+    step compare_scaling 600 "${carried[@]}" "$here/bin/ordo_compare" \
       --workloads=W1-scaling,W2-scaling --scaling_workers="$widths" --scaling_producers=1,4 \
       --repeat=3 --ops=200000 --warmup=20000 --format=json
     ;;
   tests)
     for t in "$here"/tests/release/*_test; do
-      step "release_$(basename "$t")" 120 env LD_LIBRARY_PATH=/tmp/ordo-bundle-lib "$t" --gtest_brief=1
+      [[ -x $t ]] || continue
+      step "release_$(basename "$t")" 120 "${carried[@]}" "$t" --gtest_brief=1 \
+        '--gtest_filter=-*DeathTest*'
+      if "${carried[@]}" "$t" --gtest_list_tests '--gtest_filter=*DeathTest*' | grep -q '^  '; then
+        step "release_$(basename "$t")_death" 60 "${own[@]}" "$t" --gtest_brief=1 \
+          '--gtest_filter=*DeathTest*'
+      fi
     done
     # Half the cores as workers and a third as producers, never fewer than the tests' 2.
-    sw=$((cores / 2)); sp=$((cores / 3 + 1))
+    sw=$((cores / 2)); sp=$((cores / 3))
     wide=(ORDO_STRESS_WORKERS=$((sw > 2 ? sw : 2)) ORDO_STRESS_PRODUCERS=$((sp > 2 ? sp : 2)))
-    [[ -x $here/tests/release/stress_test ]] &&
-      step release_stress_wide 300 env "${wide[@]}" ORDO_STRESS_SCALE=3 \
-        LD_LIBRARY_PATH=/tmp/ordo-bundle-lib "$here/tests/release/stress_test" --gtest_brief=1
-    [[ -x $here/tests/small-world/stress_test ]] &&
-      step small_world_stress_wide 300 env "${wide[@]}" \
-        LD_LIBRARY_PATH=/tmp/ordo-bundle-lib "$here/tests/small-world/stress_test" --gtest_brief=1
-    [[ -x $here/tests/asan-ubsan/stress_test ]] &&
-      step asan_stress_wide 300 env "${wide[@]}" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    if [[ -x $here/tests/release/stress_test ]]; then
+      step release_stress_wide 300 env "${wide[@]}" ORDO_STRESS_SCALE=3 "${carried[@]}" \
+        "$here/tests/release/stress_test" --gtest_brief=1
+    fi
+    if [[ -x $here/tests/small-world/stress_test ]]; then
+      step small_world_stress_wide 300 "${own[@]}" "${wide[@]}" \
+        "$here/tests/small-world/stress_test" --gtest_brief=1
+    fi
+    if [[ -x $here/tests/asan-ubsan/stress_test ]]; then
+      step asan_stress_wide 300 "${own[@]}" "${wide[@]}" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        LD_LIBRARY_PATH=/tmp/ordo-bundle-lib "$here/tests/asan-ubsan/stress_test" --gtest_brief=1
-    # TSan: no halting, every report to a log (tests/tsan.supp needs symbols, which a
-    # machine without llvm-symbolizer cannot give; read the logs with tsan_classify.py).
+        "$here/tests/asan-ubsan/stress_test" --gtest_brief=1
+    fi
     for t in "$here"/tests/tsan/*_test; do
+      [[ -x $t ]] || continue
       name=tsan_$(basename "$t")
-      extra=()
-      [[ $(basename "$t") == stress_test ]] && extra=("${wide[@]}")
-      step "$name" 300 env "${extra[@]}" \
-        TSAN_OPTIONS="halt_on_error=0:suppressions=$here/tsan.supp:log_path=$out/$name.tsan" \
-        LD_LIBRARY_PATH=/tmp/ordo-bundle-lib "$t" --gtest_brief=1
+      width=()
+      if [[ $(basename "$t") == stress_test ]]; then width=("${wide[@]}"); fi
+      step "$name" 300 "${own[@]}" ${width[@]+"${width[@]}"} \
+        TSAN_OPTIONS="halt_on_error=0:exitcode=0:suppressions=$here/tsan.supp:log_path=$out/$name.tsan" \
+        "$t" --gtest_brief=1
+      echo "   TSan reports: $(cat "$out/$name".tsan.* 2>/dev/null | grep -c 'WARNING: ThreadSanitizer')" |
+        tee -a "$out/summary.txt"
     done
     ;;
   *) echo "usage: $0 scaling|tests" >&2; exit 2 ;;
 esac
-exit $failed  # 1 if any step failed (TSan's exit status 66 counts: read its logs)
+exit $failed
 EOF
 chmod +x "$dir/run.sh"
-# The same, compressed (about a third): for a machine reached through a size-limited
-# transfer, carry DIR.tgz and unpack it there with `tar xzf`.
 tar czf "$dir.tgz" -C "$(dirname "$dir")" "$(basename "$dir")"
 du -sh "$dir" "$dir.tgz"

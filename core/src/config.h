@@ -45,13 +45,18 @@ inline constexpr std::size_t kInjectorBatch = 32;
 // (Parker P2); otherwise a timed sleeper comes for it within kStrandCheck.
 inline constexpr std::size_t kWakeBacklog = 8;
 // A worker that finds the injector's pop lease held by the same hold this many
-// looks in a row pops without it (injector.h, J4). A pop holds it ~100 ns and a
-// look comes after a steal attempt or a spin round, so 8 looks mean a holder that
-// is not running.
+// looks in a row pops without it (injector.h, J4). A hold is one dequeue (a walk
+// over the queue's producers, with their cache misses: up to microseconds), and a
+// look comes after a steal attempt or a spin round, so 8 looks should mean a
+// holder that is not running; if one still running is passed by, only the
+// contention the lease saves comes back (J3). Not measured on a many-core machine.
 inline constexpr unsigned kPopLeasePatience = 8;
 // Engines with fewer workers pop the injector without the lease: with two there is
-// at most one other popper, and on the 2-core VM (2 workers and the producer on 2
-// cores) the lease made W1 6 % and 10 % slower in two sets of 10 paired runs.
+// at most one other popper. On the 2-core VM (2 workers and the producer on 2
+// cores) the lease made W1 6 % and 10 % slower in two sets of 10 paired runs
+// (bench/results/vm_pop_lease_ab.txt); on the 16-core machine, where nothing was
+// oversubscribed, it helped 2 workers with one producer (120 -> 94 ns) and was
+// neutral with four (80 -> 83).
 inline constexpr int kPopLeaseMinWorkers = 3;
 inline constexpr std::size_t kPoolCacheNodes = 64;
 inline constexpr std::size_t kShardChainCache = 64;

@@ -10,7 +10,7 @@
 // One popper at a time (the pop lease), in engines of kPopLeaseMinWorkers or
 // more workers. Workers take from here through PopBulkIfFree, a try-lock around
 // moodycamel's dequeue: a worker that finds another popping takes nothing and
-// goes on to steal (from that popper's deque, usually). Why: every dequeue is a
+// goes on to steal (from a random victim first). Why: every dequeue is a
 // few RMWs on the cache line that holds the producer's tail index, and with many
 // idle workers polling, a producer feeding them one operation at a time paid a
 // line transfer per enqueue. On a 16-core machine (bench/RESULTS.md,
@@ -117,7 +117,10 @@ class Injector {
                                        std::memory_order_relaxed)) {
       return true;
     }
-    if (held != nullptr) *held = w;  // the hold found (the CAS reloads w on failure)
+    // The hold found (the CAS reloads w on failure). If the CAS lost to an
+    // acquire and release in between, w is even: recorded as a "hold" no later
+    // look can match, which only restarts J4's count.
+    if (held != nullptr) *held = w;
     return false;
   }
   void ReleasePopLease() {

@@ -260,6 +260,7 @@ std::size_t EngineImpl::PopInjector(Worker* w, Operation** out, std::size_t max)
 void EngineImpl::PullInjectorBatch(Worker* w) {
   Operation* batch[kInjectorBatch];
   const std::size_t room = WorkDeque::kCapacity - w->deque.size();
+  if (room == 0) return;  // and so no lease taken for nothing
   const std::size_t n = PopInjector(w, batch, std::min<std::size_t>(room, kInjectorBatch));
   for (std::size_t i = 0; i < n; ++i) {
     // The owner alone pushes; room was measured, so only a full deque refuses.
@@ -276,7 +277,7 @@ Operation* EngineImpl::FindWork(Worker* w) {
   if (++w->tick % kInjectorCheckInterval == 0) PullInjectorBatch(w);
   if (Operation* op = w->deque.Pop()) return op;
   // One popper at a time (injector.h, J1-J4), with kPopLeaseMinWorkers or more:
-  // if another worker is taking a batch, we steal instead, most likely from it.
+  // if another worker is taking a batch, we steal instead.
   std::size_t n = PopInjector(w, batch, kInjectorBatch);
   if (n > 0) {
     for (std::size_t i = 1; i < n; ++i) {
@@ -492,7 +493,9 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
         cur = next;
       } else {
         // Fairness: the chain queues behind other work, outside submissions
-        // included: a batch from the injector goes into our deque ahead of it.
+        // included: a batch from the injector goes into our deque ahead of it
+        // (unless another worker is popping the injector just then, injector.h J1:
+        // then that worker is serving it).
         PullInjectorBatch(w);
         Schedule(next);  // the ownership moves with the entry
       }

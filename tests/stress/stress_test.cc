@@ -7,9 +7,11 @@
 //   0 overlaps    no two bodies of one token ran at once
 // Size: ORDO_STRESS_SCALE (default 1, about 750k operations, a few seconds here).
 // Width, for machines with more cores: ORDO_STRESS_WORKERS replaces the 2 workers of
-// the tests that fix their count, and ORDO_STRESS_PRODUCERS every test's producer count.
+// the tests that fix their count, and ORDO_STRESS_PRODUCERS raises every test's
+// producer count to at least its value.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <memory>
@@ -36,8 +38,8 @@ int EnvOr(const char* name, int fallback) {
 int Scale() { return EnvOr("ORDO_STRESS_SCALE", 1); }
 // The worker count of the tests written for the 2-core development machine.
 int Workers() { return EnvOr("ORDO_STRESS_WORKERS", 2); }
-// A test's producer count, unless the environment widens (or narrows) it.
-int Producers(int n) { return EnvOr("ORDO_STRESS_PRODUCERS", n); }
+// A test's producer count, or more if the environment asks for more.
+int Producers(int n) { return std::max(n, EnvOr("ORDO_STRESS_PRODUCERS", n)); }
 
 struct TokenState {
   ::ordo::testing::OverlapGuard guard;
