@@ -3,8 +3,9 @@
 # library they load and the dynamic loader itself, into DIR (default .bundle in the
 # repository), so that they run on another x86-64 Linux machine that has none of
 # Ordo's dependencies: a many-core machine lent for a few minutes, say. There:
-#   DIR/run.sh scaling   Ordo alone at 1..N workers (ordo_driver), then side by side
-#                        with the peers (ordo_compare W1-scaling, W2-scaling)
+#   DIR/run.sh scaling   Ordo alone at 1..N workers (ordo_driver; also with 1 us jobs),
+#                        side by side with the peers (ordo_compare W1-scaling,
+#                        W2-scaling), and the peers on every core (W1-W3, W1-fan, W5)
 #   DIR/run.sh tests     every release test; the stress tests widened to the machine
 #                        (ORDO_STRESS_WORKERS/PRODUCERS) in each sanitizer build present
 # Output goes to $OUT (default DIR/out): one log per step, and summary.txt. DIR.tgz is
@@ -98,9 +99,13 @@ case ${1:-} in
       --workloads=W1,W2,W3,W2z --ops=1000000 --repeat=3
     step driver_p4 300 "${carried[@]}" "$here/bin/ordo_driver" --scaling="$widths" --producers=4 \
       --workloads=W1,W2,W3,W2z --ops=2000000 --repeat=3
+    step driver_body1us 300 "${carried[@]}" "$here/bin/ordo_driver" --scaling="$widths" \
+      --producers=4 --workloads=W1,W2 --body_ns=1000 --ops=400000
     step compare_scaling 600 "${carried[@]}" "$here/bin/ordo_compare" \
       --workloads=W1-scaling,W2-scaling --scaling_workers="$widths" --scaling_producers=1,4 \
       --repeat=3 --ops=200000 --warmup=20000 --format=json
+    step compare_all_cores 300 "${carried[@]}" "$here/bin/ordo_compare" --workers="$cores" \
+      --workloads=W1,W2,W3,W1-fan,W5 --repeat=3 --ops=300000
     ;;
   tests)
     for t in "$here"/tests/release/*_test; do
