@@ -253,8 +253,9 @@ std::uint64_t Context::id() const { return op_->id_relaxed(); }
 bool Context::cancel_requested() const {
   // A compact node has no Handle, so only a cancelling Shutdown asks it.
   // Relaxed: a request; see OpFacts::cancel_requested.
-  return (!internal::IsCompact(op_) && Facts(op_).cancel_requested.load(std::memory_order_relaxed)) ||
-         engine_->ShutdownCancels();
+  const bool asked =
+      !internal::IsCompact(op_) && Facts(op_).cancel_requested.load(std::memory_order_relaxed);
+  return asked || engine_->ShutdownCancels();
 }
 int Context::retry_count() const {
   // A compact node is on its first attempt: a retry moves it into a full node.

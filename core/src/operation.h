@@ -142,8 +142,8 @@ struct alignas(kCacheLine) Operation {
   Atomic<std::uint32_t> word{0};
   Atomic<std::uint32_t> refs{0};
   // The chain link (Chain::Push publishes, the runner reads). A compact node is
-  // never in a chain: there the field holds its id (CompactId), written before
-  // the node is published and never changed.
+  // never in a chain: there the field holds its id (SetCompactId, id_relaxed),
+  // written before the node is published and never changed.
   Atomic<Operation*> chain_next{nullptr};
   const detail::CallableOps* ops = nullptr;
   Chain* chain = nullptr;  // fixed from submit to the engine's release; null = independent
