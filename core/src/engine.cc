@@ -49,6 +49,25 @@ absl::Status Engine::EnqueueDetached(internal::Operation* op, const detail::Call
 absl::Status Engine::EnqueuePlain(internal::Operation* op, const detail::CallableOps* ops) {
   return impl_->EnqueuePlain(op, ops);
 }
+void Engine::DiscardPrepared(internal::Operation* op, const detail::CallableOps* ops) {
+  ops->destroy(op->storage);
+  impl_->DiscardOperation(op);
+}
+absl::Status Engine::PostBatch(Batch& batch) {
+  if (batch.engine_ != this) {
+    impl_->CountRejected();
+    return absl::InvalidArgumentError(
+        "PostBatch: the batch was made for another engine; post it to the engine it was "
+        "constructed with");
+  }
+  if (batch.items_.empty()) return absl::OkStatus();
+  if (absl::Status s = impl_->EnqueueBatch(batch.items_.data(), batch.items_.size());
+      !s.ok()) {
+    return s;
+  }
+  batch.items_.clear();  // posted: the engine owns them now
+  return absl::OkStatus();
+}
 
 namespace {
 absl::Status NoHandle(const char* what) {

@@ -130,6 +130,44 @@ bool EngineImpl::TakeCredit(Stripe& st) {
   return false;
 }
 
+bool EngineImpl::TakeCredits(Stripe& st, std::int64_t n) {
+  if (n == 1) return TakeCredit(st);
+  if (n > static_cast<std::int64_t>(options_.max_pending)) return false;
+  // Relaxed throughout, as TakeCredit: a count. All or nothing: what the hoard
+  // gives is kept aside (`got`) until the rest is found, and returned otherwise.
+  std::int64_t got = 0;
+  std::int64_t c = st.credits.load(std::memory_order_relaxed);
+  while (c > 0) {
+    const std::int64_t take = std::min(c, n);
+    if (st.credits.compare_exchange_weak(c, c - take, std::memory_order_relaxed)) {
+      got = take;
+      break;
+    }
+  }
+  if (got == n) return true;
+  const std::int64_t need = n - got;
+  for (int round = 0; round < 2; ++round) {
+    std::int64_t g = global_credits_.load(std::memory_order_relaxed);
+    while (g >= need) {
+      // A hoard's batch on top, as TakeCredit, when the pool has it.
+      const std::int64_t take = std::min(g, need + batch_);
+      if (global_credits_.compare_exchange_weak(g, g - take, std::memory_order_relaxed)) {
+        if (take > need) st.credits.fetch_add(take - need, std::memory_order_relaxed);
+        return true;
+      }
+    }
+    if (round == 1) break;
+    auto reclaim = [this](Stripe& s) {
+      const std::int64_t v = s.credits.exchange(0, std::memory_order_relaxed);
+      if (v > 0) global_credits_.fetch_add(v, std::memory_order_relaxed);
+    };
+    for (std::size_t i = 0; i < kExternalStripes; ++i) reclaim(external_[i]);
+    for (auto& w : workers_) reclaim(w->stripe);
+  }
+  if (got > 0) global_credits_.fetch_add(got, std::memory_order_relaxed);
+  return false;
+}
+
 void EngineImpl::GiveCredit(Stripe& st) {
   const std::int64_t c = st.credits.fetch_add(1, std::memory_order_relaxed) + 1;  // a count
   if (c > 2 * batch_) {
@@ -334,6 +372,56 @@ absl::Status EngineImpl::EnqueuePlain(Operation* op, const detail::CallableOps* 
   Count(st, st.submitted);
   ScheduleNew(op, st);
   ExitSubmit(st);  // the push above happens-before Shutdown's drain
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n) {
+  Stripe& st = MyStripe();
+  EnterSubmit(st);
+  // Admission as Admit, for n at once; refused, the caller keeps every item.
+  // seq_cst, or the asymmetric pair: the Submit half of Shutdown's Dekker.
+  absl::Status refused;
+  if (closed_.load(std::memory_order_seq_cst)) {
+    refused = absl::FailedPreconditionError(
+        "PostBatch: the engine is shut down (Shutdown was called); post to a live engine");
+  } else if (static_cast<std::int64_t>(n) > static_cast<std::int64_t>(options_.max_pending)) {
+    refused = absl::ResourceExhaustedError(absl::StrFormat(
+        "PostBatch: the batch holds %d operations, more than Options::max_pending (%d) "
+        "admits at once; post it in smaller batches or raise the limit",
+        n, options_.max_pending));
+  } else if (!TakeCredits(st, static_cast<std::int64_t>(n))) {
+    refused = absl::ResourceExhaustedError(absl::StrFormat(
+        "PostBatch: the engine has no room for %d more operations (Options::max_pending is "
+        "%d); wait for some to finish (WaitIdle, Handle::Wait), post fewer, or raise the limit",
+        n, options_.max_pending));
+  }
+  if (!refused.ok()) {
+    ExitSubmit(st);
+    Count(st, st.rejected, n);
+    return refused;
+  }
+  // As EnqueuePlain for each, ids in the batch's order. Relaxed: the pushes
+  // publish the nodes; the ids are unique and ordered by their counter.
+  const std::uint64_t first = next_id_.fetch_add(n, std::memory_order_relaxed) + 1;
+  Count(st, st.submitted, n);
+  constexpr std::size_t kChunk = 64;  // nodes per push
+  Operation* chunk[kChunk];
+  for (std::size_t i = 0; i < n;) {
+    std::size_t k = 0;
+    for (; k < kChunk && i < n; ++k, ++i) {
+      Operation* op = items[i].op;
+      op->ops = items[i].ops;
+      SetCompactId(op, first + i);
+      op->refs.store(1, std::memory_order_relaxed);  // private until the push
+      // H1 by a store, as ScheduleNew: nothing has published the node yet.
+      op->word.store((op->word.load(std::memory_order_relaxed) & kCompactBit) |
+                         static_cast<std::uint32_t>(State::kWaiting) | kHeadBit | kOwnedBit,
+                     std::memory_order_relaxed);
+      chunk[k] = op;
+    }
+    ScheduleNewBatch(chunk, k, st);
+  }
+  ExitSubmit(st);  // the pushes above happen-before Shutdown's drain
   return absl::OkStatus();
 }
 

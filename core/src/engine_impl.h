@@ -161,6 +161,11 @@ class EngineImpl {
   // Enqueue with default options and no Handle (Post(f)): the same operation,
   // without the option checks, so a job posting jobs pays only for admission.
   absl::Status EnqueuePlain(Operation* op, const detail::CallableOps* ops);
+  // Engine::PostBatch: the n prepared compact nodes of a Batch, as n EnqueuePlain
+  // calls in a row would post them, with one admission (TakeCredits), one id
+  // fetch_add and one push per chunk. All or nothing: on an error nothing is
+  // taken, destroyed or published (the Batch keeps its items).
+  absl::Status EnqueueBatch(const BatchItem* items, std::size_t n);
   void CountRejected();
   // Admission inside EnterSubmit/ExitSubmit: FailedPrecondition once Shutdown
   // began, ResourceExhausted at max_pending; OK with a credit taken.
@@ -170,6 +175,8 @@ class EngineImpl {
   absl::Status Refuse(Operation* op, Stripe& st, absl::Status why);
   // Publishes a new, independent, runnable op to the run queues (H1 by a store).
   void ScheduleNew(Operation* op, Stripe& st);
+  // ScheduleNew for n nodes at once: one push (or one per chunk), one NotifyWork.
+  void ScheduleNewBatch(Operation** ops, std::size_t n, Stripe& st);
 
   // --- control ---
   absl::StatusOr<CancelOutcome> Cancel(Operation* op);
@@ -220,6 +227,9 @@ class EngineImpl {
   void Schedule(Operation* op);
   // Schedule for a caller that has its stripe at hand (Submit).
   void Schedule(Operation* op, Stripe& st);
+  // Schedule's push, without its count and wake-up: to w's deque, spilling half
+  // of it and op to the injector when it is full.
+  void PushLocal(Worker* w, Operation* op);
   void MakeHead(Operation* op);
   // Sets kHeadBit (and kOwnedBit when it takes ownership, H1) in one RMW; returns
   // the prior word and stores the new one in *next.
@@ -344,6 +354,8 @@ class EngineImpl {
   void EnterSubmit(Stripe& st);
   static void ExitSubmit(Stripe& st);
   bool TakeCredit(Stripe& st);
+  // n credits at once, or none (PostBatch's all-or-nothing admission).
+  bool TakeCredits(Stripe& st, std::int64_t n);
   void GiveCredit(Stripe& st);
 
   // --- token controls ---

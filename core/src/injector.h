@@ -75,6 +75,11 @@ class Injector {
     bool ok = queue_.enqueue_bulk(ops, n);
     ORDO_CHECK(ok, "injector allocation failed");
   }
+  // PushBulk through an explicit producer (one thread at a time, as Push).
+  void PushBulk(ProducerToken& token, Operation** ops, std::size_t n) {
+    bool ok = queue_.enqueue_bulk(token, ops, n);  // releases every *ops[i], as above
+    ORDO_CHECK(ok, "injector allocation failed");
+  }
   std::size_t PopBulk(ConsumerToken& token, Operation** out, std::size_t max) {
     return queue_.try_dequeue_bulk(token, out, max);
   }

@@ -162,19 +162,41 @@ void EngineImpl::Schedule(Operation* op, Stripe& st) {
   Count(st, st.scheduled);
   Worker* w = t_worker;
   if (w != nullptr && w->engine == this) {
-    if (!w->deque.Push(op)) {
-      // Full: move half of our deque and op to the injector, oldest first.
-      Operation* spill[WorkDeque::kCapacity / 2 + 1];
-      std::size_t n = w->deque.Steal(spill, WorkDeque::kCapacity / 2);
-      spill[n++] = op;
-      injector_.PushBulk(spill, n);
-    }
+    PushLocal(w, op);
   } else if (st.single_writer) {
     // A leased stripe (one lessee at a time, L1): its explicit producer.
     if (st.producer == nullptr) st.producer = injector_.MakeProducerToken();
     injector_.Push(*st.producer, op);
   } else {
     injector_.Push(op);
+  }
+  parker_->NotifyWork();
+}
+
+void EngineImpl::PushLocal(Worker* w, Operation* op) {
+  if (!w->deque.Push(op)) {
+    // Full: move half of our deque and op to the injector, oldest first.
+    Operation* spill[WorkDeque::kCapacity / 2 + 1];
+    std::size_t n = w->deque.Steal(spill, WorkDeque::kCapacity / 2);
+    spill[n++] = op;
+    injector_.PushBulk(spill, n);
+  }
+}
+
+void EngineImpl::ScheduleNewBatch(Operation** ops, std::size_t n, Stripe& st) {
+  // As Schedule, n times: the caller owns every node (H1, set by its store) and
+  // hands each to a run-queue entry; the queues' release/acquire pairs publish
+  // the nodes. One wake-up for all: a woken worker that finds more than it takes
+  // wakes the next (Parker P2), as after any burst.
+  Count(st, st.scheduled, n);
+  Worker* w = t_worker;
+  if (w != nullptr && w->engine == this) {
+    for (std::size_t i = 0; i < n; ++i) PushLocal(w, ops[i]);
+  } else if (st.single_writer) {
+    if (st.producer == nullptr) st.producer = injector_.MakeProducerToken();
+    injector_.PushBulk(*st.producer, ops, n);
+  } else {
+    injector_.PushBulk(ops, n);
   }
   parker_->NotifyWork();
 }

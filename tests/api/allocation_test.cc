@@ -79,6 +79,32 @@ TEST(AllocationTest, SteadyStateAllocatesNothingPerOperation) {
                                             << " operations";
 }
 
+// A producer that reuses one Batch: after warm-up, posting batches allocates
+// nothing per operation either.
+TEST(AllocationTest, SteadyStateBatchesAllocateNothingPerOperation) {
+  Engine engine({.workers = 2});
+  std::atomic<long> ran{0};
+  Batch batch(engine);
+  batch.Reserve(64);
+  auto waves = [&](long n) {
+    for (long i = 0; i < n; ++i) {
+      if (!batch.Add([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }).ok()) std::abort();
+      if (batch.size() == 64 && !engine.PostBatch(batch).ok()) std::abort();
+      if (i % 1024 == 1023 && !engine.WaitIdle().ok()) std::abort();
+    }
+    if (!engine.PostBatch(batch).ok() || !engine.WaitIdle().ok()) std::abort();
+  };
+  for (int i = 0; i < 10; ++i) waves(50 * 1024);  // warm pools and queues
+  constexpr long kMeasured = 200 * 1024;
+  const long before = g_allocations.load();
+  waves(kMeasured);
+  const long allocations = g_allocations.load() - before;
+  RecordProperty("allocations", static_cast<int>(allocations));
+  EXPECT_EQ(ran.load(), 10 * 50 * 1024 + kMeasured);
+  EXPECT_LE(allocations, kMeasured / 10000) << allocations << " allocations for " << kMeasured
+                                            << " operations";
+}
+
 TEST(AllocationTest, ACallableLargerThanTheInlineBufferCostsOneAllocation) {
   Engine engine({.workers = 1});
   std::atomic<long> ran{0};

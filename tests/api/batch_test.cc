@@ -1,0 +1,287 @@
+// Batch and Engine::PostBatch: independent operations posted together, all or
+// nothing, each exactly once, with ids in the order they were added.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ordo/engine.h"
+#include "support/journal.h"
+
+namespace ordo {
+namespace {
+
+using ::ordo::testing::AwaitState;
+using ::ordo::testing::Gate;
+using ::testing::HasSubstr;
+
+// Counts its live copies: a callable destroyed unrun leaves the count at zero too,
+// so tests also count runs.
+struct Tracked {
+  explicit Tracked(std::shared_ptr<std::atomic<int>> runs) : runs(std::move(runs)) {}
+  void operator()() const { runs->fetch_add(1, std::memory_order_relaxed); }
+  std::shared_ptr<std::atomic<int>> runs;
+};
+
+TEST(BatchTest, EveryOperationRunsOnceWithIdsInAddOrder) {
+  Engine engine({.workers = 2});
+  constexpr int kOps = 1000;
+  std::vector<std::atomic<std::uint64_t>> id_of(kOps);
+  std::vector<std::atomic<int>> runs(kOps);
+  Batch batch(engine);
+  for (int i = 0; i < kOps; ++i) {
+    ASSERT_TRUE(batch
+                    .Add([&, i](Context& ctx) {
+                      id_of[i].store(ctx.id(), std::memory_order_relaxed);
+                      runs[i].fetch_add(1, std::memory_order_relaxed);
+                    })
+                    .ok());
+  }
+  EXPECT_EQ(batch.size(), static_cast<std::size_t>(kOps));
+  ASSERT_TRUE(engine.Post([] {}).ok());  // id 1: the batch's ids come after it
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  EXPECT_TRUE(batch.empty());
+  ASSERT_TRUE(engine.Post([] {}).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  for (int i = 0; i < kOps; ++i) {
+    ASSERT_EQ(runs[i].load(), 1) << i;
+    ASSERT_EQ(id_of[i].load(), static_cast<std::uint64_t>(i) + 2) << i;  // consecutive
+  }
+  const Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(kOps) + 2);
+  EXPECT_EQ(st.succeeded, static_cast<std::uint64_t>(kOps) + 2);
+  EXPECT_EQ(st.pending, 0u);
+}
+
+TEST(BatchTest, AnEmptyBatchPostsNothing) {
+  Engine engine({.workers = 1});
+  Batch batch(engine);
+  EXPECT_TRUE(engine.PostBatch(batch).ok());
+  EXPECT_EQ(engine.stats().submitted, 0u);
+  EXPECT_EQ(engine.stats().rejected, 0u);
+}
+
+TEST(BatchTest, AnEmptyCallableIsRejectedAndNotAdded) {
+  Engine engine({.workers = 1});
+  Batch batch(engine);
+  EXPECT_EQ(batch.Add(std::function<void()>()).code(), absl::StatusCode::kInvalidArgument);
+  void (*null_fn)() = nullptr;
+  EXPECT_EQ(batch.Add(null_fn).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(batch.empty());
+  EXPECT_EQ(engine.stats().rejected, 2u);
+}
+
+TEST(BatchTest, ABatchOfAnotherEngineIsRefusedAndKept) {
+  Engine a({.workers = 1});
+  Engine b({.workers = 1});
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  Batch batch(a);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(batch.Add(Tracked(runs)).ok());
+  const absl::Status wrong = b.PostBatch(batch);
+  EXPECT_EQ(wrong.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(wrong.message()), HasSubstr("another engine"));
+  EXPECT_EQ(batch.size(), 3u);
+  EXPECT_EQ(b.stats().submitted, 0u);
+  ASSERT_TRUE(a.PostBatch(batch).ok());
+  ASSERT_TRUE(a.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 3);
+}
+
+TEST(BatchTest, ClearAndTheDestructorDestroyCallablesUnrun) {
+  Engine engine({.workers = 1});
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  {
+    Batch batch(engine);
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(batch.Add(Tracked(runs)).ok());
+    EXPECT_EQ(runs.use_count(), 6);  // five copies inside the nodes
+    batch.Clear();
+    EXPECT_TRUE(batch.empty());
+    EXPECT_EQ(runs.use_count(), 1);
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(batch.Add(Tracked(runs)).ok());
+    EXPECT_EQ(runs.use_count(), 5);
+  }  // the destructor
+  EXPECT_EQ(runs.use_count(), 1);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 0);
+  EXPECT_EQ(engine.stats().submitted, 0u);
+}
+
+// All or nothing at max_pending: a batch with no room for all of it posts none
+// and stays whole; once there is room it posts.
+TEST(BatchTest, ABatchWithoutRoomForAllIsRefusedWholeAndKept) {
+  Engine engine({.workers = 1, .max_pending = 8});
+  Gate gate;
+  ASSERT_TRUE(engine.Post(gate.Waiter()).ok());
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(engine.Post([] {}).ok());  // 5 of 8 taken
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  Batch batch(engine);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(batch.Add(Tracked(runs)).ok());  // 3 places left
+  const absl::Status full = engine.PostBatch(batch);
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(full.message()), HasSubstr("max_pending"));
+  EXPECT_EQ(batch.size(), 4u);
+  Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, 5u);
+  EXPECT_EQ(st.pending, 5u);
+  EXPECT_EQ(st.rejected, 4u);
+  // The refusal returned what it had gathered: three single posts still fit.
+  Batch three(engine);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(three.Add(Tracked(runs)).ok());
+  ASSERT_TRUE(engine.PostBatch(three).ok());
+  EXPECT_EQ(engine.Post([] {}).code(), absl::StatusCode::kResourceExhausted);
+  gate.Open();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_TRUE(engine.PostBatch(batch).ok());  // room again: the kept four
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 7);
+  st = engine.stats();
+  EXPECT_EQ(st.submitted, 12u);
+  EXPECT_EQ(st.succeeded, 12u);
+  EXPECT_EQ(st.pending, 0u);
+}
+
+TEST(BatchTest, ABatchLargerThanMaxPendingIsRefusedWithAHint) {
+  Engine engine({.workers = 1, .max_pending = 4});
+  Batch batch(engine);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(batch.Add([] {}).ok());
+  const absl::Status s = engine.PostBatch(batch);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("smaller batches"));
+  EXPECT_EQ(batch.size(), 5u);
+  EXPECT_EQ(engine.stats().submitted, 0u);
+  // Nothing was taken: four still fit.
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(engine.Post([] {}).ok());
+}
+
+TEST(BatchTest, AfterShutdownABatchIsRefusedAndKept) {
+  Engine engine({.workers = 1});
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  Batch batch(engine);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(batch.Add(Tracked(runs)).ok());
+  ASSERT_TRUE(engine.Shutdown().ok());
+  const absl::Status s = engine.PostBatch(batch);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("shut down"));
+  EXPECT_EQ(batch.size(), 3u);
+  batch.Clear();
+  EXPECT_EQ(runs->load(), 0);
+  EXPECT_EQ(runs.use_count(), 1);
+}
+
+// From inside a callable the batch goes to the worker's own deque; one larger
+// than the deque spills to the injector. Each child exactly once.
+TEST(BatchTest, ACallablePostsABatchLargerThanItsDeque) {
+  Engine engine({.workers = 2});
+  constexpr int kChildren = 1000;
+  std::vector<std::atomic<int>> runs(kChildren);
+  std::atomic<bool> posted{false};
+  ASSERT_TRUE(engine
+                  .Post([&] {
+                    Batch batch(engine);
+                    for (int i = 0; i < kChildren; ++i) {
+                      if (!batch.Add([&runs, i] { runs[i].fetch_add(1); }).ok()) return;
+                    }
+                    posted.store(engine.PostBatch(batch).ok());
+                  })
+                  .ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_TRUE(posted.load());
+  for (int i = 0; i < kChildren; ++i) ASSERT_EQ(runs[i].load(), 1) << i;
+  EXPECT_EQ(engine.stats().succeeded, static_cast<std::uint64_t>(kChildren) + 1);
+}
+
+// Several producers post batches while Shutdown(kDrainReady) closes the engine:
+// every batch is all in or all out, and exactly the accepted ones run, once.
+TEST(BatchTest, BatchesRacingShutdownAreAllInOrAllOut) {
+  for (int round = 0; round < 20; ++round) {
+    Engine engine({.workers = 2});
+    constexpr int kProducers = 3;
+    constexpr int kBatch = 37;
+    std::atomic<long> accepted{0};
+    std::atomic<long> ran{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> producers;
+    for (int p = 0; p < kProducers; ++p) {
+      producers.emplace_back([&] {
+        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+        Batch batch(engine);
+        for (;;) {
+          for (int i = 0; i < kBatch; ++i) {
+            if (!batch.Add([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }).ok()) {
+              return;
+            }
+          }
+          const absl::Status s = engine.PostBatch(batch);
+          if (!s.ok()) {
+            EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+            EXPECT_EQ(batch.size(), static_cast<std::size_t>(kBatch));
+            return;  // the destructor drops the refused batch unrun
+          }
+          accepted.fetch_add(kBatch, std::memory_order_relaxed);
+        }
+      });
+    }
+    go.store(true, std::memory_order_release);
+    std::this_thread::yield();
+    ASSERT_TRUE(engine.Shutdown().ok());
+    for (std::thread& t : producers) t.join();
+    EXPECT_EQ(ran.load(), accepted.load()) << "round " << round;
+    const Stats st = engine.stats();
+    EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(accepted.load()));
+    EXPECT_EQ(st.succeeded, st.submitted);
+    EXPECT_EQ(st.pending, 0u);
+  }
+}
+
+// Producers and jobs post batches at once, with a small max_pending that refuses
+// some: what was accepted ran exactly once, what was refused never ran.
+TEST(BatchTest, ConcurrentBatchesAtTheLimitLoseAndDuplicateNothing) {
+  Engine engine({.workers = 2, .max_pending = 100});  // room for two batches at most
+  constexpr int kProducers = 3;
+  constexpr int kRounds = 300;
+  constexpr int kBatch = 40;
+  const long total = static_cast<long>(kProducers) * kRounds * kBatch;
+  std::vector<std::atomic<int>> runs(total);
+  std::atomic<long> refused{0};
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      Batch batch(engine);
+      for (int r = 0; r < kRounds; ++r) {
+        const long base = (static_cast<long>(p) * kRounds + r) * kBatch;
+        for (int i = 0; i < kBatch; ++i) {
+          ASSERT_TRUE(batch.Add([&runs, id = base + i] { runs[id].fetch_add(1); }).ok());
+        }
+        if (!engine.PostBatch(batch).ok()) {
+          refused.fetch_add(1);
+          for (int i = 0; i < kBatch; ++i) runs[base + i].fetch_add(100);  // marked refused
+          batch.Clear();
+        }
+      }
+    });
+  }
+  for (std::thread& t : producers) t.join();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  long once = 0;
+  for (long i = 0; i < total; ++i) {
+    const int v = runs[i].load();
+    ASSERT_TRUE(v == 1 || v == 100) << "operation " << i << " ran " << v % 100
+                                    << " times, refused " << v / 100;
+    once += v == 1;
+  }
+  const Stats st = engine.stats();
+  RecordProperty("refused_batches", static_cast<int>(refused.load()));
+  EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(once));
+  EXPECT_EQ(st.succeeded, st.submitted);
+  EXPECT_EQ(st.rejected, static_cast<std::uint64_t>(refused.load() * kBatch));
+  EXPECT_EQ(once + refused.load() * kBatch, total);
+}
+
+}  // namespace
+}  // namespace ordo
