@@ -17,6 +17,10 @@
 //   W2-1us      W2 with a 1 us busy body
 //   W1-fan      jobs submitted from jobs: the producer submits --ops/--fan roots; each
 //               root's body submits --fan - 1 independent children; ns/op counts all
+//   W1-batch    W1 submitted in groups of --batch through each peer's batch submit
+//               (Ordo: Batch + PostBatch; limit: enqueue_bulk; pool: one lock per
+//               group); Asio and oneTBB have none and are skipped (see W1)
+//   W1-fan-batch  W1-fan whose roots submit their children in groups of --batch
 //   W1-scaling  W1 from each of --scaling_producers producer threads at once, on each
 //   W2-scaling  of --scaling_workers worker counts (W2: producer p owns the tokens
 //               t with t % producers == p, so per-token order is still checkable)
@@ -127,6 +131,10 @@ ABSL_FLAG(long, warmup, 50000, "operations in each untimed warm-up run (capped a
 ABSL_FLAG(int, body_ns, 0,
           "busy work per operation in ns, spun on the steady clock, in every throughput "
           "workload except the -1us ones (which always spin 1000 ns)");
+ABSL_FLAG(std::string, peers, "",
+          "comma-separated peers to run beside ordo (limit asio tbb pool; empty: every "
+          "peer built), e.g. none to profile Ordo alone");
+ABSL_FLAG(int, batch, 64, "W1-batch, W1-fan-batch: operations per batch submit");
 ABSL_FLAG(int, fan, 64, "W1-fan: operations per root (the root and its fan - 1 children)");
 ABSL_FLAG(std::string, scaling_producers, "1,2,4", "producer counts of W1/W2-scaling");
 ABSL_FLAG(std::string, scaling_workers, "1,2", "worker counts of W1/W2-scaling");
@@ -229,6 +237,7 @@ struct Workload {
   Dist dist = Dist::kUniform;
   int body_ns = 0;
   int fan = 0;
+  int batch = 0;  // > 0: submitted in groups of this many (Feature::kBatch)
   MemKind mem = MemKind::kIndependent;
 };
 
@@ -240,6 +249,8 @@ const std::vector<std::string>& AllWorkloadNames() {
                                                  "W1-1us",
                                                  "W2-1us",
                                                  "W1-fan",
+                                                 "W1-batch",
+                                                 "W1-fan-batch",
                                                  "W1-scaling",
                                                  "W2-scaling",
                                                  "W4",
@@ -276,6 +287,13 @@ bool MakeWorkload(const std::string& w, Workload* out) {
     x.body_ns = 1000;
   } else if (w == "W1-fan") {
     x.fan = std::max(1, absl::GetFlag(FLAGS_fan));
+    x.body_ns = body;
+  } else if (w == "W1-batch") {
+    x.batch = std::max(1, absl::GetFlag(FLAGS_batch));
+    x.body_ns = body;
+  } else if (w == "W1-fan-batch") {
+    x.fan = std::max(1, absl::GetFlag(FLAGS_fan));
+    x.batch = std::max(1, absl::GetFlag(FLAGS_batch));
     x.body_ns = body;
   } else if (w == "W1-scaling") {
     x.kind = Kind::kScaling;
@@ -321,6 +339,9 @@ Support SupportFor(const PeerEntry& p, const Workload& w) {
   const bool tokens = w.ntokens > 0;
   switch (w.kind) {
     case Kind::kThroughput:
+      if (w.batch > 0) {
+        if (Support s = p.supports(Feature::kBatch, tokens); !s.ok) return s;
+      }
       return p.supports(w.fan > 0 ? Feature::kFanOut : Feature::kThroughput, tokens);
     case Kind::kScaling:
       return p.supports(Feature::kProducers, tokens);
@@ -576,10 +597,11 @@ std::vector<Row> RunThroughputRows(const Workload& w, const std::vector<PeerEntr
   std::vector<std::vector<Sample>> samples(peers.size());
   for (int k = 0; k < c.repeat; ++k) {
     const long warm_ops = std::max<long>(c.warmup, w.fan);
-    const Plan warm = w.fan > 0 ? MakeFanPlan(warm_ops, w.fan)
-                                : MakePlan(w.ntokens, c.warmup, 7919 + k, w.dist, producers);
-    const Plan plan = w.fan > 0 ? MakeFanPlan(c.ops, w.fan)
-                                : MakePlan(w.ntokens, c.ops, 1000 + k, w.dist, producers);
+    Plan warm = w.fan > 0 ? MakeFanPlan(warm_ops, w.fan)
+                          : MakePlan(w.ntokens, c.warmup, 7919 + k, w.dist, producers);
+    Plan plan = w.fan > 0 ? MakeFanPlan(c.ops, w.fan)
+                          : MakePlan(w.ntokens, c.ops, 1000 + k, w.dist, producers);
+    warm.batch = plan.batch = w.batch;
     for (std::size_t j = 0; j < active.size(); ++j) {
       const std::size_t p = active[(j + k) % active.size()];  // rotate the order
       samples[p].push_back(peers[p].throughput(workers, warm, plan, oracle, w.body_ns));
@@ -600,6 +622,7 @@ std::vector<Row> RunThroughputRows(const Workload& w, const std::vector<PeerEntr
     r.Set("repeat", c.repeat);
     r.Set("body_ns", w.body_ns);
     if (w.fan > 0) r.Set("fan", w.fan);
+    if (w.batch > 0) r.Set("batch", w.batch);
     if (w.ntokens > 0) r.Set("tokens", w.ntokens);
     r.Set("ns_per_op", r.ok ? Median(ns) : kNaN);
     r.Set("min_ns_per_op", ns.front());
@@ -930,7 +953,15 @@ int main(int argc, char** argv) {
   }
 
   std::vector<std::string> not_built;
-  const std::vector<PeerEntry> peers = AllPeers(&not_built);
+  std::vector<PeerEntry> peers = AllPeers(&not_built);
+  if (const std::string only = absl::GetFlag(FLAGS_peers); !only.empty()) {
+    const std::vector<std::string> keep = absl::StrSplit(only, ',');
+    // Ordo stays first: every ratio is a peer's figure over Ordo's.
+    std::erase_if(peers, [&](const PeerEntry& p) {
+      return std::string(p.name) != "ordo" &&
+             std::find(keep.begin(), keep.end(), p.name) == keep.end();
+    });
+  }
   if (!json) {
     std::printf(
         "# ordo_compare: ops=%ld workers=%d repeat=%d warmup=%ld body_ns=%d, 1 producer "

@@ -5,6 +5,7 @@
 //   ordo_driver                          # the default run: W1, W2, W3, W2z
 //   ordo_driver --ops=4000000 --workers=2 --producers=2
 //   ordo_driver --scaling=1,2,4,8,16     # throughput by worker count
+//   ordo_driver --workloads=W1 --batch=64  # W1 through Batch + Engine::PostBatch
 //   ordo_driver --format=json
 //
 // Workloads (trivial bodies unless --body_ns is set):
@@ -43,6 +44,9 @@ ABSL_FLAG(int, body_ns, 0, "busy work per operation, in ns (0: trivial body)");
 ABSL_FLAG(std::string, workloads, "W1,W2,W3,W2z,W4", "which workloads to run");
 ABSL_FLAG(long, burst, 200000, "operations in W4's postponed burst");
 ABSL_FLAG(std::string, scaling, "", "comma-separated worker counts: run each workload at each");
+ABSL_FLAG(int, batch, 0,
+          "independent operations per Engine::PostBatch (0: one Post each); tokened ones "
+          "are posted one at a time");
 ABSL_FLAG(int, repeat, 1, "runs per configuration (the median is reported)");
 ABSL_FLAG(std::string, format, "text", "text or json");
 
@@ -159,6 +163,16 @@ Result RunWorkload(const std::string& w, int workers, int producers, long ops) {
       TokenPicker picker(w, tokens, hot, 1000 + p);
       std::vector<int> plan(per_producer);
       for (long i = 0; i < per_producer; ++i) plan[i] = picker.Next();
+      const std::size_t batch_size = static_cast<std::size_t>(std::max(0, absl::GetFlag(FLAGS_batch)));
+      ordo::Batch batch(engine);
+      batch.Reserve(batch_size);
+      auto post_batch = [&] {
+        const std::size_t n = batch.size();
+        if (!engine.PostBatch(batch).ok()) {
+          refused.fetch_add(static_cast<long>(n));
+          batch.Clear();
+        }
+      };
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
       for (long i = 0; i < per_producer; ++i) {
         const long id = p * per_producer + i;
@@ -167,11 +181,17 @@ Result RunWorkload(const std::string& w, int workers, int producers, long ops) {
         auto body = [&oracle, id = static_cast<std::uint32_t>(id), t] {
           oracle.Ran(id, t);
         };
+        if (t < 0 && batch_size > 0) {
+          if (!batch.Add(std::move(body)).ok()) refused.fetch_add(1);
+          if (batch.size() >= batch_size) post_batch();
+          continue;
+        }
         // Post: nothing here reads a Handle, so none is made.
         const absl::Status s = t < 0 ? engine.Post(std::move(body))
                                      : engine.Post(std::move(body), {.token = names[t]});
         if (!s.ok()) refused.fetch_add(1);
       }
+      if (!batch.empty()) post_batch();
     });
   }
   const auto start = Clock::now();

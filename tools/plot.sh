@@ -5,7 +5,7 @@
 #   tools/plot.sh bench/results/compare.json [out_dir]      # out_dir: bench/results
 #
 # Writes, for whatever the JSON holds (a chart without data is not written):
-#   throughput.svg   ns/op by workload (W1, W2, W3, W2z, -1us, W1-fan) and peer; log scale
+#   throughput.svg   ns/op by workload (W1, W2, W3, W2z, -1us, W1-fan, -batch) and peer; log scale
 #   scaling.svg      ns/op of W1/W2-scaling by producers x workers and peer; log scale
 #   latency.svg      W5 / W5-tok submit-to-start latency p50, p99, p99.9 by peer; log scale
 #   lateness.svg     W4 lateness p50, p99, max by peer; log scale

@@ -29,7 +29,12 @@ class AsioPeer : public FinishesByOracle {
  public:
   static constexpr const char* kName = "asio";
   using DueClock = std::chrono::steady_clock;
-  static Support Supports(Feature /*f*/, bool /*tokens*/) { return {}; }
+  static Support Supports(Feature f, bool /*tokens*/) {
+    if (f == Feature::kBatch) {
+      return {false, "Asio has no batch post (handlers go one post() each: see W1, W1-fan)"};
+    }
+    return {};
+  }
 
   explicit AsioPeer(int workers) : io_(workers), guard_(asio::make_work_guard(io_)) {
     for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { io_.run(); });

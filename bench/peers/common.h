@@ -41,6 +41,10 @@ struct Plan {
   // W1-fan: > 0 means every id that is a multiple of `fan` is a root, submitted by
   // the producer; the root's body submits ids root+1 .. root+fan-1 (independent).
   int fan = 0;
+  // W1-batch, W1-fan-batch: > 0 means independent operations are submitted in
+  // groups of up to `batch` through the peer's batch submit (Feature::kBatch),
+  // and a root submits its children that way.
+  int batch = 0;
   long ops() const { return static_cast<long>(token.size()); }
   long begin(int p) const { return ops() * p / producers; }
   long end(int p) const { return ops() * (p + 1) / producers; }
@@ -118,6 +122,7 @@ enum class Feature {
   kThroughput,  // W1, W2, W3, W2z and their -1us variants: one producer
   kProducers,   // the same from several producer threads at once
   kFanOut,      // W1-fan: operations submitted from inside operations
+  kBatch,       // W1-batch, W1-fan-batch: a group of operations submitted at once
   kPostpone,    // W4 and the postponed memory probe: start at a due time
   kPaced,       // W5: paced submissions, latency and CPU
   kIdle,        // idle CPU of a built, idle engine

@@ -4,7 +4,8 @@
 // ConsumerToken (pausing, then yielding, when the queue is empty). No states, no
 // ordering, no handles, no closures: W1 (one or several producers) and W1-fan only.
 // W1-fan: a root item (token field kFanRoot) makes its consumer enqueue the root's
-// children through the consumer's own ProducerToken.
+// children through the consumer's own ProducerToken, all with one enqueue_bulk (in
+// W1-fan and W1-fan-batch alike). W1-batch: enqueue_bulk of plan.batch items.
 #ifndef ORDO_BENCH_PEERS_LIMIT_H_
 #define ORDO_BENCH_PEERS_LIMIT_H_
 
@@ -36,6 +37,7 @@ class LimitPeer {
       case Feature::kThroughput:
       case Feature::kProducers:
       case Feature::kFanOut:
+      case Feature::kBatch:
         return {};
       case Feature::kPostpone:
         return {false, "raw queue hand-off has no timers"};
@@ -69,6 +71,20 @@ class LimitPeer {
     oracle_.store(&oracle, std::memory_order_release);
     moodycamel::ProducerToken& ptok = *ptoks_[p];
     const long end = plan.end(p);
+    if (plan.batch > 0) {  // enqueue_bulk, a group at a time
+      std::vector<Item> group;
+      group.reserve(plan.batch);
+      for (long i = plan.begin(p); i < end;) {
+        group.clear();
+        for (; i < end && static_cast<int>(group.size()) < plan.batch; ++i) {
+          group.push_back(Item{static_cast<std::uint32_t>(i), plan.token[i]});
+        }
+        if (!queue_.enqueue_bulk(ptok, group.data(), group.size())) {
+          return "enqueue failed at " + std::to_string(i);
+        }
+      }
+      return {};
+    }
     for (long i = plan.begin(p); i < end; ++i) {
       if (!queue_.enqueue(ptok, Item{static_cast<std::uint32_t>(i), plan.token[i]})) {
         return "enqueue failed at " + std::to_string(i);

@@ -1,7 +1,8 @@
 // bench/peers/ordo.h: Ordo itself, through its public API only.
 // Independent work: Post(body). Per-token work: Post(body, {.token = name}).
 // Postponed work: Post(body, {.postpone_until = t}) with t on the system clock
-// (ordo::Clock, the engine's default clock). Fan-out: a body calls Post. Post, not
+// (ordo::Clock, the engine's default clock). Fan-out: a body calls Post. Batches
+// (W1-batch, W1-fan-batch): Batch::Add, then Engine::PostBatch per plan.batch. Post, not
 // Submit: no workload here reads a Handle, as no peer's post returns one (Asio's
 // post and TBB's run return nothing; the pool returns nothing).
 // The throughput bodies capture 16 bytes (oracle pointer, id, token index), so they
@@ -12,6 +13,7 @@
 #ifndef ORDO_BENCH_PEERS_ORDO_H_
 #define ORDO_BENCH_PEERS_ORDO_H_
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -44,6 +46,20 @@ class OrdoPeer {
   std::string Produce(const Plan& plan, int p, Oracle& oracle) {
     long refused = 0;
     const long end = plan.end(p);
+    if (plan.batch > 0) {  // independent only (W1-batch)
+      ordo::Batch batch(engine_);
+      batch.Reserve(plan.batch);
+      for (long i = plan.begin(p); i < end; ++i) {
+        if (!batch.Add([o = &oracle, id = static_cast<std::uint32_t>(i)] { o->Ran(id, -1); })
+                 .ok()) {
+          ++refused;
+        }
+        if (static_cast<int>(batch.size()) == plan.batch) refused += PostBatch(batch);
+      }
+      refused += PostBatch(batch);
+      if (refused != 0) refused_.fetch_add(refused, std::memory_order_relaxed);
+      return {};
+    }
     for (long i = plan.begin(p); i < end; ++i) {
       const int t = plan.token[i];
       auto body = [o = &oracle, id = static_cast<std::uint32_t>(i), t] { o->Ran(id, t); };
@@ -58,10 +74,23 @@ class OrdoPeer {
   // W1-fan: the producer submits the roots; each root submits its children.
   std::string Fan(const Plan& plan, Oracle& oracle) {
     const int fan = plan.fan;
+    const int group = plan.batch;
     long refused = 0;
     for (long r = 0; r < plan.ops(); r += fan) {
-      auto root = [this, o = &oracle, id = static_cast<std::uint32_t>(r), fan] {
+      auto root = [this, o = &oracle, id = static_cast<std::uint32_t>(r), fan, group] {
         o->Ran(id, -1);
+        if (group > 0) {
+          ordo::Batch batch(engine_);
+          batch.Reserve(std::min(group, fan));
+          long lost = 0;
+          for (int k = 1; k < fan; ++k) {
+            if (!batch.Add([o, c = id + k] { o->Ran(c, -1); }).ok()) ++lost;
+            if (static_cast<int>(batch.size()) == group) lost += PostBatch(batch);
+          }
+          lost += PostBatch(batch);
+          if (lost != 0) refused_.fetch_add(lost, std::memory_order_relaxed);
+          return;
+        }
         for (int k = 1; k < fan; ++k) {
           if (!engine_.Post([o, c = id + k] { o->Ran(c, -1); }).ok()) {
             refused_.fetch_add(1, std::memory_order_relaxed);
@@ -99,6 +128,14 @@ class OrdoPeer {
   }
 
  private:
+  // Posts and empties `batch`; how many it held if they were refused.
+  long PostBatch(ordo::Batch& batch) {
+    const long n = static_cast<long>(batch.size());
+    if (n == 0 || engine_.PostBatch(batch).ok()) return 0;
+    batch.Clear();
+    return n;
+  }
+
   std::atomic<long> refused_{0};  // declared first: bodies still running in ~Engine use it
   std::vector<ordo::Token> tokens_;
   ordo::Engine engine_;

@@ -68,6 +68,21 @@ class MutexPool {
     cv_.notify_one();
   }
 
+  // Independent operations, all under one lock: what a user of this pool does with
+  // a group in hand. Wakes one worker per operation, up to all of them.
+  void SubmitMany(std::vector<std::function<void()>>& fs) {
+    {
+      std::lock_guard<std::mutex> l(m_);
+      for (std::function<void()>& f : fs) ready_.push_back(std::move(f));
+    }
+    if (fs.size() == 1) {
+      cv_.notify_one();
+    } else {
+      cv_.notify_all();
+    }
+    fs.clear();
+  }
+
   // Independent, not before `due`.
   void SubmitAt(TimeClock::time_point due, std::function<void()> f) {
     bool earliest;
@@ -182,6 +197,16 @@ class PoolPeer : public FinishesByOracle {
   std::string Produce(const Plan& plan, int p, Oracle& oracle) {
     static const std::string kNone;
     const long end = plan.end(p);
+    if (plan.batch > 0) {  // independent only (Supports)
+      std::vector<std::function<void()>> group;
+      group.reserve(plan.batch);
+      for (long i = plan.begin(p); i < end; ++i) {
+        group.push_back([o = &oracle, id = static_cast<std::uint32_t>(i)] { o->Ran(id, -1); });
+        if (static_cast<int>(group.size()) == plan.batch) pool_.SubmitMany(group);
+      }
+      if (!group.empty()) pool_.SubmitMany(group);
+      return {};
+    }
     for (long i = plan.begin(p); i < end; ++i) {
       const int t = plan.token[i];
       pool_.Submit(t < 0 ? kNone : plan.names[t],
@@ -193,9 +218,20 @@ class PoolPeer : public FinishesByOracle {
   std::string Fan(const Plan& plan, Oracle& oracle) {
     static const std::string kNone;
     const int fan = plan.fan;
+    const int batch = plan.batch;
     for (long r = 0; r < plan.ops(); r += fan) {
-      pool_.Submit(kNone, [this, o = &oracle, id = static_cast<std::uint32_t>(r), fan] {
+      pool_.Submit(kNone, [this, o = &oracle, id = static_cast<std::uint32_t>(r), fan, batch] {
         o->Ran(id, -1);
+        if (batch > 0) {
+          std::vector<std::function<void()>> group;
+          group.reserve(batch);
+          for (int k = 1; k < fan; ++k) {
+            group.push_back([o, c = id + k] { o->Ran(c, -1); });
+            if (static_cast<int>(group.size()) == batch) pool_.SubmitMany(group);
+          }
+          if (!group.empty()) pool_.SubmitMany(group);
+          return;
+        }
         for (int k = 1; k < fan; ++k) pool_.Submit(kNone, [o, c = id + k] { o->Ran(c, -1); });
       });
     }

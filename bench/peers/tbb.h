@@ -25,6 +25,9 @@ class TbbPeer : public FinishesByOracle {
   static Support Supports(Feature f, bool tokens) {
     if (tokens) return {false, "TBB has no per-key serialization (independent work only)"};
     if (f == Feature::kPostpone) return {false, "TBB has no timers"};
+    if (f == Feature::kBatch) {
+      return {false, "task_group has no batch submit (tasks go one run() each: see W1, W1-fan)"};
+    }
     return {};
   }
 
