@@ -34,6 +34,23 @@ TEST(WorkDequeTest, PushFailsWhenFullAndSucceedsAfterAPop) {
   EXPECT_TRUE(d.Push(ops.back().get()));
 }
 
+// Peek (a prefetch hint) names what the owner pops next, and nothing past the tail.
+TEST(WorkDequeTest, PeekNamesTheItemsTheOwnerPopsNext) {
+  WorkDeque d;
+  EXPECT_EQ(d.Peek(0), nullptr);
+  auto ops = MakeCompactOps(WorkDeque::kCapacity);
+  for (int round = 0; round < 3; ++round) {  // across the wrap-around too
+    for (auto& op : ops) ASSERT_TRUE(d.Push(op.get()));
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      EXPECT_EQ(d.Peek(0), ops[i].get());
+      EXPECT_EQ(d.Peek(1), i + 1 < ops.size() ? ops[i + 1].get() : nullptr);
+      EXPECT_EQ(d.Peek(static_cast<std::uint32_t>(ops.size() - i)), nullptr);
+      EXPECT_EQ(d.Pop(), ops[i].get());
+    }
+    EXPECT_EQ(d.Peek(0), nullptr);
+  }
+}
+
 TEST(WorkDequeTest, WrapsAroundManyTimesKeepingOrder) {
   WorkDeque d;
   auto ops = MakeCompactOps(3);

@@ -97,6 +97,17 @@ class WorkDeque {
     }
   }
 
+  // Owner only: the item `ahead` places from the head, or nullptr. A hint for a
+  // prefetch, nothing more: a thief may take it at any moment (nodes are
+  // type-stable, op_pool.h, so even a stale pointer names node memory). Relaxed:
+  // nothing is read through it.
+  Operation* Peek(std::uint32_t ahead) const {
+    const std::uint32_t h = head_.load(std::memory_order_relaxed);
+    const std::uint32_t t = tail_.load(std::memory_order_relaxed);  // D1: ours
+    if (t - h <= ahead || t - h > kCapacity) return nullptr;
+    return slots_[(h + ahead) & (kCapacity - 1)].load(std::memory_order_relaxed);
+  }
+
   // Any thread: approximate occupancy (for parking decisions and stats).
   std::size_t size() const {
     const std::uint32_t h = head_.load(std::memory_order_acquire);
@@ -141,11 +152,15 @@ class WorkDeque {
     size_.store(q_.size(), std::memory_order_relaxed);
     return n;
   }
+  Operation* Peek(std::uint32_t ahead) const {
+    std::lock_guard<std::mutex> l(mu_);
+    return ahead < q_.size() ? q_[ahead] : nullptr;
+  }
   // Relaxed: a hint for parking, re-checked under the idle protocol's fences.
   std::size_t size() const { return size_.load(std::memory_order_relaxed); }
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::deque<Operation*> q_;
   Atomic<std::size_t> size_{0};
 };

@@ -297,7 +297,13 @@ Operation* EngineImpl::FindWork(Worker* w) {
   // (chains, fan-out) cannot starve the injector. Behind, not ahead: one
   // producer's operations keep their order.
   if (++w->tick % kInjectorCheckInterval == 0) PullInjectorBatch(w);
-  if (Operation* op = w->deque.Pop()) return op;
+  if (Operation* op = w->deque.Pop()) {
+    // The node after next, fetched for writing while this one runs: the
+    // submitter wrote it last, so it is a cross-core miss, and the worker writes
+    // its state word. The next one was fetched the same way a round ago.
+    if (Operation* ahead = w->deque.Peek(1)) __builtin_prefetch(ahead, 1, 3);
+    return op;
+  }
   // One popper at a time (injector.h, J1-J4), with kPopLeaseMinWorkers or more:
   // if another worker is taking a batch, we steal instead.
   std::size_t n = PopInjector(w, batch, kInjectorBatch);
@@ -305,6 +311,10 @@ Operation* EngineImpl::FindWork(Worker* w) {
     for (std::size_t i = 1; i < n; ++i) {
       bool ok = w->deque.Push(batch[i]);
       ORDO_CHECK(ok, "an injector batch did not fit an empty deque");
+    }
+    // The two nodes that run next, as after a Pop above.
+    for (std::size_t i = 1; i < std::min<std::size_t>(n, 3); ++i) {
+      __builtin_prefetch(batch[i], 1, 3);
     }
     // More than we can start at once: share it (Parker P2's rule).
     if (n > 1) ShareBacklog();
