@@ -61,11 +61,13 @@ absl::Status Engine::PostBatch(Batch& batch) {
         "constructed with");
   }
   if (batch.items_.empty()) return absl::OkStatus();
-  if (absl::Status s = impl_->EnqueueBatch(batch.items_.data(), batch.items_.size());
+  if (absl::Status s = impl_->EnqueueBatch(batch.items_.data(), batch.items_.size(),
+                                           batch.tokens_.data());
       !s.ok()) {
     return s;
   }
   batch.items_.clear();  // posted: the engine owns them now
+  batch.tokens_.clear();
   return absl::OkStatus();
 }
 

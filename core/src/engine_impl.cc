@@ -375,7 +375,8 @@ absl::Status EngineImpl::EnqueuePlain(Operation* op, const detail::CallableOps* 
   return absl::OkStatus();
 }
 
-absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n) {
+absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
+                                      const Token* tokens) {
   Stripe& st = MyStripe();
   EnterSubmit(st);
   // Admission as Admit, for n at once; refused, the caller keeps every item.
@@ -400,27 +401,66 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n) {
     Count(st, st.rejected, n);
     return refused;
   }
-  // As EnqueuePlain for each, ids in the batch's order. Relaxed: the pushes
-  // publish the nodes; the ids are unique and ordered by their counter.
+  // Each as EnqueuePlain (independent) or Enqueue (tokened, no Handle) would,
+  // ids in the batch's order. Relaxed: the pushes publish the nodes; the ids are
+  // unique and ordered by their counter.
   const std::uint64_t first = next_id_.fetch_add(n, std::memory_order_relaxed) + 1;
   Count(st, st.submitted, n);
-  constexpr std::size_t kChunk = 64;  // nodes per push
+  // Runnable nodes we own (new independent ones, and heads of chains we
+  // activated), scheduled a chunk at a time. A chain we activated waits for its
+  // chunk's push: nobody else can run it meanwhile (Chain C2), and nothing here
+  // blocks.
+  constexpr std::size_t kChunk = 64;
   Operation* chunk[kChunk];
-  for (std::size_t i = 0; i < n;) {
-    std::size_t k = 0;
-    for (; k < kChunk && i < n; ++k, ++i) {
-      Operation* op = items[i].op;
-      op->ops = items[i].ops;
+  std::size_t k = 0;
+  // Software pipelining over the tokened items: the key of item i + kKeyAhead is
+  // made and its hint bucket fetched, the chain of item i + kChainAhead fetched
+  // (its bucket has arrived by then), so item i's push finds both lines here
+  // instead of waiting on two misses in turn (perf: the two loads after W2's
+  // first locked instruction were most of a tokened submit).
+  constexpr std::size_t kKeyAhead = 8, kChainAhead = 4;
+  struct Ahead {
+    TokenKey key;
+    char scratch[8];  // an integer token's bytes (key.bytes points here)
+  };
+  Ahead ring[kKeyAhead];
+  auto fetch_key = [&](std::size_t j) {
+    if (j >= n || items[j].token == BatchItem::kNoToken) return;
+    Ahead& a = ring[j % kKeyAhead];
+    a.key = MakeTokenKey(tokens[items[j].token], a.scratch);
+    tokens_.FetchBucket(a.key.hash);
+  };
+  for (std::size_t j = 0; j < kKeyAhead; ++j) fetch_key(j);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i + kChainAhead < n && items[i + kChainAhead].token != BatchItem::kNoToken) {
+      tokens_.FetchChain(ring[(i + kChainAhead) % kKeyAhead].key.hash);
+    }
+    Operation* op = items[i].op;
+    op->ops = items[i].ops;
+    op->refs.store(1, std::memory_order_relaxed);  // private until its push
+    if (items[i].token == BatchItem::kNoToken) {
       SetCompactId(op, first + i);
-      op->refs.store(1, std::memory_order_relaxed);  // private until the push
       // H1 by a store, as ScheduleNew: nothing has published the node yet.
       op->word.store((op->word.load(std::memory_order_relaxed) & kCompactBit) |
                          static_cast<std::uint32_t>(State::kWaiting) | kHeadBit | kOwnedBit,
                      std::memory_order_relaxed);
-      chunk[k] = op;
+      chunk[k++] = op;
+    } else {
+      // As Enqueue: no clock read (no Handle, no postponement), Waiting, head
+      // through its chain.
+      InitFacts(op, first + i, this, kNoTime, kNoTime);
+      op->word.store(static_cast<std::uint32_t>(State::kWaiting), std::memory_order_relaxed);
+      const TokenKey key = ring[i % kKeyAhead].key;  // made kKeyAhead items ago
+      Facts(op).token_hash = key.hash;
+      if (tokens_.Push(key, op) && BecomeHead(op)) chunk[k++] = op;
     }
-    ScheduleNewBatch(chunk, k, st);
+    fetch_key(i + kKeyAhead);  // into the slot item i's key just left
+    if (k == kChunk) {
+      ScheduleNewBatch(chunk, k, st);
+      k = 0;
+    }
   }
+  if (k > 0) ScheduleNewBatch(chunk, k, st);
   ExitSubmit(st);  // the pushes above happen-before Shutdown's drain
   return absl::OkStatus();
 }

@@ -161,11 +161,13 @@ class EngineImpl {
   // Enqueue with default options and no Handle (Post(f)): the same operation,
   // without the option checks, so a job posting jobs pays only for admission.
   absl::Status EnqueuePlain(Operation* op, const detail::CallableOps* ops);
-  // Engine::PostBatch: the n prepared compact nodes of a Batch, as n EnqueuePlain
-  // calls in a row would post them, with one admission (TakeCredits), one id
-  // fetch_add and one push per chunk. All or nothing: on an error nothing is
-  // taken, destroyed or published (the Batch keeps its items).
-  absl::Status EnqueueBatch(const BatchItem* items, std::size_t n);
+  // Engine::PostBatch: the n prepared nodes of a Batch (compact for independent
+  // items, full for tokened ones, whose tokens are tokens[item.token]), as n
+  // Post calls in a row would post them, with one admission (TakeCredits), one
+  // id fetch_add and one run-queue push per chunk of runnable nodes. All or
+  // nothing: on an error nothing is taken, destroyed or published (the Batch
+  // keeps its items).
+  absl::Status EnqueueBatch(const BatchItem* items, std::size_t n, const Token* tokens);
   void CountRejected();
   // Admission inside EnterSubmit/ExitSubmit: FailedPrecondition once Shutdown
   // began, ResourceExhausted at max_pending; OK with a credit taken.
@@ -231,6 +233,9 @@ class EngineImpl {
   // of it and op to the injector when it is full.
   void PushLocal(Worker* w, Operation* op);
   void MakeHead(Operation* op);
+  // MakeHead without the Schedule: true when the caller took ownership of the
+  // head (then it must schedule it; EnqueueBatch gathers such heads).
+  bool BecomeHead(Operation* op);
   // Sets kHeadBit (and kOwnedBit when it takes ownership, H1) in one RMW; returns
   // the prior word and stores the new one in *next.
   static std::uint32_t TakeHead(Operation* op, std::uint32_t* next);

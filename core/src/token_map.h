@@ -90,6 +90,23 @@ class TokenMap {
   // make op the head (Chain C2).
   bool Push(const TokenKey& key, Operation* op);
 
+  // Producer hints for a Push of `hash` a few submissions from now (a batch):
+  // FetchBucket brings the hint bucket's line; FetchChain, once that line is
+  // here, the line of the chain its tag names, for writing (Push exchanges its
+  // tail). Hints only: they read without a pin (a chain they name may be swept
+  // meanwhile; a prefetch of its memory is harmless) and change nothing.
+  void FetchBucket(std::uint64_t hash) { __builtin_prefetch(&BucketOf(hash), 1, 3); }
+  void FetchChain(std::uint64_t hash) {
+    const std::uint32_t tag = TagOf(hash);
+    for (HintSlot& slot : BucketOf(hash).way) {
+      // Relaxed: a hint, as above.
+      if (slot.tag.load(std::memory_order_relaxed) == tag) {
+        __builtin_prefetch(slot.chain.load(std::memory_order_relaxed), 1, 3);
+        return;
+      }
+    }
+  }
+
   // Runner: `x`, the head of its chain, is finished with. Returns the next node
   // (waiting for an in-flight link if need be), or nullptr if x was the last: the
   // chain is then idle (T3; no walker holds x) and may be retired by a sweep at

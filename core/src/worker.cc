@@ -214,6 +214,10 @@ std::uint32_t EngineImpl::TakeHead(Operation* op, std::uint32_t* next) {
 }
 
 void EngineImpl::MakeHead(Operation* op) {
+  if (BecomeHead(op)) Schedule(op);
+}
+
+bool EngineImpl::BecomeHead(Operation* op) {
   if (op->chain != nullptr) {
     // seq_cst: the hazard protocol's runner half (Chain::hazard_).
     op->chain->head_.store(op, std::memory_order_seq_cst);
@@ -226,7 +230,7 @@ void EngineImpl::MakeHead(Operation* op) {
   ORDO_CHECK_OP(s != State::kInProgress, "a started operation became head", op->id_relaxed());
   // Waiting or Canceled: ours, to a worker (a canceled one is skipped there).
   // Postponed or Suspended: held; H2 schedules it when it is released.
-  if (TookOwnership(w, next)) Schedule(op);
+  return TookOwnership(w, next);
 }
 
 bool EngineImpl::HasVisibleWork() const {

@@ -19,6 +19,7 @@ namespace {
 
 using ::ordo::testing::AwaitState;
 using ::ordo::testing::Gate;
+using ::ordo::testing::OverlapGuard;
 using ::testing::HasSubstr;
 
 // Counts its live copies: a callable destroyed unrun leaves the count at zero too,
@@ -57,6 +58,84 @@ TEST(BatchTest, EveryOperationRunsOnceWithIdsInAddOrder) {
   EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(kOps) + 2);
   EXPECT_EQ(st.succeeded, static_cast<std::uint64_t>(kOps) + 2);
   EXPECT_EQ(st.pending, 0u);
+}
+
+// A token's operations from a batch take their places in its chain in Add order,
+// between what Submit and Post put there before and after, one at a time.
+TEST(BatchTest, TokenedOperationsKeepAddOrderInTheTokensCreationOrder) {
+  Engine engine({.workers = 4});
+  std::vector<int> seen;  // unsynchronized on purpose: the chain orders the writes
+  OverlapGuard guard;
+  std::atomic<int> overlaps{0};
+  auto step = [&](int i) {
+    return [&, i] {
+      if (!guard.Enter()) overlaps.fetch_add(1);
+      seen.push_back(i);
+      guard.Exit();
+    };
+  };
+  std::atomic<int> independent{0};
+  Batch batch(engine);
+  int next = 0;
+  for (int round = 0; round < 50; ++round) {
+    ASSERT_TRUE(engine.Post(step(next++), {.token = "t"}).ok());
+    for (int i = 0; i < 30; ++i) {
+      ASSERT_TRUE(batch.Add(step(next++), Token("t")).ok());
+      ASSERT_TRUE(batch.Add([&] { independent.fetch_add(1); }).ok());
+      ASSERT_TRUE(batch.Add([] {}, Token("other-" + std::to_string(i))).ok());
+    }
+    ASSERT_TRUE(engine.PostBatch(batch).ok());
+    ASSERT_TRUE(engine.Submit(step(next++), {.token = "t"}).ok());
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_EQ(seen.size(), static_cast<std::size_t>(next));
+  for (int i = 0; i < next; ++i) ASSERT_EQ(seen[i], i);
+  EXPECT_EQ(overlaps.load(), 0);
+  EXPECT_EQ(independent.load(), 50 * 30);
+  const Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(50 * (2 + 90)));
+  EXPECT_EQ(st.succeeded, st.submitted);
+}
+
+TEST(BatchTest, BadTokensAreRejectedAndNotAdded) {
+  Engine engine({.workers = 1, .max_token_bytes = 8});
+  Batch batch(engine);
+  const absl::Status empty = batch.Add([] {}, Token(""));
+  EXPECT_EQ(empty.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(empty.message()), HasSubstr("empty"));
+  const absl::Status long_one = batch.Add([] {}, Token("longer than eight"));
+  EXPECT_EQ(long_one.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(long_one.message()), HasSubstr("max_token_bytes"));
+  EXPECT_TRUE(batch.empty());
+  std::atomic<int> ran{0};
+  ASSERT_TRUE(batch.Add([&] { ran++; }, Token()).ok());  // no token: independent
+  ASSERT_TRUE(batch.Add([&] { ran++; }, Token(7)).ok());  // an integer key
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(ran.load(), 2);
+  EXPECT_EQ(engine.stats().rejected, 2u);
+}
+
+TEST(BatchTest, TokenControlsReachBatchedOperations) {
+  Engine engine({.workers = 2});
+  Gate gate;
+  auto head = engine.Submit(gate.Waiter(), {.token = "t"});
+  ASSERT_TRUE(head.ok());
+  ASSERT_TRUE(AwaitState(*head, State::kInProgress));
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  Batch batch(engine);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(batch.Add(Tracked(runs), Token("t")).ok());
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  auto report = engine.TokenInfo("t");
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->pending, 6u);
+  auto canceled = engine.CancelToken("t");
+  ASSERT_TRUE(canceled.ok());
+  EXPECT_EQ(*canceled, 5u);
+  gate.Open();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 0);
+  EXPECT_EQ(engine.stats().canceled, 5u);
 }
 
 TEST(BatchTest, AnEmptyBatchPostsNothing) {
@@ -213,9 +292,10 @@ TEST(BatchTest, BatchesRacingShutdownAreAllInOrAllOut) {
         Batch batch(engine);
         for (;;) {
           for (int i = 0; i < kBatch; ++i) {
-            if (!batch.Add([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }).ok()) {
-              return;
-            }
+            auto body = [&ran] { ran.fetch_add(1, std::memory_order_relaxed); };
+            // A third on one shared token, a third on tokens of their own.
+            const Token token = i % 3 == 0 ? Token() : i % 3 == 1 ? Token("shared") : Token(i);
+            if (!batch.Add(body, token).ok()) return;
           }
           const absl::Status s = engine.PostBatch(batch);
           if (!s.ok()) {
@@ -239,8 +319,9 @@ TEST(BatchTest, BatchesRacingShutdownAreAllInOrAllOut) {
   }
 }
 
-// Producers and jobs post batches at once, with a small max_pending that refuses
-// some: what was accepted ran exactly once, what was refused never ran.
+// Producers post batches at once, with a small max_pending that refuses some:
+// what was accepted ran exactly once, in Add order on each producer's token, and
+// what was refused never ran.
 TEST(BatchTest, ConcurrentBatchesAtTheLimitLoseAndDuplicateNothing) {
   Engine engine({.workers = 2, .max_pending = 100});  // room for two batches at most
   constexpr int kProducers = 3;
@@ -249,14 +330,30 @@ TEST(BatchTest, ConcurrentBatchesAtTheLimitLoseAndDuplicateNothing) {
   const long total = static_cast<long>(kProducers) * kRounds * kBatch;
   std::vector<std::atomic<int>> runs(total);
   std::atomic<long> refused{0};
+  std::atomic<long> reordered{0};
+  std::vector<long> last(kProducers, -1);  // per producer token: written in its chain
   std::vector<std::thread> producers;
   for (int p = 0; p < kProducers; ++p) {
     producers.emplace_back([&, p] {
       Batch batch(engine);
+      const Token mine(p);
       for (int r = 0; r < kRounds; ++r) {
         const long base = (static_cast<long>(p) * kRounds + r) * kBatch;
         for (int i = 0; i < kBatch; ++i) {
-          ASSERT_TRUE(batch.Add([&runs, id = base + i] { runs[id].fetch_add(1); }).ok());
+          const long id = base + i;
+          if (i % 2 == 0) {
+            ASSERT_TRUE(batch.Add([&runs, id] { runs[id].fetch_add(1); }).ok());
+          } else {
+            ASSERT_TRUE(batch
+                            .Add(
+                                [&runs, &last, &reordered, p, id] {
+                                  if (last[p] >= id) reordered.fetch_add(1);
+                                  last[p] = id;
+                                  runs[id].fetch_add(1);
+                                },
+                                mine)
+                            .ok());
+          }
         }
         if (!engine.PostBatch(batch).ok()) {
           refused.fetch_add(1);
@@ -281,6 +378,7 @@ TEST(BatchTest, ConcurrentBatchesAtTheLimitLoseAndDuplicateNothing) {
   EXPECT_EQ(st.succeeded, st.submitted);
   EXPECT_EQ(st.rejected, static_cast<std::uint64_t>(refused.load() * kBatch));
   EXPECT_EQ(once + refused.load() * kBatch, total);
+  EXPECT_EQ(reordered.load(), 0);
 }
 
 }  // namespace

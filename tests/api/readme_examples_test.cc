@@ -3,6 +3,9 @@
 // every member has a default initializer) and run.
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "ordo/engine.h"
 
 namespace {
@@ -26,6 +29,33 @@ TEST(ReadmeExamplesTest, UsingIt) {
   EXPECT_EQ(posted, 1);  // WaitIdle: everything runnable has run
   EXPECT_TRUE(engine.Shutdown(ordo::ShutdownMode::kDrainReady).ok());
   EXPECT_FALSE(engine.stats().ToPrometheus().empty());
+}
+
+struct Order {
+  std::string account;
+  int amount = 0;
+};
+
+TEST(ReadmeExamplesTest, Batches) {
+  ordo::Engine engine(ordo::Options{.workers = 4});
+  std::vector<Order> orders;
+  for (int i = 0; i < 64; ++i) orders.push_back({"account-" + std::to_string(i % 4), i});
+  std::vector<std::vector<int>> settled(4);  // per account: written in its chain
+  auto Settle = [&settled](const Order& o) {
+    settled[o.account.back() - '0'].push_back(o.amount);
+  };
+  ordo::Batch batch(engine);  // keep one per producer thread: it reuses its storage
+  for (Order& o : orders) {  // Add refuses only an empty callable or a bad token
+    batch.Add([&o, &Settle] { Settle(o); }, ordo::Token(o.account)).IgnoreError();
+  }
+  absl::Status posted = engine.PostBatch(batch);  // all of them, or none (batch kept)
+  ASSERT_TRUE(posted.ok());
+  EXPECT_TRUE(batch.empty());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  for (int a = 0; a < 4; ++a) {
+    ASSERT_EQ(settled[a].size(), 16u);
+    for (int k = 0; k < 16; ++k) EXPECT_EQ(settled[a][k], a + 4 * k);  // in Add order
+  }
 }
 
 TEST(ReadmeExamplesTest, TimeAndControl) {

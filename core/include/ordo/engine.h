@@ -49,10 +49,13 @@ namespace ordo {
 namespace internal {
 class EngineImpl;
 struct Operation;
-// One prepared operation of a Batch: its node and its callable's ops.
+// One prepared operation of a Batch: its node, its callable's ops, and the index
+// of its token in the batch's tokens (kNoToken: independent).
 struct BatchItem {
+  static constexpr std::uint32_t kNoToken = ~std::uint32_t{0};
   Operation* op;
   const detail::CallableOps* ops;
+  std::uint32_t token = kNoToken;
 };
 }  // namespace internal
 class Batch;
@@ -282,11 +285,11 @@ class Engine {
   std::unique_ptr<internal::EngineImpl> impl_;
 };
 
-// Independent operations gathered to be posted together (Engine::PostBatch): each
-// is what Post(f) would post, with the same states, errors and lifetime, and a
-// batch costs one admission, one block of ids, one queue push and one wake-up
-// instead of one of each per operation. For a producer with work in hand, that is
-// most of a submission's cross-core traffic.
+// Operations gathered to be posted together (Engine::PostBatch): each is what
+// Post(f) or Post(f, {.token = token}) would post, with the same states, order,
+// errors and lifetime, and a batch costs one admission, one block of ids, one
+// queue push and one wake-up instead of one of each per operation. For a producer
+// with work in hand, that is most of a submission's cross-core traffic.
 //
 //   ordo::Batch batch(engine);
 //   for (Request& r : requests) batch.Add([&r] { Handle(r); });
@@ -295,9 +298,11 @@ class Engine {
 // Add takes the node and moves the callable in at once (it allocates nothing
 // else once the batch's vector has grown: reuse one Batch per producer thread).
 // Nothing runs until PostBatch; a batch destroyed or cleared before it destroys
-// its callables without running them. Ids are taken at PostBatch, in Add order.
-// Start order is best effort, as for Post. A Batch belongs to one engine, is used
-// by one thread at a time, and must not outlive its engine.
+// its callables without running them. Ids are taken at PostBatch, in Add order,
+// and the creation order of a token's operations is their Add order (after the
+// token's operations created before PostBatch). Independent start order is best
+// effort, as for Post. A Batch belongs to one engine, is used by one thread at a
+// time, and must not outlive its engine.
 class Batch {
  public:
   explicit Batch(Engine& engine) : engine_(&engine) {}
@@ -324,20 +329,53 @@ class Batch {
     }
     return absl::OkStatus();
   }
+  // Prepares an operation running `f` on `token`'s chain, after the token's
+  // operations created before it (as Post(f, {.token = token})); a default
+  // Token: independent, as Add(f). InvalidArgument for an empty callable, an
+  // empty or oversized token (nothing is added).
+  template <typename F>
+  absl::Status Add(F&& f, const Token& token) {
+    if (token.empty()) return Add(std::forward<F>(f));
+    SubmitOptions options;
+    options.token = token;
+    internal::Operation* op = nullptr;
+    const detail::CallableOps* ops = nullptr;
+    if (absl::Status s =
+            engine_->Prepare(std::forward<F>(f), &options, /*with_handle=*/false, &op, &ops);
+        !s.ok()) {
+      return s;
+    }
+    try {
+      items_.push_back(
+          internal::BatchItem{op, ops, static_cast<std::uint32_t>(tokens_.size())});
+      tokens_.push_back(std::move(options.token));
+    } catch (...) {
+      if (!items_.empty() && items_.back().op == op) items_.pop_back();
+      engine_->DiscardPrepared(op, ops);
+      throw;
+    }
+    return absl::OkStatus();
+  }
   std::size_t size() const { return items_.size(); }
   bool empty() const { return items_.empty(); }
   // Destroys every operation not yet posted, unrun.
   void Clear() {
     for (const internal::BatchItem& it : items_) engine_->DiscardPrepared(it.op, it.ops);
     items_.clear();
+    tokens_.clear();
   }
-  // Reserves room for n operations (Add then allocates nothing below n).
-  void Reserve(std::size_t n) { items_.reserve(n); }
+  // Reserves room for n operations (Add then allocates nothing below n, nor
+  // below n tokened ones).
+  void Reserve(std::size_t n) {
+    items_.reserve(n);
+    tokens_.reserve(n);
+  }
 
  private:
   friend class Engine;
   Engine* engine_;
   std::vector<internal::BatchItem> items_;
+  std::vector<Token> tokens_;  // of the tokened items, in Add order
 };
 
 }  // namespace ordo
