@@ -21,6 +21,8 @@
 //               (Ordo: Batch + PostBatch; limit: enqueue_bulk; pool: one lock per
 //               group); Asio and oneTBB have none and are skipped (see W1)
 //   W1-fan-batch  W1-fan whose roots submit their children in groups of --batch
+//   W2-batch    W2 in groups of --batch (Ordo: Batch::Add(f, token); the pool: one
+//               lock per group; Asio's strands have no batch post)
 //   W1-scaling  W1 from each of --scaling_producers producer threads at once, on each
 //   W2-scaling  of --scaling_workers worker counts (W2: producer p owns the tokens
 //               t with t % producers == p, so per-token order is still checkable)
@@ -251,6 +253,7 @@ const std::vector<std::string>& AllWorkloadNames() {
                                                  "W1-fan",
                                                  "W1-batch",
                                                  "W1-fan-batch",
+                                                 "W2-batch",
                                                  "W1-scaling",
                                                  "W2-scaling",
                                                  "W4",
@@ -289,6 +292,10 @@ bool MakeWorkload(const std::string& w, Workload* out) {
     x.fan = std::max(1, absl::GetFlag(FLAGS_fan));
     x.body_ns = body;
   } else if (w == "W1-batch") {
+    x.batch = std::max(1, absl::GetFlag(FLAGS_batch));
+    x.body_ns = body;
+  } else if (w == "W2-batch") {
+    x.ntokens = tokens;
     x.batch = std::max(1, absl::GetFlag(FLAGS_batch));
     x.body_ns = body;
   } else if (w == "W1-fan-batch") {

@@ -66,7 +66,8 @@ print(f"Operations per throughput run: {first.get('ops', '?')}; workers: "
 
 print("**Throughput** (ns per operation, median; 1 producer, 2 workers)\n")
 lines = []
-for w in ["W1", "W1-fan", "W1-batch", "W1-fan-batch", "W2", "W2z", "W3", "W1-1us", "W2-1us"]:
+for w in ["W1", "W1-fan", "W1-batch", "W1-fan-batch", "W2", "W2-batch", "W2z", "W3", "W1-1us",
+          "W2-1us"]:
     rs = {r["peer"]: r for r in by(w)}
     if rs:
         lines.append([w] + [cell(rs.get(p), "ns_per_op") for p in peers])

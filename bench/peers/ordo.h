@@ -46,14 +46,14 @@ class OrdoPeer {
   std::string Produce(const Plan& plan, int p, Oracle& oracle) {
     long refused = 0;
     const long end = plan.end(p);
-    if (plan.batch > 0) {  // independent only (W1-batch)
+    if (plan.batch > 0) {  // W1-batch, W2-batch
       ordo::Batch batch(engine_);
       batch.Reserve(plan.batch);
+      static const ordo::Token kNone{};
       for (long i = plan.begin(p); i < end; ++i) {
-        if (!batch.Add([o = &oracle, id = static_cast<std::uint32_t>(i)] { o->Ran(id, -1); })
-                 .ok()) {
-          ++refused;
-        }
+        const int t = plan.token[i];
+        auto body = [o = &oracle, id = static_cast<std::uint32_t>(i), t] { o->Ran(id, t); };
+        if (!batch.Add(body, t < 0 ? kNone : tokens_[t]).ok()) ++refused;
         if (static_cast<int>(batch.size()) == plan.batch) refused += PostBatch(batch);
       }
       refused += PostBatch(batch);

@@ -68,16 +68,31 @@ class MutexPool {
     cv_.notify_one();
   }
 
-  // Independent operations, all under one lock: what a user of this pool does with
-  // a group in hand. Wakes one worker per operation, up to all of them.
-  void SubmitMany(std::vector<std::function<void()>>& fs) {
+  // A group of operations (token, or nullptr: independent), all under one lock:
+  // what a user of this pool does with a group in hand. Then wakes the workers.
+  using Group = std::vector<std::pair<const std::string*, std::function<void()>>>;
+  void SubmitMany(Group& fs) {
+    std::size_t runnable = 0;
     {
       std::lock_guard<std::mutex> l(m_);
-      for (std::function<void()>& f : fs) ready_.push_back(std::move(f));
+      for (auto& [token, f] : fs) {
+        if (token == nullptr) {
+          ready_.push_back(std::move(f));
+          ++runnable;
+          continue;
+        }
+        auto [it, idle] = chains_.try_emplace(*token);
+        if (!idle) {
+          it->second.push_back(std::move(f));
+        } else {
+          ready_.push_back(Chained(*token, std::move(f)));
+          ++runnable;
+        }
+      }
     }
-    if (fs.size() == 1) {
+    if (runnable == 1) {
       cv_.notify_one();
-    } else {
+    } else if (runnable > 1) {
       cv_.notify_all();
     }
     fs.clear();
@@ -197,11 +212,13 @@ class PoolPeer : public FinishesByOracle {
   std::string Produce(const Plan& plan, int p, Oracle& oracle) {
     static const std::string kNone;
     const long end = plan.end(p);
-    if (plan.batch > 0) {  // independent only (Supports)
-      std::vector<std::function<void()>> group;
+    if (plan.batch > 0) {
+      MutexPool::Group group;
       group.reserve(plan.batch);
       for (long i = plan.begin(p); i < end; ++i) {
-        group.push_back([o = &oracle, id = static_cast<std::uint32_t>(i)] { o->Ran(id, -1); });
+        const int t = plan.token[i];
+        group.emplace_back(t < 0 ? nullptr : &plan.names[t],
+                           [o = &oracle, id = static_cast<std::uint32_t>(i), t] { o->Ran(id, t); });
         if (static_cast<int>(group.size()) == plan.batch) pool_.SubmitMany(group);
       }
       if (!group.empty()) pool_.SubmitMany(group);
@@ -223,10 +240,10 @@ class PoolPeer : public FinishesByOracle {
       pool_.Submit(kNone, [this, o = &oracle, id = static_cast<std::uint32_t>(r), fan, batch] {
         o->Ran(id, -1);
         if (batch > 0) {
-          std::vector<std::function<void()>> group;
+          MutexPool::Group group;
           group.reserve(batch);
           for (int k = 1; k < fan; ++k) {
-            group.push_back([o, c = id + k] { o->Ran(c, -1); });
+            group.emplace_back(nullptr, [o, c = id + k] { o->Ran(c, -1); });
             if (static_cast<int>(group.size()) == batch) pool_.SubmitMany(group);
           }
           if (!group.empty()) pool_.SubmitMany(group);
