@@ -417,10 +417,13 @@ void RunTokenControlStress(int producers, long per_producer) {
 // succeeded + canceled = submitted = all posted; per token and producer, order
 // kept and no overlap. A quarter of the independent bodies (compact nodes) ask
 // for one retry, which moves each into a full node while the others run: those
-// run exactly twice, and stats().retried counts them once each.
+// run exactly twice, and stats().retried counts them once each. The batched
+// variant posts the same work through Batch + PostBatch.
 bool RetriesOnce(int t, long i) { return t < 0 && i % 4 == 0; }
 
-void RunPostStress(int producers, long per_producer) {
+// batch_max > 0: producers post through a Batch, in batches of 1 to batch_max
+// (random), independent and tokened items mixed.
+void RunPostStress(int producers, long per_producer, int batch_max = 0) {
   constexpr int kTargets = 3;
   constexpr int kBystanders = 3;
   constexpr int kTokens = kTargets + kBystanders;
@@ -458,6 +461,9 @@ void RunPostStress(int producers, long per_producer) {
     for (int p = 0; p < producers; ++p) {
       threads.emplace_back([&, p] {
         std::mt19937 rng(300 + p);
+        std::mt19937 sizes(900 + p);  // batch sizes: apart, so token_of's stream is the same
+        Batch batch(engine);
+        std::size_t batch_size = batch_max > 0 ? 1 + sizes() % batch_max : 0;
         for (long i = 0; i < per_producer; ++i) {
           const int t = token_of(rng);
           const long id = p * per_producer + i;
@@ -471,10 +477,21 @@ void RunPostStress(int producers, long per_producer) {
             ts.last_seq[p] = i;
             ts.guard.Exit();
           };
+          if (batch_max > 0) {
+            ASSERT_TRUE(batch.Add(body, t < 0 ? Token() : tokens[t]).ok());
+            if (batch.size() >= batch_size) {
+              const absl::Status s = engine.PostBatch(batch);
+              ASSERT_TRUE(s.ok()) << s;
+              batch_size = 1 + sizes() % batch_max;
+            }
+            continue;
+          }
           const absl::Status s =
               t < 0 ? engine.Post(body) : engine.Post(body, {.token = tokens[t]});
           ASSERT_TRUE(s.ok()) << s;
         }
+        const absl::Status s = engine.PostBatch(batch);  // the rest (OK when empty)
+        ASSERT_TRUE(s.ok()) << s;
       });
     }
     for (auto& t : threads) t.join();
@@ -765,6 +782,10 @@ TEST(StressTest, TokenControlsRacingRunnersThatEmptyChainsLoseNothing) {
 
 TEST(StressTest, PostedWorkWithNoHandleRacingTokenControlsLosesNothing) {
   RunPostStress(/*producers=*/Producers(2), 40000L * Scale());
+}
+
+TEST(StressTest, BatchedWorkRacingTokenControlsLosesNothing) {
+  RunPostStress(/*producers=*/Producers(2), 40000L * Scale(), /*batch_max=*/100);
 }
 
 TEST(StressTest, HandlesDroppedWhileTheirOperationStartsNeverLoseACancel) {
