@@ -54,13 +54,13 @@ void Engine::DiscardPrepared(internal::Operation* op, const detail::CallableOps*
   impl_->DiscardOperation(op);
 }
 absl::Status Engine::PostBatch(Batch& batch) {
+  if (batch.items_.empty()) return absl::OkStatus();
   if (batch.engine_ != this) {
-    impl_->CountRejected();
+    impl_->CountRejected(batch.items_.size());  // each operation refused, as below
     return absl::InvalidArgumentError(
         "PostBatch: the batch was made for another engine; post it to the engine it was "
         "constructed with");
   }
-  if (batch.items_.empty()) return absl::OkStatus();
   if (absl::Status s = impl_->EnqueueBatch(batch.items_.data(), batch.items_.size(),
                                            batch.tokens_.data());
       !s.ok()) {

@@ -219,9 +219,9 @@ absl::Status EngineImpl::CheckHorizon(std::int64_t t, std::int64_t now) const {
   return absl::OkStatus();
 }
 
-void EngineImpl::CountRejected() {
+void EngineImpl::CountRejected(std::uint64_t n) {
   Stripe& st = MyStripe();
-  Count(st, st.rejected);
+  Count(st, st.rejected, n);
 }
 
 bool EngineImpl::CompactFits(const SubmitOptions& o) {
@@ -376,7 +376,7 @@ absl::Status EngineImpl::EnqueuePlain(Operation* op, const detail::CallableOps* 
 }
 
 absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
-                                      const Token* tokens) {
+                                      const Token* tokens) noexcept {
   Stripe& st = MyStripe();
   EnterSubmit(st);
   // Admission as Admit, for n at once; refused, the caller keeps every item.

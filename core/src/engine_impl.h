@@ -166,9 +166,13 @@ class EngineImpl {
   // Post calls in a row would post them, with one admission (TakeCredits), one
   // id fetch_add and one run-queue push per chunk of runnable nodes. All or
   // nothing: on an error nothing is taken, destroyed or published (the Batch
-  // keeps its items).
-  absl::Status EnqueueBatch(const BatchItem* items, std::size_t n, const Token* tokens);
-  void CountRejected();
+  // keeps its items). noexcept: once the first node is published the batch no
+  // longer owns its items, so an allocation failure in the token map midway
+  // (a new chain) ends the process, as the injector's does (ORDO_CHECK), rather
+  // than leave the Batch holding published nodes and Shutdown's handshake open.
+  absl::Status EnqueueBatch(const BatchItem* items, std::size_t n,
+                            const Token* tokens) noexcept;
+  void CountRejected(std::uint64_t n = 1);
   // Admission inside EnterSubmit/ExitSubmit: FailedPrecondition once Shutdown
   // began, ResourceExhausted at max_pending; OK with a credit taken.
   absl::Status Admit(Stripe& st);
@@ -177,7 +181,8 @@ class EngineImpl {
   absl::Status Refuse(Operation* op, Stripe& st, absl::Status why);
   // Publishes a new, independent, runnable op to the run queues (H1 by a store).
   void ScheduleNew(Operation* op, Stripe& st);
-  // ScheduleNew for n nodes at once: one push (or one per chunk), one NotifyWork.
+  // ScheduleNew for n owned nodes at once: one bulk push to the injector (a push
+  // per node to the worker's own deque) and one NotifyWork.
   void ScheduleNewBatch(Operation** ops, std::size_t n, Stripe& st);
 
   // --- control ---

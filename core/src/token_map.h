@@ -92,16 +92,19 @@ class TokenMap {
 
   // Producer hints for a Push of `hash` a few submissions from now (a batch):
   // FetchBucket brings the hint bucket's line; FetchChain, once that line is
-  // here, the line of the chain its tag names, for writing (Push exchanges its
-  // tail). Hints only: they read without a pin (a chain they name may be swept
-  // meanwhile; a prefetch of its memory is harmless) and change nothing.
+  // here, the lines of the chain its tag names (Push compares its key, then
+  // exchanges its tail: an 88-byte Chain from the heap may straddle two lines),
+  // for writing. Hints only: they read without a pin (a chain they name may be
+  // swept meanwhile; a prefetch of its memory is harmless) and change nothing.
   void FetchBucket(std::uint64_t hash) { __builtin_prefetch(&BucketOf(hash), 1, 3); }
   void FetchChain(std::uint64_t hash) {
     const std::uint32_t tag = TagOf(hash);
     for (HintSlot& slot : BucketOf(hash).way) {
       // Relaxed: a hint, as above.
       if (slot.tag.load(std::memory_order_relaxed) == tag) {
-        __builtin_prefetch(slot.chain.load(std::memory_order_relaxed), 1, 3);
+        const char* c = reinterpret_cast<const char*>(slot.chain.load(std::memory_order_relaxed));
+        __builtin_prefetch(c, 1, 3);
+        __builtin_prefetch(c + kCacheLine, 1, 3);  // null + 64: harmless, as above
         return;
       }
     }

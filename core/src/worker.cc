@@ -184,8 +184,9 @@ void EngineImpl::PushLocal(Worker* w, Operation* op) {
 }
 
 void EngineImpl::ScheduleNewBatch(Operation** ops, std::size_t n, Stripe& st) {
-  // As Schedule, n times: the caller owns every node (H1, set by its store) and
-  // hands each to a run-queue entry; the queues' release/acquire pairs publish
+  // As Schedule, n times: the caller owns every node (H1: by its store for a new
+  // independent node, by BecomeHead's RMW for a chain head) and hands each to a
+  // run-queue entry; the queues' release/acquire pairs publish
   // the nodes. One wake-up for all: a woken worker that finds more than it takes
   // wakes the next (Parker P2), as after any burst.
   Count(st, st.scheduled, n);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <latch>
 #include <memory>
 #include <string>
 #include <thread>
@@ -167,6 +168,7 @@ TEST(BatchTest, ABatchOfAnotherEngineIsRefusedAndKept) {
   EXPECT_THAT(std::string(wrong.message()), HasSubstr("another engine"));
   EXPECT_EQ(batch.size(), 3u);
   EXPECT_EQ(b.stats().submitted, 0u);
+  EXPECT_EQ(b.stats().rejected, 3u);  // each operation refused
   ASSERT_TRUE(a.PostBatch(batch).ok());
   ASSERT_TRUE(a.WaitIdle().ok());
   EXPECT_EQ(runs->load(), 3);
@@ -308,9 +310,11 @@ TEST(BatchTest, BatchesRacingShutdownAreAllInOrAllOut) {
       });
     }
     go.store(true, std::memory_order_release);
-    std::this_thread::yield();
+    // Shut down while producers are posting: once some batches are in.
+    while (accepted.load(std::memory_order_relaxed) == 0) std::this_thread::yield();
     ASSERT_TRUE(engine.Shutdown().ok());
     for (std::thread& t : producers) t.join();
+    EXPECT_GT(accepted.load(), 0);
     EXPECT_EQ(ran.load(), accepted.load()) << "round " << round;
     const Stats st = engine.stats();
     EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(accepted.load()));
@@ -321,9 +325,13 @@ TEST(BatchTest, BatchesRacingShutdownAreAllInOrAllOut) {
 
 // Producers post batches at once, with a small max_pending that refuses some:
 // what was accepted ran exactly once, in Add order on each producer's token, and
-// what was refused never ran.
+// what was refused never ran. Both workers are held at first, so the first rounds
+// fill the engine and refusals are certain; then they race the producers.
 TEST(BatchTest, ConcurrentBatchesAtTheLimitLoseAndDuplicateNothing) {
   Engine engine({.workers = 2, .max_pending = 100});  // room for two batches at most
+  Gate gate;
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(engine.Post(gate.Waiter()).ok());
+  constexpr int kHeldRounds = 5;
   constexpr int kProducers = 3;
   constexpr int kRounds = 300;
   constexpr int kBatch = 40;
@@ -332,12 +340,14 @@ TEST(BatchTest, ConcurrentBatchesAtTheLimitLoseAndDuplicateNothing) {
   std::atomic<long> refused{0};
   std::atomic<long> reordered{0};
   std::vector<long> last(kProducers, -1);  // per producer token: written in its chain
+  std::latch held_rounds_done(kProducers);
   std::vector<std::thread> producers;
   for (int p = 0; p < kProducers; ++p) {
     producers.emplace_back([&, p] {
       Batch batch(engine);
       const Token mine(p);
       for (int r = 0; r < kRounds; ++r) {
+        if (r == kHeldRounds) held_rounds_done.count_down();
         const long base = (static_cast<long>(p) * kRounds + r) * kBatch;
         for (int i = 0; i < kBatch; ++i) {
           const long id = base + i;
@@ -363,6 +373,8 @@ TEST(BatchTest, ConcurrentBatchesAtTheLimitLoseAndDuplicateNothing) {
       }
     });
   }
+  held_rounds_done.wait();
+  gate.Open();
   for (std::thread& t : producers) t.join();
   ASSERT_TRUE(engine.WaitIdle().ok());
   long once = 0;
@@ -374,7 +386,9 @@ TEST(BatchTest, ConcurrentBatchesAtTheLimitLoseAndDuplicateNothing) {
   }
   const Stats st = engine.stats();
   RecordProperty("refused_batches", static_cast<int>(refused.load()));
-  EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(once));
+  // While held: 98 places, two batches of 40 fit and the rest of those rounds not.
+  EXPECT_GE(refused.load(), kProducers * kHeldRounds - 2);
+  EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(once) + 2);  // and the gate's two
   EXPECT_EQ(st.succeeded, st.submitted);
   EXPECT_EQ(st.rejected, static_cast<std::uint64_t>(refused.load() * kBatch));
   EXPECT_EQ(once + refused.load() * kBatch, total);

@@ -194,8 +194,8 @@ class Engine {
   }
 
   // Posts every operation of `batch` (see Batch), in the order they were added,
-  // as one submission: one admission for all of them, one block of ids, one
-  // push to the run queues and one wake-up. All or nothing: on an error none is
+  // as one submission: one admission for all of them, one block of ids, and one
+  // push to the run queues and one wake-up per 64 runnable operations. All or nothing: on an error none is
   // posted and the batch keeps its operations, to post again or Clear;
   // FailedPrecondition after Shutdown began, ResourceExhausted when max_pending
   // has no room for all of them (or the batch alone is larger than it),
@@ -287,16 +287,19 @@ class Engine {
 
 // Operations gathered to be posted together (Engine::PostBatch): each is what
 // Post(f) or Post(f, {.token = token}) would post, with the same states, order,
-// errors and lifetime, and a batch costs one admission, one block of ids, one
-// queue push and one wake-up instead of one of each per operation. For a producer
-// with work in hand, that is most of a submission's cross-core traffic.
+// errors and lifetime, and a batch costs one admission and one block of ids, and
+// one queue push and one wake-up per 64 runnable operations, instead of one of
+// each per operation. For a producer with work in hand, that is most of a
+// submission's cross-core traffic.
 //
 //   ordo::Batch batch(engine);
 //   for (Request& r : requests) batch.Add([&r] { Handle(r); });
 //   absl::Status s = engine.PostBatch(batch);  // all of them, or none
 //
-// Add takes the node and moves the callable in at once (it allocates nothing
-// else once the batch's vector has grown: reuse one Batch per producer thread).
+// Add takes the node and moves (or copies, for an lvalue) the callable in at once;
+// once the batch's vectors have grown it allocates nothing else (reuse one Batch
+// per producer thread), but for what Post would allocate too: a callable over 32
+// bytes, a string token over 48.
 // Nothing runs until PostBatch; a batch destroyed or cleared before it destroys
 // its callables without running them. Ids are taken at PostBatch, in Add order,
 // and the creation order of a token's operations is their Add order (after the
