@@ -76,6 +76,39 @@ TEST(TokenMapTest, AChainThatRanDryIsReusedByTheTokensNextPushUntilSwept) {
   for (Operation* op : {a, b, c}) OpPool::Free(op);
 }
 
+// A parking worker's sweep (spare_recent) spares a chain emptied since the last
+// such sweep and clears its mark; the next one retires it if it stayed idle; a
+// full sweep retires it at once. A busy chain is never retired.
+TEST(TokenMapTest, AGenerationalSweepSparesAChainEmptiedSinceTheLastOne) {
+  TokenMap map;
+  Operation* a = NewOp(1);
+  Operation* b = NewOp(2);
+  Operation* c = NewOp(3);
+  ASSERT_TRUE(map.Push(Key("used"), a));
+  ASSERT_EQ(map.Advance(a), nullptr);  // emptied: marked recent
+  ASSERT_TRUE(map.Push(Key("busy"), b));  // stays busy
+  std::size_t spared = 0;
+  EXPECT_EQ(map.SweepIdle(/*spare_recent=*/true, &spared), 0u);
+  EXPECT_EQ(spared, 1u);
+  EXPECT_EQ(map.active_chains(), 2u);
+  // Used again between the sweeps: spared again.
+  ASSERT_TRUE(map.Push(Key("used"), c));
+  ASSERT_EQ(map.Advance(c), nullptr);
+  spared = 0;
+  EXPECT_EQ(map.SweepIdle(true, &spared), 0u);
+  EXPECT_EQ(spared, 1u);
+  // Idle through a whole interval: retired.
+  spared = 0;
+  EXPECT_EQ(map.SweepIdle(true, &spared), 1u);
+  EXPECT_EQ(spared, 0u);
+  EXPECT_EQ(map.active_chains(), 1u);  // "busy" is left
+  ASSERT_EQ(map.Advance(b), nullptr);
+  EXPECT_EQ(map.SweepIdle(), 1u);  // a full sweep ignores the mark
+  EXPECT_EQ(map.active_chains(), 0u);
+  map.CheckInvariants();
+  for (Operation* op : {a, b, c}) OpPool::Free(op);
+}
+
 // T3 (b): a token control walking from the chain's last node (its hazard pointer
 // names it) keeps the runner from emptying the chain until the walk ends. The
 // walker writes `walked` before it clears its hazard, so a runner that returned

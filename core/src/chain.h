@@ -96,6 +96,11 @@ class Chain {
   // slot suffices. See EngineImpl::ForEachInChain, ReleaseChainNode, and
   // TokenMap::TryEmpty (T3).
   Atomic<Operation*> hazard_{nullptr};
+  // Emptied since the last parking sweep (token_map.h, "Lazy retirement"): set by
+  // the runner before its emptying CAS (T3), cleared by a parking sweep that
+  // spares the chain. Relaxed on both sides: it decides only how soon an idle
+  // chain is retired, never whether retiring it is safe (T5 decides that).
+  Atomic<bool> recent_{false};
 };
 
 }  // namespace ordo::internal

@@ -106,6 +106,7 @@ bool TokenMap::PushLocked(Shard& s, HintBucket& b, const TokenKey& key, Operatio
     c->policy_.store(static_cast<std::uint8_t>(FailurePolicy::kContinue),
                      std::memory_order_relaxed);
     c->halted_at_ = nullptr;
+    c->recent_.store(false, std::memory_order_relaxed);  // private until published
     s.map.emplace(Ref(c->key()), c);
     // Relaxed gauge.
     s.live.store(s.live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -165,6 +166,9 @@ bool TokenMap::TryEmpty(Chain* c, Operation* x) {
   // EngineImpl::ForEachInChain. No producer writes head_ meanwhile: only the one
   // that activates an empty chain does, and the chain is not empty yet.
   c->head_.store(nullptr, std::memory_order_seq_cst);
+  // Relaxed: a hint for parking sweeps, set before (c), after which we must not
+  // touch the chain (T3).
+  c->recent_.store(true, std::memory_order_relaxed);
   // T3 (b), seq_cst as above: a walker that named x before our store finishes
   // its walk (it holds the shard lock and waits on producers only).
   while (c->hazard_.load(std::memory_order_seq_cst) == x) std::this_thread::yield();
@@ -203,13 +207,20 @@ void TokenMap::RecycleLocked(Shard& s, Chain* c) {
   }
 }
 
-std::size_t TokenMap::SweepIdleLocked(Shard& s) {
+std::size_t TokenMap::SweepIdleLocked(Shard& s, bool spare_recent, std::size_t* spared) {
   std::size_t retired = 0;
   // Erasing through the iterator keeps the others valid (no rehash on erase).
   for (auto it = s.map.begin(); it != s.map.end();) {
     Chain* c = it->second;
     // Relaxed: a first filter; the decision is the seq_cst load below.
     if (c->tail_.load(std::memory_order_relaxed) != nullptr) {
+      ++it;
+      continue;
+    }
+    // Relaxed: a hint (Chain::recent_); safety is T5's, below, when we retire.
+    if (spare_recent && c->recent_.load(std::memory_order_relaxed)) {
+      c->recent_.store(false, std::memory_order_relaxed);
+      if (spared != nullptr) ++*spared;
       ++it;
       continue;
     }
@@ -240,13 +251,13 @@ std::size_t TokenMap::SweepIdleLocked(Shard& s) {
   return retired;
 }
 
-std::size_t TokenMap::SweepIdle() {
+std::size_t TokenMap::SweepIdle(bool spare_recent, std::size_t* spared) {
   std::size_t retired = 0;
   for (std::size_t i = 0; i < kTokenShards; ++i) {
     Shard& s = shards_[i];
     if (s.live.load(std::memory_order_relaxed) == 0) continue;  // relaxed gauge: a hint
     MutexLock lock(&s.mu);
-    retired += SweepIdleLocked(s);
+    retired += SweepIdleLocked(s, spare_recent, spared);
     s.sweep_mark = kShardSweepMark;
   }
   return retired;

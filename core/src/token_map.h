@@ -22,7 +22,13 @@
 // side. Idle chains are retired by sweeps: when a shard grows past its sweep mark
 // (amortised: the mark then doubles), when a worker runs out of work and is about
 // to park, at WaitIdle, and at destruction. So an idle engine keeps no chain, and
-// a busy one keeps at most one per recently used token.
+// a busy one keeps at most one per recently used token. A parking worker's sweep
+// (at most one per kIdleSweepInterval) spares a chain emptied since the previous
+// one (Chain::recent_) and clears the mark, so a token in steady use keeps its
+// chain across the short idle spells of a busy engine (W2's 10,000 tokens were
+// all re-created under the shard lock after every such sweep); the others are
+// full sweeps, and the parked worker sweeps again one interval later, so an idle
+// engine still ends with none.
 //
 // Invariants
 //   T1  At most one chain per token is reachable (in its shard's map, or in a hint
@@ -129,7 +135,9 @@ class TokenMap {
   }
 
   // Retires every idle chain (T5) whose slot's pins drain; returns how many.
-  std::size_t SweepIdle();
+  // With spare_recent, a chain emptied since the previous such sweep is spared
+  // instead (its mark cleared) and counted in *spared.
+  std::size_t SweepIdle(bool spare_recent = false, std::size_t* spared = nullptr);
 
   // Chains in the map: tokens with operations, and idle chains not yet swept.
   std::size_t active_chains() const;
@@ -185,7 +193,9 @@ class TokenMap {
   static bool TryEmpty(Chain* c, Operation* x);
   // Counts c out of the shard and keeps it for reuse, or frees it.
   void RecycleLocked(Shard& s, Chain* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
-  std::size_t SweepIdleLocked(Shard& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  std::size_t SweepIdleLocked(Shard& s, bool spare_recent = false,
+                              std::size_t* spared = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   // T5 (b): true once every way of b shows no pin.
   static bool DrainPins(HintBucket& b);
 

@@ -426,11 +426,15 @@ std::chrono::nanoseconds EngineImpl::SweepBeforePark() {
                                .count();
   // Relaxed: a rate limit; two workers sweeping at once is merely redundant.
   const std::int64_t last = last_sweep_ns_.load(std::memory_order_relaxed);
-  const std::int64_t interval = kIdleSweepInterval.count();
+  const std::int64_t interval =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(kIdleSweepInterval).count();
   if (now - last < interval) return std::chrono::nanoseconds(interval - (now - last));
   last_sweep_ns_.store(now, std::memory_order_relaxed);
-  tokens_.SweepIdle();
-  return std::chrono::nanoseconds(-1);
+  // Generational (token_map.h): chains emptied since the previous sweep stay. If
+  // any did, park timed, so the next sweep retires them once they stay idle.
+  std::size_t spared = 0;
+  tokens_.SweepIdle(/*spare_recent=*/true, &spared);
+  return spared > 0 ? std::chrono::nanoseconds(interval) : std::chrono::nanoseconds(-1);
 }
 
 // Sole runs. Most operations are independent and posted: nobody but their
