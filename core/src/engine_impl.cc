@@ -104,37 +104,13 @@ EngineImpl::~EngineImpl() {
 // stripe's hoard before it reports the engine full, so a rejection means the
 // limit was reached (up to submissions racing with the reclaim).
 
-bool EngineImpl::TakeCredit(Stripe& st) {
-  // Relaxed throughout: credits are a count; no data is published through them.
-  std::int64_t c = st.credits.load(std::memory_order_relaxed);
-  while (c > 0) {
-    if (st.credits.compare_exchange_weak(c, c - 1, std::memory_order_relaxed)) return true;
-  }
-  for (int round = 0; round < 2; ++round) {
-    std::int64_t g = global_credits_.load(std::memory_order_relaxed);
-    while (g > 0) {
-      const std::int64_t take = std::min(g, batch_);
-      if (global_credits_.compare_exchange_weak(g, g - take, std::memory_order_relaxed)) {
-        if (take > 1) st.credits.fetch_add(take - 1, std::memory_order_relaxed);
-        return true;
-      }
-    }
-    if (round == 1) break;
-    auto reclaim = [this](Stripe& s) {
-      const std::int64_t v = s.credits.exchange(0, std::memory_order_relaxed);
-      if (v > 0) global_credits_.fetch_add(v, std::memory_order_relaxed);
-    };
-    for (std::size_t i = 0; i < kExternalStripes; ++i) reclaim(external_[i]);
-    for (auto& w : workers_) reclaim(w->stripe);
-  }
-  return false;
-}
+bool EngineImpl::TakeCredit(Stripe& st) { return TakeCredits(st, 1); }
 
 bool EngineImpl::TakeCredits(Stripe& st, std::int64_t n) {
-  if (n == 1) return TakeCredit(st);
   if (n > static_cast<std::int64_t>(options_.max_pending)) return false;
-  // Relaxed throughout, as TakeCredit: a count. All or nothing: what the hoard
-  // gives is kept aside (`got`) until the rest is found, and returned otherwise.
+  // Relaxed throughout: credits are a count; no data is published through them.
+  // All or nothing (PostBatch): what the hoard gives is kept aside (`got`) until
+  // the rest is found, and returned otherwise.
   std::int64_t got = 0;
   std::int64_t c = st.credits.load(std::memory_order_relaxed);
   while (c > 0) {
@@ -149,8 +125,9 @@ bool EngineImpl::TakeCredits(Stripe& st, std::int64_t n) {
   for (int round = 0; round < 2; ++round) {
     std::int64_t g = global_credits_.load(std::memory_order_relaxed);
     while (g >= need) {
-      // A hoard's batch on top, as TakeCredit, when the pool has it.
-      const std::int64_t take = std::min(g, need + batch_);
+      // What we need and a batch for the hoard, less the one we use (for a single
+      // submit: a batch, one used at once), as far as the pool has it.
+      const std::int64_t take = std::min(g, need + batch_ - 1);
       if (global_credits_.compare_exchange_weak(g, g - take, std::memory_order_relaxed)) {
         if (take > need) st.credits.fetch_add(take - need, std::memory_order_relaxed);
         return true;

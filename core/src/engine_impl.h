@@ -363,8 +363,11 @@ class EngineImpl {
   // Submit's half of the Dekker with Shutdown (see Shutdown).
   void EnterSubmit(Stripe& st);
   static void ExitSubmit(Stripe& st);
+  // One credit for a submit: TakeCredits(st, 1).
   bool TakeCredit(Stripe& st);
-  // n credits at once, or none (PostBatch's all-or-nothing admission).
+  // n credits at once, or none (PostBatch's all-or-nothing admission): from the
+  // stripe's hoard, then the global pool, reclaiming every hoard once before it
+  // reports the engine full.
   bool TakeCredits(Stripe& st, std::int64_t n);
   void GiveCredit(Stripe& st);
 
