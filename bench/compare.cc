@@ -1,7 +1,7 @@
 // ordo_compare: Ordo against its peers on the same workloads, interleaved in one
 // process run, reporting absolute figures and peer/ordo ratios (> 1: Ordo is better).
 //
-//   ordo_compare                                # W1 W2 W3 W2z W1-fan; 1,000,000 ops; 2 workers
+//   ordo_compare                                # W1 W2 W3 W2z W1-fan and two -batch; 1,000,000 ops
 //   ordo_compare --ops=200000 --workers=4 --repeat=3 --workloads=W2
 //   ordo_compare --workloads=all --format=json > bench/results/compare.json
 //   tools/plot.sh bench/results/compare.json    # SVG charts in bench/results/
@@ -123,8 +123,9 @@ extern char** environ;
 ABSL_FLAG(long, ops, 1000000, "operations per timed throughput run");
 ABSL_FLAG(int, workers, 2, "worker threads of every engine");
 ABSL_FLAG(int, repeat, 5, "timed runs per workload and engine (the median is reported)");
-ABSL_FLAG(std::string, workloads, "W1,W2,W3,W2z,W1-fan",
-          "comma-separated: W1 W2 W3 W2z W1-1us W2-1us W1-fan W1-scaling W2-scaling W4 W5 "
+ABSL_FLAG(std::string, workloads, "W1,W2,W3,W2z,W1-fan,W1-fan-batch,W2-batch",
+          "comma-separated: W1 W2 W3 W2z W1-1us W2-1us W1-fan W1-batch W1-fan-batch W2-batch "
+          "W1-scaling W2-scaling W4 W5 "
           "W5-tok idle mem-independent mem-chained mem-postponed mem-idle-token; 'all' for "
           "every one, 'mem' for the four memory probes, 'scaling' for both scaling runs");
 ABSL_FLAG(int, tokens, 10000, "tokens in W2, W2z, W2-1us and W2-scaling");
