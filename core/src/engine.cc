@@ -53,6 +53,7 @@ void Engine::DiscardPrepared(internal::Operation* op, const detail::CallableOps*
   ops->destroy(op->storage);
   impl_->DiscardOperation(op);
 }
+void Engine::CountLoadedBatch(int delta) { impl_->CountLoadedBatch(delta); }
 absl::Status Engine::PostBatch(Batch& batch) {
   if (batch.items_.empty()) return absl::OkStatus();
   if (batch.engine_ != this) {
@@ -68,6 +69,7 @@ absl::Status Engine::PostBatch(Batch& batch) {
   }
   batch.items_.clear();  // posted: the engine owns them now
   batch.tokens_.clear();
+  CountLoadedBatch(-1);
   return absl::OkStatus();
 }
 

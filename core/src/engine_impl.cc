@@ -76,6 +76,11 @@ EngineImpl::EngineImpl(Options options)
 }
 
 EngineImpl::~EngineImpl() {
+  // Relaxed: see CountLoadedBatch. A Batch still holding operations would free
+  // them into this engine after it is gone.
+  ORDO_CHECK(loaded_batches_.load(std::memory_order_relaxed) == 0,
+             "an ordo::Batch still holding operations outlives its engine; post or Clear it "
+             "before the engine is destroyed");
   (void)Shutdown(ShutdownMode::kDrainReady);
   UnregisterEngine(serial_);  // from here no thread gives a lease back to us
   if (clock_listener_ != 0) clock_->RemoveListener(clock_listener_);

@@ -173,6 +173,10 @@ class EngineImpl {
   absl::Status EnqueueBatch(const BatchItem* items, std::size_t n,
                             const Token* tokens) noexcept;
   void CountRejected(std::uint64_t n = 1);
+  // Batches of this engine holding operations (Engine::CountLoadedBatch).
+  // Relaxed: a count; the destructor reads it after every Batch call that
+  // happens-before it.
+  void CountLoadedBatch(int delta) { loaded_batches_.fetch_add(delta, std::memory_order_relaxed); }
   // Admission inside EnterSubmit/ExitSubmit: FailedPrecondition once Shutdown
   // began, ResourceExhausted at max_pending; OK with a credit taken.
   absl::Status Admit(Stripe& st);
@@ -407,6 +411,7 @@ class EngineImpl {
   Atomic<bool> cancel_all_{false};
   Atomic<std::uint8_t> shutdown_mode_{0};
   Atomic<std::int64_t> global_credits_{0};
+  Atomic<std::int64_t> loaded_batches_{0};  // CountLoadedBatch
 
   Injector injector_;
   bool pop_lease_ = false;  // workers >= kPopLeaseMinWorkers (PopInjector)

@@ -395,5 +395,27 @@ TEST(BatchTest, ConcurrentBatchesAtTheLimitLoseAndDuplicateNothing) {
   EXPECT_EQ(reordered.load(), 0);
 }
 
+// Misuse is a clear failure, not a use after free: an engine destroyed while a
+// Batch of it still holds operations ends the process, naming the Batch.
+TEST(BatchDeathTest, ABatchHoldingOperationsMustNotOutliveItsEngine) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        auto engine = std::make_unique<Engine>(Options{.workers = 1});
+        Batch batch(*engine);
+        if (batch.Add([] {}).ok()) engine.reset();
+      },
+      "Batch still holding operations outlives its engine");
+  // Emptied first (posted, or cleared), it may outlive it.
+  auto engine = std::make_unique<Engine>(Options{.workers = 1});
+  Batch posted(*engine);
+  Batch cleared(*engine);
+  ASSERT_TRUE(posted.Add([] {}).ok());
+  ASSERT_TRUE(cleared.Add([] {}).ok());
+  ASSERT_TRUE(engine->PostBatch(posted).ok());
+  cleared.Clear();
+  engine.reset();
+}
+
 }  // namespace
 }  // namespace ordo

@@ -281,6 +281,9 @@ class Engine {
   friend class Batch;
   // Destroys a prepared, never published operation's callable and returns its node.
   void DiscardPrepared(internal::Operation* op, const detail::CallableOps* ops);
+  // +1 when a Batch of this engine goes from empty to holding operations, -1
+  // when it is emptied: the destructor checks none still holds any.
+  void CountLoadedBatch(int delta);
 
   std::unique_ptr<internal::EngineImpl> impl_;
 };
@@ -305,7 +308,8 @@ class Engine {
 // and the creation order of a token's operations is their Add order (after the
 // token's operations created before PostBatch). Independent start order is best
 // effort, as for Post. A Batch belongs to one engine, is used by one thread at a
-// time, and must not outlive its engine.
+// time, and must not outlive its engine while it holds operations (the engine's
+// destructor ends the process, saying so, if one does).
 class Batch {
  public:
   explicit Batch(Engine& engine) : engine_(&engine) {}
@@ -330,6 +334,7 @@ class Batch {
       engine_->DiscardPrepared(op, ops);
       throw;
     }
+    if (items_.size() == 1) engine_->CountLoadedBatch(1);
     return absl::OkStatus();
   }
   // Prepares an operation running `f` on `token`'s chain, after the token's
@@ -357,15 +362,18 @@ class Batch {
       engine_->DiscardPrepared(op, ops);
       throw;
     }
+    if (items_.size() == 1) engine_->CountLoadedBatch(1);
     return absl::OkStatus();
   }
   std::size_t size() const { return items_.size(); }
   bool empty() const { return items_.empty(); }
   // Destroys every operation not yet posted, unrun.
   void Clear() {
+    if (items_.empty()) return;
     for (const internal::BatchItem& it : items_) engine_->DiscardPrepared(it.op, it.ops);
     items_.clear();
     tokens_.clear();
+    engine_->CountLoadedBatch(-1);
   }
   // Reserves room for n operations (Add then allocates nothing below n, nor
   // below n tokened ones).
