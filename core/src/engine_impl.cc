@@ -280,6 +280,29 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
       return s;
     }
   }
+  // The extras are made before EnterSubmit: an allocation that fails here throws
+  // out of Submit with nothing taken (the node's last reference frees them, on a
+  // refusal or here).
+  if (!o.name.empty() || rule != nullptr || o.max_retries >= 0 ||
+      o.backoff.kind != Backoff::Kind::kFixed) {
+    try {
+      OpExtras* ex = new OpExtras();
+      Facts(op).extras.store(ex, std::memory_order_relaxed);  // private until published
+      ex->name = std::move(o.name);
+      ex->max_retries = o.max_retries;
+      ex->backoff_kind = o.backoff.kind == Backoff::Kind::kExponential ? 1 : 0;
+      ex->backoff_max_ns = o.backoff.max_delay.count();
+      if (rule != nullptr) {
+        ex->recurrence_text = rule->ToString();
+        ex->recurrence_start_ns =
+            o.postpone_until ? o.postpone_until->time_since_epoch().count() : now;
+        ex->recurrence = rule.release();
+      }
+    } catch (...) {
+      drop();
+      throw;
+    }
+  }
   Stripe& st = MyStripe();
   EnterSubmit(st);
   if (absl::Status refused = Admit(st); !refused.ok()) return Refuse(op, st, std::move(refused));
@@ -290,20 +313,6 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   InitFacts(op, next_id_.fetch_add(1, std::memory_order_relaxed) + 1, this, now, due);
   // The engine's reference, and the Handle's if Submit makes one.
   op->refs.store(with_handle ? 2 : 1, std::memory_order_relaxed);
-  if (!o.name.empty() || rule != nullptr || o.max_retries >= 0 ||
-      o.backoff.kind != Backoff::Kind::kFixed) {
-    OpExtras* ex = new OpExtras();
-    ex->name = std::move(o.name);
-    ex->max_retries = o.max_retries;
-    ex->backoff_kind = o.backoff.kind == Backoff::Kind::kExponential ? 1 : 0;
-    ex->backoff_max_ns = o.backoff.max_delay.count();
-    if (rule != nullptr) {
-      ex->recurrence_text = rule->ToString();
-      ex->recurrence_start_ns = o.postpone_until ? o.postpone_until->time_since_epoch().count() : now;
-      ex->recurrence = rule.release();
-    }
-    Facts(op).extras.store(ex, std::memory_order_relaxed);
-  }
   State initial = State::kWaiting;
   if (o.suspended) {
     initial = State::kSuspended;
@@ -322,20 +331,31 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
     GiveCredit(st);
     return Refuse(op, st, WheelFullError("Submit"));
   }
-  // Past the last refusal: a refused Submit changes nothing, the token's policy
-  // included. Before the push, so the policy is in force for this operation.
-  if (o.failure_policy != FailurePolicy::kDefault) SetPolicy(o.token, o.failure_policy);
-  if (initial == State::kSuspended) RegisterHeld(op);
-  Count(st, st.submitted);
-  if (o.token.empty() && initial == State::kWaiting) {
-    ScheduleNew(op, st);
-  } else if (o.token.empty()) {
-    // A held head (above): its release schedules it (H2).
-  } else {
-    char scratch[8];
-    const TokenKey key = MakeTokenKey(o.token, scratch);
-    Facts(op).token_hash = key.hash;
-    if (tokens_.Push(key, op)) MakeHead(op);
+  // From here nothing may leave by an exception: EnterSubmit's count would stay
+  // up and Shutdown wait for it for ever, and a postponed operation is already
+  // in the timekeeper's hands. The token map and the held registry may still
+  // allocate (a new chain, a registry entry); if that fails, the process ends
+  // with a message, as when the injector cannot grow.
+  try {
+    // Past the last refusal: a refused Submit changes nothing, the token's policy
+    // included. Before the push, so the policy is in force for this operation.
+    if (o.failure_policy != FailurePolicy::kDefault) SetPolicy(o.token, o.failure_policy);
+    if (initial == State::kSuspended) RegisterHeld(op);
+    Count(st, st.submitted);
+    if (o.token.empty() && initial == State::kWaiting) {
+      ScheduleNew(op, st);
+    } else if (o.token.empty()) {
+      // A held head (above): its release schedules it (H2).
+    } else {
+      char scratch[8];
+      const TokenKey key = MakeTokenKey(o.token, scratch);
+      Facts(op).token_hash = key.hash;
+      if (tokens_.Push(key, op)) MakeHead(op);
+    }
+  } catch (...) {
+    ORDO_CHECK(false,
+               "Submit could not allocate after admitting its operation (a token's chain, "
+               "the held registry): out of memory");
   }
   ExitSubmit(st);  // the push above happens-before Shutdown's drain
   return absl::OkStatus();

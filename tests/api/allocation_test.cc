@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
@@ -12,14 +13,22 @@
 
 namespace {
 std::atomic<long> g_allocations{0};
+// While set, every allocation on the thread that set it fails (out of memory).
+thread_local bool t_fail_allocations = false;
 }  // namespace
 
 void* operator new(std::size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (t_fail_allocations) throw std::bad_alloc();
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
 void* operator new[](std::size_t n) { return operator new(n); }
+// These replace the global pair, so free() is the match for the malloc() above;
+// g++ cannot see that once it inlines a replaced operator new into a caller.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
@@ -127,6 +136,54 @@ TEST(AllocationTest, ACallableLargerThanTheInlineBufferCostsOneAllocation) {
   const long allocations = g_allocations.load() - before;
   EXPECT_GE(allocations, 1000);
   EXPECT_LE(allocations, 1010);
+}
+
+// Out of memory in Submit. Where the engine can still back out (before the
+// operation is admitted: its extras), Submit throws and nothing is taken: the
+// stats do not move and Shutdown is not left waiting for the submit (it used to
+// wait for ever: the exception left the submit's Dekker count raised).
+TEST(AllocationTest, SubmitOutOfMemoryBeforeAdmissionThrowsAndTakesNothing) {
+  Engine engine({.workers = 1});
+  for (int i = 0; i < 1000; ++i) {  // node pools stocked: the first allocation is ours
+    ASSERT_TRUE(engine.Submit([] {}, {.name = "warm"}).ok());
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  const Stats before = engine.stats();
+  auto destroyed = std::make_shared<int>(0);
+  bool threw = false;
+  t_fail_allocations = true;
+  try {
+    (void)engine.Submit([keep = destroyed] {}, {.name = "out of memory"});
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  t_fail_allocations = false;
+  EXPECT_TRUE(threw);
+  EXPECT_EQ(destroyed.use_count(), 1);  // the callable was destroyed, not kept
+  const Stats after = engine.stats();
+  EXPECT_EQ(after.submitted, before.submitted);
+  EXPECT_EQ(after.pending, 0u);
+  ASSERT_TRUE(engine.Submit([] {}).ok());  // its credit was not kept either
+  EXPECT_TRUE(engine.Shutdown().ok());  // returns: no submit is left half-way
+}
+
+// Past admission it cannot back out (a postponed operation is already the
+// timekeeper's): a token's first chain that cannot be allocated ends the process
+// with a message.
+TEST(AllocationDeathTest, SubmitOutOfMemoryAfterAdmissionEndsTheProcessWithAMessage) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        Engine engine({.workers = 1});
+        // Pools stocked and short-keyed chains recycled, so the first allocation
+        // is the new chain's copy of a 40-byte key, after admission.
+        for (int i = 0; i < 1000; ++i) (void)engine.Submit([] {}, {.token = Token(i)});
+        (void)engine.WaitIdle();
+        t_fail_allocations = true;
+        (void)engine.Submit([] {}, {.token = "a forty-byte token, longer than any yet"});
+        t_fail_allocations = false;
+      },
+      "out of memory");
 }
 
 }  // namespace
