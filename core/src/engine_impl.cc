@@ -256,7 +256,14 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   };
   std::unique_ptr<RecurrenceRule> rule;
   if (!o.recurrence.empty()) {
-    absl::StatusOr<RecurrenceRule> parsed = RecurrenceRule::Parse(o.recurrence);
+    absl::StatusOr<RecurrenceRule> parsed;
+    try {  // out of memory: nothing taken yet (see the extras below)
+      parsed = RecurrenceRule::Parse(o.recurrence);
+      if (parsed.ok()) rule = std::make_unique<RecurrenceRule>(*std::move(parsed));
+    } catch (...) {
+      drop();
+      throw;
+    }
     if (!parsed.ok()) {
       drop();
       CountRejected();
@@ -264,7 +271,6 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
           absl::StrCat("Submit: invalid recurrence rule \"", o.recurrence, "\": ",
                        parsed.status().message()));
     }
-    rule = std::make_unique<RecurrenceRule>(*std::move(parsed));
   }
   // The clock is read once, and only when something needs it: the creation time
   // only a Handle shows, the horizon and due time of a postponement, a recurrence's
