@@ -5,7 +5,7 @@
 //   ordo_driver                          # the default run: W1, W2, W3, W2z
 //   ordo_driver --ops=4000000 --workers=2 --producers=2
 //   ordo_driver --scaling=1,2,4,8,16     # throughput by worker count
-//   ordo_driver --workloads=W1 --batch=64  # W1 through Batch + Engine::PostBatch
+//   ordo_driver --batch=64               # through Batch + Engine::PostBatch
 //   ordo_driver --format=json
 //
 // Workloads (trivial bodies unless --body_ns is set):
@@ -44,9 +44,7 @@ ABSL_FLAG(int, body_ns, 0, "busy work per operation, in ns (0: trivial body)");
 ABSL_FLAG(std::string, workloads, "W1,W2,W3,W2z,W4", "which workloads to run");
 ABSL_FLAG(long, burst, 200000, "operations in W4's postponed burst");
 ABSL_FLAG(std::string, scaling, "", "comma-separated worker counts: run each workload at each");
-ABSL_FLAG(int, batch, 0,
-          "independent operations per Engine::PostBatch (0: one Post each); tokened ones "
-          "are posted one at a time");
+ABSL_FLAG(int, batch, 0, "operations per Engine::PostBatch (0: one Post each)");
 ABSL_FLAG(int, repeat, 1, "runs per configuration (the median is reported)");
 ABSL_FLAG(std::string, format, "text", "text or json");
 
@@ -181,8 +179,9 @@ Result RunWorkload(const std::string& w, int workers, int producers, long ops) {
         auto body = [&oracle, id = static_cast<std::uint32_t>(id), t] {
           oracle.Ran(id, t);
         };
-        if (t < 0 && batch_size > 0) {
-          if (!batch.Add(std::move(body)).ok()) refused.fetch_add(1);
+        if (batch_size > 0) {
+          static const ordo::Token kNone{};
+          if (!batch.Add(std::move(body), t < 0 ? kNone : names[t]).ok()) refused.fetch_add(1);
           if (batch.size() >= batch_size) post_batch();
           continue;
         }
