@@ -112,7 +112,6 @@ EngineImpl::~EngineImpl() {
 bool EngineImpl::TakeCredit(Stripe& st) { return TakeCredits(st, 1); }
 
 bool EngineImpl::TakeCredits(Stripe& st, std::int64_t n) {
-  if (n > static_cast<std::int64_t>(options_.max_pending)) return false;
   // Relaxed throughout: credits are a count; no data is published through them.
   // All or nothing (PostBatch): what the hoard gives is kept aside (`got`) until
   // the rest is found, and returned otherwise.
@@ -387,24 +386,8 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
                                       const Token* tokens) noexcept {
   Stripe& st = MyStripe();
   EnterSubmit(st);
-  // Admission as Admit, for n at once; refused, the caller keeps every item.
-  // seq_cst, or the asymmetric pair: the Submit half of Shutdown's Dekker.
-  absl::Status refused;
-  if (closed_.load(std::memory_order_seq_cst)) {
-    refused = absl::FailedPreconditionError(
-        "PostBatch: the engine is shut down (Shutdown was called); post to a live engine");
-  } else if (static_cast<std::int64_t>(n) > static_cast<std::int64_t>(options_.max_pending)) {
-    refused = absl::ResourceExhaustedError(absl::StrFormat(
-        "PostBatch: the batch holds %d operations, more than Options::max_pending (%d) "
-        "admits at once; post it in smaller batches or raise the limit",
-        n, options_.max_pending));
-  } else if (!TakeCredits(st, static_cast<std::int64_t>(n))) {
-    refused = absl::ResourceExhaustedError(absl::StrFormat(
-        "PostBatch: the engine has no room for %d more operations (Options::max_pending is "
-        "%d); wait for some to finish (WaitIdle, Handle::Wait), post fewer, or raise the limit",
-        n, options_.max_pending));
-  }
-  if (!refused.ok()) {
+  // Admission for n at once; refused, the caller keeps every item.
+  if (absl::Status refused = Admit(st, n, "PostBatch"); !refused.ok()) {
     ExitSubmit(st);
     Count(st, st.rejected, n);
     return refused;
@@ -448,10 +431,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
     op->refs.store(1, std::memory_order_relaxed);  // private until its push
     if (items[i].token == BatchItem::kNoToken) {
       SetCompactId(op, first + i);
-      // H1 by a store, as ScheduleNew: nothing has published the node yet.
-      op->word.store((op->word.load(std::memory_order_relaxed) & kCompactBit) |
-                         static_cast<std::uint32_t>(State::kWaiting) | kHeadBit | kOwnedBit,
-                     std::memory_order_relaxed);
+      StoreNewHead(op);
       chunk[k++] = op;
     } else {
       // As Enqueue: no clock read (no Handle, no postponement), Waiting, head
@@ -473,7 +453,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
   return absl::OkStatus();
 }
 
-void EngineImpl::ScheduleNew(Operation* op, Stripe& st) {
+void EngineImpl::StoreNewHead(Operation* op) {
   // H1 without an RMW: nothing has published the node yet (no timer, no held
   // entry, no chain), so the head and owner bits go in with a plain store, and
   // the run queue's push publishes them with the rest of the node.
@@ -482,6 +462,10 @@ void EngineImpl::ScheduleNew(Operation* op, Stripe& st) {
   op->word.store((op->word.load(std::memory_order_relaxed) & kCompactBit) |
                      static_cast<std::uint32_t>(State::kWaiting) | kHeadBit | kOwnedBit,
                  std::memory_order_relaxed);
+}
+
+void EngineImpl::ScheduleNew(Operation* op, Stripe& st) {
+  StoreNewHead(op);
   Schedule(op, st);
 }
 
@@ -493,18 +477,30 @@ absl::Status EngineImpl::Refuse(Operation* op, Stripe& st, absl::Status why) {
   return why;
 }
 
-absl::Status EngineImpl::Admit(Stripe& st) {
+absl::Status EngineImpl::Admit(Stripe& st, std::size_t n, const char* what) {
   // seq_cst, or the asymmetric pair: the Submit half of Shutdown's Dekker
   // (EnterSubmit's store, then this load).
   if (closed_.load(std::memory_order_seq_cst)) {
-    return absl::FailedPreconditionError(
-        "Submit: the engine is shut down (Shutdown was called); submit to a live engine");
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, ": the engine is shut down (Shutdown was called); submit to a live engine"));
   }
-  if (!TakeCredit(st)) {
+  if (n > options_.max_pending) {
     return absl::ResourceExhaustedError(absl::StrFormat(
-        "Submit: the engine is full: %d operations pending (Options::max_pending); wait for "
-        "some to finish (WaitIdle, Handle::Wait) or raise the limit",
-        options_.max_pending));
+        "%s: the batch holds %d operations, more than Options::max_pending (%d) admits at "
+        "once; post it in smaller batches or raise the limit",
+        what, n, options_.max_pending));
+  }
+  if (!TakeCredits(st, static_cast<std::int64_t>(n))) {
+    if (n == 1) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "%s: the engine is full: %d operations pending (Options::max_pending); wait for "
+          "some to finish (WaitIdle, Handle::Wait) or raise the limit",
+          what, options_.max_pending));
+    }
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s: the engine has no room for %d more operations (Options::max_pending is %d); "
+        "wait for some to finish (WaitIdle, Handle::Wait), post fewer, or raise the limit",
+        what, n, options_.max_pending));
   }
   return absl::OkStatus();
 }

@@ -177,13 +177,18 @@ class EngineImpl {
   // Relaxed: a count; the destructor reads it after every Batch call that
   // happens-before it.
   void CountLoadedBatch(int delta) { loaded_batches_.fetch_add(delta, std::memory_order_relaxed); }
-  // Admission inside EnterSubmit/ExitSubmit: FailedPrecondition once Shutdown
-  // began, ResourceExhausted at max_pending; OK with a credit taken.
-  absl::Status Admit(Stripe& st);
+  // Admission inside EnterSubmit/ExitSubmit, for n operations at once (a
+  // Submit's one, or a batch's): FailedPrecondition once Shutdown began,
+  // ResourceExhausted when max_pending has no room for all n; OK with n credits
+  // taken. `what` names the call in the message.
+  absl::Status Admit(Stripe& st, std::size_t n = 1, const char* what = "Submit");
   // A submit refused after EnterSubmit: leaves the Dekker, destroys op's callable,
   // returns its node unpublished, counts the rejection and returns `why`.
   absl::Status Refuse(Operation* op, Stripe& st, absl::Status why);
-  // Publishes a new, independent, runnable op to the run queues (H1 by a store).
+  // Marks a new, independent, unpublished op runnable: its own head, owned
+  // (H1 by a plain store).
+  static void StoreNewHead(Operation* op);
+  // Publishes a new, independent, runnable op to the run queues (StoreNewHead).
   void ScheduleNew(Operation* op, Stripe& st);
   // ScheduleNew for n owned nodes at once: one bulk push to the injector (a push
   // per node to the worker's own deque) and one NotifyWork.
