@@ -8,6 +8,7 @@
 #                        W2-scaling), and the peers on every core (W1-W3, W1-fan, W5)
 #   DIR/run.sh tests     every release test; the stress tests widened to the machine
 #                        (ORDO_STRESS_WORKERS/PRODUCERS) in each sanitizer build present
+#   DIR/run.sh stress    only those widened stress tests
 # Output goes to $OUT (default DIR/out): one log per step, and summary.txt. DIR.tgz is
 # the same bundle compressed (about a third): carry that where the transfer is
 # limited, and unpack it there with `tar xzf`.
@@ -69,7 +70,7 @@ done
 
 cat >"$dir/run.sh" <<'EOF'
 #!/usr/bin/env bash
-# run.sh scaling|tests: see tools/bundle.sh in the Ordo repository. Exits 1 if a step
+# run.sh scaling|tests|stress: see tools/bundle.sh in the Ordo repository. Exits 1 if a step
 # failed; TSan's reports are not counted there (no symbolizer may be at hand to apply
 # tests/tsan.supp): they go to $OUT/tsan_*.tsan.*, for tools/tsan_classify.py.
 set -uo pipefail
@@ -95,20 +96,23 @@ step() {  # step NAME SECONDS COMMAND...: one logged, time-limited step
 widths="1"; for w in 2 4 8 16 32 64 128; do if [[ $w -le $cores ]]; then widths="$widths,$w"; fi; done
 case ${1:-} in
   scaling)
+    step compare_scaling 600 "${carried[@]}" "$here/bin/ordo_compare" \
+      --workloads=W1-scaling,W2-scaling --scaling_workers="$widths" --scaling_producers=1,4 \
+      --repeat=3 --ops=200000 --warmup=20000 --format=json
     step driver_p1 300 "${carried[@]}" "$here/bin/ordo_driver" --scaling="$widths" --producers=1 \
       --workloads=W1,W2,W3,W2z --ops=1000000 --repeat=3
     step driver_p4 300 "${carried[@]}" "$here/bin/ordo_driver" --scaling="$widths" --producers=4 \
       --workloads=W1,W2,W3,W2z --ops=2000000 --repeat=3
+    step driver_p4_batch 300 "${carried[@]}" "$here/bin/ordo_driver" --scaling="$widths" --producers=4 \
+      --workloads=W1,W2,W3 --ops=2000000 --repeat=3 --batch=64
     step driver_body1us 300 "${carried[@]}" "$here/bin/ordo_driver" --scaling="$widths" \
       --producers=4 --workloads=W1,W2 --body_ns=1000 --ops=400000
-    step compare_scaling 600 "${carried[@]}" "$here/bin/ordo_compare" \
-      --workloads=W1-scaling,W2-scaling --scaling_workers="$widths" --scaling_producers=1,4 \
-      --repeat=3 --ops=200000 --warmup=20000 --format=json
     step compare_all_cores 300 "${carried[@]}" "$here/bin/ordo_compare" --workers="$cores" \
-      --workloads=W1,W2,W3,W1-fan,W5 --repeat=3 --ops=300000
+      --workloads=W1,W1-batch,W2,W2-batch,W3,W1-fan,W1-fan-batch,W5 --repeat=3 --ops=300000
     ;;
-  tests)
+  tests | stress)
     for t in "$here"/tests/release/*_test; do
+      [[ $1 == tests ]] || break
       [[ -x $t ]] || continue
       step "release_$(basename "$t")" 120 "${carried[@]}" "$t" --gtest_brief=1 \
         '--gtest_filter=-*DeathTest*'
@@ -135,6 +139,7 @@ case ${1:-} in
     fi
     for t in "$here"/tests/tsan/*_test; do
       [[ -x $t ]] || continue
+      [[ $1 == tests || $(basename "$t") == stress_test ]] || continue
       name=tsan_$(basename "$t")
       width=()
       if [[ $(basename "$t") == stress_test ]]; then width=("${wide[@]}"); fi
@@ -145,7 +150,7 @@ case ${1:-} in
         tee -a "$out/summary.txt"
     done
     ;;
-  *) echo "usage: $0 scaling|tests" >&2; exit 2 ;;
+  *) echo "usage: $0 scaling|tests|stress" >&2; exit 2 ;;
 esac
 exit $failed
 EOF
