@@ -63,12 +63,13 @@ absl::Status Engine::PostBatch(Batch& batch) {
         "constructed with");
   }
   if (absl::Status s = impl_->EnqueueBatch(batch.items_.data(), batch.items_.size(),
-                                           batch.tokens_.data());
+                                           batch.tokens_.data(), batch.postponed_);
       !s.ok()) {
     return s;
   }
   batch.items_.clear();  // posted: the engine owns them now
   batch.tokens_.clear();
+  batch.postponed_ = 0;
   CountLoadedBatch(-1);
   return absl::OkStatus();
 }

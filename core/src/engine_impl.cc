@@ -383,20 +383,74 @@ absl::Status EngineImpl::EnqueuePlain(Operation* op, const detail::CallableOps* 
 }
 
 absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
-                                      const Token* tokens) noexcept {
+                                      const Token* tokens, std::size_t postponed) noexcept {
   Stripe& st = MyStripe();
+  // Postponed items: one clock read, as Enqueue makes one per submit. A time
+  // already past makes its item runnable at once (a Waiting full node); the
+  // others are armed, and each needs a place in the wheel.
+  const std::int64_t now = postponed > 0 ? NowNs() : kNoTime;
+  std::int64_t to_arm = 0;
+  auto armed = [now](const BatchItem& it) {
+    return it.due_ns != BatchItem::kNotPostponed && it.due_ns > now;
+  };
+  for (std::size_t i = 0; postponed > 0 && i < n; ++i) {
+    if (items[i].due_ns == BatchItem::kNotPostponed) continue;
+    if (absl::Status s = CheckHorizon(items[i].due_ns, now); !s.ok()) {
+      Count(st, st.rejected, n);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "PostBatch: item ", i, ": ", s.message().substr(8), "; nothing was posted"));
+    }
+    if (armed(items[i])) ++to_arm;
+  }
   EnterSubmit(st);
-  // Admission for n at once; refused, the caller keeps every item.
-  if (absl::Status refused = Admit(st, n, "PostBatch"); !refused.ok()) {
+  // Admission for n at once, and the wheel's places; refused, the caller keeps
+  // every item.
+  absl::Status refused = Admit(st, n, "PostBatch");
+  if (refused.ok() && to_arm > 0 && !ReserveTimers(to_arm)) {
+    // The n credits Admit took go back to the shared pool. Relaxed: a count.
+    global_credits_.fetch_add(static_cast<std::int64_t>(n), std::memory_order_relaxed);
+    refused = WheelFullError("PostBatch");
+  }
+  if (!refused.ok()) {
     ExitSubmit(st);
     Count(st, st.rejected, n);
     return refused;
   }
-  // Each as EnqueuePlain (independent) or Enqueue (tokened, no Handle) would,
-  // ids in the batch's order. Relaxed: the pushes publish the nodes; the ids are
-  // unique and ordered by their counter.
+  // Each as EnqueuePlain (independent) or Enqueue (tokened or postponed, no
+  // Handle) would, ids in the batch's order. Relaxed: the pushes publish the
+  // nodes; the ids are unique and ordered by their counter.
   const std::uint64_t first = next_id_.fetch_add(n, std::memory_order_relaxed) + 1;
   Count(st, st.submitted, n);
+  if (to_arm > 0) {
+    // The armed items' nodes are made and their timers pushed before any item is
+    // pushed onto a chain, as Enqueue arms before it pushes: once a node is on
+    // its chain a token control may cancel it, and a canceled node's timer must
+    // already be where its canceler's disarm (or a drain) finds it (timers.cc I1).
+    // An independent one is its own head from the start, held (H1: head bit
+    // alone); a tokened one becomes head through its chain.
+    TimerNode* head = nullptr;
+    TimerNode* tail = nullptr;
+    std::int64_t earliest = INT64_MAX;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!armed(items[i])) continue;
+      Operation* op = items[i].op;
+      op->ops = items[i].ops;
+      op->refs.store(1, std::memory_order_relaxed);  // private until the push below
+      InitFacts(op, first + i, this, now, items[i].due_ns);
+      const std::uint32_t head_bit = items[i].token == BatchItem::kNoToken ? kHeadBit : 0;
+      op->word.store(static_cast<std::uint32_t>(State::kPostponed) | head_bit,
+                     std::memory_order_relaxed);
+      TimerNode* t = &Facts(op).timer;
+      if (tail == nullptr) {
+        head = t;
+      } else {
+        tail->next = t;  // private until PushTimers publishes the list
+      }
+      tail = t;
+      earliest = std::min(earliest, items[i].due_ns);
+    }
+    PushTimers(head, tail, earliest);
+  }
   // Runnable nodes we own (new independent ones, and heads of chains we
   // activated), scheduled a chunk at a time. A chain we activated waits for its
   // chunk's push: nobody else can run it meanwhile (Chain C2), and nothing here
@@ -427,17 +481,31 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
       tokens_.FetchChain(ring[(i + kChainAhead) % kKeyAhead].key.hash);
     }
     Operation* op = items[i].op;
-    op->ops = items[i].ops;
-    op->refs.store(1, std::memory_order_relaxed);  // private until its push
+    const bool held = armed(items[i]);  // its node is made and its timer armed (above)
+    if (!held) {
+      op->ops = items[i].ops;
+      op->refs.store(1, std::memory_order_relaxed);  // private until its push
+    }
     if (items[i].token == BatchItem::kNoToken) {
-      SetCompactId(op, first + i);
-      StoreNewHead(op);
-      chunk[k++] = op;
+      if (held) {
+        // Nothing more: its timer's release schedules it (H2).
+      } else if (IsCompact(op)) {
+        SetCompactId(op, first + i);
+        StoreNewHead(op);
+        chunk[k++] = op;
+      } else {
+        // Postponed to a time already past: a full node, runnable now.
+        InitFacts(op, first + i, this, now, kNoTime);
+        StoreNewHead(op);
+        chunk[k++] = op;
+      }
     } else {
-      // As Enqueue: no clock read (no Handle, no postponement), Waiting, head
-      // through its chain.
-      InitFacts(op, first + i, this, kNoTime, kNoTime);
-      op->word.store(static_cast<std::uint32_t>(State::kWaiting), std::memory_order_relaxed);
+      if (!held) {
+        // As Enqueue: no clock read unless a postponed item asked for one,
+        // Waiting, head through its chain.
+        InitFacts(op, first + i, this, now, kNoTime);
+        op->word.store(static_cast<std::uint32_t>(State::kWaiting), std::memory_order_relaxed);
+      }
       const TokenKey key = ring[i % kKeyAhead].key;  // made kKeyAhead items ago
       Facts(op).token_hash = key.hash;
       if (tokens_.Push(key, op) && BecomeHead(op)) chunk[k++] = op;

@@ -170,8 +170,13 @@ class EngineImpl {
   // longer owns its items, so an allocation failure in the token map midway
   // (a new chain) ends the process, as the injector's does (ORDO_CHECK), rather
   // than leave the Batch holding published nodes and Shutdown's handshake open.
-  absl::Status EnqueueBatch(const BatchItem* items, std::size_t n,
-                            const Token* tokens) noexcept;
+  // `postponed` of the items have a postpone-until time (Batch::AddPostponed,
+  // full nodes): one clock read checks them against the horizon, and one
+  // reservation takes their places in the wheel, before anything is admitted;
+  // their timers go onto the inbox in one push, before any of them is pushed
+  // onto its chain (as Enqueue arms before it pushes).
+  absl::Status EnqueueBatch(const BatchItem* items, std::size_t n, const Token* tokens,
+                            std::size_t postponed) noexcept;
   void CountRejected(std::uint64_t n = 1);
   // Batches of this engine holding operations (Engine::CountLoadedBatch).
   // Relaxed: a count; the destructor reads it after every Batch call that
@@ -316,6 +321,13 @@ class EngineImpl {
   // Submit: arms a private, Postponed op without the lock, through the inbox
   // (timers.cc). False if Options::max_timers are pending.
   bool ArmTimerFromSubmit(Operation* op, std::int64_t due_ns);
+  // ArmTimerFromSubmit in two steps, for a batch: ReserveTimers takes n places
+  // (I3; false, and nothing taken, if that would pass Options::max_timers);
+  // PushTimers pushes the private, Postponed timers first..last (linked through
+  // next, last->next is overwritten) onto the inbox with one CAS, `earliest`
+  // being the smallest of their due times.
+  bool ReserveTimers(std::int64_t n);
+  void PushTimers(TimerNode* first, TimerNode* last, std::int64_t earliest);
   // Moves the inbox into the wheel; every holder of timer_mu_ calls it first.
   // With lower_target (every holder but the timekeeper's ReleaseDue, which works
   // out its deadline from the wheel afterwards), also lowers the timekeeper's

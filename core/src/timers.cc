@@ -99,30 +99,39 @@ void EngineImpl::DisarmTimerLocked(Operation* op) {
 }
 
 bool EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
+  if (!ReserveTimers(1)) return false;
+  TimerNode* n = &Facts(op).timer;
+  PushTimers(n, n, due_ns);
+  return true;
+}
+
+bool EngineImpl::ReserveTimers(std::int64_t n) {
   // I3. Relaxed: an admission count; nothing is published through it.
-  if (timers_armed_.fetch_add(1, std::memory_order_relaxed) >=
+  if (timers_armed_.fetch_add(n, std::memory_order_relaxed) + n >
       static_cast<std::int64_t>(options_.max_timers)) {
-    timers_armed_.fetch_sub(1, std::memory_order_relaxed);
+    timers_armed_.fetch_sub(n, std::memory_order_relaxed);  // undone, as above
     return false;
   }
+  return true;
+}
+
+void EngineImpl::PushTimers(TimerNode* first, TimerNode* last, std::int64_t earliest) {
   ChaosPoint();
-  TimerNode* n = &Facts(op).timer;
   TimerNode* head = timer_inbox_.load(std::memory_order_relaxed);
   do {
-    n->next = head;  // private until the CAS publishes it
+    last->next = head;  // private until the CAS publishes it
     // seq_cst: I5's Submit half (push, then load the target), which includes the
-    // release that publishes the node's due_ns and id (and the link) to the
+    // release that publishes the nodes' due_ns and ids (and their links) to the
     // drainer's acquire exchange.
-  } while (!timer_inbox_.compare_exchange_weak(head, n, std::memory_order_seq_cst,
+  } while (!timer_inbox_.compare_exchange_weak(head, first, std::memory_order_seq_cst,
                                                std::memory_order_relaxed));
   ChaosPoint();
-  LowerTimekeeperTarget(due_ns);  // I4, I5
+  LowerTimekeeperTarget(earliest);  // I4, I5
   if (manual_clock_) {
     // I6: the submit half of the fence pair with OnClockAdvanced.
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (due_ns <= NowNs()) (void)ReleaseDue();
+    if (earliest <= NowNs()) (void)ReleaseDue();
   }
-  return true;
 }
 
 void EngineImpl::LowerTimekeeperTarget(std::int64_t due_ns) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <latch>
@@ -21,7 +22,11 @@ namespace {
 using ::ordo::testing::AwaitState;
 using ::ordo::testing::Gate;
 using ::ordo::testing::OverlapGuard;
+using ::ordo::testing::Journal;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
+using namespace std::chrono_literals;
 
 // Counts its live copies: a callable destroyed unrun leaves the count at zero too,
 // so tests also count runs.
@@ -253,6 +258,176 @@ TEST(BatchTest, AfterShutdownABatchIsRefusedAndKept) {
   batch.Clear();
   EXPECT_EQ(runs->load(), 0);
   EXPECT_EQ(runs.use_count(), 1);
+}
+
+// Batch::AddPostponed: a postponed item waits for its time (driven here by the
+// manual clock, whose Advance releases what is due), each with its id in Add order.
+TEST(BatchPostponedTest, ItemsWaitForTheirTimeThenRunInDueOrder) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  Journal journal;
+  std::vector<std::atomic<std::uint64_t>> id_of(3);
+  auto step = [&](int i, const char* name) {
+    return [&, i, name](Context& ctx) {
+      id_of[i].store(ctx.id(), std::memory_order_relaxed);
+      journal.Step(name)();
+    };
+  };
+  Batch batch(engine);
+  ASSERT_TRUE(batch.AddPostponed(step(0, "late"), clock.now() + 20ms).ok());
+  ASSERT_TRUE(batch.AddPostponed(step(1, "early"), clock.now() + 10ms).ok());
+  ASSERT_TRUE(batch.Add(step(2, "now")).ok());
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  EXPECT_TRUE(batch.empty());
+  ASSERT_TRUE(engine.WaitIdle().ok());  // the postponed two are not runnable
+  EXPECT_THAT(journal.Entries(), ElementsAre("now"));
+  EXPECT_EQ(engine.stats().postponed, 2u);
+  clock.Advance(10ms);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_THAT(journal.Entries(), ElementsAre("now", "early"));
+  clock.Advance(10ms);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_THAT(journal.Entries(), ElementsAre("now", "early", "late"));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(id_of[i].load(), static_cast<std::uint64_t>(i) + 1) << i;
+  const Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, 3u);
+  EXPECT_EQ(st.succeeded, 3u);
+  EXPECT_EQ(st.postponed, 0u);
+  EXPECT_EQ(st.pending, 0u);
+}
+
+// A postponed item at the head of its token's chain holds the chain: what the
+// batch added behind it waits; what came before, and independent work, run.
+TEST(BatchPostponedTest, APostponedHeadHoldsItsChain) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  Journal journal;
+  Batch batch(engine);
+  ASSERT_TRUE(batch.Add(journal.Step("A"), Token("t")).ok());
+  ASSERT_TRUE(batch.AddPostponed(journal.Step("B"), clock.now() + 5s, Token("t")).ok());
+  ASSERT_TRUE(batch.Add(journal.Step("C"), Token("t")).ok());
+  ASSERT_TRUE(batch.Add(journal.Step("free")).ok());
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_THAT(journal.Entries(), UnorderedElementsAre("A", "free"));
+  auto report = engine.TokenInfo("t");
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->pending, 2u);
+  EXPECT_EQ(report->head_state, State::kPostponed);
+  clock.Advance(5s);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  const std::vector<std::string> seen = journal.Entries();
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_THAT(std::vector<std::string>(seen.begin() + 2, seen.end()), ElementsAre("B", "C"));
+  EXPECT_EQ(engine.stats().succeeded, 4u);
+}
+
+// A time already past runs the item at once, tokened or not, as Post would.
+TEST(BatchPostponedTest, ATimeAlreadyPastRunsAtOnce) {
+  ManualClock clock(ManualClock::time_point(100s));
+  Engine engine({.workers = 1, .clock = &clock});
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  Batch batch(engine);
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() - 1s).ok());
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now(), Token("t")).ok());
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 2);
+  EXPECT_EQ(engine.stats().postponed, 0u);
+}
+
+TEST(BatchPostponedTest, ATimeBeforeTheEpochIsRejectedAndNotAdded) {
+  Engine engine({.workers = 1});
+  Batch batch(engine);
+  const absl::Status s = batch.AddPostponed([] {}, Clock::time_point(-1s));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(batch.empty());
+  EXPECT_EQ(batch.AddPostponed([] {}, Clock::time_point(1s), Token("")).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(batch.empty());
+}
+
+// The horizon is checked at PostBatch for every postponed item: one beyond it
+// refuses the whole batch, which keeps its items.
+TEST(BatchPostponedTest, OneItemBeyondTheHorizonRefusesTheWholeBatch) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock, .horizon = 1h});
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  Batch batch(engine);
+  ASSERT_TRUE(batch.Add(Tracked(runs)).ok());
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 30min).ok());
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 2h, Token("t")).ok());
+  const absl::Status s = engine.PostBatch(batch);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("item 2"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("horizon"));
+  EXPECT_EQ(batch.size(), 3u);
+  Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, 0u);
+  EXPECT_EQ(st.rejected, 3u);
+  batch.Clear();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 0);
+  EXPECT_EQ(runs.use_count(), 1);
+}
+
+// All or nothing at max_timers: a batch whose postponed items do not all fit in
+// the wheel posts none, keeps them, and gives back the admission it took.
+TEST(BatchPostponedTest, ABatchWithoutRoomInTheWheelIsRefusedWholeAndKept) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .max_pending = 4, .clock = &clock, .max_timers = 2});
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  ASSERT_TRUE(engine.Post(Tracked(runs), {.postpone_until = clock.now() + 1s}).ok());
+  Batch batch(engine);
+  ASSERT_TRUE(batch.Add(Tracked(runs)).ok());
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 1s).ok());
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 2s, Token("t")).ok());
+  const absl::Status s = engine.PostBatch(batch);  // room for 3 pending, 1 timer
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("max_timers"));
+  EXPECT_EQ(batch.size(), 3u);
+  Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, 1u);
+  EXPECT_EQ(st.pending, 1u);
+  EXPECT_EQ(st.rejected, 3u);
+  // Nothing was kept back: three more operations fit, one of them postponed.
+  Batch three(engine);
+  ASSERT_TRUE(three.Add(Tracked(runs)).ok());
+  ASSERT_TRUE(three.Add(Tracked(runs), Token("t")).ok());
+  ASSERT_TRUE(three.AddPostponed(Tracked(runs), clock.now() + 1s).ok());
+  ASSERT_TRUE(engine.PostBatch(three).ok());
+  clock.Advance(1s);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 4);
+  ASSERT_TRUE(engine.PostBatch(batch).ok());  // room again: the kept three
+  clock.Advance(1s);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 7);
+  st = engine.stats();
+  EXPECT_EQ(st.submitted, 7u);
+  EXPECT_EQ(st.succeeded, 7u);
+  EXPECT_EQ(st.pending, 0u);
+}
+
+// Shutdown(kCancelPending) cancels what a batch postponed, exactly once each.
+TEST(BatchPostponedTest, ShutdownCancelsPostponedItems) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  Batch batch(engine);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + std::chrono::seconds(i + 1),
+                                   i % 2 == 0 ? Token() : Token("t"))
+                    .ok());
+  }
+  ASSERT_TRUE(batch.Add(Tracked(runs), Token("t")).ok());  // behind the held head
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  ASSERT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
+  EXPECT_EQ(runs->load(), 0);
+  const Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, 11u);
+  EXPECT_EQ(st.canceled, 11u);
+  EXPECT_EQ(st.pending, 0u);
 }
 
 // From inside a callable the batch goes to the worker's own deque; one larger

@@ -422,7 +422,8 @@ void RunTokenControlStress(int producers, long per_producer) {
 bool RetriesOnce(int t, long i) { return t < 0 && i % 4 == 0; }
 
 // batch_max > 0: producers post through a Batch, in batches of 1 to batch_max
-// (random), independent and tokened items mixed.
+// (random), independent and tokened items mixed, one in 16 postponed by 0-300 us
+// (Batch::AddPostponed; a postponed head holds its chain, so order still holds).
 void RunPostStress(int producers, long per_producer, int batch_max = 0) {
   constexpr int kTargets = 3;
   constexpr int kBystanders = 3;
@@ -462,6 +463,7 @@ void RunPostStress(int producers, long per_producer, int batch_max = 0) {
       threads.emplace_back([&, p] {
         std::mt19937 rng(300 + p);
         std::mt19937 sizes(900 + p);  // batch sizes: apart, so token_of's stream is the same
+        std::mt19937 delays(700 + p);  // which batched items are postponed, and by how much
         Batch batch(engine);
         std::size_t batch_size = batch_max > 0 ? 1 + sizes() % batch_max : 0;
         for (long i = 0; i < per_producer; ++i) {
@@ -478,7 +480,16 @@ void RunPostStress(int producers, long per_producer, int batch_max = 0) {
             ts.guard.Exit();
           };
           if (batch_max > 0) {
-            ASSERT_TRUE(batch.Add(body, t < 0 ? Token() : tokens[t]).ok());
+            const Token token = t < 0 ? Token() : tokens[t];
+            if (delays() % 16 == 0) {
+              // One in 16 postponed by 0-300 us: a held head racing the controls,
+              // the timekeeper's release and the chain's other pushes.
+              const Clock::time_point until =
+                  SystemClock::Instance().Now() + std::chrono::microseconds(delays() % 300);
+              ASSERT_TRUE(batch.AddPostponed(body, until, token).ok());
+            } else {
+              ASSERT_TRUE(batch.Add(body, token).ok());
+            }
             if (batch.size() >= batch_size) {
               const absl::Status s = engine.PostBatch(batch);
               ASSERT_TRUE(s.ok()) << s;

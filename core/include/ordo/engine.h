@@ -49,13 +49,16 @@ namespace ordo {
 namespace internal {
 class EngineImpl;
 struct Operation;
-// One prepared operation of a Batch: its node, its callable's ops, and the index
-// of its token in the batch's tokens (kNoToken: independent).
+// One prepared operation of a Batch: its node, its callable's ops, the index of
+// its token in the batch's tokens (kNoToken: independent), and its postpone-until
+// time in ns of the engine's clock (kNotPostponed: none).
 struct BatchItem {
   static constexpr std::uint32_t kNoToken = ~std::uint32_t{0};
+  static constexpr std::int64_t kNotPostponed = INT64_MIN;
   Operation* op;
   const detail::CallableOps* ops;
   std::uint32_t token = kNoToken;
+  std::int64_t due_ns = kNotPostponed;
 };
 }  // namespace internal
 class Batch;
@@ -194,12 +197,14 @@ class Engine {
   }
 
   // Posts every operation of `batch` (see Batch), in the order they were added,
-  // as one submission: one admission for all of them, one block of ids, and one
-  // push to the run queues and one wake-up per 64 runnable operations. All or nothing: on an error none is
-  // posted and the batch keeps its operations, to post again or Clear;
-  // FailedPrecondition after Shutdown began, ResourceExhausted when max_pending
-  // has no room for all of them (or the batch alone is larger than it),
-  // InvalidArgument for a batch of another engine. On success the batch is empty
+  // as one submission: one admission for all of them, one block of ids, one push
+  // to the run queues and one wake-up per 64 runnable operations, and one push of
+  // the postponed ones' timers. All or nothing: on an error none is posted and the
+  // batch keeps its operations, to post again or Clear; FailedPrecondition after
+  // Shutdown began, ResourceExhausted when max_pending has no room for all of them
+  // (or the batch alone is larger than it) or max_timers none for all the
+  // postponed ones, InvalidArgument for a postponement beyond Options::horizon
+  // (naming the item) or a batch of another engine. On success the batch is empty
   // (and keeps its capacity). An empty batch posts nothing and returns OK.
   absl::Status PostBatch(Batch& batch);
 
@@ -289,7 +294,8 @@ class Engine {
 };
 
 // Operations gathered to be posted together (Engine::PostBatch): each is what
-// Post(f) or Post(f, {.token = token}) would post, with the same states, order,
+// Post(f), Post(f, {.token = token}) or, by AddPostponed,
+// Post(f, {.token = token, .postpone_until = until}) would post, with the same states, order,
 // errors and lifetime, and a batch costs one admission and one block of ids, and
 // one queue push and one wake-up per 64 runnable operations, instead of one of
 // each per operation. For a producer with work in hand, that is most of a
@@ -365,6 +371,41 @@ class Batch {
     if (items_.size() == 1) engine_->CountLoadedBatch(1);
     return absl::OkStatus();
   }
+  // Prepares an operation running `f` that starts no sooner than `until` (a time
+  // point of the engine's clock), on `token`'s chain if one is given, as
+  // Post(f, {.token = token, .postpone_until = until}) would: a postponed head
+  // holds its chain until it is due, and a time already past runs it at once.
+  // InvalidArgument, and nothing is added, for an empty callable, an empty or
+  // oversized token, or a time before the clock's epoch. The horizon
+  // (Options::horizon) and the room in the wheel (Options::max_timers) are
+  // checked by PostBatch, for every postponed item at once.
+  template <typename F>
+  absl::Status AddPostponed(F&& f, Clock::time_point until, const Token& token = {}) {
+    SubmitOptions options;
+    options.token = token;
+    options.postpone_until = until;
+    internal::Operation* op = nullptr;
+    const detail::CallableOps* ops = nullptr;
+    if (absl::Status s =
+            engine_->Prepare(std::forward<F>(f), &options, /*with_handle=*/false, &op, &ops);
+        !s.ok()) {
+      return s;
+    }
+    const std::uint32_t index = token.empty() ? internal::BatchItem::kNoToken
+                                              : static_cast<std::uint32_t>(tokens_.size());
+    try {
+      items_.push_back(
+          internal::BatchItem{op, ops, index, until.time_since_epoch().count()});
+      if (!token.empty()) tokens_.push_back(std::move(options.token));
+    } catch (...) {
+      if (!items_.empty() && items_.back().op == op) items_.pop_back();
+      engine_->DiscardPrepared(op, ops);
+      throw;
+    }
+    ++postponed_;
+    if (items_.size() == 1) engine_->CountLoadedBatch(1);
+    return absl::OkStatus();
+  }
   std::size_t size() const { return items_.size(); }
   bool empty() const { return items_.empty(); }
   // Destroys every operation not yet posted, unrun.
@@ -373,6 +414,7 @@ class Batch {
     for (const internal::BatchItem& it : items_) engine_->DiscardPrepared(it.op, it.ops);
     items_.clear();
     tokens_.clear();
+    postponed_ = 0;
     engine_->CountLoadedBatch(-1);
   }
   // Reserves room for n operations (Add then allocates nothing below n, nor
@@ -387,6 +429,7 @@ class Batch {
   Engine* engine_;
   std::vector<internal::BatchItem> items_;
   std::vector<Token> tokens_;  // of the tokened items, in Add order
+  std::size_t postponed_ = 0;  // items added by AddPostponed
 };
 
 }  // namespace ordo
