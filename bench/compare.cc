@@ -34,6 +34,8 @@
 //               lateness (body start - due, on the peer's clock) p50/p99/max, early
 //               starts (any is a failure), and how many were already due before their
 //               submit began (their lateness includes the producer's own backlog).
+//   W4-batch    W4 in groups of --batch (Ordo: Batch::AddPostponed + PostBatch; the
+//               pool: one lock per group, one wake of its timer thread)
 //   W5, W5-tok  paced: one producer submits at --rate ops/s for --w5_seconds,
 //               independent (W5) or over --w5_tokens tokens (W5-tok). Reports
 //               submit-to-start latency p50/p99/p99.9 (steady clock read right
@@ -125,7 +127,7 @@ ABSL_FLAG(int, workers, 2, "worker threads of every engine");
 ABSL_FLAG(int, repeat, 5, "timed runs per workload and engine (the median is reported)");
 ABSL_FLAG(std::string, workloads, "W1,W2,W3,W2z,W1-fan,W1-fan-batch,W2-batch",
           "comma-separated: W1 W2 W3 W2z W1-1us W2-1us W1-fan W1-batch W1-fan-batch W2-batch "
-          "W1-scaling W2-scaling W4 W5 "
+          "W1-scaling W2-scaling W4 W4-batch W5 "
           "W5-tok idle mem-independent mem-chained mem-postponed mem-idle-token; 'all' for "
           "every one, 'mem' for the four memory probes, 'scaling' for both scaling runs");
 ABSL_FLAG(int, tokens, 10000, "tokens in W2, W2z, W2-1us and W2-scaling");
@@ -137,7 +139,7 @@ ABSL_FLAG(int, body_ns, 0,
 ABSL_FLAG(std::string, peers, "",
           "comma-separated peers to run beside ordo (limit asio tbb pool; empty: every "
           "peer built), e.g. none to profile Ordo alone");
-ABSL_FLAG(int, batch, 64, "W1-batch, W1-fan-batch: operations per batch submit");
+ABSL_FLAG(int, batch, 64, "W1-batch, W1-fan-batch, W2-batch, W4-batch: operations per batch submit");
 ABSL_FLAG(int, fan, 64, "W1-fan: operations per root (the root and its fan - 1 children)");
 ABSL_FLAG(std::string, scaling_producers, "1,2,4", "producer counts of W1/W2-scaling");
 ABSL_FLAG(std::string, scaling_workers, "1,2", "worker counts of W1/W2-scaling");
@@ -191,7 +193,8 @@ struct PeerEntry {
   const char* name;
   Support (*supports)(Feature, bool tokens);
   Sample (*throughput)(int, const Plan&, const Plan&, Oracle&, int) = nullptr;
-  BurstSample (*burst)(int, long, std::uint64_t, Oracle&) = nullptr;
+  BurstSample (*burst)(int, long, std::uint64_t, Oracle&, int) = nullptr;
+  bool burst_batches = false;  // W4-batch: its adapter has PostAtBatch
   PacedSample (*paced)(int, int, double, double, long, std::uint64_t, Oracle&) = nullptr;
   IdleSample (*idle)(int, double, Oracle&) = nullptr;
   MemSample (*memory)(int, MemKind, long, Oracle&) = nullptr;
@@ -202,6 +205,7 @@ PeerEntry Entry() {
   PeerEntry e{Peer::kName, &Peer::Supports};
   e.throughput = &RunThroughput<Peer>;
   if constexpr (kHasPostAt<Peer>) e.burst = &RunBurst<Peer>;
+  e.burst_batches = ordo_compare::HasPostAtBatch<Peer>;
   if constexpr (kHasPost<Peer>) {
     e.paced = &RunPaced<Peer>;
     e.idle = &RunIdle<Peer>;
@@ -258,6 +262,7 @@ const std::vector<std::string>& AllWorkloadNames() {
                                                  "W1-scaling",
                                                  "W2-scaling",
                                                  "W4",
+                                                 "W4-batch",
                                                  "W5",
                                                  "W5-tok",
                                                  "idle",
@@ -312,6 +317,9 @@ bool MakeWorkload(const std::string& w, Workload* out) {
     x.body_ns = body;
   } else if (w == "W4") {
     x.kind = Kind::kBurst;
+  } else if (w == "W4-batch") {
+    x.kind = Kind::kBurst;
+    x.batch = std::max(1, absl::GetFlag(FLAGS_batch));
   } else if (w == "W5") {
     x.kind = Kind::kPaced;
   } else if (w == "W5-tok") {
@@ -354,6 +362,9 @@ Support SupportFor(const PeerEntry& p, const Workload& w) {
     case Kind::kScaling:
       return p.supports(Feature::kProducers, tokens);
     case Kind::kBurst:
+      if (w.batch > 0) {
+        if (Support s = p.supports(Feature::kBatch, false); !s.ok) return s;
+      }
       return p.supports(Feature::kPostpone, false);
     case Kind::kPaced:
       return p.supports(Feature::kPaced, tokens);
@@ -575,7 +586,7 @@ Row BaseRow(const Workload& w, const PeerEntry& p) {
     r.note = s.why;
     return r;
   }
-  const bool built = w.kind == Kind::kBurst    ? p.burst != nullptr
+  const bool built = w.kind == Kind::kBurst    ? p.burst != nullptr && (w.batch == 0 || p.burst_batches)
                      : w.kind == Kind::kPaced  ? p.paced != nullptr
                      : w.kind == Kind::kIdle   ? p.idle != nullptr
                      : w.kind == Kind::kMemory ? p.memory != nullptr
@@ -676,7 +687,9 @@ std::vector<Row> RunBurstRows(const Workload& w, const std::vector<PeerEntry>& p
   const long n = std::max(1L, absl::GetFlag(FLAGS_burst));
   std::vector<std::vector<BurstSample>> samples = RotatedSamples<BurstSample>(
       w, peers, c, &rows, &active,
-      [&](std::size_t p, int k) { return peers[p].burst(c.workers, n, 4242 + k, oracle); });
+      [&](std::size_t p, int k) {
+        return peers[p].burst(c.workers, n, 4242 + k, oracle, w.batch);
+      });
   for (std::size_t p : active) {
     Row& r = rows[p];
     std::vector<double> ins, p50, p99, mx;

@@ -90,9 +90,10 @@ for w in ["W1-scaling", "W2-scaling"]:
              for (p, wk), g in sorted(groups.items())]
     table(["producers × workers"] + peers, lines)
 
-rs = {r["peer"]: r for r in by("W4")}
-if rs:
-    print("**W4** postponed burst (insert ns per op under load; lateness in µs; early starts)\n")
+for w4 in ["W4", "W4-batch"]:
+  rs = {r["peer"]: r for r in by(w4)}
+  if rs:
+    print(f"**{w4}** postponed burst (insert ns per op under load; lateness in µs; early starts)\n")
     lines = []
     for p in peers:
         r = rs.get(p)

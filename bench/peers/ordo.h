@@ -126,6 +126,22 @@ class OrdoPeer {
               {.postpone_until = std::chrono::time_point_cast<ordo::Clock::duration>(due)})
         .ok();
   }
+  // W4-batch: the group through one Batch (kept, so its storage is reused).
+  template <typename F>
+  bool PostAtBatch(std::vector<std::pair<DueClock::time_point, F>>& group) {
+    bool ok = true;
+    for (auto& [due, f] : group) {
+      ok &= at_batch_
+                .AddPostponed(std::move(f), std::chrono::time_point_cast<ordo::Clock::duration>(due))
+                .ok();
+    }
+    group.clear();
+    if (!ok || !engine_.PostBatch(at_batch_).ok()) {
+      at_batch_.Clear();
+      return false;
+    }
+    return true;
+  }
 
  private:
   // Posts and empties `batch`; how many it held if they were refused.
@@ -139,6 +155,7 @@ class OrdoPeer {
   std::atomic<long> refused_{0};  // declared first: bodies still running in ~Engine use it
   std::vector<ordo::Token> tokens_;
   ordo::Engine engine_;
+  ordo::Batch at_batch_{engine_};  // W4-batch's; after engine_, so destroyed before it
 };
 
 }  // namespace ordo_compare

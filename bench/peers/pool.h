@@ -99,6 +99,24 @@ class MutexPool {
   }
 
   // Independent, not before `due`.
+  // A group of postponed operations under one lock, and one wake of the timer
+  // thread if one of them is now the earliest.
+  template <typename F>
+  void SubmitAtMany(std::vector<std::pair<TimeClock::time_point, F>>& group) {
+    bool earliest = false;
+    {
+      std::lock_guard<std::mutex> l(m_);
+      for (auto& [due, f] : group) {
+        const std::uint64_t seq = next_seq_++;
+        timers_.push_back(Timer{due, seq, std::function<void()>(std::move(f))});
+        std::push_heap(timers_.begin(), timers_.end(), Later);
+        earliest |= timers_.front().seq == seq;
+      }
+    }
+    group.clear();
+    if (earliest) timer_cv_.notify_one();
+  }
+
   void SubmitAt(TimeClock::time_point due, std::function<void()> f) {
     bool earliest;
     {
@@ -269,6 +287,11 @@ class PoolPeer : public FinishesByOracle {
   template <typename F>
   bool PostAt(DueClock::time_point due, F&& f) {
     pool_.SubmitAt(due, std::forward<F>(f));
+    return true;
+  }
+  template <typename F>
+  bool PostAtBatch(std::vector<std::pair<DueClock::time_point, F>>& group) {
+    pool_.SubmitAtMany(group);
     return true;
   }
 

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -206,6 +207,14 @@ template <typename Peer>
 concept HasPostAt = HasDueClock<Peer> && requires(Peer& p, typename Peer::DueClock::time_point tp) {
   p.PostAt(tp, NoOp{});
 };
+// A group of postponed operations submitted at once (W4-batch): the peer posts
+// and empties `group`, and returns false if it refused them.
+template <typename Peer>
+concept HasPostAtBatch =
+    HasDueClock<Peer> &&
+    requires(Peer& p, std::vector<std::pair<typename Peer::DueClock::time_point, NoOp>>& group) {
+      { p.PostAtBatch(group) } -> std::same_as<bool>;
+    };
 template <typename Peer>
 inline constexpr bool kHasPost = HasPost<Peer>;
 template <typename Peer>
@@ -298,7 +307,7 @@ struct BurstSample {
 };
 
 template <typename Peer>
-BurstSample RunBurst(int workers, long n, std::uint64_t seed, Oracle& oracle) {
+BurstSample RunBurst(int workers, long n, std::uint64_t seed, Oracle& oracle, int batch) {
   using C = typename Peer::DueClock;
   auto ns_of = [](typename C::time_point t) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -344,16 +353,32 @@ BurstSample RunBurst(int workers, long n, std::uint64_t seed, Oracle& oracle) {
     due[i] = base +
              std::chrono::duration_cast<typename C::duration>(std::chrono::nanoseconds(offset[i]));
   }
-  const auto t0 = SteadyClock::now();
-  for (long i = 0; i < n; ++i) {
-    if (i % kStampEvery == 0) stamp[i / kStampEvery] = C::now();
-    auto body = [r = &rec, id = static_cast<std::uint32_t>(i)] {
+  auto body_of = [r = &rec](long i) {
+    return [r, id = static_cast<std::uint32_t>(i)] {
       r->started[id].store(
           std::chrono::duration_cast<std::chrono::nanoseconds>(C::now().time_since_epoch()).count(),
           std::memory_order_relaxed);
       r->o->Ran(id, -1);
     };
-    if (!peer.PostAt(due[i], std::move(body))) ++refused;
+  };
+  // W4-batch: groups of `batch`, gathered and posted inside the timed loop (the
+  // group's vector keeps its capacity: no allocation of ours per operation).
+  std::vector<std::pair<typename C::time_point, decltype(body_of(0))>> group;
+  if constexpr (HasPostAtBatch<Peer>) group.reserve(batch > 0 ? batch : 0);
+  const auto t0 = SteadyClock::now();
+  for (long i = 0; i < n; ++i) {
+    if (i % kStampEvery == 0) stamp[i / kStampEvery] = C::now();
+    if constexpr (HasPostAtBatch<Peer>) {
+      if (batch > 0) {
+        group.emplace_back(due[i], body_of(i));
+        if (static_cast<int>(group.size()) == batch || i + 1 == n) {
+          const long size = static_cast<long>(group.size());
+          if (!peer.PostAtBatch(group)) refused += size;
+        }
+        continue;
+      }
+    }
+    if (!peer.PostAt(due[i], body_of(i))) ++refused;
   }
   const auto t1 = SteadyClock::now();
   s.insert_ns = std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(n);
