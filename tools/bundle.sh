@@ -6,6 +6,8 @@
 #   DIR/run.sh scaling   Ordo alone at 1..N workers (ordo_driver; also with 1 us jobs),
 #                        side by side with the peers (ordo_compare W1-scaling,
 #                        W2-scaling), and the peers on every core (W1-W3, W1-fan, W5)
+#   DIR/run.sh burst     the postponed burst (W4, W4-batch) on every core and at 1..N
+#                        workers (run.sh scaling ends with it)
 #   DIR/run.sh tests     every release test; the stress tests widened to the machine
 #                        (ORDO_STRESS_WORKERS/PRODUCERS) in each sanitizer build present
 #   DIR/run.sh stress    only those widened stress tests
@@ -70,7 +72,7 @@ done
 
 cat >"$dir/run.sh" <<'EOF'
 #!/usr/bin/env bash
-# run.sh scaling|tests|stress: see tools/bundle.sh in the Ordo repository. Exits 1 if a step
+# run.sh scaling|burst|tests|stress: see tools/bundle.sh in the Ordo repository. Exits 1 if a step
 # failed; TSan's reports are not counted there (no symbolizer may be at hand to apply
 # tests/tsan.supp): they go to $OUT/tsan_*.tsan.*, for tools/tsan_classify.py.
 set -uo pipefail
@@ -109,6 +111,14 @@ case ${1:-} in
       --producers=4 --workloads=W1,W2 --body_ns=1000 --ops=400000
     step compare_all_cores 300 "${carried[@]}" "$here/bin/ordo_compare" --workers="$cores" \
       --workloads=W1,W1-batch,W2,W2-batch,W3,W1-fan,W1-fan-batch,W5 --repeat=3 --ops=300000
+    ;&  # and the postponed burst:
+  burst)
+    step burst_all_cores 180 "${carried[@]}" "$here/bin/ordo_compare" --workers="$cores" \
+      --workloads=W4,W4-batch --repeat=3
+    step burst_driver 120 "${carried[@]}" "$here/bin/ordo_driver" --scaling="$widths" \
+      --workloads=W4 --repeat=3
+    step burst_driver_batch 120 "${carried[@]}" "$here/bin/ordo_driver" --scaling="$widths" \
+      --workloads=W4 --repeat=3 --batch=64
     ;;
   tests | stress)
     for t in "$here"/tests/release/*_test; do
@@ -150,7 +160,7 @@ case ${1:-} in
         tee -a "$out/summary.txt"
     done
     ;;
-  *) echo "usage: $0 scaling|tests|stress" >&2; exit 2 ;;
+  *) echo "usage: $0 scaling|burst|tests|stress" >&2; exit 2 ;;
 esac
 exit $failed
 EOF

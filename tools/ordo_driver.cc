@@ -5,7 +5,8 @@
 //   ordo_driver                          # the default run: W1, W2, W3, W2z
 //   ordo_driver --ops=4000000 --workers=2 --producers=2
 //   ordo_driver --scaling=1,2,4,8,16     # throughput by worker count
-//   ordo_driver --batch=64               # through Batch + Engine::PostBatch
+//   ordo_driver --batch=64               # through Batch + Engine::PostBatch (W4:
+//                                        # Batch::AddPostponed)
 //   ordo_driver --format=json
 //
 // Workloads (trivial bodies unless --body_ns is set):
@@ -240,16 +241,30 @@ Result RunBurst(int workers, long n) {
     due[i] = base + std::chrono::microseconds(rng() % 200000);
   }
   long refused = 0;
+  // --batch: the burst through Batch::AddPostponed, in groups of that many.
+  const std::size_t batch_size = static_cast<std::size_t>(std::max(0, absl::GetFlag(FLAGS_batch)));
+  ordo::Batch batch(engine);
+  batch.Reserve(batch_size);
+  auto post_batch = [&] {
+    const std::size_t size = batch.size();
+    if (!engine.PostBatch(batch).ok()) {
+      refused += static_cast<long>(size);
+      batch.Clear();
+    }
+  };
   const auto start = Clock::now();
   for (long i = 0; i < n; ++i) {
-    const absl::Status s = engine.Post(
-        [&started, i] {
-          started[i].store(ordo::Clock::now().time_since_epoch().count(),
-                           std::memory_order_relaxed);
-        },
-        {.postpone_until = due[i]});
-    if (!s.ok()) ++refused;
+    auto body = [&started, i] {
+      started[i].store(ordo::Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    };
+    if (batch_size > 0) {
+      if (!batch.AddPostponed(body, due[i]).ok()) ++refused;
+      if (batch.size() >= batch_size) post_batch();
+      continue;
+    }
+    if (!engine.Post(body, {.postpone_until = due[i]}).ok()) ++refused;
   }
+  if (!batch.empty()) post_batch();
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();  // submit cost
   // Wait for the burst to come due and run (it ends within ~205 ms of base).
   for (;;) {
