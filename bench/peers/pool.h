@@ -98,7 +98,6 @@ class MutexPool {
     fs.clear();
   }
 
-  // Independent, not before `due`.
   // A group of postponed operations under one lock, and one wake of the timer
   // thread if one of them is now the earliest.
   template <typename F>
@@ -117,6 +116,7 @@ class MutexPool {
     if (earliest) timer_cv_.notify_one();
   }
 
+  // Independent, not before `due`.
   void SubmitAt(TimeClock::time_point due, std::function<void()> f) {
     bool earliest;
     {

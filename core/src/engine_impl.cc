@@ -190,10 +190,11 @@ absl::Status EngineImpl::Validate(const SubmitOptions& o) {
   return absl::OkStatus();
 }
 
-absl::Status EngineImpl::CheckHorizon(std::int64_t t, std::int64_t now) const {
+absl::Status EngineImpl::CheckHorizon(std::int64_t t, std::int64_t now,
+                                      absl::string_view what) const {
   if (t > now && t - now > options_.horizon.count()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "Submit: postpone_until ", FormatTime(t), " is beyond the engine's horizon of ",
+        what, ": postpone_until ", FormatTime(t), " is beyond the engine's horizon of ",
         absl::FormatDuration(absl::FromChrono(options_.horizon)),
         " from now (Options::horizon); postpone less far or raise the horizon"));
   }
@@ -395,12 +396,15 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
   };
   for (std::size_t i = 0; postponed > 0 && i < n; ++i) {
     if (items[i].due_ns == BatchItem::kNotPostponed) continue;
-    if (absl::Status s = CheckHorizon(items[i].due_ns, now); !s.ok()) {
-      Count(st, st.rejected, n);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "PostBatch: item ", i, ": ", s.message().substr(8), "; nothing was posted"));
+    if (CheckHorizon(items[i].due_ns, now, "").ok()) {
+      if (armed(items[i])) ++to_arm;
+      continue;
     }
-    if (armed(items[i])) ++to_arm;
+    Count(st, st.rejected, n);
+    const absl::Status beyond =
+        CheckHorizon(items[i].due_ns, now, absl::StrCat("PostBatch: item ", i));
+    return absl::InvalidArgumentError(
+        absl::StrCat(beyond.message(), "; nothing was posted (the batch keeps its operations)"));
   }
   EnterSubmit(st);
   // Admission for n at once, and the wheel's places; refused, the caller keeps

@@ -41,6 +41,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "chain.h"
 #include "config.h"
 #include "injector.h"
@@ -144,8 +145,10 @@ class EngineImpl {
 
   // --- submit (engine.cc) ---
   absl::Status Validate(const SubmitOptions& options);
-  // InvalidArgument when postpone-until `t` is beyond Options::horizon from `now`.
-  absl::Status CheckHorizon(std::int64_t t, std::int64_t now) const;
+  // InvalidArgument when postpone-until `t` is beyond Options::horizon from `now`,
+  // its message starting with `what` (the caller's name).
+  absl::Status CheckHorizon(std::int64_t t, std::int64_t now,
+                            absl::string_view what = "Submit") const;
   // A compact node when `options` is null (Post(f)) or asks for nothing a compact
   // node cannot hold (CompactFits), a full one otherwise or for a Handle.
   Operation* NewOperation(void** storage, const SubmitOptions* options, bool with_handle);
@@ -171,10 +174,11 @@ class EngineImpl {
   // (a new chain) ends the process, as the injector's does (ORDO_CHECK), rather
   // than leave the Batch holding published nodes and Shutdown's handshake open.
   // `postponed` of the items have a postpone-until time (Batch::AddPostponed,
-  // full nodes): one clock read checks them against the horizon, and one
-  // reservation takes their places in the wheel, before anything is admitted;
-  // their timers go onto the inbox in one push, before any of them is pushed
-  // onto its chain (as Enqueue arms before it pushes).
+  // full nodes): one clock read checks them against the horizon (before
+  // anything is taken), and after admission one reservation takes the wheel's
+  // places for those still in the future (refused, the admission's credits go
+  // back); their timers go onto the inbox in one push, before any of them is
+  // pushed onto its chain (as Enqueue arms before it pushes).
   absl::Status EnqueueBatch(const BatchItem* items, std::size_t n, const Token* tokens,
                             std::size_t postponed) noexcept;
   void CountRejected(std::uint64_t n = 1);

@@ -33,9 +33,9 @@
 //       releases under it). So a drain never meets a freed node.
 //   I2  Every reader of the wheel holds timer_mu_ and drains first, so under the
 //       lock "armed" means "in the wheel" (in_wheel), as before the inbox.
-//   I3  timers_armed_ counts wheel + inbox. Submit reserves its place with a
-//       fetch_add and undoes it if over max_timers; a disarm or a release gives it
-//       back. So the wheel never exceeds max_timers and a drain's insert cannot fail.
+//   I3  timers_armed_ counts wheel + inbox. Submit (and PostBatch, for all its
+//       postponed operations at once) reserves its places with a CAS that never
+//       takes the count past max_timers; a disarm or a release gives one back. So the wheel never exceeds max_timers and a drain's insert cannot fail.
 //   I4  Submit lowers timekeeper_target_ and kicks when its due time is earlier.
 //       The timekeeper reads the kick count before it drains, so a kick after
 //       that makes its sleep return at once.
@@ -106,12 +106,15 @@ bool EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
 }
 
 bool EngineImpl::ReserveTimers(std::int64_t n) {
-  // I3. Relaxed: an admission count; nothing is published through it.
-  if (timers_armed_.fetch_add(n, std::memory_order_relaxed) + n >
-      static_cast<std::int64_t>(options_.max_timers)) {
-    timers_armed_.fetch_sub(n, std::memory_order_relaxed);  // undone, as above
-    return false;
-  }
+  // I3, by CAS: the count never rises past max_timers, not even for a moment
+  // (a fetch_add and undo of a large batch would make a wheel with room look
+  // full to concurrent Postpone, Resume and retries). Relaxed: an admission
+  // count; nothing is published through it.
+  const std::int64_t limit = static_cast<std::int64_t>(options_.max_timers);
+  std::int64_t armed = timers_armed_.load(std::memory_order_relaxed);
+  do {
+    if (armed + n > limit) return false;
+  } while (!timers_armed_.compare_exchange_weak(armed, armed + n, std::memory_order_relaxed));
   return true;
 }
 

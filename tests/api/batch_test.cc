@@ -322,17 +322,25 @@ TEST(BatchPostponedTest, APostponedHeadHoldsItsChain) {
   EXPECT_EQ(engine.stats().succeeded, 4u);
 }
 
-// A time already past runs the item at once, tokened or not, as Post would.
-TEST(BatchPostponedTest, ATimeAlreadyPastRunsAtOnce) {
+// A time already past runs the item at once, tokened or not, as Post would: it is
+// not armed, so it needs no place in the wheel (here the wheel is full).
+TEST(BatchPostponedTest, ATimeAlreadyPastRunsAtOnceWithoutAPlaceInTheWheel) {
   ManualClock clock(ManualClock::time_point(100s));
-  Engine engine({.workers = 1, .clock = &clock});
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
   auto runs = std::make_shared<std::atomic<int>>(0);
+  ASSERT_TRUE(engine.Post(Tracked(runs), {.postpone_until = clock.now() + 1s}).ok());
+  EXPECT_EQ(engine.Post([] {}, {.postpone_until = clock.now() + 1s}).code(),
+            absl::StatusCode::kResourceExhausted);  // the wheel is full
   Batch batch(engine);
   ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() - 1s).ok());
   ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now(), Token("t")).ok());
   ASSERT_TRUE(engine.PostBatch(batch).ok());
   ASSERT_TRUE(engine.WaitIdle().ok());
   EXPECT_EQ(runs->load(), 2);
+  EXPECT_EQ(engine.stats().postponed, 1u);  // the Post's, still pending
+  clock.Advance(1s);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 3);
   EXPECT_EQ(engine.stats().postponed, 0u);
 }
 
@@ -422,12 +430,14 @@ TEST(BatchPostponedTest, ShutdownCancelsPostponedItems) {
   }
   ASSERT_TRUE(batch.Add(Tracked(runs), Token("t")).ok());  // behind the held head
   ASSERT_TRUE(engine.PostBatch(batch).ok());
+  EXPECT_EQ(engine.stats().postponed, 10u);
   ASSERT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
   EXPECT_EQ(runs->load(), 0);
   const Stats st = engine.stats();
   EXPECT_EQ(st.submitted, 11u);
   EXPECT_EQ(st.canceled, 11u);
   EXPECT_EQ(st.pending, 0u);
+  EXPECT_EQ(st.postponed, 0u);  // every place in the wheel given back
 }
 
 // From inside a callable the batch goes to the worker's own deque; one larger

@@ -439,6 +439,8 @@ void RunPostStress(int producers, long per_producer, int batch_max = 0) {
     return r < kTokens ? r : -1;  // two in eight are independent
   };
   std::atomic<long> controls{0};
+  std::atomic<long> postponed{0};  // batched items posted with AddPostponed
+  std::atomic<long> early{0};      // ...that started before their time
   Stats stats;
   {
     Engine engine({.workers = Workers()});
@@ -486,7 +488,14 @@ void RunPostStress(int producers, long per_producer, int batch_max = 0) {
               // the timekeeper's release and the chain's other pushes.
               const Clock::time_point until =
                   SystemClock::Instance().Now() + std::chrono::microseconds(delays() % 300);
-              ASSERT_TRUE(batch.AddPostponed(body, until, token).ok());
+              auto held = [body, until, &early](Context& ctx) {
+                if (SystemClock::Instance().Now() < until) {
+                  early.fetch_add(1, std::memory_order_relaxed);
+                }
+                body(ctx);
+              };
+              ASSERT_TRUE(batch.AddPostponed(held, until, token).ok());
+              postponed.fetch_add(1, std::memory_order_relaxed);
             } else {
               ASSERT_TRUE(batch.Add(body, token).ok());
             }
@@ -530,6 +539,8 @@ void RunPostStress(int producers, long per_producer, int batch_max = 0) {
   }
   EXPECT_GT(controls.load(), 0);
   EXPECT_GT(retried, 0);
+  if (batch_max > 0) EXPECT_GT(postponed.load(), 0);
+  EXPECT_EQ(early.load(), 0);
   EXPECT_EQ(stats.submitted, static_cast<std::uint64_t>(total));
   EXPECT_EQ(stats.pending, 0u);
   EXPECT_EQ(stats.succeeded + stats.canceled, stats.submitted);

@@ -202,9 +202,10 @@ class Engine {
   // the postponed ones' timers. All or nothing: on an error none is posted and the
   // batch keeps its operations, to post again or Clear; FailedPrecondition after
   // Shutdown began, ResourceExhausted when max_pending has no room for all of them
-  // (or the batch alone is larger than it) or max_timers none for all the
-  // postponed ones, InvalidArgument for a postponement beyond Options::horizon
-  // (naming the item) or a batch of another engine. On success the batch is empty
+  // (or the batch alone is larger than it) or max_timers has none for every
+  // postponed one still in the future, InvalidArgument for a postponement beyond
+  // Options::horizon (naming the item; checked first) or a batch of another
+  // engine. On success the batch is empty
   // (and keeps its capacity). An empty batch posts nothing and returns OK.
   absl::Status PostBatch(Batch& batch);
 
@@ -327,21 +328,7 @@ class Batch {
   // empty callable (nothing is added). Admission waits for PostBatch.
   template <typename F>
   absl::Status Add(F&& f) {
-    internal::Operation* op = nullptr;
-    const detail::CallableOps* ops = nullptr;
-    if (absl::Status s =
-            engine_->Prepare(std::forward<F>(f), nullptr, /*with_handle=*/false, &op, &ops);
-        !s.ok()) {
-      return s;
-    }
-    try {
-      items_.push_back(internal::BatchItem{op, ops});
-    } catch (...) {
-      engine_->DiscardPrepared(op, ops);
-      throw;
-    }
-    if (items_.size() == 1) engine_->CountLoadedBatch(1);
-    return absl::OkStatus();
+    return AddPrepared(std::forward<F>(f), nullptr, internal::BatchItem::kNotPostponed);
   }
   // Prepares an operation running `f` on `token`'s chain, after the token's
   // operations created before it (as Post(f, {.token = token})); a default
@@ -352,29 +339,13 @@ class Batch {
     if (token.empty()) return Add(std::forward<F>(f));
     SubmitOptions options;
     options.token = token;
-    internal::Operation* op = nullptr;
-    const detail::CallableOps* ops = nullptr;
-    if (absl::Status s =
-            engine_->Prepare(std::forward<F>(f), &options, /*with_handle=*/false, &op, &ops);
-        !s.ok()) {
-      return s;
-    }
-    try {
-      items_.push_back(
-          internal::BatchItem{op, ops, static_cast<std::uint32_t>(tokens_.size())});
-      tokens_.push_back(std::move(options.token));
-    } catch (...) {
-      if (!items_.empty() && items_.back().op == op) items_.pop_back();
-      engine_->DiscardPrepared(op, ops);
-      throw;
-    }
-    if (items_.size() == 1) engine_->CountLoadedBatch(1);
-    return absl::OkStatus();
+    return AddPrepared(std::forward<F>(f), &options, internal::BatchItem::kNotPostponed);
   }
   // Prepares an operation running `f` that starts no sooner than `until` (a time
   // point of the engine's clock), on `token`'s chain if one is given, as
   // Post(f, {.token = token, .postpone_until = until}) would: a postponed head
-  // holds its chain until it is due, and a time already past runs it at once.
+  // holds its chain until it is due, and a time already past when PostBatch reads
+  // the clock runs it at once (and takes no place in the wheel).
   // InvalidArgument, and nothing is added, for an empty callable, an empty or
   // oversized token, or a time before the clock's epoch. The horizon
   // (Options::horizon) and the room in the wheel (Options::max_timers) are
@@ -384,27 +355,7 @@ class Batch {
     SubmitOptions options;
     options.token = token;
     options.postpone_until = until;
-    internal::Operation* op = nullptr;
-    const detail::CallableOps* ops = nullptr;
-    if (absl::Status s =
-            engine_->Prepare(std::forward<F>(f), &options, /*with_handle=*/false, &op, &ops);
-        !s.ok()) {
-      return s;
-    }
-    const std::uint32_t index = token.empty() ? internal::BatchItem::kNoToken
-                                              : static_cast<std::uint32_t>(tokens_.size());
-    try {
-      items_.push_back(
-          internal::BatchItem{op, ops, index, until.time_since_epoch().count()});
-      if (!token.empty()) tokens_.push_back(std::move(options.token));
-    } catch (...) {
-      if (!items_.empty() && items_.back().op == op) items_.pop_back();
-      engine_->DiscardPrepared(op, ops);
-      throw;
-    }
-    ++postponed_;
-    if (items_.size() == 1) engine_->CountLoadedBatch(1);
-    return absl::OkStatus();
+    return AddPrepared(std::forward<F>(f), &options, until.time_since_epoch().count());
   }
   std::size_t size() const { return items_.size(); }
   bool empty() const { return items_.empty(); }
@@ -426,6 +377,34 @@ class Batch {
 
  private:
   friend class Engine;
+  // The Adds: a node prepared as Post(f, *options) would (a compact one for null
+  // options), recorded with its token and due time (ns, or kNotPostponed). If
+  // recording it fails (out of memory), the node goes back unpublished.
+  template <typename F>
+  absl::Status AddPrepared(F&& f, SubmitOptions* options, std::int64_t due_ns) {
+    internal::Operation* op = nullptr;
+    const detail::CallableOps* ops = nullptr;
+    if (absl::Status s =
+            engine_->Prepare(std::forward<F>(f), options, /*with_handle=*/false, &op, &ops);
+        !s.ok()) {
+      return s;
+    }
+    const bool tokened = options != nullptr && !options->token.empty();
+    const std::uint32_t index = tokened ? static_cast<std::uint32_t>(tokens_.size())
+                                        : internal::BatchItem::kNoToken;
+    try {
+      items_.push_back(internal::BatchItem{op, ops, index, due_ns});
+      if (tokened) tokens_.push_back(std::move(options->token));
+    } catch (...) {
+      if (!items_.empty() && items_.back().op == op) items_.pop_back();
+      engine_->DiscardPrepared(op, ops);
+      throw;
+    }
+    if (due_ns != internal::BatchItem::kNotPostponed) ++postponed_;
+    if (items_.size() == 1) engine_->CountLoadedBatch(1);
+    return absl::OkStatus();
+  }
+
   Engine* engine_;
   std::vector<internal::BatchItem> items_;
   std::vector<Token> tokens_;  // of the tokened items, in Add order
