@@ -115,6 +115,19 @@ class TokenPicker {
   std::vector<double> cdf_;
 };
 
+// --batch: operations per PostBatch (0: one Post each).
+std::size_t BatchSize() {
+  return static_cast<std::size_t>(std::max(0, absl::GetFlag(FLAGS_batch)));
+}
+
+// Posts `batch`; if it is refused, drops it and returns how many it held.
+long PostOrDrop(ordo::Engine& engine, ordo::Batch& batch) {
+  const long n = static_cast<long>(batch.size());
+  if (engine.PostBatch(batch).ok()) return 0;
+  batch.Clear();
+  return n;
+}
+
 Result RunWorkload(const std::string& w, int workers, int producers, long ops) {
   Result r;
   r.workload = w;
@@ -162,16 +175,10 @@ Result RunWorkload(const std::string& w, int workers, int producers, long ops) {
       TokenPicker picker(w, tokens, hot, 1000 + p);
       std::vector<int> plan(per_producer);
       for (long i = 0; i < per_producer; ++i) plan[i] = picker.Next();
-      const std::size_t batch_size = static_cast<std::size_t>(std::max(0, absl::GetFlag(FLAGS_batch)));
+      const std::size_t batch_size = BatchSize();
       ordo::Batch batch(engine);
       batch.Reserve(batch_size);
-      auto post_batch = [&] {
-        const std::size_t n = batch.size();
-        if (!engine.PostBatch(batch).ok()) {
-          refused.fetch_add(static_cast<long>(n));
-          batch.Clear();
-        }
-      };
+      auto post_batch = [&] { refused.fetch_add(PostOrDrop(engine, batch)); };
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
       for (long i = 0; i < per_producer; ++i) {
         const long id = p * per_producer + i;
@@ -242,16 +249,10 @@ Result RunBurst(int workers, long n) {
   }
   long refused = 0;
   // --batch: the burst through Batch::AddPostponed, in groups of that many.
-  const std::size_t batch_size = static_cast<std::size_t>(std::max(0, absl::GetFlag(FLAGS_batch)));
+  const std::size_t batch_size = BatchSize();
   ordo::Batch batch(engine);
   batch.Reserve(batch_size);
-  auto post_batch = [&] {
-    const std::size_t size = batch.size();
-    if (!engine.PostBatch(batch).ok()) {
-      refused += static_cast<long>(size);
-      batch.Clear();
-    }
-  };
+  auto post_batch = [&] { refused += PostOrDrop(engine, batch); };
   const auto start = Clock::now();
   for (long i = 0; i < n; ++i) {
     auto body = [&started, i] {
