@@ -3,9 +3,10 @@
 # library they load and the dynamic loader itself, into DIR (default .bundle in the
 # repository), so that they run on another x86-64 Linux machine that has none of
 # Ordo's dependencies: a many-core machine lent for a few minutes, say. There:
-#   DIR/run.sh scaling   Ordo alone at 1..N workers (ordo_driver; also with 1 us jobs),
-#                        side by side with the peers (ordo_compare W1-scaling,
-#                        W2-scaling), and the peers on every core (W1-W3, W1-fan, W5)
+#   DIR/run.sh scaling   side by side with the peers at 1..N workers (ordo_compare
+#                        W1-scaling, W2-scaling), Ordo alone (ordo_driver; also with
+#                        batches of 64 and with 1 us jobs), the peers on every core
+#                        (W1-W3, W1-fan and their batch forms, W5), then the burst
 #   DIR/run.sh burst     the postponed burst (W4, W4-batch) on every core and at 1..N
 #                        workers (run.sh scaling ends with it)
 #   DIR/run.sh tests     every release test; the stress tests widened to the machine

@@ -203,9 +203,9 @@ class Engine {
   // batch keeps its operations, to post again or Clear; FailedPrecondition after
   // Shutdown began, ResourceExhausted when max_pending has no room for all of them
   // (or the batch alone is larger than it) or max_timers has none for every
-  // postponed one still in the future, InvalidArgument for a postponement beyond
-  // Options::horizon (naming the item; checked first) or a batch of another
-  // engine. On success the batch is empty
+  // postponed one still in the future, InvalidArgument for a batch of another
+  // engine or a postponement beyond Options::horizon (naming the item; checked
+  // before Shutdown and room). On success the batch is empty
   // (and keeps its capacity). An empty batch posts nothing and returns OK.
   absl::Status PostBatch(Batch& batch);
 
