@@ -296,6 +296,27 @@ TEST(BatchPostponedTest, ItemsWaitForTheirTimeThenRunInDueOrder) {
   EXPECT_EQ(st.pending, 0u);
 }
 
+// Operations due at the same time are released in creation order (DESIGN), a
+// batch's among the single posts around it: its ids are taken in Add order.
+TEST(BatchPostponedTest, ItemsDueAtTheSameTimeAreReleasedInCreationOrder) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  std::vector<int> seen;  // one worker: its writes are ordered
+  const auto due = clock.now() + 3ms;
+  auto step = [&seen](int i) { return [&seen, i] { seen.push_back(i); }; };
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(engine.Post(step(i), {.postpone_until = due}).ok());
+  Batch batch(engine);
+  for (int i = 50; i < 150; ++i) ASSERT_TRUE(batch.AddPostponed(step(i), due).ok());
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  for (int i = 150; i < 200; ++i) {
+    ASSERT_TRUE(engine.Post(step(i), {.postpone_until = due}).ok());
+  }
+  clock.Advance(3ms);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_EQ(seen.size(), 200u);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(seen[i], i);
+}
+
 // A postponed item at the head of its token's chain holds the chain: what the
 // batch added behind it waits; what came before, and independent work, run.
 TEST(BatchPostponedTest, APostponedHeadHoldsItsChain) {
