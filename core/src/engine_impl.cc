@@ -441,6 +441,12 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
       op->ops = items[i].ops;
       op->refs.store(1, std::memory_order_relaxed);  // private until the push below
       InitFacts(op, first + i, this, now, items[i].due_ns);
+      if (items[i].token != BatchItem::kNoToken) {
+        // Written before the timer's publication like every other fact (the
+        // token's key is made again below, for its push).
+        char scratch[8];
+        Facts(op).token_hash = MakeTokenKey(tokens[items[i].token], scratch).hash;
+      }
       const std::uint32_t head_bit = items[i].token == BatchItem::kNoToken ? kHeadBit : 0;
       op->word.store(static_cast<std::uint32_t>(State::kPostponed) | head_bit,
                      std::memory_order_relaxed);
@@ -511,7 +517,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
         op->word.store(static_cast<std::uint32_t>(State::kWaiting), std::memory_order_relaxed);
       }
       const TokenKey key = ring[i % kKeyAhead].key;  // made kKeyAhead items ago
-      Facts(op).token_hash = key.hash;
+      if (!held) Facts(op).token_hash = key.hash;    // a held one's is written above
       if (tokens_.Push(key, op) && BecomeHead(op)) chunk[k++] = op;
     }
     fetch_key(i + kKeyAhead);  // into the slot item i's key just left

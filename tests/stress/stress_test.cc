@@ -539,7 +539,9 @@ void RunPostStress(int producers, long per_producer, int batch_max = 0) {
   }
   EXPECT_GT(controls.load(), 0);
   EXPECT_GT(retried, 0);
-  if (batch_max > 0) EXPECT_GT(postponed.load(), 0);
+  if (batch_max > 0) {
+    EXPECT_GT(postponed.load(), 0);
+  }
   EXPECT_EQ(early.load(), 0);
   EXPECT_EQ(stats.submitted, static_cast<std::uint64_t>(total));
   EXPECT_EQ(stats.pending, 0u);
