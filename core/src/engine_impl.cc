@@ -448,6 +448,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
         Facts(op).token_hash = MakeTokenKey(tokens[items[i].token], scratch).hash;
       }
       const std::uint32_t head_bit = items[i].token == BatchItem::kNoToken ? kHeadBit : 0;
+      // Relaxed: private until PushTimers' seq_cst CAS publishes it with the rest.
       op->word.store(static_cast<std::uint32_t>(State::kPostponed) | head_bit,
                      std::memory_order_relaxed);
       TimerNode* t = &Facts(op).timer;
