@@ -129,18 +129,13 @@ class OrdoPeer {
   // W4-batch: the group through one Batch (kept, so its storage is reused).
   template <typename F>
   bool PostAtBatch(std::vector<std::pair<DueClock::time_point, F>>& group) {
-    bool ok = true;
+    long refused = 0;
     for (auto& [due, f] : group) {
-      ok &= at_batch_
-                .AddPostponed(std::move(f), std::chrono::time_point_cast<ordo::Clock::duration>(due))
-                .ok();
+      const auto until = std::chrono::time_point_cast<ordo::Clock::duration>(due);
+      if (!at_batch_.AddPostponed(std::move(f), until).ok()) ++refused;
     }
     group.clear();
-    if (!ok || !engine_.PostBatch(at_batch_).ok()) {
-      at_batch_.Clear();
-      return false;
-    }
-    return true;
+    return refused + PostBatch(at_batch_) == 0;
   }
 
  private:

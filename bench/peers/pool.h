@@ -52,20 +52,12 @@ class MutexPool {
 
   // Independent when `token` is empty; else after the token's previous operation.
   void Submit(const std::string& token, std::function<void()> f) {
+    bool runnable;
     {
       std::lock_guard<std::mutex> l(m_);
-      if (token.empty()) {
-        ready_.push_back(std::move(f));
-      } else {
-        auto [it, idle] = chains_.try_emplace(token);
-        if (!idle) {  // the token is busy: wait behind it
-          it->second.push_back(std::move(f));
-          return;
-        }
-        ready_.push_back(Chained(token, std::move(f)));
-      }
+      runnable = EnqueueLocked(token.empty() ? nullptr : &token, std::move(f));
     }
-    cv_.notify_one();
+    if (runnable) cv_.notify_one();
   }
 
   // A group of operations (token, or nullptr: independent), all under one lock:
@@ -75,20 +67,7 @@ class MutexPool {
     std::size_t runnable = 0;
     {
       std::lock_guard<std::mutex> l(m_);
-      for (auto& [token, f] : fs) {
-        if (token == nullptr) {
-          ready_.push_back(std::move(f));
-          ++runnable;
-          continue;
-        }
-        auto [it, idle] = chains_.try_emplace(*token);
-        if (!idle) {
-          it->second.push_back(std::move(f));
-        } else {
-          ready_.push_back(Chained(*token, std::move(f)));
-          ++runnable;
-        }
-      }
+      for (auto& [token, f] : fs) runnable += EnqueueLocked(token, std::move(f));
     }
     if (runnable == 1) {
       cv_.notify_one();
@@ -98,6 +77,16 @@ class MutexPool {
     fs.clear();
   }
 
+  // Independent, not before `due`.
+  void SubmitAt(TimeClock::time_point due, std::function<void()> f) {
+    bool earliest;
+    {
+      std::lock_guard<std::mutex> l(m_);
+      earliest = AddTimerLocked(due, std::move(f));
+    }
+    if (earliest) timer_cv_.notify_one();  // the timer thread sleeps too long otherwise
+  }
+
   // A group of postponed operations under one lock, and one wake of the timer
   // thread if one of them is now the earliest.
   template <typename F>
@@ -105,31 +94,36 @@ class MutexPool {
     bool earliest = false;
     {
       std::lock_guard<std::mutex> l(m_);
-      for (auto& [due, f] : group) {
-        const std::uint64_t seq = next_seq_++;
-        timers_.push_back(Timer{due, seq, std::function<void()>(std::move(f))});
-        std::push_heap(timers_.begin(), timers_.end(), Later);
-        earliest |= timers_.front().seq == seq;
-      }
+      for (auto& [due, f] : group) earliest |= AddTimerLocked(due, std::move(f));
     }
     group.clear();
     if (earliest) timer_cv_.notify_one();
   }
 
-  // Independent, not before `due`.
-  void SubmitAt(TimeClock::time_point due, std::function<void()> f) {
-    bool earliest;
-    {
-      std::lock_guard<std::mutex> l(m_);
-      const std::uint64_t seq = next_seq_++;
-      timers_.push_back(Timer{due, seq, std::move(f)});
-      std::push_heap(timers_.begin(), timers_.end(), Later);
-      earliest = timers_.front().seq == seq;
+ private:
+  // Under m_: f joins the ready queue (independent, or its token idle) or waits
+  // behind its token's chain; true when it is runnable now.
+  bool EnqueueLocked(const std::string* token, std::function<void()> f) {
+    if (token == nullptr) {
+      ready_.push_back(std::move(f));
+      return true;
     }
-    if (earliest) timer_cv_.notify_one();  // the timer thread sleeps too long otherwise
+    auto [it, idle] = chains_.try_emplace(*token);
+    if (!idle) {  // the token is busy: wait behind it
+      it->second.push_back(std::move(f));
+      return false;
+    }
+    ready_.push_back(Chained(*token, std::move(f)));
+    return true;
+  }
+  // Under m_: a timer for f at `due`; true when it is now the earliest.
+  bool AddTimerLocked(TimeClock::time_point due, std::function<void()> f) {
+    const std::uint64_t seq = next_seq_++;
+    timers_.push_back(Timer{due, seq, std::move(f)});
+    std::push_heap(timers_.begin(), timers_.end(), Later);
+    return timers_.front().seq == seq;
   }
 
- private:
   struct Timer {
     TimeClock::time_point due;
     std::uint64_t seq;  // ties in due time release in submission order

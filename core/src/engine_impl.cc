@@ -145,8 +145,12 @@ bool EngineImpl::TakeCredits(Stripe& st, std::int64_t n) {
     for (std::size_t i = 0; i < kExternalStripes; ++i) reclaim(external_[i]);
     for (auto& w : workers_) reclaim(w->stripe);
   }
-  if (got > 0) global_credits_.fetch_add(got, std::memory_order_relaxed);
+  if (got > 0) ReturnCredits(got);
   return false;
+}
+
+void EngineImpl::ReturnCredits(std::int64_t n) {
+  global_credits_.fetch_add(n, std::memory_order_relaxed);  // a count, as above
 }
 
 void EngineImpl::GiveCredit(Stripe& st) {
@@ -411,8 +415,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
   // every item.
   absl::Status refused = Admit(st, n, "PostBatch");
   if (refused.ok() && to_arm > 0 && !ReserveTimers(to_arm)) {
-    // The n credits Admit took go back to the shared pool. Relaxed: a count.
-    global_credits_.fetch_add(static_cast<std::int64_t>(n), std::memory_order_relaxed);
+    ReturnCredits(static_cast<std::int64_t>(n));  // the n Admit took
     refused = WheelFullError("PostBatch");
   }
   if (!refused.ok()) {
@@ -498,15 +501,12 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
       op->refs.store(1, std::memory_order_relaxed);  // private until its push
     }
     if (items[i].token == BatchItem::kNoToken) {
-      if (held) {
-        // Nothing more: its timer's release schedules it (H2).
-      } else if (IsCompact(op)) {
-        SetCompactId(op, first + i);
-        StoreNewHead(op);
-        chunk[k++] = op;
-      } else {
-        // Postponed to a time already past: a full node, runnable now.
-        InitFacts(op, first + i, this, now, kNoTime);
+      if (!held) {  // a held one's timer release schedules it (H2)
+        if (IsCompact(op)) {
+          SetCompactId(op, first + i);
+        } else {
+          InitFacts(op, first + i, this, now, kNoTime);  // postponed to a time past
+        }
         StoreNewHead(op);
         chunk[k++] = op;
       }
@@ -523,11 +523,11 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
     }
     fetch_key(i + kKeyAhead);  // into the slot item i's key just left
     if (k == kChunk) {
-      ScheduleNewBatch(chunk, k, st);
+      Schedule(chunk, k, st);
       k = 0;
     }
   }
-  if (k > 0) ScheduleNewBatch(chunk, k, st);
+  if (k > 0) Schedule(chunk, k, st);
   ExitSubmit(st);  // the pushes above happen-before Shutdown's drain
   return absl::OkStatus();
 }

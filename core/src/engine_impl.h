@@ -199,9 +199,6 @@ class EngineImpl {
   static void StoreNewHead(Operation* op);
   // Publishes a new, independent, runnable op to the run queues (StoreNewHead).
   void ScheduleNew(Operation* op, Stripe& st);
-  // ScheduleNew for n owned nodes at once: one bulk push to the injector (a push
-  // per node to the worker's own deque) and one NotifyWork.
-  void ScheduleNewBatch(Operation** ops, std::size_t n, Stripe& st);
 
   // --- control ---
   absl::StatusOr<CancelOutcome> Cancel(Operation* op);
@@ -252,6 +249,9 @@ class EngineImpl {
   void Schedule(Operation* op);
   // Schedule for a caller that has its stripe at hand (Submit).
   void Schedule(Operation* op, Stripe& st);
+  // Schedule for n owned nodes at once (PostBatch): one bulk push to the
+  // injector (a push per node to the worker's own deque) and one NotifyWork.
+  void Schedule(Operation** ops, std::size_t n, Stripe& st);
   // Schedule's push, without its count and wake-up: to w's deque, spilling half
   // of it and op to the injector when it is full.
   void PushLocal(Worker* w, Operation* op);
@@ -394,6 +394,9 @@ class EngineImpl {
   // stripe's hoard, then the global pool, reclaiming every hoard once before it
   // reports the engine full.
   bool TakeCredits(Stripe& st, std::int64_t n);
+  // Gives n credits taken for a submission that was then refused back to the
+  // shared pool.
+  void ReturnCredits(std::int64_t n);
   void GiveCredit(Stripe& st);
 
   // --- token controls ---

@@ -35,7 +35,8 @@
 //       lock "armed" means "in the wheel" (in_wheel), as before the inbox.
 //   I3  timers_armed_ counts wheel + inbox. Submit (and PostBatch, for all its
 //       postponed operations at once) reserves its places with a CAS that never
-//       takes the count past max_timers; a disarm or a release gives one back. So the wheel never exceeds max_timers and a drain's insert cannot fail.
+//       takes the count past max_timers; a disarm or a release gives one back.
+//       So the wheel never exceeds max_timers and a drain's insert cannot fail.
 //   I4  Submit lowers timekeeper_target_ and kicks when its due time is earlier.
 //       The timekeeper reads the kick count before it drains, so a kick after
 //       that makes its sleep return at once.

@@ -99,7 +99,7 @@ class TokenMap {
   // Producer hints for a Push of `hash` a few submissions from now (a batch):
   // FetchBucket brings the hint bucket's line; FetchChain, once that line is
   // here, the lines of the chain its tag names (Push compares its key, then
-  // exchanges its tail: an 88-byte Chain from the heap may straddle two lines),
+  // exchanges its tail: a Chain of about 90 bytes from the heap may straddle two lines),
   // for writing. Hints only: they read without a pin (a chain they name may be
   // swept meanwhile; a prefetch of its memory is harmless) and change nothing.
   void FetchBucket(std::uint64_t hash) { __builtin_prefetch(&BucketOf(hash), 1, 3); }

@@ -155,20 +155,32 @@ void EngineImpl::ExitSubmit(Stripe& st) {
 
 void EngineImpl::Schedule(Operation* op) { Schedule(op, MyStripe()); }
 
-void EngineImpl::Schedule(Operation* op, Stripe& st) {
-  // The caller owns op (H1-H3) and hands the ownership to a run-queue entry. The
-  // queues' own release/acquire pairs publish the caller's writes to the popper.
-  ORDO_DCHECK(op->word.load(std::memory_order_relaxed) & kOwnedBit, "scheduling an unowned op");
-  Count(st, st.scheduled);
+void EngineImpl::Schedule(Operation* op, Stripe& st) { Schedule(&op, 1, st); }
+
+void EngineImpl::Schedule(Operation** ops, std::size_t n, Stripe& st) {
+  // The caller owns every node (H1-H3: by its store for a new independent node,
+  // by an RMW for a chain head) and hands each to a run-queue entry. The queues'
+  // own release/acquire pairs publish the caller's writes to the popper. One
+  // wake-up for all: a woken worker that finds more than it takes wakes the next
+  // (Parker P2), as after any burst.
+  ORDO_DCHECK(ops[0]->word.load(std::memory_order_relaxed) & kOwnedBit,
+              "scheduling an unowned op");
+  Count(st, st.scheduled, n);
   Worker* w = t_worker;
   if (w != nullptr && w->engine == this) {
-    PushLocal(w, op);
+    for (std::size_t i = 0; i < n; ++i) PushLocal(w, ops[i]);
   } else if (st.single_writer) {
     // A leased stripe (one lessee at a time, L1): its explicit producer.
     if (st.producer == nullptr) st.producer = injector_.MakeProducerToken();
-    injector_.Push(*st.producer, op);
+    if (n == 1) {
+      injector_.Push(*st.producer, ops[0]);
+    } else {
+      injector_.PushBulk(*st.producer, ops, n);
+    }
+  } else if (n == 1) {
+    injector_.Push(ops[0]);
   } else {
-    injector_.Push(op);
+    injector_.PushBulk(ops, n);
   }
   parker_->NotifyWork();
 }
@@ -181,25 +193,6 @@ void EngineImpl::PushLocal(Worker* w, Operation* op) {
     spill[n++] = op;
     injector_.PushBulk(spill, n);
   }
-}
-
-void EngineImpl::ScheduleNewBatch(Operation** ops, std::size_t n, Stripe& st) {
-  // As Schedule, n times: the caller owns every node (H1: by its store for a new
-  // independent node, by BecomeHead's RMW for a chain head) and hands each to a
-  // run-queue entry; the queues' release/acquire pairs publish
-  // the nodes. One wake-up for all: a woken worker that finds more than it takes
-  // wakes the next (Parker P2), as after any burst.
-  Count(st, st.scheduled, n);
-  Worker* w = t_worker;
-  if (w != nullptr && w->engine == this) {
-    for (std::size_t i = 0; i < n; ++i) PushLocal(w, ops[i]);
-  } else if (st.single_writer) {
-    if (st.producer == nullptr) st.producer = injector_.MakeProducerToken();
-    injector_.PushBulk(*st.producer, ops, n);
-  } else {
-    injector_.PushBulk(ops, n);
-  }
-  parker_->NotifyWork();
 }
 
 std::uint32_t EngineImpl::TakeHead(Operation* op, std::uint32_t* next) {

@@ -205,8 +205,8 @@ class Engine {
   // (or the batch alone is larger than it) or max_timers has none for every
   // postponed one still in the future, InvalidArgument for a batch of another
   // engine or a postponement beyond Options::horizon (naming the item; checked
-  // before Shutdown and room). On success the batch is empty
-  // (and keeps its capacity). An empty batch posts nothing and returns OK.
+  // before Shutdown and room). On success the batch is empty (and keeps its
+  // capacity). An empty batch posts nothing and returns OK.
   absl::Status PostBatch(Batch& batch);
 
   // Cancels an operation: kCanceled if it had not started (its body never runs and
@@ -295,8 +295,8 @@ class Engine {
 };
 
 // Operations gathered to be posted together (Engine::PostBatch): each is what
-// Post(f), Post(f, {.token = token}) or, by AddPostponed,
-// Post(f, {.token = token, .postpone_until = until}) would post, with the same states, order,
+// Post(f), Post(f, {.token = token}) or, by AddPostponed, Post(f, {.token =
+// token, .postpone_until = until}) would post, with the same states, order,
 // errors and lifetime, and a batch costs one admission and one block of ids, and
 // one queue push and one wake-up per 64 runnable operations, instead of one of
 // each per operation. For a producer with work in hand, that is most of a
