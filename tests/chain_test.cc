@@ -52,7 +52,7 @@ TEST(ChainTest, ConcurrentProducersLinkEveryNodeOnceInPerProducerOrder) {
   std::vector<std::unique_ptr<FullOperation>> nodes;
   for (int i = 0; i < kProducers * kPer; ++i) {
     nodes.push_back(std::make_unique<FullOperation>());
-    Facts(&nodes.back()->op).id.store(static_cast<std::uint64_t>(i), std::memory_order_relaxed);
+    Facts(&nodes.back()->op).id().store(static_cast<std::uint64_t>(i), std::memory_order_relaxed);
   }
   std::atomic<int> activations{0};
   Operation* first = nullptr;

@@ -21,19 +21,19 @@ TEST(OpPoolTest, AFreedNodeIsReusedByTheSameThread) {
   OpPool::Free(b);
 }
 
-// Lines 0 and 2 (operation.h) come back reset; line 1 is stale until InitFacts,
-// which writes every field of it.
+// Line 0 (operation.h) comes back reset; the facts and times are stale until
+// InitFacts, which writes every one of them. (The timer's links are clear
+// whenever a node is freed: the wheel clears them as it lets go.)
 TEST(OpPoolTest, AReusedNodeComesBackInItsInitialStateOnceInitFactsRan) {
   Operation* a = OpPool::Allocate();
   a->word.store(5, std::memory_order_relaxed);
   a->refs.store(2, std::memory_order_relaxed);
   a->chain = reinterpret_cast<Chain*>(a);  // any non-null value; never dereferenced
-  Facts(a).in_wheel = true;
-  Facts(a).timer.deadline_ns = 42;
-  Facts(a).timer.slot_index = 3;
+  Facts(a).id().store(3, std::memory_order_relaxed);
+  Facts(a).due_ns().store(42, std::memory_order_relaxed);
   Facts(a).token_hash = 99;
-  Facts(a).started_ns.store(10, std::memory_order_relaxed);
-  Facts(a).completed_ns.store(11, std::memory_order_relaxed);
+  Times(a).started_ns.store(10, std::memory_order_relaxed);
+  Times(a).completed_ns.store(11, std::memory_order_relaxed);
   Facts(a).retry_count.store(3, std::memory_order_relaxed);
   Facts(a).cancel_requested.store(true, std::memory_order_relaxed);
   OpPool::Free(a);
@@ -45,33 +45,46 @@ TEST(OpPoolTest, AReusedNodeComesBackInItsInitialStateOnceInitFactsRan) {
   EXPECT_EQ(b->ops, nullptr);
   EXPECT_FALSE(Facts(b).in_wheel);
   EXPECT_FALSE(Facts(b).timer.linked());
-  EXPECT_EQ(Facts(b).timer.deadline_ns, 0);
   EXPECT_EQ(Facts(b).extras.load(std::memory_order_relaxed), nullptr);
   InitFacts(b, 7, nullptr, 100, kNoTime);
   EXPECT_EQ(b->id_relaxed(), 7u);
   EXPECT_EQ(Facts(b).token_hash, 0u);
-  EXPECT_EQ(Facts(b).created_ns.load(std::memory_order_relaxed), 100);
-  EXPECT_EQ(Facts(b).started_ns.load(std::memory_order_relaxed), kNoTime);
-  EXPECT_EQ(Facts(b).completed_ns.load(std::memory_order_relaxed), kNoTime);
-  EXPECT_EQ(Facts(b).due_ns.load(std::memory_order_relaxed), kNoTime);
+  EXPECT_EQ(Times(b).created_ns.load(std::memory_order_relaxed), 100);
+  EXPECT_EQ(Times(b).started_ns.load(std::memory_order_relaxed), kNoTime);
+  EXPECT_EQ(Times(b).completed_ns.load(std::memory_order_relaxed), kNoTime);
+  EXPECT_EQ(Facts(b).due_ns().load(std::memory_order_relaxed), kNoTime);
   EXPECT_EQ(Facts(b).retry_count.load(std::memory_order_relaxed), 0);
   EXPECT_FALSE(Facts(b).cancel_requested.load(std::memory_order_relaxed));
   OpPool::Free(b);
 }
 
-// Compact nodes (operation.h) come from their own pool: one cache line each,
-// their kind kept across reuse, never handed out as full nodes nor full ones as
-// compact, and their id read back from where a compact node keeps it.
-TEST(OpPoolTest, CompactAndFullNodesComeFromTheirOwnPoolsAndKeepTheirKind) {
+// Compact, facts and full nodes (operation.h) come from their own pools: their
+// kind kept across reuse, never handed out as another kind, and their id read
+// back from where each kind keeps it. Only a full node has times.
+TEST(OpPoolTest, EachKindOfNodeComesFromItsOwnPoolAndKeepsItsKind) {
   Operation* c = OpPool::Allocate(NodeKind::kCompact);
   Operation* f = OpPool::Allocate(NodeKind::kFull);
+  Operation* m = OpPool::Allocate(NodeKind::kFacts);
   EXPECT_TRUE(IsCompact(c));
   EXPECT_FALSE(IsCompact(f));
+  EXPECT_FALSE(IsCompact(m));
+  EXPECT_TRUE(HasTimes(f));
+  EXPECT_FALSE(HasTimes(m));
+  EXPECT_FALSE(HasTimes(c));
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(c) % kCacheLine, 0u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(m) % kCacheLine, 0u);
   SetCompactId(c, 41);
   InitFacts(f, 42, nullptr, kNoTime, kNoTime);
+  InitFacts(m, 43, nullptr, 5, 6);
   EXPECT_EQ(c->id_relaxed(), 41u);
   EXPECT_EQ(f->id_relaxed(), 42u);
+  EXPECT_EQ(m->id_relaxed(), 43u);
+  EXPECT_EQ(Facts(m).due_ns().load(std::memory_order_relaxed), 6);
+  EXPECT_EQ(m->word.load(std::memory_order_relaxed), kNoTimesBit);
+  OpPool::Free(m);
+  EXPECT_EQ(OpPool::Allocate(NodeKind::kFacts), m);  // its own pool, and reset
+  EXPECT_EQ(m->word.load(std::memory_order_relaxed), kNoTimesBit);
+  OpPool::Free(m);
   // A finished compact node's word holds its terminal state and the kind bit.
   c->word.store(kCompactBit | static_cast<std::uint32_t>(State::kSucceeded) | kHeadBit,
                 std::memory_order_relaxed);
@@ -93,8 +106,10 @@ TEST(OpPoolTest, CompactAndFullNodesComeFromTheirOwnPoolsAndKeepTheirKind) {
 // Magazines: many frees and allocations across magazine boundaries (and depot
 // trades) hand back exactly the nodes freed, each once, and make none.
 TEST(OpPoolTest, NodesFreedAcrossManyMagazinesComeBackEachExactlyOnce) {
-  for (NodeKind kind : {NodeKind::kFull, NodeKind::kCompact}) {
-    SCOPED_TRACE(kind == NodeKind::kFull ? "full nodes" : "compact nodes");
+  for (NodeKind kind : {NodeKind::kFull, NodeKind::kFacts, NodeKind::kCompact}) {
+    SCOPED_TRACE(kind == NodeKind::kFull    ? "full nodes"
+                 : kind == NodeKind::kFacts ? "facts nodes"
+                                            : "compact nodes");
     // Whole magazines, so that the first loop leaves none half used.
     constexpr std::size_t kNodes = 16 * kPoolCacheNodes;
     std::vector<Operation*> first(kNodes);
@@ -110,6 +125,7 @@ TEST(OpPoolTest, NodesFreedAcrossManyMagazinesComeBackEachExactlyOnce) {
     EXPECT_EQ(first, second);
     for (Operation* op : second) {
       EXPECT_EQ(IsCompact(op), kind == NodeKind::kCompact);
+      EXPECT_EQ(HasTimes(op), kind == NodeKind::kFull);
       OpPool::Free(op);
     }
   }

@@ -31,7 +31,7 @@ struct Key {
 
 Operation* NewOp(std::uint64_t id) {
   Operation* op = OpPool::Allocate();
-  Facts(op).id.store(id, std::memory_order_relaxed);
+  Facts(op).id().store(id, std::memory_order_relaxed);
   return op;
 }
 

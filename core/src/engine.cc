@@ -86,7 +86,7 @@ absl::Status NoHandle(const char* what) {
 #define ORDO_OWN_HANDLE(what, handle)                                                   \
   do {                                                                                  \
     if (!(handle).valid()) return NoHandle(what);                                       \
-    if (internal::Facts((handle).op_).engine != impl_.get())                              \
+    if (internal::Times((handle).op_).engine != impl_.get())                              \
       return absl::InvalidArgumentError(                                                \
           absl::StrCat(what, ": the handle belongs to another engine"));                \
   } while (0)
@@ -201,18 +201,18 @@ Clock::time_point FromNs(std::int64_t ns) { return Clock::time_point(Clock::dura
 
 Clock::time_point Handle::created_at() const {
   return op_ == nullptr ? Clock::time_point{}
-                        : FromNs(Facts(op_).created_ns.load(std::memory_order_relaxed));
+                        : FromNs(Times(op_).created_ns.load(std::memory_order_relaxed));
 }
 std::optional<Clock::time_point> Handle::started_at() const {
   if (op_ == nullptr) return std::nullopt;
   (void)op_->word.load(std::memory_order_acquire);  // orders the read below
-  const std::int64_t t = Facts(op_).started_ns.load(std::memory_order_relaxed);
+  const std::int64_t t = Times(op_).started_ns.load(std::memory_order_relaxed);
   if (t == internal::kNoTime) return std::nullopt;
   return FromNs(t);
 }
 std::optional<Clock::time_point> Handle::completed_at() const {
   if (op_ == nullptr || !IsTerminal(state())) return std::nullopt;
-  return FromNs(Facts(op_).completed_ns.load(std::memory_order_relaxed));  // after acquire in state()
+  return FromNs(Times(op_).completed_ns.load(std::memory_order_relaxed));  // after acquire in state()
 }
 
 State Handle::Wait() const {
@@ -257,7 +257,7 @@ bool Handle::WaitFor(std::chrono::nanoseconds timeout) const {
 
 std::string Handle::Explain() const {
   if (op_ == nullptr) return "no operation (empty handle)";
-  return Facts(op_).engine->Explain(op_);
+  return Times(op_).engine->Explain(op_);
 }
 
 Handle Handle::next_occurrence() const {
@@ -282,7 +282,7 @@ bool Context::cancel_requested() const {
   return asked || engine_->ShutdownCancels();
 }
 int Context::retry_count() const {
-  // A compact node is on its first attempt: a retry moves it into a full node.
+  // A compact node is on its first attempt: a retry moves it into a facts node.
   return internal::IsCompact(op_) ? 0 : Facts(op_).retry_count.load(std::memory_order_relaxed);
 }
 void Context::RetryAfter(std::chrono::nanoseconds delay, std::string_view reason) {

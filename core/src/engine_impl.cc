@@ -218,8 +218,10 @@ bool EngineImpl::CompactFits(const SubmitOptions& o) {
 
 Operation* EngineImpl::NewOperation(void** storage, const SubmitOptions* options,
                                     bool with_handle) {
-  const bool compact = !with_handle && (options == nullptr || CompactFits(*options));
-  Operation* op = OpPool::Allocate(compact ? NodeKind::kCompact : NodeKind::kFull);
+  const NodeKind kind = with_handle                                      ? NodeKind::kFull
+                        : options == nullptr || CompactFits(*options) ? NodeKind::kCompact
+                                                                      : NodeKind::kFacts;
+  Operation* op = OpPool::Allocate(kind);
   *storage = op->callable_storage();
   return op;
 }
@@ -298,6 +300,10 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
     try {
       OpExtras* ex = new OpExtras();
       Facts(op).extras.store(ex, std::memory_order_relaxed);  // private until published
+      // kExtrasBit at once, so a refusal below frees them (Reclaim). Relaxed:
+      // the word is private too.
+      op->word.store(op->word.load(std::memory_order_relaxed) | kExtrasBit,
+                     std::memory_order_relaxed);
       ex->name = std::move(o.name);
       ex->max_retries = o.max_retries;
       ex->backoff_kind = o.backoff.kind == Backoff::Kind::kExponential ? 1 : 0;
@@ -334,7 +340,9 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   // registry below does). Held (Postponed, Suspended), it is owned by nobody until
   // whoever releases it takes it (H2). A chained one becomes head through its chain.
   const std::uint32_t head = o.token.empty() ? kHeadBit : 0;
-  op->word.store(static_cast<std::uint32_t>(initial) | head, std::memory_order_relaxed);
+  // The kind and kExtrasBit (set above) stay.
+  op->word.store(KeptBitsOf(op) | static_cast<std::uint32_t>(initial) | head,
+                 std::memory_order_relaxed);
 
   if (initial == State::kPostponed && !ArmTimerFromSubmit(op, due)) {
     // Undo: nothing was published.
@@ -391,7 +399,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
                                       const Token* tokens, std::size_t postponed) noexcept {
   Stripe& st = MyStripe();
   // Postponed items: one clock read, as Enqueue makes one per submit. A time
-  // already past makes its item runnable at once (a Waiting full node); the
+  // already past makes its item runnable at once (a Waiting facts node); the
   // others are armed, and each needs a place in the wheel.
   const std::int64_t now = postponed > 0 ? NowNs() : kNoTime;
   std::int64_t to_arm = 0;
@@ -452,7 +460,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
       }
       const std::uint32_t head_bit = items[i].token == BatchItem::kNoToken ? kHeadBit : 0;
       // Relaxed: private until PushTimers' seq_cst CAS publishes it with the rest.
-      op->word.store(static_cast<std::uint32_t>(State::kPostponed) | head_bit,
+      op->word.store(KeptBitsOf(op) | static_cast<std::uint32_t>(State::kPostponed) | head_bit,
                      std::memory_order_relaxed);
       TimerNode* t = &Facts(op).timer;
       if (tail == nullptr) {
@@ -515,7 +523,8 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
         // As Enqueue: no clock read unless a postponed item asked for one,
         // Waiting, head through its chain.
         InitFacts(op, first + i, this, now, kNoTime);
-        op->word.store(static_cast<std::uint32_t>(State::kWaiting), std::memory_order_relaxed);
+        op->word.store(KeptBitsOf(op) | static_cast<std::uint32_t>(State::kWaiting),
+                       std::memory_order_relaxed);
       }
       const TokenKey key = ring[i % kKeyAhead].key;  // made kKeyAhead items ago
       if (!held) Facts(op).token_hash = key.hash;    // a held one's is written above
@@ -536,9 +545,9 @@ void EngineImpl::StoreNewHead(Operation* op) {
   // H1 without an RMW: nothing has published the node yet (no timer, no held
   // entry, no chain), so the head and owner bits go in with a plain store, and
   // the run queue's push publishes them with the rest of the node.
-  // kCompactBit stays: the kind, for life (operation.h). Relaxed load: the node
-  // is still private to this thread.
-  op->word.store((op->word.load(std::memory_order_relaxed) & kCompactBit) |
+  // The kind and kExtrasBit stay (operation.h). Relaxed load: the node is still
+  // private to this thread.
+  op->word.store(KeptBitsOf(op) |
                      static_cast<std::uint32_t>(State::kWaiting) | kHeadBit | kOwnedBit,
                  std::memory_order_relaxed);
 }
@@ -597,7 +606,7 @@ std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, Canc
                                   (static_cast<std::uint32_t>(reason) << kReasonShift));
     // Written before the CAS that publishes it (a losing CAS leaves it to the
     // worker, which overwrites it when it finishes).
-    Facts(op).completed_ns.store(NowNs(), std::memory_order_relaxed);
+    if (HasTimes(op)) Times(op).completed_ns.store(NowNs(), std::memory_order_relaxed);
     // acq_rel: the cancel and a worker's start are RMWs on one word: one wins.
     // Release publishes completed_ns to Handle readers.
   } while (!op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
@@ -670,7 +679,7 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
       }
       if (s == State::kSuspended) {
         // Stays suspended; Resume uses the new time. Relaxed: read under timer_mu_.
-        Facts(op).due_ns.store(due, std::memory_order_relaxed);
+        Facts(op).due_ns().store(due, std::memory_order_relaxed);
         return absl::OkStatus();
       }
       const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
@@ -686,7 +695,7 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
                                          std::memory_order_acquire)) {
         schedule = TookOwnership(w, next);
         DisarmTimerLocked(op);
-        Facts(op).due_ns.store(due, std::memory_order_relaxed);  // under timer_mu_
+        Facts(op).due_ns().store(due, std::memory_order_relaxed);  // under timer_mu_
         if (target == State::kPostponed) {
           absl::Status armed = ArmTimerLocked(op, due);
           ORDO_CHECK_OP(armed.ok(), "the wheel refused a timer it had room for", op->id_relaxed());
@@ -754,7 +763,7 @@ absl::Status EngineImpl::Resume(Operation* op) {
         return absl::FailedPreconditionError(absl::StrCat(
             "Resume: ", OpName(op), " is ", StateText(s), "; only a suspended operation resumes"));
       }
-      std::int64_t due = Facts(op).due_ns.load(std::memory_order_relaxed);  // under timer_mu_
+      std::int64_t due = Facts(op).due_ns().load(std::memory_order_relaxed);  // under timer_mu_
       if (due != kNoTime && due <= NowNs()) due = kNoTime;
       const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
       // A suspended operation is not in the wheel (Suspend disarms it); refuse
@@ -763,7 +772,7 @@ absl::Status EngineImpl::Resume(Operation* op) {
       const std::uint32_t next = TakeOwnershipIfUnowned(WithState(w, target));  // H2
       if (op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                          std::memory_order_acquire)) {
-        Facts(op).due_ns.store(due, std::memory_order_relaxed);
+        Facts(op).due_ns().store(due, std::memory_order_relaxed);
         schedule = TookOwnership(w, next);
         if (target == State::kPostponed) {
           absl::Status armed = ArmTimerLocked(op, due);
@@ -998,15 +1007,16 @@ std::string EngineImpl::Explain(Operation* op) {
   const State s = StateOf(w);
   const std::string me = OpName(op);
   auto due_text = [](Operation* o) {
-    const std::int64_t d = Facts(o).due_ns.load(std::memory_order_relaxed);  // diagnostic
+    const std::int64_t d = Facts(o).due_ns().load(std::memory_order_relaxed);  // diagnostic
     return d == kNoTime ? std::string() : " until " + FormatTime(d);
   };
   switch (s) {
     case State::kSucceeded:
     case State::kFailed:
     case State::kCanceled:
+      if (!HasTimes(op)) return absl::StrCat(me, " is ", StateText(s));
       return absl::StrCat(me, " is ", StateText(s), " (finished at ",
-                          FormatTime(Facts(op).completed_ns.load(std::memory_order_relaxed)), ")");
+                          FormatTime(Times(op).completed_ns.load(std::memory_order_relaxed)), ")");
     case State::kInProgress:
       return absl::StrCat(me, " is running");
     case State::kSuspended:
@@ -1054,13 +1064,15 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   const auto* rule = static_cast<const RecurrenceRule*>(ex->recurrence);
   if (closed_.load(std::memory_order_acquire)) return;  // shutdown: the series ends
   const std::int64_t now = NowNs();
-  const std::int64_t this_due = Facts(op).due_ns.load(std::memory_order_relaxed);
+  const std::int64_t this_due = Facts(op).due_ns().load(std::memory_order_relaxed);
   const std::int64_t after = std::max(now, this_due == kNoTime ? now : this_due);
   using TP = Clock::time_point;
   std::optional<RecurrenceRule::Occurrence> next =
       rule->NextAfter(TP(Clock::duration(ex->recurrence_start_ns)), TP(Clock::duration(after)));
   if (!next.has_value()) return;
-  Operation* n = OpPool::Allocate();
+  // The kind of its predecessor: a Handle can reach it only through one of the
+  // predecessor's (next_occurrence), so a node without times begets one too.
+  Operation* n = OpPool::Allocate(HasTimes(op) ? NodeKind::kFull : NodeKind::kFacts);
   op->ops->relocate(op->storage, n->storage);
   n->ops = op->ops;
   op->ops = nullptr;  // moved: the engine's release must not destroy it
@@ -1079,7 +1091,8 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
             postponed ? due : kNoTime);
   // The engine's, the predecessor's link (Handle::next_occurrence).
   n->refs.store(2, std::memory_order_relaxed);
-  n->word.store(static_cast<std::uint32_t>(postponed ? State::kPostponed : State::kWaiting),
+  n->word.store(KeptBitsOf(n) | kExtrasBit |
+                    static_cast<std::uint32_t>(postponed ? State::kPostponed : State::kWaiting),
                 std::memory_order_relaxed);
   // An occurrence replaces the one that ended: it takes a credit if one is free
   // but is not refused for want of one (a series never silently stops).
@@ -1087,8 +1100,9 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   if (postponed) {
     TimerLock lock(this);  // drains the inbox first (I2)
     if (!ArmTimerLocked(n, due).ok()) {
-      Facts(n).due_ns.store(kNoTime, std::memory_order_relaxed);
-      n->word.store(static_cast<std::uint32_t>(State::kWaiting), std::memory_order_relaxed);
+      Facts(n).due_ns().store(kNoTime, std::memory_order_relaxed);
+      n->word.store(KeptBitsOf(n) | kExtrasBit | static_cast<std::uint32_t>(State::kWaiting),
+                    std::memory_order_relaxed);
     }
   }
   // Release: Handle::next_occurrence acquires it.

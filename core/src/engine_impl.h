@@ -150,7 +150,7 @@ class EngineImpl {
   absl::Status CheckHorizon(std::int64_t t, std::int64_t now,
                             absl::string_view what = "Submit") const;
   // A compact node when `options` is null (Post(f)) or asks for nothing a compact
-  // node cannot hold (CompactFits), a full one otherwise or for a Handle.
+  // node cannot hold (CompactFits), a facts node otherwise, a full one for a Handle.
   Operation* NewOperation(void** storage, const SubmitOptions* options, bool with_handle);
   // True when an operation with these options, and no Handle, needs no facts:
   // independent, not postponed or suspended, no name, recurrence, retry settings
@@ -174,7 +174,7 @@ class EngineImpl {
   // (a new chain) ends the process, as the injector's does (ORDO_CHECK), rather
   // than leave the Batch holding published nodes and Shutdown's handshake open.
   // `postponed` of the items have a postpone-until time (Batch::AddPostponed,
-  // full nodes): one clock read checks them against the horizon (before
+  // facts nodes): one clock read checks them against the horizon (before
   // anything is taken), and after admission one reservation takes the wheel's
   // places for those still in the future (refused, the admission's credits go
   // back); their timers go onto the inbox in one push, before any of them is
@@ -238,8 +238,9 @@ class EngineImpl {
   // and skipping the clock reads is unobservable. Token walks take temporary
   // references too; they only make the count larger. Relaxed: a stale read sees
   // a larger count (a Handle dropped meanwhile): a time recorded for nobody.
+  // Only a full node can have a Handle (and times to record).
   static bool Observed(const Operation* op) {
-    return op->refs.load(std::memory_order_relaxed) > 1;
+    return HasTimes(op) && op->refs.load(std::memory_order_relaxed) > 1;
   }
 
   std::int64_t NowNs() const { return clock_->Now().time_since_epoch().count(); }
@@ -280,11 +281,11 @@ class EngineImpl {
   // Runs op's callable; returns true if the operation is finished with (terminal),
   // false if it was re-postponed for a retry.
   // `sole`: the runner is the node's only party (U1-U3 in worker.cc).
-  // A compact op that asks for a retry first moves into a full node (Enlarge),
+  // A compact op that asks for a retry first moves into a facts node (Enlarge),
   // and `op` then names that node.
   bool Execute(Worker* w, Operation*& op, bool sole);
   // Runner of a compact, sole, InProgress op: moves its callable and id into a
-  // full node in the same state, frees op, and returns the new node, which only
+  // facts node in the same state, frees op, and returns the new node, which only
   // the runner knows (U1 holds for it as for op).
   Operation* Enlarge(Operation* op);
   // After `x` (a chain head) is finished with: the next runnable head, or nullptr.

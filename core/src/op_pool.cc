@@ -1,6 +1,7 @@
 #include "op_pool.h"
 
 #include <mutex>
+#include <type_traits>
 #include <new>
 #include <vector>
 
@@ -69,8 +70,13 @@ class Depot {
 // translation units.
 Depot& TheDepot(NodeKind kind) {
   static Depot* full = new Depot();
+  static Depot* facts = new Depot();
   static Depot* compact = new Depot();
-  return kind == NodeKind::kCompact ? *compact : *full;
+  switch (kind) {
+    case NodeKind::kCompact: return *compact;
+    case NodeKind::kFacts: return *facts;
+    default: return *full;
+  }
 }
 
 // Statistic only; relaxed.
@@ -103,41 +109,74 @@ struct LocalCache {
 };
 
 thread_local LocalCache t_full_cache(NodeKind::kFull);
+thread_local LocalCache t_facts_cache(NodeKind::kFacts);
 thread_local LocalCache t_compact_cache(NodeKind::kCompact);
 
 LocalCache& CacheOf(NodeKind kind) {
-  return kind == NodeKind::kCompact ? t_compact_cache : t_full_cache;
+  switch (kind) {
+    case NodeKind::kCompact: return t_compact_cache;
+    case NodeKind::kFacts: return t_facts_cache;
+    default: return t_full_cache;
+  }
+}
+
+// The kind bits a node of this kind keeps in its word for life (operation.h).
+std::uint32_t KindBits(NodeKind kind) {
+  switch (kind) {
+    case NodeKind::kCompact: return kCompactBit;
+    case NodeKind::kFacts: return kNoTimesBit;
+    default: return 0;
+  }
+}
+NodeKind KindOf(std::uint32_t word) {
+  if ((word & kCompactBit) != 0) return NodeKind::kCompact;
+  if ((word & kNoTimesBit) != 0) return NodeKind::kFacts;
+  return NodeKind::kFull;
+}
+
+// A slab of n nodes of type N (Operation, FactsOperation, FullOperation), each
+// carrying its kind in its word.
+template <typename N>
+Operation* NodeAt(N* slab, std::size_t i) {
+  if constexpr (std::is_same_v<N, Operation>) {
+    return &slab[i];
+  } else {
+    return &slab[i].op;
+  }
+}
+template <typename N>
+void FillWith(NodeKind kind, Magazine* m) {
+  N* slab = new N[kPoolCacheNodes];
+  for (std::size_t i = 0; i < kPoolCacheNodes; ++i) {
+    Operation* op = NodeAt(slab, kPoolCacheNodes - 1 - i);  // slab[0] first
+    // Relaxed: private until a Submit publishes it. The kind, for life.
+    op->word.store(KindBits(kind), std::memory_order_relaxed);
+    m->slots[i] = op;
+  }
 }
 
 // Nodes are never returned to the heap (type-stable, see op_pool.h), so they
 // come in slabs: one allocation per kPoolCacheNodes nodes, and no allocator
 // header per node (a 192-byte node cost 208 bytes from malloc).
 void FillFromSlab(NodeKind kind, Magazine* m) {
-  if (kind == NodeKind::kCompact) {
-    Operation* slab = new Operation[kPoolCacheNodes];
-    for (std::size_t i = 0; i < kPoolCacheNodes; ++i) {
-      Operation* op = &slab[kPoolCacheNodes - 1 - i];  // slab[0] first
-      // Relaxed: private until a Submit publishes it. The kind, for life.
-      op->word.store(kCompactBit, std::memory_order_relaxed);
-      m->slots[i] = op;
-    }
-  } else {
-    FullOperation* slab = new FullOperation[kPoolCacheNodes];
-    for (std::size_t i = 0; i < kPoolCacheNodes; ++i) {
-      m->slots[i] = &slab[kPoolCacheNodes - 1 - i].op;
-    }
+  switch (kind) {
+    case NodeKind::kCompact: FillWith<Operation>(kind, m); break;
+    case NodeKind::kFacts: FillWith<FactsOperation>(kind, m); break;
+    default: FillWith<FullOperation>(kind, m); break;
   }
   m->count = kPoolCacheNodes;
   g_nodes_created.fetch_add(kPoolCacheNodes, std::memory_order_relaxed);
 }
 
-// Fetches a node for writing. A full node's submitter writes its facts (line 1,
-// InitFacts) and, when postponed, its timer (line 2), so all three lines are
-// fetched: a postponed burst takes nodes freed long ago, cold in every cache.
+// Fetches a node for writing. The submitter writes every line of a node
+// (InitFacts; a postponed one's timer is in line 1), so all are fetched: a
+// postponed burst takes nodes freed long ago, cold in every cache.
 inline void Prefetch(NodeKind kind, Operation* op) {
   __builtin_prefetch(op, 1, 3);
-  if (kind == NodeKind::kFull) {
+  if (kind != NodeKind::kCompact) {
     __builtin_prefetch(reinterpret_cast<char*>(op) + kCacheLine, 1, 3);
+  }
+  if (kind == NodeKind::kFull) {
     __builtin_prefetch(reinterpret_cast<char*>(op) + 2 * kCacheLine, 1, 3);
   }
 }
@@ -168,26 +207,24 @@ Operation* OpPool::Allocate(NodeKind kind) {
 }
 
 void OpPool::Free(Operation* op) {
-  // Reset line 0 (operation.h), keeping the kind. A full node's line 1 is left
-  // stale: whoever takes the node writes it in full (InitFacts), and not touching
-  // it here keeps it in the submitter's cache. Its line 2 is written only where it
-  // differs, so an operation that did not use it leaves it shared. Relaxed: the
-  // node is private to this thread until a later Submit publishes it.
-  const bool compact = IsCompact(op);
-  op->word.store(compact ? kCompactBit : 0, std::memory_order_relaxed);
+  // Reset line 0 (operation.h), keeping the kind. The facts are left as they
+  // are: whoever takes the node writes them in full (InitFacts), and the timer's
+  // links are clear whenever it is not armed (the wheel clears them as it lets
+  // go, and the inbox's drain hands every node to the wheel), so not touching
+  // them here keeps them in the last submitter's cache. Relaxed: the node is
+  // private to this thread until a later Submit publishes it.
+  const std::uint32_t kind_bits = op->word.load(std::memory_order_relaxed) & kKindBits;
+  op->word.store(kind_bits, std::memory_order_relaxed);
   op->refs.store(0, std::memory_order_relaxed);
   op->chain_next.store(nullptr, std::memory_order_relaxed);
   op->chain = nullptr;
   op->ops = nullptr;
-  if (!compact) {
-    OpFacts& f = Facts(op);
-    if (f.in_wheel) f.in_wheel = false;
-    if (f.timer.slot_index != TimerNode{}.slot_index || f.timer.prev != nullptr ||
-        f.timer.next != nullptr || f.timer.deadline_ns != 0 || f.timer.seq != 0) {
-      f.timer = TimerNode{};
-    }
+  const NodeKind kind = KindOf(kind_bits);
+  if (kind != NodeKind::kCompact) {
+    ORDO_DCHECK(!Facts(op).in_wheel && !Facts(op).timer.linked() &&
+                    Facts(op).timer.prev == nullptr && Facts(op).timer.next == nullptr,
+                "a node freed with its timer armed");
   }
-  const NodeKind kind = compact ? NodeKind::kCompact : NodeKind::kFull;
   LocalCache& c = CacheOf(kind);
   c.Ready();
   if (c.loaded->full()) {

@@ -12,9 +12,9 @@
 // process runs, so a diagnostic (Handle::Explain) may read the atomics of a node
 // that was recycled under it and at worst report stale facts. The price: the
 // depot holds as many nodes as were ever pending at once (64 B a compact node,
-// 192 B a full one, made in slabs of kPoolCacheNodes), and the magazines that
-// held them (8 B a node). The two kinds (operation.h) have a pool each; a node
-// stays in its own.
+// 128 B a facts node, 192 B a full one, made in slabs of kPoolCacheNodes), and
+// the magazines that held them (8 B a node). The three kinds (operation.h) have
+// a pool each; a node stays in its own.
 // Rejected: returning nodes to the heap beyond a cap; it makes a stale read a
 // use-after-free.
 #ifndef ORDO_CORE_SRC_OP_POOL_H_
@@ -27,13 +27,14 @@
 
 namespace ordo::internal {
 
-enum class NodeKind : std::uint8_t { kFull, kCompact };
+// operation.h, "Layout": full (with times), facts (without), compact.
+enum class NodeKind : std::uint8_t { kFull, kFacts, kCompact };
 
 class OpPool {
  public:
-  // A node with line 0 (and a full node's line 2) in their initial state
-  // (kWaiting, refs 0, no chain, no extras, no timer; kCompactBit set for a compact
-  // one); a full node's line 1 is stale until InitFacts (operation.h).
+  // A node with line 0 in its initial state (kWaiting, refs 0, no chain, its
+  // kind bits) and its timer unlinked; its facts and times are stale until
+  // InitFacts (operation.h).
   static Operation* Allocate(NodeKind kind = NodeKind::kFull);
   // Returns a node whose callable was destroyed and whose refs reached 0, to the
   // pool of its kind.

@@ -114,29 +114,45 @@ struct OpExtras {
   std::int64_t backoff_max_ns = 0;
 };
 
-// Layout. Two kinds of node, from two pools (op_pool.h), told apart by kCompactBit
-// in the state word, which a node keeps for its life:
+// Layout. Three kinds of node, from three pools (op_pool.h), told apart by
+// kCompactBit and kNoTimesBit in the state word, which a node keeps for its life:
 //   compact  one cache line, Operation alone: an independent operation with no
 //            Handle and no option that needs a fact (Post(f), or Post(f, o) with
 //            o's defaults). 64 bytes: the state word, references, its id, the
 //            callable. Nothing can observe its times, so none are kept; a retry
-//            moves it into a full node (EngineImpl::Enlarge).
-//   full     FullOperation: that line and the facts (OpFacts), three lines in all,
-//            grouped so that the common path moves one line between the
-//            submitting core and the worker's, not three:
+//            moves it into a facts node (EngineImpl::Enlarge).
+//   facts    (kNoTimesBit) two lines, 128 bytes: that line and the facts (OpFacts):
+//            an operation with no Handle that needs more than a compact node holds
+//            (a token, a postponement, a suspension, extras). Nobody can read its
+//            times (a Handle alone shows them), so it has no line for them.
+//   full     FullOperation: three lines, 192 bytes; the third holds the times and
+//            the engine a Handle reads. Every operation made by Submit.
+// Lines, grouped so that the common path moves one line between the submitting
+// core and the worker's, not three:
 //     line 0  what both sides touch: the state word, references, links, the
 //             callable. Written by the submitter, then by the worker (transitions,
 //             the pool's reset).
-//     line 1  per-operation facts: id, times, postponement, retries. Written in
-//             full by whoever takes the node from the pool (InitFacts), read by the
-//             worker only when someone can observe them or the operation uses them.
-//             The pool does not reset them, so a worker does not pull this line back.
-//     line 2  extras and the timer: read on the common path (extras is null), written
-//             only by operations that use them, so both cores keep it shared.
-// Engine code holds every node as an Operation*; Facts(op) reaches a full node's
-// facts (FullOperation is standard-layout and op is its first member, so the two
-// addresses are one).
+//     line 1  the facts: the id and due time (kept in the timer, whose tie-break
+//             and deadline they are), the timer's links, the token's hash,
+//             extras, retries. Written in full by whoever takes the node from the
+//             pool (InitFacts); the worker reads extras there (null on the common
+//             path), and writes only what an operation uses (a retry, a timer).
+//     line 2  (full only) the engine and the three times: written by InitFacts
+//             and by the runner only while a Handle exists (Observed).
+// Engine code holds every node as an Operation*; Facts(op) reaches the facts of
+// a facts or full node, Times(op) the times of a full one (both are
+// standard-layout with op first, so the addresses are one).
 inline constexpr std::uint32_t kCompactBit = 1u << 7;
+// kNoTimesBit (bit 12): a facts node, above. Bits 8..11 are the cancel reason.
+inline constexpr std::uint32_t kNoTimesBit = 1u << 12;
+inline constexpr std::uint32_t kKindBits = kCompactBit | kNoTimesBit;
+// kExtrasBit: the node has extras (OpFacts::extras is set). In the word, so the
+// worker's common path (no extras) reads nothing in line 1, which the submitter
+// wrote: one cross-core miss fewer per chained operation. Set in the store or
+// RMW that publishes the extras (the submitter's first store of the word, or the
+// runner's terminal transition, EngineImpl::FinishInProgress); cleared by the
+// pool's reset.
+inline constexpr std::uint32_t kExtrasBit = 1u << 13;
 
 struct alignas(kCacheLine) Operation {
   Atomic<std::uint32_t> word{0};
@@ -157,63 +173,101 @@ static_assert(sizeof(Operation) == kCacheLine, "a compact node is one cache line
 static_assert(offsetof(Operation, storage) + kInlineCallableBytes <= kCacheLine,
               "line 0 holds the callable");
 
-// Facts of a full node (lines 1 and 2 above).
+// The facts (line 1 above) of a facts or full node. 62 bytes: the id and the
+// due time live in the timer, as its seq and deadline, and nowhere else.
 struct OpFacts {
-  // --- line 1: per-operation facts (InitFacts) --------------------------------------
-  // Relaxed everywhere: written before the node is published (Submit) and read by
-  // diagnostics that may look at a recycled node; nothing is ordered by it.
-  alignas(kCacheLine) Atomic<std::uint64_t> id{0};
-  EngineImpl* engine = nullptr;
+  // seq: the id; deadline_ns: postpone-until (kNoTime when none). Both relaxed
+  // everywhere: written before the node is published (InitFacts), or, for the due
+  // time, under the engine's timer lock (Postpone, Resume, a retry) before the
+  // timer is armed; read by diagnostics that may look at a recycled node and by
+  // Handle::due; nothing is ordered by them. The wheel owns the links while the
+  // timer is armed (in_wheel, under the timer lock).
+  alignas(kCacheLine) TimerNode timer;
   std::uint64_t token_hash = 0;  // the chain's TokenKey::hash (finds its shard safely)
-  // Times in ns since the epoch of the engine's clock. Each is written before the
-  // state transition that publishes it (release) and read after it (acquire).
-  Atomic<std::int64_t> created_ns{kNoTime};
-  Atomic<std::int64_t> started_ns{kNoTime};
-  Atomic<std::int64_t> completed_ns{kNoTime};
-  // Postpone-until; kNoTime when none. Written under the engine's timer lock, or by
-  // Submit before it publishes the node.
-  Atomic<std::int64_t> due_ns{kNoTime};
+  // Release on store (Submit before publish, or the sole runner), acquire on load.
+  Atomic<OpExtras*> extras{nullptr};
   Atomic<std::int32_t> retry_count{0};
   // Set by Cancel on a running operation; read by Context::cancel_requested.
   // Relaxed: a request, not a publication; nothing else is read because of it.
   Atomic<bool> cancel_requested{false};
-
-  // --- line 2: extras and the timer ---------------------------------------------------
-  // Release on store (Submit before publish, or the sole runner), acquire on load.
-  alignas(kCacheLine) Atomic<OpExtras*> extras{nullptr};
   // Set while the node's timer is in the wheel (under the timer lock).
   bool in_wheel = false;
-  TimerNode timer;
+
+  Atomic<std::uint64_t>& id() { return timer.seq; }
+  const Atomic<std::uint64_t>& id() const { return timer.seq; }
+  Atomic<std::int64_t>& due_ns() { return timer.deadline_ns; }
+  const Atomic<std::int64_t>& due_ns() const { return timer.deadline_ns; }
+};
+static_assert(sizeof(OpFacts) == kCacheLine, "the facts are one cache line");
+
+// The times (line 2 above) of a full node. Each is written before the state
+// transition that publishes it (release) and read after it (acquire).
+struct OpTimes {
+  alignas(kCacheLine) EngineImpl* engine = nullptr;
+  // Times in ns since the epoch of the engine's clock.
+  Atomic<std::int64_t> created_ns{kNoTime};
+  Atomic<std::int64_t> started_ns{kNoTime};
+  Atomic<std::int64_t> completed_ns{kNoTime};
 };
 
-struct FullOperation {
+struct FactsOperation {
   Operation op;
   OpFacts facts;
 };
+struct FullOperation {
+  Operation op;
+  OpFacts facts;
+  OpTimes times;
+};
+static_assert(sizeof(FactsOperation) == 2 * kCacheLine, "a facts node is two cache lines");
 static_assert(sizeof(FullOperation) == 3 * kCacheLine, "a full node is three cache lines");
-static_assert(std::is_standard_layout_v<FullOperation> && offsetof(FullOperation, op) == 0,
-              "an Operation* of a full node is its FullOperation*");
+static_assert(std::is_standard_layout_v<FactsOperation> &&
+                  std::is_standard_layout_v<FullOperation> &&
+                  offsetof(FactsOperation, op) == 0 && offsetof(FullOperation, op) == 0 &&
+                  offsetof(FactsOperation, facts) == offsetof(FullOperation, facts),
+              "an Operation* of a facts or full node is its FactsOperation*");
 
-// kCompactBit never changes while a node lives (the pool keeps it too), so any
-// load of the word tells the kind. Relaxed: the bit orders nothing.
+// The kind bits never change while a node lives (the pool keeps them too), so
+// any load of the word tells the kind. Relaxed: the bits order nothing.
 inline bool IsCompact(const Operation* op) {
   return (op->word.load(std::memory_order_relaxed) & kCompactBit) != 0;
 }
-// The facts of a full node.
+// What a store of the whole word of a node still private to its writer keeps:
+// the kind (for life) and kExtrasBit (set when the extras were made).
+inline std::uint32_t KeptBitsOf(const Operation* op) {
+  return op->word.load(std::memory_order_relaxed) & (kKindBits | kExtrasBit);
+}
+// A full node: it has times (line 2), and may have a Handle.
+inline bool HasTimes(const Operation* op) {
+  return (op->word.load(std::memory_order_relaxed) & kKindBits) == 0;
+}
+// The facts of a facts or full node.
 inline OpFacts& Facts(Operation* op) {
   ORDO_DCHECK(!IsCompact(op), "the facts of a compact node");
-  return reinterpret_cast<FullOperation*>(op)->facts;
+  return reinterpret_cast<FactsOperation*>(op)->facts;
 }
 inline const OpFacts& Facts(const Operation* op) {
   ORDO_DCHECK(!IsCompact(op), "the facts of a compact node");
-  return reinterpret_cast<const FullOperation*>(op)->facts;
+  return reinterpret_cast<const FactsOperation*>(op)->facts;
 }
-// A node's extras, or null: a compact node has none (and no facts to hold them).
-// `order` is the caller's: acquire against the release store of whoever set them
-// (the submitter before publishing, or the sole runner; EngineImpl::ExtrasOf),
+// The times of a full node.
+inline OpTimes& Times(Operation* op) {
+  ORDO_DCHECK(HasTimes(op), "the times of a node without them");
+  return reinterpret_cast<FullOperation*>(op)->times;
+}
+inline const OpTimes& Times(const Operation* op) {
+  ORDO_DCHECK(HasTimes(op), "the times of a node without them");
+  return reinterpret_cast<const FullOperation*>(op)->times;
+}
+// A node's extras, or null, for a caller that has acquired the word transition
+// that published them (kExtrasBit; a compact node has none). `order` is the
+// caller's: acquire against the release store of whoever set them (the
+// submitter before publishing, or the sole runner; EngineImpl::ExtrasOf),
 // relaxed for the last owner of the node.
 inline OpExtras* ExtrasIfAny(const Operation* op, std::memory_order order) {
-  return IsCompact(op) ? nullptr : Facts(op).extras.load(order);
+  // Relaxed: the caller's acquire of the word (or its ownership) ordered it.
+  if ((op->word.load(std::memory_order_relaxed) & kExtrasBit) == 0) return nullptr;
+  return Facts(op).extras.load(order);
 }
 // A compact node's id, in the chain link it never uses (Operation::chain_next).
 // Relaxed: written before the node is published.
@@ -226,31 +280,35 @@ inline std::uint64_t Operation::id_relaxed() const {
     return static_cast<std::uint64_t>(
         reinterpret_cast<std::uintptr_t>(chain_next.load(std::memory_order_relaxed)));
   }
-  return Facts(this).id.load(std::memory_order_relaxed);
+  return Facts(this).id().load(std::memory_order_relaxed);
 }
 
-// Writes line 1 of a full node in full: a node from the pool carries its last
-// user's facts. Relaxed: the node is private until its publication (a queue or
-// chain push, a timer's arming), which orders these writes before any reader.
+// Writes the facts of a node (and a full node's times) in full: a node from the
+// pool carries its last user's. Relaxed: the node is private until its
+// publication (a queue or chain push, a timer's arming), which orders these
+// writes before any reader. The timer's links are the pool's (clear) and stay.
 inline void InitFacts(Operation* op, std::uint64_t id, EngineImpl* engine,
                       std::int64_t created_ns, std::int64_t due_ns) {
   OpFacts& f = Facts(op);
-  f.id.store(id, std::memory_order_relaxed);
-  f.engine = engine;
+  f.id().store(id, std::memory_order_relaxed);
+  f.due_ns().store(due_ns, std::memory_order_relaxed);
   f.token_hash = 0;
-  f.created_ns.store(created_ns, std::memory_order_relaxed);
-  f.started_ns.store(kNoTime, std::memory_order_relaxed);
-  f.completed_ns.store(kNoTime, std::memory_order_relaxed);
-  f.due_ns.store(due_ns, std::memory_order_relaxed);
   f.retry_count.store(0, std::memory_order_relaxed);
   f.cancel_requested.store(false, std::memory_order_relaxed);
+  if (HasTimes(op)) {
+    OpTimes& t = Times(op);
+    t.engine = engine;
+    t.created_ns.store(created_ns, std::memory_order_relaxed);
+    t.started_ns.store(kNoTime, std::memory_order_relaxed);
+    t.completed_ns.store(kNoTime, std::memory_order_relaxed);
+  }
 }
 
 // The Operation that owns `node` (a full node's timer).
 inline Operation* OperationOfTimer(TimerNode* node) {
-  return &reinterpret_cast<FullOperation*>(reinterpret_cast<char*>(node) -
-                                           offsetof(FullOperation, facts) -
-                                           offsetof(OpFacts, timer))
+  return &reinterpret_cast<FactsOperation*>(reinterpret_cast<char*>(node) -
+                                            offsetof(FactsOperation, facts) -
+                                            offsetof(OpFacts, timer))
               ->op;
 }
 

@@ -162,7 +162,7 @@ void EngineImpl::DrainTimerInboxLocked(bool lower_target) {
     n->next = nullptr;
     Operation* op = OperationOfTimer(n);
     // Relaxed: written before the push that published the node.
-    const std::int64_t due = Facts(op).due_ns.load(std::memory_order_relaxed);
+    const std::int64_t due = Facts(op).due_ns().load(std::memory_order_relaxed);
     absl::Status s = wheel_->Insert(n, due, op->id_relaxed());
     ORDO_CHECK_OP(s.ok(), "the wheel refused a timer whose place was reserved (I3)",
                   op->id_relaxed());
@@ -176,7 +176,7 @@ void EngineImpl::DrainTimerInboxLocked(bool lower_target) {
 bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns) {
   TimerLock lock(this);  // drains the inbox first (I2)
   if (WheelFullLocked()) return false;
-  Facts(op).due_ns.store(due_ns, std::memory_order_relaxed);  // published by the CAS
+  Facts(op).due_ns().store(due_ns, std::memory_order_relaxed);  // published by the CAS
   std::uint32_t w = op->word.load(std::memory_order_relaxed);
   // Release: publishes the attempt's writes and retry_count to the next attempt
   // and to Handle readers. Only kWaiterBit changes under us (H4).

@@ -28,8 +28,8 @@ inline void WheelCheck(bool ok, const char* what) {
 
 // Release order: (deadline_ns, seq).
 bool EarlierThan(const TimerNode* a, const TimerNode* b) {
-  if (a->deadline_ns != b->deadline_ns) return a->deadline_ns < b->deadline_ns;
-  return a->seq < b->seq;
+  if (a->deadline() != b->deadline()) return a->deadline() < b->deadline();
+  return a->sequence() < b->sequence();
 }
 
 std::int64_t FloorDiv(std::int64_t a, std::int64_t b) {
@@ -119,9 +119,9 @@ void TimingWheel::Unlink(TimerNode* node) {
 
 void TimingWheel::PushUnsorted(std::uint32_t list, MinCache* min, TimerNode* node) {
   if (heads_[list] == nullptr) {
-    *min = MinCache{node->deadline_ns, false};
+    *min = MinCache{node->deadline(), false};
   } else {
-    min->deadline_ns = std::min(min->deadline_ns, node->deadline_ns);  // stays a bound
+    min->deadline_ns = std::min(min->deadline_ns, node->deadline());  // stays a bound
   }
   PushFront(list, node);
 }
@@ -192,7 +192,7 @@ std::int64_t TimingWheel::RefreshMin(std::uint32_t list, MinCache* min) const {
   if (min->stale) {
     std::int64_t lowest = kMaxNs;
     for (const TimerNode* n = heads_[list]; n != nullptr; n = n->next) {
-      lowest = std::min(lowest, n->deadline_ns);
+      lowest = std::min(lowest, n->deadline());
     }
     *min = MinCache{lowest, false};
   }
@@ -207,7 +207,7 @@ absl::Status TimingWheel::Insert(TimerNode* node, std::int64_t deadline_ns, std:
     return absl::FailedPreconditionError(absl::StrFormat(
         "timing wheel: node already pending (deadline %d ns, seq %d); Cancel it before "
         "inserting it again",
-        node->deadline_ns, node->seq));
+        node->deadline(), node->sequence()));
   }
   if (size_ >= max_timers_) {
     return absl::ResourceExhaustedError(absl::StrFormat(
@@ -215,8 +215,8 @@ absl::Status TimingWheel::Insert(TimerNode* node, std::int64_t deadline_ns, std:
         "some, or raise Options::max_timers",
         max_timers_));
   }
-  node->deadline_ns = deadline_ns;
-  node->seq = seq;
+  node->deadline_ns.store(deadline_ns, std::memory_order_relaxed);  // TimerNode: a copy
+  node->seq.store(seq, std::memory_order_relaxed);
   const std::int64_t tick = TickOf(deadline_ns);
   if (tick <= now_tick_) {
     PushUnsorted(kLateList, &late_min_, node);  // W7
@@ -230,7 +230,7 @@ absl::Status TimingWheel::Insert(TimerNode* node, std::int64_t deadline_ns, std:
 bool TimingWheel::Cancel(TimerNode* node) {
   if (node == nullptr || !node->linked()) return false;
   const std::uint32_t list = node->slot_index;
-  const std::int64_t deadline_ns = node->deadline_ns;
+  const std::int64_t deadline_ns = node->deadline();
   Unlink(node);
   --size_;
   // W9: the cached minimum stays a lower bound; mark it stale if we took it away.
@@ -276,7 +276,7 @@ void TimingWheel::SortReleased(std::size_t first, std::vector<TimerNode*>* due) 
   }
   sort_keys_.clear();
   for (auto it = begin; it != due->end(); ++it) {
-    sort_keys_.push_back(SortKey{(*it)->deadline_ns, (*it)->seq, *it});
+    sort_keys_.push_back(SortKey{(*it)->deadline(), (*it)->sequence(), *it});
   }
   std::sort(sort_keys_.begin(), sort_keys_.end(), [](const SortKey& a, const SortKey& b) {
     return a.deadline_ns != b.deadline_ns ? a.deadline_ns < b.deadline_ns : a.seq < b.seq;
@@ -288,7 +288,7 @@ void TimingWheel::SortReleased(std::size_t first, std::vector<TimerNode*>* due) 
 void TimingWheel::AdvanceWithinTick(std::int64_t now_ns, std::vector<TimerNode*>* due) {
   now_ns_ = now_ns;
   // W6: the current-tick list is sorted, so the due nodes are a prefix.
-  while (heads_[kCurrentTickList] != nullptr && heads_[kCurrentTickList]->deadline_ns <= now_ns) {
+  while (heads_[kCurrentTickList] != nullptr && heads_[kCurrentTickList]->deadline() <= now_ns) {
     TimerNode* node = heads_[kCurrentTickList];
     Unlink(node);
     --size_;
@@ -298,12 +298,12 @@ void TimingWheel::AdvanceWithinTick(std::int64_t now_ns, std::vector<TimerNode*>
   std::int64_t lowest = kMaxNs;
   for (TimerNode* node = heads_[kLateList]; node != nullptr;) {
     TimerNode* next = node->next;
-    if (node->deadline_ns <= now_ns) {
+    if (node->deadline() <= now_ns) {
       Unlink(node);
       --size_;
       due->push_back(node);
     } else {
-      lowest = std::min(lowest, node->deadline_ns);
+      lowest = std::min(lowest, node->deadline());
     }
     node = next;
   }
@@ -371,12 +371,12 @@ void TimingWheel::AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns,
       std::int64_t lowest = kMaxNs;
       for (TimerNode* node = heads_[kOverflowList]; node != nullptr;) {
         TimerNode* next = node->next;
-        if ((TickOf(node->deadline_ns) >> kTopShift) <
+        if ((TickOf(node->deadline()) >> kTopShift) <
             new_top + static_cast<std::int64_t>(kSlots)) {
           Unlink(node);
           regroup_.push_back(node);
         } else {
-          lowest = std::min(lowest, node->deadline_ns);
+          lowest = std::min(lowest, node->deadline());
         }
         node = next;
       }
@@ -390,12 +390,12 @@ void TimingWheel::AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns,
   // of the slot containing new_tick, so it lands lower, or is due).
   current_tick_.clear();
   for (TimerNode* node : regroup_) {
-    if (node->deadline_ns <= now_ns) {
+    if (node->deadline() <= now_ns) {
       --size_;  // already unlinked by DetachList or Unlink
       due->push_back(node);
       continue;
     }
-    const std::int64_t tick = TickOf(node->deadline_ns);
+    const std::int64_t tick = TickOf(node->deadline());
     if (tick == new_tick) {
       current_tick_.push_back(node);
     } else {
@@ -417,7 +417,7 @@ std::optional<std::int64_t> TimingWheel::NextDeadline() const {
   std::optional<std::int64_t> nearest;
   if (heads_[kLateList] != nullptr) nearest = RefreshMin(kLateList, &late_min_);
   if (heads_[kCurrentTickList] != nullptr) {
-    const std::int64_t head = heads_[kCurrentTickList]->deadline_ns;  // W6: the minimum
+    const std::int64_t head = heads_[kCurrentTickList]->deadline();  // W6: the minimum
     nearest = nearest ? std::min(*nearest, head) : head;
   }
   if (nearest) return nearest;
@@ -454,13 +454,13 @@ void TimingWheel::CheckInvariants() const {
         fail(
             absl::StrFormat("W1: node (deadline %d ns, seq %d) in list %d says list %d, "
                             "or its prev link is wrong",
-                            n->deadline_ns, n->seq, list, n->slot_index));
+                            n->deadline(), n->sequence(), list, n->slot_index));
       }
-      lowest = std::min(lowest, n->deadline_ns);
-      const std::int64_t tick = TickOf(n->deadline_ns);
+      lowest = std::min(lowest, n->deadline());
+      const std::int64_t tick = TickOf(n->deadline());
       const std::string where =
           absl::StrFormat("node (deadline %d ns, tick %d, seq %d) in list %d at tick %d",
-                          n->deadline_ns, tick, n->seq, list, now_tick_);
+                          n->deadline(), tick, n->sequence(), list, now_tick_);
       if (list < kLevelSlotCount) {
         const std::size_t level = list / kSlots;
         const std::uint64_t slot = list % kSlots;
@@ -480,7 +480,7 @@ void TimingWheel::CheckInvariants() const {
           }
         }
       } else if (list == kCurrentTickList) {
-        if (tick != now_tick_ || n->deadline_ns <= now_ns_) fail("W6: misplaced " + where);
+        if (tick != now_tick_ || n->deadline() <= now_ns_) fail("W6: misplaced " + where);
         if (prev != nullptr && EarlierThan(n, prev)) fail("W6: out of order " + where);
       } else if (list == kLateList) {
         if (tick > now_tick_) fail("W7: misplaced " + where);

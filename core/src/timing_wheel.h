@@ -102,6 +102,7 @@
 
 #include "absl/status/status.h"
 #include "config.h"
+#include "sync.h"
 
 namespace ordo::internal {
 
@@ -121,10 +122,16 @@ inline constexpr std::uint32_t kNotInWheel = std::numeric_limits<std::uint32_t>:
 struct TimerNode {
   TimerNode* prev = nullptr;
   TimerNode* next = nullptr;
-  std::int64_t deadline_ns = 0;
-  std::uint64_t seq = 0;                   // tie-break among equal deadlines: creation order
+  // Atomic, relaxed everywhere: the engine keeps an operation's due time and id
+  // in these two (operation.h, OpFacts), where a Handle reads them without the
+  // wheel's lock; they order nothing. Insert stores the values it is given (for
+  // the engine's nodes, the ones already there), and nothing else here writes them.
+  Atomic<std::int64_t> deadline_ns{0};
+  Atomic<std::uint64_t> seq{0};            // tie-break among equal deadlines: creation order
   std::uint32_t slot_index = kNotInWheel;  // the list holding it, for O(1) Cancel
   bool linked() const { return slot_index != kNotInWheel; }
+  std::int64_t deadline() const { return deadline_ns.load(std::memory_order_relaxed); }
+  std::uint64_t sequence() const { return seq.load(std::memory_order_relaxed); }
 };
 
 class TimingWheel {

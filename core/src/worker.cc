@@ -472,8 +472,8 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
           const std::uint32_t canceled =
               (WithState(word, State::kCanceled) & ~kReasonMask) |
               (static_cast<std::uint32_t>(CancelReason::kByShutdown) << kReasonShift);
-          if (!IsCompact(cur)) {
-            Facts(cur).completed_ns.store(NowNs(), std::memory_order_relaxed);  // by the CAS
+          if (HasTimes(cur)) {
+            Times(cur).completed_ns.store(NowNs(), std::memory_order_relaxed);  // by the CAS
           }
           // acq_rel as below.
           if (!cur->word.compare_exchange_weak(word, canceled, std::memory_order_acq_rel,
@@ -545,8 +545,8 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   // Relaxed: published with the terminal state (release) or read by the runner.
   // Only a Handle reads the times; with none left, the clock read is skipped.
   // Observed first: started_ns is on line 1, which the common path leaves alone.
-  if (Observed(op) && Facts(op).started_ns.load(std::memory_order_relaxed) == kNoTime) {
-    Facts(op).started_ns.store(NowNs(), std::memory_order_relaxed);
+  if (Observed(op) && Times(op).started_ns.load(std::memory_order_relaxed) == kNoTime) {
+    Times(op).started_ns.store(NowNs(), std::memory_order_relaxed);
   }
   Count(st, st.started);
   Attempt attempt;
@@ -590,7 +590,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
                        CancelReason::kRetriesDuringShutdown);
       return true;
     }
-    // A compact node has no room for a timer or a count: it retries as a full one
+    // A compact node has no room for a timer or a count: it retries as a facts node
     // (its first retry; the compact node had no options, so the engine's maximum).
     if (IsCompact(op) && options_.max_retries > 0) op = Enlarge(op);
     OpExtras* ex = ExtrasIfAny(op, std::memory_order_acquire);
@@ -626,7 +626,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
 Operation* EngineImpl::Enlarge(Operation* op) {
   // U1 (RunItem): a compact node is independent and has no Handle, so its runner
   // is its sole party; the new node is private until RepostponeForRetry arms it.
-  Operation* n = OpPool::Allocate(NodeKind::kFull);
+  Operation* n = OpPool::Allocate(NodeKind::kFacts);  // no Handle: no times
   op->ops->relocate(op->storage, n->storage);  // nothrow: inline callables are
   n->ops = op->ops;                            // nothrow-movable, others a pointer
   op->ops = nullptr;
@@ -635,7 +635,7 @@ Operation* EngineImpl::Enlarge(Operation* op) {
   InitFacts(n, op->id_relaxed(), this, kNoTime, kNoTime);
   // Relaxed: private. The same state and head bit (InProgress, owned by nobody:
   // H4 makes the runner its only writer), without the compact kind.
-  n->word.store(op->word.load(std::memory_order_relaxed) & ~kCompactBit,
+  n->word.store((op->word.load(std::memory_order_relaxed) & ~kCompactBit) | kNoTimesBit,
                 std::memory_order_relaxed);
   n->refs.store(1, std::memory_order_relaxed);  // the engine's
   Reclaim(op);  // U1: no other reference to op exists
@@ -654,19 +654,21 @@ void EngineImpl::RequestRetry(Operation* op, std::chrono::nanoseconds delay,
 
 void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string&& error, Stripe& st,
                                   CancelReason reason, bool sole) {
-  // A compact node has no Handle, and none can be made: nobody reads its error.
-  if ((terminal == State::kFailed || terminal == State::kCanceled) && !IsCompact(op)) {
+  // Only a Handle reads the error, and only a full node can have one.
+  std::uint32_t extras_bit = 0;
+  if ((terminal == State::kFailed || terminal == State::kCanceled) && HasTimes(op)) {
     if (!error.empty() || terminal == State::kFailed) {
       OpExtras* ex = ExtrasOf(op);
       ex->error = std::move(error);
+      extras_bit = kExtrasBit;  // published with the terminal word, below
     }
   }
-  if (Observed(op)) Facts(op).completed_ns.store(NowNs(), std::memory_order_relaxed);  // published below
+  if (Observed(op)) Times(op).completed_ns.store(NowNs(), std::memory_order_relaxed);  // published below
   std::uint32_t w = op->word.load(std::memory_order_relaxed);
   auto finished = [&](std::uint32_t from) {
     ORDO_CHECK_OP(StateOf(from) == State::kInProgress, "finish of an operation not in progress",
                   op->id_relaxed());
-    std::uint32_t to = WithState(from, terminal);
+    std::uint32_t to = WithState(from, terminal) | extras_bit;
     if (terminal == State::kCanceled) {
       to = (to & ~kReasonMask) | (static_cast<std::uint32_t>(reason) << kReasonShift);
     }

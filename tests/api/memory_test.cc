@@ -81,5 +81,60 @@ TEST(MemoryTest, ChainsPiledUpAtOnceAreAllRetired) {
   EXPECT_EQ(engine.stats().active_chains, 0u);
 }
 
+// Bytes per pending operation, by kind of node (operation.h, "Layout"): a Post
+// with a token or a postponement takes a two-line node (128 bytes), not the
+// three lines of a Submit, whose third holds the times only a Handle shows. Both
+// workers are held by gate jobs while the operations pile up, so none of them
+// runs; the heap's growth is the nodes' slabs and the pools' magazines (8 bytes a
+// node), the 100 chains and the run queue's slots for their heads.
+TEST(MemoryTest, APendingPostWithATokenOrAPostponementTakesTwoCacheLines) {
+  {
+    // The sanitizers' runtimes replace malloc, and mallinfo2 does not see theirs.
+    const std::size_t before = HeapInUse();
+    std::vector<char> probe(1 << 16);
+    if (HeapInUse() < before + probe.size()) GTEST_SKIP() << "mallinfo2 does not see this heap";
+  }
+  constexpr int kWorkers = 2;
+  constexpr long kOps = 32768;
+  Engine engine({.workers = kWorkers});
+  std::atomic<bool> open{false};
+  std::atomic<int> gated{0};
+  for (int i = 0; i < kWorkers; ++i) {
+    ASSERT_TRUE(engine
+                    .Post([&] {
+                      gated.fetch_add(1);
+                      while (!open.load()) std::this_thread::yield();
+                    })
+                    .ok());
+  }
+  while (gated.load() < kWorkers) std::this_thread::yield();
+  auto per_op = [&](auto post) {
+    const std::size_t before = HeapInUse();
+    for (long i = 0; i < kOps; ++i) {
+      if (!post(i).ok()) return -1.0;  // refused: fails the checks below
+    }
+    return (static_cast<double>(HeapInUse()) - static_cast<double>(before)) / kOps;
+  };
+  std::atomic<long> ran{0};
+  const double chained = per_op([&](long i) {
+    return engine.Post([&ran] { ran.fetch_add(1); }, {.token = Token(i % 100)});
+  });
+  const auto later = engine.clock().Now() + std::chrono::hours(1);
+  const double postponed = per_op([&](long) {
+    return engine.Post([&ran] { ran.fetch_add(1); }, {.postpone_until = later});
+  });
+  RecordProperty("chained_bytes", static_cast<int>(chained));
+  RecordProperty("postponed_bytes", static_cast<int>(postponed));
+  EXPECT_GE(chained, 128.0);
+  EXPECT_LE(chained, 144.0);
+  EXPECT_GE(postponed, 128.0);
+  EXPECT_LE(postponed, 144.0);
+  open.store(true);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(ran.load(), kOps);  // the chained ones; the postponed ones are not due
+  ASSERT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
+  EXPECT_EQ(engine.stats().canceled, static_cast<std::uint64_t>(kOps));
+}
+
 }  // namespace
 }  // namespace ordo

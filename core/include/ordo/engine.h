@@ -173,6 +173,8 @@ class Engine {
   // (no token, postponement, name, recurrence, retry settings, policy or
   // suspension) takes a one-cache-line node, 64 bytes with a capture of up to
   // 32; it can still retry (Context::RetryAfter), up to Options::max_retries.
+  // Any other Post takes two lines (128 bytes), and a Submit three (the third
+  // holds the times only a Handle shows).
   template <typename F>
   absl::Status Post(F&& f, SubmitOptions options) {
     internal::Operation* op = nullptr;
