@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -43,9 +44,6 @@ TEST(OpPoolTest, AReusedNodeComesBackInItsInitialStateOnceInitFactsRan) {
   EXPECT_EQ(b->refs.load(std::memory_order_relaxed), 0u);
   EXPECT_EQ(b->chain, nullptr);
   EXPECT_EQ(b->ops, nullptr);
-  EXPECT_FALSE(Facts(b).in_wheel);
-  EXPECT_FALSE(Facts(b).timer.linked());
-  EXPECT_EQ(Facts(b).extras.load(std::memory_order_relaxed), nullptr);
   InitFacts(b, 7, nullptr, 100, kNoTime);
   EXPECT_EQ(b->id_relaxed(), 7u);
   EXPECT_EQ(Facts(b).token_hash, 0u);
@@ -81,9 +79,12 @@ TEST(OpPoolTest, EachKindOfNodeComesFromItsOwnPoolAndKeepsItsKind) {
   EXPECT_EQ(m->id_relaxed(), 43u);
   EXPECT_EQ(Facts(m).due_ns().load(std::memory_order_relaxed), 6);
   EXPECT_EQ(m->word.load(std::memory_order_relaxed), kNoTimesBit);
+  // A finished facts node's word: its kind, kExtrasBit, the head bit, a state.
+  m->word.store(kNoTimesBit | kExtrasBit | kHeadBit | static_cast<std::uint32_t>(State::kFailed),
+                std::memory_order_relaxed);
   OpPool::Free(m);
-  EXPECT_EQ(OpPool::Allocate(NodeKind::kFacts), m);  // its own pool, and reset
-  EXPECT_EQ(m->word.load(std::memory_order_relaxed), kNoTimesBit);
+  EXPECT_EQ(OpPool::Allocate(NodeKind::kFacts), m);  // its own pool
+  EXPECT_EQ(m->word.load(std::memory_order_relaxed), kNoTimesBit);  // reset, kind kept
   OpPool::Free(m);
   // A finished compact node's word holds its terminal state and the kind bit.
   c->word.store(kCompactBit | static_cast<std::uint32_t>(State::kSucceeded) | kHeadBit,
@@ -101,6 +102,19 @@ TEST(OpPoolTest, EachKindOfNodeComesFromItsOwnPoolAndKeepsItsKind) {
   EXPECT_EQ(f2->word.load(std::memory_order_relaxed), 0u);
   OpPool::Free(c2);
   OpPool::Free(f2);
+}
+
+// InitFacts writes a facts node's one line of facts and nothing past it: the
+// node after it in a slab is another operation's.
+TEST(OpPoolTest, InitFactsOfAFactsNodeLeavesTheNextNodeAlone) {
+  FactsOperation slab[2];
+  for (FactsOperation& n : slab) n.op.word.store(kNoTimesBit, std::memory_order_relaxed);
+  unsigned char before[sizeof(FactsOperation)];
+  std::memcpy(before, &slab[1], sizeof before);
+  InitFacts(&slab[0].op, 9, nullptr, 100, 200);
+  EXPECT_EQ(std::memcmp(before, &slab[1], sizeof before), 0);
+  EXPECT_EQ(slab[0].op.id_relaxed(), 9u);
+  EXPECT_EQ(Facts(&slab[0].op).due_ns().load(std::memory_order_relaxed), 200);
 }
 
 // Magazines: many frees and allocations across magazine boundaries (and depot

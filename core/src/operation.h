@@ -137,8 +137,9 @@ struct OpExtras {
 //             extras, retries. Written in full by whoever takes the node from the
 //             pool (InitFacts); the worker reads extras there (null on the common
 //             path), and writes only what an operation uses (a retry, a timer).
-//     line 2  (full only) the engine and the three times: written by InitFacts
-//             and by the runner only while a Handle exists (Observed).
+//     line 2  (full only) the engine and the three times: written by InitFacts,
+//             by the runner only while a Handle exists (Observed), and by
+//             whoever cancels the operation (its completion time).
 // Engine code holds every node as an Operation*; Facts(op) reaches the facts of
 // a facts or full node, Times(op) the times of a full one (both are
 // standard-layout with op first, so the addresses are one).
@@ -151,7 +152,8 @@ inline constexpr std::uint32_t kKindBits = kCompactBit | kNoTimesBit;
 // wrote: one cross-core miss fewer per chained operation. Set in the store or
 // RMW that publishes the extras (the submitter's first store of the word, or the
 // runner's terminal transition, EngineImpl::FinishInProgress); cleared by the
-// pool's reset.
+// pool's reset. The pointer itself is nulled by Reclaim, which frees the extras:
+// ExtrasOf and the Handle read it without the bit.
 inline constexpr std::uint32_t kExtrasBit = 1u << 13;
 
 struct alignas(kCacheLine) Operation {
@@ -304,7 +306,7 @@ inline void InitFacts(Operation* op, std::uint64_t id, EngineImpl* engine,
   }
 }
 
-// The Operation that owns `node` (a full node's timer).
+// The Operation that owns `node` (the timer of a facts or full node).
 inline Operation* OperationOfTimer(TimerNode* node) {
   return &reinterpret_cast<FactsOperation*>(reinterpret_cast<char*>(node) -
                                             offsetof(FactsOperation, facts) -

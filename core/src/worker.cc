@@ -544,7 +544,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   Stripe& st = w->stripe;
   // Relaxed: published with the terminal state (release) or read by the runner.
   // Only a Handle reads the times; with none left, the clock read is skipped.
-  // Observed first: started_ns is on line 1, which the common path leaves alone.
+  // Observed first: started_ns is on line 2, which only a full node has.
   if (Observed(op) && Times(op).started_ns.load(std::memory_order_relaxed) == kNoTime) {
     Times(op).started_ns.store(NowNs(), std::memory_order_relaxed);
   }

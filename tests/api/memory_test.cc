@@ -85,8 +85,9 @@ TEST(MemoryTest, ChainsPiledUpAtOnceAreAllRetired) {
 // with a token or a postponement takes a two-line node (128 bytes), not the
 // three lines of a Submit, whose third holds the times only a Handle shows. Both
 // workers are held by gate jobs while the operations pile up, so none of them
-// runs; the heap's growth is the nodes' slabs and the pools' magazines (8 bytes a
-// node), the 100 chains and the run queue's slots for their heads.
+// runs; the heap's growth is the nodes' slabs (a magazine is refilled in place
+// while a thread only allocates), the 100 chains and the run queue's slots for
+// their heads.
 TEST(MemoryTest, APendingPostWithATokenOrAPostponementTakesTwoCacheLines) {
   {
     // The sanitizers' runtimes replace malloc, and mallinfo2 does not see theirs.
