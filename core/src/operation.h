@@ -135,8 +135,9 @@ struct OpExtras {
 //     line 1  the facts: the id and due time (kept in the timer, whose tie-break
 //             and deadline they are), the timer's links, the token's hash,
 //             extras, retries. Written in full by whoever takes the node from the
-//             pool (InitFacts); the worker reads extras there (null on the common
-//             path), and writes only what an operation uses (a retry, a timer).
+//             pool (InitFacts); on the common path the worker reads nothing there
+//             (kExtrasBit says there are no extras) and writes only what an
+//             operation uses (a retry; the timekeeper, the timer).
 //     line 2  (full only) the engine and the three times: written by InitFacts,
 //             by the runner only while a Handle exists (Observed), and by
 //             whoever cancels the operation (its completion time).
