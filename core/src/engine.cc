@@ -67,10 +67,7 @@ absl::Status Engine::PostBatch(Batch& batch) {
       !s.ok()) {
     return s;
   }
-  batch.items_.clear();  // posted: the engine owns them now
-  batch.tokens_.clear();
-  batch.postponed_ = 0;
-  CountLoadedBatch(-1);
+  batch.Forget();  // posted: the engine owns them now
   return absl::OkStatus();
 }
 

@@ -194,9 +194,13 @@ absl::Status EngineImpl::Validate(const SubmitOptions& o) {
   return absl::OkStatus();
 }
 
+bool EngineImpl::BeyondHorizon(std::int64_t t, std::int64_t now) const {
+  return t > now && t - now > options_.horizon.count();
+}
+
 absl::Status EngineImpl::CheckHorizon(std::int64_t t, std::int64_t now,
                                       absl::string_view what) const {
-  if (t > now && t - now > options_.horizon.count()) {
+  if (BeyondHorizon(t, now)) {
     return absl::InvalidArgumentError(absl::StrCat(
         what, ": postpone_until ", FormatTime(t), " is beyond the engine's horizon of ",
         absl::FormatDuration(absl::FromChrono(options_.horizon)),
@@ -408,7 +412,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
   };
   for (std::size_t i = 0; postponed > 0 && i < n; ++i) {
     if (items[i].due_ns == BatchItem::kNotPostponed) continue;
-    if (CheckHorizon(items[i].due_ns, now, "").ok()) {
+    if (!BeyondHorizon(items[i].due_ns, now)) {
       if (armed(items[i])) ++to_arm;
       continue;
     }
@@ -523,6 +527,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
         // As Enqueue: no clock read unless a postponed item asked for one,
         // Waiting, head through its chain.
         InitFacts(op, first + i, this, now, kNoTime);
+        // Relaxed: private until the chain push below publishes it.
         op->word.store(KeptBitsOf(op) | static_cast<std::uint32_t>(State::kWaiting),
                        std::memory_order_relaxed);
       }
@@ -1014,7 +1019,6 @@ std::string EngineImpl::Explain(Operation* op) {
     case State::kSucceeded:
     case State::kFailed:
     case State::kCanceled:
-      if (!HasTimes(op)) return absl::StrCat(me, " is ", StateText(s));
       return absl::StrCat(me, " is ", StateText(s), " (finished at ",
                           FormatTime(Times(op).completed_ns.load(std::memory_order_relaxed)), ")");
     case State::kInProgress:
@@ -1091,6 +1095,7 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
             postponed ? due : kNoTime);
   // The engine's, the predecessor's link (Handle::next_occurrence).
   n->refs.store(2, std::memory_order_relaxed);
+  // Relaxed: private until the timer's arming, MakeHead or the chain push below.
   n->word.store(KeptBitsOf(n) | kExtrasBit |
                     static_cast<std::uint32_t>(postponed ? State::kPostponed : State::kWaiting),
                 std::memory_order_relaxed);
@@ -1101,7 +1106,8 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
     TimerLock lock(this);  // drains the inbox first (I2)
     if (!ArmTimerLocked(n, due).ok()) {
       Facts(n).due_ns().store(kNoTime, std::memory_order_relaxed);
-      n->word.store(KeptBitsOf(n) | kExtrasBit | static_cast<std::uint32_t>(State::kWaiting),
+      // Relaxed: private until MakeHead or the chain push below publishes it.
+      n->word.store(KeptBitsOf(n) | static_cast<std::uint32_t>(State::kWaiting),
                     std::memory_order_relaxed);
     }
   }

@@ -149,6 +149,8 @@ class EngineImpl {
   // its message starting with `what` (the caller's name).
   absl::Status CheckHorizon(std::int64_t t, std::int64_t now,
                             absl::string_view what = "Submit") const;
+  // CheckHorizon's test alone (PostBatch names the item only on a refusal).
+  bool BeyondHorizon(std::int64_t t, std::int64_t now) const;
   // A compact node when `options` is null (Post(f)) or asks for nothing a compact
   // node cannot hold (CompactFits), a facts node otherwise, a full one for a Handle.
   Operation* NewOperation(void** storage, const SubmitOptions* options, bool with_handle);

@@ -1,7 +1,6 @@
 #include "op_pool.h"
 
 #include <mutex>
-#include <type_traits>
 #include <new>
 #include <vector>
 
@@ -134,21 +133,14 @@ NodeKind KindOf(std::uint32_t word) {
   return NodeKind::kFull;
 }
 
-// A slab of n nodes of type N (Operation, FactsOperation, FullOperation), each
-// carrying its kind in its word.
-template <typename N>
-Operation* NodeAt(N* slab, std::size_t i) {
-  if constexpr (std::is_same_v<N, Operation>) {
-    return &slab[i];
-  } else {
-    return &slab[i].op;
-  }
-}
+// A slab of nodes of type N (Operation, FactsOperation, FullOperation), each
+// carrying its kind in its word. An Operation is at offset 0 of each type
+// (operation.h asserts it).
 template <typename N>
 void FillWith(NodeKind kind, Magazine* m) {
   N* slab = new N[kPoolCacheNodes];
   for (std::size_t i = 0; i < kPoolCacheNodes; ++i) {
-    Operation* op = NodeAt(slab, kPoolCacheNodes - 1 - i);  // slab[0] first
+    Operation* op = reinterpret_cast<Operation*>(&slab[kPoolCacheNodes - 1 - i]);  // slab[0] first
     // Relaxed: private until a Submit publishes it. The kind, for life.
     op->word.store(KindBits(kind), std::memory_order_relaxed);
     m->slots[i] = op;

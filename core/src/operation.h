@@ -236,7 +236,8 @@ inline bool IsCompact(const Operation* op) {
   return (op->word.load(std::memory_order_relaxed) & kCompactBit) != 0;
 }
 // What a store of the whole word of a node still private to its writer keeps:
-// the kind (for life) and kExtrasBit (set when the extras were made).
+// the kind (for life) and kExtrasBit (set when the extras were made). Relaxed:
+// the node is private, so the load reads its writer's own last store.
 inline std::uint32_t KeptBitsOf(const Operation* op) {
   return op->word.load(std::memory_order_relaxed) & (kKindBits | kExtrasBit);
 }

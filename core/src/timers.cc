@@ -161,9 +161,10 @@ void EngineImpl::DrainTimerInboxLocked(bool lower_target) {
     TimerNode* next = n->next;
     n->next = nullptr;
     Operation* op = OperationOfTimer(n);
-    // Relaxed: written before the push that published the node.
-    const std::int64_t due = Facts(op).due_ns().load(std::memory_order_relaxed);
-    absl::Status s = wheel_->Insert(n, due, op->id_relaxed());
+    // The timer holds its due time and id (OpFacts), written before the push
+    // that published the node; Insert keeps them.
+    const std::int64_t due = n->deadline();
+    absl::Status s = wheel_->Insert(n, due, n->sequence());
     ORDO_CHECK_OP(s.ok(), "the wheel refused a timer whose place was reserved (I3)",
                   op->id_relaxed());
     Facts(op).in_wheel = true;

@@ -215,7 +215,10 @@ absl::Status TimingWheel::Insert(TimerNode* node, std::int64_t deadline_ns, std:
         "some, or raise Options::max_timers",
         max_timers_));
   }
-  node->deadline_ns.store(deadline_ns, std::memory_order_relaxed);  // TimerNode: a copy
+  // Relaxed (TimerNode): under the owner's lock, as everything here; the only
+  // readers outside it (an engine's Handle and diagnostics) order nothing by
+  // these values, and for an engine's node they are the values already there.
+  node->deadline_ns.store(deadline_ns, std::memory_order_relaxed);
   node->seq.store(seq, std::memory_order_relaxed);
   const std::int64_t tick = TickOf(deadline_ns);
   if (tick <= now_tick_) {

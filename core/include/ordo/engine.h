@@ -365,10 +365,7 @@ class Batch {
   void Clear() {
     if (items_.empty()) return;
     for (const internal::BatchItem& it : items_) engine_->DiscardPrepared(it.op, it.ops);
-    items_.clear();
-    tokens_.clear();
-    postponed_ = 0;
-    engine_->CountLoadedBatch(-1);
+    Forget();
   }
   // Reserves room for n operations (Add then allocates nothing below n, nor
   // below n tokened ones).
@@ -405,6 +402,15 @@ class Batch {
     if (due_ns != internal::BatchItem::kNotPostponed) ++postponed_;
     if (items_.size() == 1) engine_->CountLoadedBatch(1);
     return absl::OkStatus();
+  }
+
+  // Empties the batch without touching its operations (destroyed by Clear, or
+  // owned by the engine once posted).
+  void Forget() {
+    items_.clear();
+    tokens_.clear();
+    postponed_ = 0;
+    engine_->CountLoadedBatch(-1);
   }
 
   Engine* engine_;
