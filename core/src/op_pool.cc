@@ -164,12 +164,12 @@ void FillFromSlab(NodeKind kind, Magazine* m) {
 // (InitFacts; a postponed one's timer is in line 1), so all are fetched: a
 // postponed burst takes nodes freed long ago, cold in every cache.
 inline void Prefetch(NodeKind kind, Operation* op) {
-  __builtin_prefetch(op, 1, 3);
+  PrefetchForWrite(op);
   if (kind != NodeKind::kCompact) {
-    __builtin_prefetch(reinterpret_cast<char*>(op) + kCacheLine, 1, 3);
+    PrefetchForWrite(reinterpret_cast<char*>(op) + kCacheLine);
   }
   if (kind == NodeKind::kFull) {
-    __builtin_prefetch(reinterpret_cast<char*>(op) + 2 * kCacheLine, 1, 3);
+    PrefetchForWrite(reinterpret_cast<char*>(op) + 2 * kCacheLine);
   }
 }
 

@@ -102,15 +102,15 @@ class TokenMap {
   // exchanges its tail: a Chain of about 90 bytes from the heap may straddle two lines),
   // for writing. Hints only: they read without a pin (a chain they name may be
   // swept meanwhile; a prefetch of its memory is harmless) and change nothing.
-  void FetchBucket(std::uint64_t hash) { __builtin_prefetch(&BucketOf(hash), 1, 3); }
+  void FetchBucket(std::uint64_t hash) { PrefetchForWrite(&BucketOf(hash)); }
   void FetchChain(std::uint64_t hash) {
     const std::uint32_t tag = TagOf(hash);
     for (HintSlot& slot : BucketOf(hash).way) {
       // Relaxed: a hint, as above.
       if (slot.tag.load(std::memory_order_relaxed) == tag) {
         const char* c = reinterpret_cast<const char*>(slot.chain.load(std::memory_order_relaxed));
-        __builtin_prefetch(c, 1, 3);
-        __builtin_prefetch(c + kCacheLine, 1, 3);  // null + 64: harmless, as above
+        PrefetchForWrite(c);
+        PrefetchForWrite(c + kCacheLine);  // null + 64: harmless, as above
         return;
       }
     }

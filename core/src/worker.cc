@@ -299,7 +299,7 @@ Operation* EngineImpl::FindWork(Worker* w) {
     // The node after next, fetched for writing while this one runs: the
     // submitter wrote it last, so it is a cross-core miss, and the worker writes
     // its state word. The next one was fetched the same way a round ago.
-    if (Operation* ahead = w->deque.Peek(1)) __builtin_prefetch(ahead, 1, 3);
+    if (Operation* ahead = w->deque.Peek(1)) PrefetchForWrite(ahead);
     return op;
   }
   // One popper at a time (injector.h, J1-J4), with kPopLeaseMinWorkers or more:
@@ -312,7 +312,7 @@ Operation* EngineImpl::FindWork(Worker* w) {
     }
     // The two nodes that run next, as after a Pop above.
     for (std::size_t i = 1; i < std::min<std::size_t>(n, 3); ++i) {
-      __builtin_prefetch(batch[i], 1, 3);
+      PrefetchForWrite(batch[i]);
     }
     // More than we can start at once: share it (Parker P2's rule).
     if (n > 1) ShareBacklog();
