@@ -411,6 +411,52 @@ TEST(TimingWheelTest, CancelWorksInEveryLevelTheCurrentTickLateAndOverflow) {
   }
 }
 
+// A level slot is kWheelSlotWays lists ("Ways"). The slot stays occupied (W2) while
+// any of its ways holds a node, whichever order they are canceled in, and a slot
+// whose ways hold different numbers of nodes releases all of them, in order.
+TEST(TimingWheelTest, ASlotStaysOccupiedUntilTheLastNodeOfAnyOfItsWaysIsCanceled) {
+  constexpr std::int64_t kTick = 1000;
+  const std::int64_t origin = 0;
+  const std::size_t per_slot = 3 * TimingWheel::kWays + 1;  // uneven: one way holds 4
+  Harness h(kTick, origin, 2 * per_slot);
+  // Both groups in one level-0 slot: the tick after the next (tick 1 would be the
+  // next Advance's), each at its own ns within it.
+  const std::int64_t slot_start = 2 * kTick;
+  for (std::size_t i = 0; i < per_slot; ++i) {
+    h.Insert(i, slot_start + static_cast<std::int64_t>(per_slot - i));  // reverse order
+    ASSERT_EQ(TimingWheel::PlacementOf(h.node(i)).kind, Placement::kLevel);
+  }
+  for (std::size_t i = 0; i < per_slot; ++i) {
+    ASSERT_EQ(h.node(i).way, i % TimingWheel::kWays) << "inserts take the ways in turn";
+  }
+  // Cancel way by way, the way of the earliest node last: NextDeadline must keep
+  // naming the slot's start (W2) until the very last node is gone.
+  std::vector<std::size_t> order(per_slot);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return h.node(a).way > h.node(b).way;
+  });
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    ASSERT_NO_FATAL_FAILURE(h.Cancel(order[k]));
+    h.wheel().CheckInvariants();
+    if (k + 1 < order.size()) {
+      ASSERT_EQ(h.wheel().NextDeadline(), std::optional<std::int64_t>(slot_start))
+          << "the slot looked empty with " << order.size() - k - 1 << " nodes left";
+    }
+  }
+  EXPECT_FALSE(h.wheel().NextDeadline().has_value());
+  // Refill with the second group, cancel every third, and release the rest: every
+  // survivor, in (deadline, seq) order, with one Advance (Harness checks both).
+  for (std::size_t i = 0; i < per_slot; ++i) {
+    h.Insert(per_slot + i, slot_start + static_cast<std::int64_t>((i * 7) % per_slot));
+  }
+  for (std::size_t i = 0; i < per_slot; i += 3) ASSERT_NO_FATAL_FAILURE(h.Cancel(per_slot + i));
+  h.wheel().CheckInvariants();
+  ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(slot_start + kTick));
+  EXPECT_EQ(h.last_released().size(), per_slot - (per_slot + 2) / 3);
+  EXPECT_TRUE(h.wheel().empty());
+}
+
 TEST(TimingWheelTest, CancelThenReinsertUsesTheNewDeadlineOnly) {
   Harness h(kMs, 0, 4);
   h.Insert(0, 500 * kMs);

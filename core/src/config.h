@@ -24,6 +24,8 @@ inline constexpr std::size_t kShardChainCache = 1;
 inline constexpr std::size_t kShardSweepMark = 2;
 inline constexpr std::size_t kWheelSlotsPerLevel = 4;
 inline constexpr std::size_t kWheelLevels = 3;
+inline constexpr std::size_t kWheelSlotWays = 2;
+inline constexpr std::size_t kTimerInboxWays = 2;
 #else
 // A child posted by a running job waits behind everything in its worker's
 // deque (the owner end is FIFO too, work_deque.h), so a deeper deque lets its
@@ -67,6 +69,11 @@ inline constexpr std::size_t kShardSweepMark = 256;
 // (table in timing_wheel.h).
 inline constexpr std::size_t kWheelSlotsPerLevel = 64;
 inline constexpr std::size_t kWheelLevels = 7;
+// Lists per wheel slot, walked side by side (timing_wheel.h, "Ways"): one line
+// of heads per slot.
+inline constexpr std::size_t kWheelSlotWays = 8;
+// Treiber stacks of the timer inbox, drained side by side (timers.cc).
+inline constexpr std::size_t kTimerInboxWays = 8;
 #endif
 // How long a worker parks while another worker is awake (Parker P2): the most a
 // few operations left behind a long one wait for a second worker.

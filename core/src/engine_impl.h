@@ -27,6 +27,7 @@
 #ifndef ORDO_CORE_SRC_ENGINE_IMPL_H_
 #define ORDO_CORE_SRC_ENGINE_IMPL_H_
 
+#include <bit>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -340,6 +341,10 @@ class EngineImpl {
   // out its deadline from the wheel afterwards), also lowers the timekeeper's
   // target to the earliest drained due time (timers.cc I5).
   void DrainTimerInboxLocked(bool lower_target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  // The inbox stack a submit of `first` pushes onto.
+  Atomic<TimerNode*>& InboxWayOf(const TimerNode* first);
+  // I5's timekeeper half: true if every way of the inbox is empty (seq_cst loads).
+  bool TimerInboxEmpty();
   // Holds timer_mu_ with the inbox drained into the wheel (timers.cc I2): how the
   // engine takes the timer lock once it is built, so no holder can skip the drain.
   class ABSL_SCOPED_LOCKABLE TimerLock {
@@ -462,9 +467,11 @@ class EngineImpl {
   // the timekeeper under timer_mu_ and lowered by whoever arms an earlier timer
   // (who then kicks it); a hint: see timers.cc.
   Atomic<std::int64_t> timekeeper_target_{INT64_MAX};
-  // Postponed operations submitted but not yet moved into the wheel: a Treiber
-  // stack through TimerNode::next (timers.cc, I1-I4).
-  alignas(kCacheLine) Atomic<TimerNode*> timer_inbox_{nullptr};
+  // Postponed operations submitted but not yet moved into the wheel: Treiber
+  // stacks through TimerNode::next, a submit picking one by its node's address
+  // (timers.cc, I1-I5, "Ways").
+  static_assert(std::has_single_bit(kTimerInboxWays), "a way is picked by masking");
+  CacheAligned<Atomic<TimerNode*>> timer_inbox_[kTimerInboxWays];
   // Timers pending in the wheel or the inbox; the max_timers admission count.
   alignas(kCacheLine) Atomic<std::int64_t> timers_armed_{0};
   Atomic<std::uint32_t> timekeeper_word_{0};

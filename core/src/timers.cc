@@ -22,9 +22,15 @@
 // The inbox. Submit does not take timer_mu_: the timekeeper holds it while it
 // cascades thousands of timers in a burst, and submitters queued behind it (W4
 // measured 0.7-1 us per postponed submit, most of it waiting). Submit pushes the
-// operation's timer node onto timer_inbox_, a Treiber stack; every holder of
+// operation's timer node onto timer_inbox_, Treiber stacks; every holder of
 // timer_mu_ takes it through EngineImpl::TimerLock, which first moves the inbox
 // into the wheel (DrainTimerInboxLocked).
+//
+// Ways. The inbox is kTimerInboxWays stacks, a submit picking one by its node's
+// address, and the drain walks them side by side, one node of each per round,
+// as the wheel walks a slot (timing_wheel.h, "Ways"): every node is a miss (its
+// submitter wrote it last), and in one stack each waits for the one before it.
+// Order does not matter: the wheel orders what it releases.
 // Invariants
 //   I1  A node is in the inbox only while its operation is Postponed or was made
 //       Canceled/Suspended by a party that has yet to take timer_mu_; nobody frees
@@ -42,7 +48,8 @@
 //       that makes its sleep return at once.
 //   I5  Dekker pair, both sides seq_cst: Submit pushes onto the inbox, then loads
 //       the target (I4); the timekeeper stores the target it will sleep towards
-//       (under timer_mu_), then loads the inbox, and sleeps only if it is empty.
+//       (under timer_mu_), then loads every way of the inbox, and sleeps only if
+//       all are empty.
 //       So a push after the timekeeper's drain either sees the new target (and
 //       kicks if it is due earlier) or is seen by the timekeeper, which drains
 //       again instead of sleeping. Any other holder of timer_mu_ that drains the
@@ -119,16 +126,32 @@ bool EngineImpl::ReserveTimers(std::int64_t n) {
   return true;
 }
 
+Atomic<TimerNode*>& EngineImpl::InboxWayOf(const TimerNode* first) {
+  // The node's address, mixed: consecutive nodes of a slab take different ways.
+  const std::uint64_t mixed =
+      (reinterpret_cast<std::uintptr_t>(first) >> 6) * 0x9E3779B97F4A7C15ULL;
+  return timer_inbox_[(mixed >> 32) & (kTimerInboxWays - 1)].value;
+}
+
+bool EngineImpl::TimerInboxEmpty() {
+  for (auto& way : timer_inbox_) {
+    // seq_cst: I5's timekeeper half, after its seq_cst store of the target.
+    if (way.value.load(std::memory_order_seq_cst) != nullptr) return false;
+  }
+  return true;
+}
+
 void EngineImpl::PushTimers(TimerNode* first, TimerNode* last, std::int64_t earliest) {
   ChaosPoint();
-  TimerNode* head = timer_inbox_.load(std::memory_order_relaxed);
+  Atomic<TimerNode*>& inbox = InboxWayOf(first);
+  TimerNode* head = inbox.load(std::memory_order_relaxed);
   do {
     last->next = head;  // private until the CAS publishes it
     // seq_cst: I5's Submit half (push, then load the target), which includes the
     // release that publishes the nodes' due_ns and ids (and their links) to the
     // drainer's acquire exchange.
-  } while (!timer_inbox_.compare_exchange_weak(head, first, std::memory_order_seq_cst,
-                                               std::memory_order_relaxed));
+  } while (!inbox.compare_exchange_weak(head, first, std::memory_order_seq_cst,
+                                        std::memory_order_relaxed));
   ChaosPoint();
   LowerTimekeeperTarget(earliest);  // I4, I5
   if (manual_clock_) {
@@ -152,24 +175,38 @@ void EngineImpl::LowerTimekeeperTarget(std::int64_t due_ns) {
 }
 
 void EngineImpl::DrainTimerInboxLocked(bool lower_target) {
-  // Relaxed first look: the common case (nothing submitted) costs no RMW.
-  if (timer_inbox_.load(std::memory_order_relaxed) == nullptr) return;
-  // Acquire: pairs with the pushers' release (seq_cst) CAS.
-  TimerNode* n = timer_inbox_.exchange(nullptr, std::memory_order_acquire);
+  TimerNode* cur[kTimerInboxWays];
+  std::size_t live = 0;
+  for (auto& way : timer_inbox_) {
+    // Relaxed first look: the common case (nothing submitted) costs no RMW.
+    if (way.value.load(std::memory_order_relaxed) == nullptr) continue;
+    // Acquire: pairs with the pushers' release (seq_cst) CAS.
+    if (TimerNode* n = way.value.exchange(nullptr, std::memory_order_acquire)) cur[live++] = n;
+  }
+  if (live == 0) return;
   std::int64_t earliest = INT64_MAX;
-  while (n != nullptr) {
-    TimerNode* next = n->next;
-    n->next = nullptr;
-    Operation* op = OperationOfTimer(n);
-    // The timer holds its due time and id (OpFacts), written before the push
-    // that published the node; Insert keeps them.
-    const std::int64_t due = n->deadline();
-    absl::Status s = wheel_->Insert(n, due, n->sequence());
-    ORDO_CHECK_OP(s.ok(), "the wheel refused a timer whose place was reserved (I3)",
-                  op->id_relaxed());
-    Facts(op).in_wheel = true;
-    earliest = std::min(earliest, due);
-    n = next;
+  // One node of every stack per round ("Ways"); a stack that ends is replaced by
+  // the last one.
+  while (live > 0) {
+    for (std::size_t w = 0; w < live;) {
+      TimerNode* n = cur[w];
+      cur[w] = n->next;
+      n->next = nullptr;
+      Operation* op = OperationOfTimer(n);
+      // The timer holds its due time and id (OpFacts), written before the push
+      // that published the node; Insert keeps them.
+      const std::int64_t due = n->deadline();
+      absl::Status s = wheel_->Insert(n, due, n->sequence());
+      ORDO_CHECK_OP(s.ok(), "the wheel refused a timer whose place was reserved (I3)",
+                    op->id_relaxed());
+      Facts(op).in_wheel = true;
+      earliest = std::min(earliest, due);
+      if (cur[w] == nullptr) {
+        cur[w] = cur[--live];
+      } else {
+        ++w;
+      }
+    }
   }
   if (lower_target && earliest != INT64_MAX) LowerTimekeeperTarget(earliest);  // I5
 }
@@ -202,8 +239,14 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue() {
     // I3: released timers give their places back. Relaxed: a count.
     timers_armed_.fetch_sub(static_cast<std::int64_t>(due_scratch_.size()),
                             std::memory_order_relaxed);
-    for (TimerNode* node : due_scratch_) {
-      Operation* op = OperationOfTimer(node);
+    for (std::size_t i = 0; i < due_scratch_.size(); ++i) {
+      // A node's word is on the line before its timer's, which the wheel read:
+      // fetched a few nodes ahead for the CAS below.
+      constexpr std::size_t kAhead = 4;
+      if (i + kAhead < due_scratch_.size()) {
+        PrefetchForWrite(&OperationOfTimer(due_scratch_[i + kAhead])->word);
+      }
+      Operation* op = OperationOfTimer(due_scratch_[i]);
       Facts(op).in_wheel = false;
       std::uint32_t w = op->word.load(std::memory_order_acquire);
       std::uint32_t next = w;
@@ -244,7 +287,7 @@ void EngineImpl::TimekeeperLoop() {
     // I5: seq_cst, after the target's store in ReleaseDue. A submit that pushed
     // after our drain and loaded the target before our store did not kick: drain
     // again rather than sleep through it.
-    if (timer_inbox_.load(std::memory_order_seq_cst) != nullptr) continue;
+    if (!TimerInboxEmpty()) continue;
     if (!next.has_value()) {
       FutexWait(&timekeeper_word_, seen);
       continue;

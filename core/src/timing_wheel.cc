@@ -14,6 +14,8 @@ namespace ordo::internal {
 namespace {
 
 constexpr std::int64_t kMaxNs = std::numeric_limits<std::int64_t>::max();
+// How far ahead the cascade's loop fetches nodes (AdvanceToTick).
+constexpr std::size_t kRegroupAhead = 8;
 constexpr std::int64_t kMinNs = std::numeric_limits<std::int64_t>::min();
 
 [[noreturn]] void WheelCheckFailed(const std::string& what) {
@@ -89,36 +91,81 @@ TimingWheel::Placement TimingWheel::PlacementOf(const TimerNode& node) {
 
 // ---- list primitives ---------------------------------------------------------------
 
+bool TimingWheel::ListEmpty(std::uint32_t list) const {
+  for (std::uint32_t w = 0; w < WaysOf(list); ++w) {
+    if (Head(list, w) != nullptr) return false;
+  }
+  return true;
+}
+
+template <typename Visit>
+void TimingWheel::TakeList(std::uint32_t list, Visit visit) {
+  // The non-empty ways, packed: a sparse slot (a timer or two) costs one pass.
+  TimerNode* cur[kWays];
+  std::uint32_t live = 0;
+  for (std::uint32_t w = 0; w < WaysOf(list); ++w) {
+    TimerNode*& head = Head(list, w);
+    if (head == nullptr) continue;
+    cur[live++] = head;
+    head = nullptr;
+  }
+  // One node of every way per round: the loads of the ways' next pointers do not
+  // wait for each other ("Ways"). A way that ends is replaced by the last one.
+  while (live > 1) {
+    for (std::uint32_t w = 0; w < live;) {
+      TimerNode* node = cur[w];
+      cur[w] = node->next;
+      visit(node);
+      if (cur[w] == nullptr) {
+        cur[w] = cur[--live];
+      } else {
+        ++w;
+      }
+    }
+  }
+  for (TimerNode* node = live == 1 ? cur[0] : nullptr; node != nullptr;) {
+    TimerNode* next = node->next;
+    visit(node);
+    node = next;
+  }
+}
+
 void TimingWheel::PushFront(std::uint32_t list, TimerNode* node) {
-  TimerNode* head = heads_[list];
+  const std::uint32_t way = list < kLevelSlotCount ? next_way_++ & (kWays - 1) : 0;
+  TimerNode*& head = Head(list, way);
   node->prev = nullptr;
   node->next = head;
   if (head != nullptr) head->prev = node;
-  heads_[list] = node;
+  head = node;
   node->slot_index = list;
+  node->way = static_cast<std::uint8_t>(way);
   if (list < kLevelSlotCount) occupied_[list / kSlots] |= std::uint64_t{1} << (list % kSlots);
 }
 
 void TimingWheel::Unlink(TimerNode* node) {
   const std::uint32_t list = node->slot_index;
   WheelCheck(list < kListCount, "Cancel of a node with a corrupt slot_index (W1)");
+  WheelCheck(node->way < WaysOf(list), "Cancel of a node with a corrupt way (W1)");
   if (node->prev != nullptr) {
     node->prev->next = node->next;
   } else {
-    WheelCheck(heads_[list] == node, "node is not where its slot_index says (W1)");
-    heads_[list] = node->next;
+    TimerNode*& head = Head(list, node->way);
+    WheelCheck(head == node, "node is not where its slot_index says (W1)");
+    head = node->next;
   }
   if (node->next != nullptr) node->next->prev = node->prev;
-  if (list < kLevelSlotCount && heads_[list] == nullptr) {
+  if (list < kLevelSlotCount && node->prev == nullptr && node->next == nullptr &&
+      ListEmpty(list)) {
     occupied_[list / kSlots] &= ~(std::uint64_t{1} << (list % kSlots));  // W2
   }
   node->prev = nullptr;
   node->next = nullptr;
   node->slot_index = kNotInWheel;
+  node->way = 0;
 }
 
 void TimingWheel::PushUnsorted(std::uint32_t list, MinCache* min, TimerNode* node) {
-  if (heads_[list] == nullptr) {
+  if (Head(list) == nullptr) {
     *min = MinCache{node->deadline(), false};
   } else {
     min->deadline_ns = std::min(min->deadline_ns, node->deadline());  // stays a bound
@@ -155,27 +202,18 @@ void TimingWheel::ReleaseNode(TimerNode* node, std::vector<TimerNode*>* due) {
 }
 
 void TimingWheel::ReleaseList(std::uint32_t list, std::vector<TimerNode*>* due) {
-  TimerNode* node = heads_[list];
-  heads_[list] = nullptr;
-  while (node != nullptr) {
-    TimerNode* next = node->next;
-    ReleaseNode(node, due);
-    node = next;
-  }
+  TakeList(list, [&](TimerNode* node) { ReleaseNode(node, due); });
 }
 
 void TimingWheel::DetachList(std::uint32_t list, std::vector<TimerNode*>* out) {
-  TimerNode* node = heads_[list];
-  heads_[list] = nullptr;
   if (list < kLevelSlotCount) occupied_[list / kSlots] &= ~(std::uint64_t{1} << (list % kSlots));
-  while (node != nullptr) {
-    TimerNode* next = node->next;
+  TakeList(list, [&](TimerNode* node) {
     node->prev = nullptr;
     node->next = nullptr;
     node->slot_index = kNotInWheel;
+    node->way = 0;
     out->push_back(node);
-    node = next;
-  }
+  });
 }
 
 void TimingWheel::ReleaseLevelSlots(std::size_t level, std::uint64_t slot_bits,
@@ -191,7 +229,7 @@ void TimingWheel::ReleaseLevelSlots(std::size_t level, std::uint64_t slot_bits,
 std::int64_t TimingWheel::RefreshMin(std::uint32_t list, MinCache* min) const {
   if (min->stale) {
     std::int64_t lowest = kMaxNs;
-    for (const TimerNode* n = heads_[list]; n != nullptr; n = n->next) {
+    for (const TimerNode* n = Head(list); n != nullptr; n = n->next) {
       lowest = std::min(lowest, n->deadline());
     }
     *min = MinCache{lowest, false};
@@ -239,7 +277,7 @@ bool TimingWheel::Cancel(TimerNode* node) {
   // W9: the cached minimum stays a lower bound; mark it stale if we took it away.
   MinCache* min = list == kLateList ? &late_min_ : list == kOverflowList ? &overflow_min_ : nullptr;
   if (min != nullptr) {
-    if (heads_[list] == nullptr) {
+    if (Head(list) == nullptr) {
       *min = MinCache{};
     } else if (deadline_ns == min->deadline_ns) {
       min->stale = true;
@@ -270,15 +308,18 @@ void TimingWheel::Advance(std::int64_t now_ns, std::vector<TimerNode*>* due) {
 // sorted on copied keys: comparing through the node pointers misses the cache on
 // every comparison (bench, one burst of 65536: 131 -> 99 ns per timer; 1024: 31 -> 18).
 void TimingWheel::SortReleased(std::size_t first, std::vector<TimerNode*>* due) {
-  const std::size_t count = due->size() - first;
+  SortNodes(due->data() + first, due->data() + due->size());
+}
+
+void TimingWheel::SortNodes(TimerNode** begin, TimerNode** end) {
+  const auto count = static_cast<std::size_t>(end - begin);
   if (count < 2) return;
-  auto begin = due->begin() + static_cast<std::ptrdiff_t>(first);
   if (count <= kSortOnNodesMax) {
-    std::sort(begin, due->end(), EarlierThan);
+    std::sort(begin, end, EarlierThan);
     return;
   }
   sort_keys_.clear();
-  for (auto it = begin; it != due->end(); ++it) {
+  for (TimerNode** it = begin; it != end; ++it) {
     sort_keys_.push_back(SortKey{(*it)->deadline(), (*it)->sequence(), *it});
   }
   std::sort(sort_keys_.begin(), sort_keys_.end(), [](const SortKey& a, const SortKey& b) {
@@ -291,15 +332,15 @@ void TimingWheel::SortReleased(std::size_t first, std::vector<TimerNode*>* due) 
 void TimingWheel::AdvanceWithinTick(std::int64_t now_ns, std::vector<TimerNode*>* due) {
   now_ns_ = now_ns;
   // W6: the current-tick list is sorted, so the due nodes are a prefix.
-  while (heads_[kCurrentTickList] != nullptr && heads_[kCurrentTickList]->deadline() <= now_ns) {
-    TimerNode* node = heads_[kCurrentTickList];
+  while (Head(kCurrentTickList) != nullptr && Head(kCurrentTickList)->deadline() <= now_ns) {
+    TimerNode* node = Head(kCurrentTickList);
     Unlink(node);
     --size_;
     due->push_back(node);
   }
-  if (heads_[kLateList] == nullptr) return;
+  if (Head(kLateList) == nullptr) return;
   std::int64_t lowest = kMaxNs;
-  for (TimerNode* node = heads_[kLateList]; node != nullptr;) {
+  for (TimerNode* node = Head(kLateList); node != nullptr;) {
     TimerNode* next = node->next;
     if (node->deadline() <= now_ns) {
       Unlink(node);
@@ -369,10 +410,10 @@ void TimingWheel::AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns,
     }
     // Overflow nodes re-enter once their top index is within the new ring (W5). The
     // cached minimum is a lower bound, so a stale one costs a scan, never a miss.
-    if (heads_[kOverflowList] != nullptr && (TickOf(overflow_min_.deadline_ns) >> kTopShift) <
+    if (Head(kOverflowList) != nullptr && (TickOf(overflow_min_.deadline_ns) >> kTopShift) <
                                                 new_top + static_cast<std::int64_t>(kSlots)) {
       std::int64_t lowest = kMaxNs;
-      for (TimerNode* node = heads_[kOverflowList]; node != nullptr;) {
+      for (TimerNode* node = Head(kOverflowList); node != nullptr;) {
         TimerNode* next = node->next;
         if ((TickOf(node->deadline()) >> kTopShift) <
             new_top + static_cast<std::int64_t>(kSlots)) {
@@ -392,7 +433,11 @@ void TimingWheel::AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns,
   // Cascade: re-place relative to the new tick (every node here has tick >= the start
   // of the slot containing new_tick, so it lands lower, or is due).
   current_tick_.clear();
-  for (TimerNode* node : regroup_) {
+  for (std::size_t i = 0; i < regroup_.size(); ++i) {
+    // A large cascade (a level-1 slot of a burst) outgrows the caches between the
+    // detach and this loop: fetch a few nodes ahead, for the links Place writes.
+    if (i + kRegroupAhead < regroup_.size()) PrefetchForWrite(regroup_[i + kRegroupAhead]);
+    TimerNode* node = regroup_[i];
     if (node->deadline() <= now_ns) {
       --size_;  // already unlinked by DetachList or Unlink
       due->push_back(node);
@@ -407,7 +452,7 @@ void TimingWheel::AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns,
   }
   regroup_.clear();
   // W6: build the current-tick list in (deadline_ns, seq) order.
-  std::sort(current_tick_.begin(), current_tick_.end(), EarlierThan);
+  SortNodes(current_tick_.data(), current_tick_.data() + current_tick_.size());
   for (auto it = current_tick_.rbegin(); it != current_tick_.rend(); ++it) {
     PushFront(kCurrentTickList, *it);
   }
@@ -418,9 +463,9 @@ std::optional<std::int64_t> TimingWheel::NextDeadline() const {
   if (size_ == 0) return std::nullopt;
   // O1: the earliest deadline is in the lowest non-empty region.
   std::optional<std::int64_t> nearest;
-  if (heads_[kLateList] != nullptr) nearest = RefreshMin(kLateList, &late_min_);
-  if (heads_[kCurrentTickList] != nullptr) {
-    const std::int64_t head = heads_[kCurrentTickList]->deadline();  // W6: the minimum
+  if (Head(kLateList) != nullptr) nearest = RefreshMin(kLateList, &late_min_);
+  if (Head(kCurrentTickList) != nullptr) {
+    const std::int64_t head = Head(kCurrentTickList)->deadline();  // W6: the minimum
     nearest = nearest ? std::min(*nearest, head) : head;
   }
   if (nearest) return nearest;
@@ -448,57 +493,59 @@ void TimingWheel::CheckInvariants() const {
   std::size_t counted = 0;
   const std::int64_t top = now_tick_ >> kTopShift;
   for (std::uint32_t list = 0; list < kListCount; ++list) {
-    const TimerNode* prev = nullptr;
     std::int64_t lowest = kMaxNs;
-    for (const TimerNode* n = heads_[list]; n != nullptr; prev = n, n = n->next) {
-      ++counted;
-      if (counted > size_) fail(absl::StrFormat("W1: more nodes linked than size() = %d", size_));
-      if (n->slot_index != list || n->prev != prev) {
-        fail(
-            absl::StrFormat("W1: node (deadline %d ns, seq %d) in list %d says list %d, "
-                            "or its prev link is wrong",
-                            n->deadline(), n->sequence(), list, n->slot_index));
-      }
-      lowest = std::min(lowest, n->deadline());
-      const std::int64_t tick = TickOf(n->deadline());
-      const std::string where =
-          absl::StrFormat("node (deadline %d ns, tick %d, seq %d) in list %d at tick %d",
-                          n->deadline(), tick, n->sequence(), list, now_tick_);
-      if (list < kLevelSlotCount) {
-        const std::size_t level = list / kSlots;
-        const std::uint64_t slot = list % kSlots;
-        if (level + 1 < kLevels) {
-          const std::uint64_t diff =
-              static_cast<std::uint64_t>(tick) ^ static_cast<std::uint64_t>(now_tick_);
-          const int shift = static_cast<int>(level) * kSlotBits;
-          if (tick <= now_tick_ || (diff >> (shift + kSlotBits)) != 0 || (diff >> shift) == 0 ||
-              ((static_cast<std::uint64_t>(tick) >> shift) & kSlotMask) != slot) {
-            fail("W3: misplaced " + where);
-          }
-        } else {
-          const std::int64_t ahead = (tick >> kTopShift) - top;
-          if (ahead < 1 || ahead >= static_cast<std::int64_t>(kSlots) ||
-              (static_cast<std::uint64_t>(tick >> kTopShift) & kSlotMask) != slot) {
-            fail("W4: misplaced " + where);
-          }
+    for (std::uint32_t way = 0; way < WaysOf(list); ++way) {
+      const TimerNode* prev = nullptr;
+      for (const TimerNode* n = Head(list, way); n != nullptr; prev = n, n = n->next) {
+        ++counted;
+        if (counted > size_) fail(absl::StrFormat("W1: more nodes linked than size() = %d", size_));
+        if (n->slot_index != list || n->way != way || n->prev != prev) {
+          fail(
+              absl::StrFormat("W1: node (deadline %d ns, seq %d) in list %d way %d says list %d "
+                              "way %d, or its prev link is wrong",
+                              n->deadline(), n->sequence(), list, way, n->slot_index, n->way));
         }
-      } else if (list == kCurrentTickList) {
-        if (tick != now_tick_ || n->deadline() <= now_ns_) fail("W6: misplaced " + where);
-        if (prev != nullptr && EarlierThan(n, prev)) fail("W6: out of order " + where);
-      } else if (list == kLateList) {
-        if (tick > now_tick_) fail("W7: misplaced " + where);
-      } else if (list == kOverflowList) {
-        if ((tick >> kTopShift) - top < static_cast<std::int64_t>(kSlots)) {
-          fail("W5: misplaced " + where);
+        lowest = std::min(lowest, n->deadline());
+        const std::int64_t tick = TickOf(n->deadline());
+        const std::string where =
+            absl::StrFormat("node (deadline %d ns, tick %d, seq %d) in list %d at tick %d",
+                            n->deadline(), tick, n->sequence(), list, now_tick_);
+        if (list < kLevelSlotCount) {
+          const std::size_t level = list / kSlots;
+          const std::uint64_t slot = list % kSlots;
+          if (level + 1 < kLevels) {
+            const std::uint64_t diff =
+                static_cast<std::uint64_t>(tick) ^ static_cast<std::uint64_t>(now_tick_);
+            const int shift = static_cast<int>(level) * kSlotBits;
+            if (tick <= now_tick_ || (diff >> (shift + kSlotBits)) != 0 || (diff >> shift) == 0 ||
+                ((static_cast<std::uint64_t>(tick) >> shift) & kSlotMask) != slot) {
+              fail("W3: misplaced " + where);
+            }
+          } else {
+            const std::int64_t ahead = (tick >> kTopShift) - top;
+            if (ahead < 1 || ahead >= static_cast<std::int64_t>(kSlots) ||
+                (static_cast<std::uint64_t>(tick >> kTopShift) & kSlotMask) != slot) {
+              fail("W4: misplaced " + where);
+            }
+          }
+        } else if (list == kCurrentTickList) {
+          if (tick != now_tick_ || n->deadline() <= now_ns_) fail("W6: misplaced " + where);
+          if (prev != nullptr && EarlierThan(n, prev)) fail("W6: out of order " + where);
+        } else if (list == kLateList) {
+          if (tick > now_tick_) fail("W7: misplaced " + where);
+        } else if (list == kOverflowList) {
+          if ((tick >> kTopShift) - top < static_cast<std::int64_t>(kSlots)) {
+            fail("W5: misplaced " + where);
+          }
         }
       }
     }
     if (list < kLevelSlotCount) {
       const bool bit = (occupied_[list / kSlots] >> (list % kSlots)) & 1;
-      if (bit != (heads_[list] != nullptr)) {
+      if (bit != !ListEmpty(list)) {
         fail(absl::StrFormat("W2: occupancy bit of level %d slot %d is %d but the slot is %s",
                              list / kSlots, list % kSlots, bit ? 1 : 0,
-                             heads_[list] != nullptr ? "non-empty" : "empty"));
+                             ListEmpty(list) ? "empty" : "non-empty"));
       }
     }
     const MinCache* min = list == kLateList       ? &late_min_
