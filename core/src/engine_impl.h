@@ -247,6 +247,11 @@ class EngineImpl {
   }
 
   std::int64_t NowNs() const { return clock_->Now().time_since_epoch().count(); }
+  // A reading never later than NowNs() at the time of the call, cheaper on the
+  // system clock: CLOCK_REALTIME_COARSE, the time at the kernel's last tick (up
+  // to a tick behind; 6 ns against 28 for a full read on the development VM).
+  // On any other clock, NowNs().
+  std::int64_t NowLowerBoundNs() const;
 
  private:
   // --- scheduling (worker.cc) ---

@@ -236,6 +236,51 @@ TEST(PostponeTest, WithTheSystemClockLatenessIsNeverNegative) {
   }
 }
 
+// Post (no Handle) reads only a lower bound of the system clock (the kernel's
+// coarse clock, up to a tick behind). Due times around the moment of posting,
+// some between that bound and the true time, all run, and none before its time.
+TEST(PostponeTest, WithTheSystemClockPostsDueAroundNowAllRunAndNeverEarly) {
+  Engine engine({.workers = 2});
+  constexpr int kOps = 400;
+  std::vector<Clock::time_point> dues(kOps);
+  std::vector<std::atomic<std::int64_t>> started(kOps);
+  std::atomic<int> left{kOps};
+  std::promise<void> all_ran;
+  for (int i = 0; i < kOps; ++i) {
+    // -4 ms .. +4 ms around now, in steps of 20 us.
+    dues[i] = Clock::now() + std::chrono::microseconds(20 * i - 4000);
+    ASSERT_TRUE(engine
+                    .Post(
+                        [&, i] {
+                          started[i].store(Clock::now().time_since_epoch().count());
+                          if (left.fetch_sub(1) == 1) all_ran.set_value();
+                        },
+                        {.postpone_until = dues[i]})
+                    .ok());
+  }
+  ASSERT_EQ(all_ran.get_future().wait_for(30s), std::future_status::ready)
+      << left.load() << " of " << kOps << " never ran";
+  for (int i = 0; i < kOps; ++i) {
+    EXPECT_GE(started[i].load(), dues[i].time_since_epoch().count()) << "op " << i << " early";
+  }
+}
+
+// The horizon is exact for Post too: a time exactly the horizon after a reading
+// taken before the Post is within it (the engine's own reading is no earlier),
+// however far behind the coarse clock the Post first looks is; one an hour
+// beyond is refused.
+TEST(PostponeTest, WithTheSystemClockThePostHorizonIsCheckedAgainstTheTrueTime) {
+  Engine engine({.workers = 1, .horizon = std::chrono::hours(1)});
+  for (int i = 0; i < 20; ++i) {
+    absl::Status edge = engine.Post([] {}, {.postpone_until = Clock::now() + 1h});
+    EXPECT_TRUE(edge.ok()) << edge;
+  }
+  absl::Status beyond = engine.Post([] {}, {.postpone_until = Clock::now() + 2h});
+  EXPECT_EQ(beyond.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(beyond.message()), HasSubstr("horizon"));
+  EXPECT_EQ(engine.Shutdown(ShutdownMode::kCancelPending), absl::OkStatus());
+}
+
 TEST(PostponeTest, WaitIdleDoesNotWaitForPostponedOrSuspendedWork) {
   ManualClock clock;
   Engine engine({.workers = 2, .clock = &clock});
