@@ -69,11 +69,13 @@ EngineImpl::EngineImpl(Options options)
   for (auto& w : workers_) {
     Worker* raw = w.get();
     w->thread = std::thread([this, raw] { WorkerLoop(raw); });
+    NameThread(w->thread, absl::StrCat("ordo-worker-", raw->index).c_str());
   }
   if (manual_clock_) {
     clock_listener_ = clock_->AddListener([this] { OnClockAdvanced(); });
   } else {
     timekeeper_ = std::thread([this] { TimekeeperLoop(); });
+    NameThread(timekeeper_, "ordo-timekeeper");
   }
 }
 

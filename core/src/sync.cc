@@ -1,6 +1,7 @@
 #include "sync.h"
 
 #include <linux/futex.h>
+#include <pthread.h>
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -94,6 +95,10 @@ void FutexWakeAll(Atomic<std::uint32_t>* word) {
 void FutexWakeOne(Atomic<std::uint32_t>* word) {
   syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE_PRIVATE, 1, nullptr,
           nullptr, 0);
+}
+
+void NameThread(std::thread& thread, const char* name) {
+  (void)pthread_setname_np(thread.native_handle(), name);  // ERANGE if too long: unnamed
 }
 
 }  // namespace ordo::internal

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 
@@ -109,6 +110,10 @@ void FutexWait(Atomic<std::uint32_t>* word, std::uint32_t expected,
 // wall clock moves the wake-up with it.
 void FutexWaitUntilRealtime(Atomic<std::uint32_t>* word, std::uint32_t expected,
                             std::int64_t deadline_ns);
+// Names a thread of ours (at most 15 characters) for top -H, perf and gdb, and
+// for tools that tell the timekeeper from the workers. Best effort.
+void NameThread(std::thread& thread, const char* name);
+
 void FutexWakeAll(Atomic<std::uint32_t>* word);
 void FutexWakeOne(Atomic<std::uint32_t>* word);
 

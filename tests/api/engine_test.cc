@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <latch>
 #include <memory>
@@ -731,6 +733,27 @@ TEST(StatsTest, AThreadOutlivingItsEngineLeavesTheNextEngineExact) {
   t.join();  // its leases go back now: one to a live engine, one to a freed one
   EXPECT_EQ(ran.load(), 107);
   engine.reset();
+}
+
+// The engine's threads carry names (top -H, perf, gdb, and tools that tell the
+// timekeeper from the workers): read back from /proc, where Linux keeps them.
+TEST(ThreadsTest, TheEnginesThreadsAreNamed) {
+  auto names = [] {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      if (std::getline(comm, name)) out.push_back(name);
+    }
+    return out;
+  };
+  if (names().empty()) GTEST_SKIP() << "no /proc/self/task here";
+  Engine engine({.workers = 3});
+  const std::vector<std::string> seen = names();
+  for (const char* want : {"ordo-worker-0", "ordo-worker-1", "ordo-worker-2", "ordo-timekeeper"}) {
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), want), 1) << want;
+  }
 }
 
 TEST(StateTest, MapsOntoDynamicsCodes) {
