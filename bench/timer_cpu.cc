@@ -70,8 +70,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "timer_cpu: --burst, --rounds and --spread_ms must be positive\n");
     return 2;
   }
-  ordo::Engine engine({.workers = absl::GetFlag(FLAGS_workers)});
   std::atomic<long> left{0};
+  // After `left`: destroyed first, so operations it still runs find `left` alive.
+  ordo::Engine engine({.workers = absl::GetFlag(FLAGS_workers)});
   std::mt19937_64 rng(1);
   const auto spread = std::chrono::milliseconds(absl::GetFlag(FLAGS_spread_ms));
   std::vector<ordo::Clock::time_point> due(static_cast<std::size_t>(n));

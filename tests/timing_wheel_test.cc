@@ -448,7 +448,7 @@ TEST(TimingWheelTest, ASlotStaysOccupiedUntilTheLastNodeOfAnyOfItsWaysIsCanceled
   // Refill with the second group, cancel every third, and release the rest: every
   // survivor, in (deadline, seq) order, with one Advance (Harness checks both).
   for (std::size_t i = 0; i < per_slot; ++i) {
-    h.Insert(per_slot + i, slot_start + static_cast<std::int64_t>((i * 7) % per_slot));
+    h.Insert(per_slot + i, slot_start + static_cast<std::int64_t>((i * 3) % per_slot));
   }
   for (std::size_t i = 0; i < per_slot; i += 3) ASSERT_NO_FATAL_FAILURE(h.Cancel(per_slot + i));
   h.wheel().CheckInvariants();

@@ -297,15 +297,17 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
                        parsed.status().message()));
     }
   }
-  // The clock is read once, and only when something needs it: the creation time
-  // only a Handle shows, the horizon and due time of a postponement, a recurrence's
+  // The clock is read only when something needs it: the creation time only a
+  // Handle shows, the horizon and due time of a postponement, a recurrence's
   // start. A plain Post reads no clock (a clock read is 25-30 ns on this VM,
   // a quarter of a submit).
-  // A postponement alone (Post) needs only a lower bound of the time, for the
-  // horizon (a bound that finds the due time beyond it is replaced by a full
-  // read, which decides) and to see a due time already past: one at or before
-  // the bound runs at once; one between the bound and the true time goes through
-  // the wheel, which releases it at the timekeeper's next look, never early.
+  // A postponement alone (Post) reads a lower bound of the time (NowLowerBoundNs,
+  // 6 ns). A due time at or before it runs at once. One after it is armed, and
+  // if the true time has passed it too, the wheel releases it at the timekeeper's
+  // next look, never early; WaitIdle and Shutdown(kDrainReady) release what is
+  // due before they look (EngineImpl::ReleaseDue), so such an operation counts as
+  // runnable there, as it would with a full read. A full read decides when the
+  // bound finds the due time beyond the horizon, or the wheel full.
   const bool exact_clock = with_handle || rule != nullptr;
   const bool needs_clock = exact_clock || o.postpone_until.has_value();
   std::int64_t now = exact_clock ? NowNs() : needs_clock ? NowLowerBoundNs() : kNoTime;
@@ -350,6 +352,15 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   if (absl::Status refused = Admit(st); !refused.ok()) return Refuse(op, st, std::move(refused));
   std::int64_t due = o.postpone_until ? o.postpone_until->time_since_epoch().count() : kNoTime;
   if (due != kNoTime && due <= now) due = kNoTime;  // a past time: runnable at once
+  if (due != kNoTime && !o.suspended && !ReserveTimers(1)) {
+    // The wheel is full (timers.cc I3). A due time that only the lower bound of
+    // the time put ahead, and that the true time has reached, runs at once.
+    if (exact_clock || due > NowNs()) {
+      GiveCredit(st);  // undo: nothing was published
+      return Refuse(op, st, WheelFullError("Submit"));
+    }
+    due = kNoTime;
+  }
   // Relaxed: the node is private until the push below publishes it; ids are
   // unique, ordered per their counter.
   InitFacts(op, next_id_.fetch_add(1, std::memory_order_relaxed) + 1, this, now, due);
@@ -370,11 +381,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   op->word.store(KeptBitsOf(op) | static_cast<std::uint32_t>(initial) | head,
                  std::memory_order_relaxed);
 
-  if (initial == State::kPostponed && !ArmTimerFromSubmit(op, due)) {
-    // Undo: nothing was published.
-    GiveCredit(st);
-    return Refuse(op, st, WheelFullError("Submit"));
-  }
+  if (initial == State::kPostponed) ArmTimerFromSubmit(op, due);  // its place reserved above
   // From here nothing may leave by an exception: EnterSubmit's count would stay
   // up and Shutdown wait for it for ever, and a postponed operation is already
   // in the timekeeper's hands. The token map and the held registry may still
@@ -1188,6 +1195,9 @@ absl::Status EngineImpl::WaitIdle() {
         "WaitIdle: called from inside a callable of this engine, it would wait for itself; "
         "wait from outside the engine, or use Handle::Wait on the operations you need");
   }
+  // What is due is runnable: released now, not at the timekeeper's next look (a
+  // postponed Post armed on a lower bound of the time may be due already).
+  (void)ReleaseDue();
   AwaitCondition([this] { return ActivityIdle(); });
   tokens_.SweepIdle();
   return absl::OkStatus();
@@ -1246,6 +1256,9 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
     }
     DropRef(op);
   }
+  // kDrainReady runs what is runnable, and what is due is: released first, as
+  // in WaitIdle; what stays in the wheel is canceled below.
+  if (mode == ShutdownMode::kDrainReady) (void)ReleaseDue();
   if (mode != ShutdownMode::kDrainAll) {
     // Postponed operations: canceled (kDrainReady, kCancelPending).
     std::vector<TimerNode*> all;

@@ -332,8 +332,8 @@ class EngineImpl {
   void DisarmTimerLocked(Operation* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
   bool WheelFullLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
   // Submit: arms a private, Postponed op without the lock, through the inbox
-  // (timers.cc). False if Options::max_timers are pending.
-  bool ArmTimerFromSubmit(Operation* op, std::int64_t due_ns);
+  // (timers.cc), in the place the caller reserved (ReserveTimers(1)).
+  void ArmTimerFromSubmit(Operation* op, std::int64_t due_ns);
   // ArmTimerFromSubmit in two steps, for a batch: ReserveTimers takes n places
   // (I3; false, and nothing taken, if that would pass Options::max_timers);
   // PushTimers pushes the private, Postponed timers first..last (linked through

@@ -106,11 +106,9 @@ void EngineImpl::DisarmTimerLocked(Operation* op) {
   timers_armed_.fetch_sub(1, std::memory_order_relaxed);  // a count (I3)
 }
 
-bool EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
-  if (!ReserveTimers(1)) return false;
+void EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
   TimerNode* n = &Facts(op).timer;
   PushTimers(n, n, due_ns);
-  return true;
 }
 
 bool EngineImpl::ReserveTimers(std::int64_t n) {

@@ -197,6 +197,7 @@ void TimingWheel::ReleaseNode(TimerNode* node, std::vector<TimerNode*>* due) {
   node->prev = nullptr;
   node->next = nullptr;
   node->slot_index = kNotInWheel;
+  node->way = 0;
   --size_;
   due->push_back(node);
 }

@@ -109,8 +109,10 @@ class TokenMap {
       // Relaxed: a hint, as above.
       if (slot.tag.load(std::memory_order_relaxed) == tag) {
         const char* c = reinterpret_cast<const char*>(slot.chain.load(std::memory_order_relaxed));
-        PrefetchForWrite(c);
-        PrefetchForWrite(c + kCacheLine);  // null + 64: harmless, as above
+        if (c != nullptr) {
+          PrefetchForWrite(c);
+          PrefetchForWrite(c + kCacheLine);
+        }
         return;
       }
     }

@@ -240,12 +240,12 @@ TEST(PostponeTest, WithTheSystemClockLatenessIsNeverNegative) {
 // coarse clock, up to a tick behind). Due times around the moment of posting,
 // some between that bound and the true time, all run, and none before its time.
 TEST(PostponeTest, WithTheSystemClockPostsDueAroundNowAllRunAndNeverEarly) {
-  Engine engine({.workers = 2});
   constexpr int kOps = 400;
   std::vector<Clock::time_point> dues(kOps);
   std::vector<std::atomic<std::int64_t>> started(kOps);
   std::atomic<int> left{kOps};
   std::promise<void> all_ran;
+  Engine engine({.workers = 2});  // last: destroyed first, while the above live
   for (int i = 0; i < kOps; ++i) {
     // -4 ms .. +4 ms around now, in steps of 20 us.
     dues[i] = Clock::now() + std::chrono::microseconds(20 * i - 4000);
@@ -263,6 +263,38 @@ TEST(PostponeTest, WithTheSystemClockPostsDueAroundNowAllRunAndNeverEarly) {
   for (int i = 0; i < kOps; ++i) {
     EXPECT_GE(started[i].load(), dues[i].time_since_epoch().count()) << "op " << i << " early";
   }
+}
+
+// A Post due at the moment of posting (its due time read before it) is due by
+// the true time, whatever the lower bound the Post read. WaitIdle waits for it,
+// Shutdown(kDrainReady) runs it, and a full wheel does not refuse it.
+TEST(PostponeTest, WithTheSystemClockAPostDueNowIsRunnableForWaitIdleShutdownAndAFullWheel) {
+  for (int i = 0; i < 50; ++i) {
+    std::atomic<int> ran{0};
+    Engine engine({.workers = 2});
+    ASSERT_TRUE(engine.Post([&] { ran.fetch_add(1); }, {.postpone_until = Clock::now()}).ok());
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    ASSERT_EQ(ran.load(), 1) << "WaitIdle returned before a due operation ran, round " << i;
+  }
+  for (int i = 0; i < 50; ++i) {
+    std::atomic<int> ran{0};
+    Engine engine({.workers = 2});
+    ASSERT_TRUE(engine.Post([&] { ran.fetch_add(1); }, {.postpone_until = Clock::now()}).ok());
+    ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainReady).ok());
+    ASSERT_EQ(ran.load(), 1) << "kDrainReady canceled a due operation, round " << i;
+  }
+  std::atomic<int> ran{0};
+  Engine engine({.workers = 2, .max_timers = 1});
+  ASSERT_TRUE(engine.Post([] {}, {.postpone_until = Clock::now() + 1h}).ok());  // the wheel is full
+  for (int i = 0; i < 20; ++i) {
+    absl::Status s = engine.Post([&] { ran.fetch_add(1); }, {.postpone_until = Clock::now()});
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(ran.load(), 20);
+  absl::Status later = engine.Post([] {}, {.postpone_until = Clock::now() + 1h});
+  EXPECT_EQ(later.code(), absl::StatusCode::kResourceExhausted) << later;
+  EXPECT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
 }
 
 // The horizon is exact for Post too: a time exactly the horizon after a reading

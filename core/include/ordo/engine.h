@@ -129,7 +129,8 @@ struct SubmitOptions {
 enum class ShutdownMode : std::uint8_t {
   kDrainAll,       // run everything that remains, postponed operations included (they
                    // are waited for); suspended operations are Canceled
-  kDrainReady,     // run what is runnable; cancel what is postponed or suspended
+  kDrainReady,     // run what is runnable (what is due included); cancel what is
+                   // postponed or suspended
   kCancelPending,  // cancel everything not started; running operations get a cancel request
 };
 
@@ -174,7 +175,12 @@ class Engine {
   // suspension) takes a one-cache-line node, 64 bytes with a capture of up to
   // 32; it can still retry (Context::RetryAfter), up to Options::max_retries.
   // Any other Post takes two lines (128 bytes), and a Submit three (the third
-  // holds the times only a Handle shows).
+  // holds the times only a Handle shows). A postponed Post reads a cheaper,
+  // coarse reading of the system clock, never later than the true time: a
+  // postpone-until that has just passed (by up to one kernel tick) may show as
+  // Postponed in TokenInfo until the timekeeper's next look (microseconds)
+  // instead of Waiting; it still starts at once, and WaitIdle and Shutdown
+  // count it as runnable.
   template <typename F>
   absl::Status Post(F&& f, SubmitOptions options) {
     internal::Operation* op = nullptr;
@@ -238,7 +244,8 @@ class Engine {
   absl::Status SetFailurePolicy(const Token& token, FailurePolicy policy);
 
   // Returns once nothing is running and nothing is runnable (postponed and
-  // suspended operations, and those waiting behind them, do not count).
+  // suspended operations, and those waiting behind them, do not count; a
+  // postponed one whose time has come when WaitIdle is called does).
   // FailedPrecondition when called from inside a callable of this engine.
   absl::Status WaitIdle();
 
