@@ -1156,6 +1156,10 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
 // WaitIdle, Shutdown, stats
 
 bool EngineImpl::ActivityIdle() const {
+  // Released from the wheel and not yet scheduled: not idle. First, and acquire:
+  // pairs with ReleaseDue's release decrement, after which the scheduled counts
+  // below include those operations.
+  if (releasing_.load(std::memory_order_acquire) != 0) return false;
   // Finished first, then scheduled (see engine_impl.h). Acquire on finished pairs
   // with the workers' release increments.
   std::uint64_t finished = 0, scheduled = 0;

@@ -460,6 +460,10 @@ class EngineImpl {
   // WaitIdle: waiters count and an epoch word they sleep on.
   alignas(kCacheLine) Atomic<int> idle_waiters_{0};
   Atomic<std::uint32_t> idle_epoch_{0};
+  // Operations a ReleaseDue took out of the wheel (under timer_mu_) and has not
+  // scheduled yet: runnable, but in no queue and in no stripe's scheduled count,
+  // so ActivityIdle counts them here (timers.cc, ReleaseDue).
+  Atomic<std::int64_t> releasing_{0};
 
   // Timers.
   mutable Mutex timer_mu_;

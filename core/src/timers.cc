@@ -258,6 +258,11 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue() {
       if (StateOf(w) == State::kPostponed && TookOwnership(w, next)) ready.push_back(op);
     }
     next = wheel_->NextDeadline();
+    // Relaxed: under timer_mu_, whose release publishes it to the next holder
+    // (WaitIdle's own ReleaseDue, before it looks at ActivityIdle).
+    if (!ready.empty()) {
+      releasing_.fetch_add(static_cast<std::int64_t>(ready.size()), std::memory_order_relaxed);
+    }
     ChaosPoint();
     // seq_cst: I5's timekeeper half (store the target, then load the inbox in
     // TimekeeperLoop).
@@ -265,6 +270,19 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue() {
   }
   // Outside the lock: we own each of them (H2), and only the owner releases a node.
   for (Operation* op : ready) Schedule(op);
+  if (!ready.empty()) {
+    // Release: every Schedule above (its scheduled count) happens-before a
+    // reader that sees the count drop (ActivityIdle's acquire load).
+    releasing_.fetch_sub(static_cast<std::int64_t>(ready.size()), std::memory_order_release);
+    // As a worker that runs out of work (WorkerLoop): a waiter that saw the count
+    // before it dropped is woken. seq_cst fence: pairs with AwaitCondition's
+    // increment of idle_waiters_ and its fence before it evaluates.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (idle_waiters_.load(std::memory_order_relaxed) > 0) {
+      idle_epoch_.fetch_add(1, std::memory_order_release);  // wake-up token only
+      FutexWakeAll(&idle_epoch_);
+    }
+  }
   return next;
 }
 
