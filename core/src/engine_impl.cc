@@ -1179,6 +1179,18 @@ std::uint64_t EngineImpl::Pending() const {
   return s.pending;
 }
 
+void EngineImpl::WakeIdleWaiters() {
+  // The fence pairs with the one after idle_waiters_'s increment in
+  // AwaitCondition: either the waiter's evaluation sees what our caller did just
+  // before (a finished count, a releasing_ decrement) or we see the waiter and
+  // move the epoch it sleeps on.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (idle_waiters_.load(std::memory_order_relaxed) > 0) {
+    idle_epoch_.fetch_add(1, std::memory_order_release);  // wake-up token only
+    FutexWakeAll(&idle_epoch_);
+  }
+}
+
 void EngineImpl::AwaitCondition(const std::function<bool()>& done) {
   idle_waiters_.fetch_add(1, std::memory_order_seq_cst);
   for (;;) {

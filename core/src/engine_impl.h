@@ -457,7 +457,10 @@ class EngineImpl {
   std::unique_ptr<Parker> parker_;
   std::unique_ptr<Stripe[]> external_;
 
-  // WaitIdle: waiters count and an epoch word they sleep on.
+  // WaitIdle: waiters count and an epoch word they sleep on. WakeIdleWaiters
+  // moves the epoch when there are waiters: called after what may make their
+  // condition true (a worker out of work, released operations scheduled).
+  void WakeIdleWaiters();
   alignas(kCacheLine) Atomic<int> idle_waiters_{0};
   Atomic<std::uint32_t> idle_epoch_{0};
   // Operations a ReleaseDue took out of the wheel (under timer_mu_) and has not

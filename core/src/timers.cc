@@ -274,14 +274,9 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue() {
     // Release: every Schedule above (its scheduled count) happens-before a
     // reader that sees the count drop (ActivityIdle's acquire load).
     releasing_.fetch_sub(static_cast<std::int64_t>(ready.size()), std::memory_order_release);
-    // As a worker that runs out of work (WorkerLoop): a waiter that saw the count
-    // before it dropped is woken. seq_cst fence: pairs with AwaitCondition's
-    // increment of idle_waiters_ and its fence before it evaluates.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (idle_waiters_.load(std::memory_order_relaxed) > 0) {
-      idle_epoch_.fetch_add(1, std::memory_order_release);  // wake-up token only
-      FutexWakeAll(&idle_epoch_);
-    }
+    // As a worker that runs out of work: a waiter that saw the count before it
+    // dropped is woken.
+    WakeIdleWaiters();
   }
   return next;
 }

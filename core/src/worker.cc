@@ -333,14 +333,9 @@ void EngineImpl::WorkerLoop(Worker* w) {
         parker_->BeginSearch();
         searching = true;
       }
-      // Tell WaitIdle/Shutdown waiters that a worker ran out of work. The fence
-      // pairs with the one after idle_waiters_'s increment in WaitIdle: either we
-      // see the waiter or it sees our last "finished" count.
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (idle_waiters_.load(std::memory_order_relaxed) > 0) {
-        idle_epoch_.fetch_add(1, std::memory_order_release);  // wake-up token only
-        FutexWakeAll(&idle_epoch_);
-      }
+      // Tell WaitIdle/Shutdown waiters that a worker ran out of work: either
+      // they see our last "finished" count or we see them.
+      WakeIdleWaiters();
       // Spin a little before parking: a parked thread costs microseconds to wake.
       // One worker at a time spins for Options::spin (the spinner); the others
       // spin an eighth of it. A lightly loaded engine so burns about one core
