@@ -183,29 +183,19 @@ void EngineImpl::DrainTimerInboxLocked(bool lower_target) {
   }
   if (live == 0) return;
   std::int64_t earliest = INT64_MAX;
-  // One node of every stack per round ("Ways"); a stack that ends is replaced by
-  // the last one.
-  while (live > 0) {
-    for (std::size_t w = 0; w < live;) {
-      TimerNode* n = cur[w];
-      cur[w] = n->next;
-      n->next = nullptr;
-      Operation* op = OperationOfTimer(n);
-      // The timer holds its due time and id (OpFacts), written before the push
-      // that published the node; Insert keeps them.
-      const std::int64_t due = n->deadline();
-      absl::Status s = wheel_->Insert(n, due, n->sequence());
-      ORDO_CHECK_OP(s.ok(), "the wheel refused a timer whose place was reserved (I3)",
-                    op->id_relaxed());
-      Facts(op).in_wheel = true;
-      earliest = std::min(earliest, due);
-      if (cur[w] == nullptr) {
-        cur[w] = cur[--live];
-      } else {
-        ++w;
-      }
-    }
-  }
+  // The stacks side by side ("Ways"), as the wheel walks a slot.
+  WalkSideBySide(cur, live, [&](TimerNode* n) {
+    n->next = nullptr;
+    Operation* op = OperationOfTimer(n);
+    // The timer holds its due time and id (OpFacts), written before the push
+    // that published the node; Insert keeps them.
+    const std::int64_t due = n->deadline();
+    absl::Status s = wheel_->Insert(n, due, n->sequence());
+    ORDO_CHECK_OP(s.ok(), "the wheel refused a timer whose place was reserved (I3)",
+                  op->id_relaxed());
+    Facts(op).in_wheel = true;
+    earliest = std::min(earliest, due);
+  });
   if (lower_target && earliest != INT64_MAX) LowerTimekeeperTarget(earliest);  // I5
 }
 

@@ -152,6 +152,33 @@ struct TimerNode {
   std::uint64_t sequence() const { return seq.load(std::memory_order_relaxed); }
 };
 
+// Walks the lists whose heads are cur[0..live) (timers linked through next) side
+// by side, one node of each per round ("Ways" above): the loads of the lists'
+// next pointers do not wait for each other. Reads a node's next before calling
+// visit(node), so visit may relink it. A list that ends is replaced by the last
+// one; cur is scratch and left consumed.
+template <typename Visit>
+void WalkSideBySide(TimerNode** cur, std::size_t live, Visit visit) {
+  while (live > 1) {
+    for (std::size_t w = 0; w < live;) {
+      TimerNode* node = cur[w];
+      cur[w] = node->next;
+      visit(node);
+      if (cur[w] == nullptr) {
+        cur[w] = cur[--live];
+      } else {
+        ++w;
+      }
+    }
+  }
+  // One list left (a sparse slot's usual case): a plain walk.
+  for (TimerNode* node = live == 1 ? cur[0] : nullptr; node != nullptr;) {
+    TimerNode* next = node->next;
+    visit(node);
+    node = next;
+  }
+}
+
 class TimingWheel {
  public:
   static constexpr std::size_t kSlots = kWheelSlotsPerLevel;
@@ -238,9 +265,8 @@ class TimingWheel {
     return const_cast<TimingWheel*>(this)->Head(list, way);
   }
   bool ListEmpty(std::uint32_t list) const;  // every way of it
-  // Empties `list` and calls visit(node) for each of its nodes, the ways walked
-  // side by side ("Ways"); a node's next is read before visit sees it, so visit
-  // may relink it.
+  // Empties `list` and calls visit(node) for each of its nodes (WalkSideBySide
+  // over its ways).
   template <typename Visit>
   void TakeList(std::uint32_t list, Visit visit);
 
@@ -255,7 +281,6 @@ class TimingWheel {
   std::int64_t RefreshMin(std::uint32_t list, MinCache* min) const;
   void AdvanceWithinTick(std::int64_t now_ns, std::vector<TimerNode*>* due);
   void AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns, std::vector<TimerNode*>* due);
-  void SortReleased(std::size_t first, std::vector<TimerNode*>* due);
   // Sorts [begin, end) by (deadline_ns, seq); a large range on copied keys.
   void SortNodes(TimerNode** begin, TimerNode** end);
 
