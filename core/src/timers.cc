@@ -183,6 +183,9 @@ void EngineImpl::DrainTimerInboxLocked(bool lower_target) {
   }
   if (live == 0) return;
   std::int64_t earliest = INT64_MAX;
+  // Taken here, under the lock: the thread-safety analysis does not follow the
+  // lock into the lambda below, which runs before this function returns.
+  TimingWheel* const wheel = wheel_.get();
   // The stacks side by side ("Ways"), as the wheel walks a slot.
   WalkSideBySide(cur, live, [&](TimerNode* n) {
     n->next = nullptr;
@@ -190,7 +193,7 @@ void EngineImpl::DrainTimerInboxLocked(bool lower_target) {
     // The timer holds its due time and id (OpFacts), written before the push
     // that published the node; Insert keeps them.
     const std::int64_t due = n->deadline();
-    absl::Status s = wheel_->Insert(n, due, n->sequence());
+    absl::Status s = wheel->Insert(n, due, n->sequence());
     ORDO_CHECK_OP(s.ok(), "the wheel refused a timer whose place was reserved (I3)",
                   op->id_relaxed());
     Facts(op).in_wheel = true;
