@@ -6,14 +6,11 @@
 // independent). With several producers each token belongs to one producer only
 // (MakePlan in compare.cc gives producer p the tokens t with t % producers == p),
 // so a token's ids are still its creation order. Each body calls
-// Oracle::Ran(i, plan.token[i]) and nothing else. The oracle logs each id it is
-// given into a chunk that the calling thread owns, checks that each token's
+// Oracle::Ran(i, plan.token[i]) and nothing else. The oracle records each id in
+// a log that takes no contended line (run_log.h), checks that each token's
 // operations run in increasing id order (per-token order) and spins for the body
 // time (--body_ns). Check() then counts the log: every operation ran exactly
-// once. A waiter polls the chunks' fills. Until the tenth session the body did
-// two atomic increments on lines every thread shared (a per-operation byte and
-// one completion counter), which cost the peers and Ordo alike as much as the
-// hand-off itself on W1-fan (bench/RESULTS.md, "The oracle").
+// once. A waiter polls the log's fill.
 #ifndef ORDO_BENCH_PEERS_COMMON_H_
 #define ORDO_BENCH_PEERS_COMMON_H_
 
@@ -27,6 +24,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "peers/run_log.h"
 
 namespace ordo_compare {
 
@@ -59,41 +58,27 @@ class Oracle {
  public:
   // Untimed: sizes and touches the log, so no body allocates or faults a page.
   void Reset(long ops, int ntokens, int body_ns = 0) {
-    chunks_ = (ops + kChunkIds - 1) / kChunkIds + kSpareChunks;
-    log_ = std::make_unique<std::uint32_t[]>(static_cast<std::size_t>(chunks_) * kChunkIds);
-    std::fill_n(log_.get(), static_cast<std::size_t>(chunks_) * kChunkIds, 0u);  // faults it in
-    fill_ = std::make_unique<Fill[]>(static_cast<std::size_t>(chunks_));
+    log_.Reset(ops);
     last_ = std::make_unique<std::atomic<std::int64_t>[]>(ntokens > 0 ? ntokens : 1);
     for (int t = 0; t < ntokens; ++t) last_[t].store(-1, std::memory_order_relaxed);
     ops_ = ops;
     body_ns_ = body_ns;
     reorders_.store(0, std::memory_order_relaxed);
-    next_chunk_.store(0, std::memory_order_relaxed);
-    overflow_.clear();
-    overflow_n_.store(0, std::memory_order_relaxed);
-    // A new epoch makes every thread's cursor stale, whatever oracle it was for.
-    // Relaxed: the peer's hand-off of each body orders this before its Ran.
-    epoch_ = NextEpoch().fetch_add(1, std::memory_order_relaxed) + 1;
   }
 
-  // The body of every operation, in every engine. It writes only lines its own
-  // thread owns (its cursor, its chunk of the log), so the oracle itself adds
-  // no contention between the engine's threads; only the per-token check below
-  // shares a line, between the operations of one token, which the engine under
-  // test runs one at a time anyway.
+  // The body of every operation, in every engine. The log writes only lines of
+  // the calling thread (run_log.h); the per-token check shares a line between
+  // the operations of one token, which the engine under test runs one at a time
+  // anyway.
   void Ran(std::uint32_t id, int t) {
-    Cursor& c = cursor_;
-    if (c.epoch != epoch_ || c.n == kChunkIds) [[unlikely]] {
-      if (!TakeChunk(c)) {
-        Overflow(id);
-        return After(t, id);
-      }
+    log_.Record(id);
+    if (t >= 0) {
+      // Relaxed is enough: the engine under test must order a token's bodies.
+      const std::int64_t seen = last_[t].load(std::memory_order_relaxed);
+      if (seen >= static_cast<std::int64_t>(id)) reorders_.fetch_add(1, std::memory_order_relaxed);
+      last_[t].store(id, std::memory_order_relaxed);
     }
-    log_[static_cast<std::size_t>(c.chunk) * kChunkIds + c.n] = id;
-    ++c.n;
-    // Release: publishes the id written above to done() and Check() (acquire).
-    fill_[c.chunk].n.store(c.n, std::memory_order_release);
-    After(t, id);
+    BusyFor(body_ns_);
   }
 
   // Blocks until every operation completed once; false on timeout (lost work).
@@ -111,109 +96,25 @@ class Oracle {
     return WaitDone(std::chrono::seconds(60) + std::chrono::microseconds(20) * ops_);
   }
 
-  // Bodies completed so far.
-  long done() const {
-    // Relaxed: bounds the scan; a chunk taken later has fill 0 here anyway.
-    const long taken = std::min(next_chunk_.load(std::memory_order_relaxed), chunks_);
-    long n = overflow_n_.load(std::memory_order_acquire);
-    for (long k = 0; k < taken; ++k) n += fill_[k].n.load(std::memory_order_acquire);
-    return n;
-  }
+  long done() const { return log_.done(); }
   long ops() const { return ops_; }
 
-  // Empty when the run was correct, else what went wrong. Reads every logged id,
-  // so it counts exactly: each operation ran once, none twice, none unknown.
+  // Empty when the run was correct, else what went wrong: counts the whole log.
   std::string Check() const {
-    std::vector<std::uint8_t> runs(static_cast<std::size_t>(ops_), 0);
-    long unknown = 0;
-    auto count = [&](std::uint32_t id) {
-      if (static_cast<long>(id) >= ops_) {
-        ++unknown;
-      } else if (runs[id] < 255) {
-        ++runs[id];
-      }
-    };
-    const long taken = std::min(next_chunk_.load(std::memory_order_relaxed), chunks_);
-    for (long k = 0; k < taken; ++k) {
-      const std::uint32_t n = fill_[k].n.load(std::memory_order_acquire);
-      for (std::uint32_t i = 0; i < n; ++i) count(log_[static_cast<std::size_t>(k) * kChunkIds + i]);
-    }
-    {
-      std::lock_guard<std::mutex> l(overflow_m_);
-      for (std::uint32_t id : overflow_) count(id);
-    }
-    long lost = 0, dup = 0;
-    for (std::uint8_t v : runs) {
-      lost += v == 0;
-      dup += v > 1;
-    }
+    const ordo_bench::RunLog::Tally t = log_.Count();
     const long re = reorders_.load(std::memory_order_relaxed);
-    const long completed = done();
-    if (lost == 0 && dup == 0 && unknown == 0 && re == 0 && completed == ops_) return {};
-    return "lost=" + std::to_string(lost) + " duplicated=" + std::to_string(dup) +
-           " unknown=" + std::to_string(unknown) + " reordered=" + std::to_string(re) +
-           " completed=" + std::to_string(completed) + "/" + std::to_string(ops_);
+    if (t.exact() && re == 0 && t.recorded == ops_) return {};
+    return "lost=" + std::to_string(t.lost) + " duplicated=" + std::to_string(t.duplicated) +
+           " unknown=" + std::to_string(t.unknown) + " reordered=" + std::to_string(re) +
+           " completed=" + std::to_string(t.recorded) + "/" + std::to_string(ops_);
   }
 
  private:
-  // The log is cut into chunks of kChunkIds ids; a thread takes one at a time and
-  // fills it alone. A run needs at most ops / kChunkIds chunks plus one partly
-  // filled per thread; kSpareChunks covers that many threads, and a thread past
-  // them logs under a mutex instead (correct, only slower).
-  static constexpr std::uint32_t kChunkIds = 1024;
-  static constexpr long kSpareChunks = 256;
-  struct Cursor {
-    std::uint64_t epoch;
-    long chunk;
-    std::uint32_t n;
-  };
-  struct alignas(64) Fill {
-    std::atomic<std::uint32_t> n{0};
-  };
-  static std::atomic<std::uint64_t>& NextEpoch() {
-    static std::atomic<std::uint64_t> e{0};
-    return e;
-  }
-
-  bool TakeChunk(Cursor& c) {
-    // Relaxed: hands out distinct indices; the chunk's contents are published
-    // through its own fill.
-    const long k = next_chunk_.fetch_add(1, std::memory_order_relaxed);
-    if (k >= chunks_) return false;
-    c.epoch = epoch_;
-    c.chunk = k;
-    c.n = 0;
-    return true;
-  }
-  void Overflow(std::uint32_t id) {
-    std::lock_guard<std::mutex> l(overflow_m_);
-    overflow_.push_back(id);
-    // Release: done() counts it only with the id in place.
-    overflow_n_.fetch_add(1, std::memory_order_release);
-  }
-  void After(int t, std::uint32_t id) {
-    if (t >= 0) {
-      // Relaxed is enough: the engine under test must order a token's bodies.
-      const std::int64_t seen = last_[t].load(std::memory_order_relaxed);
-      if (seen >= static_cast<std::int64_t>(id)) reorders_.fetch_add(1, std::memory_order_relaxed);
-      last_[t].store(id, std::memory_order_relaxed);
-    }
-    BusyFor(body_ns_);
-  }
-
-  static inline thread_local Cursor cursor_{0, 0, 0};  // epoch 0: stale
-  std::unique_ptr<std::uint32_t[]> log_;
-  std::unique_ptr<Fill[]> fill_;
-  long chunks_ = 0;
+  ordo_bench::RunLog log_;
   std::unique_ptr<std::atomic<std::int64_t>[]> last_;
   long ops_ = 0;
   int body_ns_ = 0;
-  std::uint64_t epoch_ = 0;
   std::atomic<long> reorders_{0};
-  alignas(64) std::atomic<long> next_chunk_{0};
-  alignas(64) std::atomic<long> overflow_n_{0};
-  mutable std::mutex overflow_m_;
-  std::vector<std::uint32_t> overflow_;
 };
 
 // What a workload asks of a peer (with or without tokens).
