@@ -71,7 +71,6 @@ class Oracle {
   // the operations of one token, which the engine under test runs one at a time
   // anyway.
   void Ran(std::uint32_t id, int t) {
-    log_.Record(id);
     if (t >= 0) {
       // Relaxed is enough: the engine under test must order a token's bodies.
       const std::int64_t seen = last_[t].load(std::memory_order_relaxed);
@@ -79,15 +78,23 @@ class Oracle {
       last_[t].store(id, std::memory_order_relaxed);
     }
     BusyFor(body_ns_);
+    // Last, with release (run_log.h): a waiter that counts this body done sees
+    // everything it did, and no body is still inside the oracle when Reset runs.
+    log_.Record(id);
   }
 
   // Blocks until every operation completed once; false on timeout (lost work).
   // Polls: the last body cannot know it is the last without a shared counter.
+  // The sleep is 5 ns per operation still to come, between 20 us and 1 ms: few
+  // scans (each reads every chunk's fill line) while much is left, and an end
+  // seen within about 20 us.
   bool WaitDone(std::chrono::steady_clock::duration timeout) {
     const auto until = std::chrono::steady_clock::now() + timeout;
-    while (done() < ops_) {
+    for (long left; (left = ops_ - done()) > 0;) {
       if (std::chrono::steady_clock::now() >= until) return false;
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
+      std::this_thread::sleep_for(std::clamp(std::chrono::nanoseconds(5 * left),
+                                             std::chrono::nanoseconds(20'000),
+                                             std::chrono::nanoseconds(1'000'000)));
     }
     return true;
   }

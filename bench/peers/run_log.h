@@ -24,6 +24,9 @@
 
 namespace ordo_bench {
 
+// One log is live at a time in a run (each cursor remembers the epoch of the
+// last Reset it saw); a thread recording into two alternately stays correct,
+// but takes a chunk at every switch and soon overflows into the mutex.
 class RunLog {
  public:
   // Untimed: sizes and touches the log, so no body allocates or faults a page.
@@ -139,12 +142,15 @@ class RunLog {
     overflow_n_.fetch_add(1, std::memory_order_release);
   }
 
-  static inline thread_local Cursor cursor_{0, 0, 0};  // epoch 0: stale
+  // Epoch 0 matches no log: a Reset log's epoch is 1 or more, an unreset one's
+  // kNever, so a fresh cursor takes a chunk (or, unreset, overflows safely).
+  static constexpr std::uint64_t kNever = ~std::uint64_t{0};
+  static constinit inline thread_local Cursor cursor_{0, 0, 0};
   std::unique_ptr<std::uint32_t[]> log_;
   std::unique_ptr<Fill[]> fill_;
   long chunks_ = 0;
   long ops_ = 0;
-  std::uint64_t epoch_ = 0;
+  std::uint64_t epoch_ = kNever;
   alignas(64) std::atomic<long> next_chunk_{0};
   alignas(64) std::atomic<long> overflow_n_{0};
   mutable std::mutex overflow_m_;

@@ -270,7 +270,7 @@ Handle Handle::next_occurrence() const {
 
 // --- Context ---------------------------------------------------------------
 
-std::uint64_t Context::id() const { return engine_->IdOf(op_); }
+std::uint64_t Context::id() const { return op_->id_relaxed(); }
 bool Context::cancel_requested() const {
   // A compact node has no Handle, so only a cancelling Shutdown asks it.
   // Relaxed: a request; see OpFacts::cancel_requested.

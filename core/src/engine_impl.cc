@@ -21,11 +21,7 @@ std::string FormatTime(std::int64_t ns) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixNanos(ns), absl::UTCTimeZone());
 }
 
-std::string OpName(Operation* op) {
-  const std::uint64_t id = op->id_relaxed();
-  if (id == kUnnumbered) return "an operation posted without options (not numbered yet)";
-  return absl::StrCat("op ", id);
-}
+std::string OpName(Operation* op) { return absl::StrCat("op ", op->id_relaxed()); }
 
 std::string StateText(State s) { return std::string(StateName(s)); }
 
@@ -422,9 +418,9 @@ absl::Status EngineImpl::EnqueuePlain(Operation* op, const detail::CallableOps* 
   EnterSubmit(st);
   if (absl::Status refused = Admit(st); !refused.ok()) return Refuse(op, st, std::move(refused));
   // As Enqueue for an independent, runnable operation with no Handle: no clock
-  // read, the engine's reference only, no facts, and no id until one is asked
-  // for (kUnnumbered, IdOf). Relaxed: the push publishes the node.
-  SetCompactId(op, kUnnumbered);
+  // read, the engine's reference only, and no facts but the id (a compact node).
+  // Relaxed: the push publishes the node; ids are unique, ordered per their counter.
+  SetCompactId(op, next_id_.fetch_add(1, std::memory_order_relaxed) + 1);
   op->refs.store(1, std::memory_order_relaxed);
   Count(st, st.submitted);
   ScheduleNew(op, st);

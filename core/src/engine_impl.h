@@ -222,10 +222,6 @@ class EngineImpl {
   int workers() const { return static_cast<int>(workers_.size()); }
 
   // --- Context ---
-  // The id of `op`, numbering a compact node posted unnumbered (kUnnumbered) on
-  // first call. Only `op`'s runner may call it on such a node: U1 makes it the
-  // sole party, so the plain store cannot race (Context::id, Enlarge).
-  std::uint64_t IdOf(Operation* op);
   void RequestRetry(Operation* op, std::chrono::nanoseconds delay, std::string_view reason);
   static bool InCallableOf(const EngineImpl* e);
   // Shutdown(kCancelPending) asks every running operation to stop (Context).

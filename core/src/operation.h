@@ -162,8 +162,7 @@ struct alignas(kCacheLine) Operation {
   Atomic<std::uint32_t> refs{0};
   // The chain link (Chain::Push publishes, the runner reads). A compact node is
   // never in a chain: there the field holds its id (SetCompactId, id_relaxed),
-  // written before the node is published, or once by its runner if it was
-  // published unnumbered.
+  // written before the node is published and never changed.
   Atomic<Operation*> chain_next{nullptr};
   const detail::CallableOps* ops = nullptr;
   Chain* chain = nullptr;  // fixed from submit to the engine's release; null = independent
@@ -275,18 +274,11 @@ inline OpExtras* ExtrasIfAny(const Operation* op, std::memory_order order) {
   return Facts(op).extras.load(order);
 }
 // A compact node's id, in the chain link it never uses (Operation::chain_next).
-// kUnnumbered until someone asks for it: a Post(f) is numbered by its runner
-// when its callable asks (Context::id) or it first retries (EngineImpl::IdOf),
-// not at submit, where numbering was one increment per operation of a counter
-// every submitting thread shares (issue 4: no global counter every operation
-// touches). A batch numbers its compact items at once, from its one block.
-// Relaxed: written before the node is published, or by its sole runner (U1).
-inline constexpr std::uint64_t kUnnumbered = 0;
+// Relaxed: written before the node is published.
 inline void SetCompactId(Operation* op, std::uint64_t id) {
   op->chain_next.store(reinterpret_cast<Operation*>(static_cast<std::uintptr_t>(id)),
                        std::memory_order_relaxed);
 }
-// kUnnumbered for a compact node nobody has asked about yet.
 inline std::uint64_t Operation::id_relaxed() const {
   if (IsCompact(this)) {
     return static_cast<std::uint64_t>(

@@ -618,16 +618,6 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   return true;
 }
 
-std::uint64_t EngineImpl::IdOf(Operation* op) {
-  std::uint64_t id = op->id_relaxed();
-  if (id == kUnnumbered) {
-    // Relaxed: ids are unique by the RMW; they order nothing by themselves.
-    id = next_id_.fetch_add(1, std::memory_order_relaxed) + 1;
-    SetCompactId(op, id);  // U1: the runner alone reads or writes it now
-  }
-  return id;
-}
-
 Operation* EngineImpl::Enlarge(Operation* op) {
   // U1 (RunItem): a compact node is independent and has no Handle, so its runner
   // is its sole party; the new node is private until RepostponeForRetry arms it.
@@ -635,11 +625,9 @@ Operation* EngineImpl::Enlarge(Operation* op) {
   op->ops->relocate(op->storage, n->storage);  // nothrow: inline callables are
   n->ops = op->ops;                            // nothrow-movable, others a pointer
   op->ops = nullptr;
-  // Its id is the wheel's tie-break among equal due times. A Post(f) nobody
-  // asked about is numbered here, so it ranks by when it retried rather than
-  // when it was created (context.h, Context::id). It was never postponed, so
-  // there is no creation time to keep.
-  InitFacts(n, IdOf(op), this, kNoTime, kNoTime);
+  // The id it was created with keeps its place among equal due times (the wheel's
+  // tie-break); it was never postponed, so there is no creation time to keep.
+  InitFacts(n, op->id_relaxed(), this, kNoTime, kNoTime);
   // Relaxed: private. The same state and head bit (InProgress, owned by nobody:
   // H4 makes the runner its only writer), without the compact kind.
   n->word.store((op->word.load(std::memory_order_relaxed) & ~kCompactBit) | kNoTimesBit,

@@ -51,9 +51,7 @@ TEST(BatchTest, EveryOperationRunsOnceWithIdsInAddOrder) {
                     .ok());
   }
   EXPECT_EQ(batch.size(), static_cast<std::size_t>(kOps));
-  // Numbered at creation (a Handle), id 1: the batch's ids come after it. (A
-  // plain Post would not be numbered until asked, Context::id.)
-  ASSERT_TRUE(engine.Submit([] {}).ok());
+  ASSERT_TRUE(engine.Post([] {}).ok());  // id 1: the batch's ids come after it
   ASSERT_TRUE(engine.PostBatch(batch).ok());
   EXPECT_TRUE(batch.empty());
   ASSERT_TRUE(engine.Post([] {}).ok());

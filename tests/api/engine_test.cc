@@ -13,7 +13,6 @@
 #include <future>
 #include <latch>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -335,56 +334,6 @@ TEST(HandleTest, ReportsIdTimesAndName) {
   Handle copy = *a;
   EXPECT_EQ(copy, *a);
   EXPECT_EQ(copy.state(), State::kSucceeded);
-}
-
-// Every kind of node is numbered from one counter: plain posts (numbered when
-// their callable asks, Context::id), posts from inside callables, posts with
-// options, batch items and submits. No two share an id, none is 0, and a
-// callable that asks twice gets the same answer.
-TEST(ContextTest, IdsAreUniqueAcrossEveryWayToSubmitAndStableWithinAnOperation) {
-  Engine engine({.workers = 2});
-  std::mutex mu;
-  std::vector<std::uint64_t> ids;
-  std::atomic<int> unstable{0};
-  auto record = [&](Context& ctx) {
-    const std::uint64_t id = ctx.id();
-    if (ctx.id() != id) unstable.fetch_add(1);
-    std::lock_guard<std::mutex> l(mu);
-    ids.push_back(id);
-  };
-  std::vector<Handle> handles;
-  constexpr int kEach = 500;
-  for (int i = 0; i < kEach; ++i) {
-    ASSERT_TRUE(engine.Post(record).ok());  // compact, numbered on asking
-    ASSERT_TRUE(engine
-                    .Post([&, record](Context& ctx) {
-                      record(ctx);
-                      ASSERT_TRUE(engine.Post(record).ok());  // from a worker
-                    })
-                    .ok());
-    ASSERT_TRUE(engine.Post(record, {.token = Token(i % 7)}).ok());
-    auto h = engine.Submit(record);
-    ASSERT_TRUE(h.ok());
-    handles.push_back(*h);
-  }
-  Batch batch(engine);
-  for (int i = 0; i < kEach; ++i) ASSERT_TRUE(batch.Add(record).ok());
-  ASSERT_TRUE(engine.PostBatch(batch).ok());
-  ASSERT_TRUE(engine.WaitIdle().ok());
-  EXPECT_EQ(unstable.load(), 0);
-  std::lock_guard<std::mutex> l(mu);
-  ASSERT_EQ(ids.size(), 6u * kEach);
-  std::vector<std::uint64_t> sorted = ids;
-  std::sort(sorted.begin(), sorted.end());
-  EXPECT_NE(sorted.front(), 0u);
-  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "an id was reused";
-  // A Handle's id is its callable's, and handles from one thread increase.
-  for (std::size_t i = 0; i < handles.size(); ++i) {
-    EXPECT_TRUE(std::binary_search(sorted.begin(), sorted.end(), handles[i].id()));
-    if (i > 0) {
-      EXPECT_LT(handles[i - 1].id(), handles[i].id());
-    }
-  }
 }
 
 TEST(HandleTest, WaitForTimesOutOnAnUnfinishedOperation) {

@@ -469,8 +469,7 @@ TEST(RetryTest, TheEngineDefaultMaximumIsTen) {
 
 // A posted operation with no options lives in a compact node (no room for a
 // timer or a retry count); its first retry moves it into a full one. It keeps its
-// id, which its first attempt asked for before B was created, and with it its
-// place ahead of B among operations due at the same instant.
+// id, and with it its creation place among operations due at the same instant.
 TEST(RetryTest, APostedOperationRetriesKeepingItsIdAndItsPlaceAmongEqualDueTimes) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock});
@@ -500,41 +499,6 @@ TEST(RetryTest, APostedOperationRetriesKeepingItsIdAndItsPlaceAmongEqualDueTimes
   EXPECT_EQ(s.retried, 1u);
   EXPECT_EQ(s.succeeded, 2u);
   EXPECT_EQ(s.failed, 0u);
-}
-
-// A Post(f) is numbered when first asked (Context::id): one nobody asked about
-// is numbered by its first retry, so B, created after A but before A's retry,
-// ranks ahead of it at the instant both are due.
-TEST(RetryTest, APostedOperationNumberedAtItsRetryRanksByItsRetryAmongEqualDueTimes) {
-  ManualClock clock;
-  Engine engine({.workers = 1, .clock = &clock});
-  Journal journal;
-  Gate gate;
-  auto wait = gate.Waiter();
-  std::vector<std::uint64_t> ids;  // appended by the one worker, read after WaitIdle
-  std::atomic<int> attempts{0};
-  ASSERT_TRUE(engine
-                  .Post([&](Context& ctx) {
-                    if (attempts.fetch_add(1) == 0) {
-                      wait();  // B is created meanwhile
-                      ctx.RetryAfter(5ms, "later");
-                      return;
-                    }
-                    journal.Append("A");
-                    ids.push_back(ctx.id());
-                  })
-                  .ok());
-  auto b = engine.Submit(journal.Step("B"), {.postpone_until = clock.now() + 5ms});
-  ASSERT_TRUE(b.ok());
-  gate.Open();
-  ASSERT_TRUE(engine.WaitIdle().ok());  // A's first attempt ended; A is postponed
-  ASSERT_EQ(attempts.load(), 1);
-  clock.Advance(5ms);
-  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
-  ASSERT_TRUE(engine.WaitIdle().ok());
-  EXPECT_THAT(journal.Entries(), ElementsAre("B", "A"));
-  ASSERT_EQ(ids.size(), 1u);
-  EXPECT_GT(ids[0], b->id());
 }
 
 TEST(RetryTest, APostedOperationGivesUpAtTheEnginesMaximum) {

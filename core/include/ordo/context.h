@@ -22,15 +22,6 @@ class Context {
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
 
-  // Unique within its engine, the same on every attempt, and Handle::id's value
-  // for an operation that has a Handle. An operation with a Handle or any option
-  // is numbered at creation, so those ids increase in creation order. One posted
-  // with Post(f) alone (no Handle, no options, not in a Batch) is numbered when
-  // first asked, here or by its first retry: its id says when that was, and a
-  // retry of it ranks among operations due at the same instant by that, not by
-  // when it was created. Numbering every such Post at creation took one
-  // increment of a counter shared by every submitting thread (bench/RESULTS.md,
-  // tenth session).
   std::uint64_t id() const;
   // True once Engine::Cancel (or a token cancel, or a cancelling shutdown) asked
   // this running operation to stop. Cooperative: the callable decides what to do;
