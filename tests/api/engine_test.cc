@@ -13,6 +13,7 @@
 #include <future>
 #include <latch>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -334,6 +335,55 @@ TEST(HandleTest, ReportsIdTimesAndName) {
   Handle copy = *a;
   EXPECT_EQ(copy, *a);
   EXPECT_EQ(copy.state(), State::kSucceeded);
+}
+
+// Every way to submit numbers from one counter: plain posts, posts from inside
+// callables, posts with options, batch items and submits. No two share an id,
+// none is 0, a callable that asks twice gets the same answer, and a Handle's
+// ids from one thread increase in creation order.
+TEST(ContextTest, IdsAreUniqueAcrossEveryWayToSubmitAndStableWithinAnOperation) {
+  std::mutex mu;
+  std::vector<std::uint64_t> ids;
+  std::atomic<int> unstable{0};
+  auto record = [&](Context& ctx) {
+    const std::uint64_t id = ctx.id();
+    if (ctx.id() != id) unstable.fetch_add(1);
+    std::lock_guard<std::mutex> l(mu);
+    ids.push_back(id);
+  };
+  std::vector<Handle> handles;
+  Engine engine({.workers = 2});  // last: destroyed first, while what it runs can still reach the rest
+  constexpr int kEach = 500;
+  for (int i = 0; i < kEach; ++i) {
+    ASSERT_TRUE(engine.Post(record).ok());
+    ASSERT_TRUE(engine
+                    .Post([&, record](Context& ctx) {
+                      record(ctx);
+                      ASSERT_TRUE(engine.Post(record).ok());  // from a worker
+                    })
+                    .ok());
+    ASSERT_TRUE(engine.Post(record, {.token = Token(i % 7)}).ok());
+    auto h = engine.Submit(record);
+    ASSERT_TRUE(h.ok());
+    handles.push_back(*h);
+  }
+  Batch batch(engine);
+  for (int i = 0; i < kEach; ++i) ASSERT_TRUE(batch.Add(record).ok());
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(unstable.load(), 0);
+  std::lock_guard<std::mutex> l(mu);
+  ASSERT_EQ(ids.size(), 6u * kEach);
+  std::vector<std::uint64_t> sorted = ids;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_NE(sorted.front(), 0u);
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "an id was reused";
+  for (std::size_t i = 0; i < handles.size(); ++i) {
+    EXPECT_TRUE(std::binary_search(sorted.begin(), sorted.end(), handles[i].id()));
+    if (i > 0) {
+      EXPECT_LT(handles[i - 1].id(), handles[i].id());
+    }
+  }
 }
 
 TEST(HandleTest, WaitForTimesOutOnAnUnfinishedOperation) {
