@@ -63,6 +63,48 @@ void BM_TokenCreateAndRetire(benchmark::State& state) {
 }
 BENCHMARK(BM_TokenCreateAndRetire)->ArgName("sweep")->Arg(1)->Arg(0);
 
+// Goal: how long a parking worker is away sweeping, with range(0) tokens whose
+// chains have just run dry (each marked recent, as in a busy engine). range(1)
+// == 0: the whole round at once (SweepIdle, what SweepBeforePark did before
+// the tenth session); 1: one step of SweepIdleStep when work is waiting, which
+// stops after its first shard. Here the chains are warm in this core's cache;
+// a worker's sweep finds them in the other workers' caches, and pays more.
+void BM_ParkingSweepPause(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0));
+  const bool step = state.range(1) != 0;
+  TokenMap map;
+  std::vector<Token> tokens;
+  tokens.reserve(n);
+  for (std::size_t t = 0; t < n; ++t) tokens.emplace_back("idle-" + std::to_string(t));
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (std::size_t t = 0; t < n; ++t) {  // every chain idle, and emptied since the last round
+      char scratch[8];
+      Operation* op = OpPool::Allocate();
+      if (!map.Push(MakeTokenKey(tokens[t], scratch), op) || map.Advance(op) != nullptr) {
+        state.SkipWithError("an idle token's chain did not run dry at once");
+      }
+      OpPool::Free(op);
+    }
+    std::size_t spared = 0;
+    state.ResumeTiming();
+    if (step) {
+      if (map.SweepIdleStep([] { return true; }, &spared)) state.SkipWithError("one step ended a round");
+    } else {
+      map.SweepIdle(/*spare_recent=*/true, &spared);
+    }
+    state.PauseTiming();
+    if (spared == 0 || (!step && spared != n)) state.SkipWithError("the sweep spared the wrong chains");
+    while (!map.SweepIdleStep([] { return false; }, &spared)) {
+    }
+    map.SweepIdle();
+    map.SweepIdle();
+    if (map.active_chains() != 0) state.SkipWithError("chains left behind");
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(BM_ParkingSweepPause)->ArgNames({"tokens", "step"})->Args({1000, 0})->Args({1000, 1})->Args({10000, 0})->Args({10000, 1});
+
 // Goal: cost of a lookup that hits an existing active chain, plus the push onto it,
 // over range(0) warm tokens taken round-robin (4,096 mostly fit the hint slots;
 // 65,536 mostly miss them and take the shard map). The runner's hand-off follows

@@ -76,6 +76,60 @@ TEST(TokenMapTest, AChainThatRanDryIsReusedByTheTokensNextPushUntilSwept) {
   for (Operation* op : {a, b, c}) OpPool::Free(op);
 }
 
+// A parking worker's round (SweepIdleStep) goes a shard at a time while work is
+// waiting: each call sweeps one shard, asks, and stops, keeping its place; the
+// calls together sweep every shard exactly once (a shard swept twice would
+// retire its chains, spared the first time), and the last call ends the round.
+TEST(TokenMapTest, AParkingRoundStopsAfterEachShardWhenAskedAndResumesWhereItStopped) {
+  TokenMap map;
+  constexpr int kTokens = 512;
+  std::vector<Operation*> ops;
+  std::vector<int> per_shard(kTokenShards, 0);
+  for (int i = 0; i < kTokens; ++i) {
+    Key k("t" + std::to_string(i));
+    ++per_shard[k.key.hash & (kTokenShards - 1)];
+    Operation* op = NewOp(static_cast<std::uint64_t>(i) + 1);
+    ASSERT_TRUE(map.Push(k, op));
+    ASSERT_EQ(map.Advance(op), nullptr);  // idle, marked recent
+    ops.push_back(op);
+  }
+  std::vector<int> expected_spared;  // after each call: the shards so far, in order
+  int sum = 0;
+  for (int n : per_shard) {
+    if (n == 0) continue;
+    sum += n;
+    expected_spared.push_back(sum);
+  }
+  ASSERT_GT(expected_spared.size(), 8u);
+  std::size_t spared = 0;
+  int asked = 0;
+  std::size_t calls = 0;
+  bool done = false;
+  while (!done && calls < 4 * kTokenShards) {
+    done = map.SweepIdleStep(
+        [&] {
+          ++asked;
+          return true;  // work is waiting
+        },
+        &spared);
+    ASSERT_LT(calls, expected_spared.size());
+    EXPECT_EQ(spared, static_cast<std::size_t>(expected_spared[calls])) << calls;
+    ++calls;
+    EXPECT_EQ(map.sweep_underway(), !done);
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(calls, expected_spared.size());
+  EXPECT_EQ(asked, static_cast<int>(expected_spared.size()) - 1);  // not after the last shard
+  EXPECT_EQ(map.active_chains(), static_cast<std::size_t>(kTokens));  // all spared, none retired
+  // The next round, with nothing waiting, retires them all in one call.
+  spared = 0;
+  EXPECT_TRUE(map.SweepIdleStep([] { return false; }, &spared));
+  EXPECT_EQ(spared, 0u);
+  EXPECT_EQ(map.active_chains(), 0u);
+  map.CheckInvariants();
+  for (Operation* op : ops) OpPool::Free(op);
+}
+
 // A parking worker's sweep (spare_recent) spares a chain emptied since the last
 // such sweep and clears its mark; the next one retires it if it stayed idle; a
 // full sweep retires it at once. A busy chain is never retired.

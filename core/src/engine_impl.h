@@ -439,6 +439,9 @@ class EngineImpl {
   alignas(kCacheLine) Atomic<bool> spinner_{false};
   // Steady-clock ns of the last idle sweep of the token map (SweepBeforePark).
   Atomic<std::int64_t> last_sweep_ns_{0};
+  // Chains a parking round spared so far (SweepBeforePark). Relaxed: a hint for
+  // the park's timeout, as the sweep's rate limit.
+  Atomic<std::size_t> round_spared_{0};
   alignas(kCacheLine) Atomic<bool> closed_{false};
   Atomic<bool> stop_{false};
   // Set by Shutdown(kCancelPending) only: workers cancel rather than start what

@@ -263,6 +263,24 @@ std::size_t TokenMap::SweepIdle(bool spare_recent, std::size_t* spared) {
   return retired;
 }
 
+bool TokenMap::SweepIdleStep(absl::FunctionRef<bool()> yield, std::size_t* spared) {
+  bool swept_one = false;
+  for (std::size_t i = sweep_next_.load(std::memory_order_relaxed); i < kTokenShards; ++i) {
+    Shard& s = shards_[i];
+    if (s.live.load(std::memory_order_relaxed) == 0) continue;  // relaxed gauge: a hint
+    if (swept_one && yield()) {
+      sweep_next_.store(i, std::memory_order_relaxed);  // a cursor (above)
+      return false;
+    }
+    MutexLock lock(&s.mu);
+    SweepIdleLocked(s, /*spare_recent=*/true, spared);
+    s.sweep_mark = kShardSweepMark;
+    swept_one = true;
+  }
+  sweep_next_.store(0, std::memory_order_relaxed);  // the round is done
+  return true;
+}
+
 void TokenMap::WithChainLocked(const TokenKey& key, const std::function<void(Chain*)>& fn) {
   Shard& s = ShardOf(key.hash);
   MutexLock lock(&s.mu);

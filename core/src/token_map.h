@@ -28,7 +28,8 @@
 // chain across the short idle spells of a busy engine (W2's 10,000 tokens were
 // all re-created under the shard lock after every such sweep); the others are
 // full sweeps, and the parked worker sweeps again one interval later, so an idle
-// engine still ends with none.
+// engine still ends with none. A parking worker sweeps a shard at a time and
+// stops when work shows, resuming at its next park (SweepIdleStep).
 //
 // Invariants
 //   T1  At most one chain per token is reachable (in its shard's map, or in a hint
@@ -77,6 +78,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 #include "chain.h"
 #include "config.h"
@@ -141,6 +143,17 @@ class TokenMap {
   // instead (its mark cleared) and counted in *spared.
   std::size_t SweepIdle(bool spare_recent = false, std::size_t* spared = nullptr);
 
+  // A parking worker's sweep (spare_recent, as above), in steps that work can
+  // interrupt: before each shard after the first it swept, it calls `yield`, and
+  // stops if that returns true, keeping its place for the next call. True when
+  // the call finished a round over every shard. A sweep of every shard at once
+  // held its worker for as long as it took (1,000 idle chains: each a cache
+  // miss), and the parker counted that worker as still searching, so an
+  // operation submitted meanwhile woke nobody and waited for the sweep.
+  bool SweepIdleStep(absl::FunctionRef<bool()> yield, std::size_t* spared);
+  // True between a SweepIdleStep that stopped early and the one that ends its round.
+  bool sweep_underway() const { return sweep_next_.load(std::memory_order_relaxed) != 0; }
+
   // Chains in the map: tokens with operations, and idle chains not yet swept.
   std::size_t active_chains() const;
 
@@ -203,6 +216,10 @@ class TokenMap {
 
   std::unique_ptr<Shard[]> shards_;
   std::unique_ptr<HintBucket[]> buckets_;
+  // The shard a parking round resumes at (SweepIdleStep); 0 when none is under
+  // way. Relaxed: a cursor, no data is published through it; two workers
+  // sweeping at once may sweep one shard twice, which is merely redundant.
+  Atomic<std::size_t> sweep_next_{0};
 };
 
 }  // namespace ordo::internal

@@ -416,12 +416,23 @@ std::chrono::nanoseconds EngineImpl::SweepBeforePark() {
   const std::int64_t last = last_sweep_ns_.load(std::memory_order_relaxed);
   const std::int64_t interval =
       std::chrono::duration_cast<std::chrono::nanoseconds>(kIdleSweepInterval).count();
-  if (now - last < interval) return std::chrono::nanoseconds(interval - (now - last));
-  last_sweep_ns_.store(now, std::memory_order_relaxed);
-  // Generational (token_map.h): chains emptied since the previous sweep stay. If
-  // any did, park timed, so the next sweep retires them once they stay idle.
+  if (now - last < interval && !tokens_.sweep_underway()) {
+    return std::chrono::nanoseconds(interval - (now - last));
+  }
+  // A shard at a time, stopping as soon as work shows (TokenMap::SweepIdleStep):
+  // this worker still counts as searching, so nobody else is woken for it. A
+  // round cut short goes on at the next park, with no wait for the interval.
+  // Generational (token_map.h): chains emptied since the previous round stay. If
+  // any did, park timed, so the next round retires them once they stay idle.
   std::size_t spared = 0;
-  tokens_.SweepIdle(/*spare_recent=*/true, &spared);
+  const bool done = tokens_.SweepIdleStep(
+      // Acquire, as the caller's check of stop_.
+      [this] { return HasVisibleWork() || stop_.load(std::memory_order_acquire); }, &spared);
+  // Relaxed: hints (above).
+  spared += round_spared_.fetch_add(spared, std::memory_order_relaxed);
+  if (!done) return kStrandCheck;  // work is visible: the park will not wait
+  round_spared_.store(0, std::memory_order_relaxed);
+  last_sweep_ns_.store(now, std::memory_order_relaxed);
   return spared > 0 ? std::chrono::nanoseconds(interval) : std::chrono::nanoseconds(-1);
 }
 
