@@ -65,10 +65,12 @@ BENCHMARK(BM_TokenCreateAndRetire)->ArgName("sweep")->Arg(1)->Arg(0);
 
 // Goal: how long a parking worker is away sweeping, with range(0) tokens whose
 // chains have just run dry (each marked recent, as in a busy engine). range(1)
-// == 0: the whole round at once (SweepIdle, what SweepBeforePark did before
-// the tenth session); 1: one step of SweepIdleStep when work is waiting, which
-// stops after its first shard. Here the chains are warm in this core's cache;
-// a worker's sweep finds them in the other workers' caches, and pays more.
+// == 0: the whole round at once (SweepIdle, what SweepBeforePark did until it
+// went a shard at a time); 1: one step of SweepIdleStep when work is waiting,
+// which stops after its first shard. Here the chains are warm in this core's
+// cache, a worker's sweep finds them in the other workers' caches, and pays
+// more; and the timer's pause and resume around each call are part of the
+// figure (most of it, for one step).
 void BM_ParkingSweepPause(benchmark::State& state) {
   const std::size_t n = static_cast<std::size_t>(state.range(0));
   const bool step = state.range(1) != 0;
@@ -97,8 +99,7 @@ void BM_ParkingSweepPause(benchmark::State& state) {
     if (spared == 0 || (!step && spared != n)) state.SkipWithError("the sweep spared the wrong chains");
     while (!map.SweepIdleStep([] { return false; }, &spared)) {
     }
-    map.SweepIdle();
-    map.SweepIdle();
+    map.SweepIdle();  // a full sweep retires what the round spared
     if (map.active_chains() != 0) state.SkipWithError("chains left behind");
     state.ResumeTiming();
   }

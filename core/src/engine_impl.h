@@ -439,8 +439,13 @@ class EngineImpl {
   alignas(kCacheLine) Atomic<bool> spinner_{false};
   // Steady-clock ns of the last idle sweep of the token map (SweepBeforePark).
   Atomic<std::int64_t> last_sweep_ns_{0};
-  // Chains a parking round spared so far (SweepBeforePark). Relaxed: a hint for
-  // the park's timeout, as the sweep's rate limit.
+  // One parking sweeper at a time (SweepBeforePark): taken by exchange with
+  // acquire, given back with a release store, so each sweeper sees the round's
+  // cursor (TokenMap::SweepIdleStep) and round_spared_ as the last one left them.
+  Atomic<bool> sweeping_{false};
+  // Chains the parking round under way has spared so far; decides whether the
+  // park that ends the round is timed. Relaxed: read and written only by the
+  // holder of sweeping_, which orders them.
   Atomic<std::size_t> round_spared_{0};
   alignas(kCacheLine) Atomic<bool> closed_{false};
   Atomic<bool> stop_{false};

@@ -149,7 +149,8 @@ class TokenMap {
   // the call finished a round over every shard. A sweep of every shard at once
   // held its worker for as long as it took (1,000 idle chains: each a cache
   // miss), and the parker counted that worker as still searching, so an
-  // operation submitted meanwhile woke nobody and waited for the sweep.
+  // operation submitted meanwhile woke nobody and waited for the sweep. One
+  // step at a time: the caller keeps steps from overlapping (sweep_next_).
   bool SweepIdleStep(absl::FunctionRef<bool()> yield, std::size_t* spared);
   // True between a SweepIdleStep that stopped early and the one that ends its round.
   bool sweep_underway() const { return sweep_next_.load(std::memory_order_relaxed) != 0; }
@@ -217,8 +218,10 @@ class TokenMap {
   std::unique_ptr<Shard[]> shards_;
   std::unique_ptr<HintBucket[]> buckets_;
   // The shard a parking round resumes at (SweepIdleStep); 0 when none is under
-  // way. Relaxed: a cursor, no data is published through it; two workers
-  // sweeping at once may sweep one shard twice, which is merely redundant.
+  // way. Relaxed: a cursor that publishes no data. Callers run one step at a
+  // time and order the steps themselves (EngineImpl::sweeping_): two steps at
+  // once could sweep one shard twice in a round, retiring what the first
+  // sweep spared.
   Atomic<std::size_t> sweep_next_{0};
 };
 

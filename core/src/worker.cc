@@ -419,21 +419,38 @@ std::chrono::nanoseconds EngineImpl::SweepBeforePark() {
   if (now - last < interval && !tokens_.sweep_underway()) {
     return std::chrono::nanoseconds(interval - (now - last));
   }
+  // One sweeper at a time: a round's steps then never overlap, so no shard is
+  // swept twice in a round (which would retire what the first sweep spared) and
+  // the count of spared chains is exact. Another worker sweeping: park timed,
+  // and look again. Acquire/release: see sweeping_.
+  if (sweeping_.exchange(true, std::memory_order_acquire)) {
+    return std::chrono::nanoseconds(interval);
+  }
   // A shard at a time, stopping as soon as work shows (TokenMap::SweepIdleStep):
   // this worker still counts as searching, so nobody else is woken for it. A
   // round cut short goes on at the next park, with no wait for the interval.
   // Generational (token_map.h): chains emptied since the previous round stay. If
-  // any did, park timed, so the next round retires them once they stay idle.
+  // any did, the park that ends the round is timed, so the next round retires
+  // them once they have stayed idle.
   std::size_t spared = 0;
   const bool done = tokens_.SweepIdleStep(
       // Acquire, as the caller's check of stop_.
       [this] { return HasVisibleWork() || stop_.load(std::memory_order_acquire); }, &spared);
-  // Relaxed: hints (above).
-  spared += round_spared_.fetch_add(spared, std::memory_order_relaxed);
-  if (!done) return kStrandCheck;  // work is visible: the park will not wait
-  round_spared_.store(0, std::memory_order_relaxed);
-  last_sweep_ns_.store(now, std::memory_order_relaxed);
-  return spared > 0 ? std::chrono::nanoseconds(interval) : std::chrono::nanoseconds(-1);
+  // Relaxed: ordered by sweeping_ (above).
+  spared += round_spared_.load(std::memory_order_relaxed);
+  std::chrono::nanoseconds timeout;
+  if (!done) {
+    // Work is visible, so the park returns at once; should another worker take
+    // that work first, this one is back within kStrandCheck to go on.
+    round_spared_.store(spared, std::memory_order_relaxed);
+    timeout = kStrandCheck;
+  } else {
+    round_spared_.store(0, std::memory_order_relaxed);
+    last_sweep_ns_.store(now, std::memory_order_relaxed);
+    timeout = spared > 0 ? std::chrono::nanoseconds(interval) : std::chrono::nanoseconds(-1);
+  }
+  sweeping_.store(false, std::memory_order_release);
+  return timeout;
 }
 
 // Sole runs. Most operations are independent and posted: nobody but their
