@@ -405,6 +405,14 @@ struct Row {
     }
     return kNaN;
   }
+  // The median of the repetitions as `k`, and their range as min_k and max_k.
+  void SetSpread(const std::string& k, std::vector<double> v) {
+    if (v.empty()) return;
+    std::sort(v.begin(), v.end());
+    Set(k, Median(v));
+    Set("min_" + k, v.front());
+    Set("max_" + k, v.back());
+  }
 };
 
 std::string JsonEscape(const std::string& s) {
@@ -706,9 +714,9 @@ std::vector<Row> RunBurstRows(const Workload& w, const std::vector<PeerEntry>& p
     r.Set("ops", static_cast<double>(n));
     r.Set("workers", c.workers);
     r.Set("repeat", c.repeat);
-    r.Set("insert_ns_per_op", Median(ins));
+    r.SetSpread("insert_ns_per_op", ins);
     r.Set("lateness_p50_us", Median(p50));
-    r.Set("lateness_p99_us", Median(p99));
+    r.SetSpread("lateness_p99_us", p99);
     r.Set("lateness_max_us", *std::max_element(mx.begin(), mx.end()));
     r.Set("early", static_cast<double>(early));
     r.Set("due_at_submit", static_cast<double>(due));
@@ -757,8 +765,8 @@ std::vector<Row> RunPacedRows(const Workload& w, const std::vector<PeerEntry>& p
     r.Set("workers", c.workers);
     r.Set("repeat", c.repeat);
     r.Set("latency_p50_us", Median(p50));
-    r.Set("latency_p99_us", Median(p99));
-    r.Set("latency_p999_us", Median(p999));
+    r.SetSpread("latency_p99_us", p99);
+    r.SetSpread("latency_p999_us", p999);
     r.Set("cpu_cores", Median(cpu));
     r.Set("producer_cpu_cores", Median(prod));
   }

@@ -10,20 +10,26 @@
 #   compare.md     the tables of bench/RESULTS.md (absolute figures and ratios)
 #   *.svg          the charts (tools/plot.sh)
 # and prints compare.md. Takes about 5 minutes on the 2-core development VM.
+#
+#   tools/compare.sh --tables-only               # compare.md and charts again,
+#                                                # from the compare.json there is
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out=bench/results
 mkdir -p "$out"
-if [[ ! -x build/release/bench/ordo_compare ]]; then
-  cmake --preset release >/dev/null
-  cmake --build --preset release --target ordo_compare
+if [[ "${1:-}" == "--tables-only" ]]; then
+  [[ -f "$out/compare.json" ]] || { echo "no $out/compare.json to make tables from" >&2; exit 1; }
+else
+  if [[ ! -x build/release/bench/ordo_compare ]]; then
+    cmake --preset release >/dev/null
+    cmake --build --preset release --target ordo_compare
+  fi
+  build/release/bench/ordo_compare --workloads=all --ops=500000 --repeat=5 --format=json "$@" \
+    >"$out/compare.json.tmp"
+  mv "$out/compare.json.tmp" "$out/compare.json"
 fi
-
-build/release/bench/ordo_compare --workloads=all --ops=500000 --repeat=5 --format=json "$@" \
-  >"$out/compare.json.tmp"
-mv "$out/compare.json.tmp" "$out/compare.json"
 
 python3 - "$out/compare.json" >"$out/compare.md" <<'PY'
 import json, sys
@@ -48,6 +54,9 @@ def cell(r, key, fmt="{:,.0f}", ratio_key="peer_over_ordo"):
     if v is None:
         return "–"
     s = fmt.format(v)
+    lo, hi = r.get("min_" + key), r.get("max_" + key)
+    if lo is not None and hi is not None:
+        s += f" [{fmt.format(lo)}–{fmt.format(hi)}]"
     if r["peer"] != "ordo" and ratio_key and r.get(ratio_key):
         s += f" ({r[ratio_key]:.2f}×)"
     return s
@@ -62,7 +71,8 @@ def table(header, lines):
 first = next((r for r in rows if "ops" in r), {})
 print(f"Operations per throughput run: {first.get('ops', '?')}; workers: "
       f"{first.get('workers', '?')}; repetitions: {first.get('repeat', '?')} "
-      "(medians). In parentheses: peer / Ordo (> 1: Ordo is better).\n")
+      "(medians; in brackets the lowest and highest repetition). In parentheses: "
+      "peer / Ordo (> 1: Ordo is better).\n")
 
 print("**Throughput** (ns per operation, median; 1 producer, 2 workers)\n")
 lines = []
