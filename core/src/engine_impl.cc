@@ -1226,6 +1226,13 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
   }
   MutexLock lock(&shutdown_mu_);
   if (shutdown_done_) return absl::OkStatus();
+  // Before closed_: whoever sees the engine closed (a refused Submit) and then
+  // lets a worker go on also sees that nothing pending may start. Stored after
+  // closed_, a worker released in between started what it popped (a CI run of
+  // ShutdownTest.CancelPendingCancelsWhatHasNotStarted under TSan caught it).
+  // seq_cst, as closed_ below, which it so happens-before; workers re-read it on
+  // every pop. What is submitted before closed_ is canceled when popped: pending.
+  if (mode == ShutdownMode::kCancelPending) cancel_all_.store(true, std::memory_order_seq_cst);
   // seq_cst: Dekker with Enqueue (EnterSubmit: it raises submitting, then reads
   // closed_). With asymmetric fences, the submitter's side is a compiler barrier
   // and ours the membarrier below.
@@ -1242,9 +1249,6 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
   };
   while (submitters_busy()) std::this_thread::yield();
 
-  if (mode == ShutdownMode::kCancelPending) {
-    cancel_all_.store(true, std::memory_order_seq_cst);  // workers re-read on every pop
-  }
   // Suspended operations and halted chains: canceled in every mode. A halted
   // chain's failed head is released, and everything behind it canceled.
   std::vector<Operation*> held;
