@@ -1,8 +1,8 @@
 #include "sync.h"
 
 #include <linux/futex.h>
-#include <pthread.h>
 #include <linux/membarrier.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
