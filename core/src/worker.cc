@@ -416,6 +416,8 @@ std::chrono::nanoseconds EngineImpl::SweepBeforePark() {
   const std::int64_t last = last_sweep_ns_.load(std::memory_order_relaxed);
   const std::int64_t interval =
       std::chrono::duration_cast<std::chrono::nanoseconds>(kIdleSweepInterval).count();
+  // sweep_underway() here is a hint (relaxed, read before our turn): the turn
+  // below reads it again.
   if (now - last < interval && !tokens_.sweep_underway()) {
     return std::chrono::nanoseconds(interval - (now - last));
   }
@@ -425,6 +427,16 @@ std::chrono::nanoseconds EngineImpl::SweepBeforePark() {
   // and look again. Acquire/release: see sweeping_.
   if (sweeping_.exchange(true, std::memory_order_acquire)) {
     return std::chrono::nanoseconds(interval);
+  }
+  // In our turn, again: a worker that passed the check above while another
+  // finished a round would otherwise start the next one at once, retiring the
+  // chains that round had just spared. Relaxed: ordered by sweeping_.
+  if (!tokens_.sweep_underway()) {
+    const std::int64_t ended = last_sweep_ns_.load(std::memory_order_relaxed);
+    if (now - ended < interval) {
+      sweeping_.store(false, std::memory_order_release);  // see sweeping_
+      return std::chrono::nanoseconds(interval - (now - ended));
+    }
   }
   // A shard at a time, stopping as soon as work shows (TokenMap::SweepIdleStep):
   // this worker still counts as searching, so nobody else is woken for it. A
