@@ -6,6 +6,7 @@
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -56,10 +57,45 @@ void BM_HotTokens(benchmark::State& state) { RunShape(state, 4); }
 // Goal: cost per operation on one token: chain hand-off only.
 void BM_OneHotToken(benchmark::State& state) { RunShape(state, 1); }
 
+// Goal: the cost of the latency histograms' sampling (Options::
+// latency_sample_every) per Post(f), one producer, one worker: 0 samples none,
+// 128 is the default, 1 samples every operation (three clock reads and a full
+// node each). Each iteration's posts are checked as RunShape's are.
+void BM_PostLatencySampling(benchmark::State& state) {
+  ordo::Engine engine({.workers = 1,
+                       .latency_sample_every = static_cast<std::uint32_t>(state.range(0))});
+  std::atomic<long> ran{0};
+  long submitted = 0;
+  for (auto _ : state) {
+    for (int i = 0; i < kBatch; ++i) {
+      if (!engine.Post([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }).ok()) {
+        state.SkipWithError("Post refused an operation");
+        return;
+      }
+    }
+    submitted += kBatch;
+    if (!engine.WaitIdle().ok()) state.SkipWithError("WaitIdle failed");
+  }
+  if (ran.load() != submitted) state.SkipWithError("operations ran != operations submitted");
+  const ordo::Stats s = engine.stats();
+  // The thread's count carries over from the case before: one sample more or less.
+  const std::uint64_t every = static_cast<std::uint64_t>(state.range(0));
+  const std::uint64_t want = every == 0 ? 0 : static_cast<std::uint64_t>(submitted) / every;
+  if (s.run_time.count + 1 < want || s.run_time.count > want + 1 || (every == 0 && s.run_time.count != 0)) {
+    state.SkipWithError("samples != operations / latency_sample_every");
+  }
+  state.SetItemsProcessed(submitted);
+  state.counters["ns_per_op"] = benchmark::Counter(
+      static_cast<double>(submitted), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["queue_wait_p99_us"] =
+      static_cast<double>(s.queue_wait.Quantile(0.99).count()) / 1000.0;
+}
+
 BENCHMARK(BM_IndependentOneProducer)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ManyColdTokens)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_HotTokens)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_OneHotToken)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PostLatencySampling)->Arg(0)->Arg(128)->Arg(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -2,7 +2,9 @@
 // over EngineImpl.
 #include "ordo/engine.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -376,6 +378,35 @@ DynamicsCodes ToDynamics(State s) {
   return {DynamicsStateCode::kReady, 0};
 }
 
+std::chrono::nanoseconds LatencyHistogram::Quantile(double q) const {
+  if (count == 0) return std::chrono::nanoseconds(0);
+  q = std::clamp(q, 0.0, 1.0);
+  // The rank of the sample asked for, 1-based: at least the first, at most the last.
+  const std::uint64_t rank = std::clamp<std::uint64_t>(
+      static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count))), 1, count);
+  std::uint64_t seen = 0;
+  for (int i = 0; i < kBuckets; ++i) {
+    seen += counts[i];
+    if (seen >= rank) {
+      // The bucket's end, less one: the largest duration it can hold.
+      const std::uint64_t end = i + 1 < kBuckets ? LowerNs(i + 1) - 1 : max_ns;
+      return std::chrono::nanoseconds(static_cast<std::int64_t>(std::min(end, max_ns)));
+    }
+  }
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(max_ns));  // counts lag count
+}
+
+std::chrono::nanoseconds LatencyHistogram::Mean() const {
+  return std::chrono::nanoseconds(count == 0 ? 0 : static_cast<std::int64_t>(sum_ns / count));
+}
+
+void LatencyHistogram::Merge(const LatencyHistogram& other) {
+  for (int i = 0; i < kBuckets; ++i) counts[i] += other.counts[i];
+  count += other.count;
+  sum_ns += other.sum_ns;
+  max_ns = std::max(max_ns, other.max_ns);
+}
+
 std::string Stats::ToPrometheus() const {
   std::string out;
   auto counter = [&out](const char* name, const char* help, std::uint64_t v) {
@@ -399,6 +430,31 @@ std::string Stats::ToPrometheus() const {
   gauge("postponed", "Timers pending in the timing wheel.", postponed);
   gauge("active_chains", "Chains in memory: tokens with operations, and idle ones not yet swept.", active_chains);
   gauge("workers", "Worker threads.", static_cast<std::uint64_t>(workers));
+  // Cumulative buckets at each power of two of a nanosecond from 2^7 (128 ns) to
+  // 2^37 (137 s): bucket boundaries of LatencyHistogram, so each count is exact.
+  auto histogram = [&out](const char* name, const char* help, const LatencyHistogram& h) {
+    absl::StrAppendFormat(&out, "# HELP ordo_%s %s\n# TYPE ordo_%s histogram\n", name, help,
+                          name);
+    std::uint64_t cumulative = 0;
+    int i = 0;
+    for (int e = 7; e <= 37; ++e) {
+      const std::uint64_t bound = std::uint64_t{1} << e;
+      for (; i < LatencyHistogram::kBuckets && LatencyHistogram::LowerNs(i) < bound; ++i) {
+        cumulative += h.counts[i];
+      }
+      absl::StrAppendFormat(&out, "ordo_%s_bucket{le=\"%.9g\"} %d\n", name,
+                            static_cast<double>(bound) * 1e-9, cumulative);
+    }
+    absl::StrAppendFormat(&out, "ordo_%s_bucket{le=\"+Inf\"} %d\n", name, h.count);
+    absl::StrAppendFormat(&out, "ordo_%s_sum %.9f\n", name, static_cast<double>(h.sum_ns) * 1e-9);
+    absl::StrAppendFormat(&out, "ordo_%s_count %d\n", name, h.count);
+  };
+  histogram("queue_wait_seconds",
+            "Sampled operations: from ready (submitted, or due) to the first start.",
+            queue_wait);
+  histogram("run_time_seconds", "Sampled operations: start to end of each attempt.", run_time);
+  histogram("lateness_seconds", "Sampled operations: due time to start, when postponed.",
+            lateness);
   return out;
 }
 

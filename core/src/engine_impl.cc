@@ -235,14 +235,39 @@ bool EngineImpl::CompactFits(const SubmitOptions& o) {
          o.backoff.kind == Backoff::Kind::kFixed && o.failure_policy == FailurePolicy::kDefault;
 }
 
+// Submissions by this thread since its last sampled one (Options::
+// latency_sample_every); shared by every engine the thread submits to, which
+// only shifts where each engine's one in N falls.
+thread_local constinit std::uint32_t t_since_sample = 0;
+
+bool EngineImpl::SampleNext() {
+  const std::uint32_t every = options_.latency_sample_every;
+  if (every == 0 || ++t_since_sample < every) return false;
+  t_since_sample = 0;
+  return true;
+}
+
 Operation* EngineImpl::NewOperation(void** storage, const SubmitOptions* options,
                                     bool with_handle) {
-  const NodeKind kind = with_handle                                      ? NodeKind::kFull
+  // A sampled operation takes a full node: its creation time is on line 2.
+  const bool sampled = SampleNext();
+  const NodeKind kind = with_handle || sampled                          ? NodeKind::kFull
                         : options == nullptr || CompactFits(*options) ? NodeKind::kCompact
                                                                       : NodeKind::kFacts;
   Operation* op = OpPool::Allocate(kind);
+  if (sampled) {
+    // Relaxed: the node is private (the pool's reset left the kind alone).
+    op->word.store(op->word.load(std::memory_order_relaxed) | kSampledBit,
+                   std::memory_order_relaxed);
+  }
   *storage = op->callable_storage();
   return op;
+}
+
+std::int64_t EngineImpl::CreationTime(const Operation* op, std::int64_t now) const {
+  if (now != kNoTime) return now;
+  // Relaxed: the node is private to the submitter.
+  return (op->word.load(std::memory_order_relaxed) & kSampledBit) != 0 ? NowNs() : kNoTime;
 }
 
 void EngineImpl::DiscardOperation(Operation* op) {
@@ -308,7 +333,9 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   // due before they look (EngineImpl::ReleaseDue), so such an operation counts as
   // runnable there, as it would with a full read. A full read decides when the
   // bound finds the due time beyond the horizon, or the wheel full.
-  const bool exact_clock = with_handle || rule != nullptr;
+  // Relaxed: the node is private to this thread.
+  const bool sampled = (op->word.load(std::memory_order_relaxed) & kSampledBit) != 0;
+  const bool exact_clock = with_handle || rule != nullptr || sampled;
   const bool needs_clock = exact_clock || o.postpone_until.has_value();
   std::int64_t now = exact_clock ? NowNs() : needs_clock ? NowLowerBoundNs() : kNoTime;
   if (o.postpone_until.has_value()) {
@@ -413,6 +440,9 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
 }
 
 absl::Status EngineImpl::EnqueuePlain(Operation* op, const detail::CallableOps* ops) {
+  // A sampled Post(f) took a full node (NewOperation): Enqueue's path, which
+  // reads the clock for it.
+  if (!IsCompact(op)) return Enqueue(op, ops, SubmitOptions{}, /*with_handle=*/false);
   op->ops = ops;
   Stripe& st = MyStripe();
   EnterSubmit(st);
@@ -484,7 +514,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
       Operation* op = items[i].op;
       op->ops = items[i].ops;
       op->refs.store(1, std::memory_order_relaxed);  // private until the push below
-      InitFacts(op, first + i, this, now, items[i].due_ns);
+      InitFacts(op, first + i, this, CreationTime(op, now), items[i].due_ns);
       if (items[i].token != BatchItem::kNoToken) {
         // Written before the timer's publication like every other fact (the
         // token's key is made again below, for its push).
@@ -546,7 +576,8 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
         if (IsCompact(op)) {
           SetCompactId(op, first + i);
         } else {
-          InitFacts(op, first + i, this, now, kNoTime);  // postponed to a time past
+          // Postponed to a time past, or sampled.
+          InitFacts(op, first + i, this, CreationTime(op, now), kNoTime);
         }
         StoreNewHead(op);
         chunk[k++] = op;
@@ -555,7 +586,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
       if (!held) {
         // As Enqueue: no clock read unless a postponed item asked for one,
         // Waiting, head through its chain.
-        InitFacts(op, first + i, this, now, kNoTime);
+        InitFacts(op, first + i, this, CreationTime(op, now), kNoTime);
         // Relaxed: private until the chain push below publishes it.
         op->word.store(KeptBitsOf(op) | static_cast<std::uint32_t>(State::kWaiting),
                        std::memory_order_relaxed);
@@ -1321,7 +1352,12 @@ Stats EngineImpl::stats() const {
   };
   // Terminal counts before submitted, so pending is never under-reported as
   // negative: an operation counts as submitted before it can end.
-  for (const auto& w : workers_) add(w->stripe);
+  for (const auto& w : workers_) {
+    add(w->stripe);
+    w->latency.queue_wait.AddTo(s.queue_wait);
+    w->latency.run_time.AddTo(s.run_time);
+    w->latency.lateness.AddTo(s.lateness);
+  }
   for (std::size_t i = 0; i < kExternalStripes; ++i) add(external_[i]);
   const std::uint64_t ended = s.succeeded + s.failed + s.canceled;
   s.pending = s.submitted > ended ? s.submitted - ended : 0;

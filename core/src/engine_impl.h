@@ -27,6 +27,7 @@
 #ifndef ORDO_CORE_SRC_ENGINE_IMPL_H_
 #define ORDO_CORE_SRC_ENGINE_IMPL_H_
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cstdint>
@@ -106,6 +107,40 @@ inline void Count(Stripe& st, Atomic<T>& c, std::type_identity_t<T> n = 1,
   }
 }
 
+// One thread's latency histogram (a worker's; Stats::queue_wait and the others
+// sum them). Single writer: Record loads and stores, no locked instruction.
+// Relaxed everywhere: statistics; Snapshot may see a sample's bucket and not yet
+// its sum, and derives the count from the buckets so the two always agree.
+struct LatencyCells {
+  Atomic<std::uint64_t> counts[LatencyHistogram::kBuckets] = {};
+  Atomic<std::uint64_t> sum_ns{0};
+  Atomic<std::uint64_t> max_ns{0};
+
+  void Record(std::int64_t ns) {
+    const std::uint64_t v = ns < 0 ? 0 : static_cast<std::uint64_t>(ns);
+    Atomic<std::uint64_t>& c = counts[LatencyHistogram::BucketOf(v)];
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    sum_ns.store(sum_ns.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+    if (v > max_ns.load(std::memory_order_relaxed)) max_ns.store(v, std::memory_order_relaxed);
+  }
+  void AddTo(LatencyHistogram& h) const {
+    for (int i = 0; i < LatencyHistogram::kBuckets; ++i) {
+      const std::uint64_t n = counts[i].load(std::memory_order_relaxed);
+      h.counts[i] += n;
+      h.count += n;
+    }
+    h.sum_ns += sum_ns.load(std::memory_order_relaxed);
+    h.max_ns = std::max(h.max_ns, max_ns.load(std::memory_order_relaxed));
+  }
+};
+
+// A worker's samples (Options::latency_sample_every; EngineImpl::Execute).
+struct WorkerLatencies {
+  LatencyCells queue_wait;
+  LatencyCells run_time;
+  LatencyCells lateness;
+};
+
 class EngineImpl;
 
 // The registry of live engines, for stripe leases (worker.cc, L2): a serial
@@ -129,6 +164,9 @@ struct Worker {
   // Parked at most kStrandCheck since it last found work (Parker P1 (a): the
   // next park may be long, with the heavy fence). Only this worker's thread.
   bool parked_short = false;
+  // Written only by this worker's thread; read by stats(). Apart from the
+  // stripe: recorded once per sampled operation, not per operation.
+  WorkerLatencies latency;
   std::thread thread;
 };
 
@@ -155,6 +193,16 @@ class EngineImpl {
   // A compact node when `options` is null (Post(f)) or asks for nothing a compact
   // node cannot hold (CompactFits), a facts node otherwise, a full one for a Handle.
   Operation* NewOperation(void** storage, const SubmitOptions* options, bool with_handle);
+  // True for one submission in Options::latency_sample_every of this thread's.
+  bool SampleNext();
+  // The creation time InitFacts records: `now` if the caller read the clock, a
+  // reading of it for a sampled operation (its queue wait starts there), else
+  // none (kNoTime).
+  std::int64_t CreationTime(const Operation* op, std::int64_t now) const;
+  // For a sampled operation about to start (Execute): records its queue wait and
+  // lateness in w's histograms and returns the start time, from which its run
+  // time is measured.
+  std::int64_t RecordStart(Worker* w, const Operation* op);
   // True when an operation with these options, and no Handle, needs no facts:
   // independent, not postponed or suspended, no name, recurrence, retry settings
   // or policy (operation.h: a compact node).

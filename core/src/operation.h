@@ -156,6 +156,12 @@ inline constexpr std::uint32_t kKindBits = kCompactBit | kNoTimesBit;
 // pool's reset. The pointer itself is nulled by Reclaim, which frees the extras:
 // ExtrasOf and the Handle read it without the bit.
 inline constexpr std::uint32_t kExtrasBit = 1u << 13;
+// kSampledBit: the operation's latencies go into Stats' histograms
+// (Options::latency_sample_every). Only a full node carries it (its creation time
+// is where the wait is measured from). Set by NewOperation while the node is
+// private, kept by every later store of the whole word (KeptBitsOf), cleared by
+// the pool's reset with the rest.
+inline constexpr std::uint32_t kSampledBit = 1u << 14;
 
 struct alignas(kCacheLine) Operation {
   Atomic<std::uint32_t> word{0};
@@ -236,10 +242,11 @@ inline bool IsCompact(const Operation* op) {
   return (op->word.load(std::memory_order_relaxed) & kCompactBit) != 0;
 }
 // What a store of the whole word of a node still private to its writer keeps:
-// the kind (for life) and kExtrasBit (set when the extras were made). Relaxed:
-// the node is private, so the load reads its writer's own last store.
+// the kind (for life), kExtrasBit (set when the extras were made) and
+// kSampledBit. Relaxed: the node is private, so the load reads its writer's own
+// last store.
 inline std::uint32_t KeptBitsOf(const Operation* op) {
-  return op->word.load(std::memory_order_relaxed) & (kKindBits | kExtrasBit);
+  return op->word.load(std::memory_order_relaxed) & (kKindBits | kExtrasBit | kSampledBit);
 }
 // A full node: it has times (line 2), and may have a Handle.
 inline bool HasTimes(const Operation* op) {

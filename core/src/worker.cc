@@ -583,6 +583,11 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   if (Observed(op) && Times(op).started_ns.load(std::memory_order_relaxed) == kNoTime) {
     Times(op).started_ns.store(NowNs(), std::memory_order_relaxed);
   }
+  // Relaxed: kSampledBit was set before the node was published, whose
+  // acquisition ordered it before this load.
+  const std::int64_t sample_start =
+      (op->word.load(std::memory_order_relaxed) & kSampledBit) != 0 ? RecordStart(w, op)
+                                                                     : kNoTime;
   Count(st, st.started);
   Attempt attempt;
   Context ctx(this, op);
@@ -605,6 +610,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   }
   t_running_engine = outer_engine;
   t_attempt = outer_attempt;
+  if (sample_start != kNoTime) w->latency.run_time.Record(NowNs() - sample_start);
 
   bool failed = threw;
   if (!threw && !status.ok()) {
@@ -656,6 +662,21 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   FinishInProgress(op, failed ? State::kFailed : State::kSucceeded, std::move(error), st,
                    CancelReason::kByCancel, sole);
   return true;
+}
+
+std::int64_t EngineImpl::RecordStart(Worker* w, const Operation* op) {
+  const std::int64_t now = NowNs();
+  // A sampled node is a full one (NewOperation). Relaxed: the creation time was
+  // written before the node's publication; the due time and the retry count by
+  // whoever last postponed it, before the release that made it runnable, which
+  // this runner acquired.
+  const std::int64_t created = Times(op).created_ns.load(std::memory_order_relaxed);
+  const std::int64_t due = Facts(op).due_ns().load(std::memory_order_relaxed);
+  if (due != kNoTime) w->latency.lateness.Record(now - due);
+  if (Facts(op).retry_count.load(std::memory_order_relaxed) == 0 && created != kNoTime) {
+    w->latency.queue_wait.Record(now - std::max(created, due));  // kNoTime is the minimum
+  }
+  return now;
 }
 
 Operation* EngineImpl::Enlarge(Operation* op) {

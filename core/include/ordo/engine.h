@@ -103,6 +103,11 @@ struct Options {
   // spins this long, the others an eighth of it, so a lightly loaded engine spends
   // about one core on it, not one per worker.
   std::chrono::nanoseconds spin = std::chrono::microseconds(100);
+  // Stats' latency histograms sample one operation in this many of those each
+  // thread submits (1: every one; 0: none). A sampled operation costs three clock
+  // reads and, for a Post, a larger node: at 128, under 1 ns and about a byte
+  // per operation on average (bench/RESULTS.md).
+  std::uint32_t latency_sample_every = 128;
 };
 
 // Every member has a default member initializer, so designated initializers that
