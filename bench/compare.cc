@@ -34,6 +34,11 @@
 //               lateness (body start - due, on the peer's clock) p50/p99/max, early
 //               starts (any is a failure), and how many were already due before their
 //               submit began (their lateness includes the producer's own backlog).
+//   W4-rel      W4 as the performance issue's peer figures imply it (their lateness
+//               p99 of about 5 ms at 384 and 1,884 ns per insert cannot include a
+//               backlog of 77 and 377 ms): each operation due at its own submit
+//               (the clock read every 16 submits) + a uniform 0-200 ms, so the
+//               lateness is the timer's under the load, not the producer's backlog
 //   W4-batch    W4 in groups of --batch (Ordo: Batch::AddPostponed + PostBatch; the
 //               pool: one lock per group, one wake of its timer thread)
 //   W5, W5-tok  paced: one producer submits at --rate ops/s for --w5_seconds,
@@ -127,7 +132,7 @@ ABSL_FLAG(int, workers, 2, "worker threads of every engine");
 ABSL_FLAG(int, repeat, 5, "timed runs per workload and engine (the median is reported)");
 ABSL_FLAG(std::string, workloads, "W1,W2,W3,W2z,W1-fan,W1-fan-batch,W2-batch",
           "comma-separated: W1 W2 W3 W2z W1-1us W2-1us W1-fan W1-batch W1-fan-batch W2-batch "
-          "W1-scaling W2-scaling W4 W4-batch W5 "
+          "W1-scaling W2-scaling W4 W4-batch W4-rel W5 "
           "W5-tok idle mem-independent mem-chained mem-postponed mem-idle-token; 'all' for "
           "every one, 'mem' for the four memory probes, 'scaling' for both scaling runs");
 ABSL_FLAG(int, tokens, 10000, "tokens in W2, W2z, W2-1us and W2-scaling");
@@ -150,6 +155,8 @@ ABSL_FLAG(int, w5_tokens, 1000, "W5-tok: tokens");
 ABSL_FLAG(double, idle_seconds, 1.0, "idle: seconds the idle engine is watched");
 ABSL_FLAG(long, mem_ops, 100000, "memory probes: pending operations, or idle tokens");
 ABSL_FLAG(std::string, format, "text", "text or json");
+ABSL_FLAG(double, ordo_tick_us, 1000, "Ordo's Options::tick, in microseconds (tuning experiments)");
+ABSL_FLAG(double, ordo_spin_us, 100, "Ordo's Options::spin, in microseconds (tuning experiments)");
 ABSL_FLAG(std::string, memory_probe, "",
           "internal: run one memory probe (peer:kind) in this process and print it");
 
@@ -193,7 +200,7 @@ struct PeerEntry {
   const char* name;
   Support (*supports)(Feature, bool tokens);
   Sample (*throughput)(int, const Plan&, const Plan&, Oracle&, int) = nullptr;
-  BurstSample (*burst)(int, long, std::uint64_t, Oracle&, int) = nullptr;
+  BurstSample (*burst)(int, long, std::uint64_t, Oracle&, int, bool) = nullptr;
   bool burst_batches = false;  // W4-batch: its adapter has PostAtBatch
   PacedSample (*paced)(int, int, double, double, long, std::uint64_t, Oracle&) = nullptr;
   IdleSample (*idle)(int, double, Oracle&) = nullptr;
@@ -245,6 +252,7 @@ struct Workload {
   int body_ns = 0;
   int fan = 0;
   int batch = 0;  // > 0: submitted in groups of this many (Feature::kBatch)
+  bool relative = false;  // W4-rel: due times from each operation's own submission
   MemKind mem = MemKind::kIndependent;
 };
 
@@ -263,6 +271,7 @@ const std::vector<std::string>& AllWorkloadNames() {
                                                  "W2-scaling",
                                                  "W4",
                                                  "W4-batch",
+                                                 "W4-rel",
                                                  "W5",
                                                  "W5-tok",
                                                  "idle",
@@ -320,6 +329,9 @@ bool MakeWorkload(const std::string& w, Workload* out) {
   } else if (w == "W4-batch") {
     x.kind = Kind::kBurst;
     x.batch = std::max(1, absl::GetFlag(FLAGS_batch));
+  } else if (w == "W4-rel") {
+    x.kind = Kind::kBurst;
+    x.relative = true;
   } else if (w == "W5") {
     x.kind = Kind::kPaced;
   } else if (w == "W5-tok") {
@@ -476,11 +488,21 @@ void PrintHeader(Kind kind, const std::string& workload) {
                   "peer", "ns/op (median, min-max)", "peer/ordo", "note");
       break;
     case Kind::kBurst:
-      std::printf(
-          "# %s: %ld ops each due at start + %lld ms + uniform 0-%lld ms; insert = "
-          "producer time/op while earlier ones fire; lateness = body start - due\n",
-          workload.c_str(), absl::GetFlag(FLAGS_burst), static_cast<long long>(kBurstLead.count()),
-          static_cast<long long>(kBurstSpread.count()));
+      if (workload == "W4-rel") {
+        std::printf(
+            "# %s: %ld ops each due at its own submit + uniform 0-%lld ms (submit time read "
+            "every %ld submits); insert = producer time/op while earlier ones fire; lateness = "
+            "body start - due\n",
+            workload.c_str(), absl::GetFlag(FLAGS_burst),
+            static_cast<long long>(kBurstSpread.count()), ordo_compare::kRelStampEvery);
+      } else {
+        std::printf(
+            "# %s: %ld ops each due at start + %lld ms + uniform 0-%lld ms; insert = "
+            "producer time/op while earlier ones fire; lateness = body start - due\n",
+            workload.c_str(), absl::GetFlag(FLAGS_burst),
+            static_cast<long long>(kBurstLead.count()),
+            static_cast<long long>(kBurstSpread.count()));
+      }
       std::printf("%-10s %-7s %9s %9s %10s %10s %10s %6s %10s %9s %s\n", "workload", "peer",
                   "insert ns", "peer/ordo", "late p50us", "late p99us", "late maxus", "early",
                   "due@submit", "p99 p/o", "note");
@@ -696,7 +718,7 @@ std::vector<Row> RunBurstRows(const Workload& w, const std::vector<PeerEntry>& p
   std::vector<std::vector<BurstSample>> samples = RotatedSamples<BurstSample>(
       w, peers, c, &rows, &active,
       [&](std::size_t p, int k) {
-        return peers[p].burst(c.workers, n, 4242 + k, oracle, w.batch);
+        return peers[p].burst(c.workers, n, 4242 + k, oracle, w.batch, w.relative);
       });
   for (std::size_t p : active) {
     Row& r = rows[p];
@@ -933,6 +955,10 @@ std::vector<int> ParseInts(const std::string& s) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Ordo against its peers, one process run; see the file header.");
   absl::ParseCommandLine(argc, argv);
+  ordo_compare::OrdoTuning().tick = std::chrono::nanoseconds(
+      std::llround(std::max(1.0, absl::GetFlag(FLAGS_ordo_tick_us)) * 1000));
+  ordo_compare::OrdoTuning().spin = std::chrono::nanoseconds(
+      std::llround(std::max(0.0, absl::GetFlag(FLAGS_ordo_spin_us)) * 1000));
   if (!absl::GetFlag(FLAGS_memory_probe).empty()) {
     return RunProbeChild(absl::GetFlag(FLAGS_memory_probe));
   }

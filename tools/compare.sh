@@ -100,7 +100,7 @@ for w in ["W1-scaling", "W2-scaling"]:
              for (p, wk), g in sorted(groups.items())]
     table(["producers × workers"] + peers, lines)
 
-for w4 in ["W4", "W4-batch"]:
+for w4 in ["W4", "W4-batch", "W4-rel"]:
   rs = {r["peer"]: r for r in by(w4)}
   if rs:
     print(f"**{w4}** postponed burst (insert ns per op under load; lateness in µs; early starts)\n")

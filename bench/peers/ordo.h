@@ -25,6 +25,14 @@
 
 namespace ordo_compare {
 
+// The engine's tuning for every OrdoPeer made after it is set (ordo_compare's
+// --ordo_tick_us and --ordo_spin_us; the library's defaults otherwise). Set once,
+// before any peer is made.
+inline ordo::Options& OrdoTuning() {
+  static ordo::Options options;
+  return options;
+}
+
 class OrdoPeer {
  public:
   static constexpr const char* kName = "ordo";
@@ -32,7 +40,13 @@ class OrdoPeer {
   using DueClock = std::chrono::system_clock;
   static Support Supports(Feature /*f*/, bool /*tokens*/) { return {}; }
 
-  explicit OrdoPeer(int workers) : engine_({.workers = workers}) {}
+  explicit OrdoPeer(int workers) : engine_(WithWorkers(workers)) {}
+
+  static ordo::Options WithWorkers(int workers) {
+    ordo::Options o = OrdoTuning();
+    o.workers = workers;
+    return o;
+  }
 
   // Untimed: the tokens are built once, as a user keeps its keys.
   void Prepare(const Plan& plan) {

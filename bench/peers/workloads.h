@@ -306,8 +306,15 @@ struct BurstSample {
   std::string failure;
 };
 
+// relative (W4-rel): each operation is due at its own submission + uniform
+// [0, kBurstSpread), the submission's time read once per kRelStampEvery submits
+// (a due time at most that many inserts early); otherwise (W4) at the burst's
+// start + kBurstLead + the same offsets.
+inline constexpr long kRelStampEvery = 16;
+
 template <typename Peer>
-BurstSample RunBurst(int workers, long n, std::uint64_t seed, Oracle& oracle, int batch) {
+BurstSample RunBurst(int workers, long n, std::uint64_t seed, Oracle& oracle, int batch,
+                     bool relative) {
   using C = typename Peer::DueClock;
   auto ns_of = [](typename C::time_point t) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -348,10 +355,12 @@ BurstSample RunBurst(int workers, long n, std::uint64_t seed, Oracle& oracle, in
     std::atomic<std::int64_t>* started;
   } rec{&oracle, started.get()};
   oracle.Reset(n, 0);
-  const auto base = C::now() + kBurstLead;
-  for (long i = 0; i < n; ++i) {
-    due[i] = base +
-             std::chrono::duration_cast<typename C::duration>(std::chrono::nanoseconds(offset[i]));
+  auto offset_of = [&offset](long i) {
+    return std::chrono::duration_cast<typename C::duration>(std::chrono::nanoseconds(offset[i]));
+  };
+  if (!relative) {
+    const auto base = C::now() + kBurstLead;
+    for (long i = 0; i < n; ++i) due[i] = base + offset_of(i);
   }
   auto body_of = [r = &rec](long i) {
     return [r, id = static_cast<std::uint32_t>(i)] {
@@ -366,8 +375,13 @@ BurstSample RunBurst(int workers, long n, std::uint64_t seed, Oracle& oracle, in
   std::vector<std::pair<typename C::time_point, decltype(body_of(0))>> group;
   if constexpr (HasPostAtBatch<Peer>) group.reserve(batch > 0 ? batch : 0);
   const auto t0 = SteadyClock::now();
+  typename C::time_point rel_now{};
   for (long i = 0; i < n; ++i) {
     if (i % kStampEvery == 0) stamp[i / kStampEvery] = C::now();
+    if (relative) {
+      if (i % kRelStampEvery == 0) rel_now = C::now();
+      due[i] = rel_now + offset_of(i);
+    }
     if constexpr (HasPostAtBatch<Peer>) {
       if (batch > 0) {
         group.emplace_back(due[i], body_of(i));
