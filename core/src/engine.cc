@@ -380,7 +380,7 @@ DynamicsCodes ToDynamics(State s) {
 
 std::chrono::nanoseconds LatencyHistogram::Quantile(double q) const {
   if (count == 0) return std::chrono::nanoseconds(0);
-  q = std::clamp(q, 0.0, 1.0);
+  q = q >= 0 ? std::min(q, 1.0) : 0.0;  // NaN too
   // The rank of the sample asked for, 1-based: at least the first, at most the last.
   const std::uint64_t rank = std::clamp<std::uint64_t>(
       static_cast<std::uint64_t>(std::ceil(q * static_cast<double>(count))), 1, count);
@@ -431,7 +431,9 @@ std::string Stats::ToPrometheus() const {
   gauge("active_chains", "Chains in memory: tokens with operations, and idle ones not yet swept.", active_chains);
   gauge("workers", "Worker threads.", static_cast<std::uint64_t>(workers));
   // Cumulative buckets at each power of two of a nanosecond from 2^7 (128 ns) to
-  // 2^37 (137 s): bucket boundaries of LatencyHistogram, so each count is exact.
+  // 2^37 (137 s): bucket boundaries of LatencyHistogram, so each count is exact
+  // for "below the bound" (a sample of exactly 2^e ns, which Prometheus' "le"
+  // would count, is in the next bucket: 1 ns off).
   auto histogram = [&out](const char* name, const char* help, const LatencyHistogram& h) {
     absl::StrAppendFormat(&out, "# HELP ordo_%s %s\n# TYPE ordo_%s histogram\n", name, help,
                           name);
@@ -442,7 +444,7 @@ std::string Stats::ToPrometheus() const {
       for (; i < LatencyHistogram::kBuckets && LatencyHistogram::LowerNs(i) < bound; ++i) {
         cumulative += h.counts[i];
       }
-      absl::StrAppendFormat(&out, "ordo_%s_bucket{le=\"%.9g\"} %d\n", name,
+      absl::StrAppendFormat(&out, "ordo_%s_bucket{le=\"%.12g\"} %d\n", name,
                             static_cast<double>(bound) * 1e-9, cumulative);
     }
     absl::StrAppendFormat(&out, "ordo_%s_bucket{le=\"+Inf\"} %d\n", name, h.count);

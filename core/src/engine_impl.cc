@@ -257,7 +257,8 @@ Operation* EngineImpl::NewOperation(void** storage, const SubmitOptions* options
   Operation* op = OpPool::Allocate(kind);
   if (sampled) {
     // Relaxed: the node is private (the pool's reset left the kind alone).
-    op->word.store(op->word.load(std::memory_order_relaxed) | kSampledBit,
+    op->word.store(op->word.load(std::memory_order_relaxed) | kSampledBit |
+                       (with_handle ? 0 : kNoHandleBit),
                    std::memory_order_relaxed);
   }
   *storage = op->callable_storage();
@@ -1134,9 +1135,10 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   std::optional<RecurrenceRule::Occurrence> next =
       rule->NextAfter(TP(Clock::duration(ex->recurrence_start_ns)), TP(Clock::duration(after)));
   if (!next.has_value()) return;
-  // The kind of its predecessor: a Handle can reach it only through one of the
-  // predecessor's (next_occurrence), so a node without times begets one too.
-  Operation* n = OpPool::Allocate(HasTimes(op) ? NodeKind::kFull : NodeKind::kFacts);
+  // A Handle can reach it only through one of the predecessor's (next_occurrence):
+  // a full node if the predecessor may have a Handle, else a facts node (a sampled
+  // Post's series is sampled once, at its submission).
+  Operation* n = OpPool::Allocate(MayHaveHandle(op) ? NodeKind::kFull : NodeKind::kFacts);
   op->ops->relocate(op->storage, n->storage);
   n->ops = op->ops;
   op->ops = nullptr;  // moved: the engine's release must not destroy it

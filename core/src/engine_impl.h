@@ -108,9 +108,12 @@ inline void Count(Stripe& st, Atomic<T>& c, std::type_identity_t<T> n = 1,
 }
 
 // One thread's latency histogram (a worker's; Stats::queue_wait and the others
-// sum them). Single writer: Record loads and stores, no locked instruction.
-// Relaxed everywhere: statistics; Snapshot may see a sample's bucket and not yet
-// its sum, and derives the count from the buckets so the two always agree.
+// sum them). Single writer: Record loads and stores, no locked instruction. A
+// snapshot (AddTo) may see a sample's bucket and not yet its sum (relaxed: a
+// statistic), derives the count from the buckets so the two always agree, and
+// never sees a bucket's sample without its max: the max is stored first, and
+// the bucket's release store pairs with AddTo's acquire load, so a quantile
+// (clamped to the max) is never below a sample it counts.
 struct LatencyCells {
   Atomic<std::uint64_t> counts[LatencyHistogram::kBuckets] = {};
   Atomic<std::uint64_t> sum_ns{0};
@@ -118,14 +121,15 @@ struct LatencyCells {
 
   void Record(std::int64_t ns) {
     const std::uint64_t v = ns < 0 ? 0 : static_cast<std::uint64_t>(ns);
-    Atomic<std::uint64_t>& c = counts[LatencyHistogram::BucketOf(v)];
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    sum_ns.store(sum_ns.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+    // Relaxed loads: our own last stores (single writer).
     if (v > max_ns.load(std::memory_order_relaxed)) max_ns.store(v, std::memory_order_relaxed);
+    sum_ns.store(sum_ns.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+    Atomic<std::uint64_t>& c = counts[LatencyHistogram::BucketOf(v)];
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_release);  // after max
   }
   void AddTo(LatencyHistogram& h) const {
     for (int i = 0; i < LatencyHistogram::kBuckets; ++i) {
-      const std::uint64_t n = counts[i].load(std::memory_order_relaxed);
+      const std::uint64_t n = counts[i].load(std::memory_order_acquire);  // then max, below
       h.counts[i] += n;
       h.count += n;
     }

@@ -162,6 +162,11 @@ inline constexpr std::uint32_t kExtrasBit = 1u << 13;
 // private, kept by every later store of the whole word (KeptBitsOf), cleared by
 // the pool's reset with the rest.
 inline constexpr std::uint32_t kSampledBit = 1u << 14;
+// kNoHandleBit: a full node that no Handle can ever name (a sampled Post's, or
+// Batch::Add's): it has times only for the histograms, so nothing keeps a Handle's
+// facts for it (the error of a failure, a full node for its next occurrence).
+// Set, kept and cleared with kSampledBit.
+inline constexpr std::uint32_t kNoHandleBit = 1u << 15;
 
 struct alignas(kCacheLine) Operation {
   Atomic<std::uint32_t> word{0};
@@ -242,11 +247,18 @@ inline bool IsCompact(const Operation* op) {
   return (op->word.load(std::memory_order_relaxed) & kCompactBit) != 0;
 }
 // What a store of the whole word of a node still private to its writer keeps:
-// the kind (for life), kExtrasBit (set when the extras were made) and
-// kSampledBit. Relaxed: the node is private, so the load reads its writer's own
-// last store.
+// the kind (for life), kExtrasBit (set when the extras were made), kSampledBit
+// and kNoHandleBit. Relaxed: the node is private, so the load reads its writer's
+// own last store.
 inline std::uint32_t KeptBitsOf(const Operation* op) {
-  return op->word.load(std::memory_order_relaxed) & (kKindBits | kExtrasBit | kSampledBit);
+  return op->word.load(std::memory_order_relaxed) &
+         (kKindBits | kExtrasBit | kSampledBit | kNoHandleBit);
+}
+// A full node that a Handle may name (made by Submit, or its occurrences): it
+// keeps what only a Handle reads. Relaxed: the kind bits and kNoHandleBit never
+// change while the node lives.
+inline bool MayHaveHandle(const Operation* op) {
+  return (op->word.load(std::memory_order_relaxed) & (kKindBits | kNoHandleBit)) == 0;
 }
 // A full node: it has times (line 2), and may have a Handle.
 inline bool HasTimes(const Operation* op) {

@@ -667,9 +667,12 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
 std::int64_t EngineImpl::RecordStart(Worker* w, const Operation* op) {
   const std::int64_t now = NowNs();
   // A sampled node is a full one (NewOperation). Relaxed: the creation time was
-  // written before the node's publication; the due time and the retry count by
-  // whoever last postponed it, before the release that made it runnable, which
-  // this runner acquired.
+  // written before the node's publication, the retry count by the previous
+  // attempt's runner before the release that postponed it, and the due time
+  // before the timer released it. A Postpone or Resume that makes it runnable
+  // stores its new due time after the CAS that does (under the timer lock): a
+  // runner that starts it at once may read the old one. A statistic: the sample
+  // is off (a lateness clamped to 0), nothing else.
   const std::int64_t created = Times(op).created_ns.load(std::memory_order_relaxed);
   const std::int64_t due = Facts(op).due_ns().load(std::memory_order_relaxed);
   if (due != kNoTime) w->latency.lateness.Record(now - due);
@@ -712,7 +715,7 @@ void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string&& e
                                   CancelReason reason, bool sole) {
   // Only a Handle reads the error, and only a full node can have one.
   std::uint32_t extras_bit = 0;
-  if ((terminal == State::kFailed || terminal == State::kCanceled) && HasTimes(op)) {
+  if ((terminal == State::kFailed || terminal == State::kCanceled) && MayHaveHandle(op)) {
     if (!error.empty() || terminal == State::kFailed) {
       OpExtras* ex = ExtrasOf(op);
       ex->error = std::move(error);

@@ -88,6 +88,46 @@ TEST(AllocationTest, SteadyStateAllocatesNothingPerOperation) {
                                             << " operations";
 }
 
+// Every operation sampled for the latency histograms (a full node each) and
+// every one failing: a failure with no Handle to read its error keeps none, so
+// sampling adds no allocation to it. (A failure allocates by itself: the
+// callable's absl::Status and its text.)
+TEST(AllocationTest, SamplingAddsNoAllocationToAFailedPost) {
+  auto allocations_per_failure = [](std::uint32_t sample_every) {
+    Engine engine({.workers = 2, .latency_sample_every = sample_every});
+    std::atomic<long> ran{0};
+    auto round = [&](long n) {
+      for (long i = 0; i < n; ++i) {
+        if (!engine
+                 .Post([&ran]() -> absl::Status {
+                   ran.fetch_add(1, std::memory_order_relaxed);
+                   return absl::InternalError("fails on purpose");
+                 })
+                 .ok()) {
+          std::abort();
+        }
+      }
+      if (!engine.WaitIdle().ok()) std::abort();
+    };
+    for (int i = 0; i < 10; ++i) round(20000);  // warm pools and queues
+    constexpr long kMeasured = 100000;
+    const long before = g_allocations.load();
+    round(kMeasured);
+    const long allocations = g_allocations.load() - before;
+    EXPECT_EQ(ran.load(), 10 * 20000 + kMeasured);
+    const Stats st = engine.stats();
+    EXPECT_EQ(st.failed, static_cast<std::uint64_t>(ran.load()));
+    EXPECT_EQ(st.run_time.count, sample_every == 0 ? 0u : static_cast<std::uint64_t>(ran.load()));
+    return static_cast<double>(allocations) / kMeasured;
+  };
+  const double unsampled = allocations_per_failure(0);
+  const double sampled = allocations_per_failure(1);
+  RecordProperty("unsampled_x1000", static_cast<int>(unsampled * 1000));
+  RecordProperty("sampled_x1000", static_cast<int>(sampled * 1000));
+  EXPECT_LE(sampled, unsampled + 0.0001) << sampled << " allocations per sampled failure, "
+                                         << unsampled << " unsampled";
+}
+
 // A producer that reuses one Batch: after warm-up, posting batches allocates
 // nothing per operation either.
 TEST(AllocationTest, SteadyStateBatchesAllocateNothingPerOperation) {

@@ -180,7 +180,9 @@ class Engine {
   // suspension) takes a one-cache-line node, 64 bytes with a capture of up to
   // 32; it can still retry (Context::RetryAfter), up to Options::max_retries.
   // Any other Post takes two lines (128 bytes), and a Submit three (the third
-  // holds the times only a Handle shows). A postponed Post reads a cheaper,
+  // holds the times only a Handle shows). The exception: one operation in
+  // Options::latency_sample_every, sampled for Stats' latency histograms, takes
+  // three lines and three clock reads, whichever way it was submitted. A postponed Post reads a cheaper,
   // coarse reading of the system clock, never later than the true time: a
   // postpone-until that has just passed (by up to one kernel tick) may show as
   // Postponed in TokenInfo until the timekeeper's next look (microseconds)

@@ -75,9 +75,10 @@ struct Stats {
   // of those submitted from each thread (all of them at 1, none at 0). A sampled
   // operation reads the clock once at submit and twice when it runs.
   // queue_wait: from when the operation could first run (its submission, or its
-  //   due time if postponed; time spent suspended counts) to the start of its
-  //   first attempt. Behind a busy token, the wait for the token's earlier
-  //   operations counts too: it is the delay a caller sees.
+  //   due time if postponed; time spent suspended counts, and so does a
+  //   postponement that Postpone or Resume cleared) to the start of its first
+  //   attempt. Behind a busy token, the wait for the token's earlier operations
+  //   counts too: it is the delay a caller sees.
   LatencyHistogram queue_wait;
   // run_time: from the start to the end of each attempt (a retried operation
   //   gives one sample per attempt).
