@@ -503,9 +503,9 @@ void PrintHeader(Kind kind, const std::string& workload) {
             static_cast<long long>(kBurstLead.count()),
             static_cast<long long>(kBurstSpread.count()));
       }
-      std::printf("%-10s %-7s %9s %9s %10s %10s %10s %6s %10s %9s %s\n", "workload", "peer",
-                  "insert ns", "peer/ordo", "late p50us", "late p99us", "late maxus", "early",
-                  "due@submit", "p99 p/o", "note");
+      std::printf("%-10s %-7s %9s %9s %10s %10s %10s %6s %10s %9s %10s %10s %s\n", "workload",
+                  "peer", "insert ns", "peer/ordo", "late p50us", "late p99us", "late maxus",
+                  "early", "due@submit", "p99 p/o", "aft p99us", "aft maxus", "note");
       break;
     case Kind::kPaced:
       std::printf(
@@ -567,11 +567,13 @@ void PrintRow(const Row& r) {
       break;
     }
     case Kind::kBurst:
-      std::printf("%-10s %-7s %9.0f %9s %10.0f %10.0f %10.0f %6.0f %10.0f %9s%s\n", w, p,
-                  r.Get("insert_ns_per_op"), Fmt("%.2f", r.Get("insert_peer_over_ordo")).c_str(),
-                  r.Get("lateness_p50_us"), r.Get("lateness_p99_us"), r.Get("lateness_max_us"),
-                  r.Get("early"), r.Get("due_at_submit"),
-                  Fmt("%.2f", r.Get("lateness_p99_peer_over_ordo")).c_str(), note.c_str());
+      std::printf("%-10s %-7s %9.0f %9s %10.0f %10.0f %10.0f %6.0f %10.0f %9s %10.0f %10.0f%s\n",
+                  w, p, r.Get("insert_ns_per_op"),
+                  Fmt("%.2f", r.Get("insert_peer_over_ordo")).c_str(), r.Get("lateness_p50_us"),
+                  r.Get("lateness_p99_us"), r.Get("lateness_max_us"), r.Get("early"),
+                  r.Get("due_at_submit"), Fmt("%.2f", r.Get("lateness_p99_peer_over_ordo")).c_str(),
+                  r.Get("lateness_after_submit_p99_us"), r.Get("lateness_after_submit_max_us"),
+                  note.c_str());
       break;
     case Kind::kPaced:
       std::printf("%-10s %-7s %8.0f %9.1f %9.1f %10.1f %9.3f %9.3f %9s %9s\n", w, p, r.Get("ops"),
@@ -722,7 +724,7 @@ std::vector<Row> RunBurstRows(const Workload& w, const std::vector<PeerEntry>& p
       });
   for (std::size_t p : active) {
     Row& r = rows[p];
-    std::vector<double> ins, p50, p99, mx;
+    std::vector<double> ins, p50, p99, mx, ap99, amx;
     long early = 0, due = 0;
     for (const BurstSample& s : samples[p]) {
       Fail(r, s.failure);
@@ -730,6 +732,8 @@ std::vector<Row> RunBurstRows(const Workload& w, const std::vector<PeerEntry>& p
       p50.push_back(s.p50_us);
       p99.push_back(s.p99_us);
       mx.push_back(s.max_us);
+      ap99.push_back(s.after_p99_us);
+      amx.push_back(s.after_max_us);
       early += s.early;
       due = std::max(due, s.due_at_submit);
     }
@@ -740,6 +744,8 @@ std::vector<Row> RunBurstRows(const Workload& w, const std::vector<PeerEntry>& p
     r.Set("lateness_p50_us", Median(p50));
     r.SetSpread("lateness_p99_us", p99);
     r.Set("lateness_max_us", *std::max_element(mx.begin(), mx.end()));
+    r.SetSpread("lateness_after_submit_p99_us", ap99);
+    r.Set("lateness_after_submit_max_us", *std::max_element(amx.begin(), amx.end()));
     r.Set("early", static_cast<double>(early));
     r.Set("due_at_submit", static_cast<double>(due));
     if (r.ok && due > 0) {

@@ -679,6 +679,9 @@ TEST(TimingWheelTest, NextDeadlineIsNeverLateAndAtMostOneGranularityEarly) {
         ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(now));
         now = h.wheel().now_ns();
       } else {
+        // As the engine's timekeeper between releases: a turn of cascading ahead
+        // (a small one, or the whole next slot), which must change no result.
+        h.wheel().CascadeAhead(rng() % 4 == 0 ? SIZE_MAX : rng() % 8);
         h.wheel().CheckInvariants();
       }
       ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());
@@ -688,7 +691,8 @@ TEST(TimingWheelTest, NextDeadlineIsNeverLateAndAtMostOneGranularityEarly) {
 
 TEST(TimingWheelTest, TimekeeperDrivenByNextDeadlineReleasesEachNodeAtExactlyItsDeadline) {
   for (const TickCase& c : TickCases()) {
-    SCOPED_TRACE(testing::Message() << "tick " << c.tick_ns);
+   for (std::size_t ahead : {std::size_t{0}, std::size_t{5}, SIZE_MAX}) {  // CascadeAhead's budget
+    SCOPED_TRACE(testing::Message() << "tick " << c.tick_ns << ", cascading ahead " << ahead);
     Rng rng(9);
     constexpr std::size_t kNodes = 3000;
     TimingWheel wheel(c.tick_ns, c.origin_ns, kNodes);
@@ -707,12 +711,74 @@ TEST(TimingWheelTest, TimekeeperDrivenByNextDeadlineReleasesEachNodeAtExactlyIts
       ++advances;
       for (const TimerNode* n : out) ASSERT_EQ(n->deadline_ns, *x) << "lateness is zero";
       released += out.size();
+      if (ahead > 0) wheel.CascadeAhead(ahead);
     }
     EXPECT_EQ(released, kNodes);
     // Each wake-up releases a node or cascades a slot; a node cascades at most L times.
     EXPECT_LE(advances, (kWheelLevels + 1) * kNodes);
     wheel.CheckInvariants();
+   }
   }
+}
+
+// Cascading ahead (timing_wheel.h): the next level-1 slot is staged in turns,
+// staged nodes can be canceled, NextDeadline sees them, and entering their
+// rotation releases each at its time, in order, as without the stage.
+TEST(TimingWheelTest, CascadingAheadStagesTheNextSlotAndItsNodesComeOutAsWithout) {
+  constexpr std::int64_t kTick = kMs;
+  const std::int64_t slots = static_cast<std::int64_t>(TimingWheel::kSlots);
+  Rng rng(17);
+  constexpr std::size_t kNodes = 3000;
+  Harness h(kTick, 0, kNodes);
+  // All in the next level-1 slot: ticks [S, 2S).
+  for (std::size_t i = 0; i < kNodes; ++i) {
+    h.Insert(i, slots * kTick + static_cast<std::int64_t>(rng() % (slots * kTick)));
+  }
+  ASSERT_EQ(TimingWheel::PlacementOf(h.node(0)).kind, Placement::kLevel);
+  ASSERT_EQ(TimingWheel::PlacementOf(h.node(0)).level, 1);
+  ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());
+  // A turn moves at most its budget: the slot is not done yet.
+  EXPECT_TRUE(h.wheel().CascadeAhead(kNodes / 3));
+  h.wheel().CheckInvariants();
+  ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());
+  for (std::size_t i = 0; i < kNodes; i += 7) h.Cancel(i);  // staged or not
+  h.wheel().CheckInvariants();
+  EXPECT_FALSE(h.wheel().CascadeAhead(SIZE_MAX));  // the rest
+  h.wheel().CheckInvariants();
+  ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());
+  std::size_t staged = 0;
+  for (std::size_t i = 0; i < kNodes; ++i) {
+    if (!h.node(i).linked()) continue;
+    const Placement p = TimingWheel::PlacementOf(h.node(i));
+    staged += p.kind == Placement::kLevel && p.level == 0;
+  }
+  EXPECT_EQ(staged, h.pending());  // every one staged (shown as the level-0 list it will be in)
+  // Inserted after the last turn: stays in level 1 and is cascaded on entry.
+  h.Insert(7, slots * kTick + 3 * kTick + 5);  // 7 was canceled above
+  EXPECT_EQ(TimingWheel::PlacementOf(h.node(7)).level, 1);
+  for (std::size_t i = 3; i < kNodes; i += 11) h.Cancel(i);
+  h.wheel().CheckInvariants();
+  // Enter the rotation a few ticks in, then walk through it: each Advance
+  // releases exactly what the oracle says, in order.
+  ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(slots * kTick + 2 * kTick + kTick / 2));
+  h.wheel().CheckInvariants();
+  while (h.pending() > 0) {
+    ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());
+    const std::optional<std::int64_t> x = h.wheel().NextDeadline();
+    ASSERT_TRUE(x.has_value());
+    ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(*x));
+    h.wheel().CheckInvariants();
+  }
+  // A jump over the whole staged rotation releases it all at once.
+  for (std::size_t i = 0; i < 100; ++i) {
+    h.Insert(i, h.wheel().now_ns() + slots * kTick + static_cast<std::int64_t>(rng() % (slots * kTick)));
+  }
+  // (Staged only if now is in the rotation right before theirs.)
+  h.wheel().CascadeAhead(SIZE_MAX);
+  h.wheel().CheckInvariants();
+  ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(h.wheel().now_ns() + 10 * slots * kTick));
+  EXPECT_EQ(h.pending(), 0u);
+  h.wheel().CheckInvariants();
 }
 
 TEST(TimingWheelTest, MatchesAMultimapOracleOver100000RandomOperations) {
@@ -759,6 +825,7 @@ TEST(TimingWheelTest, MatchesAMultimapOracleOver100000RandomOperations) {
         now = h.wheel().now_ns();
       } else {
         ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());
+        h.wheel().CascadeAhead(rng() % 3 == 0 ? SIZE_MAX : rng() % 16);  // changes no result
       }
       if (op % 1000 == 0) h.wheel().CheckInvariants();
       ASSERT_FALSE(testing::Test::HasFatalFailure()) << "op " << op;

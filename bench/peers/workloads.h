@@ -302,6 +302,9 @@ Sample RunThroughput(int workers, const Plan& warm, const Plan& plan, Oracle& or
 
 struct BurstSample {
   double insert_ns = 0, p50_us = 0, p99_us = 0, max_us = 0;
+  // Lateness of the operations due after the submission ended (on the peer's
+  // clock): the timer's own, with the producer out of the way.
+  double after_p99_us = 0, after_max_us = 0;
   long early = 0, due_at_submit = 0;
   std::string failure;
 };
@@ -395,6 +398,7 @@ BurstSample RunBurst(int workers, long n, std::uint64_t seed, Oracle& oracle, in
     if (!peer.PostAt(due[i], body_of(i))) ++refused;
   }
   const auto t1 = SteadyClock::now();
+  const auto submitted = C::now();
   s.insert_ns = std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(n);
   if (refused != 0) {
     s.failure = "refused=" + std::to_string(refused);
@@ -402,7 +406,7 @@ BurstSample RunBurst(int workers, long n, std::uint64_t seed, Oracle& oracle, in
   }
   if (!oracle.WaitDone(std::chrono::seconds(60) + kBurstSpread)) s.failure = "timed out";
   if (s.failure.empty()) s.failure = oracle.Check();
-  std::vector<double> late;
+  std::vector<double> late, after;
   late.reserve(n);
   for (long i = 0; i < n; ++i) {
     const std::int64_t st = started[i].load(std::memory_order_relaxed);
@@ -411,7 +415,11 @@ BurstSample RunBurst(int workers, long n, std::uint64_t seed, Oracle& oracle, in
     if (l < 0) ++s.early;
     if (due[i] <= stamp[i / kStampEvery]) ++s.due_at_submit;
     late.push_back(l);
+    if (due[i] > submitted) after.push_back(l);
   }
+  std::sort(after.begin(), after.end());
+  s.after_p99_us = Quantile(after, 0.99);
+  s.after_max_us = after.empty() ? kNaN : after.back();
   std::sort(late.begin(), late.end());
   s.p50_us = Quantile(late, 0.50);
   s.p99_us = Quantile(late, 0.99);

@@ -26,6 +26,7 @@ inline constexpr std::size_t kWheelSlotsPerLevel = 4;
 inline constexpr std::size_t kWheelLevels = 3;
 inline constexpr std::size_t kWheelSlotWays = 2;
 inline constexpr std::size_t kTimerInboxWays = 2;
+inline constexpr std::size_t kCascadeAheadBudget = 2;
 #else
 // A child posted by a running job waits behind everything in its worker's
 // deque (the owner end is FIFO too, work_deque.h), so a deeper deque lets its
@@ -74,6 +75,10 @@ inline constexpr std::size_t kWheelLevels = 7;
 inline constexpr std::size_t kWheelSlotWays = 8;
 // Treiber stacks of the timer inbox, drained side by side (timers.cc).
 inline constexpr std::size_t kTimerInboxWays = 8;
+// Nodes the timekeeper moves per turn when it cascades the next level-1 slot
+// ahead (timing_wheel.h, "Cascading ahead"): about 40 us of work, the most a
+// release waits behind it.
+inline constexpr std::size_t kCascadeAheadBudget = 1024;
 #endif
 // How long a worker parks while another worker is awake (Parker P2): the most a
 // few operations left behind a long one wait for a second worker.

@@ -218,7 +218,7 @@ bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns) {
   return true;
 }
 
-std::optional<std::int64_t> EngineImpl::ReleaseDue() {
+std::optional<std::int64_t> EngineImpl::ReleaseDue(bool* more_ahead) {
   std::vector<Operation*> ready;
   std::optional<std::int64_t> next;
   {
@@ -250,6 +250,12 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue() {
       }
       if (StateOf(w) == State::kPostponed && TookOwnership(w, next)) ready.push_back(op);
     }
+    // After the release, so it never delays this one: a turn of the cascade the
+    // wheel would otherwise do all at once when T enters the next level-1 slot
+    // (2-3 ms with a burst's 64,000 timers in it, every operation due just
+    // after that boundary as late; timing_wheel.h "Cascading ahead").
+    const bool more = wheel_->CascadeAhead(kCascadeAheadBudget);
+    if (more_ahead != nullptr) *more_ahead = more;
     next = wheel_->NextDeadline();
     // Relaxed: under timer_mu_, whose release publishes it to the next holder
     // (WaitIdle's own ReleaseDue, before it looks at ActivityIdle).
@@ -287,11 +293,16 @@ void EngineImpl::TimekeeperLoop() {
     // after the look makes the wait below return at once.
     const std::uint32_t seen = timekeeper_word_.load(std::memory_order_acquire);
     if (stop_.load(std::memory_order_acquire)) return;
-    std::optional<std::int64_t> next = ReleaseDue();
+    bool more_ahead = false;
+    std::optional<std::int64_t> next = ReleaseDue(&more_ahead);
     // I5: seq_cst, after the target's store in ReleaseDue. A submit that pushed
     // after our drain and loaded the target before our store did not kick: drain
     // again rather than sleep through it.
     if (!TimerInboxEmpty()) continue;
+    // The next slot is still being cascaded ahead: another turn, releasing
+    // what came due meanwhile first. Bounded: each turn moves up to
+    // kCascadeAheadBudget nodes, and the slot empties once its inserts stop.
+    if (more_ahead) continue;
     if (!next.has_value()) {
       FutexWait(&timekeeper_word_, seen);
       continue;

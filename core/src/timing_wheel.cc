@@ -124,21 +124,51 @@ void TimingWheel::PushFront(std::uint32_t list, TimerNode* node) {
   if (list < kLevelSlotCount) occupied_[list / kSlots] |= std::uint64_t{1} << (list % kSlots);
 }
 
+bool TimingWheel::StageListEmpty(std::uint32_t j) const {
+  for (std::uint32_t w = 0; w < kWays; ++w) {
+    if (StageHead(j, w) != nullptr) return false;
+  }
+  return true;
+}
+
+bool TimingWheel::InStage(const TimerNode* node) const {
+  // W10: a staged node's tick is at or after the base; a level-0 node's before it.
+  return stage_occupied_ != 0 && node->slot_index < kSlots &&
+         TickOf(node->deadline()) >= stage_base_tick_;
+}
+
+template <typename Visit>
+void TimingWheel::TakeStageList(std::uint32_t j, Visit visit) {
+  TimerNode* cur[kWays];
+  std::size_t live = 0;
+  for (std::uint32_t w = 0; w < kWays; ++w) {
+    TimerNode*& head = StageHead(j, w);
+    if (head == nullptr) continue;
+    cur[live++] = head;
+    head = nullptr;
+  }
+  WalkSideBySide(cur, live, visit);
+}
+
 void TimingWheel::Unlink(TimerNode* node) {
   const std::uint32_t list = node->slot_index;
   WheelCheck(list < kListCount, "Cancel of a node with a corrupt slot_index (W1)");
   WheelCheck(node->way < WaysOf(list), "Cancel of a node with a corrupt way (W1)");
+  const bool staged = InStage(node);
   if (node->prev != nullptr) {
     node->prev->next = node->next;
   } else {
-    TimerNode*& head = Head(list, node->way);
+    TimerNode*& head = staged ? StageHead(list, node->way) : Head(list, node->way);
     WheelCheck(head == node, "node is not where its slot_index says (W1)");
     head = node->next;
   }
   if (node->next != nullptr) node->next->prev = node->prev;
-  if (list < kLevelSlotCount && node->prev == nullptr && node->next == nullptr &&
-      ListEmpty(list)) {
-    occupied_[list / kSlots] &= ~(std::uint64_t{1} << (list % kSlots));  // W2
+  if (node->prev == nullptr && node->next == nullptr) {  // it was alone in its way
+    if (staged) {
+      if (StageListEmpty(list)) stage_occupied_ &= ~(std::uint64_t{1} << list);  // W10
+    } else if (list < kLevelSlotCount && ListEmpty(list)) {
+      occupied_[list / kSlots] &= ~(std::uint64_t{1} << (list % kSlots));  // W2
+    }
   }
   node->prev = nullptr;
   node->next = nullptr;
@@ -362,6 +392,9 @@ void TimingWheel::AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns,
       DetachList(static_cast<std::uint32_t>(level * kSlots + new_slot), &regroup_);
     }
   }
+  // The stage, once T' reaches its base: level 0 has just been emptied (T' left
+  // its window), so the stage's lists can become its lists.
+  if (stage_occupied_ != 0 && new_tick >= stage_base_tick_) EnterStagedRotation(new_tick, due);
   if (top_may_move && (old_tick >> kTopShift) != (new_tick >> kTopShift)) {
     const std::int64_t old_top = old_tick >> kTopShift;
     const std::int64_t new_top = new_tick >> kTopShift;
@@ -438,6 +471,90 @@ void TimingWheel::AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns,
   current_tick_.clear();
 }
 
+bool TimingWheel::CascadeAhead(std::size_t budget) {
+  if constexpr (kLevels < 3) {
+    return false;  // level 1 is the ring: no digit-aligned next slot
+  } else {
+    const std::uint64_t digit1 = static_cast<std::uint64_t>(now_tick_ >> kSlotBits) & kSlotMask;
+    if (digit1 == kSlotMask) return false;  // the next rotation comes from level 2
+    const std::uint64_t next = digit1 + 1;
+    if (((occupied_[1] >> next) & 1) == 0) return false;
+    const std::int64_t base = ((now_tick_ >> kSlotBits) + 1) * static_cast<std::int64_t>(kSlots);
+    WheelCheck(stage_occupied_ == 0 || stage_base_tick_ == base,
+               "W10: the stage belongs to another rotation");
+    stage_base_tick_ = base;
+    const auto list = static_cast<std::uint32_t>(kSlots + next);
+    // One node of each way per round, so that the ways' misses overlap (as
+    // WalkSideBySide), each way's next node fetched as its head is taken.
+    std::size_t moved = 0;
+    for (bool any = true; any && moved < budget;) {
+      any = false;
+      for (std::uint32_t way = 0; way < kWays && moved < budget; ++way) {
+        TimerNode*& head = Head(list, way);
+        TimerNode* node = head;
+        if (node == nullptr) continue;
+        any = true;
+        head = node->next;
+        if (head != nullptr) {
+          PrefetchForWrite(head);
+          head->prev = nullptr;
+        }
+        // W3: its tick is base + j, j its digit 0. Pushed as PushFront would
+        // push it onto level-0 slot j (the list it will be in), but in the stage.
+        const auto j = static_cast<std::uint32_t>(
+            static_cast<std::uint64_t>(TickOf(node->deadline())) & kSlotMask);
+        const std::uint32_t stage_way = next_way_++ & (kWays - 1);
+        TimerNode*& stage_head = StageHead(j, stage_way);
+        node->prev = nullptr;
+        node->next = stage_head;
+        if (stage_head != nullptr) stage_head->prev = node;
+        stage_head = node;
+        node->slot_index = j;
+        node->way = static_cast<std::uint8_t>(stage_way);
+        stage_occupied_ |= std::uint64_t{1} << j;
+        ++moved;
+      }
+    }
+    if (ListEmpty(list)) {
+      occupied_[1] &= ~(std::uint64_t{1} << next);  // W2
+      return false;
+    }
+    return true;
+  }
+}
+
+void TimingWheel::EnterStagedRotation(std::int64_t new_tick, std::vector<TimerNode*>* due) {
+  // Ticks of the staged rotation now passed: its lists before `into` are due
+  // (tick < T'), list `into` is the new current tick (re-placed with the
+  // cascade's nodes), the later ones become level 0's lists as they are (W3
+  // relative to T': same digits above 0, digit 0 == j > digit 0 of T').
+  const std::int64_t into = new_tick - stage_base_tick_;
+  std::uint64_t bits = stage_occupied_;
+  while (bits != 0) {
+    const auto j = static_cast<std::uint32_t>(std::countr_zero(bits));
+    bits &= bits - 1;
+    if (into >= static_cast<std::int64_t>(kSlots) || static_cast<std::int64_t>(j) < into) {
+      TakeStageList(j, [&](TimerNode* node) { ReleaseNode(node, due); });
+    } else if (static_cast<std::int64_t>(j) == into) {
+      TakeStageList(j, [&](TimerNode* node) {
+        node->prev = nullptr;
+        node->next = nullptr;
+        node->slot_index = kNotInWheel;
+        node->way = 0;
+        regroup_.push_back(node);  // as DetachList: still counted in size_
+      });
+    } else {
+      for (std::uint32_t w = 0; w < kWays; ++w) {
+        WheelCheck(Head(j, w) == nullptr, "W10: level 0 is not empty on entering the stage");
+        Head(j, w) = StageHead(j, w);
+        StageHead(j, w) = nullptr;
+      }
+      occupied_[0] |= std::uint64_t{1} << j;  // W2
+    }
+  }
+  stage_occupied_ = 0;
+}
+
 std::optional<std::int64_t> TimingWheel::NextDeadline() const {
   if (size_ == 0) return std::nullopt;
   // O1: the earliest deadline is in the lowest non-empty region.
@@ -449,11 +566,23 @@ std::optional<std::int64_t> TimingWheel::NextDeadline() const {
   }
   if (nearest) return nearest;
   for (std::size_t level = 0; level + 1 < kLevels; ++level) {
-    if (occupied_[level] == 0) continue;
+    // W10: the stage lies between levels 0 and 1; level 1's first slot, if it is
+    // the one being staged, starts at the base, which is no later.
+    const bool stage_here = level == 1 && stage_occupied_ != 0;
+    if (occupied_[level] == 0) {
+      if (stage_here) {
+        return TickStartNs(stage_base_tick_ + std::countr_zero(stage_occupied_));
+      }
+      continue;
+    }
     const int shift = static_cast<int>(level) * kSlotBits;
     const std::int64_t window = now_tick_ >> (shift + kSlotBits);  // W3: shared digits
     const std::int64_t slot = std::countr_zero(occupied_[level]);
-    return TickStartNs(window * Pow2(shift + kSlotBits) + slot * Pow2(shift));
+    const std::int64_t start = TickStartNs(window * Pow2(shift + kSlotBits) + slot * Pow2(shift));
+    if (stage_here) {
+      return std::min(start, TickStartNs(stage_base_tick_ + std::countr_zero(stage_occupied_)));
+    }
+    return start;
   }
   if (const std::uint64_t ring = occupied_[kLevels - 1]; ring != 0) {
     const std::int64_t top = now_tick_ >> kTopShift;
@@ -534,6 +663,32 @@ void TimingWheel::CheckInvariants() const {
         (min->deadline_ns > lowest || (!min->stale && min->deadline_ns != lowest))) {
       fail(absl::StrFormat("W9: cached minimum %d (stale %d) of list %d, true minimum %d",
                            min->deadline_ns, min->stale ? 1 : 0, list, lowest));
+    }
+  }
+  // W10: the stage.
+  if (stage_occupied_ != 0) {
+    const std::int64_t base = ((now_tick_ >> kSlotBits) + 1) * static_cast<std::int64_t>(kSlots);
+    if (stage_base_tick_ != base ||
+        (static_cast<std::uint64_t>(now_tick_ >> kSlotBits) & kSlotMask) == kSlotMask) {
+      fail(absl::StrFormat("W10: stage base %d at tick %d", stage_base_tick_, now_tick_));
+    }
+  }
+  for (std::uint32_t j = 0; j < kSlots; ++j) {
+    for (std::uint32_t way = 0; way < kWays; ++way) {
+      const TimerNode* prev = nullptr;
+      for (const TimerNode* n = StageHead(j, way); n != nullptr; prev = n, n = n->next) {
+        ++counted;
+        if (counted > size_) fail(absl::StrFormat("W1: more nodes linked than size() = %d", size_));
+        if (n->slot_index != j || n->way != way || n->prev != prev ||
+            TickOf(n->deadline()) != stage_base_tick_ + static_cast<std::int64_t>(j)) {
+          fail(absl::StrFormat("W10: node (deadline %d ns, seq %d) in stage list %d way %d says "
+                               "list %d way %d, or its tick or prev link is wrong",
+                               n->deadline(), n->sequence(), j, way, n->slot_index, n->way));
+        }
+      }
+    }
+    if (((stage_occupied_ >> j) & 1) != (StageListEmpty(j) ? 0u : 1u)) {
+      fail(absl::StrFormat("W10: stage occupancy bit %d disagrees with its list", j));
     }
   }
   if (counted != size_) fail(absl::StrFormat("W1: %d nodes linked, size() = %d", counted, size_));

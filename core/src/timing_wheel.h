@@ -100,6 +100,30 @@
 // driven this way releases every node exactly at its deadline. It never needs periodic
 // ticks while nothing is due.
 //
+// Cascading ahead. The cascade of a level-1 slot happens when T enters it, and it
+// walks every node of the slot before any of them can be released: with a burst
+// of postponed operations (W4-rel: 1,000 timers a millisecond), the slot holds
+// 64,000, the walk took 2-3 ms, and the operations due just after each 64 ms
+// boundary started that late (lateness by due time showed the spikes 64 ms
+// apart). CascadeAhead does that walk earlier, in turns of a bounded number of
+// nodes: while T is in the rotation before the next level-1 slot (its digit 1 is
+// below S-1, so that slot is level 1's digit(T)+1; at S-1 the next rotation comes
+// down from level 2 and nothing is done), it moves that slot's nodes into the
+// stage: S lists (with ways), one per tick of the coming rotation. A staged node
+// already carries the slot_index and way of the level-0 list it will be in, so
+// when Advance enters the rotation the stage's lists become level 0's by moving
+// their heads (S * ways pointers): the staged nodes of ticks already passed are
+// released, those of the new tick re-placed as a cascade would, and nothing else
+// is walked. Nodes inserted into the slot after a turn stay in level 1 and are
+// cascaded as before (or staged by the next turn). A staged node is told from a
+// level-0 node by its tick, at or after the stage's base (level-0 ticks are
+// before it: W3), which is how Unlink finds its list.
+//   W10 the stage is empty, or: its base B == (floor(T / S) + 1) * S, digit 1 of
+//       T is below S-1, and stage list j holds only nodes of tick B + j, each
+//       with slot_index j (level 0, slot j); bit j of stage_occupied_ <=> list j
+//       is non-empty. By tick, level 0 < stage <= level 1 < ... (O1 holds with
+//       the stage between levels 0 and 1).
+//
 // Rejected: a binary heap (O(log n) insert and cancel, and cancel needs an index); a
 // single-level wheel plus rounds counter (scans every slot each revolution); the Linux
 // wheel without cascading (it fires late by up to a level's granularity, and we
@@ -225,12 +249,19 @@ class TimingWheel {
   // scan of the late or overflow list once after a Cancel removed its minimum.
   std::optional<std::int64_t> NextDeadline() const;
 
+  // Moves up to `budget` nodes of the next level-1 slot into the stage ("Cascading
+  // ahead"). True if that slot still holds nodes: call again (after releasing what
+  // is due) to finish it before T reaches it. Changes no result of Advance,
+  // Cancel or NextDeadline.
+  bool CascadeAhead(std::size_t budget);
+
   std::int64_t now_ns() const { return now_ns_; }
   std::int64_t tick_ns() const { return tick_ns_; }
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   std::size_t max_timers() const { return max_timers_; }
 
+  // (A staged node shows as level 0, the list it will be in.)
   static Placement PlacementOf(const TimerNode& node);
 
   // Checks W1..W9, O(size + slots); aborts with a message naming the broken one.
@@ -265,6 +296,19 @@ class TimingWheel {
     return const_cast<TimingWheel*>(this)->Head(list, way);
   }
   bool ListEmpty(std::uint32_t list) const;  // every way of it
+  // The stage (W10): list j's heads, one per way.
+  TimerNode*& StageHead(std::uint32_t j, std::uint32_t way) { return stage_heads_[j * kWays + way]; }
+  TimerNode* const& StageHead(std::uint32_t j, std::uint32_t way) const {
+    return stage_heads_[j * kWays + way];
+  }
+  bool StageListEmpty(std::uint32_t j) const;
+  // True if `node` (linked) is in the stage, not in level 0 (W10).
+  bool InStage(const TimerNode* node) const;
+  // Empties stage list j and calls visit(node) for each of its nodes.
+  template <typename Visit>
+  void TakeStageList(std::uint32_t j, Visit visit);
+  // AdvanceToTick's part: T' has reached the stage's base (W10).
+  void EnterStagedRotation(std::int64_t new_tick, std::vector<TimerNode*>* due);
   // Empties `list` and calls visit(node) for each of its nodes (WalkSideBySide
   // over its ways).
   template <typename Visit>
@@ -300,6 +344,9 @@ class TimingWheel {
   std::uint64_t occupied_[kLevels] = {};  // W2
   std::uint32_t next_way_ = 0;            // the way the next level-slot insert takes
   alignas(kCacheLine) TimerNode* heads_[kHeadCount] = {};
+  TimerNode* stage_heads_[kSlots * kWays] = {};  // W10
+  std::uint64_t stage_occupied_ = 0;            // W10
+  std::int64_t stage_base_tick_ = 0;            // W10: B, while the stage is non-empty
   mutable MinCache late_min_;  // refreshed by NextDeadline (const) when stale
   mutable MinCache overflow_min_;
   std::vector<TimerNode*> regroup_;       // Advance scratch: nodes being re-placed

@@ -124,7 +124,10 @@ TEST(AllocationTest, SamplingAddsNoAllocationToAFailedPost) {
   const double sampled = allocations_per_failure(1);
   RecordProperty("unsampled_x1000", static_cast<int>(unsampled * 1000));
   RecordProperty("sampled_x1000", static_cast<int>(sampled * 1000));
-  EXPECT_LE(sampled, unsampled + 0.0001) << sampled << " allocations per sampled failure, "
+  // Pools and queues still change hands up to a few hundred times a run
+  // (either way, measured: 0.0017 per operation): one in a hundred is noise,
+  // the error's extras were one per failure.
+  EXPECT_LE(sampled, unsampled + 0.01) << sampled << " allocations per sampled failure, "
                                          << unsampled << " unsampled";
 }
 
