@@ -691,33 +691,33 @@ TEST(TimingWheelTest, NextDeadlineIsNeverLateAndAtMostOneGranularityEarly) {
 
 TEST(TimingWheelTest, TimekeeperDrivenByNextDeadlineReleasesEachNodeAtExactlyItsDeadline) {
   for (const TickCase& c : TickCases()) {
-   for (std::size_t ahead : {std::size_t{0}, std::size_t{5}, SIZE_MAX}) {  // CascadeAhead's budget
-    SCOPED_TRACE(testing::Message() << "tick " << c.tick_ns << ", cascading ahead " << ahead);
-    Rng rng(9);
-    constexpr std::size_t kNodes = 3000;
-    TimingWheel wheel(c.tick_ns, c.origin_ns, kNodes);
-    std::vector<TimerNode> nodes(kNodes);
-    for (std::size_t i = 0; i < kNodes; ++i) {
-      const std::int64_t offset = 1 + std::abs(RandomOffsetNs(rng, c.tick_ns, WheelBits()));
-      ASSERT_TRUE(wheel.Insert(&nodes[i], c.origin_ns + offset, i).ok());
+    for (std::size_t ahead : {std::size_t{0}, std::size_t{5}, SIZE_MAX}) {  // CascadeAhead's budget
+      SCOPED_TRACE(testing::Message() << "tick " << c.tick_ns << ", cascading ahead " << ahead);
+      Rng rng(9);
+      constexpr std::size_t kNodes = 3000;
+      TimingWheel wheel(c.tick_ns, c.origin_ns, kNodes);
+      std::vector<TimerNode> nodes(kNodes);
+      for (std::size_t i = 0; i < kNodes; ++i) {
+        const std::int64_t offset = 1 + std::abs(RandomOffsetNs(rng, c.tick_ns, WheelBits()));
+        ASSERT_TRUE(wheel.Insert(&nodes[i], c.origin_ns + offset, i).ok());
+      }
+      std::size_t advances = 0;
+      std::size_t released = 0;
+      std::vector<TimerNode*> out;
+      while (std::optional<std::int64_t> x = wheel.NextDeadline()) {
+        ASSERT_GT(*x, wheel.now_ns()) << "parks only until something can be due";
+        out.clear();
+        wheel.Advance(*x, &out);
+        ++advances;
+        for (const TimerNode* n : out) ASSERT_EQ(n->deadline_ns, *x) << "lateness is zero";
+        released += out.size();
+        if (ahead > 0) wheel.CascadeAhead(ahead);
+      }
+      EXPECT_EQ(released, kNodes);
+      // Each wake-up releases a node or cascades a slot; a node cascades at most L times.
+      EXPECT_LE(advances, (kWheelLevels + 1) * kNodes);
+      wheel.CheckInvariants();
     }
-    std::size_t advances = 0;
-    std::size_t released = 0;
-    std::vector<TimerNode*> out;
-    while (std::optional<std::int64_t> x = wheel.NextDeadline()) {
-      ASSERT_GT(*x, wheel.now_ns()) << "parks only until something can be due";
-      out.clear();
-      wheel.Advance(*x, &out);
-      ++advances;
-      for (const TimerNode* n : out) ASSERT_EQ(n->deadline_ns, *x) << "lateness is zero";
-      released += out.size();
-      if (ahead > 0) wheel.CascadeAhead(ahead);
-    }
-    EXPECT_EQ(released, kNodes);
-    // Each wake-up releases a node or cascades a slot; a node cascades at most L times.
-    EXPECT_LE(advances, (kWheelLevels + 1) * kNodes);
-    wheel.CheckInvariants();
-   }
   }
 }
 
@@ -769,12 +769,16 @@ TEST(TimingWheelTest, CascadingAheadStagesTheNextSlotAndItsNodesComeOutAsWithout
     ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(*x));
     h.wheel().CheckInvariants();
   }
-  // A jump over the whole staged rotation releases it all at once.
+  // A jump over the whole staged rotation releases it all at once. Now is the
+  // last tick of a rotation: the next rotation's ticks are the next level-1 slot.
+  const std::int64_t next_base = (h.wheel().now_ns() / kTick / slots + 1) * slots * kTick;
   for (std::size_t i = 0; i < 100; ++i) {
-    h.Insert(i, h.wheel().now_ns() + slots * kTick + static_cast<std::int64_t>(rng() % (slots * kTick)));
+    h.Insert(i, next_base + static_cast<std::int64_t>(rng() % (slots * kTick)));
   }
-  // (Staged only if now is in the rotation right before theirs.)
-  h.wheel().CascadeAhead(SIZE_MAX);
+  EXPECT_FALSE(h.wheel().CascadeAhead(SIZE_MAX));
+  for (std::size_t i = 0; i < 100; ++i) {
+    ASSERT_EQ(TimingWheel::PlacementOf(h.node(i)).level, 0) << "staged";
+  }
   h.wheel().CheckInvariants();
   ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(h.wheel().now_ns() + 10 * slots * kTick));
   EXPECT_EQ(h.pending(), 0u);

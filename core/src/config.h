@@ -80,6 +80,7 @@ inline constexpr std::size_t kTimerInboxWays = 8;
 // release waits behind it.
 inline constexpr std::size_t kCascadeAheadBudget = 1024;
 #endif
+static_assert(kCascadeAheadBudget > 0, "a turn of cascading ahead must make progress");
 // How long a worker parks while another worker is awake (Parker P2): the most a
 // few operations left behind a long one wait for a second worker.
 inline constexpr std::chrono::microseconds kStrandCheck{1000};

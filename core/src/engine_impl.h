@@ -432,10 +432,12 @@ class EngineImpl {
   // Runner: InProgress -> Postponed at due_ns for a retry. False if the wheel is
   // full (the caller fails the operation instead).
   bool RepostponeForRetry(Operation* op, std::int64_t due_ns);
-  // Releases what is due at the clock's reading, then takes a turn of cascading
-  // the wheel's next level-1 slot ahead (timing_wheel.h; *more_ahead: whether
-  // that slot still holds nodes); returns the next deadline.
-  std::optional<std::int64_t> ReleaseDue(bool* more_ahead = nullptr);
+  // Releases what is due at the clock's reading; returns the next deadline.
+  // *ahead_pending: whether the wheel has a slot to cascade ahead (a turn of it:
+  // CascadeAheadTurn).
+  std::optional<std::int64_t> ReleaseDue(bool* ahead_pending = nullptr);
+  // A turn of it; true if the slot still holds nodes.
+  bool CascadeAheadTurn();
   void TimekeeperLoop();
   void KickTimekeeper();
   // The manual clock's listener: release due timers on the advancing thread.

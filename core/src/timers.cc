@@ -218,7 +218,7 @@ bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns) {
   return true;
 }
 
-std::optional<std::int64_t> EngineImpl::ReleaseDue(bool* more_ahead) {
+std::optional<std::int64_t> EngineImpl::ReleaseDue(bool* ahead_pending) {
   std::vector<Operation*> ready;
   std::optional<std::int64_t> next;
   {
@@ -250,12 +250,7 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue(bool* more_ahead) {
       }
       if (StateOf(w) == State::kPostponed && TookOwnership(w, next)) ready.push_back(op);
     }
-    // After the release, so it never delays this one: a turn of the cascade the
-    // wheel would otherwise do all at once when T enters the next level-1 slot
-    // (2-3 ms with a burst's 64,000 timers in it, every operation due just
-    // after that boundary as late; timing_wheel.h "Cascading ahead").
-    const bool more = wheel_->CascadeAhead(kCascadeAheadBudget);
-    if (more_ahead != nullptr) *more_ahead = more;
+    if (ahead_pending != nullptr) *ahead_pending = wheel_->CanCascadeAhead();
     next = wheel_->NextDeadline();
     // Relaxed: under timer_mu_, whose release publishes it to the next holder
     // (WaitIdle's own ReleaseDue, before it looks at ActivityIdle).
@@ -280,6 +275,14 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue(bool* more_ahead) {
   return next;
 }
 
+bool EngineImpl::CascadeAheadTurn() {
+  // Its own turn of the lock, after ReleaseDue scheduled what was due: the
+  // releases never wait for it. The lock drains the inbox and lowers the target
+  // (a kick) for what it drained, so the timekeeper's next look sees it.
+  TimerLock lock(this);
+  return wheel_->CascadeAhead(kCascadeAheadBudget);
+}
+
 void EngineImpl::KickTimekeeper() {
   // Release: the kick's count is only a wake-up token; the deadline itself is
   // read under timer_mu_.
@@ -293,16 +296,22 @@ void EngineImpl::TimekeeperLoop() {
     // after the look makes the wait below return at once.
     const std::uint32_t seen = timekeeper_word_.load(std::memory_order_acquire);
     if (stop_.load(std::memory_order_acquire)) return;
-    bool more_ahead = false;
-    std::optional<std::int64_t> next = ReleaseDue(&more_ahead);
+    bool ahead_pending = false;
+    std::optional<std::int64_t> next = ReleaseDue(&ahead_pending);
     // I5: seq_cst, after the target's store in ReleaseDue. A submit that pushed
     // after our drain and loaded the target before our store did not kick: drain
     // again rather than sleep through it.
     if (!TimerInboxEmpty()) continue;
-    // The next slot is still being cascaded ahead: another turn, releasing
-    // what came due meanwhile first. Bounded: each turn moves up to
-    // kCascadeAheadBudget nodes, and the slot empties once its inserts stop.
-    if (more_ahead) continue;
+    // The next level-1 slot holds timers: a turn of cascading it ahead
+    // (timing_wheel.h), which the wheel would otherwise do all at once when T
+    // enters it (2-3 ms with a burst's 64,000 timers in it, every operation due
+    // just after that boundary as late). Then look again, releasing what came
+    // due meanwhile first. Bounded: a turn moves up to kCascadeAheadBudget (> 0)
+    // nodes, and the slot empties once its inserts stop.
+    if (ahead_pending) {
+      CascadeAheadTurn();
+      continue;
+    }
     if (!next.has_value()) {
       FutexWait(&timekeeper_word_, seen);
       continue;
@@ -322,7 +331,13 @@ void EngineImpl::OnClockAdvanced() {
   // I6: the advancer's half of the fence pair with ArmTimerFromSubmit (the
   // clock's new time is written before this listener runs).
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  (void)ReleaseDue();
+  bool ahead_pending = false;
+  (void)ReleaseDue(&ahead_pending);
+  // The timekeeper sleeps through a manual clock's steps unless kicked: the
+  // advancing thread takes the turns of cascading ahead itself, so that tests
+  // (and users) stepping the clock go through the staged path too.
+  while (ahead_pending && CascadeAheadTurn()) {
+  }
 }
 
 }  // namespace ordo::internal

@@ -1,4 +1,4 @@
-// timing_wheel.cc: see timing_wheel.h for the levels, invariants W1..W9 and the
+// timing_wheel.cc: see timing_wheel.h for the levels, invariants W1..W10 and the
 // Advance algorithm. Checks here abort through WheelCheck rather than ORDO_CHECK so
 // that the wheel and its tests build alone, without sync.cc.
 #include "timing_wheel.h"
@@ -471,56 +471,61 @@ void TimingWheel::AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns,
   current_tick_.clear();
 }
 
-bool TimingWheel::CascadeAhead(std::size_t budget) {
+bool TimingWheel::CanCascadeAhead() const {
   if constexpr (kLevels < 3) {
     return false;  // level 1 is the ring: no digit-aligned next slot
   } else {
     const std::uint64_t digit1 = static_cast<std::uint64_t>(now_tick_ >> kSlotBits) & kSlotMask;
-    if (digit1 == kSlotMask) return false;  // the next rotation comes from level 2
-    const std::uint64_t next = digit1 + 1;
-    if (((occupied_[1] >> next) & 1) == 0) return false;
-    const std::int64_t base = ((now_tick_ >> kSlotBits) + 1) * static_cast<std::int64_t>(kSlots);
-    WheelCheck(stage_occupied_ == 0 || stage_base_tick_ == base,
-               "W10: the stage belongs to another rotation");
-    stage_base_tick_ = base;
-    const auto list = static_cast<std::uint32_t>(kSlots + next);
-    // One node of each way per round, so that the ways' misses overlap (as
-    // WalkSideBySide), each way's next node fetched as its head is taken.
-    std::size_t moved = 0;
-    for (bool any = true; any && moved < budget;) {
-      any = false;
-      for (std::uint32_t way = 0; way < kWays && moved < budget; ++way) {
-        TimerNode*& head = Head(list, way);
-        TimerNode* node = head;
-        if (node == nullptr) continue;
-        any = true;
-        head = node->next;
-        if (head != nullptr) {
-          PrefetchForWrite(head);
-          head->prev = nullptr;
-        }
-        // W3: its tick is base + j, j its digit 0. Pushed as PushFront would
-        // push it onto level-0 slot j (the list it will be in), but in the stage.
-        const auto j = static_cast<std::uint32_t>(
-            static_cast<std::uint64_t>(TickOf(node->deadline())) & kSlotMask);
-        const std::uint32_t stage_way = next_way_++ & (kWays - 1);
-        TimerNode*& stage_head = StageHead(j, stage_way);
-        node->prev = nullptr;
-        node->next = stage_head;
-        if (stage_head != nullptr) stage_head->prev = node;
-        stage_head = node;
-        node->slot_index = j;
-        node->way = static_cast<std::uint8_t>(stage_way);
-        stage_occupied_ |= std::uint64_t{1} << j;
-        ++moved;
-      }
-    }
-    if (ListEmpty(list)) {
-      occupied_[1] &= ~(std::uint64_t{1} << next);  // W2
-      return false;
-    }
-    return true;
+    // At S-1 the next rotation comes from level 2: nothing to do ahead.
+    return digit1 != kSlotMask && ((occupied_[1] >> (digit1 + 1)) & 1) != 0;
   }
+}
+
+bool TimingWheel::CascadeAhead(std::size_t budget) {
+  if (!CanCascadeAhead()) return false;
+  const std::uint64_t next =
+      (static_cast<std::uint64_t>(now_tick_ >> kSlotBits) & kSlotMask) + 1;
+  const std::int64_t base = ((now_tick_ >> kSlotBits) + 1) * static_cast<std::int64_t>(kSlots);
+  WheelCheck(stage_occupied_ == 0 || stage_base_tick_ == base,
+             "W10: the stage belongs to another rotation");
+  stage_base_tick_ = base;
+  const auto list = static_cast<std::uint32_t>(kSlots + next);
+  // One node of each way per round, so that the ways' misses overlap (as
+  // WalkSideBySide), each way's next node fetched as its head is taken.
+  std::size_t moved = 0;
+  for (bool any = true; any && moved < budget;) {
+    any = false;
+    for (std::uint32_t way = 0; way < kWays && moved < budget; ++way) {
+      TimerNode*& head = Head(list, way);
+      TimerNode* node = head;
+      if (node == nullptr) continue;
+      any = true;
+      head = node->next;
+      if (head != nullptr) {
+        PrefetchForWrite(head);
+        head->prev = nullptr;
+      }
+      // W3: its tick is base + j, j its digit 0. Pushed as PushFront would
+      // push it onto level-0 slot j (the list it will be in), but in the stage.
+      const auto j = static_cast<std::uint32_t>(
+          static_cast<std::uint64_t>(TickOf(node->deadline())) & kSlotMask);
+      const std::uint32_t stage_way = next_way_++ & (kWays - 1);
+      TimerNode*& stage_head = StageHead(j, stage_way);
+      node->prev = nullptr;
+      node->next = stage_head;
+      if (stage_head != nullptr) stage_head->prev = node;
+      stage_head = node;
+      node->slot_index = j;
+      node->way = static_cast<std::uint8_t>(stage_way);
+      stage_occupied_ |= std::uint64_t{1} << j;
+      ++moved;
+    }
+  }
+  if (ListEmpty(list)) {
+    occupied_[1] &= ~(std::uint64_t{1} << next);  // W2
+    return false;
+  }
+  return true;
 }
 
 void TimingWheel::EnterStagedRotation(std::int64_t new_tick, std::vector<TimerNode*>* due) {
@@ -528,14 +533,16 @@ void TimingWheel::EnterStagedRotation(std::int64_t new_tick, std::vector<TimerNo
   // (tick < T'), list `into` is the new current tick (re-placed with the
   // cascade's nodes), the later ones become level 0's lists as they are (W3
   // relative to T': same digits above 0, digit 0 == j > digit 0 of T').
-  const std::int64_t into = new_tick - stage_base_tick_;
+  // Unsigned: new_tick >= the base, and the difference may not fit an int64.
+  const std::uint64_t into =
+      static_cast<std::uint64_t>(new_tick) - static_cast<std::uint64_t>(stage_base_tick_);
   std::uint64_t bits = stage_occupied_;
   while (bits != 0) {
     const auto j = static_cast<std::uint32_t>(std::countr_zero(bits));
     bits &= bits - 1;
-    if (into >= static_cast<std::int64_t>(kSlots) || static_cast<std::int64_t>(j) < into) {
+    if (into >= kSlots || j < into) {
       TakeStageList(j, [&](TimerNode* node) { ReleaseNode(node, due); });
-    } else if (static_cast<std::int64_t>(j) == into) {
+    } else if (j == into) {
       TakeStageList(j, [&](TimerNode* node) {
         node->prev = nullptr;
         node->next = nullptr;

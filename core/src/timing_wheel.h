@@ -251,9 +251,12 @@ class TimingWheel {
 
   // Moves up to `budget` nodes of the next level-1 slot into the stage ("Cascading
   // ahead"). True if that slot still holds nodes: call again (after releasing what
-  // is due) to finish it before T reaches it. Changes no result of Advance,
-  // Cancel or NextDeadline.
+  // is due) to finish it before T reaches it. Changes no result of Advance or
+  // Cancel; NextDeadline may answer later than before (the first staged tick
+  // instead of the slot's start), within its guarantee.
   bool CascadeAhead(std::size_t budget);
+  // True if CascadeAhead has nodes to move now. O(1).
+  bool CanCascadeAhead() const;
 
   std::int64_t now_ns() const { return now_ns_; }
   std::int64_t tick_ns() const { return tick_ns_; }
@@ -264,7 +267,7 @@ class TimingWheel {
   // (A staged node shows as level 0, the list it will be in.)
   static Placement PlacementOf(const TimerNode& node);
 
-  // Checks W1..W9, O(size + slots); aborts with a message naming the broken one.
+  // Checks W1..W10, O(size + slots); aborts with a message naming the broken one.
   void CheckInvariants() const;
 
  private:

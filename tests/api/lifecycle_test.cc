@@ -98,6 +98,52 @@ TEST(PostponeTest, OperationsDueAtTheSameTimeAreReleasedInCreationOrder) {
   for (int i = 0; i < 200; ++i) EXPECT_EQ(seen[i], i);
 }
 
+// Postponed over five rotations of the wheel's first level (64 ms each at the
+// default tick), stepped 1 ms at a time: each level-1 slot is cascaded ahead
+// (timing_wheel.h) before the clock enters it. Every operation runs once, never
+// before its time, and in the step that reaches it.
+TEST(PostponeTest, OperationsPostponedAcrossLevelOneSlotsRunInTheStepThatReachesThem) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  constexpr int kOps = 3000;
+  constexpr int kSteps = 320;
+  const auto start = clock.now();
+  std::vector<std::atomic<std::int64_t>> ran_at(kOps);  // ns after start; 0: not yet
+  std::vector<std::atomic<int>> runs(kOps);
+  std::vector<std::int64_t> due_ns(kOps);
+  std::uint64_t x = 88172645463325252ULL;  // xorshift: fixed, no library RNG
+  for (int i = 0; i < kOps; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    due_ns[i] = 1'000'000 + static_cast<std::int64_t>(x % (300ULL * 1'000'000));
+    ASSERT_TRUE(engine
+                    .Post(
+                        [&, i] {
+                          ran_at[i].store((clock.now() - start).count(), std::memory_order_relaxed);
+                          runs[i].fetch_add(1, std::memory_order_relaxed);
+                        },
+                        {.postpone_until = start + std::chrono::nanoseconds(due_ns[i])})
+                    .ok());
+  }
+  for (int step = 1; step <= kSteps; ++step) {
+    clock.Advance(1ms);
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    const std::int64_t now = (clock.now() - start).count();
+    for (int i = 0; i < kOps; ++i) {
+      const bool due = due_ns[i] <= now;
+      ASSERT_EQ(runs[i].load(std::memory_order_relaxed), due ? 1 : 0)
+          << "operation " << i << " due at " << due_ns[i] << " ns, step " << step;
+    }
+  }
+  for (int i = 0; i < kOps; ++i) {
+    const std::int64_t at = ran_at[i].load(std::memory_order_relaxed);
+    EXPECT_GE(at, due_ns[i]) << i;                  // never early
+    EXPECT_LT(at, due_ns[i] + 1'000'000) << i;      // in the step that reached it
+  }
+  EXPECT_EQ(engine.stats().postponed, 0u);
+}
+
 TEST(PostponeTest, PostponeChangesTheTimeAndKeepsThePlaceInTheChain) {
   ManualClock clock;
   Engine engine({.workers = 2, .clock = &clock});
