@@ -112,15 +112,19 @@ void TimingWheel::TakeList(std::uint32_t list, Visit visit) {
   WalkSideBySide(cur, live, visit);
 }
 
-void TimingWheel::PushFront(std::uint32_t list, TimerNode* node) {
-  const std::uint32_t way = list < kLevelSlotCount ? next_way_++ & (kWays - 1) : 0;
-  TimerNode*& head = Head(list, way);
+void TimingWheel::LinkAtHead(TimerNode*& head, TimerNode* node, std::uint32_t list,
+                             std::uint32_t way) {
   node->prev = nullptr;
   node->next = head;
   if (head != nullptr) head->prev = node;
   head = node;
   node->slot_index = list;
   node->way = static_cast<std::uint8_t>(way);
+}
+
+void TimingWheel::PushFront(std::uint32_t list, TimerNode* node) {
+  const std::uint32_t way = list < kLevelSlotCount ? next_way_++ & (kWays - 1) : 0;
+  LinkAtHead(Head(list, way), node, list, way);
   if (list < kLevelSlotCount) occupied_[list / kSlots] |= std::uint64_t{1} << (list % kSlots);
 }
 
@@ -510,13 +514,7 @@ bool TimingWheel::CascadeAhead(std::size_t budget) {
       const auto j = static_cast<std::uint32_t>(
           static_cast<std::uint64_t>(TickOf(node->deadline())) & kSlotMask);
       const std::uint32_t stage_way = next_way_++ & (kWays - 1);
-      TimerNode*& stage_head = StageHead(j, stage_way);
-      node->prev = nullptr;
-      node->next = stage_head;
-      if (stage_head != nullptr) stage_head->prev = node;
-      stage_head = node;
-      node->slot_index = j;
-      node->way = static_cast<std::uint8_t>(stage_way);
+      LinkAtHead(StageHead(j, stage_way), node, j, stage_way);
       stage_occupied_ |= std::uint64_t{1} << j;
       ++moved;
     }

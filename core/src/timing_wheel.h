@@ -317,6 +317,9 @@ class TimingWheel {
   template <typename Visit>
   void TakeList(std::uint32_t list, Visit visit);
 
+  // Links `node` first in the list whose head is `head`, naming it list/way (W1).
+  static void LinkAtHead(TimerNode*& head, TimerNode* node, std::uint32_t list,
+                         std::uint32_t way);
   void PushFront(std::uint32_t list, TimerNode* node);
   void Unlink(TimerNode* node);                    // keeps occupied_ (W2)
   void Place(TimerNode* node, std::int64_t tick);  // tick > now_tick_
