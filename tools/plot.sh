@@ -8,7 +8,7 @@
 #   throughput.svg   ns/op by workload (W1, W2, W3, W2z, -1us, W1-fan, -batch) and peer; log scale
 #   scaling.svg      ns/op of W1/W2-scaling by producers x workers and peer; log scale
 #   latency.svg      W5 / W5-tok submit-to-start latency p50, p99, p99.9 by peer; log scale
-#   lateness.svg     W4 lateness p50, p99, max by peer; log scale
+#   lateness.svg     W4 and W4-rel lateness p50, p99, max by peer; log scale
 #   memory.svg       heap bytes per pending operation / per idle token by peer
 #   cpu.svg          engine CPU cores in W5 / W5-tok and while idle, by peer
 # Failed and skipped rows are left out (a gap in their group). Needs python3 and
@@ -151,12 +151,13 @@ for w in ("W5", "W5-tok"):
 chart("latency", "W5 paced: submit-to-start latency (lower is better)", "microseconds (log)",
       lat, True)
 late = []
-for key, label in (("lateness_p50_us", "p50"), ("lateness_p99_us", "p99"),
-                   ("lateness_max_us", "max")):
-    vals = {r["peer"]: good(r, key) for r in rows if r.get("workload") == "W4"}
-    if vals:
-        late.append(("W4 " + label, vals))
-chart("lateness", "W4 postponed burst: lateness, body start - due time (lower is better)",
+for w in ("W4", "W4-rel"):
+    for key, label in (("lateness_p50_us", "p50"), ("lateness_p99_us", "p99"),
+                       ("lateness_max_us", "max")):
+        vals = {r["peer"]: good(r, key) for r in rows if r.get("workload") == w}
+        if vals:
+            late.append(("%s %s" % (w, label), vals))
+chart("lateness", "W4 postponed bursts: lateness, body start - due time (lower is better)",
       "microseconds (log)", late, True)
 
 # Memory and CPU.
