@@ -176,7 +176,12 @@ struct TimedOp {
   std::uint64_t id = 0;          // the handle's id at submit (a reused node shows another)
 };
 
-void RunTimedStress(int producers, long per_producer) {
+// max_delay: the longest postponement (and 2/3 of it the longest Postpone
+// moves one by). Past 64 ms (the wheel's first level at its 1 ms tick) the
+// timers fill level-1 slots, which the timekeeper and the advancing thread
+// cascade ahead while producers cancel, postpone and suspend them.
+void RunTimedStress(int producers, long per_producer,
+                    std::chrono::microseconds max_delay = std::chrono::microseconds(3000)) {
   constexpr int kHotTokens = 3;
   constexpr int kColdTokens = 2000;
   ManualClock clock;
@@ -217,7 +222,9 @@ void RunTimedStress(int producers, long per_producer) {
           SubmitOptions o;
           if (token >= 0) o.token = Token("t" + std::to_string(token));
           if (rng() % 3 == 0) {
-            o.postpone_until = clock.now() + std::chrono::microseconds(rng() % 3000);
+            o.postpone_until =
+                clock.now() + std::chrono::microseconds(rng() % static_cast<std::uint64_t>(
+                                                                    max_delay.count()));
             op.due_ns = ns(*o.postpone_until);
           }
           const bool suspend = rng() % 30 == 0;
@@ -252,7 +259,9 @@ void RunTimedStress(int producers, long per_producer) {
             auto out = engine.Cancel(handles[p][j]);
             if (out.ok() && *out == CancelOutcome::kCanceled) target.canceled = true;
           } else if (c < 8 && !target.canceled) {
-            const auto when = clock.now() + std::chrono::microseconds(rng() % 2000);
+            const auto when =
+                clock.now() + std::chrono::microseconds(
+                                  rng() % static_cast<std::uint64_t>(2 * max_delay.count() / 3));
             // Read before the call: if no attempt had begun, an accepted Postpone
             // replaces the time the first attempt must not start before (the
             // attempt may begin right after the call, at or after `when`). For an
@@ -822,6 +831,10 @@ TEST(StressTest, SubmittersRacingShutdownLoseNothing) {
 
 TEST(StressTest, PostponedSuspendedAndRetriedWorkRacingTheTimerLosesNothing) {
   RunTimedStress(/*producers=*/Producers(3), 20000L * Scale());
+}
+
+TEST(StressTest, PostponementsAcrossLevelOneSlotsRacingTheTimerLoseNothing) {
+  RunTimedStress(/*producers=*/Producers(3), 10000L * Scale(), std::chrono::milliseconds(150));
 }
 
 TEST(StressTest, PostponedSubmitsRacingTheTimekeepersReleaseAreNeverLeftAsleep) {
