@@ -141,22 +141,22 @@ chart("scaling", "Producer scaling: ns per operation (producers p / workers w; l
       "ns/op (log)", [(g, sc[g]) for g in sorder], True)
 
 # (b) latency: W5 percentiles, and W4 lateness.
-lat = []
-for w in ("W5", "W5-tok"):
-    for key, label in (("latency_p50_us", "p50"), ("latency_p99_us", "p99"),
-                       ("latency_p999_us", "p99.9")):
-        vals = {r["peer"]: good(r, key) for r in rows if r.get("workload") == w}
-        if vals:
-            lat.append(("%s %s" % (w, label), vals))
+def percentiles(workloads, keys):
+    """Groups "workload label" -> {peer: value}, for each workload and (key, label)."""
+    groups = []
+    for w in workloads:
+        for key, label in keys:
+            vals = {r["peer"]: good(r, key) for r in rows if r.get("workload") == w}
+            if vals:
+                groups.append(("%s %s" % (w, label), vals))
+    return groups
+
+lat = percentiles(("W5", "W5-tok"), (("latency_p50_us", "p50"), ("latency_p99_us", "p99"),
+                                     ("latency_p999_us", "p99.9")))
 chart("latency", "W5 paced: submit-to-start latency (lower is better)", "microseconds (log)",
       lat, True)
-late = []
-for w in ("W4", "W4-rel"):
-    for key, label in (("lateness_p50_us", "p50"), ("lateness_p99_us", "p99"),
-                       ("lateness_max_us", "max")):
-        vals = {r["peer"]: good(r, key) for r in rows if r.get("workload") == w}
-        if vals:
-            late.append(("%s %s" % (w, label), vals))
+late = percentiles(("W4", "W4-rel"), (("lateness_p50_us", "p50"), ("lateness_p99_us", "p99"),
+                                      ("lateness_max_us", "max")))
 chart("lateness", "W4 postponed bursts: lateness, body start - due time (lower is better)",
       "microseconds (log)", late, True)
 
