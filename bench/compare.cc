@@ -418,12 +418,15 @@ struct Row {
     return kNaN;
   }
   // The median of the repetitions as `k`, and their range as min_k and max_k.
+  // A repetition with no figure (NaN: e.g. nothing was due after a burst's
+  // submission) is left out; with none left, the median is NaN and no range.
   void SetSpread(const std::string& k, std::vector<double> v) {
+    std::erase_if(v, [](double x) { return std::isnan(x); });
+    Set(k, Median(v));  // NaN when empty
     if (v.empty()) return;
-    std::sort(v.begin(), v.end());
-    Set(k, Median(v));
-    Set("min_" + k, v.front());
-    Set("max_" + k, v.back());
+    const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    Set("min_" + k, *lo);
+    Set("max_" + k, *hi);
   }
 };
 
@@ -487,26 +490,22 @@ void PrintHeader(Kind kind, const std::string& workload) {
       std::printf("%-10s %-9s %-7s %-7s %-27s %-10s %s\n", "workload", "producers", "workers",
                   "peer", "ns/op (median, min-max)", "peer/ordo", "note");
       break;
-    case Kind::kBurst:
-      if (workload == "W4-rel") {
-        std::printf(
-            "# %s: %ld ops each due at its own submit + uniform 0-%lld ms (submit time read "
-            "every %ld submits); insert = producer time/op while earlier ones fire; lateness = "
-            "body start - due\n",
-            workload.c_str(), absl::GetFlag(FLAGS_burst),
-            static_cast<long long>(kBurstSpread.count()), ordo_compare::kRelStampEvery);
-      } else {
-        std::printf(
-            "# %s: %ld ops each due at start + %lld ms + uniform 0-%lld ms; insert = "
-            "producer time/op while earlier ones fire; lateness = body start - due\n",
-            workload.c_str(), absl::GetFlag(FLAGS_burst),
-            static_cast<long long>(kBurstLead.count()),
-            static_cast<long long>(kBurstSpread.count()));
-      }
+    case Kind::kBurst: {
+      const std::string due_at =
+          workload == "W4-rel"
+              ? absl::StrFormat("its own submit (the time read every %d submits)",
+                                ordo_compare::kRelStampEvery)
+              : absl::StrFormat("start + %d ms", kBurstLead.count());
+      std::printf(
+          "# %s: %ld ops each due at %s + uniform 0-%lld ms; insert = producer time/op while "
+          "earlier ones fire; lateness = body start - due\n",
+          workload.c_str(), absl::GetFlag(FLAGS_burst), due_at.c_str(),
+          static_cast<long long>(kBurstSpread.count()));
       std::printf("%-10s %-7s %9s %9s %10s %10s %10s %6s %10s %9s %10s %10s %s\n", "workload",
                   "peer", "insert ns", "peer/ordo", "late p50us", "late p99us", "late maxus",
                   "early", "due@submit", "p99 p/o", "aft p99us", "aft maxus", "note");
       break;
+    }
     case Kind::kPaced:
       std::printf(
           "# %s: %.0f ops/s for %.2f s; latency = submit to body start; cpu = engine "
@@ -745,7 +744,10 @@ std::vector<Row> RunBurstRows(const Workload& w, const std::vector<PeerEntry>& p
     r.SetSpread("lateness_p99_us", p99);
     r.Set("lateness_max_us", *std::max_element(mx.begin(), mx.end()));
     r.SetSpread("lateness_after_submit_p99_us", ap99);
-    r.Set("lateness_after_submit_max_us", *std::max_element(amx.begin(), amx.end()));
+    // The largest of the repetitions' maxima that exist (fmax leaves out NaN).
+    double after_max = kNaN;
+    for (double m : amx) after_max = std::fmax(after_max, m);
+    r.Set("lateness_after_submit_max_us", after_max);
     r.Set("early", static_cast<double>(early));
     r.Set("due_at_submit", static_cast<double>(due));
     if (r.ok && due > 0) {
@@ -961,10 +963,11 @@ std::vector<int> ParseInts(const std::string& s) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Ordo against its peers, one process run; see the file header.");
   absl::ParseCommandLine(argc, argv);
-  ordo_compare::OrdoTuning().tick = std::chrono::nanoseconds(
-      std::llround(std::max(1.0, absl::GetFlag(FLAGS_ordo_tick_us)) * 1000));
-  ordo_compare::OrdoTuning().spin = std::chrono::nanoseconds(
-      std::llround(std::max(0.0, absl::GetFlag(FLAGS_ordo_spin_us)) * 1000));
+  auto microseconds = [](double us, double least) {
+    return std::chrono::nanoseconds(std::llround(std::max(least, us) * 1000));
+  };
+  ordo_compare::OrdoTuning().tick = microseconds(absl::GetFlag(FLAGS_ordo_tick_us), 1.0);
+  ordo_compare::OrdoTuning().spin = microseconds(absl::GetFlag(FLAGS_ordo_spin_us), 0.0);
   if (!absl::GetFlag(FLAGS_memory_probe).empty()) {
     return RunProbeChild(absl::GetFlag(FLAGS_memory_probe));
   }

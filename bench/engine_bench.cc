@@ -23,20 +23,19 @@ std::vector<ordo::Token> MakeTokens(int n) {
   return v;
 }
 
-// tokens == 0: independent operations.
-void RunShape(benchmark::State& state, int tokens) {
-  ordo::Engine engine({.workers = static_cast<int>(state.range(0))});
-  const std::vector<ordo::Token> names = MakeTokens(tokens);
+// Each iteration submits kBatch operations through submit(i, body) (false:
+// refused) and waits for the engine to be idle; every one must have run, else
+// the case skips with an error. Sets items and ns_per_op; returns how many
+// operations were submitted.
+template <typename Submit>
+long RunBatches(benchmark::State& state, ordo::Engine& engine, Submit submit) {
   std::atomic<long> ran{0};
   long submitted = 0;
   for (auto _ : state) {
     for (int i = 0; i < kBatch; ++i) {
-      auto body = [&ran] { ran.fetch_add(1, std::memory_order_relaxed); };
-      auto h = tokens == 0 ? engine.Submit(body)
-                           : engine.Submit(body, {.token = names[i % tokens]});
-      if (!h.ok()) {
-        state.SkipWithError("Submit refused an operation");
-        return;
+      if (!submit(i, [&ran] { ran.fetch_add(1, std::memory_order_relaxed); })) {
+        state.SkipWithError("an operation was refused");
+        return submitted;
       }
     }
     submitted += kBatch;
@@ -46,6 +45,17 @@ void RunShape(benchmark::State& state, int tokens) {
   state.SetItemsProcessed(submitted);
   state.counters["ns_per_op"] = benchmark::Counter(
       static_cast<double>(submitted), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  return submitted;
+}
+
+// tokens == 0: independent operations.
+void RunShape(benchmark::State& state, int tokens) {
+  ordo::Engine engine({.workers = static_cast<int>(state.range(0))});
+  const std::vector<ordo::Token> names = MakeTokens(tokens);
+  RunBatches(state, engine, [&](int i, auto body) {
+    return (tokens == 0 ? engine.Submit(body) : engine.Submit(body, {.token = names[i % tokens]}))
+        .ok();
+  });
 }
 
 // Goal: cost per independent operation, one producer, all workers.
@@ -64,29 +74,16 @@ void BM_OneHotToken(benchmark::State& state) { RunShape(state, 1); }
 void BM_PostLatencySampling(benchmark::State& state) {
   ordo::Engine engine({.workers = 1,
                        .latency_sample_every = static_cast<std::uint32_t>(state.range(0))});
-  std::atomic<long> ran{0};
-  long submitted = 0;
-  for (auto _ : state) {
-    for (int i = 0; i < kBatch; ++i) {
-      if (!engine.Post([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }).ok()) {
-        state.SkipWithError("Post refused an operation");
-        return;
-      }
-    }
-    submitted += kBatch;
-    if (!engine.WaitIdle().ok()) state.SkipWithError("WaitIdle failed");
-  }
-  if (ran.load() != submitted) state.SkipWithError("operations ran != operations submitted");
+  const long submitted =
+      RunBatches(state, engine, [&](int, auto body) { return engine.Post(body).ok(); });
   const ordo::Stats s = engine.stats();
   // The thread's count carries over from the case before: one sample more or less.
   const std::uint64_t every = static_cast<std::uint64_t>(state.range(0));
   const std::uint64_t want = every == 0 ? 0 : static_cast<std::uint64_t>(submitted) / every;
-  if (s.run_time.count + 1 < want || s.run_time.count > want + 1 || (every == 0 && s.run_time.count != 0)) {
+  if (s.run_time.count + 1 < want || s.run_time.count > want + 1 ||
+      (every == 0 && s.run_time.count != 0)) {
     state.SkipWithError("samples != operations / latency_sample_every");
   }
-  state.SetItemsProcessed(submitted);
-  state.counters["ns_per_op"] = benchmark::Counter(
-      static_cast<double>(submitted), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.counters["queue_wait_p99_us"] =
       static_cast<double>(s.queue_wait.Quantile(0.99).count()) / 1000.0;
 }

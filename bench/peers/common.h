@@ -85,7 +85,7 @@ class Oracle {
   // Polls: the last body cannot know it is the last without a shared counter.
   // The sleep is 5 ns per operation still to come, between 20 us and 1 ms: few
   // scans (each reads every chunk's fill line) while much is left, and an end
-  // seen within about 20 us.
+  // seen at most one 20 us sleep late (the floor).
   bool WaitDone(std::chrono::steady_clock::duration timeout) {
     const auto until = std::chrono::steady_clock::now() + timeout;
     for (long left; (left = ops_ - done()) > 0;) {

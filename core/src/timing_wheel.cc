@@ -91,25 +91,33 @@ TimingWheel::Placement TimingWheel::PlacementOf(const TimerNode& node) {
 
 // ---- list primitives ---------------------------------------------------------------
 
-bool TimingWheel::ListEmpty(std::uint32_t list) const {
-  for (std::uint32_t w = 0; w < WaysOf(list); ++w) {
-    if (Head(list, w) != nullptr) return false;
+bool TimingWheel::WaysEmpty(TimerNode* const* heads, std::uint32_t ways) {
+  for (std::uint32_t w = 0; w < ways; ++w) {
+    if (heads[w] != nullptr) return false;
   }
   return true;
 }
 
 template <typename Visit>
-void TimingWheel::TakeList(std::uint32_t list, Visit visit) {
+void TimingWheel::TakeWays(TimerNode** heads, std::uint32_t ways, Visit visit) {
   // The non-empty ways, packed: a sparse slot (a timer or two) costs one pass.
   TimerNode* cur[kWays];
   std::size_t live = 0;
-  for (std::uint32_t w = 0; w < WaysOf(list); ++w) {
-    TimerNode*& head = Head(list, w);
-    if (head == nullptr) continue;
-    cur[live++] = head;
-    head = nullptr;
+  for (std::uint32_t w = 0; w < ways; ++w) {
+    if (heads[w] == nullptr) continue;
+    cur[live++] = heads[w];
+    heads[w] = nullptr;
   }
   WalkSideBySide(cur, live, visit);
+}
+
+bool TimingWheel::ListEmpty(std::uint32_t list) const {
+  return WaysEmpty(&Head(list), WaysOf(list));
+}
+
+template <typename Visit>
+void TimingWheel::TakeList(std::uint32_t list, Visit visit) {
+  TakeWays(&Head(list), WaysOf(list), visit);
 }
 
 void TimingWheel::LinkAtHead(TimerNode*& head, TimerNode* node, std::uint32_t list,
@@ -129,10 +137,7 @@ void TimingWheel::PushFront(std::uint32_t list, TimerNode* node) {
 }
 
 bool TimingWheel::StageListEmpty(std::uint32_t j) const {
-  for (std::uint32_t w = 0; w < kWays; ++w) {
-    if (StageHead(j, w) != nullptr) return false;
-  }
-  return true;
+  return WaysEmpty(&StageHead(j, 0), kWays);
 }
 
 bool TimingWheel::InStage(const TimerNode* node) const {
@@ -143,15 +148,7 @@ bool TimingWheel::InStage(const TimerNode* node) const {
 
 template <typename Visit>
 void TimingWheel::TakeStageList(std::uint32_t j, Visit visit) {
-  TimerNode* cur[kWays];
-  std::size_t live = 0;
-  for (std::uint32_t w = 0; w < kWays; ++w) {
-    TimerNode*& head = StageHead(j, w);
-    if (head == nullptr) continue;
-    cur[live++] = head;
-    head = nullptr;
-  }
-  WalkSideBySide(cur, live, visit);
+  TakeWays(&StageHead(j, 0), kWays, visit);
 }
 
 void TimingWheel::Unlink(TimerNode* node) {
@@ -174,10 +171,7 @@ void TimingWheel::Unlink(TimerNode* node) {
       occupied_[list / kSlots] &= ~(std::uint64_t{1} << (list % kSlots));  // W2
     }
   }
-  node->prev = nullptr;
-  node->next = nullptr;
-  node->slot_index = kNotInWheel;
-  node->way = 0;
+  Forget(node);
 }
 
 void TimingWheel::PushUnsorted(std::uint32_t list, MinCache* min, TimerNode* node) {
@@ -209,11 +203,15 @@ void TimingWheel::Place(TimerNode* node, std::int64_t tick) {
   PushUnsorted(kOverflowList, &overflow_min_, node);  // W5
 }
 
-void TimingWheel::ReleaseNode(TimerNode* node, std::vector<TimerNode*>* due) {
+void TimingWheel::Forget(TimerNode* node) {
   node->prev = nullptr;
   node->next = nullptr;
   node->slot_index = kNotInWheel;
   node->way = 0;
+}
+
+void TimingWheel::ReleaseNode(TimerNode* node, std::vector<TimerNode*>* due) {
+  Forget(node);
   --size_;
   due->push_back(node);
 }
@@ -225,10 +223,7 @@ void TimingWheel::ReleaseList(std::uint32_t list, std::vector<TimerNode*>* due) 
 void TimingWheel::DetachList(std::uint32_t list, std::vector<TimerNode*>* out) {
   if (list < kLevelSlotCount) occupied_[list / kSlots] &= ~(std::uint64_t{1} << (list % kSlots));
   TakeList(list, [&](TimerNode* node) {
-    node->prev = nullptr;
-    node->next = nullptr;
-    node->slot_index = kNotInWheel;
-    node->way = 0;
+    Forget(node);  // still counted in size_: re-placed or released by the caller
     out->push_back(node);
   });
 }
@@ -485,11 +480,15 @@ bool TimingWheel::CanCascadeAhead() const {
   }
 }
 
+std::int64_t TimingWheel::NextRotationTick() const {
+  return ((now_tick_ >> kSlotBits) + 1) * static_cast<std::int64_t>(kSlots);
+}
+
 bool TimingWheel::CascadeAhead(std::size_t budget) {
   if (!CanCascadeAhead()) return false;
   const std::uint64_t next =
       (static_cast<std::uint64_t>(now_tick_ >> kSlotBits) & kSlotMask) + 1;
-  const std::int64_t base = ((now_tick_ >> kSlotBits) + 1) * static_cast<std::int64_t>(kSlots);
+  const std::int64_t base = NextRotationTick();
   WheelCheck(stage_occupied_ == 0 || stage_base_tick_ == base,
              "W10: the stage belongs to another rotation");
   stage_base_tick_ = base;
@@ -542,11 +541,8 @@ void TimingWheel::EnterStagedRotation(std::int64_t new_tick, std::vector<TimerNo
       TakeStageList(j, [&](TimerNode* node) { ReleaseNode(node, due); });
     } else if (j == into) {
       TakeStageList(j, [&](TimerNode* node) {
-        node->prev = nullptr;
-        node->next = nullptr;
-        node->slot_index = kNotInWheel;
-        node->way = 0;
-        regroup_.push_back(node);  // as DetachList: still counted in size_
+        Forget(node);  // as DetachList: still counted in size_
+        regroup_.push_back(node);
       });
     } else {
       for (std::uint32_t w = 0; w < kWays; ++w) {
@@ -672,8 +668,7 @@ void TimingWheel::CheckInvariants() const {
   }
   // W10: the stage.
   if (stage_occupied_ != 0) {
-    const std::int64_t base = ((now_tick_ >> kSlotBits) + 1) * static_cast<std::int64_t>(kSlots);
-    if (stage_base_tick_ != base ||
+    if (stage_base_tick_ != NextRotationTick() ||
         (static_cast<std::uint64_t>(now_tick_ >> kSlotBits) & kSlotMask) == kSlotMask) {
       fail(absl::StrFormat("W10: stage base %d at tick %d", stage_base_tick_, now_tick_));
     }

@@ -298,6 +298,12 @@ class TimingWheel {
   TimerNode* const& Head(std::uint32_t list, std::uint32_t way = 0) const {
     return const_cast<TimingWheel*>(this)->Head(list, way);
   }
+  // A list's ways are `ways` heads side by side (a level slot's, or a stage list's).
+  static bool WaysEmpty(TimerNode* const* heads, std::uint32_t ways);
+  // Empties the ways and calls visit(node) for each of their nodes
+  // (WalkSideBySide).
+  template <typename Visit>
+  static void TakeWays(TimerNode** heads, std::uint32_t ways, Visit visit);
   bool ListEmpty(std::uint32_t list) const;  // every way of it
   // The stage (W10): list j's heads, one per way.
   TimerNode*& StageHead(std::uint32_t j, std::uint32_t way) { return stage_heads_[j * kWays + way]; }
@@ -310,6 +316,8 @@ class TimingWheel {
   // Empties stage list j and calls visit(node) for each of its nodes.
   template <typename Visit>
   void TakeStageList(std::uint32_t j, Visit visit);
+  // The first tick of the rotation after T's: the stage's base (W10).
+  std::int64_t NextRotationTick() const;
   // AdvanceToTick's part: T' has reached the stage's base (W10).
   void EnterStagedRotation(std::int64_t new_tick, std::vector<TimerNode*>* due);
   // Empties `list` and calls visit(node) for each of its nodes (WalkSideBySide
@@ -326,6 +334,8 @@ class TimingWheel {
   void PushUnsorted(std::uint32_t list, MinCache* min, TimerNode* node);
   void ReleaseList(std::uint32_t list, std::vector<TimerNode*>* due);
   void DetachList(std::uint32_t list, std::vector<TimerNode*>* out);
+  // Clears a node's links and place: the wheel lets go of it.
+  static void Forget(TimerNode* node);
   void ReleaseNode(TimerNode* node, std::vector<TimerNode*>* due);
   void ReleaseLevelSlots(std::size_t level, std::uint64_t slot_bits, std::vector<TimerNode*>* due);
   std::int64_t RefreshMin(std::uint32_t list, MinCache* min) const;

@@ -579,15 +579,17 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   Stripe& st = w->stripe;
   // Relaxed: published with the terminal state (release) or read by the runner.
   // Only a Handle reads the times; with none left, the clock read is skipped.
-  // Observed first: started_ns is on line 2, which only a full node has.
-  if (Observed(op) && Times(op).started_ns.load(std::memory_order_relaxed) == kNoTime) {
-    Times(op).started_ns.store(NowNs(), std::memory_order_relaxed);
+  // Only a full node has times (line 2) or a sample, so the common node costs
+  // one load of its word here. Relaxed: its kind and kSampledBit were set before
+  // the node was published, whose acquisition ordered them before this load.
+  std::int64_t sample_start = kNoTime;
+  if (const std::uint32_t word = op->word.load(std::memory_order_relaxed);
+      (word & kKindBits) == 0) {
+    if (Observed(op) && Times(op).started_ns.load(std::memory_order_relaxed) == kNoTime) {
+      Times(op).started_ns.store(NowNs(), std::memory_order_relaxed);
+    }
+    if ((word & kSampledBit) != 0) sample_start = RecordStart(w, op);
   }
-  // Relaxed: kSampledBit was set before the node was published, whose
-  // acquisition ordered it before this load.
-  const std::int64_t sample_start =
-      (op->word.load(std::memory_order_relaxed) & kSampledBit) != 0 ? RecordStart(w, op)
-                                                                     : kNoTime;
   Count(st, st.started);
   Attempt attempt;
   Context ctx(this, op);

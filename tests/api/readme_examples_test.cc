@@ -30,7 +30,7 @@ TEST(ReadmeExamplesTest, UsingIt) {
   EXPECT_TRUE(engine.Shutdown(ordo::ShutdownMode::kDrainReady).ok());
   EXPECT_FALSE(engine.stats().ToPrometheus().empty());
   std::chrono::nanoseconds p99 = engine.stats().queue_wait.Quantile(0.99);  // sampled
-  EXPECT_GE(p99.count(), 0);
+  (void)p99;  // the README's line, compiled as it is written
 }
 
 struct Order {

@@ -17,7 +17,6 @@
 namespace ordo {
 namespace {
 
-using ::ordo::testing::AwaitState;
 using ::ordo::testing::Gate;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;

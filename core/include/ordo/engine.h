@@ -182,8 +182,8 @@ class Engine {
   // Any other Post takes two lines (128 bytes), and a Submit three (the third
   // holds the times only a Handle shows). The exception: one operation in
   // Options::latency_sample_every, sampled for Stats' latency histograms, takes
-  // three lines and three clock reads, whichever way it was submitted. A postponed Post reads a cheaper,
-  // coarse reading of the system clock, never later than the true time: a
+  // three lines and three clock reads, whichever way it was submitted. A
+  // postponed Post reads a cheaper, coarse reading of the system clock, never later than the true time: a
   // postpone-until that has just passed (by up to one kernel tick) may show as
   // Postponed in TokenInfo until the timekeeper's next look (microseconds)
   // instead of Waiting; it still starts at once, and WaitIdle and Shutdown
