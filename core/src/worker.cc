@@ -454,10 +454,12 @@ std::chrono::nanoseconds EngineImpl::SweepBeforePark() {
   if (!done) {
     // Work is visible, so the park returns at once; should another worker take
     // that work first, this one is back within kStrandCheck to go on.
-    round_spared_.store(spared, std::memory_order_relaxed);
+    round_spared_.store(spared, std::memory_order_relaxed);  // ordered by sweeping_
     timeout = kStrandCheck;
   } else {
-    round_spared_.store(0, std::memory_order_relaxed);
+    round_spared_.store(0, std::memory_order_relaxed);  // ordered by sweeping_
+    // Relaxed: a time stamp that publishes nothing; the next sweeper reads it
+    // after taking sweeping_, whose release below orders it.
     last_sweep_ns_.store(now, std::memory_order_relaxed);
     timeout = spared > 0 ? std::chrono::nanoseconds(interval) : std::chrono::nanoseconds(-1);
   }
