@@ -389,9 +389,8 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
     }
     due = kNoTime;
   }
-  // Relaxed: the node is private until the push below publishes it; ids are
-  // unique, ordered per their counter.
-  InitFacts(op, next_id_.fetch_add(1, std::memory_order_relaxed) + 1, this, now, due);
+  // The node is private until the push below publishes it.
+  InitFacts(op, TakeIds(st), this, now, due);
   // The engine's reference, and the Handle's if Submit makes one.
   op->refs.store(with_handle ? 2 : 1, std::memory_order_relaxed);
   State initial = State::kWaiting;
@@ -440,6 +439,26 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   return absl::OkStatus();
 }
 
+std::uint64_t EngineImpl::TakeIds(Stripe& st, std::uint64_t n) {
+  // Relaxed: the RMW makes the ids unique and its modification order (which
+  // extends happens-before) orders them (D1); they publish nothing.
+  const std::uint64_t first = next_id_.fetch_add(n, std::memory_order_relaxed) + 1;
+  // D2: this thread's later compact nodes take a block after these ids.
+  if (st.single_writer) st.id_next = st.id_end;
+  return first;
+}
+
+std::uint64_t EngineImpl::CompactId(Stripe& st) {
+  // A shared stripe has several writers: each id from the counter (D1's way).
+  if (!st.single_writer) return next_id_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (st.id_next == st.id_end) {
+    // Relaxed as in TakeIds.
+    st.id_next = next_id_.fetch_add(kIdBlock, std::memory_order_relaxed) + 1;
+    st.id_end = st.id_next + kIdBlock;
+  }
+  return st.id_next++;
+}
+
 absl::Status EngineImpl::EnqueuePlain(Operation* op, const detail::CallableOps* ops) {
   // A sampled Post(f) took a full node (NewOperation): Enqueue's path, which
   // reads the clock for it.
@@ -449,9 +468,9 @@ absl::Status EngineImpl::EnqueuePlain(Operation* op, const detail::CallableOps* 
   EnterSubmit(st);
   if (absl::Status refused = Admit(st); !refused.ok()) return Refuse(op, st, std::move(refused));
   // As Enqueue for an independent, runnable operation with no Handle: no clock
-  // read, the engine's reference only, and no facts but the id (a compact node).
-  // Relaxed: the push publishes the node; ids are unique, ordered per their counter.
-  SetCompactId(op, next_id_.fetch_add(1, std::memory_order_relaxed) + 1);
+  // read, the engine's reference only, and no facts but the id (a compact node,
+  // D2). The push publishes the node.
+  SetCompactId(op, CompactId(st));
   op->refs.store(1, std::memory_order_relaxed);
   Count(st, st.submitted);
   ScheduleNew(op, st);
@@ -496,9 +515,9 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
     return refused;
   }
   // Each as EnqueuePlain (independent) or Enqueue (tokened or postponed, no
-  // Handle) would, ids in the batch's order. Relaxed: the pushes publish the
-  // nodes; the ids are unique and ordered by their counter.
-  const std::uint64_t first = next_id_.fetch_add(n, std::memory_order_relaxed) + 1;
+  // Handle) would, ids in the batch's order (D1: one block for all). The pushes
+  // publish the nodes.
+  const std::uint64_t first = TakeIds(st, n);
   Count(st, st.submitted, n);
   if (to_arm > 0) {
     // The armed items' nodes are made and their timers pushed before any item is
@@ -1153,8 +1172,7 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   Facts(n).extras.store(nex, std::memory_order_relaxed);  // published by the push below
   const std::int64_t due = next->time.time_since_epoch().count();
   const bool postponed = due > now;
-  InitFacts(n, next_id_.fetch_add(1, std::memory_order_relaxed) + 1, this, now,
-            postponed ? due : kNoTime);
+  InitFacts(n, TakeIds(st), this, now, postponed ? due : kNoTime);
   // The engine's, the predecessor's link (Handle::next_occurrence).
   n->refs.store(2, std::memory_order_relaxed);
   // Relaxed: private until the timer's arming, MakeHead or the chain push below.

@@ -65,6 +65,8 @@ namespace ordo::internal {
 // (submitters reclaim hoards with an exchange): Count adds there with a plain
 // load and store, no locked instruction. Shared stripes add with RMWs.
 struct alignas(kCacheLine) Stripe {
+  // Line 0: what a submission touches (a leased stripe's submitter touches
+  // nothing else); line 1: what a worker counts as it runs operations.
   // Set once: before the worker thread starts, or at construction for the
   // leasable external stripes (which only their lessee writes).
   bool single_writer = false;
@@ -72,7 +74,19 @@ struct alignas(kCacheLine) Stripe {
   // CAS false -> true with acquire to take, store false with release to give
   // back, so a lessee sees the counts its predecessor stored.
   Atomic<bool> leased{false};
+  // Submits in flight on this stripe; Dekker partner of closed_ (Shutdown).
+  Atomic<std::uint32_t> submitting{0};
   Atomic<std::uint64_t> submitted{0};
+  // Admission credits held by this stripe (see EngineImpl::TakeCredit).
+  Atomic<std::int64_t> credits{0};
+  // Leased stripes: the injector producer their lessee pushes through, made on
+  // first use; destroyed with the engine, before the injector (declared after it).
+  std::unique_ptr<Injector::ProducerToken> producer;
+  // A single-writer stripe's ids for compact nodes (EngineImpl::CompactId): what
+  // is left of a block taken from next_id_, [id_next, id_end). Plain: only the
+  // writer touches them, and a later lessee sees its predecessor's by L1.
+  std::uint64_t id_next = 0;
+  std::uint64_t id_end = 0;
   Atomic<std::uint64_t> rejected{0};
   Atomic<std::uint64_t> started{0};
   Atomic<std::uint64_t> succeeded{0};
@@ -83,14 +97,8 @@ struct alignas(kCacheLine) Stripe {
   Atomic<std::uint64_t> finished{0};
   Atomic<std::uint64_t> steals{0};
   Atomic<std::uint64_t> parks{0};
-  // Admission credits held by this stripe (see EngineImpl::TakeCredit).
-  Atomic<std::int64_t> credits{0};
-  // Submits in flight on this stripe; Dekker partner of closed_ (Shutdown).
-  Atomic<std::uint32_t> submitting{0};
-  // Leased stripes: the injector producer their lessee pushes through, made on
-  // first use; destroyed with the engine, before the injector (declared after it).
-  std::unique_ptr<Injector::ProducerToken> producer;
 };
+static_assert(sizeof(Stripe) == 2 * kCacheLine, "a stripe is two lines");
 
 // Adds n (modulo 2^bits: a subtraction is the addition of its complement) to a
 // counter of st. On a single-writer stripe (a worker's own, or a lease) that
@@ -454,6 +462,25 @@ class EngineImpl {
   // stripe it leases (or a shared one when none is free).
   Stripe& MyStripe();
   Stripe& ExternalStripe();
+  // Ids. Unique per engine, all from next_id_.
+  //   D1  A full or facts node takes its own from next_id_ (TakeIds), whose
+  //       modification order extends happens-before: so ids of operations that
+  //       a Handle can name increase in creation order, across threads too
+  //       (handle.h), and so do the ties of equal due times (DESIGN: released in
+  //       creation order).
+  //   D2  A compact node (Post(f): independent, runnable, no Handle) submitted
+  //       through a single-writer stripe takes the next id of the stripe's block
+  //       (CompactId), kIdBlock ids taken with one RMW, so that submitters do not
+  //       all bounce one line per operation (the issue's "no global counter that
+  //       every op touches"). TakeIds closes the stripe's block, so one thread's
+  //       ids still increase in its creation order, whatever the kind.
+  //   D3  What D2 gives up: a compact node's id may be below that of an operation
+  //       another thread created before it. Nothing orders independent
+  //       operations (their start order is not guaranteed), and no Handle shows
+  //       the id; a retried one's id breaks ties with the same due time only.
+  static constexpr std::uint64_t kIdBlock = 64;
+  std::uint64_t TakeIds(Stripe& st, std::uint64_t n = 1);
+  std::uint64_t CompactId(Stripe& st);
   // Submit's half of the Dekker with Shutdown (see Shutdown).
   void EnterSubmit(Stripe& st);
   static void ExitSubmit(Stripe& st);
@@ -490,6 +517,9 @@ class EngineImpl {
   const bool asymmetric_;
   Atomic<unsigned> next_shared_{0};  // relaxed: spreads lease-less threads
 
+  // Ids: every full or facts node takes the next one, so a Handle's id increases
+  // in creation order (handle.h); a single-writer stripe takes them kIdBlock at a
+  // time for its compact nodes (CompactId).
   alignas(kCacheLine) Atomic<std::uint64_t> next_id_{0};
   // A worker is spinning for work before it parks (at most one does; WorkerLoop).
   alignas(kCacheLine) Atomic<bool> spinner_{false};

@@ -51,14 +51,19 @@ TEST(BatchTest, EveryOperationRunsOnceWithIdsInAddOrder) {
                     .ok());
   }
   EXPECT_EQ(batch.size(), static_cast<std::size_t>(kOps));
-  ASSERT_TRUE(engine.Post([] {}).ok());  // id 1: the batch's ids come after it
+  std::atomic<std::uint64_t> before{0};
+  std::atomic<std::uint64_t> after{0};
+  // The batch's ids come after the Post before it and before the Post after it.
+  ASSERT_TRUE(engine.Post([&](Context& ctx) { before.store(ctx.id()); }).ok());
   ASSERT_TRUE(engine.PostBatch(batch).ok());
   EXPECT_TRUE(batch.empty());
-  ASSERT_TRUE(engine.Post([] {}).ok());
+  ASSERT_TRUE(engine.Post([&](Context& ctx) { after.store(ctx.id()); }).ok());
   ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_LT(before.load(), id_of[0].load());
+  EXPECT_LT(id_of[kOps - 1].load(), after.load());
   for (int i = 0; i < kOps; ++i) {
     ASSERT_EQ(runs[i].load(), 1) << i;
-    ASSERT_EQ(id_of[i].load(), static_cast<std::uint64_t>(i) + 2) << i;  // consecutive
+    ASSERT_EQ(id_of[i].load(), id_of[0].load() + static_cast<std::uint64_t>(i)) << i;  // consecutive
   }
   const Stats st = engine.stats();
   EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(kOps) + 2);

@@ -386,6 +386,88 @@ TEST(ContextTest, IdsAreUniqueAcrossEveryWayToSubmitAndStableWithinAnOperation) 
   }
 }
 
+// A Post(f) takes its id from its thread's block (engine_impl.h D2), a Submit,
+// an operation with options or a batch from the counter (D1), which closes the
+// block: one thread's ids increase in its creation order whatever the kind,
+// from outside the engine and from inside a callable alike.
+TEST(ContextTest, OneThreadsIdsIncreaseInItsCreationOrderWhateverTheKind) {
+  constexpr int kRounds = 100;
+  constexpr int kPerRound = 7;  // the creations of one round, below
+  std::vector<std::atomic<std::uint64_t>> outside(kRounds * kPerRound);
+  std::vector<std::atomic<std::uint64_t>> inside(kRounds * kPerRound);
+  Engine engine({.workers = 2});
+  // Creates one round's operations, each recording its id at its creation index.
+  auto round = [&engine](std::vector<std::atomic<std::uint64_t>>& at, int r) {
+    auto rec = [&at](int i) {
+      return [&at, i](Context& ctx) { at[i].store(ctx.id(), std::memory_order_relaxed); };
+    };
+    const int b = r * kPerRound;
+    EXPECT_TRUE(engine.Post(rec(b)).ok());
+    EXPECT_TRUE(engine.Post(rec(b + 1)).ok());
+    EXPECT_TRUE(engine.Submit(rec(b + 2)).ok());
+    EXPECT_TRUE(engine.Post(rec(b + 3)).ok());
+    EXPECT_TRUE(engine.Post(rec(b + 4), {.token = Token(r % 3)}).ok());
+    Batch batch(engine);
+    EXPECT_TRUE(batch.Add(rec(b + 5)).ok());
+    EXPECT_TRUE(engine.PostBatch(batch).ok());
+    EXPECT_TRUE(engine.Post(rec(b + 6)).ok());
+  };
+  for (int r = 0; r < kRounds; ++r) round(outside, r);
+  ASSERT_TRUE(engine
+                  .Post([&] {
+                    for (int r = 0; r < kRounds; ++r) round(inside, r);
+                  })
+                  .ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  for (auto* ids : {&outside, &inside}) {
+    for (std::size_t i = 0; i < ids->size(); ++i) {
+      const std::uint64_t id = (*ids)[i].load(std::memory_order_relaxed);
+      ASSERT_NE(id, 0u) << (ids == &inside ? "inside " : "outside ") << i << " never ran";
+      if (i > 0) {
+        ASSERT_LT((*ids)[i - 1].load(std::memory_order_relaxed), id)
+            << (ids == &inside ? "inside, " : "outside, ") << "creation " << i;
+      }
+    }
+  }
+}
+
+// More submitting threads at once than the engine has stripes to lease: the
+// rest share stripes, whose writers take each id from the counter. Every id is
+// still unique, and each thread's increase.
+TEST(ContextTest, IdsStayUniqueWhenThreadsShareStripes) {
+  constexpr int kThreads = 72;  // more than the leasable external stripes (config.h)
+  constexpr int kEach = 200;
+  std::vector<std::atomic<std::uint64_t>> id_of(kThreads * kEach);
+  Engine engine({.workers = 2});
+  std::latch all_leased(kThreads);  // every thread holds its stripe until all have one
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto rec = [&id_of](int i) {
+        return [&id_of, i](Context& ctx) { id_of[i].store(ctx.id(), std::memory_order_relaxed); };
+      };
+      EXPECT_TRUE(engine.Post(rec(t * kEach)).ok());
+      all_leased.arrive_and_wait();
+      for (int i = 1; i < kEach; ++i) EXPECT_TRUE(engine.Post(rec(t * kEach + i)).ok());
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  std::vector<std::uint64_t> sorted;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kEach; ++i) {
+      const std::uint64_t id = id_of[t * kEach + i].load(std::memory_order_relaxed);
+      ASSERT_NE(id, 0u) << "thread " << t << " op " << i << " never ran";
+      if (i > 0) {
+        ASSERT_LT(id_of[t * kEach + i - 1].load(std::memory_order_relaxed), id);
+      }
+      sorted.push_back(id);
+    }
+  }
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "an id was reused";
+}
+
 TEST(HandleTest, WaitForTimesOutOnAnUnfinishedOperation) {
   Engine engine({.workers = 1});
   Gate gate;

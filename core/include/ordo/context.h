@@ -22,6 +22,11 @@ class Context {
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
 
+  // Unique within its engine, and increasing in the creating thread's order. An
+  // operation a Handle can name has the Handle's id (increasing in creation order
+  // across threads too); an independent Post with default options takes one from
+  // its thread's block of ids, which may be below the id of an operation another
+  // thread made before it.
   std::uint64_t id() const;
   // True once Engine::Cancel (or a token cancel, or a cancelling shutdown) asked
   // this running operation to stop. Cooperative: the callable decides what to do;
