@@ -79,8 +79,9 @@ struct alignas(kCacheLine) Stripe {
   Atomic<std::uint64_t> submitted{0};
   // Admission credits held by this stripe (see EngineImpl::TakeCredit).
   Atomic<std::int64_t> credits{0};
-  // Leased stripes: the injector producer their lessee pushes through, made on
-  // first use; destroyed with the engine, before the injector (declared after it).
+  // The injector producer a leased stripe's lessee pushes through, or a worker
+  // spills its full deque through (PushLocal); made on first use, destroyed with
+  // the engine, before the injector (declared after it).
   std::unique_ptr<Injector::ProducerToken> producer;
   // A single-writer stripe's ids for compact nodes (EngineImpl::CompactId): what
   // is left of a block taken from next_id_, [id_next, id_end). Plain: only the

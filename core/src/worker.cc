@@ -187,11 +187,14 @@ void EngineImpl::Schedule(Operation** ops, std::size_t n, Stripe& st) {
 
 void EngineImpl::PushLocal(Worker* w, Operation* op) {
   if (!w->deque.Push(op)) {
-    // Full: move half of our deque and op to the injector, oldest first.
+    // Full: move half of our deque and op to the injector, oldest first, through
+    // this worker's own explicit producer (made on the first spill; only this
+    // thread pushes through it).
     Operation* spill[WorkDeque::kCapacity / 2 + 1];
     std::size_t n = w->deque.Steal(spill, WorkDeque::kCapacity / 2);
     spill[n++] = op;
-    injector_.PushBulk(spill, n);
+    if (w->stripe.producer == nullptr) w->stripe.producer = injector_.MakeProducerToken();
+    injector_.PushBulk(*w->stripe.producer, spill, n);
   }
 }
 
