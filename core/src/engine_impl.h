@@ -74,10 +74,14 @@ struct alignas(kCacheLine) Stripe {
   // CAS false -> true with acquire to take, store false with release to give
   // back, so a lessee sees the counts its predecessor stored.
   Atomic<bool> leased{false};
+  // A single-writer stripe's own admission credits (EngineImpl::TakeCredits, K1):
+  // plain, its writer's alone; at most 2 * kOwnCreditsMax.
+  std::int16_t own_credits = 0;
   // Submits in flight on this stripe; Dekker partner of closed_ (Shutdown).
   Atomic<std::uint32_t> submitting{0};
   Atomic<std::uint64_t> submitted{0};
-  // Admission credits held by this stripe (see EngineImpl::TakeCredit).
+  // Admission credits held by this stripe, which any submitter may reclaim (see
+  // EngineImpl::TakeCredit).
   Atomic<std::int64_t> credits{0};
   // The injector producer a leased stripe's lessee pushes through, or a worker
   // spills its full deque through (PushLocal); made on first use, destroyed with
@@ -100,6 +104,15 @@ struct alignas(kCacheLine) Stripe {
   Atomic<std::uint64_t> parks{0};
 };
 static_assert(sizeof(Stripe) == 2 * kCacheLine, "a stripe is two lines");
+
+// Moves a single-writer stripe's own credits into its reclaimable hoard (K2). By
+// its writer: when a worker runs out of work, when a lessee gives its stripe back.
+inline void FlushOwnCredits(Stripe& st) {
+  if (st.own_credits == 0) return;
+  // Relaxed: a count, as every credit operation.
+  st.credits.fetch_add(st.own_credits, std::memory_order_relaxed);
+  st.own_credits = 0;
+}
 
 // Adds n (modulo 2^bits: a subtraction is the addition of its complement) to a
 // counter of st. On a single-writer stripe (a worker's own, or a lease) that
@@ -491,6 +504,8 @@ class EngineImpl {
   // stripe's hoard, then the global pool, reclaiming every hoard once before it
   // reports the engine full.
   bool TakeCredits(Stripe& st, std::int64_t n);
+  // TakeCredits' shared part: the stripe's hoard, then the global pool.
+  bool TakeSharedCredits(Stripe& st, std::int64_t n);
   // Gives n credits taken for a submission that was then refused back to the
   // shared pool.
   void ReturnCredits(std::int64_t n);
@@ -510,6 +525,9 @@ class EngineImpl {
   bool manual_clock_ = false;
   std::uint64_t clock_listener_ = 0;
   std::int64_t batch_ = 1;
+  // K1: credits a single-writer stripe keeps for itself per refill (0: none).
+  static constexpr std::int64_t kOwnCreditsMax = 8;
+  std::int64_t own_batch_ = 0;
 
   // Unique per engine object ever made in the process: the key of the stripe
   // leases threads cache (an engine at a reused address is another engine).

@@ -63,6 +63,7 @@ void GiveBack(Lease& l) {
   if (l.owned) {
     std::lock_guard<std::mutex> lock(RegistryMutex());
     if (LiveEngines().contains(l.serial)) {
+      FlushOwnCredits(*l.stripe);  // K2 (engine_impl.cc): reclaimable again
       // Release: our counts before the next lessee's (L1).
       l.stripe->leased.store(false, std::memory_order_release);
     }
@@ -336,6 +337,9 @@ void EngineImpl::WorkerLoop(Worker* w) {
         parker_->BeginSearch();
         searching = true;
       }
+      // K2 (engine_impl.cc): our own credits back where a submitter can reclaim
+      // them, before we may park.
+      FlushOwnCredits(w->stripe);
       // Tell WaitIdle/Shutdown waiters that a worker ran out of work: either
       // they see our last "finished" count or we see them.
       WakeIdleWaiters();

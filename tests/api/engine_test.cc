@@ -712,6 +712,56 @@ TEST(BadInputTest, AFullEngineIsResourceExhaustedWithTheLimitNamed) {
   EXPECT_TRUE(engine.Submit([] {}).ok());  // room again
 }
 
+// At a limit of 65,536 and above, a thread keeps a few admission credits of its
+// own (engine_impl.cc, K1), which a worker gives back to the shared hoard when it
+// runs out of work (K2). So, with the worker parked, one thread fills the engine
+// to exactly max_pending, round after round: no credit is lost or made by the
+// own credits' refills and overflows, and none stays with the idle worker.
+TEST(BadInputTest, ALargeLimitIsReachedExactlyRoundAfterRound) {
+  constexpr std::size_t kLimit = std::size_t{1} << 16;
+  Engine engine({.workers = 1, .max_pending = kLimit});
+  for (int round = 0; round < 3; ++round) {
+    Gate gate;
+    auto blocker = engine.Submit(gate.Waiter());
+    ASSERT_TRUE(blocker.ok());
+    ASSERT_TRUE(AwaitState(*blocker, State::kInProgress));
+    const std::uint64_t parks = engine.stats().parks;
+    std::size_t accepted = 1;  // the blocker
+    absl::Status s;
+    while ((s = engine.Post([] {})).ok()) ++accepted;
+    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+    EXPECT_EQ(accepted, kLimit) << "round " << round;
+    gate.Open();
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    // The worker gives its own credits back before it parks: wait for a park.
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (engine.stats().parks == parks && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    ASSERT_GT(engine.stats().parks, parks) << "the idle worker never parked";
+  }
+  const Stats st = engine.stats();
+  EXPECT_EQ(st.succeeded, 3 * kLimit);
+  EXPECT_EQ(st.rejected, 3u);
+}
+
+// A thread that exits gives its own credits back with its stripe (K2): the one
+// that stays can still fill the engine to exactly max_pending.
+TEST(BadInputTest, CreditsAnExitedThreadKeptAreReclaimed) {
+  constexpr std::size_t kLimit = std::size_t{1} << 16;
+  Engine engine({.workers = 1, .max_pending = kLimit});
+  Gate gate;
+  auto blocker = engine.Submit(gate.Waiter());  // this thread leases its stripe first
+  ASSERT_TRUE(blocker.ok());
+  ASSERT_TRUE(AwaitState(*blocker, State::kInProgress));
+  std::thread([&engine] { EXPECT_TRUE(engine.Post([] {}).ok()); }).join();
+  std::size_t accepted = 2;  // the blocker and the exited thread's
+  while (engine.Post([] {}).ok()) ++accepted;
+  EXPECT_EQ(accepted, kLimit);
+  gate.Open();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+}
+
 // --- Post: Submit without a Handle ------------------------------------------------
 
 TEST(PostTest, PostedAndSubmittedOperationsShareOneCreationOrderPerToken) {

@@ -82,6 +82,9 @@ struct Options {
   // Worker threads; 0 means std::thread::hardware_concurrency().
   int workers = 0;
   // Accepted, not yet terminal operations; Submit beyond it is ResourceExhausted.
+  // Below 65,536 the limit is exact; from there on each busy submitting or
+  // running thread may keep up to 1/16384 of it (16 at most) for its next
+  // submits, so a submit can be refused that much short of the limit.
   std::size_t max_pending = std::size_t{1} << 22;
   // Longest token, in bytes, that Submit accepts (integer keys always fit).
   std::size_t max_token_bytes = 1024;
