@@ -1188,17 +1188,17 @@ std::string EngineImpl::Explain(Operation* op) {
 // ---------------------------------------------------------------------------
 // Recurrence
 
-void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
+bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   OpExtras* ex = Facts(op).extras.load(std::memory_order_acquire);
   const auto* rule = static_cast<const RecurrenceRule*>(ex->recurrence);
-  if (closed_.load(std::memory_order_acquire)) return;  // shutdown: the series ends
+  if (closed_.load(std::memory_order_acquire)) return false;  // shutdown: the series ends
   const std::int64_t now = NowNs();
   const std::int64_t this_due = Facts(op).due_ns().load(std::memory_order_relaxed);
   const std::int64_t after = std::max(now, this_due == kNoTime ? now : this_due);
   using TP = Clock::time_point;
   std::optional<RecurrenceRule::Occurrence> next =
       rule->NextAfter(TP(Clock::duration(ex->recurrence_start_ns)), TP(Clock::duration(after)));
-  if (!next.has_value()) return;
+  if (!next.has_value()) return false;
   // A Handle can reach it only through one of the predecessor's (next_occurrence):
   // a full node if the predecessor may have a Handle, else a facts node (a sampled
   // Post's series is sampled once, at its submission).
@@ -1224,9 +1224,9 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   n->word.store(KeptBitsOf(n) | kExtrasBit |
                     static_cast<std::uint32_t>(postponed ? State::kPostponed : State::kWaiting),
                 std::memory_order_relaxed);
-  // An occurrence replaces the one that ended: it takes a credit if one is free
-  // but is not refused for want of one (a series never silently stops).
-  (void)TakeCredit(st);
+  // An occurrence replaces the one that ends: it takes over that one's admission
+  // credit (whose end gives none back), so it is never refused for want of one
+  // (a series never silently stops) and a series never holds more than one.
   if (postponed) {
     TimerLock lock(this);  // drains the inbox first (I2)
     if (!ArmTimerLocked(n, due).ok()) {
@@ -1246,6 +1246,7 @@ void EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
     Facts(n).token_hash = key.hash;
     if (tokens_.Push(key, n)) MakeHead(n);
   }
+  return true;
 }
 
 // ---------------------------------------------------------------------------

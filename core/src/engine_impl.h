@@ -378,13 +378,17 @@ class EngineImpl {
   // worker.cc, frees it with no RMW).
   void ReleaseEngineRef(Operation* op, bool sole = false);
   // Makes `op` terminal from InProgress (H4: only its runner does); wakes waiters.
+  // give_credit false: the operation's admission credit went to its next
+  // occurrence (SpawnNextOccurrence).
   void FinishInProgress(Operation* op, State terminal, std::string&& error, Stripe& st,
-                        CancelReason reason, bool sole = false);
-  void OnTerminal(State terminal, Stripe& st);
+                        CancelReason reason, bool sole = false, bool give_credit = true);
+  void OnTerminal(State terminal, Stripe& st, bool give_credit = true);
   // CAS from a not-started state to Canceled with `reason`. On success, removes
   // its timer and schedules it if it is a head (H2, H3). Returns the prior word.
   std::optional<std::uint32_t> TryCancelNotStarted(Operation* op, CancelReason reason);
-  void SpawnNextOccurrence(Operation* op, Stripe& st);
+  // True when it made the next occurrence, which then holds op's admission
+  // credit: a series takes one place under max_pending, never more.
+  bool SpawnNextOccurrence(Operation* op, Stripe& st);
   FailurePolicy PolicyFor(const Chain* c);
   static std::string PolicyKey(const Token& token);
   void SetPolicy(const Token& token, FailurePolicy p);

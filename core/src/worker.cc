@@ -669,9 +669,10 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   // A recurrence's next occurrence exists before this one is seen terminal, so a
   // thread that sees it end finds Handle::next_occurrence() set.
   OpExtras* ex = ExtrasIfAny(op, std::memory_order_acquire);
-  if (ex != nullptr && ex->recurrence != nullptr) SpawnNextOccurrence(op, st);
+  const bool credit_handed_on =
+      ex != nullptr && ex->recurrence != nullptr && SpawnNextOccurrence(op, st);
   FinishInProgress(op, failed ? State::kFailed : State::kSucceeded, std::move(error), st,
-                   CancelReason::kByCancel, sole);
+                   CancelReason::kByCancel, sole, /*give_credit=*/!credit_handed_on);
   return true;
 }
 
@@ -723,7 +724,7 @@ void EngineImpl::RequestRetry(Operation* op, std::chrono::nanoseconds delay,
 }
 
 void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string&& error, Stripe& st,
-                                  CancelReason reason, bool sole) {
+                                  CancelReason reason, bool sole, bool give_credit) {
   // Only a Handle reads the error, and only a full node can have one.
   std::uint32_t extras_bit = 0;
   if ((terminal == State::kFailed || terminal == State::kCanceled) && MayHaveHandle(op)) {
@@ -758,16 +759,16 @@ void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string&& e
     }
     if (w & kWaiterBit) FutexWakeAll(&op->word);
   }
-  OnTerminal(terminal, st);
+  OnTerminal(terminal, st, give_credit);
 }
 
-void EngineImpl::OnTerminal(State terminal, Stripe& st) {
+void EngineImpl::OnTerminal(State terminal, Stripe& st, bool give_credit) {
   switch (terminal) {
     case State::kSucceeded: Count(st, st.succeeded); break;
     case State::kFailed: Count(st, st.failed); break;
     default: Count(st, st.canceled); break;
   }
-  GiveCredit(st);
+  if (give_credit) GiveCredit(st);
 }
 
 Operation* EngineImpl::AdvanceChain(Operation* x) {

@@ -798,6 +798,42 @@ TEST(RecurrenceEngineTest, AFailedOccurrenceDoesNotStopTheSeriesButCancelingOneE
   EXPECT_EQ(runs.load(), 2);
 }
 
+// The next occurrence takes over the admission credit of the one that ends: made
+// while the engine is full, it is not refused (the series goes on), and it does
+// not take the engine past max_pending either.
+TEST(RecurrenceEngineTest, AnOccurrenceTakesOverItsPredecessorsPlaceUnderMaxPending) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .max_pending = 2, .clock = &clock});
+  Gate first_gate;
+  auto first = engine.Submit(first_gate.Waiter(), {.recurrence = "FREQ=HOURLY;COUNT=2"});
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(AwaitState(*first, State::kInProgress));
+  Gate later_gate;
+  auto later = engine.Submit(later_gate.Waiter());  // the engine is full now
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(engine.Post([] {}).code(), absl::StatusCode::kResourceExhausted);
+  first_gate.Open();  // the first occurrence ends, the second is made
+  ASSERT_TRUE(AwaitState(*first, State::kSucceeded));
+  Handle second = first->next_occurrence();
+  ASSERT_TRUE(second.valid());
+  EXPECT_EQ(second.state(), State::kPostponed);
+  ASSERT_TRUE(AwaitState(*later, State::kInProgress));
+  // Pending: `later` and the second occurrence, so still full.
+  EXPECT_EQ(engine.Post([] {}).code(), absl::StatusCode::kResourceExhausted);
+  later_gate.Open();
+  clock.Advance(1h);
+  ASSERT_TRUE(AwaitState(second, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_FALSE(second.next_occurrence().valid());  // COUNT=2 reached
+  // Both places are free again, and no more than both.
+  Gate end_gate;
+  EXPECT_TRUE(engine.Post(end_gate.Waiter()).ok());
+  EXPECT_TRUE(engine.Post([] {}).ok());
+  EXPECT_EQ(engine.Post([] {}).code(), absl::StatusCode::kResourceExhausted);
+  end_gate.Open();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+}
+
 TEST(RecurrenceEngineTest, AnInvalidRuleIsRejectedNamingTheBadPart) {
   Engine engine({.workers = 1});
   auto h = engine.Submit([] {}, {.recurrence = "FREQ=DAILY;INTERVAL=0"});
