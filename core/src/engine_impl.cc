@@ -129,20 +129,25 @@ EngineImpl::~EngineImpl() {
 //   K3  What K1 gives up: own credits cannot be reclaimed while a worker is
 //       busy, nor while an outside thread that stopped submitting lives on;
 //       at most 2 * own_batch_ per stripe. own_batch_ is
-//       batch_ / 32, and 0 (no own credits) below max_pending 65,536, so the
-//       shortfall is at most 1/16384 of max_pending per stripe (0.4 % with 66
-//       stripes), and small limits stay exact.
+//       batch_ / 32 (at most 8), and 0 (no own credits) below max_pending
+//       65,536, so the shortfall is at most 1/16384 of max_pending per stripe
+//       (the 60 leasable ones and the workers': 0.4 % with 2 workers), and small
+//       limits stay exact. A batch (n > 1) first puts its own credits into the
+//       hoard, where it takes its credits from.
 
 bool EngineImpl::TakeCredit(Stripe& st) { return TakeCredits(st, 1); }
 
 bool EngineImpl::TakeCredits(Stripe& st, std::int64_t n) {
-  if (n == 1 && own_batch_ > 0 && st.single_writer) {
+  if (own_batch_ > 0 && st.single_writer) {
     // K1: only this stripe's writer is here.
-    if (st.own_credits > 0) {
+    if (n > 1) {
+      FlushOwnCredits(st);  // a batch takes them with the hoard's
+    } else if (st.own_credits > 0) {
       --st.own_credits;
       return true;
-    }
-    if (TakeSharedCredits(st, own_batch_ + 1)) {
+    } else if (TakeSharedCredits(st, own_batch_ + 1, /*reclaim=*/false)) {
+      // A refill: one now, own_batch_ kept. Near the limit it finds too few and
+      // the single credit below is looked for with the reclaim.
       st.own_credits = static_cast<std::int16_t>(own_batch_);
       return true;
     }
@@ -150,7 +155,7 @@ bool EngineImpl::TakeCredits(Stripe& st, std::int64_t n) {
   return TakeSharedCredits(st, n);
 }
 
-bool EngineImpl::TakeSharedCredits(Stripe& st, std::int64_t n) {
+bool EngineImpl::TakeSharedCredits(Stripe& st, std::int64_t n, bool reclaim) {
   // Relaxed throughout: credits are a count; no data is published through them.
   // All or nothing (PostBatch): what the hoard gives is kept aside (`got`) until
   // the rest is found, and returned otherwise.
@@ -176,13 +181,13 @@ bool EngineImpl::TakeSharedCredits(Stripe& st, std::int64_t n) {
         return true;
       }
     }
-    if (round == 1) break;
-    auto reclaim = [this](Stripe& s) {
+    if (round == 1 || !reclaim) break;
+    auto reclaim_hoard = [this](Stripe& s) {
       const std::int64_t v = s.credits.exchange(0, std::memory_order_relaxed);
       if (v > 0) global_credits_.fetch_add(v, std::memory_order_relaxed);
     };
-    for (std::size_t i = 0; i < kExternalStripes; ++i) reclaim(external_[i]);
-    for (auto& w : workers_) reclaim(w->stripe);
+    for (std::size_t i = 0; i < kExternalStripes; ++i) reclaim_hoard(external_[i]);
+    for (auto& w : workers_) reclaim_hoard(w->stripe);
   }
   if (got > 0) ReturnCredits(got);
   return false;

@@ -66,7 +66,8 @@ namespace ordo::internal {
 // load and store, no locked instruction. Shared stripes add with RMWs.
 struct alignas(kCacheLine) Stripe {
   // Line 0: what a submission touches (a leased stripe's submitter touches
-  // nothing else); line 1: what a worker counts as it runs operations.
+  // nothing else: through `scheduled`); line 1: what a worker counts as it runs
+  // operations.
   // Set once: before the worker thread starts, or at construction for the
   // leasable external stripes (which only their lessee writes).
   bool single_writer = false;
@@ -89,16 +90,17 @@ struct alignas(kCacheLine) Stripe {
   std::unique_ptr<Injector::ProducerToken> producer;
   // A single-writer stripe's ids for compact nodes (EngineImpl::CompactId): what
   // is left of a block taken from next_id_, [id_next, id_end). Plain: only the
-  // writer touches them, and a later lessee sees its predecessor's by L1.
+  // writer touches them; a lessee closes the block as it gives the stripe back
+  // (worker.cc GiveBack), and the next one sees that by L1.
   std::uint64_t id_next = 0;
   std::uint64_t id_end = 0;
   Atomic<std::uint64_t> rejected{0};
+  Atomic<std::uint64_t> scheduled{0};
   Atomic<std::uint64_t> started{0};
   Atomic<std::uint64_t> succeeded{0};
   Atomic<std::uint64_t> failed{0};
   Atomic<std::uint64_t> canceled{0};
   Atomic<std::uint64_t> retried{0};
-  Atomic<std::uint64_t> scheduled{0};
   Atomic<std::uint64_t> finished{0};
   Atomic<std::uint64_t> steals{0};
   Atomic<std::uint64_t> parks{0};
@@ -505,11 +507,12 @@ class EngineImpl {
   // One credit for a submit: TakeCredits(st, 1).
   bool TakeCredit(Stripe& st);
   // n credits at once, or none (PostBatch's all-or-nothing admission): from the
-  // stripe's hoard, then the global pool, reclaiming every hoard once before it
-  // reports the engine full.
+  // stripe's own credits (K1, one at a time), then its hoard, then the global
+  // pool, reclaiming every hoard once before it reports the engine full.
   bool TakeCredits(Stripe& st, std::int64_t n);
-  // TakeCredits' shared part: the stripe's hoard, then the global pool.
-  bool TakeSharedCredits(Stripe& st, std::int64_t n);
+  // TakeCredits' shared part: the stripe's hoard, then the global pool, then
+  // (if `reclaim`) every hoard reclaimed into the pool and the pool again.
+  bool TakeSharedCredits(Stripe& st, std::int64_t n, bool reclaim = true);
   // Gives n credits taken for a submission that was then refused back to the
   // shared pool.
   void ReturnCredits(std::int64_t n);

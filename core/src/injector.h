@@ -4,7 +4,8 @@
 // take batches of kInjectorBatch with a consumer token each. Per-producer FIFO:
 // one producer's operations leave in the order they entered. A producer is a
 // thread (implicit), or a leased stripe's token (explicit; a thread keeps its
-// lease, and so its order, for as long as it submits to the engine).
+// lease, and so its order, for as long as it submits to the engine), or a
+// worker's own token for what it spills from its full deque (explicit).
 // Kept out of public headers: moodycamel is an implementation detail.
 //
 // One popper at a time (the pop lease), in engines of kPopLeaseMinWorkers or
@@ -63,7 +64,8 @@ class Injector {
   }
   // Through an explicit producer: no lookup of the calling thread's implicit
   // producer (a hash of its thread id, about 50 instructions). A token is used
-  // by one thread at a time (a leased stripe's lessee, EngineImpl::Schedule).
+  // by one thread at a time (a leased stripe's lessee, EngineImpl::Schedule; a
+  // worker spilling its deque, EngineImpl::PushLocal).
   void Push(ProducerToken& token, Operation* op) {
     bool ok = queue_.enqueue(token, op);  // releases *op to the dequeuer, as above
     ORDO_CHECK(ok, "injector allocation failed");

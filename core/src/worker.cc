@@ -64,6 +64,9 @@ void GiveBack(Lease& l) {
     std::lock_guard<std::mutex> lock(RegistryMutex());
     if (LiveEngines().contains(l.serial)) {
       FlushOwnCredits(*l.stripe);  // K2 (engine_impl.cc): reclaimable again
+      // D2: the rest of our block of ids is not the next lessee's, whose ids
+      // must keep increasing in its own order.
+      l.stripe->id_next = l.stripe->id_end;
       // Release: our counts before the next lessee's (L1).
       l.stripe->leased.store(false, std::memory_order_release);
     }

@@ -431,6 +431,48 @@ TEST(ContextTest, OneThreadsIdsIncreaseInItsCreationOrderWhateverTheKind) {
   }
 }
 
+// A thread's lease of a stripe can end while it lives (it caches leases for four
+// engines; a fifth evicts one), and its next lease may be a stripe another
+// thread gave back with part of a block of ids left. The block is closed at the
+// give-back (worker.cc GiveBack), so the thread's ids still increase.
+TEST(ContextTest, AThreadsIdsIncreaseAcrossItsLeasesOfStripes) {
+  Engine engine({.workers = 1});
+  std::vector<std::unique_ptr<Engine>> others;
+  for (int i = 0; i < 4; ++i) others.push_back(std::make_unique<Engine>(Options{.workers = 1}));
+  std::atomic<std::uint64_t> first{0};
+  std::atomic<std::uint64_t> third{0};
+  std::uint64_t second = 0;
+  std::latch u_posted(1), u_may_exit(1), t_submitted(1), t_may_go_on(1);
+  // U leases the first free stripe, takes a block of ids with one Post, and
+  // gives the stripe back (the rest of its block in it) when it exits.
+  std::thread u([&] {
+    EXPECT_TRUE(engine.Post([] {}).ok());
+    u_posted.count_down();
+    u_may_exit.wait();
+  });
+  u_posted.wait();
+  std::thread t([&] {
+    EXPECT_TRUE(engine.Post([&](Context& ctx) { first.store(ctx.id()); }).ok());
+    auto h = engine.Submit([] {});  // from the counter: above U's block
+    EXPECT_TRUE(h.ok());
+    second = h->id();
+    t_submitted.count_down();
+    t_may_go_on.wait();
+    // Four more engines: the lease on `engine` is evicted from the cache, and
+    // the next Post leases again, the lowest free stripe: U's.
+    for (auto& e : others) EXPECT_TRUE(e->Post([] {}).ok());
+    EXPECT_TRUE(engine.Post([&](Context& ctx) { third.store(ctx.id()); }).ok());
+  });
+  t_submitted.wait();
+  u_may_exit.count_down();
+  u.join();
+  t_may_go_on.count_down();
+  t.join();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_LT(first.load(), second);
+  EXPECT_LT(second, third.load()) << "a Post took an id from a block another thread left";
+}
+
 // More submitting threads at once than the engine has stripes to lease: the
 // rest share stripes, whose writers take each id from the counter. Every id is
 // still unique, and each thread's increase.
@@ -743,6 +785,31 @@ TEST(BadInputTest, ALargeLimitIsReachedExactlyRoundAfterRound) {
   const Stats st = engine.stats();
   EXPECT_EQ(st.succeeded, 3 * kLimit);
   EXPECT_EQ(st.rejected, 3u);
+}
+
+// A batch takes its credits from the hoard, into which it first puts the few its
+// thread kept (K1): the last places under the limit go to a batch as to single
+// posts. The thread's own credits cycle with its posts; five batch sizes, so
+// that some of the runs meet it holding one or more.
+TEST(BadInputTest, ABatchTakesTheLastPlacesWithTheCreditsItsThreadKept) {
+  constexpr std::size_t kLimit = std::size_t{1} << 16;
+  for (std::size_t batch_size = 96; batch_size <= 100; ++batch_size) {
+    Engine engine({.workers = 1, .max_pending = kLimit});
+    Gate gate;
+    auto blocker = engine.Submit(gate.Waiter());
+    ASSERT_TRUE(blocker.ok());
+    ASSERT_TRUE(AwaitState(*blocker, State::kInProgress));
+    // Single posts up to batch_size places short of the limit.
+    for (std::size_t i = 0; i < kLimit - 1 - batch_size; ++i) {
+      ASSERT_TRUE(engine.Post([] {}).ok()) << i;
+    }
+    Batch batch(engine);
+    for (std::size_t i = 0; i < batch_size; ++i) ASSERT_TRUE(batch.Add([] {}).ok());
+    EXPECT_TRUE(engine.PostBatch(batch).ok()) << "a batch of " << batch_size;
+    EXPECT_EQ(engine.Post([] {}).code(), absl::StatusCode::kResourceExhausted);
+    gate.Open();
+    ASSERT_TRUE(engine.WaitIdle().ok());
+  }
 }
 
 // A thread that exits gives its own credits back with its stripe (K2): the one

@@ -82,9 +82,11 @@ struct Options {
   // Worker threads; 0 means std::thread::hardware_concurrency().
   int workers = 0;
   // Accepted, not yet terminal operations; Submit beyond it is ResourceExhausted.
-  // Below 65,536 the limit is exact; from there on each busy submitting or
-  // running thread may keep up to 1/16384 of it (16 at most) for its next
-  // submits, so a submit can be refused that much short of the limit.
+  // Below 65,536 the limit is exact. From there on a few places may be kept for
+  // a thread's next submits, at most 1/16384 of the limit (and 16) per thread:
+  // by each worker until it runs out of work, and by each outside thread that
+  // submitted from its own stripe until it exits; so a submit can be refused
+  // that much short of the limit, even just after WaitIdle returns.
   std::size_t max_pending = std::size_t{1} << 22;
   // Longest token, in bytes, that Submit accepts (integer keys always fit).
   std::size_t max_token_bytes = 1024;
