@@ -185,8 +185,9 @@ bool EngineImpl::TakeSharedCredits(Stripe& st, std::int64_t n, bool reclaim) {
     auto reclaim_hoard = [this](Stripe& s) {
       const std::int64_t v = s.credits.exchange(0, std::memory_order_relaxed);
       // A hoard can be below zero: GiveCredit's overflow (fetch_add, then
-      // fetch_sub of a batch) may straddle this exchange. Its debt moves to the
-      // pool with it; dropping it made credits (up to a batch per reclaim).
+      // fetch_sub of a batch) may straddle this exchange, and on a shared
+      // stripe another submitter's take or other overflows may come between
+      // the two. Its debt moves to the pool with it; dropping it made credits.
       if (v != 0) global_credits_.fetch_add(v, std::memory_order_relaxed);
     };
     for (std::size_t i = 0; i < kExternalStripes; ++i) reclaim_hoard(external_[i]);
@@ -213,7 +214,7 @@ void EngineImpl::GiveCredit(Stripe& st) {
   }
   const std::int64_t c = st.credits.fetch_add(n, std::memory_order_relaxed) + n;  // a count
   if (c > 2 * batch_) {
-    ChaosPoint();  // a reclaim here leaves the hoard below zero (see reclaim_hoard)
+    ChaosPoint();  // a reclaim here can leave the hoard below zero (reclaim_hoard)
     st.credits.fetch_sub(batch_, std::memory_order_relaxed);
     global_credits_.fetch_add(batch_, std::memory_order_relaxed);
   }

@@ -812,17 +812,20 @@ void RunManualClockRace(int producers, int rounds, int per_round) {
 
 // Admission at its limit, with the credits that threads keep for themselves
 // (engine_impl.cc K1-K3, active from a limit of 65,536): long-lived producers,
-// producers that post a little and exit (their stripes' kept credits go back as
-// they leave), batches, tokened posts canceled by another thread, and jobs that
-// post from inside the workers, running into the limit (held workers first make
-// sure they do) while the workers finish jobs of about a microsecond and hoards
-// are reclaimed under them. At the
-// end every accepted operation ran once, the refused ones were counted, and one
-// thread can fill the idle engine to the limit less at most what the workers may
-// still keep: no credit was lost or made along the way.
+// waves of short-lived producer threads (more at once than there are stripes to
+// lease, so some share one; a leased stripe's kept credits go back as its thread
+// exits), batches, tokened posts canceled by another thread, and jobs that post
+// from inside the workers, running into the limit (held workers first make sure
+// they do) while the workers finish jobs of about a microsecond and hoards are
+// reclaimed under them. At the end every accepted operation ended once,
+// succeeded (its body ran) or canceled, and one thread can fill the idle engine
+// to the limit less at most what the workers may still keep: no credit was lost
+// or made along the way.
 void RunAdmissionStress(int producers, long per_producer) {
   constexpr std::size_t kLimit = std::size_t{1} << 16;
-  constexpr long kKeptAtMost = 4;  // 2 * own_batch_ per worker at this limit
+  // What a worker may keep (K3): 2 * own_batch_, own_batch_ = batch_ / 32 =
+  // (kLimit / 1024) / 32 = 2. Change it with K3.
+  constexpr long kKeptAtMost = 4;
   std::atomic<long> accepted{0};
   std::atomic<long> refused{0};
   std::atomic<long> ran{0};
@@ -859,8 +862,9 @@ void RunAdmissionStress(int producers, long per_producer) {
           batch.Clear();
           std::this_thread::yield();
         }
-      } else if ((rng() % 4 == 0 ? engine.Post(job, {.token = Token(static_cast<std::int64_t>(rng() % 8))})
-                                 : engine.Post(job))
+      } else if ((rng() % 4 == 0
+                      ? engine.Post(job, {.token = Token(static_cast<std::int64_t>(rng() % 8))})
+                      : engine.Post(job))
                      .ok()) {
         accepted.fetch_add(1, std::memory_order_relaxed);
         ++done;
@@ -889,10 +893,19 @@ void RunAdmissionStress(int producers, long per_producer) {
         produce(per_producer, 100 + p);
         return;
       }
-      // Short-lived threads, one after another: each leases a stripe, keeps
-      // credits, and gives them back as it exits.
-      for (long done = 0; done < per_producer; done += 1000) {
-        std::thread([&, p, done] { produce(std::min<long>(1000, per_producer - done), 1000 * p + static_cast<int>(done)); }).join();
+      // Waves of short-lived threads, 40 at once: each leases a stripe (or,
+      // past the 60 leasable ones, shares one), keeps credits, and gives them
+      // back as it exits.
+      constexpr long kWave = 40;
+      constexpr long kEach = 250;
+      int seed = p << 20;
+      for (long done = 0; done < per_producer; done += kWave * kEach) {
+        std::vector<std::thread> wave;
+        for (long i = 0; i < kWave && done + i * kEach < per_producer; ++i) {
+          const long count = std::min(kEach, per_producer - done - i * kEach);
+          wave.emplace_back([&produce, count, s = ++seed] { produce(count, s); });
+        }
+        for (auto& t : wave) t.join();
       }
     });
   }
