@@ -809,49 +809,57 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
   bool schedule = false;
   {
     TimerLock lock(this);  // drains the inbox first (I2)
+    // A place for the timer, reserved before any change (I3, ReserveTimers);
+    // given back on every way out that does not arm it.
+    bool reserved = false;
+    auto unreserve = [&] {
+      if (reserved) ReleaseTimers(1);
+    };
     std::uint32_t w = op->word.load(std::memory_order_acquire);
     for (;;) {
       const State s = StateOf(w);
       if (!NotStarted(s)) {
+        unreserve();
         return absl::FailedPreconditionError(absl::StrCat(
             "Postpone: ", OpName(op), " is ", StateText(s),
             "; only an operation that has not started can be postponed"));
       }
       if (s == State::kSuspended) {
+        unreserve();
         // Stays suspended; Resume uses the new time. Relaxed: read under timer_mu_.
         Facts(op).due_ns().store(due, std::memory_order_relaxed);
         return absl::OkStatus();
       }
       const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
-      if (s == State::kWaiting && target == State::kWaiting) return absl::OkStatus();
-      // Bad input changes nothing: refuse before any change if the wheel is full
-      // (re-arming a timer already in the wheel frees its own place first).
-      if (target == State::kPostponed && !Facts(op).in_wheel && WheelFullLocked()) {
-        return WheelFullError("Postpone");
+      if (s == State::kWaiting && target == State::kWaiting) {
+        unreserve();
+        return absl::OkStatus();
+      }
+      // Bad input changes nothing: refuse before any change if the wheel is full.
+      // A timer already in the wheel keeps its place (in_wheel is stable while we
+      // hold timer_mu_).
+      if (target == State::kPostponed && !Facts(op).in_wheel && !reserved) {
+        if (!ReserveTimers(1)) return WheelFullError("Postpone");
+        reserved = true;
       }
       const std::uint32_t next = TakeOwnershipIfUnowned(WithState(w, target));  // H2
       // acq_rel: the change races with starts and cancels on the same word.
       if (op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                          std::memory_order_acquire)) {
         schedule = TookOwnership(w, next);
-        DisarmTimerLocked(op);
-        Facts(op).due_ns().store(due, std::memory_order_relaxed);  // under timer_mu_
         if (target == State::kPostponed) {
-          absl::Status armed = ArmTimerLocked(op, due);
-          ORDO_CHECK_OP(armed.ok(), "the wheel refused a timer it had room for", op->id_relaxed());
+          if (Facts(op).in_wheel) MoveOutTimerLocked(op);  // keeps its place
+        } else {
+          DisarmTimerLocked(op);  // gives its place back, if it had one
         }
+        Facts(op).due_ns().store(due, std::memory_order_relaxed);  // under timer_mu_
+        if (target == State::kPostponed) ArmTimerLocked(op, due);
         break;
       }
     }
   }
   if (schedule) Schedule(op);  // H2
   return absl::OkStatus();
-}
-
-bool EngineImpl::WheelFullLocked() const {
-  // Wheel and inbox (timers.cc I3). Relaxed: a count.
-  return timers_armed_.load(std::memory_order_relaxed) >=
-         static_cast<std::int64_t>(options_.max_timers);
 }
 
 absl::Status EngineImpl::WheelFullError(const char* what) const {
@@ -895,10 +903,12 @@ absl::Status EngineImpl::Resume(Operation* op) {
   bool schedule = false;
   {
     TimerLock lock(this);  // drains the inbox first (I2)
+    bool reserved = false;  // a place for the timer (I3), as in Postpone
     std::uint32_t w = op->word.load(std::memory_order_acquire);
     for (;;) {
       const State s = StateOf(w);
       if (s != State::kSuspended) {
+        if (reserved) ReleaseTimers(1);
         if (NotStarted(s)) return absl::OkStatus();  // not suspended: nothing to do
         return absl::FailedPreconditionError(absl::StrCat(
             "Resume: ", OpName(op), " is ", StateText(s), "; only a suspended operation resumes"));
@@ -907,16 +917,21 @@ absl::Status EngineImpl::Resume(Operation* op) {
       if (due != kNoTime && due <= NowNs()) due = kNoTime;
       const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
       // A suspended operation is not in the wheel (Suspend disarms it); refuse
-      // before any change if there is no room for its timer.
-      if (target == State::kPostponed && WheelFullLocked()) return WheelFullError("Resume");
+      // before any change if there is no room for its timer (I3: the place is
+      // reserved here, kept while we retry, and given back if we arm nothing).
+      if (target == State::kPostponed && !reserved) {
+        if (!ReserveTimers(1)) return WheelFullError("Resume");
+        reserved = true;
+      }
       const std::uint32_t next = TakeOwnershipIfUnowned(WithState(w, target));  // H2
       if (op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                          std::memory_order_acquire)) {
         Facts(op).due_ns().store(due, std::memory_order_relaxed);
         schedule = TookOwnership(w, next);
         if (target == State::kPostponed) {
-          absl::Status armed = ArmTimerLocked(op, due);
-          ORDO_CHECK_OP(armed.ok(), "the wheel refused a timer it had room for", op->id_relaxed());
+          ArmTimerLocked(op, due);  // in the place reserved
+        } else if (reserved) {
+          ReleaseTimers(1);  // the time came while we retried
         }
         break;
       }
@@ -1239,7 +1254,10 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   // (a series never silently stops) and a series never holds more than one.
   if (postponed) {
     TimerLock lock(this);  // drains the inbox first (I2)
-    if (!ArmTimerLocked(n, due).ok()) {
+    if (ReserveTimers(1)) {  // I3
+      ArmTimerLocked(n, due);
+    } else {
+      // The wheel is full: the occurrence runs now rather than not at all.
       Facts(n).due_ns().store(kNoTime, std::memory_order_relaxed);
       // Relaxed: private until MakeHead or the chain push below publishes it.
       n->word.store(KeptBitsOf(n) | static_cast<std::uint32_t>(State::kWaiting),
@@ -1437,7 +1455,8 @@ Stats EngineImpl::stats() const {
   for (std::size_t i = 0; i < kExternalStripes; ++i) add(external_[i]);
   const std::uint64_t ended = s.succeeded + s.failed + s.canceled;
   s.pending = s.submitted > ended ? s.submitted - ended : 0;
-  // Wheel and inbox (timers.cc I3). Relaxed: a snapshot of a count.
+  // Wheel and inbox, and for a moment a place reserved and not yet armed
+  // (timers.cc I3). Relaxed: a snapshot of a count.
   s.postponed = static_cast<std::uint64_t>(
       std::max<std::int64_t>(0, timers_armed_.load(std::memory_order_relaxed)));
   s.active_chains = tokens_.active_chains();

@@ -407,10 +407,17 @@ class EngineImpl {
   void UnregisterHeld(Operation* op);
 
   // --- timers (timers.cc) ---
-  absl::Status ArmTimerLocked(Operation* op, std::int64_t due_ns)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  // Puts op's timer into the wheel, in a place already counted for it: one its
+  // caller reserved (ReserveTimers(1)), or the one its timer held until the
+  // caller took it out with MoveOutTimerLocked (I3).
+  void ArmTimerLocked(Operation* op, std::int64_t due_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  // Takes op's timer out of the wheel and gives its place back.
   void DisarmTimerLocked(Operation* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
-  bool WheelFullLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  // Takes op's timer out of the wheel keeping its place, for ArmTimerLocked to
+  // put it back at another time.
+  void MoveOutTimerLocked(Operation* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  // Gives back n places that ReserveTimers took and nothing armed.
+  void ReleaseTimers(std::int64_t n);
   // Submit: arms a private, Postponed op without the lock, through the inbox
   // (timers.cc), in the place the caller reserved (ReserveTimers(1)).
   void ArmTimerFromSubmit(Operation* op, std::int64_t due_ns);
@@ -604,7 +611,8 @@ class EngineImpl {
   // (timers.cc, I1-I5, "Ways").
   static_assert(std::has_single_bit(kTimerInboxWays), "a way is picked by masking");
   CacheAligned<Atomic<TimerNode*>> timer_inbox_[kTimerInboxWays];
-  // Timers pending in the wheel or the inbox; the max_timers admission count.
+  // Timer places taken: in the wheel, in the inbox, or reserved and about to be
+  // armed (timers.cc I3); the max_timers admission count.
   alignas(kCacheLine) Atomic<std::int64_t> timers_armed_{0};
   Atomic<std::uint32_t> timekeeper_word_{0};
   std::thread timekeeper_;

@@ -39,10 +39,14 @@
 //       releases under it). So a drain never meets a freed node.
 //   I2  Every reader of the wheel holds timer_mu_ and drains first, so under the
 //       lock "armed" means "in the wheel" (in_wheel), as before the inbox.
-//   I3  timers_armed_ counts wheel + inbox. Submit (and PostBatch, for all its
-//       postponed operations at once) reserves its places with a CAS that never
-//       takes the count past max_timers; a disarm or a release gives one back.
-//       So the wheel never exceeds max_timers and a drain's insert cannot fail.
+//   I3  timers_armed_ counts wheel + inbox + places reserved and not yet armed.
+//       Every place is taken by ReserveTimers' CAS, which never takes the count
+//       past max_timers: Submit and PostBatch (for all their postponed
+//       operations at once) before they push, Postpone, Resume, a retry and a
+//       recurrence under timer_mu_ before they change the word (and give it
+//       back if they then arm nothing). A disarm or a release gives one back; a
+//       re-postponement moves its timer and keeps its place. So the wheel never
+//       exceeds max_timers, and neither a drain's insert nor an arm can fail.
 //   I4  Submit lowers timekeeper_target_ and kicks when its due time is earlier.
 //       The timekeeper reads the kick count before it drains, so a kick after
 //       that makes its sleep return at once.
@@ -75,7 +79,6 @@
 #include <algorithm>
 #include <thread>
 
-#include "absl/strings/str_cat.h"
 #include "engine_impl.h"
 
 namespace ordo::internal {
@@ -85,25 +88,30 @@ namespace {
 constexpr std::int64_t kMaxTimekeeperSleepNs = 1'000'000'000;
 }
 
-absl::Status EngineImpl::ArmTimerLocked(Operation* op, std::int64_t due_ns) {
-  if (WheelFullLocked()) return WheelFullError("postponement");
+void EngineImpl::ArmTimerLocked(Operation* op, std::int64_t due_ns) {
+  // I3: the place is counted already, so the wheel (which holds at most what is
+  // counted) has room for it.
   absl::Status s = wheel_->Insert(&Facts(op).timer, due_ns, op->id_relaxed());
-  if (!s.ok()) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("postponement refused: ", s.message()));
-  }
+  ORDO_CHECK_OP(s.ok(), "the wheel refused a timer whose place was reserved (I3)",
+                op->id_relaxed());
   Facts(op).in_wheel = true;
-  timers_armed_.fetch_add(1, std::memory_order_relaxed);  // a count (I3)
   LowerTimekeeperTarget(due_ns);
   if (manual_clock_ && due_ns <= NowNs()) manual_due_pending_ = true;  // I6
-  return absl::OkStatus();
 }
 
 void EngineImpl::DisarmTimerLocked(Operation* op) {
   if (!Facts(op).in_wheel) return;
+  MoveOutTimerLocked(op);
+  ReleaseTimers(1);
+}
+
+void EngineImpl::MoveOutTimerLocked(Operation* op) {
   wheel_->Cancel(&Facts(op).timer);
   Facts(op).in_wheel = false;
-  timers_armed_.fetch_sub(1, std::memory_order_relaxed);  // a count (I3)
+}
+
+void EngineImpl::ReleaseTimers(std::int64_t n) {
+  timers_armed_.fetch_sub(n, std::memory_order_relaxed);  // a count (I3)
 }
 
 void EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
@@ -114,8 +122,13 @@ void EngineImpl::ArmTimerFromSubmit(Operation* op, std::int64_t due_ns) {
 bool EngineImpl::ReserveTimers(std::int64_t n) {
   // I3, by CAS: the count never rises past max_timers, not even for a moment
   // (a fetch_add and undo of a large batch would make a wheel with room look
-  // full to concurrent Postpone, Resume and retries). Relaxed: an admission
-  // count; nothing is published through it.
+  // full to concurrent Postpone, Resume and retries). Every place is taken here,
+  // by submitters without the timer lock and by Postpone, Resume, a retry and a
+  // recurrence under it alike: a check of the count followed by an add (as
+  // those once did) let a submitter's CAS take the last place in between, and
+  // the wheel then refused a timer whose place the count promised (a process
+  // abort). Relaxed: an admission count; nothing is
+  // published through it.
   const std::int64_t limit = static_cast<std::int64_t>(options_.max_timers);
   std::int64_t armed = timers_armed_.load(std::memory_order_relaxed);
   do {
@@ -204,7 +217,7 @@ void EngineImpl::DrainTimerInboxLocked(bool lower_target) {
 
 bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns) {
   TimerLock lock(this);  // drains the inbox first (I2)
-  if (WheelFullLocked()) return false;
+  if (!ReserveTimers(1)) return false;  // I3
   Facts(op).due_ns().store(due_ns, std::memory_order_relaxed);  // published by the CAS
   std::uint32_t w = op->word.load(std::memory_order_relaxed);
   // Release: publishes the attempt's writes and retry_count to the next attempt
@@ -213,8 +226,7 @@ bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns) {
                                          std::memory_order_release,
                                          std::memory_order_relaxed)) {
   }
-  absl::Status armed = ArmTimerLocked(op, due_ns);
-  ORDO_CHECK_OP(armed.ok(), "the wheel refused a timer it had room for", op->id_relaxed());
+  ArmTimerLocked(op, due_ns);  // in the place reserved above
   return true;
 }
 

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -956,6 +957,144 @@ void RunAdmissionStress(int producers, long per_producer) {
 
 TEST(StressTest, ProducersAtTheAdmissionLimitLoseAndMakeNoCredit) {
   RunAdmissionStress(/*producers=*/Producers(4), 50000L * Scale());
+}
+
+// The wheel's places (Options::max_timers, timers.cc I3) at their limit: producers
+// post and submit operations postponed up to 4 ms on a manual clock that another
+// thread steps, some with tokens, some retrying once after 1 ms; a controller
+// postpones, suspends, resumes and cancels through Handles and tokens. Every
+// place is reserved by a CAS and given back by a release, a disarm or a
+// cancel. When all has run or been canceled, one thread must get exactly
+// max_timers postponements accepted and the next refused: no place was lost or
+// made along the way.
+void RunTimerLimitStress(int producers, long per_producer) {
+  constexpr std::size_t kTimers = 512;
+  constexpr int kTokens = 6;
+  ManualClock clock;
+  std::atomic<long> refused{0};
+  std::atomic<long> accepted{0};
+  std::atomic<bool> producing{true};
+  Engine engine({.workers = Workers(), .clock = &clock, .max_timers = kTimers});
+  auto token = [](unsigned r) { return Token(static_cast<std::int64_t>(r % kTokens)); };
+  std::mutex handles_mu;
+  std::vector<Handle> handles;  // submitted operations, for the controller (1,024 kept)
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; ++p) {
+    threads.emplace_back([&, p] {
+      std::mt19937 rng(500 + p);
+      for (long i = 0; i < per_producer;) {
+        const auto until = clock.now() + std::chrono::microseconds(rng() % 4000);
+        const unsigned kind = rng() % 8;
+        absl::Status s;
+        if (kind == 0) {
+          auto h = engine.Submit([] {}, {.token = token(rng()), .postpone_until = until});
+          s = h.status();
+          if (h.ok()) {
+            std::lock_guard<std::mutex> l(handles_mu);
+            if (handles.size() < 1024) {
+              handles.push_back(*h);
+            } else {
+              handles[rng() % handles.size()] = *h;  // recent ones stay in play
+            }
+          }
+        } else if (kind == 1) {
+          s = engine.Post(
+              [](Context& ctx) {
+                if (ctx.retry_count() == 0) ctx.RetryAfter(1ms, "once more");
+              },
+              {.postpone_until = until});
+        } else {
+          SubmitOptions o{.postpone_until = until};
+          if (kind < 5) o.token = token(rng());
+          s = engine.Post([] {}, std::move(o));
+        }
+        if (s.ok()) {
+          accepted.fetch_add(1, std::memory_order_relaxed);
+          ++i;
+        } else {
+          EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+          refused.fetch_add(1, std::memory_order_relaxed);
+          std::this_thread::yield();
+        }
+      }
+    });
+  }
+  std::thread ticker([&] {
+    // The clock stands still until the producers have filled the wheel once
+    // (nothing comes due, so they must), then steps.
+    while (refused.load() == 0 && producing.load(std::memory_order_relaxed)) {
+      std::this_thread::yield();
+    }
+    while (producing.load(std::memory_order_relaxed)) {
+      clock.Advance(std::chrono::microseconds(250));
+      std::this_thread::yield();
+    }
+  });
+  std::thread controller([&] {
+    std::mt19937 rng(77);
+    while (producing.load(std::memory_order_relaxed)) {
+      Handle h;
+      {
+        std::lock_guard<std::mutex> l(handles_mu);
+        if (!handles.empty()) h = handles[rng() % handles.size()];
+      }
+      switch (rng() % 6) {
+        case 0:
+          if (h.valid()) (void)engine.Postpone(h, clock.now() + std::chrono::microseconds(rng() % 3000));
+          break;
+        case 1:
+          if (h.valid()) (void)engine.Suspend(h);
+          break;
+        case 2:
+          if (h.valid()) (void)engine.Resume(h);
+          break;
+        case 3:
+          if (h.valid()) (void)engine.Cancel(h);
+          break;
+        case 4:
+          EXPECT_TRUE(engine.SuspendToken(token(rng())).ok());
+          EXPECT_TRUE(engine.ResumeToken(token(rng())).ok());
+          break;
+        default:
+          EXPECT_TRUE(engine.CancelToken(token(rng())).ok());
+          break;
+      }
+      std::this_thread::yield();
+    }
+  });
+  for (auto& t : threads) t.join();
+  producing.store(false, std::memory_order_relaxed);
+  ticker.join();
+  controller.join();
+  // Everything postponed comes due, and everything suspended is let go: past
+  // every due time (at most 5 ms ahead), a resumed operation needs no place.
+  for (int round = 0; round < 10000 && engine.stats().pending != 0; ++round) {
+    clock.Advance(10ms);
+    for (int t = 0; t < kTokens; ++t) ASSERT_TRUE(engine.ResumeToken(token(t)).ok());
+    {
+      std::lock_guard<std::mutex> l(handles_mu);
+      for (const Handle& h : handles) (void)engine.Resume(h);  // a finished one: refused
+    }
+    ASSERT_TRUE(engine.WaitIdle().ok());
+  }
+  const Stats st = engine.stats();
+  ASSERT_EQ(st.pending, 0u) << "operations never ended";
+  // Failed: a retry that found the wheel full (its place is not reserved ahead).
+  EXPECT_EQ(st.succeeded + st.canceled + st.failed, static_cast<std::uint64_t>(accepted.load()));
+  EXPECT_GT(refused.load(), 0) << "the producers never met max_timers: the test proves less";
+  // Conservation of the wheel's places.
+  std::size_t filled = 0;
+  absl::Status full;
+  while ((full = engine.Post([] {}, {.postpone_until = clock.now() + 1h})).ok()) {
+    ASSERT_LE(++filled, kTimers) << "places were made";
+  }
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(filled, kTimers) << "places were lost";
+  ASSERT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
+}
+
+TEST(StressTest, PostponementsAtTheWheelsLimitLoseAndMakeNoPlace) {
+  RunTimerLimitStress(/*producers=*/Producers(3), 50000L * Scale());
 }
 
 TEST(StressTest, TokenControlsRacingRunnersThatEmptyChainsLoseNothing) {
