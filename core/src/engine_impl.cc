@@ -1218,7 +1218,11 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   const auto* rule = static_cast<const RecurrenceRule*>(ex->recurrence);
   if (closed_.load(std::memory_order_acquire)) return false;  // shutdown: the series ends
   const std::int64_t now = NowNs();
-  const std::int64_t this_due = Facts(op).due_ns().load(std::memory_order_relaxed);
+  // From this occurrence's place on the grid: its due time, or, if a full wheel
+  // made it run at once, the grid time it had (computing from `now` would find
+  // that same occurrence again, and again).
+  const std::int64_t this_due =
+      std::max(Facts(op).due_ns().load(std::memory_order_relaxed), ex->occurrence_ns);
   const std::int64_t after = std::max(now, this_due == kNoTime ? now : this_due);
   using TP = Clock::time_point;
   std::optional<RecurrenceRule::Occurrence> next =
@@ -1241,6 +1245,7 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   nex->recurrence = new RecurrenceRule(*rule);
   Facts(n).extras.store(nex, std::memory_order_relaxed);  // published by the push below
   const std::int64_t due = next->time.time_since_epoch().count();
+  nex->occurrence_ns = due;
   const bool postponed = due > now;
   InitFacts(n, TakeIds(st), this, now, postponed ? due : kNoTime);
   // The engine's, the predecessor's link (Handle::next_occurrence).

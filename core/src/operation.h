@@ -104,6 +104,10 @@ struct OpExtras {
   std::string error;  // written by the owner of the Failed transition before it
   std::string recurrence_text;
   std::int64_t recurrence_start_ns = kNoTime;
+  // An occurrence's time on its series' grid (kNoTime for the first): kept
+  // apart from the due time, which a full wheel clears (the occurrence then
+  // runs at once), so that the series goes on from this point, not from now.
+  std::int64_t occurrence_ns = kNoTime;
   void* recurrence = nullptr;  // const RecurrenceRule*, owned (engine_impl.cc)
   int max_retries = -1;
   // The next occurrence of a recurrence, with a reference; set once by the runner

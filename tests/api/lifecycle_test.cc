@@ -834,6 +834,38 @@ TEST(RecurrenceEngineTest, AnOccurrenceTakesOverItsPredecessorsPlaceUnderMaxPend
   ASSERT_TRUE(engine.WaitIdle().ok());
 }
 
+// A next occurrence that finds the wheel full runs at once rather than not at
+// all (a series never silently stops), and the series goes on from that
+// occurrence's place on its grid, not from the time it ran: COUNT still ends it.
+// (It went on from "now", found the same occurrence again, and spawned it for
+// ever while the wheel stayed full.)
+TEST(RecurrenceEngineTest, AnOccurrenceThatFindsTheWheelFullRunsAtOnceAndTheSeriesStillEnds) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
+  Gate gate;
+  std::atomic<int> runs{0};
+  auto first = engine.Submit(
+      [&runs, wait = gate.Waiter()] {
+        if (runs.fetch_add(1) == 0) wait();
+      },
+      {.recurrence = "FREQ=MINUTELY;COUNT=2"});
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(AwaitState(*first, State::kInProgress));
+  // The wheel's one place, taken while the first occurrence runs.
+  auto filler = engine.Submit([] {}, {.postpone_until = clock.now() + 1h});
+  ASSERT_TRUE(filler.ok());
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*first, State::kSucceeded));
+  Handle second = first->next_occurrence();
+  ASSERT_TRUE(second.valid());
+  ASSERT_TRUE(AwaitState(second, State::kSucceeded));  // at once: the clock stood still
+  EXPECT_FALSE(second.next_occurrence().valid()) << "COUNT=2 reached, yet the series went on";
+  EXPECT_EQ(runs.load(), 2);
+  clock.Advance(1h);
+  ASSERT_TRUE(AwaitState(*filler, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+}
+
 TEST(RecurrenceEngineTest, AnInvalidRuleIsRejectedNamingTheBadPart) {
   Engine engine({.workers = 1});
   auto h = engine.Submit([] {}, {.recurrence = "FREQ=DAILY;INTERVAL=0"});
