@@ -127,8 +127,7 @@ bool EngineImpl::ReserveTimers(std::int64_t n) {
   // recurrence under it alike: a check of the count followed by an add (as
   // those once did) let a submitter's CAS take the last place in between, and
   // the wheel then refused a timer whose place the count promised (a process
-  // abort). Relaxed: an admission count; nothing is
-  // published through it.
+  // abort). Relaxed: an admission count; nothing is published through it.
   const std::int64_t limit = static_cast<std::int64_t>(options_.max_timers);
   std::int64_t armed = timers_armed_.load(std::memory_order_relaxed);
   do {
