@@ -52,10 +52,11 @@ EngineImpl::EngineImpl(Options options)
   // is a small part of the limit.
   batch_ = static_cast<std::int64_t>(
       std::clamp<std::size_t>(options_.max_pending / 1024, 1, 256));
-  own_batch_ = batch_ / 32;  // K3
-  if (own_batch_ < 2) own_batch_ = 0;
-  static_assert(2 * kOwnCreditsMax <= std::numeric_limits<std::int16_t>::max());
-  own_batch_ = std::min(own_batch_, kOwnCreditsMax);
+  // K3: none below a batch of 64 (max_pending 65,536); batch_ <= 256 keeps it
+  // within kOwnCreditsMax.
+  own_batch_ = batch_ >= 64 ? batch_ / 32 : 0;
+  static_assert(256 / 32 <= kOwnCreditsMax &&
+                2 * kOwnCreditsMax <= std::numeric_limits<std::int16_t>::max());
   global_credits_.store(static_cast<std::int64_t>(options_.max_pending),
                         std::memory_order_relaxed);
   external_.reset(new Stripe[kExternalStripes]);
@@ -505,10 +506,9 @@ std::uint64_t EngineImpl::TakeIds(Stripe& st, std::uint64_t n) {
 
 std::uint64_t EngineImpl::CompactId(Stripe& st) {
   // A shared stripe has several writers: each id from the counter (D1's way).
-  if (!st.single_writer) return next_id_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (!st.single_writer) return TakeIds(st);
   if (st.id_next == st.id_end) {
-    // Relaxed as in TakeIds.
-    st.id_next = next_id_.fetch_add(kIdBlock, std::memory_order_relaxed) + 1;
+    st.id_next = TakeIds(st, kIdBlock);  // the next block (TakeIds closed the old)
     st.id_end = st.id_next + kIdBlock;
   }
   return st.id_next++;
