@@ -736,12 +736,15 @@ absl::Status EngineImpl::Admit(Stripe& st, std::size_t n, const char* what) {
 // ---------------------------------------------------------------------------
 // Control of one operation
 
-std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, CancelReason reason) {
+std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, CancelReason reason,
+                                                             bool only_suspended) {
   // Acquire: see the latest transition's writes before deciding.
   std::uint32_t w = op->word.load(std::memory_order_acquire);
   std::uint32_t next;
   do {
     if (!NotStarted(StateOf(w))) return std::nullopt;
+    if (only_suspended && StateOf(w) != State::kSuspended) return std::nullopt;
+    ChaosPoint();  // the state read, then the CAS: a Resume or a start may come between
     next = TakeOwnershipIfUnowned((WithState(w, State::kCanceled) & ~kReasonMask) |
                                   (static_cast<std::uint32_t>(reason) << kReasonShift));
     // Written before the CAS that publishes it (a losing CAS leaves it to the
@@ -789,7 +792,9 @@ absl::StatusOr<CancelOutcome> EngineImpl::Cancel(Operation* op) {
 }
 
 absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point> until) {
-  if (closed_.load(std::memory_order_acquire)) {
+  // S1: armed before Shutdown drains the wheel, or refused.
+  ShutdownScope scope(this, MyStripe());
+  if (scope.closed()) {
     return absl::FailedPreconditionError(
         "Postpone: the engine is shutting down; postponements are refused");
   }
@@ -870,7 +875,10 @@ absl::Status EngineImpl::WheelFullError(const char* what) const {
 }
 
 absl::Status EngineImpl::Suspend(Operation* op) {
-  if (closed_.load(std::memory_order_acquire)) {
+  // S1: registered and Suspended before Shutdown takes the held registry, or
+  // refused (a suspension that came after it would hold its chain for ever).
+  ShutdownScope scope(this, MyStripe());
+  if (scope.closed()) {
     return absl::FailedPreconditionError(
         "Suspend: the engine is shutting down; suspensions are refused");
   }
@@ -1017,6 +1025,12 @@ void EngineImpl::CancelBehind(Operation* x, CancelReason reason) {
 }
 
 bool EngineImpl::HaltChain(Chain* c, Operation* x) {
+  // Registered before halted_at_ is set: a ResumeToken that takes x from
+  // halted_at_ at once then finds the entry it removes (registered after, x
+  // would stay in the registry with a reference, and Shutdown would read its
+  // chain, retired by then).
+  RegisterHeld(x);
+  ChaosPoint();  // the registry, then the chain (Shutdown may sweep between)
   bool halted = false;
   tokens_.WithChainLocked(c->key(), [&](Chain* found) {
     if (found != c) return;
@@ -1026,7 +1040,7 @@ bool EngineImpl::HaltChain(Chain* c, Operation* x) {
     c->halted_at_ = x;
     halted = true;
   });
-  if (halted) RegisterHeld(x);
+  if (!halted) UnregisterHeld(x);
   return halted;
 }
 
@@ -1216,7 +1230,10 @@ std::string EngineImpl::Explain(Operation* op) {
 bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   OpExtras* ex = Facts(op).extras.load(std::memory_order_acquire);
   const auto* rule = static_cast<const RecurrenceRule*>(ex->recurrence);
-  if (closed_.load(std::memory_order_acquire)) return false;  // shutdown: the series ends
+  // S1: the next occurrence is armed or queued before Shutdown drains the wheel
+  // and waits for what is pending, or the series ends here.
+  ShutdownScope scope(this, st);
+  if (scope.closed()) return false;
   const std::int64_t now = NowNs();
   // From this occurrence's place on the grid: its due time, or, if a full wheel
   // made it run at once, the grid time it had (computing from `now` would find
@@ -1349,6 +1366,23 @@ absl::Status EngineImpl::WaitIdle() {
   return absl::OkStatus();
 }
 
+// Shutdown closes the engine, then sweeps what would otherwise never end: the held
+// registry (suspended operations, halted chains) in every mode, and the wheel
+// (kDrainReady, kCancelPending). Nothing may be added behind a sweep:
+//   S1  Whatever suspends an operation, halts a chain or arms a timer (Suspend,
+//       Postpone, a retry's re-arm, a series' next occurrence, a submit) does it
+//       inside EnterSubmit/ExitSubmit on its stripe, after reading closed_ there
+//       as false; read true, it does nothing (the series ends, the retry is
+//       canceled, the chain's rest is canceled, the call is refused).
+//   S2  Shutdown stores closed_, then waits until no stripe is inside (the
+//       Dekker: each side writes, then reads the other's word), then sweeps. So
+//       each such change either ended before the sweeps, which see it, or reads
+//       closed_ as true.
+//   S3  Resume is allowed during shutdown (it holds nothing new): the held sweep
+//       cancels an operation only while it is still Suspended (a CAS from that
+//       state), so a Resume that won keeps its operation, which then runs, or
+//       (kDrainReady, kCancelPending) is canceled by the wheel's sweep, its timer
+//       being armed under the timer lock before that sweep takes it.
 absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
   if (InCallableOf(this)) {
     return absl::FailedPreconditionError(
@@ -1389,7 +1423,8 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
   }
   for (Operation* op : held) {
     if (StateOf(op->word.load(std::memory_order_acquire)) == State::kSuspended) {
-      TryCancelNotStarted(op, CancelReason::kByShutdown);
+      // S3: only while still Suspended; a Resume that won keeps its operation.
+      TryCancelNotStarted(op, CancelReason::kByShutdown, /*only_suspended=*/true);
     } else if (op->chain != nullptr && IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) {
       bool released = false;
       tokens_.WithShardLocked(Facts(op).token_hash, [&] {

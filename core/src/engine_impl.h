@@ -385,9 +385,11 @@ class EngineImpl {
   void FinishInProgress(Operation* op, State terminal, std::string&& error, Stripe& st,
                         CancelReason reason, bool sole = false, bool give_credit = true);
   void OnTerminal(State terminal, Stripe& st, bool give_credit = true);
-  // CAS from a not-started state to Canceled with `reason`. On success, removes
-  // its timer and schedules it if it is a head (H2, H3). Returns the prior word.
-  std::optional<std::uint32_t> TryCancelNotStarted(Operation* op, CancelReason reason);
+  // CAS from a not-started state (only from Suspended if `only_suspended`) to
+  // Canceled with `reason`. On success, removes its timer and schedules it if it
+  // is a head (H2, H3). Returns the prior word.
+  std::optional<std::uint32_t> TryCancelNotStarted(Operation* op, CancelReason reason,
+                                                   bool only_suspended = false);
   // True when it made the next occurrence, which then holds op's admission
   // credit: a series takes one place under max_pending, never more.
   bool SpawnNextOccurrence(Operation* op, Stripe& st);
@@ -511,6 +513,24 @@ class EngineImpl {
   // Submit's half of the Dekker with Shutdown (see Shutdown).
   void EnterSubmit(Stripe& st);
   static void ExitSubmit(Stripe& st);
+  // The same Dekker for a change other than a submit that Shutdown must see
+  // whole or not at all (S1-S3 above Shutdown): a Suspend, a Postpone, a retry's
+  // re-arm, a series' next occurrence, a chain halted by its failure. Open for
+  // the scope's life; closed() is the Dekker's read, after EnterSubmit's raise.
+  class ShutdownScope {
+   public:
+    ShutdownScope(EngineImpl* e, Stripe& st) : e_(e), st_(st) { e_->EnterSubmit(st_); }
+    ~ShutdownScope() { ExitSubmit(st_); }
+    // seq_cst, or the asymmetric pair (EnterSubmit's store and compiler barrier,
+    // then this load; Shutdown's seq_cst store and membarrier).
+    bool closed() const { return e_->closed_.load(std::memory_order_seq_cst); }
+    ShutdownScope(const ShutdownScope&) = delete;
+    ShutdownScope& operator=(const ShutdownScope&) = delete;
+
+   private:
+    EngineImpl* e_;
+    Stripe& st_;
+  };
   // One credit for a submit: TakeCredits(st, 1).
   bool TakeCredit(Stripe& st);
   // n credits at once, or none (PostBatch's all-or-nothing admission): from the

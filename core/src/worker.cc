@@ -638,11 +638,15 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
     }
   }
   if (attempt.retry) {
-    // Acquire: pairs with Shutdown's seq_cst store of closed_.
-    if (closed_.load(std::memory_order_acquire)) {
+    auto cancel_for_shutdown = [&] {
       FinishInProgress(op, State::kCanceled,
                        "retry canceled: the engine is shutting down (" + attempt.reason + ")", st,
                        CancelReason::kRetriesDuringShutdown);
+    };
+    // A first look, before the node is enlarged; S1 below decides. Acquire:
+    // pairs with Shutdown's seq_cst store of closed_.
+    if (closed_.load(std::memory_order_acquire)) {
+      cancel_for_shutdown();
       return true;
     }
     // A compact node has no room for a timer or a count: it retries as a facts node
@@ -659,9 +663,20 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
       }
       // The delay counts from the end of the attempt.
       const std::int64_t due = NowNs() + delay;
-      Facts(op).retry_count.store(done + 1, std::memory_order_relaxed);  // published below
-      Count(st, st.retried);
-      if (RepostponeForRetry(op, due)) return false;
+      bool reposted = false;
+      {
+        // S1 (engine_impl.cc, above Shutdown): armed before Shutdown drains the
+        // wheel, or canceled.
+        ShutdownScope scope(this, st);
+        if (scope.closed()) {
+          cancel_for_shutdown();
+          return true;
+        }
+        Facts(op).retry_count.store(done + 1, std::memory_order_relaxed);  // published below
+        reposted = RepostponeForRetry(op, due);
+        if (reposted) Count(st, st.retried);
+      }
+      if (reposted) return false;
       failed = true;
       error = "retry could not be scheduled: the timing wheel is full (Options::max_timers)";
     } else {
@@ -781,11 +796,19 @@ Operation* EngineImpl::AdvanceChain(Operation* x) {
   if (StateOf(xw) == State::kFailed && (xw & kPolicyDoneBit) == 0) {
     x->word.fetch_or(kPolicyDoneBit, std::memory_order_relaxed);  // runner-private flag
     const FailurePolicy p = PolicyFor(c);
-    const bool closing = closed_.load(std::memory_order_acquire);
-    if (p == FailurePolicy::kCancelRest || (p == FailurePolicy::kHalt && closing)) {
+    if (p == FailurePolicy::kCancelRest) {
       CancelBehind(x, CancelReason::kByPolicy);
     } else if (p == FailurePolicy::kHalt) {
-      if (HaltChain(c, x)) return nullptr;  // held until ResumeToken
+      // S1 (engine_impl.cc, above Shutdown): halted and registered before
+      // Shutdown's sweep of the held registry, or the rest canceled.
+      bool closing, halted = false;
+      {
+        ShutdownScope scope(this, MyStripe());
+        closing = scope.closed();
+        if (!closing) halted = HaltChain(c, x);
+      }
+      if (halted) return nullptr;  // held until ResumeToken (or Shutdown)
+      if (closing) CancelBehind(x, CancelReason::kByPolicy);
     }
   }
   Operation* prev = x;

@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -1111,6 +1113,319 @@ void RunTimerLimitStress(int producers, long per_producer) {
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(filled, kTimers) << "places were lost";
   ASSERT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
+}
+
+// Every Shutdown mode while the engine is busy with everything at once: producers
+// submit independent, tokened, postponed, suspended, retrying and recurring work
+// (and batches), some of it on a token whose chain halts after a failure
+// (FailurePolicy::kHalt); a controller suspends, resumes, postpones and cancels
+// through Handles and releases the halted chain; a thread steps a manual clock.
+// Shutdown starts once a share of the work is in and races all of them. It must
+// return (a watchdog ends the process, naming what never ended, if it does not),
+// and then, beside every operation ending once:
+//   kDrainAll      an operation of an independent or kContinue token ends
+//                  Succeeded unless it was left suspended (Canceled) or canceled:
+//                  postponed ones are waited for, a Resume or Postpone that
+//                  succeeded is honoured, and the shutdown cancels only what is
+//                  suspended;
+//   kDrainReady    such an operation that was never postponed or suspended ends
+//                  Succeeded unless canceled (it was runnable);
+//   kCancelPending nothing more (what had not started is canceled, what had ran).
+// Any mode: a body ran at most once (a retrying Post at most twice), Succeeded
+// and Failed exactly when it ran, nothing is pending or in the wheel, and no
+// body runs after Shutdown returned.
+struct ShutdownRec {
+  std::atomic<int> runs{0};
+  Handle handle;
+  bool throws = false;
+  bool halt_token = false;   // its chain may be held by a failure (not checked)
+  bool postponed = false;    // postponed at submit or by the controller
+  // Written by the controller only (read once it has been joined): the state
+  // its last successful Suspend or Resume left (or the submit's suspension),
+  // and a Cancel that returned kCanceled.
+  bool held = false;
+  bool canceled = false;
+};
+
+void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
+  constexpr long kMaxPerProducer = 60000;
+  constexpr int kTokens = 6;
+  // Chains that halt after a failure: many, each failing often, so that many
+  // runners are about to halt one as Shutdown sweeps the held registry.
+  constexpr int kHaltTokens = 8;
+  auto halt_token = [](unsigned i) { return Token("halting-" + std::to_string(i % kHaltTokens)); };
+  for (int round = 0; round < rounds; ++round) {
+    ManualClock clock;
+    std::vector<std::unique_ptr<ShutdownRec[]>> recs(producers);
+    std::vector<long> made(producers, 0);
+    std::atomic<long> accepted{0}, posted_runs{0};
+    std::atomic<bool> stop{false};
+    Stats st;
+    long runs_at_return = 0;
+    {
+      Engine engine({.workers = Workers(), .clock = &clock});
+      for (int t = 0; t < kHaltTokens; ++t) {
+        ASSERT_TRUE(engine.SetFailurePolicy(halt_token(t), FailurePolicy::kHalt).ok());
+      }
+      std::mutex ring_mu;
+      std::vector<ShutdownRec*> ring;  // recent handle operations, for the controller
+      auto count_post = [&posted_runs] { posted_runs.fetch_add(1, std::memory_order_relaxed); };
+      std::vector<std::thread> threads;
+      for (int p = 0; p < producers; ++p) {
+        recs[p] = std::make_unique<ShutdownRec[]>(kMaxPerProducer);
+        threads.emplace_back([&, p] {
+          std::mt19937 rng(9000 + 31 * round + p);
+          for (long i = 0; i < kMaxPerProducer; ++i) {
+            const auto soon = [&] { return clock.now() + std::chrono::microseconds(rng() % 3000); };
+            const unsigned kind = rng() % 12;
+            absl::Status s;
+            if (kind >= 8) {
+              // Work without a Handle: a retry, a series, a batch, a plain post.
+              if (kind == 8) {
+                s = engine.Post(
+                    [&posted_runs](Context& ctx) {
+                      posted_runs.fetch_add(1, std::memory_order_relaxed);
+                      if (ctx.retry_count() == 0) ctx.RetryAfter(1ms, "once more");
+                    },
+                    {.postpone_until = rng() % 2 ? std::optional(soon()) : std::nullopt});
+              } else if (kind == 9) {
+                s = engine.Post(count_post,
+                                {.postpone_until = soon(), .recurrence = "FREQ=MINUTELY;COUNT=3"});
+              } else if (kind == 10) {
+                Batch batch(engine);
+                for (int k = 0; k < 8; ++k) {
+                  const Token t(static_cast<std::int64_t>(rng() % kTokens));
+                  EXPECT_TRUE((k % 3 == 0 ? batch.AddPostponed(count_post, soon(), t)
+                                          : batch.Add(count_post, t))
+                                  .ok());
+                }
+                s = engine.PostBatch(batch);
+              } else {
+                s = engine.Post(count_post);
+              }
+              if (!s.ok()) {
+                ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+                return;
+              }
+              accepted.fetch_add(1, std::memory_order_relaxed);
+              continue;
+            }
+            ShutdownRec& r = recs[p][i];
+            SubmitOptions o;
+            if (kind == 7) {
+              r.halt_token = true;
+              r.throws = rng() % 2 == 0;
+              o.token = halt_token(rng());
+            } else if (rng() % 2 == 0) {
+              o.token = Token(static_cast<std::int64_t>(rng() % kTokens));
+            }
+            if (kind == 5) {
+              o.postpone_until = soon();
+              r.postponed = true;
+            }
+            if (kind == 6) {
+              o.suspended = true;
+              r.held = true;
+            }
+            auto h = engine.Submit(
+                [&r] {
+                  r.runs.fetch_add(1, std::memory_order_relaxed);
+                  if (r.throws) throw std::runtime_error("planned failure");
+                },
+                std::move(o));
+            if (!h.ok()) {
+              ASSERT_EQ(h.status().code(), absl::StatusCode::kFailedPrecondition) << h.status();
+              return;
+            }
+            r.handle = *h;
+            made[p] = i + 1;
+            accepted.fetch_add(1, std::memory_order_relaxed);
+            std::lock_guard<std::mutex> l(ring_mu);
+            if (ring.size() < 512) {
+              ring.push_back(&r);
+            } else {
+              ring[rng() % ring.size()] = &r;
+            }
+          }
+        });
+      }
+      // kDrainReady and kCancelPending never wait for time: the clock stops as
+      // they begin, so a timer armed behind their drain of the wheel hangs them.
+      std::atomic<bool> frozen{false};
+      std::thread ticker([&] {
+        for (long step = 1; !stop.load(std::memory_order_relaxed); ++step) {
+          if (frozen.load(std::memory_order_relaxed)) {
+            std::this_thread::yield();
+            continue;
+          }
+          clock.Advance(step % 100 == 0 ? std::chrono::microseconds(61s)
+                                        : std::chrono::microseconds(250));
+          std::this_thread::yield();
+        }
+      });
+      std::atomic<bool> shutting{false};
+      std::thread controller([&] {
+        std::mt19937 rng(4242 + round);
+        bool swept = false;
+        while (!stop.load(std::memory_order_relaxed)) {
+          if (!swept && shutting.load(std::memory_order_relaxed)) {
+            // As Shutdown begins, resume everything held, racing its sweep of
+            // the suspended (S3: a Resume that wins keeps its operation).
+            swept = true;
+            std::vector<ShutdownRec*> all;
+            {
+              std::lock_guard<std::mutex> l(ring_mu);
+              all = ring;
+            }
+            for (ShutdownRec* r : all) {
+              if (r->held && engine.Resume(r->handle).ok()) r->held = false;
+            }
+          }
+          ShutdownRec* r = nullptr;
+          {
+            std::lock_guard<std::mutex> l(ring_mu);
+            if (!ring.empty()) r = ring[rng() % ring.size()];
+          }
+          if (r == nullptr) {
+            std::this_thread::yield();
+            continue;
+          }
+          switch (rng() % 6) {
+            case 0:
+              if (engine.Suspend(r->handle).ok()) r->held = true;
+              break;
+            case 1:
+            case 2:
+              if (engine.Resume(r->handle).ok()) r->held = false;
+              break;
+            case 3:
+              if (engine.Postpone(r->handle, clock.now() + std::chrono::microseconds(rng() % 2000))
+                      .ok()) {
+                r->postponed = true;
+              }
+              break;
+            case 4: {
+              auto c = engine.Cancel(r->handle);
+              if (c.ok() && *c == CancelOutcome::kCanceled) r->canceled = true;
+              break;
+            }
+            default:
+              // Releases the halted chains.
+              for (int t = 0; t < kHaltTokens; ++t) (void)engine.ResumeToken(halt_token(t));
+              break;
+          }
+        }
+      });
+      // Shut down once some work is in (a count, not a sleep), different per round.
+      const long start_at = 3000 + 1500 * (round % 5);
+      while (accepted.load(std::memory_order_relaxed) < start_at) std::this_thread::yield();
+      std::mutex done_mu;
+      std::condition_variable done_cv;
+      bool done = false;
+      std::thread watchdog([&] {
+        std::unique_lock<std::mutex> l(done_mu);
+        if (done_cv.wait_for(l, 60s, [&] { return done; })) return;
+        const Stats s = engine.stats();
+        std::fprintf(stderr,
+                     "Shutdown(%d) never returned, round %d: submitted %llu, pending %llu, "
+                     "postponed %llu\n",
+                     static_cast<int>(mode), round,
+                     static_cast<unsigned long long>(s.submitted),
+                     static_cast<unsigned long long>(s.pending),
+                     static_cast<unsigned long long>(s.postponed));
+        for (int t = 0; t < kTokens + kHaltTokens; ++t) {
+          const Token token =
+              t < kTokens ? Token(static_cast<std::int64_t>(t)) : halt_token(t - kTokens);
+          auto info = engine.TokenInfo(token);
+          if (!info.ok() || info->pending == 0) continue;
+          std::fprintf(stderr, "  token %d: %zu pending, head %llu %s\n", t, info->pending,
+                       static_cast<unsigned long long>(info->head_id),
+                       info->head_state ? StateName(*info->head_state).data() : "(none)");
+        }
+        int shown = 0;
+        for (int p = 0; p < producers; ++p) {
+          for (long i = 0; i < made[p] && shown < 10; ++i) {
+            const ShutdownRec& r = recs[p][i];
+            if (r.handle.valid() && !IsTerminal(r.handle.state()) &&
+                r.handle.state() != State::kWaiting) {
+              std::fprintf(stderr, "  op %llu: %s%s, held %d, postponed %d\n",
+                           static_cast<unsigned long long>(r.handle.id()),
+                           StateName(r.handle.state()).data(),
+                           r.halt_token ? " (halting token)" : "", r.held, r.postponed);
+              ++shown;
+            }
+          }
+        }
+        std::abort();
+      });
+      if (mode != ShutdownMode::kDrainAll) frozen.store(true, std::memory_order_relaxed);
+      shutting.store(true, std::memory_order_relaxed);
+      const absl::Status s = engine.Shutdown(mode);
+      {
+        std::lock_guard<std::mutex> l(done_mu);
+        done = true;
+      }
+      done_cv.notify_one();
+      watchdog.join();
+      ASSERT_TRUE(s.ok()) << s;
+      runs_at_return = posted_runs.load();
+      for (int p = 0; p < producers; ++p) {
+        for (long i = 0; i < made[p]; ++i) runs_at_return += recs[p][i].runs.load();
+      }
+      for (auto& t : threads) t.join();
+      stop.store(true, std::memory_order_relaxed);
+      ticker.join();
+      controller.join();
+      st = engine.stats();
+    }
+    const std::string where =
+        "mode " + std::to_string(static_cast<int>(mode)) + ", round " + std::to_string(round);
+    EXPECT_EQ(st.pending, 0u) << where;
+    EXPECT_EQ(st.postponed, 0u) << where;
+    EXPECT_EQ(st.succeeded + st.failed + st.canceled, st.submitted) << where;
+    EXPECT_GE(st.submitted, static_cast<std::uint64_t>(accepted.load())) << where;
+    long runs_after = posted_runs.load();
+    long bad = 0;
+    for (int p = 0; p < producers; ++p) {
+      for (long i = 0; i < made[p]; ++i) {
+        const ShutdownRec& r = recs[p][i];
+        const int runs = r.runs.load();
+        runs_after += runs;
+        if (!r.handle.valid()) continue;  // a Post, a batch or a series went here
+        const State state = r.handle.state();
+        bool ok = IsTerminal(state) && runs <= 1 &&
+                  (state == State::kCanceled) == (runs == 0) &&
+                  (state == State::kFailed) == (runs == 1 && r.throws);
+        if (ok && !r.halt_token && !r.canceled) {
+          if (mode == ShutdownMode::kDrainAll) {
+            ok = state == (r.held ? State::kCanceled : State::kSucceeded);
+          } else if (mode == ShutdownMode::kDrainReady && !r.held && !r.postponed) {
+            ok = state == State::kSucceeded;
+          }
+        }
+        if (!ok && bad++ < 5) {
+          ADD_FAILURE() << where << ": op " << r.handle.id() << " ended " << StateName(state)
+                        << ", its body ran " << runs << " times; held " << r.held
+                        << ", postponed " << r.postponed << ", canceled " << r.canceled
+                        << ", throws " << r.throws << ", error '" << r.handle.error() << "'";
+        }
+      }
+    }
+    EXPECT_EQ(bad, 0) << where;
+    EXPECT_EQ(runs_after, runs_at_return) << "a body ran after Shutdown returned, " << where;
+  }
+}
+
+TEST(StressTest, DrainAllShutdownRacingControlsRunsAllButTheSuspended) {
+  RunShutdownModeStress(ShutdownMode::kDrainAll, Producers(2), 6 * Scale());
+}
+
+TEST(StressTest, DrainReadyShutdownRacingControlsRunsWhatWasRunnable) {
+  RunShutdownModeStress(ShutdownMode::kDrainReady, Producers(2), 6 * Scale());
+}
+
+TEST(StressTest, CancelPendingShutdownRacingControlsEndsEveryOperationOnce) {
+  RunShutdownModeStress(ShutdownMode::kCancelPending, Producers(2), 6 * Scale());
 }
 
 TEST(StressTest, PostponementsAtTheWheelsLimitLoseAndMakeNoPlace) {
