@@ -106,8 +106,10 @@ EngineImpl::~EngineImpl() {
   std::vector<Operation*> left;
   {
     MutexLock lock(&held_mu_);
-    left.assign(held_.begin(), held_.end());
-    held_.clear();
+    for (auto& set : held_) {
+      left.insert(left.end(), set.begin(), set.end());
+      set.clear();
+    }
   }
   for (Operation* op : left) DropRef(op);
 }
@@ -474,7 +476,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
     // Past the last refusal: a refused Submit changes nothing, the token's policy
     // included. Before the push, so the policy is in force for this operation.
     if (o.failure_policy != FailurePolicy::kDefault) SetPolicy(o.token, o.failure_policy);
-    if (initial == State::kSuspended) RegisterHeld(op);
+    if (initial == State::kSuspended) RegisterHeld(op, Held::kSuspended);
     Count(st, st.submitted);
     if (o.token.empty() && initial == State::kWaiting) {
       ScheduleNew(op, st);
@@ -761,7 +763,7 @@ std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, Canc
     TimerLock lock(this);  // drains the inbox first (I2)
     DisarmTimerLocked(op);  // its memory is released at once
   }
-  if (was == State::kSuspended) UnregisterHeld(op);
+  if (was == State::kSuspended) UnregisterHeld(op, Held::kSuspended);
   // H2: a held head nobody owned is now ours, and goes to a worker that moves its
   // chain on at once. Otherwise its owner sees Canceled and does (H3).
   if (TookOwnership(w, next)) Schedule(op);
@@ -888,11 +890,11 @@ absl::Status EngineImpl::Suspend(Operation* op) {
   TimerLock lock(this);  // drains the inbox first (I2)
   std::uint32_t w = op->word.load(std::memory_order_acquire);
   if (StateOf(w) == State::kSuspended) return absl::OkStatus();
-  const bool registered = RegisterHeld(op);
+  const bool registered = RegisterHeld(op, Held::kSuspended);
   for (;;) {
     const State s = StateOf(w);
     if (!NotStarted(s) || s == State::kSuspended) {
-      if (registered) UnregisterHeld(op);
+      if (registered) UnregisterHeld(op, Held::kSuspended);
       if (s == State::kSuspended) return absl::OkStatus();
       return absl::FailedPreconditionError(absl::StrCat(
           "Suspend: ", OpName(op), " is ", StateText(s),
@@ -934,6 +936,9 @@ absl::Status EngineImpl::Resume(Operation* op) {
       const std::uint32_t next = TakeOwnershipIfUnowned(WithState(w, target));  // H2
       if (op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                          std::memory_order_acquire)) {
+        // Under timer_mu_, where Suspend adds it: a Suspend that follows adds
+        // it again, and finds no stale entry that we would then remove.
+        UnregisterHeld(op, Held::kSuspended);
         Facts(op).due_ns().store(due, std::memory_order_relaxed);
         schedule = TookOwnership(w, next);
         if (target == State::kPostponed) {
@@ -945,23 +950,22 @@ absl::Status EngineImpl::Resume(Operation* op) {
       }
     }
   }
-  UnregisterHeld(op);
   if (schedule) Schedule(op);  // H2
   return absl::OkStatus();
 }
 
-bool EngineImpl::RegisterHeld(Operation* op) {
+bool EngineImpl::RegisterHeld(Operation* op, Held why) {
   MutexLock lock(&held_mu_);
-  if (!held_.insert(op).second) return false;
+  if (!held_[static_cast<int>(why)].insert(op).second) return false;
   AddRef(op);
   return true;
 }
 
-void EngineImpl::UnregisterHeld(Operation* op) {
+void EngineImpl::UnregisterHeld(Operation* op, Held why) {
   bool had;
   {
     MutexLock lock(&held_mu_);
-    had = held_.erase(op) > 0;
+    had = held_[static_cast<int>(why)].erase(op) > 0;
   }
   if (had) DropRef(op);
 }
@@ -1029,8 +1033,8 @@ bool EngineImpl::HaltChain(Chain* c, Operation* x) {
   // halted_at_ at once then finds the entry it removes (registered after, x
   // would stay in the registry with a reference, and Shutdown would read its
   // chain, retired by then).
-  RegisterHeld(x);
-  ChaosPoint();  // the registry, then the chain (Shutdown may sweep between)
+  RegisterHeld(x, Held::kHalted);
+  ChaosPoint();  // the registry, then the chain (a ResumeToken may look between)
   bool halted = false;
   tokens_.WithChainLocked(c->key(), [&](Chain* found) {
     if (found != c) return;
@@ -1040,7 +1044,7 @@ bool EngineImpl::HaltChain(Chain* c, Operation* x) {
     c->halted_at_ = x;
     halted = true;
   });
-  if (!halted) UnregisterHeld(x);
+  if (!halted) UnregisterHeld(x, Held::kHalted);
   return halted;
 }
 
@@ -1149,7 +1153,7 @@ absl::StatusOr<std::size_t> EngineImpl::ResumeToken(const Token& token) {
   if (halted != nullptr) {
     ++changed;
     Schedule(halted);  // a worker moves the chain on past the failed head
-    UnregisterHeld(halted);
+    UnregisterHeld(halted, Held::kHalted);
   }
   return changed;
 }
@@ -1397,8 +1401,8 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
   // seq_cst, as closed_ below, which it so happens-before; workers re-read it on
   // every pop. What is submitted before closed_ is canceled when popped: pending.
   if (mode == ShutdownMode::kCancelPending) cancel_all_.store(true, std::memory_order_seq_cst);
-  // seq_cst: Dekker with Enqueue (EnterSubmit: it raises submitting, then reads
-  // closed_). With asymmetric fences, the submitter's side is a compiler barrier
+  // seq_cst: Dekker with Enqueue and every ShutdownScope (EnterSubmit: it raises
+  // submitting, then reads closed_; S2). With asymmetric fences, the submitter's side is a compiler barrier
   // and ours the membarrier below.
   closed_.store(true, std::memory_order_seq_cst);
   if (asymmetric_) HeavyFence();
@@ -1415,17 +1419,23 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
 
   // Suspended operations and halted chains: canceled in every mode. A halted
   // chain's failed head is released, and everything behind it canceled.
-  std::vector<Operation*> held;
+  std::vector<Operation*> suspended, halted;
   {
     MutexLock hl(&held_mu_);
-    held.assign(held_.begin(), held_.end());
-    for (Operation* op : held) AddRef(op);
+    const auto& s_set = held_[static_cast<int>(Held::kSuspended)];
+    const auto& h_set = held_[static_cast<int>(Held::kHalted)];
+    suspended.assign(s_set.begin(), s_set.end());
+    halted.assign(h_set.begin(), h_set.end());
+    for (Operation* op : suspended) AddRef(op);
+    for (Operation* op : halted) AddRef(op);
   }
-  for (Operation* op : held) {
-    if (StateOf(op->word.load(std::memory_order_acquire)) == State::kSuspended) {
-      // S3: only while still Suspended; a Resume that won keeps its operation.
-      TryCancelNotStarted(op, CancelReason::kByShutdown, /*only_suspended=*/true);
-    } else if (op->chain != nullptr && IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) {
+  for (Operation* op : suspended) {
+    // S3: only while still Suspended; a Resume that won keeps its operation.
+    TryCancelNotStarted(op, CancelReason::kByShutdown, /*only_suspended=*/true);
+    DropRef(op);
+  }
+  for (Operation* op : halted) {
+    if (op->chain != nullptr && IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) {
       bool released = false;
       tokens_.WithShardLocked(Facts(op).token_hash, [&] {
         if (op->chain->halted_at_ == op) {
@@ -1436,7 +1446,7 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
       if (released) {
         CancelBehind(op, CancelReason::kByShutdown);
         Schedule(op);
-        UnregisterHeld(op);
+        UnregisterHeld(op, Held::kHalted);
       }
     }
     DropRef(op);

@@ -78,7 +78,8 @@ struct alignas(kCacheLine) Stripe {
   // A single-writer stripe's own admission credits (EngineImpl::TakeCredits, K1):
   // plain, its writer's alone; at most 2 * kOwnCreditsMax.
   std::int16_t own_credits = 0;
-  // Submits in flight on this stripe; Dekker partner of closed_ (Shutdown).
+  // Submits, and ShutdownScopes, in flight on this stripe; Dekker partner of
+  // closed_ (Shutdown, S1-S3).
   Atomic<std::uint32_t> submitting{0};
   Atomic<std::uint64_t> submitted{0};
   // Admission credits held by this stripe, which any submitter may reclaim (see
@@ -402,11 +403,19 @@ class EngineImpl {
   bool HaltChain(Chain* c, Operation* x);
   static OpExtras* ExtrasOf(Operation* op);
   static void DeleteRecurrence(OpExtras* ex);
-  // The held registry (suspended operations, halted heads), so Shutdown can find
-  // what no queue or timer holds. Each entry holds a reference.
+  // The held registry, so Shutdown can find what no queue or timer holds: the
+  // suspended operations and the failed heads of halted chains, in two sets (one
+  // operation can be in both for a moment: resumed, it may start, fail and halt
+  // its chain before Resume removes it from the first; in one set, either party
+  // could remove the other's entry and leave a held operation unregistered, and
+  // Shutdown waiting for ever). Each entry holds a reference. A suspended entry
+  // is added and removed under timer_mu_ (Submit adds one before publishing,
+  // Suspend, Resume), or removed by the CAS that cancels it; a halted one by its
+  // runner and by whoever releases the chain (ResumeToken, Shutdown).
+  enum class Held : std::uint8_t { kSuspended = 0, kHalted = 1 };
   // Returns true if it added the entry (and its reference).
-  bool RegisterHeld(Operation* op);
-  void UnregisterHeld(Operation* op);
+  bool RegisterHeld(Operation* op, Held why);
+  void UnregisterHeld(Operation* op, Held why);
 
   // --- timers (timers.cc) ---
   // Puts op's timer into the wheel, in a place already counted for it: one its
@@ -643,7 +652,7 @@ class EngineImpl {
   Atomic<bool> any_policy_{false};
 
   Mutex held_mu_;
-  absl::flat_hash_set<Operation*> held_ ABSL_GUARDED_BY(held_mu_);
+  absl::flat_hash_set<Operation*> held_[2] ABSL_GUARDED_BY(held_mu_);  // by Held
 
   Mutex shutdown_mu_;
   bool shutdown_done_ ABSL_GUARDED_BY(shutdown_mu_) = false;

@@ -643,9 +643,9 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
                        "retry canceled: the engine is shutting down (" + attempt.reason + ")", st,
                        CancelReason::kRetriesDuringShutdown);
     };
-    // A first look, before the node is enlarged; S1 below decides. Acquire:
-    // pairs with Shutdown's seq_cst store of closed_.
-    if (closed_.load(std::memory_order_acquire)) {
+    // A first look, before the node is enlarged. Relaxed: a hint; the read
+    // inside the ShutdownScope below decides (S1).
+    if (closed_.load(std::memory_order_relaxed)) {
       cancel_for_shutdown();
       return true;
     }
@@ -674,7 +674,12 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
         }
         Facts(op).retry_count.store(done + 1, std::memory_order_relaxed);  // published below
         reposted = RepostponeForRetry(op, due);
-        if (reposted) Count(st, st.retried);
+        if (reposted) {
+          Count(st, st.retried);
+        } else {
+          // Relaxed: ours until the release that ends the attempt publishes it.
+          Facts(op).retry_count.store(done, std::memory_order_relaxed);  // none was armed
+        }
       }
       if (reposted) return false;
       failed = true;

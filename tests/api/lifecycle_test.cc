@@ -499,6 +499,21 @@ TEST(RetryTest, PastTheMaximumItFailsWithTheLastMessage) {
   EXPECT_EQ(a->retry_count(), 2);
 }
 
+// A retry that finds the wheel full fails the operation at once, saying so, and
+// counts as no retry: neither the Handle's count nor Stats::retried moves.
+TEST(RetryTest, ARetryThatFindsTheWheelFullFailsAndCountsNoRetry) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
+  ASSERT_TRUE(engine.Post([] {}, {.postpone_until = clock.now() + 1h}).ok());  // the wheel is full
+  auto a = engine.Submit([](Context& ctx) { ctx.RetryAfter(1ms, "backend down"); });
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kFailed));
+  EXPECT_THAT(a->error(), HasSubstr("timing wheel is full"));
+  EXPECT_EQ(a->retry_count(), 0);
+  EXPECT_EQ(engine.stats().retried, 0u);
+  ASSERT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
+}
+
 TEST(RetryTest, TheEngineDefaultMaximumIsTen) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock});

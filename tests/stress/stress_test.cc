@@ -813,6 +813,37 @@ void RunManualClockRace(int producers, int rounds, int per_round) {
   EXPECT_EQ(twice, 0);
 }
 
+// Fails a test that would hang: unless dismissed (destroyed) within `limit`, it
+// prints what `report` says and ends the process. A bound, not a sleep: the test
+// goes on as soon as what it waits for happens.
+class Watchdog {
+ public:
+  Watchdog(std::chrono::seconds limit, std::function<void()> report)
+      : thread_([this, limit, report = std::move(report)] {
+          std::unique_lock<std::mutex> l(mu_);
+          if (cv_.wait_for(l, limit, [this] { return dismissed_; })) return;
+          report();
+          std::fflush(stderr);
+          std::abort();
+        }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      dismissed_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool dismissed_ = false;
+  std::thread thread_;  // last: it starts once the members above exist
+};
+
 // Submits one gated operation per worker and waits until each worker runs one:
 // the engine starts nothing else until `gate` opens.
 void HoldEveryWorker(Engine& engine, ::ordo::testing::Gate& gate, std::vector<Handle>* held) {
@@ -1157,7 +1188,11 @@ void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
   for (int round = 0; round < rounds; ++round) {
     ManualClock clock;
     std::vector<std::unique_ptr<ShutdownRec[]>> recs(producers);
-    std::vector<long> made(producers, 0);
+    // Handle operations made per producer (release: their handles are set).
+    std::unique_ptr<std::atomic<long>[]> made(new std::atomic<long>[producers]);
+    for (int p = 0; p < producers; ++p) made[p].store(0, std::memory_order_relaxed);
+    std::atomic<int> exited{0};  // producers that stopped
+    std::atomic<long> handle_runs{0};
     std::atomic<long> accepted{0}, posted_runs{0};
     std::atomic<bool> stop{false};
     Stats st;
@@ -1174,6 +1209,10 @@ void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
       for (int p = 0; p < producers; ++p) {
         recs[p] = std::make_unique<ShutdownRec[]>(kMaxPerProducer);
         threads.emplace_back([&, p] {
+          struct Exited {
+            std::atomic<int>& n;
+            ~Exited() { n.fetch_add(1, std::memory_order_relaxed); }
+          } exited_on_return{exited};
           std::mt19937 rng(9000 + 31 * round + p);
           for (long i = 0; i < kMaxPerProducer; ++i) {
             const auto soon = [&] { return clock.now() + std::chrono::microseconds(rng() % 3000); };
@@ -1228,8 +1267,9 @@ void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
               r.held = true;
             }
             auto h = engine.Submit(
-                [&r] {
+                [&r, &handle_runs] {
                   r.runs.fetch_add(1, std::memory_order_relaxed);
+                  handle_runs.fetch_add(1, std::memory_order_relaxed);
                   if (r.throws) throw std::runtime_error("planned failure");
                 },
                 std::move(o));
@@ -1238,7 +1278,7 @@ void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
               return;
             }
             r.handle = *h;
-            made[p] = i + 1;
+            made[p].store(i + 1, std::memory_order_release);
             accepted.fetch_add(1, std::memory_order_relaxed);
             std::lock_guard<std::mutex> l(ring_mu);
             if (ring.size() < 512) {
@@ -1316,62 +1356,56 @@ void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
           }
         }
       });
-      // Shut down once some work is in (a count, not a sleep), different per round.
-      const long start_at = 3000 + 1500 * (round % 5);
-      while (accepted.load(std::memory_order_relaxed) < start_at) std::this_thread::yield();
-      std::mutex done_mu;
-      std::condition_variable done_cv;
-      bool done = false;
-      std::thread watchdog([&] {
-        std::unique_lock<std::mutex> l(done_mu);
-        if (done_cv.wait_for(l, 60s, [&] { return done; })) return;
-        const Stats s = engine.stats();
-        std::fprintf(stderr,
-                     "Shutdown(%d) never returned, round %d: submitted %llu, pending %llu, "
-                     "postponed %llu\n",
-                     static_cast<int>(mode), round,
-                     static_cast<unsigned long long>(s.submitted),
-                     static_cast<unsigned long long>(s.pending),
-                     static_cast<unsigned long long>(s.postponed));
-        for (int t = 0; t < kTokens + kHaltTokens; ++t) {
-          const Token token =
-              t < kTokens ? Token(static_cast<std::int64_t>(t)) : halt_token(t - kTokens);
-          auto info = engine.TokenInfo(token);
-          if (!info.ok() || info->pending == 0) continue;
-          std::fprintf(stderr, "  token %d: %zu pending, head %llu %s\n", t, info->pending,
-                       static_cast<unsigned long long>(info->head_id),
-                       info->head_state ? StateName(*info->head_state).data() : "(none)");
-        }
-        int shown = 0;
-        for (int p = 0; p < producers; ++p) {
-          for (long i = 0; i < made[p] && shown < 10; ++i) {
-            const ShutdownRec& r = recs[p][i];
-            if (r.handle.valid() && !IsTerminal(r.handle.state()) &&
-                r.handle.state() != State::kWaiting) {
-              std::fprintf(stderr, "  op %llu: %s%s, held %d, postponed %d\n",
-                           static_cast<unsigned long long>(r.handle.id()),
-                           StateName(r.handle.state()).data(),
-                           r.halt_token ? " (halting token)" : "", r.held, r.postponed);
-              ++shown;
+      absl::Status s;
+      {
+        Watchdog watchdog(60s, [&] {
+          const Stats now = engine.stats();
+          std::fprintf(stderr,
+                       "Shutdown(%d) never returned, round %d: submitted %llu, pending %llu, "
+                       "postponed %llu\n",
+                       static_cast<int>(mode), round,
+                       static_cast<unsigned long long>(now.submitted),
+                       static_cast<unsigned long long>(now.pending),
+                       static_cast<unsigned long long>(now.postponed));
+          for (int t = 0; t < kTokens + kHaltTokens; ++t) {
+            const Token token =
+                t < kTokens ? Token(static_cast<std::int64_t>(t)) : halt_token(t - kTokens);
+            auto info = engine.TokenInfo(token);
+            if (!info.ok() || info->pending == 0) continue;
+            std::fprintf(stderr, "  token %d: %zu pending, head %llu %s\n", t, info->pending,
+                         static_cast<unsigned long long>(info->head_id),
+                         info->head_state ? StateName(*info->head_state).data() : "(none)");
+          }
+          int shown = 0;
+          for (int p = 0; p < producers; ++p) {
+            // Acquire: pairs with the producer's release; its handles are set.
+            const long n = made[p].load(std::memory_order_acquire);
+            for (long i = 0; i < n && shown < 10; ++i) {
+              const ShutdownRec& r = recs[p][i];
+              if (r.handle.valid() && !IsTerminal(r.handle.state()) &&
+                  r.handle.state() != State::kWaiting) {
+                std::fprintf(stderr, "  op %llu: %s%s\n",
+                             static_cast<unsigned long long>(r.handle.id()),
+                             StateName(r.handle.state()).data(),
+                             r.halt_token ? " (halting token)" : "");
+                ++shown;
+              }
             }
           }
+        });
+        // Shut down once some work is in (a count, not a sleep), different per
+        // round (a producer that stopped on a failed assertion ends the wait).
+        const long start_at = 3000 + 1500 * (round % 5);
+        while (accepted.load(std::memory_order_relaxed) < start_at &&
+               exited.load(std::memory_order_relaxed) < producers) {
+          std::this_thread::yield();
         }
-        std::abort();
-      });
-      if (mode != ShutdownMode::kDrainAll) frozen.store(true, std::memory_order_relaxed);
-      shutting.store(true, std::memory_order_relaxed);
-      const absl::Status s = engine.Shutdown(mode);
-      {
-        std::lock_guard<std::mutex> l(done_mu);
-        done = true;
+        if (mode != ShutdownMode::kDrainAll) frozen.store(true, std::memory_order_relaxed);
+        shutting.store(true, std::memory_order_relaxed);
+        s = engine.Shutdown(mode);
       }
-      done_cv.notify_one();
-      watchdog.join();
       ASSERT_TRUE(s.ok()) << s;
-      runs_at_return = posted_runs.load();
-      for (int p = 0; p < producers; ++p) {
-        for (long i = 0; i < made[p]; ++i) runs_at_return += recs[p][i].runs.load();
-      }
+      runs_at_return = posted_runs.load() + handle_runs.load();
       for (auto& t : threads) t.join();
       stop.store(true, std::memory_order_relaxed);
       ticker.join();
@@ -1384,13 +1418,13 @@ void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
     EXPECT_EQ(st.postponed, 0u) << where;
     EXPECT_EQ(st.succeeded + st.failed + st.canceled, st.submitted) << where;
     EXPECT_GE(st.submitted, static_cast<std::uint64_t>(accepted.load())) << where;
-    long runs_after = posted_runs.load();
+    const long runs_after = posted_runs.load() + handle_runs.load();
     long bad = 0;
     for (int p = 0; p < producers; ++p) {
-      for (long i = 0; i < made[p]; ++i) {
+      const long n = made[p].load(std::memory_order_relaxed);  // the producers were joined
+      for (long i = 0; i < n; ++i) {
         const ShutdownRec& r = recs[p][i];
         const int runs = r.runs.load();
-        runs_after += runs;
         if (!r.handle.valid()) continue;  // a Post, a batch or a series went here
         const State state = r.handle.state();
         bool ok = IsTerminal(state) && runs <= 1 &&
@@ -1426,6 +1460,166 @@ TEST(StressTest, DrainReadyShutdownRacingControlsRunsWhatWasRunnable) {
 
 TEST(StressTest, CancelPendingShutdownRacingControlsEndsEveryOperationOnce) {
   RunShutdownModeStress(ShutdownMode::kCancelPending, Producers(2), 6 * Scale());
+}
+
+// Chains created and retired at scale (token_map.h T1-T5): every round the
+// producers spread their posts over a fresh range of 20,000 tokens (integers,
+// and strings of 1 to 80 bytes, so both the inline and the heap-held keys), so
+// shards grow past their sweep marks and sweep while they push; meanwhile a
+// thread calls WaitIdle (a full sweep) over and over, a controller walks and
+// cancels random tokens of the range (TokenInfo, CancelToken), and the parking
+// workers sweep a shard at a time. Checked per round: no body ran twice, every
+// operation ran or was counted by a CancelToken, per token and producer the bodies
+// ran in posting order and never two at once, and the idle engine then holds no
+// chain (Stats::active_chains 0): a chain that is lost, or retired while in
+// use, shows here.
+void RunChainChurnStress(int producers, int rounds, long per_producer) {
+  constexpr int kRange = 20000;
+  Engine engine({.workers = Workers()});
+  for (int round = 0; round < rounds; ++round) {
+    const long total = producers * per_producer;
+    Oracle oracle(kRange, producers, total);
+    auto token_of = [round](int t) {
+      if (t % 3 == 0) return Token(static_cast<std::int64_t>(round) * kRange + t);
+      // 1 to 80 bytes: the round and the index, padded.
+      std::string s = "r" + std::to_string(round) + "-" + std::to_string(t) + "-";
+      s.resize(1 + (t * 7) % 80, 'x');
+      s += std::to_string(t);  // unique even where the padding cut the prefix
+      return Token(std::move(s));
+    };
+    std::atomic<long> canceled{0};
+    std::atomic<bool> done{false};
+    // A chain lost or retired in use leaves work that never ends: fail, not hang.
+    Watchdog watchdog(120s, [&] {
+      const Stats now = engine.stats();
+      std::fprintf(stderr, "round %d never ended: pending %llu, active chains %llu\n", round,
+                   static_cast<unsigned long long>(now.pending),
+                   static_cast<unsigned long long>(now.active_chains));
+    });
+    std::thread waiter([&] {
+      while (!done.load(std::memory_order_acquire)) EXPECT_TRUE(engine.WaitIdle().ok());
+    });
+    std::thread controller([&] {
+      std::mt19937 rng(31 + round);
+      while (!done.load(std::memory_order_acquire)) {
+        const Token t = token_of(static_cast<int>(rng() % kRange));
+        if (rng() % 4 == 0) {
+          auto n = engine.CancelToken(t);
+          ASSERT_TRUE(n.ok());
+          canceled.fetch_add(static_cast<long>(*n), std::memory_order_relaxed);
+        } else {
+          EXPECT_TRUE(engine.TokenInfo(t).ok());
+        }
+      }
+    });
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        std::mt19937 rng(700 + 13 * round + p);
+        for (long i = 0; i < per_producer; ++i) {
+          // Half to 16 warm tokens, whose idle chains the sweeps retire while
+          // producers push to them again; half walking the range, in each
+          // producer's own order, several times.
+          const int t = rng() % 2 == 0
+                            ? static_cast<int>(rng() % 16)
+                            : static_cast<int>((i * (7919 + 2 * p) + rng() % 64) % kRange);
+          const long id = p * per_producer + i;
+          ASSERT_TRUE(engine
+                          .Post(
+                              [&oracle, id, t, p, i] {
+                                TokenState& ts = oracle.tokens[t];
+                                if (!ts.guard.Enter()) oracle.overlaps.fetch_add(1);
+                                oracle.runs[id].fetch_add(1, std::memory_order_relaxed);
+                                if (ts.last_seq[p] >= i) oracle.reorders.fetch_add(1);
+                                ts.last_seq[p] = i;
+                                ts.guard.Exit();
+                              },
+                              {.token = token_of(t)})
+                          .ok());
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    done.store(true, std::memory_order_release);
+    waiter.join();
+    controller.join();
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    long ran = 0, duplicated = 0;
+    for (long id = 0; id < total; ++id) {
+      const int runs = oracle.runs[id].load();
+      ran += runs == 1;
+      duplicated += runs > 1;
+    }
+    const std::string where = "round " + std::to_string(round);
+    EXPECT_EQ(duplicated, 0) << where;
+    EXPECT_EQ(ran + canceled.load(), total) << "operations lost, " << where;
+    EXPECT_EQ(oracle.overlaps.load(), 0) << where;
+    EXPECT_EQ(oracle.reorders.load(), 0) << where;
+    const Stats s = engine.stats();
+    EXPECT_EQ(s.pending, 0u) << where;
+    EXPECT_EQ(s.active_chains, 0u) << "chains left after WaitIdle, " << where;
+  }
+}
+
+TEST(StressTest, ChainsCreatedAndRetiredAtScaleLoseNothing) {
+  RunChainChurnStress(/*producers=*/Producers(3), /*rounds=*/4, 60000L * Scale());
+}
+
+// The held registry under Suspend and Resume racing on the same operations (two
+// threads, in lockstep per operation, so each pair meets): every operation left
+// Suspended must be in the registry, or Shutdown, which cancels what the registry
+// names, waits for ever. A Resume that removed its entry after the timer lock
+// let a Suspend in between left about one in a hundred out.
+void RunSuspendResumeRace(int ops) {
+  Engine engine({.workers = 1});
+  const Token token("held");
+  // A suspended head: nothing of the chain starts until Shutdown cancels it.
+  auto head = engine.Submit([] {}, {.token = token, .suspended = true});
+  ASSERT_TRUE(head.ok());
+  std::vector<Handle> hs;
+  std::atomic<long> ran{0};
+  for (int i = 0; i < ops; ++i) {
+    auto h = engine.Submit([&ran] { ran.fetch_add(1); }, {.token = token, .suspended = true});
+    ASSERT_TRUE(h.ok());
+    hs.push_back(*h);
+  }
+  std::atomic<int> go{-1};
+  std::atomic<int> finished{0};
+  auto racer = [&](bool resume) {
+    for (int i = 0; i < ops; ++i) {
+      while (go.load(std::memory_order_acquire) != i) std::this_thread::yield();
+      // A varying head start for the Suspend, so the pair meets at every step.
+      if (!resume) {
+        for (int k = 0; k < (i % 97) * 3; ++k) std::atomic_signal_fence(std::memory_order_seq_cst);
+      }
+      (void)(resume ? engine.Resume(hs[i]) : engine.Suspend(hs[i]));
+      finished.fetch_add(1, std::memory_order_acq_rel);
+    }
+  };
+  std::thread resumer(racer, true), suspender(racer, false);
+  for (int i = 0; i < ops; ++i) {
+    go.store(i, std::memory_order_release);
+    while (finished.load(std::memory_order_acquire) != 2 * (i + 1)) std::this_thread::yield();
+  }
+  resumer.join();
+  suspender.join();
+  long suspended = 0;
+  for (const Handle& h : hs) suspended += h.state() == State::kSuspended;
+  EXPECT_GT(suspended, 0) << "no Suspend won a race: the test proves less";
+  {
+    Watchdog watchdog(60s, [&] {
+      long left = 0;
+      for (const Handle& h : hs) left += h.state() == State::kSuspended;
+      std::fprintf(stderr, "Shutdown never returned: %ld operations still Suspended\n", left);
+    });
+    ASSERT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
+  }
+  EXPECT_EQ(ran.load(), 0);
+  for (const Handle& h : hs) ASSERT_EQ(h.state(), State::kCanceled);
+}
+
+TEST(StressTest, SuspendRacingResumeLeavesNoSuspendedOperationUnregistered) {
+  RunSuspendResumeRace(50000 * Scale());
 }
 
 TEST(StressTest, PostponementsAtTheWheelsLimitLoseAndMakeNoPlace) {
