@@ -961,12 +961,13 @@ bool EngineImpl::RegisterHeld(Operation* op, Held why) {
   return true;
 }
 
+bool EngineImpl::EraseHeld(Operation* op, Held why) {
+  MutexLock lock(&held_mu_);
+  return held_[static_cast<int>(why)].erase(op) > 0;
+}
+
 void EngineImpl::UnregisterHeld(Operation* op, Held why) {
-  bool had;
-  {
-    MutexLock lock(&held_mu_);
-    had = held_[static_cast<int>(why)].erase(op) > 0;
-  }
+  const bool had = EraseHeld(op, why);
   if (had) DropRef(op);
 }
 
@@ -1132,10 +1133,12 @@ absl::StatusOr<std::size_t> EngineImpl::ResumeToken(const Token& token) {
   if (token.empty()) return absl::InvalidArgumentError("ResumeToken: pass a non-empty token");
   std::vector<Operation*> ops;
   Operation* halted = nullptr;
+  bool halted_entry = false;
   ForEachInChain(token, [&](Chain* c, Operation* n) {
     if (c->halted_at_ != nullptr && halted == nullptr) {
       halted = c->halted_at_;
       c->halted_at_ = nullptr;
+      halted_entry = EraseHeld(halted, Held::kHalted);  // R2: with halted_at_
     }
     if (StateOf(n->word.load(std::memory_order_acquire)) == State::kSuspended) {
       AddRef(n);
@@ -1153,7 +1156,7 @@ absl::StatusOr<std::size_t> EngineImpl::ResumeToken(const Token& token) {
   if (halted != nullptr) {
     ++changed;
     Schedule(halted);  // a worker moves the chain on past the failed head
-    UnregisterHeld(halted, Held::kHalted);
+    if (halted_entry) DropRef(halted);  // the registry's reference
   }
   return changed;
 }
@@ -1435,21 +1438,23 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
     DropRef(op);
   }
   for (Operation* op : halted) {
-    if (op->chain != nullptr && IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) {
-      bool released = false;
-      tokens_.WithShardLocked(Facts(op).token_hash, [&] {
-        if (op->chain->halted_at_ == op) {
-          op->chain->halted_at_ = nullptr;
-          released = true;
-        }
-      });
-      if (released) {
-        CancelBehind(op, CancelReason::kByShutdown);
-        Schedule(op);
-        UnregisterHeld(op, Held::kHalted);
+    bool released = false;
+    tokens_.WithShardLocked(Facts(op).token_hash, [&] {
+      // R2: still registered, so still its chain's halted head, and the chain
+      // alive (a ResumeToken since our snapshot removed both under this lock).
+      if (EraseHeld(op, Held::kHalted)) {
+        ORDO_DCHECK(op->chain != nullptr && op->chain->halted_at_ == op,
+                    "a registered halted head is its chain's halted head");
+        op->chain->halted_at_ = nullptr;
+        released = true;
       }
+    });
+    if (released) {
+      CancelBehind(op, CancelReason::kByShutdown);
+      Schedule(op);
+      DropRef(op);  // the registry's reference
     }
-    DropRef(op);
+    DropRef(op);  // the snapshot's
   }
   // kDrainReady runs what is runnable, and what is due is: released first, as
   // in WaitIdle; what stays in the wheel is canceled below.

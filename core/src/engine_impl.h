@@ -408,14 +408,24 @@ class EngineImpl {
   // operation can be in both for a moment: resumed, it may start, fail and halt
   // its chain before Resume removes it from the first; in one set, either party
   // could remove the other's entry and leave a held operation unregistered, and
-  // Shutdown waiting for ever). Each entry holds a reference. A suspended entry
-  // is added and removed under timer_mu_ (Submit adds one before publishing,
-  // Suspend, Resume), or removed by the CAS that cancels it; a halted one by its
-  // runner and by whoever releases the chain (ResumeToken, Shutdown).
+  // Shutdown waiting for ever). Each entry holds a reference.
+  //   R1  Suspended: Submit adds the entry before it publishes the operation;
+  //       Suspend adds it, and Resume removes it right after its CAS, both
+  //       under timer_mu_; a cancel from Suspended removes it after its CAS. So
+  //       an operation that is Suspended has its entry, and an entry Suspend
+  //       finds belongs to an operation that is Suspended or already canceled.
+  //   R2  Halted: the runner adds the entry before it sets halted_at_;
+  //       ResumeToken and Shutdown remove it together with clearing halted_at_,
+  //       under the chain's shard lock. So, under that lock, a registered head
+  //       is its chain's halted head, and its chain is alive.
   enum class Held : std::uint8_t { kSuspended = 0, kHalted = 1 };
   // Returns true if it added the entry (and its reference).
   bool RegisterHeld(Operation* op, Held why);
+  // Removes the entry and drops its reference, if there was one.
   void UnregisterHeld(Operation* op, Held why);
+  // Removes the entry, keeping its reference for the caller to drop (outside any
+  // lock); true if there was one.
+  bool EraseHeld(Operation* op, Held why);
 
   // --- timers (timers.cc) ---
   // Puts op's timer into the wheel, in a place already counted for it: one its
@@ -475,9 +485,11 @@ class EngineImpl {
   // Kicks the timekeeper if due_ns comes before the deadline it sleeps towards.
   void LowerTimekeeperTarget(std::int64_t due_ns);
   absl::Status WheelFullError(const char* what) const;
-  // Runner: InProgress -> Postponed at due_ns for a retry. False if the wheel is
-  // full (the caller fails the operation instead).
-  bool RepostponeForRetry(Operation* op, std::int64_t due_ns);
+  // Runner: InProgress -> Postponed at due_ns for its retry number `retry`
+  // (stored with the change, so no reader sees a count that is then taken
+  // back). False if the wheel is full: nothing changed, and the caller fails the
+  // operation instead.
+  bool RepostponeForRetry(Operation* op, std::int64_t due_ns, int retry);
   // Releases what is due at the clock's reading; returns the next deadline.
   // *ahead_pending: whether the wheel has a slot to cascade ahead (a turn of it:
   // CascadeAheadTurn).

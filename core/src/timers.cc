@@ -214,10 +214,13 @@ void EngineImpl::DrainTimerInboxLocked(bool lower_target) {
   if (lower_target && earliest != INT64_MAX) LowerTimekeeperTarget(earliest);  // I5
 }
 
-bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns) {
+bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns, int retry) {
   TimerLock lock(this);  // drains the inbox first (I2)
   if (!ReserveTimers(1)) return false;  // I3
-  Facts(op).due_ns().store(due_ns, std::memory_order_relaxed);  // published by the CAS
+  // Relaxed, both: published by the release CAS below (a Handle that reads the
+  // count before it may see the previous one, never one taken back).
+  Facts(op).retry_count.store(retry, std::memory_order_relaxed);
+  Facts(op).due_ns().store(due_ns, std::memory_order_relaxed);
   std::uint32_t w = op->word.load(std::memory_order_relaxed);
   // Release: publishes the attempt's writes and retry_count to the next attempt
   // and to Handle readers. Only kWaiterBit changes under us (H4).

@@ -672,14 +672,8 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
           cancel_for_shutdown();
           return true;
         }
-        Facts(op).retry_count.store(done + 1, std::memory_order_relaxed);  // published below
-        reposted = RepostponeForRetry(op, due);
-        if (reposted) {
-          Count(st, st.retried);
-        } else {
-          // Relaxed: ours until the release that ends the attempt publishes it.
-          Facts(op).retry_count.store(done, std::memory_order_relaxed);  // none was armed
-        }
+        reposted = RepostponeForRetry(op, due, done + 1);
+        if (reposted) Count(st, st.retried);
       }
       if (reposted) return false;
       failed = true;
