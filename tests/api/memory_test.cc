@@ -126,9 +126,13 @@ TEST(MemoryTest, APendingPostWithATokenOrAPostponementTakesTwoCacheLines) {
   });
   RecordProperty("chained_bytes", static_cast<int>(chained));
   RecordProperty("postponed_bytes", static_cast<int>(postponed));
-  EXPECT_GE(chained, 128.0);
+  // The growth is counted in whole slabs, so a slab that an earlier phase left
+  // partly free can bring it a little under 128 (a lent 16-core machine measured
+  // 127.7 postponed): 120 still tells two lines from one (a one-line node with
+  // its queue slot measures under 80).
+  EXPECT_GE(chained, 120.0);
   EXPECT_LE(chained, 144.0);
-  EXPECT_GE(postponed, 128.0);
+  EXPECT_GE(postponed, 120.0);
   EXPECT_LE(postponed, 144.0);
   open.store(true);
   ASSERT_TRUE(engine.WaitIdle().ok());
