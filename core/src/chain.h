@@ -85,8 +85,9 @@ class Chain {
   // read by the runner. Relaxed: a setting, it orders nothing.
   Atomic<std::uint8_t> policy_{static_cast<std::uint8_t>(FailurePolicy::kContinue)};
   // FailurePolicy::kHalt: the failed head the chain is held at, until
-  // ResumeToken schedules it again (a worker then moves the chain on). Under the
-  // shard lock.
+  // ResumeToken or Shutdown schedules it again (a worker then moves the chain
+  // on). Under the shard lock, set and cleared with its held-registry entry
+  // (EngineImpl, R2).
   Operation* halted_at_ = nullptr;
   // The head a token control is walking from (hazard pointer, one per chain).
   // Protocol (seq_cst on both sides): the walker stores hazard_ = h, then re-reads

@@ -1034,7 +1034,9 @@ bool EngineImpl::HaltChain(Chain* c, Operation* x) {
   // halted_at_ at once then finds the entry it removes (registered after, x
   // would stay in the registry with a reference, and Shutdown would read its
   // chain, retired by then).
-  RegisterHeld(x, Held::kHalted);
+  const bool registered = RegisterHeld(x, Held::kHalted);
+  ORDO_DCHECK(registered, "a head halted twice");
+  (void)registered;
   ChaosPoint();  // the registry, then the chain (a ResumeToken may look between)
   bool halted = false;
   tokens_.WithChainLocked(c->key(), [&](Chain* found) {
@@ -1156,7 +1158,9 @@ absl::StatusOr<std::size_t> EngineImpl::ResumeToken(const Token& token) {
   if (halted != nullptr) {
     ++changed;
     Schedule(halted);  // a worker moves the chain on past the failed head
-    if (halted_entry) DropRef(halted);  // the registry's reference
+    // R2: a halted head is registered; the registry's reference goes now.
+    ORDO_DCHECK(halted_entry, "a chain halted at an unregistered head");
+    if (halted_entry) DropRef(halted);
   }
   return changed;
 }
@@ -1293,8 +1297,6 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
                     std::memory_order_relaxed);
     }
   }
-  // Release: Handle::next_occurrence acquires it.
-  ex->successor.store(n, std::memory_order_release);
   Count(st, st.submitted);
   if (op->chain == nullptr) {
     MakeHead(n);
@@ -1303,6 +1305,11 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
     Facts(n).token_hash = key.hash;
     if (tokens_.Push(key, n)) MakeHead(n);
   }
+  // Release: Handle::next_occurrence acquires it, and so sees n's chain and
+  // token hash (Explain reads them). After the push: n may already run, which
+  // is harmless (op, still ours, holds n by its link reference); before op ends,
+  // so a thread that sees op end finds next_occurrence() set.
+  ex->successor.store(n, std::memory_order_release);
   return true;
 }
 
@@ -1441,7 +1448,8 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
     bool released = false;
     tokens_.WithShardLocked(Facts(op).token_hash, [&] {
       // R2: still registered, so still its chain's halted head, and the chain
-      // alive (a ResumeToken since our snapshot removed both under this lock).
+      // alive (a ResumeToken since our snapshot removed both under this lock;
+      // no HaltChain is between its two steps: S1, S2).
       if (EraseHeld(op, Held::kHalted)) {
         ORDO_DCHECK(op->chain != nullptr && op->chain->halted_at_ == op,
                     "a registered halted head is its chain's halted head");

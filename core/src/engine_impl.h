@@ -414,10 +414,13 @@ class EngineImpl {
   //       under timer_mu_; a cancel from Suspended removes it after its CAS. So
   //       an operation that is Suspended has its entry, and an entry Suspend
   //       finds belongs to an operation that is Suspended or already canceled.
-  //   R2  Halted: the runner adds the entry before it sets halted_at_;
-  //       ResumeToken and Shutdown remove it together with clearing halted_at_,
-  //       under the chain's shard lock. So, under that lock, a registered head
-  //       is its chain's halted head, and its chain is alive.
+  //   R2  Halted: the runner adds the entry before it sets halted_at_ (or
+  //       removes it again if the chain is not its own); ResumeToken and
+  //       Shutdown remove it together with clearing halted_at_, under the
+  //       chain's shard lock. So, under that lock and with no HaltChain between
+  //       its two steps (Shutdown's sweep never meets one: HaltChain runs in a
+  //       ShutdownScope, S1, S2), a registered head is its chain's halted head,
+  //       and its chain is alive.
   enum class Held : std::uint8_t { kSuspended = 0, kHalted = 1 };
   // Returns true if it added the entry (and its reference).
   bool RegisterHeld(Operation* op, Held why);

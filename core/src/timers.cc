@@ -218,7 +218,7 @@ bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns, int retr
   TimerLock lock(this);  // drains the inbox first (I2)
   if (!ReserveTimers(1)) return false;  // I3
   // Relaxed, both: published by the release CAS below (a Handle that reads the
-  // count before it may see the previous one, never one taken back).
+  // count meanwhile may see either, never one taken back).
   Facts(op).retry_count.store(retry, std::memory_order_relaxed);
   Facts(op).due_ns().store(due_ns, std::memory_order_relaxed);
   std::uint32_t w = op->word.load(std::memory_order_relaxed);
