@@ -1412,8 +1412,8 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
   // every pop. What is submitted before closed_ is canceled when popped: pending.
   if (mode == ShutdownMode::kCancelPending) cancel_all_.store(true, std::memory_order_seq_cst);
   // seq_cst: Dekker with Enqueue and every ShutdownScope (EnterSubmit: it raises
-  // submitting, then reads closed_; S2). With asymmetric fences, the submitter's side is a compiler barrier
-  // and ours the membarrier below.
+  // submitting, then reads closed_; S2). With asymmetric fences, the submitter's
+  // side is a compiler barrier and ours the membarrier below.
   closed_.store(true, std::memory_order_seq_cst);
   if (asymmetric_) HeavyFence();
   auto submitters_busy = [this] {
