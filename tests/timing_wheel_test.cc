@@ -867,6 +867,51 @@ TEST(TimingWheelTest, ExtremeDeadlinesAtTheEndsOfInt64) {
   }
 }
 
+// A large release is sorted by bucket (SortRange) and, after a sorted run at its
+// front, merged (SortNodes): both must give exactly the (deadline, seq) order,
+// whatever the deadlines' span (here the whole of int64, so the bucket shift is
+// at its widest), with runs of equal deadlines in one bucket, and with the
+// current tick's sorted list followed by late inserts that interleave with it.
+TEST(TimingWheelTest, LargeReleasesComeOutInOrderWhateverTheSpanAndTies) {
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  constexpr std::size_t kNodes = 3000;
+  Rng rng(99);
+  {
+    Harness h(kMs, kMin + 5, kNodes);
+    for (std::size_t id = 0; id < kNodes; ++id) {
+      std::int64_t d;
+      switch (id % 4) {
+        case 0: d = static_cast<std::int64_t>(rng()); break;   // anywhere
+        case 1: d = kMax - static_cast<std::int64_t>(rng() % 50); break;  // ties at the top
+        case 2: d = kMin + 5 + static_cast<std::int64_t>(rng() % 50); break;  // at the bottom
+        default: d = 12'345; break;  // one deadline shared by 750
+      }
+      h.Insert(id, d);
+    }
+    h.AdvanceTo(kMax);  // one release of everything not due at the start: checked in order
+    EXPECT_EQ(h.wheel().size(), 0u);
+  }
+  {
+    // The current tick's list (sorted), then late inserts of the same tick,
+    // released together by one Advance within the tick.
+    const std::int64_t origin = 1'000 * kMs;
+    Harness h(kMs, origin, kNodes);
+    for (std::size_t id = 0; id < kNodes / 2; ++id) {
+      h.Insert(id, origin + kMs + 1 + static_cast<std::int64_t>(rng() % (kMs - 2)));
+    }
+    h.AdvanceTo(origin + kMs);  // enters their tick: they become the current tick's list
+    ASSERT_EQ(TimingWheel::PlacementOf(h.node(0)).kind, Placement::kCurrentTick);
+    for (std::size_t id = kNodes / 2; id < kNodes; ++id) {
+      h.Insert(id, origin + kMs + static_cast<std::int64_t>(rng() % kMs));  // late list
+    }
+    ASSERT_EQ(TimingWheel::PlacementOf(h.node(kNodes - 1)).kind, Placement::kLate);
+    h.AdvanceTo(origin + kMs + kMs / 2);  // half of each, interleaved: checked in order
+    h.AdvanceTo(origin + 2 * kMs);
+    EXPECT_EQ(h.wheel().size(), 0u);
+  }
+}
+
 TEST(TimingWheelDeathTest, CheckInvariantsAbortsOnAMisplacedNode) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   TimingWheel wheel(kMs, 0, 10);

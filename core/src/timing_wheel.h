@@ -341,8 +341,11 @@ class TimingWheel {
   std::int64_t RefreshMin(std::uint32_t list, MinCache* min) const;
   void AdvanceWithinTick(std::int64_t now_ns, std::vector<TimerNode*>* due);
   void AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns, std::vector<TimerNode*>* due);
-  // Sorts [begin, end) by (deadline_ns, seq); a large range on copied keys.
+  // Sorts [begin, end) by (deadline_ns, seq), sorting only what follows the
+  // sorted run at its front and merging it in.
   void SortNodes(TimerNode** begin, TimerNode** end);
+  // Sorts [begin, end) by (deadline_ns, seq); a large range on copied keys.
+  void SortRange(TimerNode** begin, TimerNode** end);
 
   struct SortKey {
     std::int64_t deadline_ns;
@@ -350,6 +353,7 @@ class TimingWheel {
     TimerNode* node;
   };
   static constexpr std::size_t kSortOnNodesMax = 64;  // below: sort the pointers in place
+  static constexpr int kMaxBucketBits = 16;  // SortRange: at most 2^16 buckets
 
   const std::int64_t tick_ns_;
   const std::size_t max_timers_;
@@ -367,7 +371,10 @@ class TimingWheel {
   mutable MinCache overflow_min_;
   std::vector<TimerNode*> regroup_;       // Advance scratch: nodes being re-placed
   std::vector<TimerNode*> current_tick_;  // Advance scratch: the new current tick
-  std::vector<SortKey> sort_keys_;        // Advance scratch: SortNodes of a large range
+  std::vector<SortKey> sort_keys_;        // Advance scratch: SortRange of a large range
+  std::vector<SortKey> bucketed_;         // Advance scratch: SortRange's keys by bucket
+  std::vector<std::size_t> bucket_ends_;  // Advance scratch: SortRange's bucket bounds
+  std::vector<TimerNode*> merge_;         // Advance scratch: SortNodes' merge
 };
 
 }  // namespace ordo::internal
