@@ -81,9 +81,6 @@ class Chain {
   // The current head, for diagnostics (Explain, TokenInfo). Release on store by
   // whoever makes a node head; acquire on load.
   Atomic<Operation*> head_{nullptr};
-  // The failure policy in force (FailurePolicy); written under the shard lock,
-  // read by the runner. Relaxed: a setting, it orders nothing.
-  Atomic<std::uint8_t> policy_{static_cast<std::uint8_t>(FailurePolicy::kContinue)};
   // FailurePolicy::kHalt: the failed head the chain is held at, until
   // ResumeToken or Shutdown schedules it again (a worker then moves the chain
   // on). Under the shard lock, set and cleared with its held-registry entry
@@ -94,9 +91,38 @@ class Chain {
   // head_ == h; the runner stores head_ = next (nullptr when it empties the
   // chain), then reads hazard_ and does not release its old head, nor empty the
   // chain, while hazard_ names it. Walkers hold the shard lock, so one hazard
-  // slot suffices. See EngineImpl::ForEachInChain, ReleaseChainNode, and
-  // TokenMap::TryEmpty (T3).
+  // slot suffices. See PinHead below (the walkers: ForEachInChain, Explain),
+  // EngineImpl::ReleaseChainNode, and TokenMap::TryEmpty (T3).
   Atomic<Operation*> hazard_{nullptr};
+
+  // The walker's half of the hazard protocol (above), under the shard lock:
+  // names the head in hazard_ and returns it once head_ still names it, so its
+  // runner neither releases it nor moves the chain past it until
+  // WithdrawHazard. Returns nullptr, with no hazard left named, when the chain
+  // has no head now (its producer has not made it yet, or its runner is
+  // emptying the chain). Every return of a head must be followed by
+  // WithdrawHazard before the shard lock is let go: a hazard left behind stalls
+  // the runner for ever (Explain once returned with one when it found the head
+  // had moved on to its own operation).
+  Operation* PinHead() {
+    for (;;) {
+      // seq_cst, all three: the walker's store hazard_ then re-read head_,
+      // against the runner's store head_ then load hazard_ (ReleaseChainNode,
+      // TokenMap T3); one of the two sees the other's store.
+      Operation* h = head_.load(std::memory_order_seq_cst);
+      if (h == nullptr) return nullptr;
+      hazard_.store(h, std::memory_order_seq_cst);
+      ChaosPoint();  // the runner may move the head on between our two looks
+      if (head_.load(std::memory_order_seq_cst) == h) return h;
+      // The head moved on (or its runner is emptying the chain and waits for
+      // the hazard to leave h): withdrawn before looking again, or that runner
+      // would wait for us while we wait for it.
+      WithdrawHazard();
+    }
+  }
+  // seq_cst, as the store in PinHead: the runner's seq_cst load of hazard_ must
+  // see the withdrawal.
+  void WithdrawHazard() { hazard_.store(nullptr, std::memory_order_seq_cst); }
   // Emptied since the last parking sweep (token_map.h, "Lazy retirement"): set by
   // the runner before its emptying CAS (T3), cleared by a parking sweep that
   // spares the chain. Relaxed on both sides: it decides only how soon an idle

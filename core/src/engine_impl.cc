@@ -1059,26 +1059,12 @@ std::size_t EngineImpl::ForEachInChain(
   tokens_.WithChainLocked(key, [&](Chain* c) {
     if (c == nullptr) return;
     Operation* h;
-    for (;;) {
-      // seq_cst both: the hazard protocol's walker half (store hazard_, re-read
-      // head_); pairs with AdvanceChain's store of head_ then ReleaseChainNode's
-      // load of hazard_.
-      h = c->head_.load(std::memory_order_seq_cst);
-      if (h == nullptr) {
-        // Activated but its producer has not made the head yet (it is between
-        // two steps of Submit), or its runner is emptying it (TokenMap T3), or
-        // idle (kept until a sweep).
-        if (c->tail_.load(std::memory_order_seq_cst) == nullptr) return;
-        std::this_thread::yield();
-        continue;
-      }
-      c->hazard_.store(h, std::memory_order_seq_cst);
-      if (c->head_.load(std::memory_order_seq_cst) == h) break;
-      // The head moved on (or its runner is emptying the chain and waits for our
-      // hazard to leave h, TokenMap T3): withdraw it before looking again, or
-      // that runner would wait for us while we wait for it. seq_cst, as the store
-      // above: the runner's seq_cst load of hazard_ must see the withdrawal.
-      c->hazard_.store(nullptr, std::memory_order_seq_cst);
+    while ((h = c->PinHead()) == nullptr) {
+      // Activated but its producer has not made the head yet (it is between
+      // two steps of Submit), or its runner is emptying it (TokenMap T3), or
+      // idle (kept until a sweep). seq_cst, as PinHead's loads.
+      if (c->tail_.load(std::memory_order_seq_cst) == nullptr) return;
+      std::this_thread::yield();
     }
     // The tail as of now bounds the walk: later submits are not affected.
     Operation* last = c->tail_.load(std::memory_order_seq_cst);
@@ -1093,7 +1079,7 @@ std::size_t EngineImpl::ForEachInChain(
       }
       n = next;
     }
-    c->hazard_.store(nullptr, std::memory_order_seq_cst);
+    c->WithdrawHazard();
   });
   return visited;
 }
@@ -1212,18 +1198,17 @@ std::string EngineImpl::Explain(Operation* op) {
     tokens_.WithShardLocked(Facts(op).token_hash, [&] {
       if (IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) return;
       Chain* c = op->chain;
-      Operation* h;
-      for (;;) {  // the hazard dance of ForEachInChain
-        h = c->head_.load(std::memory_order_seq_cst);
-        if (h == nullptr || h == op) return;
-        c->hazard_.store(h, std::memory_order_seq_cst);
-        if (c->head_.load(std::memory_order_seq_cst) == h) break;
+      Operation* h = c->PinHead();
+      if (h == nullptr) return;
+      if (h == op) {  // op itself is the head now: nothing ahead of it
+        c->WithdrawHazard();
+        return;
       }
       const State hs = StateOf(h->word.load(std::memory_order_acquire));
       head_text = absl::StrCat("waiting behind ", OpName(h), ", which is ", StateText(hs),
                                hs == State::kPostponed ? due_text(h) : "");
       if (c->halted_at_ == h) head_text += " (the chain is halted after its failure: ResumeToken)";
-      c->hazard_.store(nullptr, std::memory_order_seq_cst);
+      c->WithdrawHazard();
     });
   }
   if (s == State::kPostponed) {

@@ -104,8 +104,10 @@ bool TokenMap::PushLocked(Shard& s, HintBucket& b, const TokenKey& key, Operatio
     // publish below.
     c->tail_.store(nullptr, std::memory_order_relaxed);
     c->head_.store(nullptr, std::memory_order_relaxed);
-    c->policy_.store(static_cast<std::uint8_t>(FailurePolicy::kContinue),
-                     std::memory_order_relaxed);
+    // Relaxed: a walker withdraws its hazard before it lets the shard lock go
+    // (Chain::PinHead), and a retired chain is found again only under it.
+    ORDO_DCHECK(c->hazard_.load(std::memory_order_relaxed) == nullptr,
+                "a chain retired with a walker's hazard still named");
     c->halted_at_ = nullptr;
     c->recent_.store(false, std::memory_order_relaxed);  // private until published
     s.map.emplace(Ref(c->key()), c);
@@ -164,8 +166,8 @@ Operation* TokenMap::Advance(Operation* x) {
 bool TokenMap::TryEmpty(Chain* c, Operation* x) {
   // T3 (a), seq_cst: the runner's half of the hazard protocol (store head_, then
   // load hazard_); pairs with the walker's store of hazard_ then load of head_ in
-  // EngineImpl::ForEachInChain. No producer writes head_ meanwhile: only the one
-  // that activates an empty chain does, and the chain is not empty yet.
+  // Chain::PinHead. No producer writes head_ meanwhile: only the one that
+  // activates an empty chain does, and the chain is not empty yet.
   c->head_.store(nullptr, std::memory_order_seq_cst);
   // Relaxed: a hint for parking sweeps, set before (c), after which we must not
   // touch the chain (T3).

@@ -821,6 +821,7 @@ Operation* EngineImpl::AdvanceChain(Operation* x) {
     }
     // seq_cst: the hazard protocol's runner half (store head_, then load hazard_).
     c->head_.store(n, std::memory_order_seq_cst);
+    ChaosPoint();  // a walker may look between the head's store and our hazard load
     ReleaseChainNode(c, prev);
     std::uint32_t next;
     const std::uint32_t w = TakeHead(n, &next);  // we own a Waiting or Canceled n (H1)
@@ -837,7 +838,8 @@ Operation* EngineImpl::AdvanceChain(Operation* x) {
 }
 
 void EngineImpl::ReleaseChainNode(Chain* c, Operation* x) {
-  // seq_cst: pairs with ForEachInChain's store of hazard_ then load of head_.
+  // seq_cst: pairs with the walker's store of hazard_ then load of head_
+  // (Chain::PinHead).
   while (c->hazard_.load(std::memory_order_seq_cst) == x) std::this_thread::yield();
   ReleaseEngineRef(x);
 }

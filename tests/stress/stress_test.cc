@@ -1575,6 +1575,88 @@ TEST(StressTest, ChainsCreatedAndRetiredAtScaleLoseNothing) {
   RunChainChurnStress(/*producers=*/Producers(3), /*rounds=*/4, 60000L * Scale());
 }
 
+// Explain walks a chain's head under the hazard protocol (Chain::PinHead)
+// while the head's runner moves the chain on. Each token's explainer asks about
+// the operation right behind the head, the one its runner makes head next, so
+// the head moving onto the asked operation between the walker's two looks is
+// common. A walker that leaves its hazard behind (Explain did, when it found
+// the head had become its own operation) stalls that runner for ever: the
+// watchdog then aborts. Counts: every operation ran once and in order on its
+// token, and every answer names its operation.
+void RunExplainRace(long per_token) {
+  constexpr int kTokens = 4;
+  struct PerToken {
+    std::unique_ptr<Handle[]> handles;
+    std::atomic<long> submitted{0};  // handles[0, submitted) are set
+    std::atomic<long> ran{0};        // bodies run, in order (checked in the body)
+    std::atomic<long> reorders{0};
+  };
+  std::vector<PerToken> per(kTokens);
+  std::atomic<long> answers{0}, wrong_answers{0};
+  {
+    Engine engine({.workers = Workers()});
+    Watchdog watchdog(std::chrono::seconds(60), [&] {
+      for (int t = 0; t < kTokens; ++t) {
+        std::fprintf(stderr, "token %d: %ld submitted, %ld ran\n", t, per[t].submitted.load(),
+                     per[t].ran.load());
+      }
+    });
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kTokens; ++t) {
+      per[t].handles = std::make_unique<Handle[]>(per_token);
+      threads.emplace_back([&, t] {  // the token's producer
+        const Token token("explained-" + std::to_string(t));
+        PerToken& me = per[t];
+        for (long i = 0; i < per_token; ++i) {
+          auto h = engine.Submit(
+              [&me, i] {
+                // Relaxed: the chain orders the bodies; this only counts them.
+                if (me.ran.load(std::memory_order_relaxed) != i) {
+                  me.reorders.fetch_add(1, std::memory_order_relaxed);
+                }
+                me.ran.fetch_add(1, std::memory_order_relaxed);
+              },
+              {.token = token});
+          ASSERT_TRUE(h.ok()) << h.status();
+          me.handles[i] = *std::move(h);
+          // Release: publishes handles[i] to the explainer's acquire load.
+          me.submitted.store(i + 1, std::memory_order_release);
+        }
+      });
+      threads.emplace_back([&, t] {  // the token's explainer
+        PerToken& me = per[t];
+        for (;;) {
+          const long ran = me.ran.load(std::memory_order_relaxed);
+          if (ran >= per_token) return;
+          // The head is operation `ran` (or about to be): ask about the next.
+          const long i = std::min(ran + 1, per_token - 1);
+          if (i >= me.submitted.load(std::memory_order_acquire)) {
+            std::this_thread::yield();
+            continue;
+          }
+          const Handle& h = me.handles[i];
+          const std::string text = h.Explain();
+          answers.fetch_add(1, std::memory_order_relaxed);
+          if (text.rfind("op " + std::to_string(h.id()) + " is ", 0) != 0) {
+            wrong_answers.fetch_add(1, std::memory_order_relaxed);
+          }
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    ASSERT_TRUE(engine.WaitIdle().ok());
+  }
+  for (int t = 0; t < kTokens; ++t) {
+    EXPECT_EQ(per[t].ran.load(), per_token) << "token " << t;
+    EXPECT_EQ(per[t].reorders.load(), 0) << "token " << t;
+    long succeeded = 0;
+    for (long i = 0; i < per_token; ++i) succeeded += per[t].handles[i].state() == State::kSucceeded;
+    EXPECT_EQ(succeeded, per_token) << "token " << t;
+  }
+  EXPECT_GT(answers.load(), 0);
+  EXPECT_EQ(wrong_answers.load(), 0);
+}
+
 // The held registry under Suspend and Resume racing on the same operations (two
 // threads, in lockstep per operation, so each pair meets): every operation left
 // Suspended must be in the registry, or Shutdown, which cancels what the registry
@@ -1632,6 +1714,10 @@ void RunSuspendResumeRace(int ops) {
   }
   EXPECT_EQ(ran.load(), 0);
   for (const Handle& h : hs) ASSERT_EQ(h.state(), State::kCanceled);
+}
+
+TEST(StressTest, ExplainRacingTheChainsRunnerNeverStallsIt) {
+  RunExplainRace(/*per_token=*/20000L * Scale());
 }
 
 TEST(StressTest, SuspendRacingResumeLeavesNoSuspendedOperationUnregistered) {
