@@ -426,6 +426,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
         ex->recurrence_text = rule->ToString();
         ex->recurrence_start_ns =
             o.postpone_until ? o.postpone_until->time_since_epoch().count() : now;
+        ex->occurrence_ns = ex->recurrence_start_ns;  // the first: the start (OpExtras)
         ex->recurrence = rule.release();
       }
     } catch (...) {
@@ -1011,7 +1012,7 @@ FailurePolicy EngineImpl::PolicyFor(const Chain* c) {
   return it == policies_.end() ? FailurePolicy::kContinue : it->second;
 }
 
-void EngineImpl::CancelBehind(Operation* x, CancelReason reason) {
+void EngineImpl::CancelBehind(Operation* x, CancelReason reason, const Operation* spared) {
   // The runner walks the nodes linked behind x, up to the tail as of now: those
   // are "the rest" (a later submit is not affected). They cannot be released
   // before the runner moves past x, which it has not.
@@ -1024,7 +1025,7 @@ void EngineImpl::CancelBehind(Operation* x, CancelReason reason) {
       std::this_thread::yield();
     }
     n = next;
-    TryCancelNotStarted(n, reason);
+    if (n != spared) TryCancelNotStarted(n, reason);
     if (n == last) return;
   }
 }
@@ -1230,6 +1231,12 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   // and waits for what is pending, or the series ends here.
   ShutdownScope scope(this, st);
   if (scope.closed()) return false;
+  // Canceling an occurrence ends the series (DESIGN), a running one too: the
+  // cancel request is the only stop its user could ask for, the next
+  // occurrence having no Handle yet. Relaxed: a request, as everywhere; one
+  // that lands after this look is for this occurrence alone, as a Cancel of
+  // an operation that has just ended would be.
+  if (Facts(op).cancel_requested.load(std::memory_order_relaxed)) return false;
   const std::int64_t now = NowNs();
   // From this occurrence's place on the grid: its due time, or, if a full wheel
   // made it run at once, the grid time it had (computing from `now` would find

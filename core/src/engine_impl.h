@@ -397,8 +397,8 @@ class EngineImpl {
   FailurePolicy PolicyFor(const Chain* c);
   static std::string PolicyKey(const Token& token);
   void SetPolicy(const Token& token, FailurePolicy p);
-  // Runner only: cancels every not-started node linked behind x.
-  void CancelBehind(Operation* x, CancelReason reason);
+  // Runner only: cancels every not-started node linked behind x but `spared`.
+  void CancelBehind(Operation* x, CancelReason reason, const Operation* spared = nullptr);
   // Runner only: holds the chain at failed head x (kHalt). False if not halted.
   bool HaltChain(Chain* c, Operation* x);
   static OpExtras* ExtrasOf(Operation* op);

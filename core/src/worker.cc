@@ -796,7 +796,13 @@ Operation* EngineImpl::AdvanceChain(Operation* x) {
     x->word.fetch_or(kPolicyDoneBit, std::memory_order_relaxed);  // runner-private flag
     const FailurePolicy p = PolicyFor(c);
     if (p == FailurePolicy::kCancelRest) {
-      CancelBehind(x, CancelReason::kByPolicy);
+      // A failed occurrence's next is spared: a failure never stops a series
+      // (DESIGN). It is in the rest, pushed before x ended (SpawnNextOccurrence,
+      // on this thread: the acquire is for form's sake, and pairs with that
+      // release store).
+      const OpExtras* ex = ExtrasIfAny(x, std::memory_order_acquire);
+      CancelBehind(x, CancelReason::kByPolicy,
+                   ex != nullptr ? ex->successor.load(std::memory_order_acquire) : nullptr);
     } else if (p == FailurePolicy::kHalt) {
       // S1 (engine_impl.cc, above Shutdown): halted and registered before
       // Shutdown's sweep of the held registry, or the rest canceled.

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <future>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -811,6 +812,100 @@ TEST(RecurrenceEngineTest, AFailedOccurrenceDoesNotStopTheSeriesButCancelingOneE
   ASSERT_TRUE(engine.WaitIdle().ok());
   EXPECT_FALSE(third.next_occurrence().valid());
   EXPECT_EQ(runs.load(), 2);
+}
+
+// The first occurrence is the start. Run before it (postponed to now, or, the
+// same, a clock stepped back), it must not find the start itself as its next
+// occurrence: that ran the start twice, and COUNT=N ran N + 1 times.
+TEST(RecurrenceEngineTest, AFirstOccurrenceRunBeforeItsStartIsNotRunAgainAtIt) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  const Clock::time_point start = clock.now() + 1h;
+  std::mutex mu;
+  std::vector<Clock::time_point> ran;
+  auto first = engine.Submit(
+      [&] {
+        std::lock_guard<std::mutex> l(mu);
+        ran.push_back(clock.now());
+      },
+      {.token = "series", .postpone_until = start, .recurrence = "FREQ=DAILY;COUNT=2"});
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(engine.Postpone(*first, std::nullopt).ok());  // run it now, before its start
+  ASSERT_TRUE(AwaitState(*first, State::kSucceeded));
+  Handle second = first->next_occurrence();
+  ASSERT_TRUE(second.valid());
+  clock.Advance(1h);  // the start: it ran already
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(second.state(), State::kPostponed) << second.Explain();
+  clock.Advance(24h);  // the grid's next point after the start
+  ASSERT_TRUE(AwaitState(second, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_FALSE(second.next_occurrence().valid()) << "COUNT=2 reached";
+  std::lock_guard<std::mutex> l(mu);
+  ASSERT_EQ(ran.size(), 2u);
+  EXPECT_EQ(ran[0], start - 1h);
+  EXPECT_EQ(ran[1], start + 24h);
+}
+
+// Canceling an occurrence ends the series, a running one too: its user has no
+// other handle to stop it with until it ends.
+TEST(RecurrenceEngineTest, ACancelRequestOfARunningOccurrenceEndsTheSeries) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  Gate gate;
+  std::atomic<bool> saw_request{false};
+  auto first = engine.Submit(
+      [&](Context& ctx) {
+        gate.Waiter()();
+        saw_request = ctx.cancel_requested();
+      },
+      {.recurrence = "FREQ=HOURLY"});
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(AwaitState(*first, State::kInProgress));
+  auto outcome = engine.Cancel(*first);
+  ASSERT_TRUE(outcome.ok());
+  EXPECT_EQ(*outcome, CancelOutcome::kCancelRequested);
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*first, State::kSucceeded));  // what its callable reached
+  EXPECT_TRUE(saw_request.load());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_FALSE(first->next_occurrence().valid());
+  EXPECT_EQ(engine.stats().submitted, 1u);
+}
+
+// kCancelRest cancels what waits behind a failure, but a failed occurrence's
+// next is its series going on, which a failure never stops.
+TEST(RecurrenceEngineTest, CancelRestSparesTheFailedOccurrencesNextButCancelsTheRest) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  ASSERT_TRUE(engine.SetFailurePolicy("t", FailurePolicy::kCancelRest).ok());
+  Gate gate;
+  std::atomic<int> occurrences{0};
+  std::atomic<int> others{0};
+  auto first = engine.Submit(
+      [&] {
+        gate.Waiter()();
+        if (occurrences.fetch_add(1) == 0) throw std::runtime_error("first fails");
+      },
+      {.token = "t", .recurrence = "FREQ=HOURLY"});
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(AwaitState(*first, State::kInProgress));
+  auto behind = engine.Submit([&] { others++; }, {.token = "t"});
+  ASSERT_TRUE(behind.ok());
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*first, State::kFailed));
+  ASSERT_TRUE(AwaitState(*behind, State::kCanceled));
+  Handle second = first->next_occurrence();
+  ASSERT_TRUE(second.valid());
+  EXPECT_EQ(second.state(), State::kPostponed) << second.Explain();
+  clock.Advance(1h);
+  ASSERT_TRUE(AwaitState(second, State::kSucceeded));
+  EXPECT_EQ(occurrences.load(), 2);
+  EXPECT_EQ(others.load(), 0);
+  Handle third = second.next_occurrence();
+  ASSERT_TRUE(third.valid());
+  ASSERT_TRUE(engine.Cancel(third).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
 }
 
 // The next occurrence takes over the admission credit of the one that ends: made
