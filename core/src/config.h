@@ -44,8 +44,9 @@ inline constexpr std::size_t kHintSlots = 32768;  // 512 KiB
 inline constexpr std::size_t kHintWays = 4;
 inline constexpr std::size_t kInjectorBatch = 32;
 // A worker that finds work while searching wakes a sleeper for what is left
-// when at least this much is visible, or when some sleeper has no timeout
-// (Parker P2); otherwise a timed sleeper comes for it within kStrandCheck.
+// when at least this much is visible, or when some sleeper sleeps long (no
+// timeout, or over kStrandCheck: Parker P2); otherwise a short sleeper comes
+// for it within kStrandCheck.
 inline constexpr std::size_t kWakeBacklog = 8;
 // A worker that finds the injector's pop lease held by the same hold this many
 // looks in a row pops without it (injector.h, J4). A hold is one dequeue (a walk

@@ -57,10 +57,10 @@ bool Parker::Unregister(int w) {
 }
 
 void Parker::Forget(int w) {
-  if (slots_[w].untimed) {
-    slots_[w].untimed = false;
+  if (slots_[w].long_sleep) {
+    slots_[w].long_sleep = false;
     // Relaxed: under mu_; P2's reader orders itself with the fences of P1.
-    num_untimed_.fetch_sub(1, std::memory_order_relaxed);
+    num_long_.fetch_sub(1, std::memory_order_relaxed);
   }
 }
 
@@ -69,9 +69,9 @@ void Parker::Park(int w, const std::function<bool()>& has_work,
   {
     MutexLock lock(&mu_);
     sleepers_.push_back(w);
-    if (timeout.count() < 0) {
-      slots_[w].untimed = true;
-      num_untimed_.fetch_add(1, std::memory_order_relaxed);  // ordered by the fence (P1)
+    if (timeout.count() < 0 || timeout > kStrandCheck) {  // P2: it would not come back soon
+      slots_[w].long_sleep = true;
+      num_long_.fetch_add(1, std::memory_order_relaxed);  // ordered by the fence (P1)
     }
     num_sleepers_.fetch_add(1, std::memory_order_relaxed);  // ordered by the fence (P1)
   }

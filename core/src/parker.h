@@ -28,16 +28,21 @@
 //           fence after EndSearch, P2) and the sleepers.
 //   P2  A searcher that finds work and was the last searcher notifies, after a
 //       seq_cst fence, when more work is visible and either at least
-//       kWakeBacklog operations are, or some sleeper sleeps without a timeout.
+//       kWakeBacklog operations are, or some sleeper sleeps long (with no
+//       timeout, or one longer than kStrandCheck).
 //       So a burst of submissions that a searcher did not take wakes a sleeper.
 //       A smaller backlog with only timed sleepers it leaves: a timed sleeper
 //       wakes within kStrandCheck and takes it, if the searcher, now running its
 //       operation, has not come back for it first (and a submission meanwhile
 //       finds no searcher and wakes a sleeper itself, by P1). A worker parks
 //       with the kStrandCheck timeout when another worker is awake (that one may
-//       be about to leave work behind), and without one when all others sleep
-//       (an idle engine then sleeps for good). If a sleeper registered untimed
-//       after the searcher's check, its own re-check (P1) sees the backlog.
+//       be about to leave work behind), and long when all others sleep: with no
+//       timeout (an idle engine then sleeps for good), or until the next
+//       parking sweep (up to kIdleSweepInterval, 100 ms) while chains remain.
+//       Both are long sleepers: a searcher wakes one for any backlog (a
+//       sweep-timed sleeper counted as timed once left a few operations behind
+//       a long one for up to 100 ms). If a sleeper registered long after the
+//       searcher's check, its own re-check (P1) sees the backlog.
 //       Waking for every left-over operation cost W5 (paced submissions in
 //       small batches) a futex call before each run and a woken thread competing
 //       for the cores: p50 5-7 us against 2 us with one worker.
@@ -114,15 +119,16 @@ class Parker {
   void WakeAll();
 
   int sleepers() const { return num_sleepers_.load(std::memory_order_relaxed); }
-  // P2: a sleeper without a timeout exists. Relaxed: read after P2's fence.
-  bool HasUntimedSleeper() const { return num_untimed_.load(std::memory_order_relaxed) != 0; }
+  // P2: a long sleeper (no timeout, or one over kStrandCheck) exists. Relaxed:
+  // read after P2's fence.
+  bool HasLongSleeper() const { return num_long_.load(std::memory_order_relaxed) != 0; }
 
  private:
   struct alignas(kCacheLine) Slot {
     Atomic<std::uint32_t> word{0};
-    bool untimed = false;  // registered as a sleeper with no timeout; under mu_
+    bool long_sleep = false;  // registered as a long sleeper (P2); under mu_
   };
-  // Drops w's untimed mark as it leaves the sleeper stack. Under mu_.
+  // Drops w's long-sleeper mark as it leaves the sleeper stack. Under mu_.
   void Forget(int w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WakeOne();
   // Removes w from the sleeper stack if still there; true if removed.
@@ -133,7 +139,7 @@ class Parker {
   // searching workers write num_searching_ all the time.
   alignas(kCacheLine) Atomic<int> num_searching_{0};
   alignas(kCacheLine) Atomic<int> num_sleepers_{0};
-  Atomic<int> num_untimed_{0};  // sleepers with no timeout (written under mu_)
+  Atomic<int> num_long_{0};  // long sleepers, P2 (written under mu_)
   alignas(kCacheLine) Mutex mu_;
   std::vector<int> sleepers_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<Slot[]> slots_;

@@ -245,12 +245,12 @@ bool EngineImpl::HasVisibleWork() const {
 void EngineImpl::ShareBacklog() {
   // Parker P2. A sleeper is woken (a futex call, microseconds here, before our
   // operation runs, and a thread that then competes for the cores) only when the
-  // backlog is large, or when some sleeper would not come back on its own; a few
-  // operations and only timed sleepers: they come within kStrandCheck, and we
-  // are likely back for them first.
+  // backlog is large, or when some sleeper would not come back soon on its own
+  // (a long sleeper); a few operations and only short sleepers: they come within
+  // kStrandCheck, and we are likely back for them first.
   const std::size_t backlog = VisibleBacklog();
   if (backlog == 0) return;
-  if (backlog >= kWakeBacklog || parker_->HasUntimedSleeper()) parker_->NotifyWork();
+  if (backlog >= kWakeBacklog || parker_->HasLongSleeper()) parker_->NotifyWork();
 }
 
 std::size_t EngineImpl::VisibleBacklog() const {

@@ -1,0 +1,73 @@
+// parker_test.cc: the parker's bookkeeping of long sleepers (parker.h, P2). A
+// searcher that leaves a small backlog behind wakes a sleeper only if one would
+// not come back within kStrandCheck on its own: one parked with no timeout, or
+// with a longer one (the parking sweep's, up to kIdleSweepInterval). A park whose
+// last look finds work (P1's re-check) returns at once, and that look runs with
+// the worker registered: the test reads the parker's view from inside it, with
+// no timing involved.
+#include "parker.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "config.h"
+
+namespace ordo::internal {
+namespace {
+
+// Parks worker 0 of `p` with `timeout`; returns HasLongSleeper() as the parked
+// worker's last look (P1) saw it, which then finds work so that Park returns.
+bool LongWhileParkedFor(Parker& p, std::chrono::nanoseconds timeout) {
+  bool seen = false;
+  p.BeginSearch();
+  p.Park(
+      0,
+      [&] {
+        EXPECT_EQ(p.sleepers(), 1);
+        seen = p.HasLongSleeper();
+        return true;
+      },
+      timeout);
+  p.EndSearch();
+  return seen;
+}
+
+TEST(ParkerTest, ASleeperWithNoTimeoutOrOneLongerThanTheStrandCheckIsLong) {
+  Parker p(2);
+  EXPECT_TRUE(LongWhileParkedFor(p, std::chrono::nanoseconds(-1)));
+  // The parking sweep's timeout (up to kIdleSweepInterval): long, so a searcher
+  // leaving even one operation behind wakes it rather than wait for it.
+  EXPECT_TRUE(LongWhileParkedFor(p, kIdleSweepInterval));
+  EXPECT_TRUE(LongWhileParkedFor(p, kStrandCheck + std::chrono::nanoseconds(1)));
+  EXPECT_FALSE(p.HasLongSleeper()) << "the mark goes when the sleeper leaves";
+}
+
+TEST(ParkerTest, ASleeperThatComesBackWithinTheStrandCheckIsNotLong) {
+  Parker p(2);
+  EXPECT_FALSE(LongWhileParkedFor(p, kStrandCheck));
+  EXPECT_FALSE(LongWhileParkedFor(p, std::chrono::nanoseconds(0)));
+  EXPECT_EQ(p.sleepers(), 0);
+}
+
+// A long sleeper woken by a producer (not by its own re-check) loses its mark
+// too: the next searcher does not wake for a sleeper that is gone.
+TEST(ParkerTest, AWokenLongSleeperIsNoLongerCounted) {
+  Parker p(2);
+  std::thread sleeper([&] {
+    p.BeginSearch();
+    p.Park(0, [] { return false; }, std::chrono::nanoseconds(-1));
+    p.EndSearch();
+  });
+  // Waits for the registration (the state under test, not a time).
+  while (!p.HasLongSleeper()) std::this_thread::yield();
+  EXPECT_EQ(p.sleepers(), 1);
+  p.NotifyWork();  // nobody searching: wakes it
+  sleeper.join();
+  EXPECT_FALSE(p.HasLongSleeper());
+  EXPECT_EQ(p.sleepers(), 0);
+}
+
+}  // namespace
+}  // namespace ordo::internal
