@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -55,15 +56,22 @@ TEST(ParkerTest, ASleeperThatComesBackWithinTheStrandCheckIsNotLong) {
 // too: the next searcher does not wake for a sleeper that is gone.
 TEST(ParkerTest, AWokenLongSleeperIsNoLongerCounted) {
   Parker p(2);
+  std::atomic<bool> returned{false};
   std::thread sleeper([&] {
     p.BeginSearch();
     p.Park(0, [] { return false; }, std::chrono::nanoseconds(-1));
     p.EndSearch();
+    returned.store(true, std::memory_order_release);
   });
   // Waits for the registration (the state under test, not a time).
   while (!p.HasLongSleeper()) std::this_thread::yield();
   EXPECT_EQ(p.sleepers(), 1);
-  p.NotifyWork();  // nobody searching: wakes it
+  // Wakes it, once it counts as searching no more (between its registration
+  // and that step a producer takes it for a searcher and wakes nobody).
+  while (!returned.load(std::memory_order_acquire)) {
+    p.NotifyWork();
+    std::this_thread::yield();
+  }
   sleeper.join();
   EXPECT_FALSE(p.HasLongSleeper());
   EXPECT_EQ(p.sleepers(), 0);

@@ -1234,16 +1234,18 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   // Canceling an occurrence ends the series (DESIGN), a running one too: the
   // cancel request is the only stop its user could ask for, the next
   // occurrence having no Handle yet. Relaxed: a request, as everywhere; one
-  // that lands after this look is for this occurrence alone, as a Cancel of
-  // an operation that has just ended would be.
+  // that lands after this look is too late for the series (README: cancel the
+  // next occurrence then), as a Cancel of an operation that has just ended is.
   if (Facts(op).cancel_requested.load(std::memory_order_relaxed)) return false;
   const std::int64_t now = NowNs();
-  // From this occurrence's place on the grid: its due time, or, if a full wheel
-  // made it run at once, the grid time it had (computing from `now` would find
-  // that same occurrence again, and again).
+  // From this occurrence's place on the grid (OpExtras::occurrence_ns, the
+  // start for the first), or its due time if a Postpone moved it later:
+  // computing from its due time alone found the start again for a first
+  // occurrence run early, and from `now` the same occurrence again after a full
+  // wheel made it run at once.
   const std::int64_t this_due =
       std::max(Facts(op).due_ns().load(std::memory_order_relaxed), ex->occurrence_ns);
-  const std::int64_t after = std::max(now, this_due == kNoTime ? now : this_due);
+  const std::int64_t after = std::max(now, this_due);
   using TP = Clock::time_point;
   std::optional<RecurrenceRule::Occurrence> next =
       rule->NextAfter(TP(Clock::duration(ex->recurrence_start_ns)), TP(Clock::duration(after)));

@@ -31,7 +31,7 @@
 //       kWakeBacklog operations are, or some sleeper sleeps long (with no
 //       timeout, or one longer than kStrandCheck).
 //       So a burst of submissions that a searcher did not take wakes a sleeper.
-//       A smaller backlog with only timed sleepers it leaves: a timed sleeper
+//       A smaller backlog with only short sleepers it leaves: a short sleeper
 //       wakes within kStrandCheck and takes it, if the searcher, now running its
 //       operation, has not come back for it first (and a submission meanwhile
 //       finds no searcher and wakes a sleeper itself, by P1). A worker parks

@@ -341,8 +341,8 @@ class TimingWheel {
   std::int64_t RefreshMin(std::uint32_t list, MinCache* min) const;
   void AdvanceWithinTick(std::int64_t now_ns, std::vector<TimerNode*>* due);
   void AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns, std::vector<TimerNode*>* due);
-  // Sorts [begin, end) by (deadline_ns, seq), sorting only what follows the
-  // sorted run at its front and merging it in.
+  // Sorts [begin, end) by (deadline_ns, seq): only what follows the sorted run
+  // at its front, merged in, when that run is at least a quarter of the range.
   void SortNodes(TimerNode** begin, TimerNode** end);
   // Sorts [begin, end) by (deadline_ns, seq); a large range on copied keys.
   void SortRange(TimerNode** begin, TimerNode** end);
