@@ -87,6 +87,9 @@ static_assert(kCascadeAheadBudget > 0, "a turn of cascading ahead must make prog
 inline constexpr std::chrono::microseconds kStrandCheck{1000};
 // A worker about to park sweeps idle chains at most this often (token_map.h).
 inline constexpr std::chrono::milliseconds kIdleSweepInterval{100};
+// Options::max_pending and max_timers above this are taken as this: their
+// counts are int64, and SIZE_MAX ("no limit") would read as negative.
+inline constexpr std::size_t kNoLimit = std::size_t{1} << 62;
 // Counter stripes for threads outside the engine (workers own one each). A thread
 // that submits leases one of its own while any is free (EngineImpl::ExternalStripe)
 // and counts there without locked instructions; beyond that, threads share the

@@ -211,7 +211,7 @@ std::optional<Clock::time_point> Handle::started_at() const {
 }
 std::optional<Clock::time_point> Handle::completed_at() const {
   if (op_ == nullptr || !IsTerminal(state())) return std::nullopt;
-  return FromNs(Times(op_).completed_ns.load(std::memory_order_relaxed));  // after acquire in state()
+  return FromNs(internal::CompletedNs(op_));  // after the acquire in state()
 }
 
 State Handle::Wait() const {
@@ -235,7 +235,12 @@ State Handle::Wait() const {
 
 bool Handle::WaitFor(std::chrono::nanoseconds timeout) const {
   if (op_ == nullptr) return true;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Saturating: now + nanoseconds::max() is a signed overflow (undefined
+  // behaviour, which only happened to wrap back in deadline - now).
+  const auto now = std::chrono::steady_clock::now();
+  const auto deadline = timeout > std::chrono::steady_clock::time_point::max() - now
+                            ? std::chrono::steady_clock::time_point::max()
+                            : now + timeout;
   for (;;) {
     std::uint32_t w = op_->word.load(std::memory_order_acquire);  // as in state()
     if (IsTerminal(internal::StateOf(w))) return true;

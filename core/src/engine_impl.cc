@@ -46,6 +46,10 @@ EngineImpl::EngineImpl(Options options)
   if (options_.chain_budget < 1) options_.chain_budget = 1;
   if (options_.tick.count() <= 0) options_.tick = std::chrono::milliseconds(1);
   if (options_.max_pending == 0) options_.max_pending = 1;
+  // A limit past int64 (SIZE_MAX meaning "no limit") read as negative in the
+  // int64 counts below and refused everything: held at 2^62, none in practice.
+  options_.max_pending = std::min(options_.max_pending, kNoLimit);
+  options_.max_timers = std::min(options_.max_timers, kNoLimit);
   clock_ = options_.clock != nullptr ? options_.clock : &SystemClock::Instance();
   manual_clock_ = clock_->is_manual();
   // Credits move between stripes in batches small enough that a stripe's hoard
@@ -363,6 +367,17 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
     ops->destroy(op->storage);
     DiscardOperation(op);
   };
+  if (!with_handle && o.suspended && o.token.empty()) {
+    // Nothing could ever resume it: Post returns no Handle to Resume, and
+    // ResumeToken needs a token. It would hold a max_pending place until
+    // Shutdown canceled it.
+    drop();
+    CountRejected();
+    return absl::InvalidArgumentError(
+        "Post: a suspended operation with no token could never be resumed (Post returns "
+        "no Handle, and ResumeToken needs a token); give it a token, or Submit it and "
+        "Resume its Handle");
+  }
   std::unique_ptr<RecurrenceRule> rule;
   if (!o.recurrence.empty()) {
     absl::StatusOr<RecurrenceRule> parsed;
@@ -750,13 +765,10 @@ std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, Canc
     ChaosPoint();  // the state read, then the CAS: a Resume or a start may come between
     next = TakeOwnershipIfUnowned((WithState(w, State::kCanceled) & ~kReasonMask) |
                                   (static_cast<std::uint32_t>(reason) << kReasonShift));
-    // Written before the CAS that publishes it (a losing CAS leaves it to the
-    // worker, which overwrites it when it finishes).
-    if (HasTimes(op)) Times(op).completed_ns.store(NowNs(), std::memory_order_relaxed);
     // acq_rel: the cancel and a worker's start are RMWs on one word: one wins.
-    // Release publishes completed_ns to Handle readers.
   } while (!op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                            std::memory_order_acquire));
+  if (HasTimes(op)) StampCanceled(op, NowNs());  // after the CAS, before waking (OpTimes)
   if (w & kWaiterBit) FutexWakeAll(&op->word);
   OnTerminal(State::kCanceled, MyStripe());
   const State was = StateOf(w);
@@ -1181,8 +1193,8 @@ std::string EngineImpl::Explain(Operation* op) {
     case State::kSucceeded:
     case State::kFailed:
     case State::kCanceled:
-      return absl::StrCat(me, " is ", StateText(s), " (finished at ",
-                          FormatTime(Times(op).completed_ns.load(std::memory_order_relaxed)), ")");
+      return absl::StrCat(me, " is ", StateText(s), " (finished at ", FormatTime(CompletedNs(op)),
+                          ")");
     case State::kInProgress:
       return absl::StrCat(me, " is running");
     case State::kSuspended:

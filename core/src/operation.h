@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <thread>
 #include <type_traits>
 
 #include "ordo/callable.h"
@@ -222,7 +223,11 @@ struct OpFacts {
 static_assert(sizeof(OpFacts) == kCacheLine, "the facts are one cache line");
 
 // The times (line 2 above) of a full node. Each is written before the state
-// transition that publishes it (release) and read after it (acquire).
+// transition that publishes it (release) and read after it (acquire), but for
+// completed_ns of a cancel: the canceler stamps it just after its CAS made the
+// operation terminal (stamped before, a canceler that then lost the CAS to a
+// worker that finished it could overwrite the worker's stamp after the state
+// was published, and completed_at() changed). CompletedNs() reads it.
 struct OpTimes {
   alignas(kCacheLine) EngineImpl* engine = nullptr;
   // Times in ns since the epoch of the engine's clock.
@@ -288,6 +293,26 @@ inline OpTimes& Times(Operation* op) {
 inline const OpTimes& Times(const Operation* op) {
   ORDO_DCHECK(HasTimes(op), "the times of a node without them");
   return reinterpret_cast<const FullOperation*>(op)->times;
+}
+// The completion time of an operation seen terminal (acquire of the word
+// first). A canceler stamps it just after its CAS (OpTimes), so a reader can
+// come in between, for an instant: it waits for the stamp. Acquire: pairs
+// with StampCanceled's release store (a finisher's stamp came before its
+// release of the word, which the caller acquired).
+inline std::int64_t CompletedNs(const Operation* op) {
+  std::int64_t t;
+  while ((t = Times(op).completed_ns.load(std::memory_order_acquire)) == kNoTime) {
+    std::this_thread::yield();
+  }
+  return t;
+}
+// A completion stamp: never kNoTime, which CompletedNs waits past (a clock
+// set to its very first instant reads as that).
+inline std::int64_t CompletionStamp(std::int64_t now_ns) { return now_ns == kNoTime ? now_ns + 1 : now_ns; }
+// A canceler's stamp, just after its CAS made op Canceled (OpTimes).
+inline void StampCanceled(Operation* op, std::int64_t now_ns) {
+  // Release: pairs with CompletedNs.
+  Times(op).completed_ns.store(CompletionStamp(now_ns), std::memory_order_release);
 }
 // A node's extras, or null, for a caller that has acquired the word transition
 // that published them (kExtrasBit; a compact node has none). `order` is the

@@ -1,6 +1,7 @@
 // worker.cc: the worker loop (own deque, injector, steal, park), running an
 // operation, and moving a chain on. See engine_impl.h for the scheduling rule.
 #include <exception>
+#include <limits>
 #include <thread>
 
 #include "absl/container/flat_hash_set.h"
@@ -519,14 +520,12 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
           const std::uint32_t canceled =
               (WithState(word, State::kCanceled) & ~kReasonMask) |
               (static_cast<std::uint32_t>(CancelReason::kByShutdown) << kReasonShift);
-          if (HasTimes(cur)) {
-            Times(cur).completed_ns.store(NowNs(), std::memory_order_relaxed);  // by the CAS
-          }
           // acq_rel as below.
           if (!cur->word.compare_exchange_weak(word, canceled, std::memory_order_acq_rel,
                                                std::memory_order_acquire)) {
             continue;
           }
+          if (HasTimes(cur)) StampCanceled(cur, NowNs());  // after the CAS (OpTimes)
           if (word & kWaiterBit) FutexWakeAll(&cur->word);
           OnTerminal(State::kCanceled, w->stripe);
           finished_with = true;
@@ -656,13 +655,20 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
     const int max = (ex != nullptr && ex->max_retries >= 0) ? ex->max_retries : options_.max_retries;
     const int done = IsCompact(op) ? 0 : Facts(op).retry_count.load(std::memory_order_relaxed);
     if (done < max) {
+      constexpr std::int64_t kMaxNs = std::numeric_limits<std::int64_t>::max();
       std::int64_t delay = attempt.delay_ns < 0 ? 0 : attempt.delay_ns;
       if (ex != nullptr && ex->backoff_kind == 1) {  // exponential
-        for (int i = 0; i < done && delay < ex->backoff_max_ns; ++i) delay *= 2;
+        // Saturating: an uncapped backoff (max_delay = nanoseconds::max()) once
+        // overflowed into a negative delay, and the retries ran at once.
+        for (int i = 0; i < done && delay < ex->backoff_max_ns; ++i) {
+          delay = delay > kMaxNs / 2 ? kMaxNs : delay * 2;
+        }
         if (delay > ex->backoff_max_ns) delay = ex->backoff_max_ns;
       }
-      // The delay counts from the end of the attempt.
-      const std::int64_t due = NowNs() + delay;
+      // The delay counts from the end of the attempt; saturating too, so that
+      // RetryAfter(nanoseconds::max()) means "not in this clock's range".
+      const std::int64_t now = NowNs();
+      const std::int64_t due = now > 0 && delay > kMaxNs - now ? kMaxNs : now + delay;
       bool reposted = false;
       {
         // S1 (engine_impl.cc, above Shutdown): armed before Shutdown drains the
@@ -751,7 +757,9 @@ void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string&& e
       extras_bit = kExtrasBit;  // published with the terminal word, below
     }
   }
-  if (Observed(op)) Times(op).completed_ns.store(NowNs(), std::memory_order_relaxed);  // published below
+  if (Observed(op)) {
+    Times(op).completed_ns.store(CompletionStamp(NowNs()), std::memory_order_relaxed);  // published below
+  }
   std::uint32_t w = op->word.load(std::memory_order_relaxed);
   auto finished = [&](std::uint32_t from) {
     ORDO_CHECK_OP(StateOf(from) == State::kInProgress, "finish of an operation not in progress",
@@ -875,14 +883,26 @@ void EngineImpl::DropRef(Operation* op) {
 }
 
 void EngineImpl::Reclaim(Operation* op) {
-  OpExtras* ex = ExtrasIfAny(op, std::memory_order_relaxed);  // sole owner now
-  if (ex != nullptr) {
-    if (Operation* s = ex->successor.load(std::memory_order_relaxed)) DropRef(s);
-    DeleteRecurrence(ex);
-    delete ex;
-    Facts(op).extras.store(nullptr, std::memory_order_relaxed);
+  // An occurrence holds its successor (OpExtras::successor), so freeing one may
+  // free the next, and so on down every occurrence a kept Handle held: a loop,
+  // not DropRef's recursion, which a year of a minutely series (half a million
+  // links) would take past the stack.
+  while (op != nullptr) {
+    Operation* next = nullptr;
+    OpExtras* ex = ExtrasIfAny(op, std::memory_order_relaxed);  // sole owner now
+    if (ex != nullptr) {
+      if (Operation* s = ex->successor.load(std::memory_order_relaxed)) {
+        // acq_rel, as DropRef: the last dropper acquires the other holders'
+        // accesses before it frees the node.
+        if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) next = s;
+      }
+      DeleteRecurrence(ex);
+      delete ex;
+      Facts(op).extras.store(nullptr, std::memory_order_relaxed);
+    }
+    OpPool::Free(op);
+    op = next;
   }
-  OpPool::Free(op);
 }
 
 }  // namespace ordo::internal

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <future>
 #include <latch>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -1044,6 +1045,73 @@ TEST(TokenTest, CopiesAndMovesKeepTheTextShortOrLong) {
   }
   EXPECT_EQ(Token(42).ToString(), "#42");
   EXPECT_EQ(Token(longer).ToString(), longer);
+}
+
+}  // namespace
+}  // namespace ordo
+
+namespace ordo {
+namespace {
+
+using ::ordo::testing::AwaitState;
+using ::ordo::testing::Gate;
+
+// Options::max_pending and max_timers of SIZE_MAX ("no limit") once read as -1
+// in the engine's int64 counts and refused everything.
+TEST(EngineOptionsTest, LimitsOfSizeMaxMeanNoLimit) {
+  ManualClock clock;
+  Engine engine({.workers = 1,
+                 .max_pending = std::numeric_limits<std::size_t>::max(),
+                 .clock = &clock,
+                 .max_timers = std::numeric_limits<std::size_t>::max()});
+  auto now = engine.Submit([] {});
+  ASSERT_TRUE(now.ok()) << now.status();
+  auto later = engine.Submit([] {}, {.postpone_until = clock.now() + std::chrono::seconds(1)});
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_TRUE(engine.Post([] {}, {.postpone_until = clock.now() + std::chrono::seconds(1)}).ok());
+  clock.Advance(std::chrono::seconds(1));
+  ASSERT_TRUE(AwaitState(*later, State::kSucceeded));
+  ASSERT_TRUE(AwaitState(*now, State::kSucceeded));
+}
+
+// A Post gives no Handle: suspended with no token, nothing could resume it.
+TEST(EngineOptionsTest, PostRefusesASuspendedOperationWithNoToken) {
+  Engine engine({.workers = 1});
+  const absl::Status s = engine.Post([] {}, {.suspended = true});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("could never be resumed"));
+  EXPECT_EQ(engine.stats().rejected, 1u);
+  EXPECT_EQ(engine.stats().pending, 0u);
+  // With a token, ResumeToken reaches it.
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(engine.Post([&] { ran = true; }, {.token = "t", .suspended = true}).ok());
+  auto n = engine.ResumeToken("t");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1u);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_TRUE(ran.load());
+}
+
+// WaitFor(nanoseconds::max()) computed its deadline as now + timeout: a signed
+// overflow, undefined (it happened to wrap back in deadline - now; the
+// sanitizer build, which aborts on it, runs this test). The deadline saturates.
+TEST(HandleTest, WaitForTheLongestTimeoutWaits) {
+  Engine engine({.workers = 1});
+  Gate gate;
+  auto h = engine.Submit(gate.Waiter());
+  ASSERT_TRUE(h.ok());
+  std::atomic<bool> returned{false};
+  std::atomic<bool> result{false};
+  std::thread waiter([&] {
+    result = h->WaitFor(std::chrono::nanoseconds::max());
+    returned = true;
+  });
+  ASSERT_TRUE(AwaitState(*h, State::kInProgress));
+  EXPECT_FALSE(returned.load()) << "returned before the operation ended";
+  gate.Open();
+  waiter.join();
+  EXPECT_TRUE(result.load());
+  EXPECT_TRUE(h->WaitFor(std::chrono::nanoseconds::max()));  // terminal: at once
 }
 
 }  // namespace

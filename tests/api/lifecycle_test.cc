@@ -4,8 +4,10 @@
 // recurrence, and shutdown of postponed work.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <atomic>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <stdexcept>
@@ -435,6 +437,49 @@ TEST(SuspendTest, SuspendOfARunningOperationIsAnError) {
 }
 
 // --- Retries ---------------------------------------------------------------------
+
+// Retry delays saturate: a retry "after nanoseconds::max()", and an uncapped
+// exponential backoff doubling past int64, once wrapped into the past and ran
+// at once (max_retries times in a row).
+TEST(RetryTest, DelaysPastTheClocksRangeSaturateAndNeverRunAtOnce) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  std::atomic<int> far_attempts{0};
+  auto far = engine.Submit(
+      [&](Context& ctx) {
+        far_attempts++;
+        ctx.RetryAfter(std::chrono::nanoseconds::max(), "not in this clock's range");
+      },
+      {.max_retries = 5});
+  ASSERT_TRUE(far.ok());
+  std::atomic<int> doubled_attempts{0};
+  auto doubled = engine.Submit(
+      [&](Context& ctx) {
+        doubled_attempts++;
+        ctx.RetryAfter(std::chrono::hours(24 * 365), "a year, doubled per retry");
+      },
+      {.max_retries = 40,
+       .backoff = {.kind = Backoff::Kind::kExponential,
+                   .max_delay = std::chrono::nanoseconds::max()}});
+  ASSERT_TRUE(doubled.ok());
+  ASSERT_TRUE(AwaitState(*far, State::kPostponed));
+  ASSERT_TRUE(AwaitState(*doubled, State::kPostponed));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(far_attempts.load(), 1);
+  EXPECT_EQ(doubled_attempts.load(), 1);
+  // 2^8 years is past int64's nanoseconds (292 years): each later doubling
+  // saturates rather than wraps.
+  for (int i = 0; i < 10; ++i) {
+    clock.Advance(std::chrono::hours(24 * 365) * (1 << std::min(i, 7)));
+    ASSERT_TRUE(engine.WaitIdle().ok());
+  }
+  EXPECT_EQ(far_attempts.load(), 1) << "due at the end of the clock's range";
+  EXPECT_LE(doubled_attempts.load(), 9) << "no retry wrapped into the past";
+  EXPECT_EQ(far->state(), State::kPostponed);
+  EXPECT_EQ(doubled->state(), State::kPostponed);
+  ASSERT_TRUE(engine.Cancel(*far).ok());
+  ASSERT_TRUE(engine.Cancel(*doubled).ok());
+}
 
 TEST(RetryTest, ARetryKeepsTheOperationAtTheHeadAndItsSuccessorsWait) {
   ManualClock clock;
@@ -906,6 +951,55 @@ TEST(RecurrenceEngineTest, CancelRestSparesTheFailedOccurrencesNextButCancelsThe
   ASSERT_TRUE(third.valid());
   ASSERT_TRUE(engine.Cancel(third).ok());
   ASSERT_TRUE(engine.WaitIdle().ok());
+}
+
+// Runs fn on a thread with a small stack (256 KB): a recursion one level per
+// item of a long list would overflow it.
+void RunOnSmallStack(const std::function<void()>& fn) {
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(pthread_attr_setstacksize(&attr, 256 * 1024), 0);
+  pthread_t thread;
+  auto trampoline = [](void* arg) -> void* {
+    (*static_cast<const std::function<void()>*>(arg))();
+    return nullptr;
+  };
+  ASSERT_EQ(pthread_create(&thread, &attr, trampoline,
+                           const_cast<void*>(static_cast<const void*>(&fn))),
+            0);
+  ASSERT_EQ(pthread_join(thread, nullptr), 0);
+  pthread_attr_destroy(&attr);
+}
+
+// Each occurrence holds its next (Handle::next_occurrence), so a Handle kept on
+// the first holds the whole series; dropping it frees them all, one after
+// another, not by a recursion as deep as the series (which took a long series
+// past the stack).
+TEST(RecurrenceEngineTest, DroppingTheFirstHandleOfALongSeriesFreesItWithoutRecursion) {
+  constexpr int kOccurrences = 10000;
+  ManualClock clock;
+  Handle first;
+  {
+    Engine engine({.workers = 1, .clock = &clock});
+    auto h = engine.Submit([] {}, {.recurrence = "FREQ=MINUTELY;COUNT=10000"});
+    ASSERT_TRUE(h.ok());
+    first = *h;
+    Handle cur = *h;
+    for (int i = 1; i < kOccurrences; ++i) {
+      ASSERT_TRUE(AwaitState(cur, State::kSucceeded)) << i;  // its next is made by then
+      cur = cur.next_occurrence();
+      ASSERT_TRUE(cur.valid()) << i;
+      clock.Advance(1min);
+    }
+    ASSERT_TRUE(AwaitState(cur, State::kSucceeded));
+    EXPECT_FALSE(cur.next_occurrence().valid()) << "COUNT=10000 reached";
+  }
+  Handle walk = first.next_occurrence();  // the series is still reachable from the first
+  ASSERT_TRUE(walk.valid());
+  EXPECT_EQ(walk.state(), State::kSucceeded);
+  walk = Handle();
+  RunOnSmallStack([&first] { first = Handle(); });
+  EXPECT_FALSE(first.valid());
 }
 
 // The next occurrence takes over the admission credit of the one that ends: made

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -1657,6 +1658,65 @@ void RunExplainRace(long per_token) {
   EXPECT_EQ(wrong_answers.load(), 0);
 }
 
+// A Handle's completed_at() holds its final value once the state is terminal
+// (handle.h). A Cancel that read its operation Waiting, then lost its CAS to a
+// worker that ran and finished it, once stamped its own time after the
+// worker's stamp was published: the time changed under a reader. A producer
+// submits, a canceler cancels each operation as soon as it is published (so
+// it races the worker's start and end), and a watcher reads each completion
+// time as soon as the operation is terminal; at the end every time must be as
+// the watcher first read it, and every operation Succeeded or Canceled once.
+void RunCompletionStampRace(long ops) {
+  auto handles = std::make_unique<Handle[]>(ops);
+  auto first_seen = std::make_unique<std::optional<Clock::time_point>[]>(ops);
+  std::atomic<long> published{0};
+  std::vector<std::atomic<int>> runs(ops);
+  std::atomic<long> canceled{0};
+  {
+    Engine engine({.workers = Workers()});
+    std::thread producer([&] {
+      for (long i = 0; i < ops; ++i) {
+        auto h = engine.Submit([&runs, i] { runs[i].fetch_add(1, std::memory_order_relaxed); });
+        ASSERT_TRUE(h.ok()) << h.status();
+        handles[i] = *std::move(h);
+        published.store(i + 1, std::memory_order_release);  // pairs with the acquires below
+      }
+    });
+    std::thread canceler([&] {
+      for (long i = 0; i < ops; ++i) {
+        while (published.load(std::memory_order_acquire) <= i) std::this_thread::yield();
+        auto outcome = engine.Cancel(handles[i]);
+        if (outcome.ok() && *outcome == CancelOutcome::kCanceled) canceled.fetch_add(1);
+      }
+    });
+    std::thread watcher([&] {
+      for (long i = 0; i < ops; ++i) {
+        while (published.load(std::memory_order_acquire) <= i) std::this_thread::yield();
+        handles[i].Wait();
+        first_seen[i] = handles[i].completed_at();
+      }
+    });
+    producer.join();
+    canceler.join();
+    watcher.join();
+    ASSERT_TRUE(engine.WaitIdle().ok());
+  }
+  long changed = 0, missing = 0, wrong = 0, succeeded = 0;
+  for (long i = 0; i < ops; ++i) {
+    const std::optional<Clock::time_point> now = handles[i].completed_at();
+    missing += !first_seen[i].has_value() || !now.has_value();
+    changed += first_seen[i] != now;
+    const State s = handles[i].state();
+    const int r = runs[i].load();
+    succeeded += s == State::kSucceeded;
+    wrong += !((s == State::kSucceeded && r == 1) || (s == State::kCanceled && r == 0));
+  }
+  EXPECT_EQ(missing, 0);
+  EXPECT_EQ(changed, 0);
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(succeeded + canceled.load(), ops);
+}
+
 // The held registry under Suspend and Resume racing on the same operations (two
 // threads, in lockstep per operation, so each pair meets): every operation left
 // Suspended must be in the registry, or Shutdown, which cancels what the registry
@@ -1718,6 +1778,10 @@ void RunSuspendResumeRace(int ops) {
 
 TEST(StressTest, ExplainRacingTheChainsRunnerNeverStallsIt) {
   RunExplainRace(/*per_token=*/20000L * Scale());
+}
+
+TEST(StressTest, CompletionTimesNeverChangeOnceTerminalUnderCancelRaces) {
+  RunCompletionStampRace(/*ops=*/50000L * Scale());
 }
 
 TEST(StressTest, SuspendRacingResumeLeavesNoSuspendedOperationUnregistered) {

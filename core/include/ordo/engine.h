@@ -87,6 +87,7 @@ struct Options {
   // by each worker until it runs out of work, and by each outside thread that
   // submitted from its own stripe until it exits; so a submit can be refused
   // that much short of the limit, even just after WaitIdle returns.
+  // Values above 2^62 (SIZE_MAX included) are taken as 2^62: no limit in practice.
   std::size_t max_pending = std::size_t{1} << 22;
   // Longest token, in bytes, that Submit accepts (integer keys always fit).
   std::size_t max_token_bytes = 1024;
@@ -99,7 +100,8 @@ struct Options {
   std::chrono::nanoseconds tick = std::chrono::milliseconds(1);
   // Furthest postpone-until accepted, measured from the clock's reading at submit.
   std::chrono::nanoseconds horizon = std::chrono::hours(24 * 366 * 10);
-  // Postponed operations that may be pending in the timing wheel at once.
+  // Postponed operations that may be pending in the timing wheel at once (above
+  // 2^62 taken as 2^62).
   std::size_t max_timers = std::size_t{1} << 22;
   // Consecutive operations of one chain a worker runs before it requeues the chain
   // behind other work (fairness budget).
@@ -127,7 +129,8 @@ struct SubmitOptions {
   std::string recurrence = {};
   // For observability: shown by Explain(), kept by the Handle.
   std::string name = {};
-  // Submit the operation Suspended: it does not start until Resume.
+  // Submit the operation Suspended: it does not start until Resume (or
+  // ResumeToken). Post refuses it with no token: nothing could resume it.
   bool suspended = false;
   // Maximum retries of this operation; negative means Options::max_retries.
   int max_retries = -1;
