@@ -261,6 +261,10 @@ bool Handle::WaitFor(std::chrono::nanoseconds timeout) const {
 
 std::string Handle::Explain() const {
   if (op_ == nullptr) return "no operation (empty handle)";
+  // A finished operation is explained without its engine, which may be gone
+  // (handles stay readable after it). Acquire: as in state().
+  const State s = internal::StateOf(op_->word.load(std::memory_order_acquire));
+  if (IsTerminal(s)) return EngineImpl::ExplainFinished(op_, s);
   return Times(op_).engine->Explain(op_);
 }
 

@@ -1007,10 +1007,24 @@ void EngineImpl::SetPolicy(const Token& token, FailurePolicy p) {
   any_policy_.store(!policies_.empty(), std::memory_order_relaxed);
 }
 
-absl::Status EngineImpl::SetFailurePolicy(const Token& token, FailurePolicy policy) {
+absl::Status EngineImpl::CheckControlToken(const Token& token, const char* what) const {
+  // The tokens Submit refuses name no chain: refused here too, with the same
+  // reasons, rather than answered with an empty result.
   if (token.empty() || (token.kind() == Token::Kind::kString && token.text().empty())) {
-    return absl::InvalidArgumentError("SetFailurePolicy: pass a non-empty token");
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": pass a non-empty token (a string or an integer)"));
   }
+  if (token.kind() == Token::Kind::kString && token.text().size() > options_.max_token_bytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: the token is %d bytes, over the limit of %d (Options::max_token_bytes), so no "
+        "operation can have it; pass the token the operations were submitted with",
+        what, token.text().size(), options_.max_token_bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::SetFailurePolicy(const Token& token, FailurePolicy policy) {
+  if (absl::Status bad = CheckControlToken(token, "SetFailurePolicy"); !bad.ok()) return bad;
   SetPolicy(token, policy);
   return absl::OkStatus();
 }
@@ -1098,7 +1112,7 @@ std::size_t EngineImpl::ForEachInChain(
 }
 
 absl::StatusOr<std::size_t> EngineImpl::CancelToken(const Token& token) {
-  if (token.empty()) return absl::InvalidArgumentError("CancelToken: pass a non-empty token");
+  if (absl::Status bad = CheckControlToken(token, "CancelToken"); !bad.ok()) return bad;
   std::size_t changed = 0;
   ForEachInChain(token, [&](Chain*, Operation* n) {
     if (TryCancelNotStarted(n, CancelReason::kByToken)) ++changed;
@@ -1107,7 +1121,7 @@ absl::StatusOr<std::size_t> EngineImpl::CancelToken(const Token& token) {
 }
 
 absl::StatusOr<std::size_t> EngineImpl::SuspendToken(const Token& token) {
-  if (token.empty()) return absl::InvalidArgumentError("SuspendToken: pass a non-empty token");
+  if (absl::Status bad = CheckControlToken(token, "SuspendToken"); !bad.ok()) return bad;
   if (closed_.load(std::memory_order_acquire)) {
     return absl::FailedPreconditionError(
         "SuspendToken: the engine is shutting down; suspensions are refused");
@@ -1131,7 +1145,7 @@ absl::StatusOr<std::size_t> EngineImpl::SuspendToken(const Token& token) {
 }
 
 absl::StatusOr<std::size_t> EngineImpl::ResumeToken(const Token& token) {
-  if (token.empty()) return absl::InvalidArgumentError("ResumeToken: pass a non-empty token");
+  if (absl::Status bad = CheckControlToken(token, "ResumeToken"); !bad.ok()) return bad;
   std::vector<Operation*> ops;
   Operation* halted = nullptr;
   bool halted_entry = false;
@@ -1165,7 +1179,7 @@ absl::StatusOr<std::size_t> EngineImpl::ResumeToken(const Token& token) {
 }
 
 absl::StatusOr<TokenReport> EngineImpl::TokenInfo(const Token& token) {
-  if (token.empty()) return absl::InvalidArgumentError("TokenInfo: pass a non-empty token");
+  if (absl::Status bad = CheckControlToken(token, "TokenInfo"); !bad.ok()) return bad;
   // Counted by walking the chain (no per-operation counter on the hot path).
   TokenReport r;
   bool first = true;
@@ -1181,6 +1195,11 @@ absl::StatusOr<TokenReport> EngineImpl::TokenInfo(const Token& token) {
   return r;
 }
 
+std::string EngineImpl::ExplainFinished(Operation* op, State s) {
+  return absl::StrCat(OpName(op), " is ", StateText(s), " (finished at ",
+                      FormatTime(CompletedNs(op)), ")");
+}
+
 std::string EngineImpl::Explain(Operation* op) {
   const std::uint32_t w = op->word.load(std::memory_order_acquire);
   const State s = StateOf(w);
@@ -1193,8 +1212,7 @@ std::string EngineImpl::Explain(Operation* op) {
     case State::kSucceeded:
     case State::kFailed:
     case State::kCanceled:
-      return absl::StrCat(me, " is ", StateText(s), " (finished at ", FormatTime(CompletedNs(op)),
-                          ")");
+      return ExplainFinished(op, s);
     case State::kInProgress:
       return absl::StrCat(me, " is running");
     case State::kSuspended:

@@ -290,7 +290,13 @@ class EngineImpl {
   absl::StatusOr<std::size_t> ResumeToken(const Token& token);
   absl::StatusOr<TokenReport> TokenInfo(const Token& token);
   absl::Status SetFailurePolicy(const Token& token, FailurePolicy policy);
+  // InvalidArgument, naming `what`, for a token Submit would refuse (none, an
+  // empty string, over Options::max_token_bytes).
+  absl::Status CheckControlToken(const Token& token, const char* what) const;
   std::string Explain(Operation* op);
+  // Explain of a terminal operation: reads no engine state, so a Handle can
+  // ask after its engine is gone.
+  static std::string ExplainFinished(Operation* op, State s);
 
   absl::Status WaitIdle();
   absl::Status Shutdown(ShutdownMode mode);

@@ -531,6 +531,10 @@ TEST(HandleTest, HandlesStayReadableAfterTheEngineIsGone) {
   }
   EXPECT_EQ(h.state(), State::kSucceeded);
   EXPECT_EQ(h.name(), "survivor");
+  EXPECT_TRUE(h.completed_at().has_value());
+  // Explain of a finished operation reads nothing of the engine (it once
+  // called into the destroyed one: a use after free the ASan build reports).
+  EXPECT_THAT(h.Explain(), HasSubstr("op " + std::to_string(h.id()) + " is Succeeded (finished at "));
 }
 
 // A worker that finds a few operations while searching runs them itself instead

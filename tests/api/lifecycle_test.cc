@@ -481,6 +481,34 @@ TEST(RetryTest, DelaysPastTheClocksRangeSaturateAndNeverRunAtOnce) {
   ASSERT_TRUE(engine.Cancel(*doubled).ok());
 }
 
+// An operation waiting for a retry has not started its next attempt: Postpone
+// moves (or clears) the retry's time, Suspend holds it, and Resume gives it back
+// its time, as for any postponed operation (engine.h).
+TEST(RetryTest, ARetryWaitingOperationCanBePostponedSuspendedAndResumed) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  std::atomic<int> attempts{0};
+  auto h = engine.Submit([&](Context& ctx) {
+    if (attempts.fetch_add(1) < 2) ctx.RetryAfter(1h, "later");
+  });
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(AwaitState(*h, State::kPostponed));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_TRUE(engine.Postpone(*h, std::nullopt).ok());  // the retry runs now
+  ASSERT_TRUE(AwaitState(*h, State::kPostponed));     // and asks for another
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(attempts.load(), 2);
+  EXPECT_EQ(h->retry_count(), 2);
+  ASSERT_TRUE(engine.Suspend(*h).ok());
+  EXPECT_EQ(h->state(), State::kSuspended);
+  clock.Advance(2h);  // its time passes while it is held
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(attempts.load(), 2);
+  ASSERT_TRUE(engine.Resume(*h).ok());  // due already: runs
+  ASSERT_TRUE(AwaitState(*h, State::kSucceeded));
+  EXPECT_EQ(attempts.load(), 3);
+}
+
 TEST(RetryTest, ARetryKeepsTheOperationAtTheHeadAndItsSuccessorsWait) {
   ManualClock clock;
   Engine engine({.workers = 2, .clock = &clock});
@@ -802,10 +830,23 @@ TEST(TokenControlTest, ExplainSaysWhyAnOperationIsNotRunning) {
   EXPECT_THAT(b->Explain(), HasSubstr("Succeeded"));
 }
 
-TEST(TokenControlTest, TokenControlsRejectAnEmptyToken) {
-  Engine engine({.workers = 1});
-  EXPECT_EQ(engine.CancelToken(Token()).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(engine.TokenInfo(Token()).status().code(), absl::StatusCode::kInvalidArgument);
+TEST(TokenControlTest, TokenControlsRejectWhatSubmitRejects) {
+  Engine engine({.workers = 1, .max_token_bytes = 8});
+  for (const Token& bad : {Token(), Token(""), Token("nine-byte")}) {
+    SCOPED_TRACE(bad.empty() ? std::string("no token") : "\"" + std::string(bad.text()) + "\"");
+    EXPECT_EQ(engine.CancelToken(bad).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(engine.SuspendToken(bad).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(engine.ResumeToken(bad).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(engine.TokenInfo(bad).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(engine.SetFailurePolicy(bad, FailurePolicy::kHalt).code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(engine.Submit([] {}, {.token = bad}).status().code(),
+              bad.empty() ? absl::StatusCode::kOk : absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_THAT(std::string(engine.CancelToken(Token("nine-byte")).status().message()),
+              HasSubstr("max_token_bytes"));
+  EXPECT_TRUE(engine.CancelToken(Token("eight-bt")).ok());  // at the limit: fine
+  ASSERT_TRUE(engine.WaitIdle().ok());
 }
 
 // --- Recurrence --------------------------------------------------------------------

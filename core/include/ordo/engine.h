@@ -239,8 +239,9 @@ class Engine {
   absl::StatusOr<CancelOutcome> Cancel(const Handle& handle);
 
   // Changes (or, with nullopt, clears) the postpone-until time of an operation that
-  // has not started; it keeps its place in its chain. FailedPrecondition if it
-  // started or is terminal, or during shutdown.
+  // has not started; it keeps its place in its chain. FailedPrecondition if it is
+  // running or terminal, or during shutdown. An operation waiting for a retry
+  // counts as not started: this moves (or clears) the retry's time.
   absl::Status Postpone(const Handle& handle, std::optional<Clock::time_point> until);
   // Holds a not-started operation; a suspended head blocks its chain.
   absl::Status Suspend(const Handle& handle);
