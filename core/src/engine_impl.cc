@@ -1496,7 +1496,8 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
     std::vector<TimerNode*> all;
     {
       TimerLock tl(this);  // drains the inbox first (I2)
-      wheel_->Advance(INT64_MAX - 1, &all);
+      // To the end of time, which a saturated retry's due time is (worker.cc).
+      wheel_->Advance(INT64_MAX, &all);
       // I3 (timers.cc). Relaxed: a count.
       timers_armed_.fetch_sub(static_cast<std::int64_t>(all.size()), std::memory_order_relaxed);
       for (TimerNode* n : all) {

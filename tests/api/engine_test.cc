@@ -533,7 +533,8 @@ TEST(HandleTest, HandlesStayReadableAfterTheEngineIsGone) {
   EXPECT_EQ(h.name(), "survivor");
   EXPECT_TRUE(h.completed_at().has_value());
   // Explain of a finished operation reads nothing of the engine (it once
-  // called into the destroyed one: a use after free the ASan build reports).
+  // called a member function of the destroyed one, which happened to read no
+  // member: undefined, though no build reported it).
   EXPECT_THAT(h.Explain(), HasSubstr("op " + std::to_string(h.id()) + " is Succeeded (finished at "));
 }
 

@@ -440,45 +440,51 @@ TEST(SuspendTest, SuspendOfARunningOperationIsAnError) {
 
 // Retry delays saturate: a retry "after nanoseconds::max()", and an uncapped
 // exponential backoff doubling past int64, once wrapped into the past and ran
-// at once (max_retries times in a row).
+// at once (max_retries times in a row). Saturated, they are due at the end of
+// the clock's range, and Shutdown still cancels them (its sweep of the wheel
+// once stopped one nanosecond short of that).
 TEST(RetryTest, DelaysPastTheClocksRangeSaturateAndNeverRunAtOnce) {
-  ManualClock clock;
-  Engine engine({.workers = 1, .clock = &clock});
+  constexpr auto kYear = std::chrono::hours(24 * 365);
+  ManualClock clock(Clock::time_point(std::chrono::seconds(1)));  // room to double in
   std::atomic<int> far_attempts{0};
-  auto far = engine.Submit(
-      [&](Context& ctx) {
-        far_attempts++;
-        ctx.RetryAfter(std::chrono::nanoseconds::max(), "not in this clock's range");
-      },
-      {.max_retries = 5});
-  ASSERT_TRUE(far.ok());
   std::atomic<int> doubled_attempts{0};
-  auto doubled = engine.Submit(
-      [&](Context& ctx) {
-        doubled_attempts++;
-        ctx.RetryAfter(std::chrono::hours(24 * 365), "a year, doubled per retry");
-      },
-      {.max_retries = 40,
-       .backoff = {.kind = Backoff::Kind::kExponential,
-                   .max_delay = std::chrono::nanoseconds::max()}});
-  ASSERT_TRUE(doubled.ok());
-  ASSERT_TRUE(AwaitState(*far, State::kPostponed));
-  ASSERT_TRUE(AwaitState(*doubled, State::kPostponed));
-  ASSERT_TRUE(engine.WaitIdle().ok());
-  EXPECT_EQ(far_attempts.load(), 1);
-  EXPECT_EQ(doubled_attempts.load(), 1);
-  // 2^8 years is past int64's nanoseconds (292 years): each later doubling
-  // saturates rather than wraps.
-  for (int i = 0; i < 10; ++i) {
-    clock.Advance(std::chrono::hours(24 * 365) * (1 << std::min(i, 7)));
+  Handle far;
+  Handle doubled;
+  {
+    Engine engine({.workers = 1, .clock = &clock});
+    auto f = engine.Submit(
+        [&](Context& ctx) {
+          far_attempts++;
+          ctx.RetryAfter(std::chrono::nanoseconds::max(), "not in this clock's range");
+        },
+        {.max_retries = 5});
+    auto d = engine.Submit(
+        [&](Context& ctx) {
+          doubled_attempts++;
+          ctx.RetryAfter(40 * kYear, "40 years, doubled per retry");
+        },
+        {.max_retries = 10,
+         .backoff = {.kind = Backoff::Kind::kExponential,
+                     .max_delay = std::chrono::nanoseconds::max()}});
+    ASSERT_TRUE(f.ok() && d.ok());
+    far = *f;
+    doubled = *d;
+    ASSERT_TRUE(AwaitState(far, State::kPostponed));
+    ASSERT_TRUE(AwaitState(doubled, State::kPostponed));
     ASSERT_TRUE(engine.WaitIdle().ok());
-  }
-  EXPECT_EQ(far_attempts.load(), 1) << "due at the end of the clock's range";
-  EXPECT_LE(doubled_attempts.load(), 9) << "no retry wrapped into the past";
-  EXPECT_EQ(far->state(), State::kPostponed);
-  EXPECT_EQ(doubled->state(), State::kPostponed);
-  ASSERT_TRUE(engine.Cancel(*far).ok());
-  ASSERT_TRUE(engine.Cancel(*doubled).ok());
+    // The doubled retries come due 40, 80 and 160 years after each attempt;
+    // the fourth attempt's delay doubles 160 years past int64's 292.
+    for (const auto step : {40 * kYear, 80 * kYear, 160 * kYear}) {
+      clock.Advance(step);
+      ASSERT_TRUE(engine.WaitIdle().ok());
+    }
+    EXPECT_EQ(doubled_attempts.load(), 4) << "no retry wrapped into the past";
+    EXPECT_EQ(far_attempts.load(), 1) << "due at the end of the clock's range";
+    EXPECT_EQ(far.state(), State::kPostponed);
+    EXPECT_EQ(doubled.state(), State::kPostponed);
+  }  // the destructor's Shutdown (kDrainReady) cancels both
+  EXPECT_EQ(far.state(), State::kCanceled);
+  EXPECT_EQ(doubled.state(), State::kCanceled);
 }
 
 // An operation waiting for a retry has not started its next attempt: Postpone
