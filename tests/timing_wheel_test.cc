@@ -131,22 +131,24 @@ class Harness {
     std::vector<TimerNode*> out;
     wheel_.Advance(now_ns, &out);
     ASSERT_EQ(wheel_.now_ns(), effective) << "time never moves back";
+    // Released: everything due at the caller's reading, also when that reading
+    // is earlier than the wheel's time (a clock stepped back), and no more.
     std::vector<std::size_t> expected;
-    while (!oracle_.empty() && oracle_.begin()->first.first <= effective) {
+    while (!oracle_.empty() && oracle_.begin()->first.first <= now_ns) {
       expected.push_back(oracle_.begin()->second);
       oracle_.erase(oracle_.begin());
     }
     last_released_.clear();
     for (TimerNode* n : out) {
       ASSERT_FALSE(n->linked());
-      ASSERT_LE(n->deadline_ns, effective) << "released early";
+      ASSERT_LE(n->deadline_ns, now_ns) << "released early";
       last_released_.push_back(static_cast<std::size_t>(n - nodes_.data()));
     }
-    ASSERT_EQ(last_released_, expected) << "released set or order differs at now=" << effective;
+    ASSERT_EQ(last_released_, expected) << "released set or order differs at now=" << now_ns;
     ASSERT_TRUE(InReleaseOrder(out));
     ASSERT_EQ(wheel_.size(), oracle_.size());
     if (!oracle_.empty()) {
-      ASSERT_GT(oracle_.begin()->first.first, effective);
+      ASSERT_GT(oracle_.begin()->first.first, now_ns);
     }
   }
 
@@ -471,7 +473,7 @@ TEST(TimingWheelTest, CancelThenReinsertUsesTheNewDeadlineOnly) {
   EXPECT_EQ(h.last_released(), std::vector<std::size_t>{0});
   h.Cancel(1);
   h.Insert(1, 3 * kMs);  // now in the past: the next Advance releases it
-  h.AdvanceTo(0);
+  h.AdvanceTo(10 * kMs + 5);  // the same reading
   EXPECT_EQ(h.last_released(), std::vector<std::size_t>{1});
   h.AdvanceTo(600 * kMs);
   EXPECT_TRUE(h.last_released().empty()) << "the old deadline is forgotten";
@@ -530,18 +532,26 @@ TEST(TimingWheelTest, InsertOfALinkedNodeFailsAndChangesNothing) {
   wheel.CheckInvariants();
 }
 
-TEST(TimingWheelTest, TimeNeverMovesBackAndPastInsertsComeOutAtTheNextAdvance) {
+// Time never moves back; a reading earlier than the wheel's time (a clock
+// stepped back) releases only what is due by that reading, so nothing inserted
+// after the step starts before the clock reads its time.
+TEST(TimingWheelTest, TimeNeverMovesBackAndNothingComesOutBeforeTheCallersReading) {
   Harness h(kMs, 100 * kMs, 8);
-  h.AdvanceTo(50 * kMs);  // ignored: stays at 100 ms
+  h.AdvanceTo(50 * kMs);  // the wheel stays at 100 ms
   EXPECT_EQ(h.wheel().now_ns(), 100 * kMs);
-  h.Insert(0, 100 * kMs, 10);      // due exactly now
+  h.Insert(0, 100 * kMs, 10);      // due exactly at the wheel's time
   h.Insert(1, 3 * kMs, 20);        // long past
   h.Insert(2, 100 * kMs + 1, 30);  // 1 ns ahead, same tick: not due
   h.Insert(3, 3 * kMs, 40);        // same deadline as 1, later seq
   h.CheckNextDeadline();
   EXPECT_EQ(h.wheel().NextDeadline(), 3 * kMs);
-  h.AdvanceTo(0);  // backwards: still releases what is due, in (deadline, seq) order
-  EXPECT_EQ(h.last_released(), (std::vector<std::size_t>{1, 3, 0}));
+  h.AdvanceTo(0);  // a reading before every deadline: nothing
+  EXPECT_TRUE(h.last_released().empty());
+  h.AdvanceTo(3 * kMs);  // still behind the wheel: what is due by it, in (deadline, seq) order
+  EXPECT_EQ(h.last_released(), (std::vector<std::size_t>{1, 3}));
+  EXPECT_EQ(h.wheel().NextDeadline(), 100 * kMs);
+  h.AdvanceTo(100 * kMs);
+  EXPECT_EQ(h.last_released(), std::vector<std::size_t>{0});
   EXPECT_EQ(h.wheel().NextDeadline(), 100 * kMs + 1);
   h.AdvanceTo(100 * kMs + 1);
   EXPECT_EQ(h.last_released(), std::vector<std::size_t>{2});

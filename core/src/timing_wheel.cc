@@ -300,8 +300,19 @@ bool TimingWheel::Cancel(TimerNode* node) {
 
 void TimingWheel::Advance(std::int64_t now_ns, std::vector<TimerNode*>* due) {
   WheelCheck(due != nullptr, "Advance needs an output vector");
-  now_ns = std::max(now_ns, now_ns_);  // time never moves back
   const std::size_t first_released = due->size();
+  if (now_ns < now_ns_) {
+    // The caller's clock stepped back. The wheel's time does not (every node's
+    // place depends on it: W3..W8), but nothing comes out before the caller's
+    // reading: only late nodes (W7) can be due by it (every other node is due
+    // after now_ns_), and those due by the wheel's time but not yet by the
+    // clock's wait for the clock (NextDeadline names the earliest exactly).
+    // Once this released what the wheel's time made due: a clock stepped back
+    // ran new postponements early.
+    ReleaseLateUpTo(now_ns, due);
+    SortNodes(due->data() + first_released, due->data() + due->size());
+    return;
+  }
   const std::int64_t new_tick = TickOf(now_ns);
   if (size_ == 0) {
     now_ns_ = now_ns;
@@ -410,11 +421,15 @@ void TimingWheel::AdvanceWithinTick(std::int64_t now_ns, std::vector<TimerNode*>
     --size_;
     due->push_back(node);
   }
+  ReleaseLateUpTo(now_ns, due);
+}
+
+void TimingWheel::ReleaseLateUpTo(std::int64_t up_to_ns, std::vector<TimerNode*>* due) {
   if (Head(kLateList) == nullptr) return;
   std::int64_t lowest = kMaxNs;
   for (TimerNode* node = Head(kLateList); node != nullptr;) {
     TimerNode* next = node->next;
-    if (node->deadline() <= now_ns) {
+    if (node->deadline() <= up_to_ns) {
       Unlink(node);
       --size_;
       due->push_back(node);

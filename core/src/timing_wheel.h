@@ -72,8 +72,9 @@
 // overflow. So the earliest deadline is in the lowest non-empty region, and
 // NextDeadline looks at one occupancy word per level, never at a slot's list.
 //
-// Advance(now) from T to T' > T (time never moves back; an earlier now is treated as
-// now_ns()). No loop over ticks: per level, with bit operations on the occupancy word,
+// Advance(now) from T to T' > T (time never moves back: an earlier now, a clock
+// stepped back, moves nothing and releases only the late nodes due by it, W7). No
+// loop over ticks: per level, with bit operations on the occupancy word,
 //   - a slot whose whole range lies before T' is released entirely (its nodes are due:
 //     t < T' implies d < T' * tick <= now);
 //   - the one slot containing T' is detached, and its nodes re-placed relative to T'
@@ -241,8 +242,10 @@ class TimingWheel {
   bool Cancel(TimerNode* node);
 
   // Moves time to max(now_ns, now_ns()) and appends to *due every node whose deadline
-  // is <= that time, ordered by (deadline_ns, seq); they are unlinked. Nodes already
-  // in *due are left as they are.
+  // is <= now_ns (the caller's reading, even if earlier than now_ns(): a clock
+  // stepped back releases nothing before it reads the deadline), ordered by
+  // (deadline_ns, seq); they are unlinked. Nodes already in *due are left as they
+  // are.
   void Advance(std::int64_t now_ns, std::vector<TimerNode*>* due);
 
   // When to call Advance next; see "NextDeadline guarantee" above. O(levels), plus a
@@ -340,6 +343,8 @@ class TimingWheel {
   void ReleaseLevelSlots(std::size_t level, std::uint64_t slot_bits, std::vector<TimerNode*>* due);
   std::int64_t RefreshMin(std::uint32_t list, MinCache* min) const;
   void AdvanceWithinTick(std::int64_t now_ns, std::vector<TimerNode*>* due);
+  // Releases the late list's nodes due at up_to_ns (W7); refreshes late_min_.
+  void ReleaseLateUpTo(std::int64_t up_to_ns, std::vector<TimerNode*>* due);
   void AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns, std::vector<TimerNode*>* due);
   // Sorts [begin, end) by (deadline_ns, seq): only what follows the sorted run
   // at its front, merged in, when that run is at least a quarter of the range.

@@ -46,6 +46,28 @@ TEST(PostponeTest, APostponedOperationNeverStartsBeforeItsTime) {
   EXPECT_GE(*h->started_at(), due);
 }
 
+// A clock stepped back (ManualClock::Set; NTP on the system clock): the timing
+// wheel's time stays where it was, and an operation postponed after the step
+// to a time the wheel has passed but the clock has not once ran at the next
+// release, before its time.
+TEST(PostponeTest, AfterTheClockStepsBackNothingStartsBeforeTheClockReadsItsTime) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  const Clock::time_point t0 = clock.now();
+  clock.Advance(1h);  // the wheel's time: t0 + 1 h
+  clock.Set(t0);      // the clock steps back an hour
+  std::atomic<bool> ran{false};
+  auto h = engine.Submit([&] { ran = true; }, {.postpone_until = t0 + 10min});
+  ASSERT_TRUE(h.ok());
+  clock.Advance(1s);  // a release, 9 min 59 s before its time
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_FALSE(ran.load());
+  EXPECT_EQ(h->state(), State::kPostponed);
+  clock.Advance(10min);  // now past it
+  ASSERT_TRUE(AwaitState(*h, State::kSucceeded));
+  EXPECT_GE(*h->started_at(), t0 + 10min);
+}
+
 TEST(PostponeTest, APostponedOperationBlocksTheRestOfItsChain) {
   ManualClock clock;
   Engine engine({.workers = 2, .clock = &clock});
