@@ -482,6 +482,9 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   op->word.store(KeptBitsOf(op) | static_cast<std::uint32_t>(initial) | head,
                  std::memory_order_relaxed);
 
+  // Counted before any publication (the arm below, the pushes further on): a
+  // stats() snapshot that sees it end then sees it submitted (stats()).
+  Count(st, st.submitted);
   if (initial == State::kPostponed) ArmTimerFromSubmit(op, due);  // its place reserved above
   // From here nothing may leave by an exception: EnterSubmit's count would stay
   // up and Shutdown wait for it for ever, and a postponed operation is already
@@ -493,7 +496,6 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
     // included. Before the push, so the policy is in force for this operation.
     if (o.failure_policy != FailurePolicy::kDefault) SetPolicy(o.token, o.failure_policy);
     if (initial == State::kSuspended) RegisterHeld(op, Held::kSuspended);
-    Count(st, st.submitted);
     if (o.token.empty() && initial == State::kWaiting) {
       ScheduleNew(op, st);
     } else if (o.token.empty()) {
@@ -815,12 +817,16 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
   }
   std::int64_t due = kNoTime;
   if (until.has_value()) {
-    SubmitOptions probe;
-    probe.postpone_until = until;
     due = until->time_since_epoch().count();
+    if (due < 0) {
+      // As Validate says it for Submit, but not counted: Stats::rejected counts
+      // refused submissions, and a refused Postpone changes nothing.
+      return absl::InvalidArgumentError(
+          "Postpone: the time is before 1970-01-01T00:00:00Z (out of range); pass a time "
+          "point of the engine's clock");
+    }
     const std::int64_t now = NowNs();
-    absl::Status s = Validate(probe);
-    if (s.ok()) s = CheckHorizon(due, now);
+    absl::Status s = CheckHorizon(due, now);
     if (!s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("Postpone: ", s.message().substr(8)));
     }
@@ -1309,6 +1315,8 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   // An occurrence replaces the one that ends: it takes over that one's admission
   // credit (whose end gives none back), so it is never refused for want of one
   // (a series never silently stops) and a series never holds more than one.
+  // Counted before the arm or push publishes it (stats()).
+  Count(st, st.submitted);
   if (postponed) {
     TimerLock lock(this);  // drains the inbox first (I2)
     if (ReserveTimers(1)) {  // I3
@@ -1321,7 +1329,6 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
                     std::memory_order_relaxed);
     }
   }
-  Count(st, st.submitted);
   if (op->chain == nullptr) {
     MakeHead(n);
   } else {
@@ -1520,27 +1527,37 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
 
 Stats EngineImpl::stats() const {
   Stats s;
-  auto add = [&s](const Stripe& st) {
-    // Relaxed: a snapshot of statistics.
+  // Every stripe's terminal counts first, then every stripe's submitted, so
+  // that no operation is seen ended and not submitted (succeeded + failed +
+  // canceled <= submitted in every snapshot): an operation is counted
+  // submitted before it is published (Enqueue, EnqueuePlain, EnqueueBatch,
+  // SpawnNextOccurrence), its end is counted with release (OnTerminal), and
+  // these acquire loads then make its submitted count visible to the loads
+  // below. (Read stripe by stripe, submitted first, a snapshot could see an
+  // operation a worker posted end on another worker and not its submission.)
+  auto add_ended = [&s](const Stripe& st) {
+    s.succeeded += st.succeeded.load(std::memory_order_acquire);
+    s.failed += st.failed.load(std::memory_order_acquire);
+    s.canceled += st.canceled.load(std::memory_order_acquire);
+  };
+  auto add_rest = [&s](const Stripe& st) {
+    // Relaxed: a snapshot of statistics (submitted: see above).
     s.submitted += st.submitted.load(std::memory_order_relaxed);
     s.rejected += st.rejected.load(std::memory_order_relaxed);
     s.started += st.started.load(std::memory_order_relaxed);
-    s.succeeded += st.succeeded.load(std::memory_order_relaxed);
-    s.failed += st.failed.load(std::memory_order_relaxed);
-    s.canceled += st.canceled.load(std::memory_order_relaxed);
     s.retried += st.retried.load(std::memory_order_relaxed);
     s.steals += st.steals.load(std::memory_order_relaxed);
     s.parks += st.parks.load(std::memory_order_relaxed);
   };
-  // Terminal counts before submitted, so pending is never under-reported as
-  // negative: an operation counts as submitted before it can end.
+  for (const auto& w : workers_) add_ended(w->stripe);
+  for (std::size_t i = 0; i < kExternalStripes; ++i) add_ended(external_[i]);
   for (const auto& w : workers_) {
-    add(w->stripe);
+    add_rest(w->stripe);
     w->latency.queue_wait.AddTo(s.queue_wait);
     w->latency.run_time.AddTo(s.run_time);
     w->latency.lateness.AddTo(s.lateness);
   }
-  for (std::size_t i = 0; i < kExternalStripes; ++i) add(external_[i]);
+  for (std::size_t i = 0; i < kExternalStripes; ++i) add_rest(external_[i]);
   const std::uint64_t ended = s.succeeded + s.failed + s.canceled;
   s.pending = s.submitted > ended ? s.submitted - ended : 0;
   // Wheel and inbox, and for a moment a place reserved and not yet armed

@@ -459,9 +459,9 @@ class EngineImpl {
   bool ReserveTimers(std::int64_t n);
   void PushTimers(TimerNode* first, TimerNode* last, std::int64_t earliest);
   // Moves the inbox into the wheel; every holder of timer_mu_ calls it first.
-  // With lower_target (every holder but the timekeeper's ReleaseDue, which works
-  // out its deadline from the wheel afterwards), also lowers the timekeeper's
-  // target to the earliest drained due time (timers.cc I5).
+  // With lower_target (every holder but ReleaseDue, which works out the target
+  // from the wheel afterwards and kicks for it itself), also lowers the
+  // timekeeper's target to the earliest drained due time (timers.cc I5).
   void DrainTimerInboxLocked(bool lower_target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
   // The inbox stack a submit of `first` pushes onto.
   Atomic<TimerNode*>& InboxWayOf(const TimerNode* first);
@@ -499,10 +499,13 @@ class EngineImpl {
   // back). False if the wheel is full: nothing changed, and the caller fails the
   // operation instead.
   bool RepostponeForRetry(Operation* op, std::int64_t due_ns, int retry);
-  // Releases what is due at the clock's reading; returns the next deadline.
+  // Releases what is due at the clock's reading; returns the next deadline,
+  // which it stores as the timekeeper's target, kicking the timekeeper if that
+  // lowered the target, unless called by_timekeeper (timers.cc I5).
   // *ahead_pending: whether the wheel has a slot to cascade ahead (a turn of it:
   // CascadeAheadTurn).
-  std::optional<std::int64_t> ReleaseDue(bool* ahead_pending = nullptr);
+  std::optional<std::int64_t> ReleaseDue(bool* ahead_pending = nullptr,
+                                         bool by_timekeeper = false);
   // A turn of it; true if the slot still holds nodes.
   bool CascadeAheadTurn();
   void TimekeeperLoop();

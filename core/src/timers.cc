@@ -59,7 +59,13 @@
 //       again instead of sleeping. Any other holder of timer_mu_ that drains the
 //       inbox lowers the target to what it drained, and kicks (TimerLock), so a
 //       node it moved into the wheel after the timekeeper looked is not slept
-//       through either. Before I5 the timekeeper published its target without
+//       through either; ReleaseDue called by another thread (WaitIdle,
+//       Shutdown, an arm on a manual clock) drains without lowering, stores the
+//       wheel's next deadline as the target, and kicks if that lowered it. It
+//       once did not kick: with the timekeeper asleep towards no deadline, a
+//       submit whose node WaitIdle's drain had moved into the wheel then loaded
+//       the target WaitIdle had lowered to its own due time, and did not kick
+//       either (found by review). Before I5 the timekeeper published its target without
 //       looking again: a submit that loaded the previous target (already due, so
 //       no kick) while the timekeeper emptied the wheel left its operation in the
 //       inbox with the timekeeper asleep towards no deadline, for ever (seen in
@@ -232,9 +238,10 @@ bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns, int retr
   return true;
 }
 
-std::optional<std::int64_t> EngineImpl::ReleaseDue(bool* ahead_pending) {
+std::optional<std::int64_t> EngineImpl::ReleaseDue(bool* ahead_pending, bool by_timekeeper) {
   std::vector<Operation*> ready;
   std::optional<std::int64_t> next;
+  bool lowered = false;
   {
     // Drains the inbox first (I2); our own deadline comes from the wheel below.
     TimerLock lock(this, /*lower_target=*/false);
@@ -273,9 +280,12 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue(bool* ahead_pending) {
     }
     ChaosPoint();
     // seq_cst: I5's timekeeper half (store the target, then load the inbox in
-    // TimekeeperLoop).
-    timekeeper_target_.store(next.value_or(INT64_MAX), std::memory_order_seq_cst);
+    // TimekeeperLoop); an exchange, so that another caller knows whether it
+    // lowered the target the timekeeper may be sleeping towards (I5).
+    const std::int64_t target = next.value_or(INT64_MAX);
+    lowered = target < timekeeper_target_.exchange(target, std::memory_order_seq_cst);
   }
+  if (lowered && !by_timekeeper) KickTimekeeper();  // I5
   // Outside the lock: we own each of them (H2), and only the owner releases a node.
   for (Operation* op : ready) Schedule(op);
   if (!ready.empty()) {
@@ -311,7 +321,7 @@ void EngineImpl::TimekeeperLoop() {
     const std::uint32_t seen = timekeeper_word_.load(std::memory_order_acquire);
     if (stop_.load(std::memory_order_acquire)) return;
     bool ahead_pending = false;
-    std::optional<std::int64_t> next = ReleaseDue(&ahead_pending);
+    std::optional<std::int64_t> next = ReleaseDue(&ahead_pending, /*by_timekeeper=*/true);
     // I5: seq_cst, after the target's store in ReleaseDue. A submit that pushed
     // after our drain and loaded the target before our store did not kick: drain
     // again rather than sleep through it.

@@ -788,10 +788,12 @@ void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string&& e
 }
 
 void EngineImpl::OnTerminal(State terminal, Stripe& st, bool give_credit) {
+  // Release: pairs with stats()' acquire loads of these, after which the
+  // operation's submitted count (made before it was published) is visible.
   switch (terminal) {
-    case State::kSucceeded: Count(st, st.succeeded); break;
-    case State::kFailed: Count(st, st.failed); break;
-    default: Count(st, st.canceled); break;
+    case State::kSucceeded: Count(st, st.succeeded, 1, std::memory_order_release); break;
+    case State::kFailed: Count(st, st.failed, 1, std::memory_order_release); break;
+    default: Count(st, st.canceled, 1, std::memory_order_release); break;
   }
   if (give_credit) GiveCredit(st);
 }

@@ -176,6 +176,24 @@ TEST(StatsTest, OneInEveryNSubmissionsOfAThreadIsSampled) {
 
 // The Prometheus text carries each histogram: cumulative buckets at powers of
 // two of a nanosecond, in seconds, then +Inf, the sum and the count.
+// Stats::rejected counts refused submissions: a refused Postpone changes
+// nothing, the count included (a time before the epoch once went through
+// Submit's validation, which counted it).
+TEST(StatsTest, ARefusedPostponeIsNotCountedAsARejectedSubmission) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  auto h = engine.Submit([] {}, {.postpone_until = clock.now() + 1h});
+  ASSERT_TRUE(h.ok());
+  const absl::Status before_epoch = engine.Postpone(*h, Clock::time_point(-1s));
+  EXPECT_EQ(before_epoch.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(before_epoch.message()), HasSubstr("Postpone: the time is before 1970"));
+  EXPECT_EQ(engine.Postpone(*h, clock.now() + std::chrono::hours(24 * 366 * 11)).code(),
+            absl::StatusCode::kInvalidArgument);  // beyond the horizon
+  EXPECT_EQ(engine.stats().rejected, 0u);
+  EXPECT_EQ(h->state(), State::kPostponed);
+  ASSERT_TRUE(engine.Cancel(*h).ok());
+}
+
 TEST(StatsTest, PrometheusTextHasEachHistogramWithCumulativeBuckets) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock, .latency_sample_every = 1});

@@ -754,6 +754,87 @@ void RunTimerWakeRace(int producers, int rounds, int per_round) {
   EXPECT_EQ(s.pending, 0u);
 }
 
+// Stats snapshots while jobs post jobs (each worker's stripe counts what its
+// jobs submit, and the children end on any worker): no snapshot may show more
+// operations ended than submitted. Read stripe by stripe, submitted first, one
+// could, when a child posted on one worker ended on another between the two
+// stripes' reads.
+void RunStatsSnapshotRace(long roots) {
+  // More workers than cores: the reader is often preempted between two
+  // stripes, which is the window a wrong read order needs.
+  Engine engine({.workers = 3 * Workers()});
+  std::atomic<bool> done{false};
+  std::atomic<long> snapshots{0}, violations{0};
+  std::thread reader([&] {
+    while (!done.load(std::memory_order_acquire)) {
+      const Stats st = engine.stats();
+      if (st.succeeded + st.failed + st.canceled > st.submitted) violations.fetch_add(1);
+      snapshots.fetch_add(1);
+    }
+  });
+  std::function<void(int)> fan = [&](int depth) {
+    if (depth == 0) return;
+    for (int c = 0; c < 2; ++c) {
+      if (!engine.Post([&fan, depth] { fan(depth - 1); }).ok()) std::abort();
+    }
+  };
+  for (long i = 0; i < roots; ++i) {
+    ASSERT_TRUE(engine.Post([&fan] { fan(6); }).ok());
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  done.store(true, std::memory_order_release);
+  reader.join();
+  const Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(roots) * 127);  // 1 + 2 + ... + 64
+  EXPECT_EQ(st.succeeded, st.submitted);
+  EXPECT_GT(snapshots.load(), 0);
+  EXPECT_EQ(violations.load(), 0) << "of " << snapshots.load() << " snapshots";
+}
+
+// timers.cc I5, for a drain by another thread than the timekeeper: WaitIdle's
+// ReleaseDue moves the inbox into the wheel and stores the wheel's next
+// deadline as the timekeeper's target. Each round starts with the wheel empty
+// (the timekeeper asleep towards no deadline), then one thread submits a
+// postponement while another calls WaitIdle. A drain that lowered the target
+// without a kick left the timekeeper asleep: the submit, loading the lowered
+// target, saw no need to kick either, and the operation waited for the next
+// submit, for ever in this test (WaitFor's 20 s catch it).
+void RunWaitIdleDrainRace(int rounds) {
+  Engine engine({.workers = Workers()});
+  long stuck = 0;
+  for (int r = 0; r < rounds && stuck == 0; ++r) {
+    std::atomic<int> ready{0};
+    Handle h;
+    std::thread submitter([&] {
+      ready.fetch_add(1);
+      while (ready.load() < 2) {
+      }
+      auto s = engine.Submit([] {}, {.postpone_until = Clock::now() + std::chrono::microseconds(50)});
+      if (!s.ok()) {
+        std::fprintf(stderr, "Submit refused: %s\n", s.status().ToString().c_str());
+        std::abort();
+      }
+      h = *std::move(s);
+    });
+    std::thread drainer([&] {
+      ready.fetch_add(1);
+      while (ready.load() < 2) {
+      }
+      EXPECT_TRUE(engine.WaitIdle().ok());
+    });
+    submitter.join();
+    drainer.join();
+    if (!h.WaitFor(20s)) {
+      ++stuck;
+      ADD_FAILURE() << "round " << r << ": op " << h.id() << " is still " << StateName(h.state())
+                    << " 20 s after its time: " << h.Explain();
+    }
+  }
+  EXPECT_EQ(stuck, 0);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(engine.stats().succeeded, static_cast<std::uint64_t>(rounds));
+}
+
 // ManualClock (timers.cc I6): a manual clock has no timekeeper; the thread that
 // advances it releases what is due. Postponed posts (through the inbox) and
 // Postpone on handles (under the timer lock) race an advancing thread. A stale
@@ -1826,6 +1907,14 @@ TEST(StressTest, PostponementsAcrossLevelOneSlotsRacingTheTimerLoseNothing) {
 
 TEST(StressTest, PostponedSubmitsRacingTheTimekeepersReleaseAreNeverLeftAsleep) {
   RunTimerWakeRace(/*producers=*/Producers(2), /*rounds=*/20 * Scale(), /*per_round=*/5000);
+}
+
+TEST(StressTest, StatsSnapshotsNeverShowMoreEndedThanSubmitted) {
+  RunStatsSnapshotRace(/*roots=*/4000L * Scale());
+}
+
+TEST(StressTest, PostponedSubmitsRacingWaitIdlesDrainAreNeverLeftAsleep) {
+  RunWaitIdleDrainRace(/*rounds=*/2000 * Scale());
 }
 
 TEST(StressTest, ManualClockAdvancesRacingArmsLeaveNothingDueUnreleased) {
