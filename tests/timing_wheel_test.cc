@@ -230,7 +230,8 @@ TEST(TimingWheelTest, NeverEarlyAndReleasedAtTheFirstAdvanceWhereDue) {
         for (int i = 0; i < 20 && inserted < kNodes; ++i) {
           h.Insert(inserted++, now + RandomOffsetNs(rng, c.tick_ns, WheelBits()));
         }
-        // Steps of every size, sometimes backwards (ignored), sometimes huge.
+        // Steps of every size, sometimes backwards (the wheel's time stays;
+        // only what is due by the reading comes out), sometimes huge.
         std::int64_t step = 0;
         switch (rng() % 8) {
           case 0:
@@ -556,6 +557,30 @@ TEST(TimingWheelTest, TimeNeverMovesBackAndNothingComesOutBeforeTheCallersReadin
   h.AdvanceTo(100 * kMs + 1);
   EXPECT_EQ(h.last_released(), std::vector<std::size_t>{2});
   h.wheel().CheckInvariants();
+}
+
+// A clock that stays behind the wheel for many steps (a step back of 90 ms),
+// with inserts made relative to that clock, some due before the wheel's time
+// (the late list, kept across Advances) and some after: each comes out at the
+// first Advance whose reading has reached it, in order (the harness checks
+// every release against its oracle), until the clock passes the wheel.
+TEST(TimingWheelTest, AClockBehindTheWheelReleasesEachNodeOnlyWhenItsReadingReachesIt) {
+  constexpr std::size_t kNodes = 2000;
+  Harness h(kMs, 100 * kMs, kNodes);
+  Rng rng(5);
+  std::int64_t clock = 10 * kMs;  // stepped back 90 ms
+  std::size_t inserted = 0;
+  while (clock < 200 * kMs) {
+    for (int i = 0; i < 10 && inserted < kNodes; ++i) {
+      h.Insert(inserted++, clock + static_cast<std::int64_t>(rng() % (50 * kMs)));
+    }
+    clock += static_cast<std::int64_t>(rng() % (kMs / 2));
+    ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(clock));
+    if (inserted % 200 == 0) h.wheel().CheckInvariants();
+  }
+  EXPECT_EQ(h.wheel().now_ns(), clock);
+  ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(300 * kMs));
+  EXPECT_EQ(h.wheel().size(), 0u);
 }
 
 TEST(TimingWheelTest, AdvanceWithinATickReleasesOnlyTheDuePrefix) {

@@ -426,6 +426,11 @@ void TimingWheel::AdvanceWithinTick(std::int64_t now_ns, std::vector<TimerNode*>
 
 void TimingWheel::ReleaseLateUpTo(std::int64_t up_to_ns, std::vector<TimerNode*>* due) {
   if (Head(kLateList) == nullptr) return;
+  // Nothing due (W9: the cached minimum is at most the list's): no walk. While a clock
+  // stepped back keeps nodes here past Advances, a release still walks the whole
+  // list, a cost left for such a step under heavy postponement (re-placing every
+  // node at the earlier time, once per step, would bound it).
+  if (late_min_.deadline_ns > up_to_ns) return;
   std::int64_t lowest = kMaxNs;
   for (TimerNode* node = Head(kLateList); node != nullptr;) {
     TimerNode* next = node->next;

@@ -63,8 +63,9 @@
 //   W4  level L-1 (ring), slot j: top(t) - top(T) in [1, S-1], and j == top(t) mod S.
 //   W5  overflow list: top(t) - top(T) >= S.
 //   W6  current-tick list: t == T, d > now_ns_, sorted by (deadline_ns, seq).
-//   W7  late list: t <= T (inserted at or before the current tick since the last
-//       Advance; may be due already).
+//   W7  late list: t <= T (inserted at or before the current tick; may be due
+//       already; kept past an Advance only while the caller's reading is behind
+//       the wheel's time, a clock stepped back).
 //   W8  T == floor(now_ns_ / tick_ns).
 //   W9  each cached minimum (late, overflow) is <= its list's minimum deadline, and
 //       equal to it unless marked stale (a Cancel removed the minimum).
@@ -231,7 +232,8 @@ class TimingWheel {
   TimingWheel& operator=(const TimingWheel&) = delete;
 
   // O(1). Makes `node` pending with this deadline and seq. A deadline at or before
-  // now_ns() is due: the next Advance releases it (in order with the others).
+  // now_ns() goes to the late list: the next Advance whose reading has reached it
+  // releases it (in order with the others).
   // Errors, each changing nothing: ResourceExhausted when max_timers are pending;
   // FailedPrecondition when the node is already linked (Cancel it first).
   [[nodiscard]] absl::Status Insert(TimerNode* node, std::int64_t deadline_ns, std::uint64_t seq);

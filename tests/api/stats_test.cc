@@ -174,8 +174,6 @@ TEST(StatsTest, OneInEveryNSubmissionsOfAThreadIsSampled) {
   }
 }
 
-// The Prometheus text carries each histogram: cumulative buckets at powers of
-// two of a nanosecond, in seconds, then +Inf, the sum and the count.
 // Stats::rejected counts refused submissions: a refused Postpone changes
 // nothing, the count included (a time before the epoch once went through
 // Submit's validation, which counted it).
@@ -194,6 +192,8 @@ TEST(StatsTest, ARefusedPostponeIsNotCountedAsARejectedSubmission) {
   ASSERT_TRUE(engine.Cancel(*h).ok());
 }
 
+// The Prometheus text carries each histogram: cumulative buckets at powers of
+// two of a nanosecond, in seconds, then +Inf, the sum and the count.
 TEST(StatsTest, PrometheusTextHasEachHistogramWithCumulativeBuckets) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock, .latency_sample_every = 1});
