@@ -63,12 +63,21 @@ TEST(ParkerTest, AWokenLongSleeperIsNoLongerCounted) {
     p.EndSearch();
     returned.store(true, std::memory_order_release);
   });
-  // Waits for the registration (the state under test, not a time).
-  while (!p.HasLongSleeper()) std::this_thread::yield();
+  // Waits for the registration (the state under test; the bound only turns a
+  // lost wake-up into a failure instead of a hang).
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!p.HasLongSleeper() && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::yield();
+  }
   EXPECT_EQ(p.sleepers(), 1);
   // Wakes it, once it counts as searching no more (between its registration
   // and that step a producer takes it for a searcher and wakes nobody).
   while (!returned.load(std::memory_order_acquire)) {
+    if (std::chrono::steady_clock::now() >= give_up) {
+      ADD_FAILURE() << "NotifyWork never woke the sleeper";
+      p.WakeAll();
+      break;
+    }
     p.NotifyWork();
     std::this_thread::yield();
   }

@@ -193,7 +193,7 @@ TEST(TokenMapTest, TheRunnerDoesNotEmptyAChainWhileAWalkerHoldsItsLastNode) {
     });
     for (int i = 0; i < 1000; ++i) std::this_thread::yield();
     walked.store(true, std::memory_order_relaxed);
-    c->hazard_.store(nullptr);  // seq_cst, as ForEachInChain
+    c->WithdrawHazard();
     runner.join();
     EXPECT_TRUE(seen) << "the chain was emptied under a walker's hazard";
     EXPECT_EQ(c->head_.load(), nullptr);

@@ -826,10 +826,7 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
           "point of the engine's clock");
     }
     const std::int64_t now = NowNs();
-    absl::Status s = CheckHorizon(due, now);
-    if (!s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("Postpone: ", s.message().substr(8)));
-    }
+    if (absl::Status s = CheckHorizon(due, now, "Postpone"); !s.ok()) return s;
     if (due <= now) due = kNoTime;
   }
   bool schedule = false;
@@ -1269,7 +1266,8 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   if (scope.closed()) return false;
   // Canceling an occurrence ends the series (DESIGN), a running one too: the
   // cancel request is the only stop its user could ask for, the next
-  // occurrence having no Handle yet. Relaxed: a request, as everywhere; one
+  // occurrence having no Handle yet. Relaxed, as Cancel's store (its pair): a
+  // request, as everywhere; one
   // that lands after this look is too late for the series (README: cancel the
   // next occurrence then), as a Cancel of an operation that has just ended is.
   if (Facts(op).cancel_requested.load(std::memory_order_relaxed)) return false;

@@ -209,7 +209,8 @@ struct OpFacts {
   // Release on store (Submit before publish, or the sole runner), acquire on load.
   Atomic<OpExtras*> extras{nullptr};
   Atomic<std::int32_t> retry_count{0};
-  // Set by Cancel on a running operation; read by Context::cancel_requested.
+  // Set by Cancel on a running operation; read by Context::cancel_requested and
+  // by SpawnNextOccurrence (a request ends a series).
   // Relaxed: a request, not a publication; nothing else is read because of it.
   Atomic<bool> cancel_requested{false};
   // Set while the node's timer is in the wheel (under the timer lock).

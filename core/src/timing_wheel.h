@@ -64,8 +64,9 @@
 //   W5  overflow list: top(t) - top(T) >= S.
 //   W6  current-tick list: t == T, d > now_ns_, sorted by (deadline_ns, seq).
 //   W7  late list: t <= T (inserted at or before the current tick; may be due
-//       already; kept past an Advance only while the caller's reading is behind
-//       the wheel's time, a clock stepped back).
+//       already). A node leaves it at the first Advance whose reading reaches its
+//       deadline: kept across Advances within the tick, and while the reading is
+//       behind the wheel's time (a clock stepped back).
 //   W8  T == floor(now_ns_ / tick_ns).
 //   W9  each cached minimum (late, overflow) is <= its list's minimum deadline, and
 //       equal to it unless marked stale (a Cancel removed the minimum).
@@ -89,7 +90,7 @@
 // range is sorted by (deadline_ns, seq). Cost of one Advance: O(levels touched + slots
 // passed + nodes released or moved + sort of the released); each node moves at most
 // L+1 times. When T' == T (Advance within a tick) it pops the due prefix of the sorted
-// current-tick list and scans the late list.
+// current-tick list and scans the late list when its cached minimum is due.
 //
 // NextDeadline guarantee. Let m be the earliest pending deadline; NextDeadline returns
 // nullopt iff nothing is pending, else x with
@@ -231,9 +232,9 @@ class TimingWheel {
   TimingWheel(const TimingWheel&) = delete;
   TimingWheel& operator=(const TimingWheel&) = delete;
 
-  // O(1). Makes `node` pending with this deadline and seq. A deadline at or before
-  // now_ns() goes to the late list: the next Advance whose reading has reached it
-  // releases it (in order with the others).
+  // O(1). Makes `node` pending with this deadline and seq. A deadline in the
+  // current tick or earlier goes to the late list: the first Advance whose reading
+  // has reached it releases it (in order with the others).
   // Errors, each changing nothing: ResourceExhausted when max_timers are pending;
   // FailedPrecondition when the node is already linked (Cancel it first).
   [[nodiscard]] absl::Status Insert(TimerNode* node, std::int64_t deadline_ns, std::uint64_t seq);

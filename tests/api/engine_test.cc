@@ -1111,11 +1111,12 @@ TEST(HandleTest, WaitForTheLongestTimeoutWaits) {
     result = h->WaitFor(std::chrono::nanoseconds::max());
     returned = true;
   });
-  ASSERT_TRUE(AwaitState(*h, State::kInProgress));
-  EXPECT_FALSE(returned.load()) << "returned before the operation ended";
-  gate.Open();
+  const bool started = AwaitState(*h, State::kInProgress);
+  gate.Open();  // before any check: the waiter must not stay joinable
   waiter.join();
-  EXPECT_TRUE(result.load());
+  EXPECT_TRUE(started);
+  EXPECT_TRUE(returned.load());
+  EXPECT_TRUE(result.load()) << "WaitFor returned false: it gave up before the operation ended";
   EXPECT_TRUE(h->WaitFor(std::chrono::nanoseconds::max()));  // terminal: at once
 }
 

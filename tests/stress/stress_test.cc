@@ -778,12 +778,14 @@ void RunStatsSnapshotRace(long roots) {
       if (!engine.Post([&fan, depth] { fan(depth - 1); }).ok()) std::abort();
     }
   };
+  // No ASSERT while the reader runs: a return would destroy it joinable.
   for (long i = 0; i < roots; ++i) {
-    ASSERT_TRUE(engine.Post([&fan] { fan(6); }).ok());
+    if (!engine.Post([&fan] { fan(6); }).ok()) std::abort();
   }
-  ASSERT_TRUE(engine.WaitIdle().ok());
+  const bool idle = engine.WaitIdle().ok();
   done.store(true, std::memory_order_release);
   reader.join();
+  ASSERT_TRUE(idle);
   const Stats st = engine.stats();
   EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(roots) * 127);  // 1 + 2 + ... + 64
   EXPECT_EQ(st.succeeded, st.submitted);
@@ -1699,7 +1701,12 @@ void RunExplainRace(long per_token) {
                 me.ran.fetch_add(1, std::memory_order_relaxed);
               },
               {.token = token});
-          ASSERT_TRUE(h.ok()) << h.status();
+          // A refusal would leave the explainer waiting, and the watchdog
+          // would report a stall that is not one.
+          if (!h.ok()) {
+            std::fprintf(stderr, "Submit refused: %s\n", h.status().ToString().c_str());
+            std::abort();
+          }
           me.handles[i] = *std::move(h);
           // Release: publishes handles[i] to the explainer's acquire load.
           me.submitted.store(i + 1, std::memory_order_release);
@@ -1753,8 +1760,12 @@ void RunCompletionStampRace(long ops) {
   std::atomic<long> published{0};
   std::vector<std::atomic<int>> runs(ops);
   std::atomic<long> canceled{0};
+  std::atomic<long> watched{0};
   {
     Engine engine({.workers = Workers()});
+    Watchdog watchdog(std::chrono::seconds(60), [&] {
+      std::fprintf(stderr, "%ld published, %ld watched\n", published.load(), watched.load());
+    });
     std::thread producer([&] {
       for (long i = 0; i < ops; ++i) {
         auto h = engine.Submit([&runs, i] { runs[i].fetch_add(1, std::memory_order_relaxed); });
@@ -1779,6 +1790,7 @@ void RunCompletionStampRace(long ops) {
         while (published.load(std::memory_order_acquire) <= i) std::this_thread::yield();
         handles[i].Wait();
         first_seen[i] = handles[i].completed_at();
+        watched.store(i + 1, std::memory_order_relaxed);
       }
     });
     producer.join();

@@ -68,7 +68,8 @@ enum class FailurePolicy : std::uint8_t {
   kDefault,       // in SubmitOptions: keep the token's current policy (initially kContinue)
   kContinue,      // the chain moves on (Dynamics: Failed is "Completed")
   kHalt,          // the chain is held after a failure until ResumeToken
-  kCancelRest,    // every operation queued behind the failed one is Canceled
+  kCancelRest,    // every operation queued behind the failed one is Canceled, but
+                  // a failed recurring occurrence's own next occurrence
 };
 
 // How a retried operation's delay grows.
@@ -179,7 +180,8 @@ class Engine {
   }
 
   // Submit for work nobody watches: the same operation, the same order, states and
-  // errors, but no Handle. The operation is reachable only through its token
+  // errors (and one more: InvalidArgument for `suspended` with no token, which
+  // nothing could resume), but no Handle. The operation is reachable only through its token
   // (CancelToken, SuspendToken, ResumeToken, TokenInfo), through WaitIdle and
   // Shutdown. Cheaper than discarding Submit's Handle: the engine holds the only
   // reference, so no other thread touches the node's count, and no start or finish
@@ -235,7 +237,10 @@ class Engine {
   // Cancels an operation: kCanceled if it had not started (its body never runs and
   // its chain moves on; for an operation waiting to be retried, no further attempt
   // runs), kCancelRequested if it is running. FailedPrecondition if
-  // it is already terminal; InvalidArgument for an empty handle.
+  // it is already terminal; InvalidArgument for an empty handle. Canceling a
+  // recurring occurrence, running or not, ends its series; a request that
+  // arrives as a running occurrence ends, after its next was made, is too late
+  // for the series: cancel next_occurrence() then.
   absl::StatusOr<CancelOutcome> Cancel(const Handle& handle);
 
   // Changes (or, with nullopt, clears) the postpone-until time of an operation that
@@ -243,14 +248,17 @@ class Engine {
   // running or terminal, or during shutdown. An operation waiting for a retry
   // counts as not started: this moves (or clears) the retry's time.
   absl::Status Postpone(const Handle& handle, std::optional<Clock::time_point> until);
-  // Holds a not-started operation; a suspended head blocks its chain.
+  // Holds a not-started operation; a suspended head blocks its chain. An
+  // operation waiting for a retry counts as not started: this holds it past its
+  // retry time.
   absl::Status Suspend(const Handle& handle);
   // Releases a suspended operation (Postponed again if its time has not come).
   absl::Status Resume(const Handle& handle);
 
   // Token controls act on every not-started operation of the token that was
   // submitted before the call took effect (later submits are not affected).
-  // They return how many operations changed.
+  // They return how many operations changed. InvalidArgument, nothing changed,
+  // for no token, an empty string, or one over Options::max_token_bytes.
   absl::StatusOr<std::size_t> CancelToken(const Token& token);
   absl::StatusOr<std::size_t> SuspendToken(const Token& token);
   // Resumes every suspended operation of the token and releases a chain held by
