@@ -648,6 +648,18 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
       cancel_for_shutdown();
       return true;
     }
+    // Cancel of the running attempt was requested: no further attempt (as a
+    // Cancel of an operation waiting for its retry would have it). A compact
+    // node has no Handle, so nobody can ask. Relaxed, as Cancel's store (its
+    // pair): a request; one that lands after this look is for the next attempt,
+    // which a Cancel then finds waiting and cancels.
+    if (!IsCompact(op) && Facts(op).cancel_requested.load(std::memory_order_relaxed)) {
+      FinishInProgress(op, State::kCanceled,
+                       "retry canceled: Cancel was requested during the attempt (" +
+                           attempt.reason + ")",
+                       st, CancelReason::kByCancel);
+      return true;
+    }
     // A compact node has no room for a timer or a count: it retries as a facts node
     // (its first retry; the compact node had no options, so the engine's maximum).
     if (IsCompact(op) && options_.max_retries > 0) op = Enlarge(op);

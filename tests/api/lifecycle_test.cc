@@ -537,6 +537,41 @@ TEST(RetryTest, ARetryWaitingOperationCanBePostponedSuspendedAndResumed) {
   EXPECT_EQ(attempts.load(), 3);
 }
 
+// A cancel request during an attempt stops the retry that attempt asks for,
+// as a Cancel of an operation waiting for its retry does: it ends Canceled,
+// its chain moves on, and no further attempt runs.
+TEST(RetryTest, ACancelRequestDuringAnAttemptStopsTheRetryItAsksFor) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  Gate gate;
+  std::atomic<int> attempts{0};
+  auto a = engine.Submit(
+      [&](Context& ctx) {
+        attempts++;
+        gate.Waiter()();
+        ctx.RetryAfter(1ms, "backend down");
+      },
+      {.token = "t"});
+  ASSERT_TRUE(a.ok());
+  std::atomic<bool> b_ran{false};
+  auto b = engine.Submit([&] { b_ran = true; }, {.token = "t"});
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(AwaitState(*a, State::kInProgress));
+  auto outcome = engine.Cancel(*a);
+  ASSERT_TRUE(outcome.ok());
+  EXPECT_EQ(*outcome, CancelOutcome::kCancelRequested);
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*a, State::kCanceled));
+  EXPECT_THAT(a->error(), HasSubstr("Cancel was requested during the attempt (backend down)"));
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));  // its chain moved on
+  clock.Advance(1s);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(attempts.load(), 1);
+  EXPECT_EQ(a->retry_count(), 0);
+  EXPECT_EQ(engine.stats().canceled, 1u);
+  EXPECT_EQ(engine.stats().retried, 0u);
+}
+
 TEST(RetryTest, ARetryKeepsTheOperationAtTheHeadAndItsSuccessorsWait) {
   ManualClock clock;
   Engine engine({.workers = 2, .clock = &clock});

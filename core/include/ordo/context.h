@@ -30,8 +30,9 @@ class Context {
   std::uint64_t id() const;
   // True once Engine::Cancel (or a token cancel, or a cancelling shutdown) asked
   // this running operation to stop. Cooperative: the callable decides what to do;
-  // the operation ends in whatever state the callable reaches. For a recurring
-  // occurrence, the request also ends its series (Engine::Cancel).
+  // the operation ends in whatever state the callable reaches, but a retry it asks
+  // for is not made (it ends Canceled). For a recurring occurrence, the request
+  // also ends its series (Engine::Cancel).
   bool cancel_requested() const;
   // How many times this operation was retried before this attempt.
   int retry_count() const;
