@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "support/wheel_oracle.h"
+
 namespace ordo::internal {
 namespace {
 
@@ -30,8 +32,12 @@ using Placement = TimingWheel::Placement;
 
 constexpr std::int64_t kMs = 1'000'000;
 constexpr std::int64_t kYearNs = 365LL * 24 * 3600 * 1'000'000'000LL + 6LL * 3600 * 1'000'000'000LL;
-constexpr std::int64_t kS = static_cast<std::int64_t>(kWheelSlotsPerLevel);
-constexpr int kL = static_cast<int>(kWheelLevels);
+// kS, kL, and the oracle's arithmetic (FloorDiv, IntPow, GranularityNs): support/wheel_oracle.h.
+using wheel_oracle::FloorDiv;
+using wheel_oracle::GranularityNs;
+using wheel_oracle::IntPow;
+using wheel_oracle::kL;
+using wheel_oracle::kS;
 constexpr std::size_t kNoCap = std::size_t{1} << 40;
 constexpr std::int64_t kMaxNs = std::numeric_limits<std::int64_t>::max();
 // Random walks keep "now" below this, so that now + any offset fits an int64.
@@ -41,42 +47,11 @@ std::int64_t StepFrom(std::int64_t now, std::int64_t step) {
   return step < 0 ? now : now + std::min(step, std::max<std::int64_t>(0, kWalkLimitNs - now));
 }
 
-std::int64_t IntPow(std::int64_t base, int exp) {
-  std::int64_t r = 1;
-  for (int i = 0; i < exp; ++i) r *= base;
-  return r;
-}
-
-std::int64_t FloorDiv(std::int64_t a, std::int64_t b) {
-  std::int64_t q = a / b;
-  return (a % b < 0) ? q - 1 : q;
-}
-
 // Ticks ahead of the current tick that a deadline may be and still never overflow.
 constexpr std::int64_t NoOverflowHorizonTicks() {
   std::int64_t top = 1;
   for (int i = 0; i + 1 < kL; ++i) top *= kS;
   return (kS - 1) * top;
-}
-
-// The oracle's granularity bound for NextDeadline: 0 where the wheel promises the
-// exact earliest deadline (at or before the current tick, or overflow), else
-// tick * S^k for the level k that the earliest deadline belongs to, computed here by
-// division rather than by the wheel's bit tricks.
-std::int64_t GranularityNs(std::int64_t tick_ns, std::int64_t now_ns, std::int64_t deadline_ns) {
-  const std::int64_t t = FloorDiv(deadline_ns, tick_ns);
-  const std::int64_t now_tick = FloorDiv(now_ns, tick_ns);
-  if (t <= now_tick) return 0;
-  const std::int64_t top = IntPow(kS, kL - 1);
-  if (FloorDiv(t, top) == FloorDiv(now_tick, top)) {
-    for (int k = kL - 2; k >= 0; --k) {
-      if (FloorDiv(t, IntPow(kS, k)) != FloorDiv(now_tick, IntPow(kS, k))) {
-        return tick_ns * IntPow(kS, k);
-      }
-    }
-  }
-  if (FloorDiv(t, top) - FloorDiv(now_tick, top) < kS) return tick_ns * top;
-  return 0;  // overflow: exact
 }
 
 // A bijection on uint64: seq values unique but not in insertion order.

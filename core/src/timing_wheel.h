@@ -235,8 +235,8 @@ class TimingWheel {
   // O(1). Makes `node` pending with this deadline and seq. A deadline in the
   // current tick or earlier goes to the late list: the first Advance whose reading
   // has reached it releases it (in order with the others).
-  // Errors, each changing nothing: ResourceExhausted when max_timers are pending;
-  // FailedPrecondition when the node is already linked (Cancel it first).
+  // Errors, each changing nothing: FailedPrecondition when the node is already linked
+  // (Cancel it first; checked first); ResourceExhausted when max_timers are pending.
   [[nodiscard]] absl::Status Insert(TimerNode* node, std::int64_t deadline_ns, std::uint64_t seq);
 
   // O(1). True if `node` was pending in this wheel (it is unlinked at once, and the
