@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -284,6 +285,45 @@ void BM_FireTenYearJump(benchmark::State& state) {
   SetPerTimer(state, n);
 }
 BENCHMARK(BM_FireTenYearJump)->Arg(1 << 10)->Arg(1 << 16);
+
+// Goal: a clock stepped back an hour costs O(n) once, not O(n) per release. Half of
+// n timers are pending (due over the next 70 minutes) when the clock's reading
+// steps back an hour; the other half are postponed from the clock's time (due over
+// its next 10 minutes); then a caller that advances to NextDeadline each time
+// releases all of them. Kept at the later time, the wheel would hold the second half
+// in its late list, walked whole by each release: O(n^2).
+void BM_ClockSteppedBack(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  constexpr std::int64_t kHourNs = 3'600'000 * kTickNs;
+  std::vector<TimerNode> nodes(n);
+  std::vector<TimerNode*> due;
+  due.reserve(n);
+  std::mt19937_64 rng(9);
+  std::vector<std::int64_t> offsets(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t minutes = i < n / 2 ? 70 : 10;
+    offsets[i] = kTickNs + static_cast<std::int64_t>(rng() % (minutes * 60'000 * kTickNs));
+  }
+  std::size_t inserted = 0, fired = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    TimingWheel wheel(kTickNs, kOrigin + kHourNs, kNoCap);
+    for (std::size_t i = 0; i < n / 2; ++i) {
+      inserted += wheel.Insert(&nodes[i], kOrigin + kHourNs + offsets[i], i).ok();
+    }
+    due.clear();
+    state.ResumeTiming();
+    wheel.Advance(kOrigin, &due);  // the clock's first reading after its step back
+    for (std::size_t i = n / 2; i < n; ++i) {
+      inserted += wheel.Insert(&nodes[i], kOrigin + offsets[i], i).ok();
+    }
+    while (std::optional<std::int64_t> next = wheel.NextDeadline()) wheel.Advance(*next, &due);
+    fired += due.size();
+  }
+  if (inserted != fired) state.SkipWithError("timers lost");
+  SetPerTimer(state, n);
+}
+BENCHMARK(BM_ClockSteppedBack)->Arg(1 << 10)->Arg(1 << 14);
 
 // Goal: an Advance with nothing due (a ticking caller) costs a few ns, with 64k
 // timers pending far ahead.

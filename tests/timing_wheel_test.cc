@@ -33,6 +33,7 @@ using Placement = TimingWheel::Placement;
 constexpr std::int64_t kMs = 1'000'000;
 constexpr std::int64_t kYearNs = 365LL * 24 * 3600 * 1'000'000'000LL + 6LL * 3600 * 1'000'000'000LL;
 // kS, kL, and the oracle's arithmetic (FloorDiv, IntPow, GranularityNs): support/wheel_oracle.h.
+using wheel_oracle::ExpectedNowAfter;
 using wheel_oracle::FloorDiv;
 using wheel_oracle::GranularityNs;
 using wheel_oracle::IntPow;
@@ -102,10 +103,11 @@ class Harness {
   }
 
   void AdvanceTo(std::int64_t now_ns) {
-    const std::int64_t effective = std::max(now_ns, wheel_.now_ns());
+    const std::int64_t effective = ExpectedNowAfter(tick_ns_, wheel_.now_ns(), now_ns);
     std::vector<TimerNode*> out;
     wheel_.Advance(now_ns, &out);
-    ASSERT_EQ(wheel_.now_ns(), effective) << "time never moves back";
+    ASSERT_EQ(wheel_.now_ns(), effective)
+        << "time moves forward, and back only to a reading two or more ticks behind";
     // Released: everything due at the caller's reading, also when that reading
     // is earlier than the wheel's time (a clock stepped back), and no more.
     std::vector<std::size_t> expected;
@@ -205,8 +207,8 @@ TEST(TimingWheelTest, NeverEarlyAndReleasedAtTheFirstAdvanceWhereDue) {
         for (int i = 0; i < 20 && inserted < kNodes; ++i) {
           h.Insert(inserted++, now + RandomOffsetNs(rng, c.tick_ns, WheelBits()));
         }
-        // Steps of every size, sometimes backwards (the wheel's time stays;
-        // only what is due by the reading comes out), sometimes huge.
+        // Steps of every size, sometimes huge (StepFrom takes a negative step as
+        // none: readings behind the wheel have tests of their own below).
         std::int64_t step = 0;
         switch (rng() % 8) {
           case 0:
@@ -508,54 +510,124 @@ TEST(TimingWheelTest, InsertOfALinkedNodeFailsAndChangesNothing) {
   wheel.CheckInvariants();
 }
 
-// Time never moves back; a reading earlier than the wheel's time (a clock
-// stepped back) releases only what is due by that reading, so nothing inserted
-// after the step starts before the clock reads its time.
-TEST(TimingWheelTest, TimeNeverMovesBackAndNothingComesOutBeforeTheCallersReading) {
-  Harness h(kMs, 100 * kMs, 8);
-  h.AdvanceTo(50 * kMs);  // the wheel stays at 100 ms
-  EXPECT_EQ(h.wheel().now_ns(), 100 * kMs);
-  h.Insert(0, 100 * kMs, 10);      // due exactly at the wheel's time
-  h.Insert(1, 3 * kMs, 20);        // long past
-  h.Insert(2, 100 * kMs + 1, 30);  // 1 ns ahead, same tick: not due
-  h.Insert(3, 3 * kMs, 40);        // same deadline as 1, later seq
+// A reading in the wheel's tick or the one before it (a clock read a moment before
+// another thread's, or stepped back a little): time stays, and nothing comes out
+// before the reading, in (deadline, seq) order among what is due by it. Two ticks
+// back, time goes back with the reading.
+TEST(TimingWheelTest, AReadingATickBehindLeavesTimeAndNothingComesOutBeforeIt) {
+  const std::int64_t wheel_now = 100 * kMs + kMs / 2;
+  Harness h(kMs, wheel_now, 8);
+  h.AdvanceTo(99 * kMs);  // the previous tick: the wheel stays
+  EXPECT_EQ(h.wheel().now_ns(), wheel_now);
+  h.Insert(0, wheel_now, 10);           // due exactly at the wheel's time
+  h.Insert(1, 99 * kMs + 50, 20);       // due by a reading still behind the wheel
+  h.Insert(2, wheel_now + 1, 30);       // 1 ns ahead, same tick: not due
+  h.Insert(3, 99 * kMs + 50, 40);       // same deadline as 1, later seq
   h.CheckNextDeadline();
-  EXPECT_EQ(h.wheel().NextDeadline(), 3 * kMs);
-  h.AdvanceTo(0);  // a reading before every deadline: nothing
+  EXPECT_EQ(h.wheel().NextDeadline(), 99 * kMs + 50);
+  h.AdvanceTo(99 * kMs + 49);  // before every deadline: nothing
   EXPECT_TRUE(h.last_released().empty());
-  h.AdvanceTo(3 * kMs);  // still behind the wheel: what is due by it, in (deadline, seq) order
+  EXPECT_EQ(h.wheel().now_ns(), wheel_now);
+  h.AdvanceTo(99 * kMs + 50);  // still behind the wheel: what is due by it, in order
   EXPECT_EQ(h.last_released(), (std::vector<std::size_t>{1, 3}));
-  EXPECT_EQ(h.wheel().NextDeadline(), 100 * kMs);
-  h.AdvanceTo(100 * kMs);
+  EXPECT_EQ(h.wheel().NextDeadline(), wheel_now);
+  h.AdvanceTo(wheel_now);
   EXPECT_EQ(h.last_released(), std::vector<std::size_t>{0});
-  EXPECT_EQ(h.wheel().NextDeadline(), 100 * kMs + 1);
-  h.AdvanceTo(100 * kMs + 1);
+  EXPECT_EQ(h.wheel().NextDeadline(), wheel_now + 1);
+  h.AdvanceTo(wheel_now + 1);
   EXPECT_EQ(h.last_released(), std::vector<std::size_t>{2});
+  h.wheel().CheckInvariants();
+  h.AdvanceTo(99 * kMs + kMs - 1);  // the last ns of the tick before: stays
+  EXPECT_EQ(h.wheel().now_ns(), wheel_now + 1);
+  h.AdvanceTo(99 * kMs - 1);  // the last ns of the tick before that: back to it
+  EXPECT_EQ(h.wheel().now_ns(), 99 * kMs - 1);
   h.wheel().CheckInvariants();
 }
 
-// A clock that stays behind the wheel for many steps (a step back of 90 ms),
-// with inserts made relative to that clock, some due before the wheel's time
-// (the late list, kept across Advances) and some after: each comes out at the
-// first Advance whose reading has reached it, in order (the harness checks
-// every release against its oracle), until the clock passes the wheel.
+// A clock stepped back an hour, with timers in every level, in the overflow list, in
+// the late list and in the stage of the next level-1 slot: the wheel goes back with
+// it and places every node again, so that what is postponed from the earlier time
+// sits in the levels (not in the late list, walked whole by every release) and
+// everything comes out exactly at its deadline, driven by NextDeadline.
+TEST(TimingWheelTest, AClockSteppedBackTakesTheWheelBackAndPlacesEveryNodeAgain) {
+  constexpr std::int64_t kHourNs = 3'600'000 * kMs;
+  constexpr std::size_t kOld = 300, kNew = 300, kStaged = 20;
+  const std::int64_t later = 2 * kHourNs;
+  Harness h(kMs, later, kOld + kNew + 1 + kStaged);
+  Rng rng(21);
+  for (std::size_t i = 0; i < kOld; ++i) {  // after `later`: levels 0 .. L-1, overflow
+    const int bits = 1 + static_cast<int>(rng() % 62);
+    h.Insert(i, later + 1 + static_cast<std::int64_t>(rng() & ((std::uint64_t{1} << bits) - 1)));
+  }
+  h.Insert(kOld + kNew, later - 10 * kMs);  // the late list: due by `later`, not by the clock
+  // And the stage ("Cascading ahead"): nodes of the next level-1 slot, moved ahead.
+  const std::int64_t next_slot_ms = (FloorDiv(later / kMs, kS) + 1) * kS;
+  for (std::size_t i = kOld + kNew + 1; i < kOld + kNew + 1 + kStaged; ++i) {
+    h.Insert(i, (next_slot_ms + static_cast<std::int64_t>(i % kS)) * kMs + 7);
+  }
+  ASSERT_TRUE(h.wheel().CanCascadeAhead());
+  while (h.wheel().CascadeAhead(kStaged)) {
+  }
+  EXPECT_EQ(TimingWheel::PlacementOf(h.node(kOld + kNew + 1)).level, 0) << "staged";
+  h.wheel().CheckInvariants();
+  const std::int64_t stepped = later - kHourNs;
+  ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(stepped));
+  EXPECT_EQ(h.wheel().now_ns(), stepped);
+  EXPECT_TRUE(h.last_released().empty());
+  h.wheel().CheckInvariants();
+  EXPECT_NE(TimingWheel::PlacementOf(h.node(kOld + kNew)).kind, Placement::kLate)
+      << "re-placed relative to the earlier time";
+  for (std::size_t i = kOld; i < kOld + kNew; ++i) {  // postponed from the earlier time
+    h.Insert(i, stepped + kMs + static_cast<std::int64_t>(rng() % kHourNs));
+    EXPECT_NE(TimingWheel::PlacementOf(h.node(i)).kind, Placement::kLate);
+  }
+  h.wheel().CheckInvariants();
+  // Everything from the earlier time on, each Advance at NextDeadline: the harness
+  // checks every release against its oracle.
+  std::size_t advances = 0;
+  while (h.pending() > 0 && h.wheel().now_ns() < later + kHourNs) {
+    ASSERT_NO_FATAL_FAILURE(h.CheckNextDeadline());
+    ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(*h.wheel().NextDeadline()));
+    ++advances;
+  }
+  EXPECT_LE(advances, (kL + 1) * (kOld + kNew + 1 + kStaged))
+      << "at most L+1 wake-ups per node";
+  h.wheel().CheckInvariants();
+}
+
+// A clock behind the wheel for many steps, with inserts made relative to that clock,
+// some due before the wheel's time and some after: each comes out at the first
+// Advance whose reading has reached it, in order (the harness checks every release
+// against its oracle, and the wheel's time after each Advance), until the clock
+// passes the wheel. Stepped back 90 ms, the wheel goes back with the clock at its
+// first reading; stepped back 1.5 ticks (readings in the tick before the wheel's),
+// it keeps its time, and what was inserted due before it waits in the late list,
+// across Advances, for the clock.
 TEST(TimingWheelTest, AClockBehindTheWheelReleasesEachNodeOnlyWhenItsReadingReachesIt) {
   constexpr std::size_t kNodes = 2000;
-  Harness h(kMs, 100 * kMs, kNodes);
-  Rng rng(5);
-  std::int64_t clock = 10 * kMs;  // stepped back 90 ms
-  std::size_t inserted = 0;
-  while (clock < 200 * kMs) {
-    for (int i = 0; i < 10 && inserted < kNodes; ++i) {
-      h.Insert(inserted++, clock + static_cast<std::int64_t>(rng() % (50 * kMs)));
+  struct Case {
+    std::int64_t wheel_ns, clock_ns, max_step_ns, span_ns;
+  };
+  for (const Case c : {Case{100 * kMs, 10 * kMs, kMs / 2, 50 * kMs},
+                       Case{100 * kMs + 900'000, 99 * kMs + 400'000, 20'000, 3 * kMs}}) {
+    SCOPED_TRACE(c.wheel_ns - c.clock_ns);
+    Harness h(kMs, c.wheel_ns, kNodes);
+    Rng rng(5);
+    std::int64_t clock = c.clock_ns;
+    std::size_t inserted = 0;
+    while (clock < c.wheel_ns + 100 * kMs) {
+      for (int i = 0; i < 10 && inserted < kNodes; ++i) {
+        const auto offset = rng() % static_cast<std::uint64_t>(c.span_ns);
+        h.Insert(inserted++, clock + static_cast<std::int64_t>(offset));
+      }
+      clock += static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(c.max_step_ns));
+      ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(clock));
+      if (inserted % 200 == 0) h.wheel().CheckInvariants();
     }
-    clock += static_cast<std::int64_t>(rng() % (kMs / 2));
-    ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(clock));
-    if (inserted % 200 == 0) h.wheel().CheckInvariants();
+    EXPECT_EQ(h.wheel().now_ns(), clock);
+    ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(c.wheel_ns + 300 * kMs));
+    EXPECT_EQ(h.wheel().size(), 0u);
   }
-  EXPECT_EQ(h.wheel().now_ns(), clock);
-  ASSERT_NO_FATAL_FAILURE(h.AdvanceTo(300 * kMs));
-  EXPECT_EQ(h.wheel().size(), 0u);
 }
 
 TEST(TimingWheelTest, AdvanceWithinATickReleasesOnlyTheDuePrefix) {

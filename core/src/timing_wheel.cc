@@ -302,16 +302,21 @@ void TimingWheel::Advance(std::int64_t now_ns, std::vector<TimerNode*>* due) {
   WheelCheck(due != nullptr, "Advance needs an output vector");
   const std::size_t first_released = due->size();
   if (now_ns < now_ns_) {
-    // The caller's clock stepped back. The wheel's time does not (every node's
-    // place depends on it: W3..W8), but nothing comes out before the caller's
-    // reading: only late nodes (W7) can be due by it (every other node is due
-    // after now_ns_), and those due by the wheel's time but not yet by the
-    // clock's wait for the clock (NextDeadline names the earliest exactly).
-    // Once this released what the wheel's time made due: a clock stepped back
-    // ran new postponements early.
-    ReleaseLateUpTo(now_ns, due);
-    SortNodes(due->data() + first_released, due->data() + due->size());
-    return;
+    // The caller's clock stepped back ("A clock stepped back"). No overflow in
+    // the + 1: now_ns < now_ns_, so its tick is below INT64_MAX.
+    if (TickOf(now_ns) + 1 < now_tick_) {
+      StepBack(now_ns);  // then released as within the tick, below
+    } else {
+      // A tick or less: time stays, and nothing comes out before the caller's
+      // reading: only late nodes (W7) can be due by it (every other node is due
+      // after now_ns_), and those due by the wheel's time but not yet by the
+      // clock's wait for the clock (NextDeadline names the earliest exactly).
+      // Once this released what the wheel's time made due: a clock stepped back
+      // ran new postponements early.
+      ReleaseLateUpTo(now_ns, due);
+      SortNodes(due->data() + first_released, due->data() + due->size());
+      return;
+    }
   }
   const std::int64_t new_tick = TickOf(now_ns);
   if (size_ == 0) {
@@ -426,10 +431,9 @@ void TimingWheel::AdvanceWithinTick(std::int64_t now_ns, std::vector<TimerNode*>
 
 void TimingWheel::ReleaseLateUpTo(std::int64_t up_to_ns, std::vector<TimerNode*>* due) {
   if (Head(kLateList) == nullptr) return;
-  // Nothing due (W9: the cached minimum is at most the list's): no walk. While a clock
-  // stepped back keeps nodes here past Advances, a release still walks the whole
-  // list, a cost left for such a step under heavy postponement (re-placing every
-  // node at the earlier time, once per step, would bound it).
+  // Nothing due (W9: the cached minimum is at most the list's): no walk. A clock
+  // stepped back keeps nodes here past Advances only while its reading is in tick T
+  // or T-1 (StepBack), so the list holds at most about two ticks' worth of inserts.
   if (late_min_.deadline_ns > up_to_ns) return;
   std::int64_t lowest = kMaxNs;
   for (TimerNode* node = Head(kLateList); node != nullptr;) {
@@ -444,6 +448,33 @@ void TimingWheel::ReleaseLateUpTo(std::int64_t up_to_ns, std::vector<TimerNode*>
     node = next;
   }
   late_min_ = MinCache{lowest, false};
+}
+
+void TimingWheel::StepBack(std::int64_t now_ns) {
+  // Every node out (still counted in size_), from every list and the stage; then
+  // each placed as Insert would place it at the new time. O(size + slots).
+  regroup_.clear();
+  const auto take = [&](TimerNode* node) {
+    Forget(node);
+    regroup_.push_back(node);
+  };
+  for (std::uint32_t list = 0; list < kListCount; ++list) TakeList(list, take);
+  for (std::uint32_t j = 0; j < kSlots; ++j) TakeStageList(j, take);
+  for (std::uint64_t& word : occupied_) word = 0;  // W2: every slot is empty
+  stage_occupied_ = 0;                            // W10: the stage is empty
+  late_min_ = MinCache{};
+  overflow_min_ = MinCache{};
+  now_ns_ = now_ns;
+  now_tick_ = TickOf(now_ns);  // W8
+  for (TimerNode* node : regroup_) {
+    const std::int64_t tick = TickOf(node->deadline());
+    if (tick <= now_tick_) {
+      PushUnsorted(kLateList, &late_min_, node);  // W7
+    } else {
+      Place(node, tick);
+    }
+  }
+  regroup_.clear();
 }
 
 void TimingWheel::AdvanceToTick(std::int64_t new_tick, std::int64_t now_ns,

@@ -65,8 +65,9 @@
 //   W6  current-tick list: t == T, d > now_ns_, sorted by (deadline_ns, seq).
 //   W7  late list: t <= T (inserted at or before the current tick; may be due
 //       already). A node leaves it at the first Advance whose reading reaches its
-//       deadline: kept across Advances within the tick, and while the reading is
-//       behind the wheel's time (a clock stepped back).
+//       deadline (kept across Advances within the tick, and while the reading is in
+//       tick T or T-1, behind the wheel's time), or when a reading in an earlier
+//       tick takes time back and places it again ("A clock stepped back").
 //   W8  T == floor(now_ns_ / tick_ns).
 //   W9  each cached minimum (late, overflow) is <= its list's minimum deadline, and
 //       equal to it unless marked stale (a Cancel removed the minimum).
@@ -74,9 +75,18 @@
 // overflow. So the earliest deadline is in the lowest non-empty region, and
 // NextDeadline looks at one occupancy word per level, never at a slot's list.
 //
-// Advance(now) from T to T' > T (time never moves back: an earlier now, a clock
-// stepped back, moves nothing and releases only the late nodes due by it, W7). No
-// loop over ticks: per level, with bit operations on the occupancy word,
+// A clock stepped back. A reading in tick T or T-1 (a clock a little behind, or one
+// read before another thread's) moves nothing and releases only the late nodes due
+// by it (W7). A reading R further back takes the wheel back to it: every node is
+// taken out and placed again relative to R's tick (those at or before it in the
+// late list), as if inserted then, O(size) once. Time kept at the later instant
+// would put every postponement due before it (for a clock stepped back an hour, an
+// hour of them) in the late list, unsorted, and every release until the clock
+// caught up would walk that whole list: O(n) per release, O(n^2) in all
+// (bench/timing_wheel_bench.cc BM_ClockSteppedBack).
+//
+// Advance(now) from T to T' > T. No loop over ticks: per level, with bit
+// operations on the occupancy word,
 //   - a slot whose whole range lies before T' is released entirely (its nodes are due:
 //     t < T' implies d < T' * tick <= now);
 //   - the one slot containing T' is detached, and its nodes re-placed relative to T'
@@ -89,8 +99,9 @@
 // minimum's top index within the ring. Output: released nodes are appended, then that
 // range is sorted by (deadline_ns, seq). Cost of one Advance: O(levels touched + slots
 // passed + nodes released or moved + sort of the released); each node moves at most
-// L+1 times. When T' == T (Advance within a tick) it pops the due prefix of the sorted
-// current-tick list and scans the late list when its cached minimum is due.
+// L+1 times (between steps back of the clock). When T' == T (Advance within a tick)
+// it pops the due prefix of the sorted current-tick list and scans the late list when
+// its cached minimum is due.
 //
 // NextDeadline guarantee. Let m be the earliest pending deadline; NextDeadline returns
 // nullopt iff nothing is pending, else x with
@@ -99,9 +110,9 @@
 //   m - G < x <= m    if it is in level k, where G = tick_ns * S^k (x is that slot's
 //                     start: the earliest instant at which that slot can hold a due node).
 // And x > now_ns() unless a node is already due. So the engine parks until x, calls
-// Advance(x), and asks again: each node costs at most L+1 wake-ups, and a timekeeper
-// driven this way releases every node exactly at its deadline. It never needs periodic
-// ticks while nothing is due.
+// Advance(x), and asks again: each node costs at most L+1 wake-ups (between steps back
+// of the clock), and a timekeeper driven this way releases every node exactly at its
+// deadline. It never needs periodic ticks while nothing is due.
 //
 // Cascading ahead. The cascade of a level-1 slot happens when T enters it, and it
 // walks every node of the slot before any of them can be released: with a burst
@@ -244,11 +255,12 @@ class TimingWheel {
   // another wheel.
   bool Cancel(TimerNode* node);
 
-  // Moves time to max(now_ns, now_ns()) and appends to *due every node whose deadline
-  // is <= now_ns (the caller's reading, even if earlier than now_ns(): a clock
-  // stepped back releases nothing before it reads the deadline), ordered by
-  // (deadline_ns, seq); they are unlinked. Nodes already in *due are left as they
-  // are.
+  // Moves time to now_ns and appends to *due every node whose deadline is <= now_ns,
+  // ordered by (deadline_ns, seq); they are unlinked. Nodes already in *due are left
+  // as they are. A reading behind now_ns() (a clock stepped back) releases nothing
+  // before it reads the deadline; one in the current or the previous tick leaves
+  // time where it is, one further back takes the wheel back to it, re-placing every
+  // node (O(size), once per such step: see "A clock stepped back").
   void Advance(std::int64_t now_ns, std::vector<TimerNode*>* due);
 
   // When to call Advance next; see "NextDeadline guarantee" above. O(levels), plus a
@@ -324,6 +336,9 @@ class TimingWheel {
   void TakeStageList(std::uint32_t j, Visit visit);
   // The first tick of the rotation after T's: the stage's base (W10).
   std::int64_t NextRotationTick() const;
+  // Advance's part for a reading more than a tick behind T ("A clock stepped back"):
+  // time goes back to now_ns, every node is placed again relative to it.
+  void StepBack(std::int64_t now_ns);
   // AdvanceToTick's part: T' has reached the stage's base (W10).
   void EnterStagedRotation(std::int64_t new_tick, std::vector<TimerNode*>* due);
   // Empties `list` and calls visit(node) for each of its nodes (WalkSideBySide

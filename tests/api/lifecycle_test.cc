@@ -46,10 +46,11 @@ TEST(PostponeTest, APostponedOperationNeverStartsBeforeItsTime) {
   EXPECT_GE(*h->started_at(), due);
 }
 
-// A clock stepped back (ManualClock::Set; NTP on the system clock): the timing
-// wheel's time stays where it was, and an operation postponed after the step
-// to a time the wheel has passed but the clock has not once ran at the next
-// release, before its time.
+// A clock stepped back (ManualClock::Set; NTP on the system clock): an operation
+// postponed after the step to a time the wheel has passed but the clock has not
+// once ran at the next release, before its time (the wheel kept its time then;
+// now its next Advance takes it back with the clock, timing_wheel.h "A clock
+// stepped back", and either way nothing may start before the clock reads its time).
 TEST(PostponeTest, AfterTheClockStepsBackNothingStartsBeforeTheClockReadsItsTime) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock});

@@ -12,7 +12,9 @@
 //   Q2 Cancel answers whether the node was pending and always leaves it unlinked.
 //   Q3 Advance(r) releases exactly the pending nodes with deadline <= r (also when r is
 //      behind the wheel's time), ordered by (deadline, seq), unlinked with their links
-//      cleared, after what the output vector held already; time becomes max(r, now).
+//      cleared, after what the output vector held already; time becomes r if later,
+//      or if r is in a tick before T-1 (a clock stepped back: every node placed
+//      again), else stays.
 //   Q4 NextDeadline: nullopt iff nothing is pending; never later than the earliest
 //      deadline m; exactly m for the late, current and overflow lists, else less than
 //      one granularity early; after now_ns() when m is.
@@ -134,7 +136,7 @@ class Run {
   }
 
   void Advance(std::int64_t reading) {
-    const std::int64_t expected_now = std::max(reading, wheel_.now_ns());
+    const std::int64_t expected_now = oracle::ExpectedNowAfter(tick_, wheel_.now_ns(), reading);
     TimerNode sentinel;  // what the output held before: left as it was
     std::vector<TimerNode*> out = {&sentinel};
     wheel_.Advance(reading, &out);

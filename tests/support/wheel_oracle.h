@@ -45,6 +45,15 @@ inline std::int64_t GranularityNs(std::int64_t tick_ns, std::int64_t now_ns,
   return 0;  // overflow: exact
 }
 
+// The wheel's time after Advance(reading) from `now_ns` (timing_wheel.h, "A clock
+// stepped back"): the reading if later, or if in a tick before the previous one;
+// else unchanged.
+inline std::int64_t ExpectedNowAfter(std::int64_t tick_ns, std::int64_t now_ns,
+                                     std::int64_t reading_ns) {
+  if (reading_ns >= now_ns) return reading_ns;
+  return FloorDiv(reading_ns, tick_ns) + 1 < FloorDiv(now_ns, tick_ns) ? reading_ns : now_ns;
+}
+
 }  // namespace ordo::internal::wheel_oracle
 
 #endif  // ORDO_TESTS_SUPPORT_WHEEL_ORACLE_H_
