@@ -86,6 +86,11 @@ class Chain {
   // on). Under the shard lock, set and cleared with its held-registry entry
   // (EngineImpl, R2).
   Operation* halted_at_ = nullptr;
+  // ResumeTokens so far (F1 in worker.cc): bumped by ResumeToken under the shard
+  // lock; a runner that read it before publishing a failure halts the chain only
+  // if no ResumeToken came since. Relaxed everywhere: the lock orders the bump
+  // and HaltChain's read, and coherence the runner's earlier read (F1).
+  Atomic<std::uint32_t> resume_epoch_{0};
   // The head a token control is walking from (hazard pointer, one per chain).
   // Protocol (seq_cst on both sides): the walker stores hazard_ = h, then re-reads
   // head_ == h; the runner stores head_ = next (nullptr when it empties the

@@ -786,21 +786,34 @@ std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, Canc
 }
 
 absl::StatusOr<CancelOutcome> EngineImpl::Cancel(Operation* op) {
+  bool requested = false;  // a request stored while it ran (below)
   for (;;) {
     if (TryCancelNotStarted(op, CancelReason::kByCancel)) return CancelOutcome::kCanceled;
     const std::uint32_t w = op->word.load(std::memory_order_acquire);
     const State s = StateOf(w);
     if (s == State::kInProgress) {
-      // Relaxed: a request the callable polls; nothing is published with it.
-      Facts(op).cancel_requested.store(true, std::memory_order_relaxed);
-      // A retry may have moved it back to Postponed meanwhile: then cancel that.
-      if (StateOf(op->word.load(std::memory_order_acquire)) == State::kInProgress ||
-          IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) {
-        return CancelOutcome::kCancelRequested;
+      State now;
+      {
+        // C1 (timers.cc): under the timer lock, as the runner's look before a
+        // retry. Relaxed: the lock orders it; nothing else is published with it
+        // (the callable polls it).
+        TimerLock lock(this);
+        Facts(op).cancel_requested.store(true, std::memory_order_relaxed);
+        now = StateOf(op->word.load(std::memory_order_acquire));
       }
+      requested = true;
+      // Still running: its runner makes no retry now (C1). Moved to Postponed
+      // for a retry before the request: cancel that, from the top.
+      if (now == State::kInProgress || IsTerminal(now)) return CancelOutcome::kCancelRequested;
       continue;
     }
     if (IsTerminal(s)) {
+      // Ended after our request reached it: by that request, if its next attempt
+      // read it first (it asks for no retry), or as its callable chose. Not if
+      // something else canceled it (CancelToken, Shutdown): that answer stands.
+      if (requested && (s != State::kCanceled || ReasonOf(w) == CancelReason::kByCancel)) {
+        return CancelOutcome::kCancelRequested;
+      }
       return absl::FailedPreconditionError(absl::StrCat(
           "Cancel: ", OpName(op), " already finished (", StateText(s),
           "); nothing was changed"));
@@ -1041,11 +1054,13 @@ FailurePolicy EngineImpl::PolicyFor(const Chain* c) {
   return it == policies_.end() ? FailurePolicy::kContinue : it->second;
 }
 
-void EngineImpl::CancelBehind(Operation* x, CancelReason reason, const Operation* spared) {
-  // The runner walks the nodes linked behind x, up to the tail as of now: those
-  // are "the rest" (a later submit is not affected). They cannot be released
+void EngineImpl::CancelBehind(Operation* x, CancelReason reason, const Operation* spared,
+                              Operation* last) {
+  // The runner walks the nodes linked behind x, up to `last` (F1 in worker.cc:
+  // the tail when x's failure was decided), or the tail as of now: those are
+  // "the rest" (a later submit is not affected). They cannot be released
   // before the runner moves past x, which it has not.
-  Operation* const last = x->chain->tail_.load(std::memory_order_seq_cst);
+  if (last == nullptr) last = x->chain->tail_.load(std::memory_order_seq_cst);
   if (last == x) return;
   for (Operation* n = x;;) {
     Operation* next;
@@ -1059,7 +1074,7 @@ void EngineImpl::CancelBehind(Operation* x, CancelReason reason, const Operation
   }
 }
 
-bool EngineImpl::HaltChain(Chain* c, Operation* x) {
+bool EngineImpl::HaltChain(Chain* c, Operation* x, std::uint32_t resume_epoch) {
   // Registered before halted_at_ is set: a ResumeToken that takes x from
   // halted_at_ at once then finds the entry it removes (registered after, x
   // would stay in the registry with a reference, and Shutdown would read its
@@ -1071,6 +1086,9 @@ bool EngineImpl::HaltChain(Chain* c, Operation* x) {
   bool halted = false;
   tokens_.WithChainLocked(c->key(), [&](Chain* found) {
     if (found != c) return;
+    // F1 (worker.cc): a ResumeToken since the failure was decided releases it.
+    // Relaxed: the shard lock orders it with ResumeToken's bump.
+    if (c->resume_epoch_.load(std::memory_order_relaxed) != resume_epoch) return;
     // The runner's ownership of x passes to halted_at_ (H3); ResumeToken or
     // Shutdown hands it to a run-queue entry. Relaxed: published by the lock.
     x->word.fetch_or(kOwnedBit, std::memory_order_relaxed);
@@ -1152,7 +1170,12 @@ absl::StatusOr<std::size_t> EngineImpl::ResumeToken(const Token& token) {
   std::vector<Operation*> ops;
   Operation* halted = nullptr;
   bool halted_entry = false;
+  const Chain* bumped = nullptr;
   ForEachInChain(token, [&](Chain* c, Operation* n) {
+    if (c != bumped) {  // F1 (worker.cc): once per chain, under the shard lock
+      c->resume_epoch_.fetch_add(1, std::memory_order_relaxed);
+      bumped = c;
+    }
     if (c->halted_at_ != nullptr && halted == nullptr) {
       halted = c->halted_at_;
       c->halted_at_ = nullptr;
@@ -1266,10 +1289,11 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   if (scope.closed()) return false;
   // Canceling an occurrence ends the series (DESIGN), a running one too: the
   // cancel request is the only stop its user could ask for, the next
-  // occurrence having no Handle yet. Relaxed, as Cancel's store (its pair): a
-  // request, as everywhere; one
-  // that lands after this look is too late for the series (README: cancel the
-  // next occurrence then), as a Cancel of an operation that has just ended is.
+  // occurrence having no Handle yet. Relaxed: a request, as everywhere (Cancel
+  // stores it under the timer lock, for C1 in timers.cc, which orders nothing
+  // here); one that lands after this look is too late for the series (README:
+  // cancel the next occurrence then), as a Cancel of an operation that has just
+  // ended is.
   if (Facts(op).cancel_requested.load(std::memory_order_relaxed)) return false;
   const std::int64_t now = NowNs();
   // From this occurrence's place on the grid (OpExtras::occurrence_ns, the

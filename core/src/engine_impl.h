@@ -381,7 +381,22 @@ class EngineImpl {
   Operation* Enlarge(Operation* op);
   // After `x` (a chain head) is finished with: the next runnable head, or nullptr.
   // Releases x (and any canceled nodes it skips).
-  Operation* AdvanceChain(Operation* x);
+  // Moves x's chain on past x (ended), applying the token's failure policy to a
+  // failed x: as decided before its failure was published (F1 in worker.cc) if
+  // `decided` is that decision, else as the policy reads now.
+  struct FailureDecision {
+    const Operation* op = nullptr;  // the failed head it was made for
+    FailurePolicy policy = FailurePolicy::kContinue;
+    Operation* last = nullptr;        // kCancelRest: the chain's tail then
+    std::uint32_t resume_epoch = 0;   // kHalt: Chain::resume_epoch_ then
+  };
+  Operation* AdvanceChain(Operation* x, const FailureDecision* decided = nullptr);
+  // F1: the decision for a failed head x of a chain, made before its runner
+  // publishes the failure.
+  FailureDecision DecideFailure(Operation* x);
+  // F1: Execute's decision for the head it just failed, for RunItem's
+  // AdvanceChain right after (same thread); cleared once used.
+  static thread_local FailureDecision t_failure_decision_;
   void ReleaseChainNode(Chain* c, Operation* x);
   // Destroys op's callable and drops the engine's reference (`sole`: U1-U3 in
   // worker.cc, frees it with no RMW).
@@ -403,10 +418,13 @@ class EngineImpl {
   FailurePolicy PolicyFor(const Chain* c);
   static std::string PolicyKey(const Token& token);
   void SetPolicy(const Token& token, FailurePolicy p);
-  // Runner only: cancels every not-started node linked behind x but `spared`.
-  void CancelBehind(Operation* x, CancelReason reason, const Operation* spared = nullptr);
-  // Runner only: holds the chain at failed head x (kHalt). False if not halted.
-  bool HaltChain(Chain* c, Operation* x);
+  // Runner only: cancels every not-started node linked behind x, up to `last`
+  // (the tail as of now if null), but `spared`.
+  void CancelBehind(Operation* x, CancelReason reason, const Operation* spared = nullptr,
+                    Operation* last = nullptr);
+  // Runner only: holds the chain at failed head x (kHalt), unless a ResumeToken
+  // came since `resume_epoch` was read (F1). False if not halted.
+  bool HaltChain(Chain* c, Operation* x, std::uint32_t resume_epoch);
   static OpExtras* ExtrasOf(Operation* op);
   static void DeleteRecurrence(OpExtras* ex);
   // The held registry, so Shutdown can find what no queue or timer holds: the
@@ -421,7 +439,8 @@ class EngineImpl {
   //       an operation that is Suspended has its entry, and an entry Suspend
   //       finds belongs to an operation that is Suspended or already canceled.
   //   R2  Halted: the runner adds the entry before it sets halted_at_ (or
-  //       removes it again if the chain is not its own); ResumeToken and
+  //       removes it again if the chain is not its own, or a ResumeToken came
+  //       since its failure was decided: F1 in worker.cc); ResumeToken and
   //       Shutdown remove it together with clearing halted_at_, under the
   //       chain's shard lock. So, under that lock and with no HaltChain between
   //       its two steps (Shutdown's sweep never meets one: HaltChain runs in a
@@ -496,9 +515,11 @@ class EngineImpl {
   absl::Status WheelFullError(const char* what) const;
   // Runner: InProgress -> Postponed at due_ns for its retry number `retry`
   // (stored with the change, so no reader sees a count that is then taken
-  // back). False if the wheel is full: nothing changed, and the caller fails the
-  // operation instead.
-  bool RepostponeForRetry(Operation* op, std::int64_t due_ns, int retry);
+  // back). kWheelFull: nothing changed, and the caller fails the operation
+  // instead; kCancelRequested: a Cancel asked for it during the attempt (C1 in
+  // timers.cc), nothing changed, and the caller cancels it instead.
+  enum class Repostponed { kYes, kWheelFull, kCancelRequested };
+  Repostponed RepostponeForRetry(Operation* op, std::int64_t due_ns, int retry);
   // Releases what is due at the clock's reading; returns the next deadline,
   // which it stores as the timekeeper's target, kicking the timekeeper if that
   // lowered the target, unless called by_timekeeper (timers.cc I5).

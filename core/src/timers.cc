@@ -220,9 +220,22 @@ void EngineImpl::DrainTimerInboxLocked(bool lower_target) {
   if (lower_target && earliest != INT64_MAX) LowerTimekeeperTarget(earliest);  // I5
 }
 
-bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns, int retry) {
+// C1, a cancel request against a retry: Cancel of an InProgress operation stores
+// cancel_requested and reads the state again under the timer lock, and the runner
+// reads the request and moves the operation to Postponed for its retry under the
+// same lock. So either Cancel reads Postponed, and cancels the waiting retry
+// itself, or the runner reads the request, and makes no retry: a Cancel that
+// answered kCancelRequested never leaves a retry to run. (Read outside the lock,
+// the request could land between the runner's look and its change, and Cancel,
+// still reading InProgress, answered while the retry went ahead.)
+EngineImpl::Repostponed EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns,
+                                                       int retry) {
   TimerLock lock(this);  // drains the inbox first (I2)
-  if (!ReserveTimers(1)) return false;  // I3
+  // Relaxed: C1's lock orders it with Cancel's store.
+  if (Facts(op).cancel_requested.load(std::memory_order_relaxed)) {
+    return Repostponed::kCancelRequested;
+  }
+  if (!ReserveTimers(1)) return Repostponed::kWheelFull;  // I3
   // Relaxed, both: published by the release CAS below (a Handle that reads the
   // count meanwhile may see either, never one taken back).
   Facts(op).retry_count.store(retry, std::memory_order_relaxed);
@@ -235,7 +248,7 @@ bool EngineImpl::RepostponeForRetry(Operation* op, std::int64_t due_ns, int retr
                                          std::memory_order_relaxed)) {
   }
   ArmTimerLocked(op, due_ns);  // in the place reserved above
-  return true;
+  return Repostponed::kYes;
 }
 
 std::optional<std::int64_t> EngineImpl::ReleaseDue(bool* ahead_pending, bool by_timekeeper) {

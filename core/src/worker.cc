@@ -563,7 +563,9 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
     Chain* const chain = cur->chain;
     Operation* next = nullptr;
     if (chain != nullptr) {
-      next = AdvanceChain(cur);  // releases cur; we own next, if any
+      // F1: the failure policy as decided before Execute published cur's failure.
+      next = AdvanceChain(cur, &t_failure_decision_);  // releases cur; we own next, if any
+      t_failure_decision_.op = nullptr;
     } else {
       ReleaseEngineRef(cur, sole);
     }
@@ -650,9 +652,9 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
     }
     // Cancel of the running attempt was requested: no further attempt (as a
     // Cancel of an operation waiting for its retry would have it). A compact
-    // node has no Handle, so nobody can ask. Relaxed, as Cancel's store (its
-    // pair): a request; one that lands after this look is for the next attempt,
-    // which a Cancel then finds waiting and cancels.
+    // node has no Handle, so nobody can ask. Relaxed: a first look, before the
+    // node is enlarged; a request that lands after it is read again under the
+    // timer lock (C1 in timers.cc), before the retry is made.
     if (!IsCompact(op) && Facts(op).cancel_requested.load(std::memory_order_relaxed)) {
       FinishInProgress(op, State::kCanceled,
                        "retry canceled: Cancel was requested during the attempt (" +
@@ -681,7 +683,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
       // RetryAfter(nanoseconds::max()) means "not in this clock's range".
       const std::int64_t now = NowNs();
       const std::int64_t due = now > 0 && delay > kMaxNs - now ? kMaxNs : now + delay;
-      bool reposted = false;
+      Repostponed reposted;
       {
         // S1 (engine_impl.cc, above Shutdown): armed before Shutdown drains the
         // wheel, or canceled.
@@ -691,9 +693,16 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
           return true;
         }
         reposted = RepostponeForRetry(op, due, done + 1);
-        if (reposted) Count(st, st.retried);
+        if (reposted == Repostponed::kYes) Count(st, st.retried);
       }
-      if (reposted) return false;
+      if (reposted == Repostponed::kYes) return false;
+      if (reposted == Repostponed::kCancelRequested) {  // C1 (timers.cc)
+        FinishInProgress(op, State::kCanceled,
+                         "retry canceled: Cancel was requested during the attempt (" +
+                             attempt.reason + ")",
+                         st, CancelReason::kByCancel);
+        return true;
+      }
       failed = true;
       error = "retry could not be scheduled: the timing wheel is full (Options::max_timers)";
     } else {
@@ -706,6 +715,8 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   OpExtras* ex = ExtrasIfAny(op, std::memory_order_acquire);
   const bool credit_handed_on =
       ex != nullptr && ex->recurrence != nullptr && SpawnNextOccurrence(op, st);
+  // F1: a failed head's policy is decided before its failure is published.
+  if (failed && op->chain != nullptr) t_failure_decision_ = DecideFailure(op);
   FinishInProgress(op, failed ? State::kFailed : State::kSucceeded, std::move(error), st,
                    CancelReason::kByCancel, sole, /*give_credit=*/!credit_handed_on);
   return true;
@@ -810,13 +821,48 @@ void EngineImpl::OnTerminal(State terminal, Stripe& st, bool give_credit) {
   if (give_credit) GiveCredit(st);
 }
 
-Operation* EngineImpl::AdvanceChain(Operation* x) {
+// F1, a failure policy against those who see the failure. What a failed head's
+// policy does is decided before its runner publishes the failure (the CAS to
+// Failed in FinishInProgress), and applied after it: the policy read then; for
+// kCancelRest the chain's tail then, the last operation it cancels; for kHalt
+// ResumeToken's count then (Chain::resume_epoch_), and HaltChain, under the shard
+// lock, holds the chain only if no ResumeToken has come since. A thread that sees
+// the failure (acquire, paired with that CAS) and then submits on the token, sets
+// its policy or resumes it acts after those reads (coherence: a read that
+// happens before an RMW reads an older value), so its submit is not canceled,
+// its policy applies from the next failure, and its ResumeToken is not lost: it
+// bumps the count before HaltChain looks, or it finds the chain halted and
+// releases it. (Decided after the failure was visible, a compensating operation
+// submitted on seeing it could be canceled as "the rest", and a ResumeToken on
+// seeing it find nothing to resume, the chain then halted for good.) A submit or
+// ResumeToken concurrent with the failure, before it is visible, may fall on
+// either side: the decision is read a little before the CAS (FinishInProgress
+// first prepares the error text), so one made just then is taken as later.
+thread_local EngineImpl::FailureDecision EngineImpl::t_failure_decision_;
+
+EngineImpl::FailureDecision EngineImpl::DecideFailure(Operation* x) {
+  FailureDecision d;
+  d.op = x;
+  d.policy = PolicyFor(x->chain);
+  if (d.policy == FailurePolicy::kCancelRest) {
+    // Acquire: pairs with Chain::Push's exchange, so the nodes up to it are ours to
+    // walk once linked (CancelBehind waits for links in flight).
+    d.last = x->chain->tail_.load(std::memory_order_acquire);
+  } else if (d.policy == FailurePolicy::kHalt) {
+    d.resume_epoch = x->chain->resume_epoch_.load(std::memory_order_relaxed);  // F1
+  }
+  return d;
+}
+
+Operation* EngineImpl::AdvanceChain(Operation* x, const FailureDecision* decided) {
   Chain* c = x->chain;
   // Failure policy: applied once per failed head (kPolicyDoneBit).
   std::uint32_t xw = x->word.load(std::memory_order_acquire);
   if (StateOf(xw) == State::kFailed && (xw & kPolicyDoneBit) == 0) {
     x->word.fetch_or(kPolicyDoneBit, std::memory_order_relaxed);  // runner-private flag
-    const FailurePolicy p = PolicyFor(c);
+    const FailureDecision d =
+        decided != nullptr && decided->op == x ? *decided : DecideFailure(x);
+    const FailurePolicy p = d.policy;
     if (p == FailurePolicy::kCancelRest) {
       // A failed occurrence's next is spared: a failure never stops a series
       // (DESIGN). It is in the rest, pushed before x ended (SpawnNextOccurrence,
@@ -824,7 +870,8 @@ Operation* EngineImpl::AdvanceChain(Operation* x) {
       // release store).
       const OpExtras* ex = ExtrasIfAny(x, std::memory_order_acquire);
       CancelBehind(x, CancelReason::kByPolicy,
-                   ex != nullptr ? ex->successor.load(std::memory_order_acquire) : nullptr);
+                   ex != nullptr ? ex->successor.load(std::memory_order_acquire) : nullptr,
+                   d.last);
     } else if (p == FailurePolicy::kHalt) {
       // S1 (engine_impl.cc, above Shutdown): halted and registered before
       // Shutdown's sweep of the held registry, or the rest canceled.
@@ -832,10 +879,12 @@ Operation* EngineImpl::AdvanceChain(Operation* x) {
       {
         ShutdownScope scope(this, MyStripe());
         closing = scope.closed();
-        if (!closing) halted = HaltChain(c, x);
+        if (!closing) halted = HaltChain(c, x, d.resume_epoch);
       }
       if (halted) return nullptr;  // held until ResumeToken (or Shutdown)
-      if (closing) CancelBehind(x, CancelReason::kByPolicy);
+      // Shutting down: the rest is canceled as Shutdown cancels a halted chain's
+      // (and says so: kByPolicy would name kCancelRest, not this token's policy).
+      if (closing) CancelBehind(x, CancelReason::kByShutdown);
     }
   }
   Operation* prev = x;

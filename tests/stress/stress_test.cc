@@ -1879,8 +1879,93 @@ void RunSuspendResumeRace(int ops) {
   for (const Handle& h : hs) ASSERT_EQ(h.state(), State::kCanceled);
 }
 
+// C1 (timers.cc): a Cancel that answers kCancelRequested leaves no retry to run.
+// Each operation retries at once, for ever; the test thread cancels it after a
+// varying number of attempts and a varying delay, so the request lands anywhere in
+// an attempt, often as it asks for its retry. Whatever Cancel answers, the
+// operation ends Canceled; after kCancelRequested no retry is made: its
+// retry_count, read as Cancel returns, is final (an attempt that Cancel found
+// running may still be entering its callable; one made after it returned may
+// not exist). With the request read only before the retry was made, not under
+// the timer lock, a retry slipped through in each of 5 runs.
+void RunCancelRequestRetryRace(int ops) {
+  Engine engine({.workers = Workers()});
+  std::vector<std::atomic<int>> attempts(static_cast<std::size_t>(ops));
+  int requested = 0;
+  for (int i = 0; i < ops; ++i) {
+    std::atomic<int>& mine = attempts[static_cast<std::size_t>(i)];
+    SubmitOptions o;
+    o.max_retries = 1'000'000;
+    if (i % 3 == 0) o.token = "t" + std::to_string(i % 5);
+    auto h = engine.Submit(
+        [&mine](Context& ctx) {
+          // acq_rel: the test thread's acquire loads see every start.
+          mine.fetch_add(1, std::memory_order_acq_rel);
+          ctx.RetryAfter(std::chrono::nanoseconds(0), "again");
+        },
+        o);
+    ASSERT_TRUE(h.ok()) << h.status();
+    while (mine.load(std::memory_order_acquire) < 1 + i % 3) std::this_thread::yield();
+    for (int k = 0; k < (i % 53) * 7; ++k) std::atomic_signal_fence(std::memory_order_seq_cst);
+    const absl::StatusOr<CancelOutcome> outcome = engine.Cancel(*h);
+    const int retries_at_return = h->retry_count();
+    ASSERT_TRUE(outcome.ok()) << outcome.status();
+    ASSERT_EQ(h->Wait(), State::kCanceled) << "operation " << i;
+    if (*outcome == CancelOutcome::kCancelRequested) {
+      ++requested;
+      ASSERT_EQ(h->retry_count(), retries_at_return)
+          << "operation " << i << ": a retry was made after Cancel answered kCancelRequested";
+    }
+  }
+  ::testing::Test::RecordProperty("cancel_requested", requested);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+}
+
+// F1 (worker.cc): a token's failure policy acts on what was behind the failed
+// head when its failure became visible, not on what a thread that saw it did next.
+// kCancelRest: an operation submitted on the token by a thread that has just seen
+// the failure (Handle::Wait) runs. kHalt: a ResumeToken made on seeing it releases
+// the chain, so what is submitted next runs. Decided after the failure was
+// published, the first was canceled as "the rest" and the second left the chain
+// halted for good, now and then.
+void RunFailurePolicyVisibilityRace(int rounds) {
+  Engine engine({.workers = Workers()});
+  ASSERT_TRUE(engine.SetFailurePolicy("rest", FailurePolicy::kCancelRest).ok());
+  ASSERT_TRUE(engine.SetFailurePolicy("halt", FailurePolicy::kHalt).ok());
+  auto fail = [] { throw std::runtime_error("planned failure"); };
+  std::atomic<int> ran{0};
+  auto count = [&ran] { ran.fetch_add(1, std::memory_order_relaxed); };
+  for (int i = 0; i < rounds; ++i) {
+    const bool halt = i % 2 == 1;
+    const std::string token = halt ? "halt" : "rest";
+    auto a = engine.Submit(fail, {.token = token});
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_EQ(a->Wait(), State::kFailed);
+    if (halt) {
+      ASSERT_TRUE(engine.ResumeToken(token).ok());
+    }
+    auto b = engine.Submit(count, {.token = token});
+    ASSERT_TRUE(b.ok()) << b.status();
+    ASSERT_TRUE(b->WaitFor(std::chrono::seconds(20)))
+        << "round " << i << ": the chain stayed halted after a ResumeToken made on seeing "
+        << "its failure";
+    ASSERT_EQ(b->state(), State::kSucceeded)
+        << "round " << i << " (" << token << "): " << b->error();
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(ran.load(), rounds);
+}
+
 TEST(StressTest, ExplainRacingTheChainsRunnerNeverStallsIt) {
   RunExplainRace(/*per_token=*/20000L * Scale());
+}
+
+TEST(StressTest, ACancelRequestDuringAnAttemptNeverLeavesARetryToRun) {
+  RunCancelRequestRetryRace(/*ops=*/3000 * Scale());
+}
+
+TEST(StressTest, FailurePoliciesSpareWhatIsDoneOnSeeingTheFailure) {
+  RunFailurePolicyVisibilityRace(/*rounds=*/4000 * Scale());
 }
 
 TEST(StressTest, CompletionTimesNeverChangeOnceTerminalUnderCancelRaces) {

@@ -236,8 +236,10 @@ class Engine {
 
   // Cancels an operation: kCanceled if it had not started (its body never runs and
   // its chain moves on; for an operation waiting to be retried, no further attempt
-  // runs), kCancelRequested if it is running. FailedPrecondition if
-  // it is already terminal; InvalidArgument for an empty handle. Canceling a
+  // runs), kCancelRequested if it is running (it then makes no further attempt: a
+  // retry it asks for ends it Canceled; also the answer when the request reached
+  // it and it ended before Cancel returned). FailedPrecondition if it is already
+  // terminal; InvalidArgument for an empty handle. Canceling a
   // recurring occurrence, running or not, ends its series; a request that
   // arrives as a running occurrence ends, after its next was made, is too late
   // for the series: cancel next_occurrence() then.
@@ -262,7 +264,8 @@ class Engine {
   absl::StatusOr<std::size_t> CancelToken(const Token& token);
   absl::StatusOr<std::size_t> SuspendToken(const Token& token);
   // Resumes every suspended operation of the token and releases a chain held by
-  // FailurePolicy::kHalt.
+  // FailurePolicy::kHalt, also one whose failed head has ended but is not held
+  // yet (that release is not counted).
   absl::StatusOr<std::size_t> ResumeToken(const Token& token);
   absl::StatusOr<TokenReport> TokenInfo(const Token& token) const;
   absl::Status SetFailurePolicy(const Token& token, FailurePolicy policy);
