@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <new>
 #include <limits>
 #include <thread>
 
@@ -78,13 +79,31 @@ EngineImpl::EngineImpl(Options options)
   }
   for (auto& w : workers_) {
     Worker* raw = w.get();
-    w->thread = std::thread([this, raw] { WorkerLoop(raw); });
+    w->thread = std::thread([this, raw] {
+      // The run path allocates outside the callable (a retry's error text, a
+      // series' next occurrence, a halted chain's registry entry); out of memory
+      // there ends the process, as in Submit past admission, with a message
+      // rather than std::terminate's silence. The callable's own exceptions
+      // never get here (Execute catches them).
+      try {
+        WorkerLoop(raw);
+      } catch (const std::bad_alloc&) {
+        ORDO_CHECK(false, "a worker ran out of memory outside a callable (a retry, a "
+                          "recurrence's next occurrence, a halted chain): out of memory");
+      }
+    });
     NameThread(w->thread, absl::StrCat("ordo-worker-", raw->index).c_str());
   }
   if (manual_clock_) {
     clock_listener_ = clock_->AddListener([this] { OnClockAdvanced(); });
   } else {
-    timekeeper_ = std::thread([this] { TimekeeperLoop(); });
+    timekeeper_ = std::thread([this] {
+      try {  // as the workers' (above)
+        TimekeeperLoop();
+      } catch (const std::bad_alloc&) {
+        ORDO_CHECK(false, "the timekeeper ran out of memory releasing timers: out of memory");
+      }
+    });
     NameThread(timekeeper_, "ordo-timekeeper");
   }
 }
