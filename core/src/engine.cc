@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -331,7 +332,17 @@ Clock::time_point ManualClock::Now() const {
 }
 
 void ManualClock::Advance(duration d) {
-  if (d.count() > 0) now_ns_.fetch_add(d.count(), std::memory_order_acq_rel);  // see now_ns_
+  if (d.count() > 0) {
+    // Saturating at the end of the range (Advance(nanoseconds::max()) is "to the
+    // end of time"; an add wrapped to before 1970). acq_rel, as a fetch_add was:
+    // see now_ns_.
+    std::int64_t cur = now_ns_.load(std::memory_order_relaxed);
+    std::int64_t next;
+    do {
+      if (__builtin_add_overflow(cur, d.count(), &next)) next = std::numeric_limits<std::int64_t>::max();
+    } while (!now_ns_.compare_exchange_weak(cur, next, std::memory_order_acq_rel,
+                                            std::memory_order_relaxed));
+  }
   Notify();
 }
 

@@ -69,6 +69,21 @@ TEST(PostponeTest, AfterTheClockStepsBackNothingStartsBeforeTheClockReadsItsTime
   EXPECT_GE(*h->started_at(), t0 + 10min);
 }
 
+// ManualClock::Advance saturates at the end of the range: "to the end of time"
+// releases everything postponed (the add once wrapped to before 1970, and the
+// clock then released nothing).
+TEST(PostponeTest, AdvancingAManualClockToTheEndOfTimeReleasesEverything) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  auto h = engine.Submit([] {}, {.postpone_until = clock.now() + 24h});
+  ASSERT_TRUE(h.ok());
+  clock.Advance(std::chrono::nanoseconds::max());
+  EXPECT_EQ(clock.now(), Clock::time_point::max());
+  ASSERT_TRUE(AwaitState(*h, State::kSucceeded));
+  clock.Advance(1h);  // stays at the end
+  EXPECT_EQ(clock.now(), Clock::time_point::max());
+}
+
 TEST(PostponeTest, APostponedOperationBlocksTheRestOfItsChain) {
   ManualClock clock;
   Engine engine({.workers = 2, .clock = &clock});

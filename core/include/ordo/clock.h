@@ -77,7 +77,8 @@ class ManualClock final : public Clock {
   time_point now() const { return Now(); }
   bool is_manual() const override { return true; }
 
-  // Moves the time forward by `d` (negative durations are ignored).
+  // Moves the time forward by `d` (negative durations are ignored; saturates at
+  // time_point::max()).
   void Advance(duration d);
   // Sets the time; a time before the current reading is allowed (a jump back).
   void Set(time_point t);
