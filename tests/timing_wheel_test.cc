@@ -547,8 +547,9 @@ TEST(TimingWheelTest, AReadingATickBehindLeavesTimeAndNothingComesOutBeforeIt) {
 // A clock stepped back an hour, with timers in every level, in the overflow list, in
 // the late list and in the stage of the next level-1 slot: the wheel goes back with
 // it and places every node again, so that what is postponed from the earlier time
-// sits in the levels (not in the late list, walked whole by every release) and
-// everything comes out exactly at its deadline, driven by NextDeadline.
+// sits in the levels (not in the late list, walked whole by every release), and
+// everything due within an hour of the later time comes out exactly at its
+// deadline, driven by NextDeadline; the rest stays placed (CheckInvariants).
 TEST(TimingWheelTest, AClockSteppedBackTakesTheWheelBackAndPlacesEveryNodeAgain) {
   constexpr std::int64_t kHourNs = 3'600'000 * kMs;
   constexpr std::size_t kOld = 300, kNew = 300, kStaged = 20;

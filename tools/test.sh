@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs every test: the release build (unit, API, stress, benchmark smoke
-# tests), a consumer project using Ordo installed and as a subdirectory, then the
+# tests, the fuzz corpus replayed: fuzz_replay.*), a consumer project using Ordo installed and as a subdirectory, then the
 # same suites under ThreadSanitizer and under AddressSanitizer + UBSan. ORDO_SANITIZERS=0 skips the sanitizer builds (a quick local run).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -335,7 +335,8 @@ void ManualClock::Advance(duration d) {
   if (d.count() > 0) {
     // Saturating at the end of the range (Advance(nanoseconds::max()) is "to the
     // end of time"; an add wrapped to before 1970). acq_rel, as a fetch_add was:
-    // see now_ns_.
+    // see now_ns_. The load and a failed CAS relaxed: only a guess at the value;
+    // the successful CAS decides.
     std::int64_t cur = now_ns_.load(std::memory_order_relaxed);
     std::int64_t next;
     do {

@@ -1192,6 +1192,8 @@ absl::StatusOr<std::size_t> EngineImpl::ResumeToken(const Token& token) {
   const Chain* bumped = nullptr;
   ForEachInChain(token, [&](Chain* c, Operation* n) {
     if (c != bumped) {  // F1 (worker.cc): once per chain, under the shard lock
+      // Relaxed: the shard lock orders it with HaltChain's read
+      // (Chain::resume_epoch_).
       c->resume_epoch_.fetch_add(1, std::memory_order_relaxed);
       bumped = c;
     }

@@ -209,9 +209,11 @@ struct OpFacts {
   // Release on store (Submit before publish, or the sole runner), acquire on load.
   Atomic<OpExtras*> extras{nullptr};
   Atomic<std::int32_t> retry_count{0};
-  // Set by Cancel on a running operation; read by Context::cancel_requested and
-  // by SpawnNextOccurrence (a request ends a series).
-  // Relaxed: a request, not a publication; nothing else is read because of it.
+  // Set by Cancel on a running operation, under the timer lock (C1 in timers.cc);
+  // read by Context::cancel_requested, Execute, SpawnNextOccurrence (a request
+  // ends a series) and, under the timer lock, RepostponeForRetry (no retry after a
+  // request). Relaxed: a request, not a publication; the one order C1 needs comes
+  // from the timer lock.
   Atomic<bool> cancel_requested{false};
   // Set while the node's timer is in the wheel (under the timer lock).
   bool in_wheel = false;

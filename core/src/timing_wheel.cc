@@ -307,10 +307,10 @@ void TimingWheel::Advance(std::int64_t now_ns, std::vector<TimerNode*>* due) {
     if (TickOf(now_ns) + 1 < now_tick_) {
       StepBack(now_ns);  // then released as within the tick, below
     } else {
-      // A tick or less: time stays, and nothing comes out before the caller's
-      // reading: only late nodes (W7) can be due by it (every other node is due
-      // after now_ns_), and those due by the wheel's time but not yet by the
-      // clock's wait for the clock (NextDeadline names the earliest exactly).
+      // A reading in tick T or T-1: time stays, and nothing comes out before the
+      // caller's reading: only late nodes (W7) can be due by it (every other node
+      // is due after now_ns_), and those due by the wheel's time but not yet by
+      // the clock's wait for the clock (NextDeadline names the earliest exactly).
       // Once this released what the wheel's time made due: a clock stepped back
       // ran new postponements early.
       ReleaseLateUpTo(now_ns, due);

@@ -849,7 +849,9 @@ EngineImpl::FailureDecision EngineImpl::DecideFailure(Operation* x) {
     // walk once linked (CancelBehind waits for links in flight).
     d.last = x->chain->tail_.load(std::memory_order_acquire);
   } else if (d.policy == FailurePolicy::kHalt) {
-    d.resume_epoch = x->chain->resume_epoch_.load(std::memory_order_relaxed);  // F1
+    // Relaxed: read before the release CAS to Failed; a ResumeToken by a thread
+    // that saw the failure bumps it later (coherence, F1).
+    d.resume_epoch = x->chain->resume_epoch_.load(std::memory_order_relaxed);
   }
   return d;
 }
@@ -874,7 +876,9 @@ Operation* EngineImpl::AdvanceChain(Operation* x, const FailureDecision* decided
                    d.last);
     } else if (p == FailurePolicy::kHalt) {
       // S1 (engine_impl.cc, above Shutdown): halted and registered before
-      // Shutdown's sweep of the held registry, or the rest canceled.
+      // Shutdown's sweep of the held registry, or the rest canceled; or neither,
+      // when a ResumeToken came since the failure was decided (F1): the chain
+      // moves on.
       bool closing, halted = false;
       {
         ShutdownScope scope(this, MyStripe());

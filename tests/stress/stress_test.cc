@@ -1934,6 +1934,7 @@ void RunFailurePolicyVisibilityRace(int rounds) {
   ASSERT_TRUE(engine.SetFailurePolicy("halt", FailurePolicy::kHalt).ok());
   auto fail = [] { throw std::runtime_error("planned failure"); };
   std::atomic<int> ran{0};
+  // Relaxed: read after WaitIdle, which orders every body before it.
   auto count = [&ran] { ran.fetch_add(1, std::memory_order_relaxed); };
   for (int i = 0; i < rounds; ++i) {
     const bool halt = i % 2 == 1;

@@ -43,7 +43,9 @@ DynamicsCodes ToDynamics(State s);
 // The outcome of Engine::Cancel when it is not an error.
 enum class CancelOutcome : std::uint8_t {
   kCanceled,         // it had not started: it is Canceled and its body never runs
-  kCancelRequested,  // it is running: Context::cancel_requested() now answers true
+  // It was running when the request reached it: Context::cancel_requested()
+  // answers true, and it makes no further attempt (Engine::Cancel).
+  kCancelRequested,
 };
 
 }  // namespace ordo
