@@ -291,7 +291,12 @@ std::int64_t EngineImpl::NowLowerBoundNs() const {
 }
 
 bool EngineImpl::BeyondHorizon(std::int64_t t, std::int64_t now) const {
-  return t > now && t - now > options_.horizon.count();
+  if (t <= now) return false;
+  // In uint64: t > now, so the difference is exact, also for a clock reading
+  // before 1970 (as an int64 it overflowed there, and a far time was accepted).
+  const std::uint64_t ahead = static_cast<std::uint64_t>(t) - static_cast<std::uint64_t>(now);
+  const std::int64_t horizon = options_.horizon.count();
+  return horizon < 0 || ahead > static_cast<std::uint64_t>(horizon);
 }
 
 absl::Status EngineImpl::CheckHorizon(std::int64_t t, std::int64_t now,

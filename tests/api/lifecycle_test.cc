@@ -84,6 +84,21 @@ TEST(PostponeTest, AdvancingAManualClockToTheEndOfTimeReleasesEverything) {
   EXPECT_EQ(clock.now(), Clock::time_point::max());
 }
 
+// The horizon holds for a clock that reads before 1970 too: the distance to a far
+// due time is measured without overflow (an int64 difference wrapped, and
+// time_point::max() was accepted).
+TEST(PostponeTest, TheHorizonHoldsForAClockBeforeNineteenSeventy) {
+  ManualClock clock(Clock::time_point(-std::chrono::hours(1)));
+  Engine engine({.workers = 1, .clock = &clock});
+  auto far = engine.Submit([] {}, {.postpone_until = Clock::time_point::max()});
+  ASSERT_FALSE(far.ok());
+  EXPECT_EQ(far.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(far.status().message(), HasSubstr("beyond the engine's horizon"));
+  auto near = engine.Submit([] {}, {.postpone_until = Clock::time_point(std::chrono::hours(1))});
+  ASSERT_TRUE(near.ok()) << near.status();  // two hours ahead: within it
+  EXPECT_EQ(near->state(), State::kPostponed);
+}
+
 TEST(PostponeTest, APostponedOperationBlocksTheRestOfItsChain) {
   ManualClock clock;
   Engine engine({.workers = 2, .clock = &clock});
