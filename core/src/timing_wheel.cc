@@ -203,6 +203,15 @@ void TimingWheel::Place(TimerNode* node, std::int64_t tick) {
   PushUnsorted(kOverflowList, &overflow_min_, node);  // W5
 }
 
+void TimingWheel::File(TimerNode* node) {
+  const std::int64_t tick = TickOf(node->deadline());
+  if (tick <= now_tick_) {
+    PushUnsorted(kLateList, &late_min_, node);  // W7
+  } else {
+    Place(node, tick);
+  }
+}
+
 void TimingWheel::Forget(TimerNode* node) {
   node->prev = nullptr;
   node->next = nullptr;
@@ -270,12 +279,7 @@ absl::Status TimingWheel::Insert(TimerNode* node, std::int64_t deadline_ns, std:
   // these values, and for an engine's node they are the values already there.
   node->deadline_ns.store(deadline_ns, std::memory_order_relaxed);
   node->seq.store(seq, std::memory_order_relaxed);
-  const std::int64_t tick = TickOf(deadline_ns);
-  if (tick <= now_tick_) {
-    PushUnsorted(kLateList, &late_min_, node);  // W7
-  } else {
-    Place(node, tick);
-  }
+  File(node);
   ++size_;
   return absl::OkStatus();
 }
@@ -466,14 +470,7 @@ void TimingWheel::StepBack(std::int64_t now_ns) {
   overflow_min_ = MinCache{};
   now_ns_ = now_ns;
   now_tick_ = TickOf(now_ns);  // W8
-  for (TimerNode* node : regroup_) {
-    const std::int64_t tick = TickOf(node->deadline());
-    if (tick <= now_tick_) {
-      PushUnsorted(kLateList, &late_min_, node);  // W7
-    } else {
-      Place(node, tick);
-    }
-  }
+  for (TimerNode* node : regroup_) File(node);
   regroup_.clear();
 }
 

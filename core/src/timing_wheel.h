@@ -352,6 +352,9 @@ class TimingWheel {
   void PushFront(std::uint32_t list, TimerNode* node);
   void Unlink(TimerNode* node);                    // keeps occupied_ (W2)
   void Place(TimerNode* node, std::int64_t tick);  // tick > now_tick_
+  // Links an unlinked node by its deadline relative to T: the late list at or
+  // before T (W7), else Place. What Insert and StepBack do with each node.
+  void File(TimerNode* node);
   void PushUnsorted(std::uint32_t list, MinCache* min, TimerNode* node);
   void ReleaseList(std::uint32_t list, std::vector<TimerNode*>* due);
   void DetachList(std::uint32_t list, std::vector<TimerNode*>* out);
