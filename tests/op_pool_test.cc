@@ -162,5 +162,56 @@ TEST(OpPoolTest, AProducerAndAConsumerThreadReachASteadyStateWithNoNewNodes) {
   EXPECT_EQ(OpPool::NodesCreated(), before);
 }
 
+// A thread_local made before the thread's first node is destroyed after the
+// thread's node caches: what it frees or allocates then goes through the depot
+// one node at a time. (It went into fresh magazines that the ending thread
+// kept: those nodes, and a depot magazine a late Allocate took, were lost.)
+struct LateUser {
+  bool allocate_late = false;
+  Operation* to_free = nullptr;
+  Operation** late_node = nullptr;  // where a late Allocate reports its node
+  ~LateUser() {
+    if (to_free != nullptr) OpPool::Free(to_free);
+    if (allocate_late) {
+      Operation* a = OpPool::Allocate(NodeKind::kFacts);
+      *late_node = a;
+      OpPool::Free(a);
+    }
+  }
+};
+thread_local LateUser t_late_user;
+
+// The next node a fresh thread allocates (its caches start empty, so it takes
+// the magazine the depot hands out next).
+Operation* FirstNodeOfAFreshThread(NodeKind kind) {
+  Operation* got = nullptr;
+  std::thread([&] {
+    got = OpPool::Allocate(kind);
+    OpPool::Free(got);
+  }).join();
+  return got;
+}
+
+TEST(OpPoolTest, ANodeFreedAfterTheThreadsCacheIsGoneGoesBackToTheDepot) {
+  Operation* late = nullptr;
+  std::thread([&] {
+    t_late_user.to_free = nullptr;  // made first, so destroyed after the cache
+    late = OpPool::Allocate(NodeKind::kCompact);
+    t_late_user.to_free = late;
+  }).join();
+  EXPECT_EQ(FirstNodeOfAFreshThread(NodeKind::kCompact), late);
+}
+
+TEST(OpPoolTest, ANodeAllocatedAfterTheThreadsCacheIsGoneComesFromTheDepotAndGoesBack) {
+  Operation* late = nullptr;
+  std::thread([&] {
+    t_late_user.allocate_late = true;  // made first, so destroyed after the cache
+    t_late_user.late_node = &late;
+    OpPool::Free(OpPool::Allocate(NodeKind::kFacts));  // the cache exists now
+  }).join();
+  ASSERT_NE(late, nullptr);
+  EXPECT_EQ(FirstNodeOfAFreshThread(NodeKind::kFacts), late);
+}
+
 }  // namespace
 }  // namespace ordo::internal

@@ -57,6 +57,35 @@ class Depot {
     std::lock_guard<std::mutex> lock(mu_);
     (m->count > 0 ? loaded_ : empty_).push_back(m);
   }
+  // One node, from a thread whose caches are gone (LateFrees): onto the
+  // magazine a TakeLoaded hands out next, or a fresh one if that is full.
+  void GiveOne(Operation* op) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (loaded_.empty() || loaded_.back()->full()) {
+      Magazine* m = nullptr;
+      if (!empty_.empty()) {
+        m = empty_.back();
+        empty_.pop_back();
+      } else {
+        m = new Magazine();
+      }
+      loaded_.push_back(m);
+    }
+    Magazine* m = loaded_.back();
+    m->slots[m->count++] = op;
+  }
+  // One node for a thread whose caches are gone, null if the depot has none.
+  Operation* TakeOne() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (loaded_.empty()) return nullptr;
+    Magazine* m = loaded_.back();
+    Operation* op = m->slots[--m->count];
+    if (m->count == 0) {
+      loaded_.pop_back();
+      empty_.push_back(m);
+    }
+    return op;
+  }
 
  private:
   std::mutex mu_;
@@ -85,6 +114,15 @@ Atomic<std::size_t> g_nodes_created{0};
 // absorbs a burst of either without a depot visit (a thread that alternates
 // allocating and freeing around a magazine boundary would otherwise visit it on
 // every call).
+// Late frees. A thread_local destructor that runs after this thread's cache of
+// a kind is gone (one holding a Handle, say, made before the thread's first
+// node) may still free or allocate a node of that kind: it must not touch the
+// destroyed cache (filling fresh magazines there leaked them and their nodes),
+// so it trades one node at a time with the depot (Depot::GiveOne, TakeOne).
+// t_cache_gone says which caches are gone: trivially destructible, so it can be
+// read until the thread's very end.
+thread_local bool t_cache_gone[3] = {false, false, false};
+
 struct LocalCache {
   explicit LocalCache(NodeKind k) : kind(k) {}
   const NodeKind kind;
@@ -93,11 +131,9 @@ struct LocalCache {
   ~LocalCache() {
     TheDepot(kind).Give(loaded);
     TheDepot(kind).Give(spare);
-    // A later thread_local destructor of this thread (one holding a Handle, say)
-    // may still free a node: it then fills fresh magazines, which the ending
-    // thread keeps, instead of writing into the ones the depot now owns.
     loaded = nullptr;
     spare = nullptr;
+    t_cache_gone[static_cast<int>(kind)] = true;  // later calls go to the depot
   }
   void Ready() {
     if (loaded == nullptr) {
@@ -176,6 +212,13 @@ inline void Prefetch(NodeKind kind, Operation* op) {
 }  // namespace
 
 Operation* OpPool::Allocate(NodeKind kind) {
+  if (t_cache_gone[static_cast<int>(kind)]) [[unlikely]] {  // Late frees, above
+    if (Operation* op = TheDepot(kind).TakeOne()) return op;
+    Magazine m;
+    FillFromSlab(kind, &m);
+    for (std::size_t i = 0; i + 1 < m.count; ++i) TheDepot(kind).GiveOne(m.slots[i]);
+    return m.slots[m.count - 1];
+  }
   LocalCache& c = CacheOf(kind);
   c.Ready();
   Magazine* m = c.loaded;
@@ -216,6 +259,10 @@ void OpPool::Free(Operation* op) {
     ORDO_DCHECK(!Facts(op).in_wheel && !Facts(op).timer.linked() &&
                     Facts(op).timer.prev == nullptr && Facts(op).timer.next == nullptr,
                 "a node freed with its timer armed");
+  }
+  if (t_cache_gone[static_cast<int>(kind)]) [[unlikely]] {  // Late frees, above
+    TheDepot(kind).GiveOne(op);
+    return;
   }
   LocalCache& c = CacheOf(kind);
   c.Ready();
