@@ -398,6 +398,8 @@ class EngineImpl {
   // AdvanceChain right after (same thread); cleared once used.
   static thread_local FailureDecision t_failure_decision_;
   void ReleaseChainNode(Chain* c, Operation* x);
+  // Destroys op's callable, if it still has one; by whoever releases op.
+  void DestroyCallable(Operation* op);
   // Destroys op's callable and drops the engine's reference (`sole`: U1-U3 in
   // worker.cc, frees it with no RMW).
   void ReleaseEngineRef(Operation* op, bool sole = false);

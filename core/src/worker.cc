@@ -893,6 +893,12 @@ Operation* EngineImpl::AdvanceChain(Operation* x, const FailureDecision* decided
   }
   Operation* prev = x;
   for (;;) {
+    // The callable's destructor (its captures') is prev's last write: before
+    // the chain moves on, so it happens-before the next operation of the token
+    // starts (DESIGN: everything A wrote). It ran after Advance once, and when
+    // that emptied the chain, an operation submitted then could start on
+    // another worker while this destructor still ran.
+    DestroyCallable(prev);
     Operation* n = tokens_.Advance(prev);
     if (n == nullptr) {
       // The chain is idle (and may be retired by a sweep at any time): Advance
@@ -925,11 +931,15 @@ void EngineImpl::ReleaseChainNode(Chain* c, Operation* x) {
   ReleaseEngineRef(x);
 }
 
-void EngineImpl::ReleaseEngineRef(Operation* op, bool sole) {
+void EngineImpl::DestroyCallable(Operation* op) {
   if (op->ops != nullptr) {
     op->ops->destroy(op->storage);
     op->ops = nullptr;
   }
+}
+
+void EngineImpl::ReleaseEngineRef(Operation* op, bool sole) {
+  DestroyCallable(op);
   if (sole) {
     Reclaim(op);  // U1: still the only reference (none can be made), so no RMW
   } else {

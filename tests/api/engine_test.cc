@@ -108,6 +108,57 @@ TEST(ChainTest, AnOperationSubmittingToItsOwnTokenDoesNotRunItInline) {
   EXPECT_THAT(seen, ElementsAre("outer-begin", "outer-end", "inner"));
 }
 
+// What an operation's captures do as they are destroyed is part of what it
+// wrote: it happens-before the next operation of its token starts, also when
+// the chain had emptied. (The captures were destroyed after the chain emptied,
+// so an operation submitted then started on the other worker meanwhile.)
+TEST(ChainTest, AnOperationsCapturesAreDestroyedBeforeTheNextOfItsTokenStarts) {
+  Engine engine({.workers = 2});
+  std::mutex mu;
+  std::vector<std::string> seen;
+  std::atomic<bool> next_started{false};
+  std::promise<void> destroying;
+  struct Probe {
+    std::mutex* mu;
+    std::vector<std::string>* seen;
+    std::atomic<bool>* next_started;
+    std::promise<void>* destroying;
+    bool armed = true;
+    Probe(std::mutex* m, std::vector<std::string>* s, std::atomic<bool>* n, std::promise<void>* d)
+        : mu(m), seen(s), next_started(n), destroying(d) {}
+    Probe(const Probe&) = delete;
+    Probe(Probe&& o) noexcept
+        : mu(o.mu), seen(o.seen), next_started(o.next_started), destroying(o.destroying) {
+      o.armed = false;  // only the engine's copy reports
+    }
+    ~Probe() {
+      if (!armed) return;
+      destroying->set_value();
+      // Gives the next operation, submitted now, every chance to start early:
+      // a bounded look, not a synchronisation (it passes with or without it).
+      for (int i = 0; i < 300 && !next_started->load(); ++i) {
+        std::this_thread::sleep_for(1ms);
+      }
+      std::lock_guard<std::mutex> lock(*mu);
+      seen->push_back("first's captures destroyed");
+    }
+  };
+  auto first = engine.Submit([p = Probe(&mu, &seen, &next_started, &destroying)] {},
+                             {.token = "t"});
+  ASSERT_TRUE(first.ok());
+  destroying.get_future().wait();  // the first has run, and its captures are going
+  auto second = engine.Submit(
+      [&] {
+        next_started = true;
+        std::lock_guard<std::mutex> lock(mu);
+        seen.push_back("second started");
+      },
+      {.token = "t"});
+  ASSERT_TRUE(second.ok());
+  ASSERT_TRUE(AwaitState(*second, State::kSucceeded));
+  EXPECT_THAT(seen, ElementsAre("first's captures destroyed", "second started"));
+}
+
 TEST(ChainTest, DifferentTokensRunConcurrently) {
   Engine engine({.workers = 2});
   std::latch both(2);
