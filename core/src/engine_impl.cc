@@ -70,7 +70,10 @@ EngineImpl::EngineImpl(Options options)
   }
   {
     MutexLock lock(&timer_mu_);
-    wheel_ = std::make_unique<TimingWheel>(options_.tick.count(), NowNs(), options_.max_timers);
+    // Room for max_timers and a place per live series past it (I3 in timers.cc);
+    // both limits are at most 2^62, so the sum fits.
+    wheel_ = std::make_unique<TimingWheel>(options_.tick.count(), NowNs(),
+                                           options_.max_timers + options_.max_pending);
   }
   parker_ = std::make_unique<Parker>(options_.workers);
   workers_.reserve(options_.workers);
@@ -1325,8 +1328,7 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   // From this occurrence's place on the grid (OpExtras::occurrence_ns, the
   // start for the first), or its due time if a Postpone moved it later:
   // computing from its due time alone found the start again for a first
-  // occurrence run early, and from `now` the same occurrence again after a full
-  // wheel made it run at once.
+  // occurrence run early.
   const std::int64_t this_due =
       std::max(Facts(op).due_ns().load(std::memory_order_relaxed), ex->occurrence_ns);
   const std::int64_t after = std::max(now, this_due);
@@ -1367,15 +1369,8 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   Count(st, st.submitted);
   if (postponed) {
     TimerLock lock(this);  // drains the inbox first (I2)
-    if (ReserveTimers(1)) {  // I3
-      ArmTimerLocked(n, due);
-    } else {
-      // The wheel is full: the occurrence runs now rather than not at all.
-      Facts(n).due_ns().store(kNoTime, std::memory_order_relaxed);
-      // Relaxed: private until MakeHead or the chain push below publishes it.
-      n->word.store(KeptBitsOf(n) | static_cast<std::uint32_t>(State::kWaiting),
-                    std::memory_order_relaxed);
-    }
+    TakeSeriesTimer();     // I3: a place even when the wheel is full
+    ArmTimerLocked(n, due);
   }
   if (op->chain == nullptr) {
     MakeHead(n);

@@ -478,6 +478,9 @@ class EngineImpl {
   // next, last->next is overwritten) onto the inbox with one CAS, `earliest`
   // being the smallest of their due times.
   bool ReserveTimers(std::int64_t n);
+  // A series' next occurrence: one place, past max_timers if there is none
+  // (I3's one exception, timers.cc).
+  void TakeSeriesTimer();
   void PushTimers(TimerNode* first, TimerNode* last, std::int64_t earliest);
   // Moves the inbox into the wheel; every holder of timer_mu_ calls it first.
   // With lower_target (every holder but ReleaseDue, which works out the target

@@ -106,11 +106,10 @@ struct OpExtras {
   std::string recurrence_text;
   std::int64_t recurrence_start_ns = kNoTime;
   // An occurrence's time on its series' grid (the start, for the first): kept
-  // apart from the due time, which a full wheel clears (the occurrence then
-  // runs at once) and a Postpone moves, so that the series goes on from this
-  // point, not from now, nor from before it (the first occurrence postponed to
-  // before its start, or run while the clock stepped back, found the start
-  // itself as its next, and ran twice).
+  // apart from the due time, which a Postpone moves or clears, so that the
+  // series goes on from this point, not from before it (the first occurrence
+  // postponed to before its start, or run while the clock stepped back, found
+  // the start itself as its next, and ran twice).
   std::int64_t occurrence_ns = kNoTime;
   void* recurrence = nullptr;  // const RecurrenceRule*, owned (engine_impl.cc)
   int max_retries = -1;

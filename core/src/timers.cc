@@ -42,11 +42,16 @@
 //   I3  timers_armed_ counts wheel + inbox + places reserved and not yet armed.
 //       Every place is taken by ReserveTimers' CAS, which never takes the count
 //       past max_timers: Submit and PostBatch (for all their postponed
-//       operations at once) before they push, Postpone, Resume, a retry and a
-//       recurrence under timer_mu_ before they change the word (and give it
-//       back if they then arm nothing). A disarm or a release gives one back; a
-//       re-postponement moves its timer and keeps its place. So the wheel never
-//       exceeds max_timers, and neither a drain's insert nor an arm can fail.
+//       operations at once) before they push, Postpone, Resume and a retry
+//       under timer_mu_ before they change the word (and give it back if they
+//       then arm nothing). One exception: a series' next occurrence
+//       (TakeSeriesTimer) takes its place even past max_timers. It replaces the
+//       occurrence that just ended, whose admission credit it takes over, so
+//       these extra places number at most the live series, which max_pending
+//       bounds. A disarm or a release gives one back; a re-postponement moves
+//       its timer and keeps its place. So the wheel never holds more than
+//       max_timers + max_pending (its own cap), and neither a drain's insert nor
+//       an arm can fail.
 //   I4  Submit lowers timekeeper_target_ and kicks when its due time is earlier.
 //       The timekeeper reads the kick count before it drains, so a kick after
 //       that makes its sleep return at once.
@@ -140,6 +145,16 @@ bool EngineImpl::ReserveTimers(std::int64_t n) {
     if (armed + n > limit) return false;
   } while (!timers_armed_.compare_exchange_weak(armed, armed + n, std::memory_order_relaxed));
   return true;
+}
+
+void EngineImpl::TakeSeriesTimer() {
+  // I3's exception: a series that finds the wheel full waits for its next
+  // occurrence's time all the same. (It ran that occurrence at once instead,
+  // then spawned the next from that occurrence's place on the grid, which was
+  // in the future too: with the wheel full, every later occurrence ran back
+  // to back, and the series ended at the end of the clock's range.) Relaxed:
+  // an admission count, as in ReserveTimers.
+  timers_armed_.fetch_add(1, std::memory_order_relaxed);
 }
 
 Atomic<TimerNode*>& EngineImpl::InboxWayOf(const TimerNode* first) {

@@ -1173,12 +1173,13 @@ TEST(RecurrenceEngineTest, AnOccurrenceTakesOverItsPredecessorsPlaceUnderMaxPend
   ASSERT_TRUE(engine.WaitIdle().ok());
 }
 
-// A next occurrence that finds the wheel full runs at once rather than not at
-// all (a series never silently stops), and the series goes on from that
-// occurrence's place on its grid, not from the time it ran: COUNT still ends it.
-// (It went on from "now", found the same occurrence again, and spawned it for
-// ever while the wheel stayed full.)
-TEST(RecurrenceEngineTest, AnOccurrenceThatFindsTheWheelFullRunsAtOnceAndTheSeriesStillEnds) {
+// A next occurrence that finds the wheel full still waits for its time: it
+// takes a place past max_timers (it replaces the occurrence that ended), and
+// other postponements are refused meanwhile. (It ran at once instead, and its
+// own next, from its place on the grid, was in the future too: with the wheel
+// full, a daily series ran every occurrence to the end of the clock's range
+// back to back, 86,298 of them, and ended.)
+TEST(RecurrenceEngineTest, AnOccurrenceThatFindsTheWheelFullStillWaitsForItsTime) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
   Gate gate;
@@ -1187,7 +1188,7 @@ TEST(RecurrenceEngineTest, AnOccurrenceThatFindsTheWheelFullRunsAtOnceAndTheSeri
       [&runs, wait = gate.Waiter()] {
         if (runs.fetch_add(1) == 0) wait();
       },
-      {.recurrence = "FREQ=MINUTELY;COUNT=2"});
+      {.recurrence = "FREQ=DAILY;COUNT=3"});
   ASSERT_TRUE(first.ok());
   ASSERT_TRUE(AwaitState(*first, State::kInProgress));
   // The wheel's one place, taken while the first occurrence runs.
@@ -1197,12 +1198,27 @@ TEST(RecurrenceEngineTest, AnOccurrenceThatFindsTheWheelFullRunsAtOnceAndTheSeri
   ASSERT_TRUE(AwaitState(*first, State::kSucceeded));
   Handle second = first->next_occurrence();
   ASSERT_TRUE(second.valid());
-  ASSERT_TRUE(AwaitState(second, State::kSucceeded));  // at once: the clock stood still
-  EXPECT_FALSE(second.next_occurrence().valid()) << "COUNT=2 reached, yet the series went on";
-  EXPECT_EQ(runs.load(), 2);
-  clock.Advance(1h);
-  ASSERT_TRUE(AwaitState(*filler, State::kSucceeded));
   ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(second.state(), State::kPostponed);
+  EXPECT_EQ(runs.load(), 1);
+  EXPECT_EQ(engine.stats().postponed, 2u);  // one past max_timers
+  // The wheel is still full for everything else.
+  EXPECT_EQ(engine.Post([] {}, {.postpone_until = clock.now() + 1min}).code(),
+            absl::StatusCode::kResourceExhausted);
+  clock.Advance(std::chrono::hours(24));
+  ASSERT_TRUE(AwaitState(second, State::kSucceeded));
+  EXPECT_EQ(runs.load(), 2);
+  ASSERT_TRUE(AwaitState(*filler, State::kSucceeded));
+  Handle third = second.next_occurrence();
+  ASSERT_TRUE(third.valid());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(third.state(), State::kPostponed);
+  clock.Advance(std::chrono::hours(24));
+  ASSERT_TRUE(AwaitState(third, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_FALSE(third.next_occurrence().valid()) << "COUNT=3 reached, yet the series went on";
+  EXPECT_EQ(runs.load(), 3);
+  EXPECT_EQ(engine.stats().postponed, 0u);
 }
 
 TEST(RecurrenceEngineTest, AnInvalidRuleIsRejectedNamingTheBadPart) {

@@ -102,7 +102,9 @@ struct Options {
   // Furthest postpone-until accepted, measured from the clock's reading at submit.
   std::chrono::nanoseconds horizon = std::chrono::hours(24 * 366 * 10);
   // Postponed operations that may be pending in the timing wheel at once (above
-  // 2^62 taken as 2^62).
+  // 2^62 taken as 2^62). A recurring series' next occurrence is the exception:
+  // it takes a place past the limit when there is none (it replaces the
+  // occurrence that ended, so at most one more per live series).
   std::size_t max_timers = std::size_t{1} << 22;
   // Consecutive operations of one chain a worker runs before it requeues the chain
   // behind other work (fairness budget).
