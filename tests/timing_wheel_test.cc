@@ -950,6 +950,21 @@ TEST(TimingWheelTest, ExtremeDeadlinesAtTheEndsOfInt64) {
   }
 }
 
+// The distance the timekeeper sleeps and the horizon measures: exact across the
+// whole of int64 (an int64 difference overflowed from a reading before 1970 to a
+// due time far ahead, and the timekeeper spun instead of sleeping).
+TEST(TimingWheelTest, NsAheadIsExactAcrossTheWholeOfInt64) {
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  EXPECT_EQ(NsAhead(kMax, kMin), std::numeric_limits<std::uint64_t>::max());
+  EXPECT_EQ(NsAhead(kMax / 2 + kMax / 4, -(kMax / 2 + kMax / 4)),
+            2 * static_cast<std::uint64_t>(kMax / 2 + kMax / 4));
+  EXPECT_EQ(NsAhead(5, -7), 12u);
+  EXPECT_EQ(NsAhead(-7, 5), 0u);    // behind: not ahead
+  EXPECT_EQ(NsAhead(kMin, kMax), 0u);
+  EXPECT_EQ(NsAhead(3, 3), 0u);
+}
+
 // A large release is sorted by bucket (SortRange) and, after a sorted run at its
 // front, merged (SortNodes): both must give exactly the (deadline, seq) order,
 // whatever the deadlines' span (here the whole of int64, so the bucket shift is

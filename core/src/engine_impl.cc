@@ -295,9 +295,9 @@ std::int64_t EngineImpl::NowLowerBoundNs() const {
 
 bool EngineImpl::BeyondHorizon(std::int64_t t, std::int64_t now) const {
   if (t <= now) return false;
-  // In uint64: t > now, so the difference is exact, also for a clock reading
-  // before 1970 (as an int64 it overflowed there, and a far time was accepted).
-  const std::uint64_t ahead = static_cast<std::uint64_t>(t) - static_cast<std::uint64_t>(now);
+  // Exact also for a clock reading before 1970 (as an int64 difference it
+  // overflowed there, and a far time was accepted).
+  const std::uint64_t ahead = NsAhead(t, now);
   const std::int64_t horizon = options_.horizon.count();
   return horizon < 0 || ahead > static_cast<std::uint64_t>(horizon);
 }

@@ -368,13 +368,18 @@ void EngineImpl::TimekeeperLoop() {
       FutexWait(&timekeeper_word_, seen);
       continue;
     }
-    std::int64_t left = *next - NowNs();
-    if (left <= 0) continue;
+    const std::int64_t now = NowNs();
+    if (*next <= now) continue;
     if (clock_ == &SystemClock::Instance()) {
       FutexWaitUntilRealtime(&timekeeper_word_, seen, *next);
     } else {
-      if (left > kMaxTimekeeperSleepNs) left = kMaxTimekeeperSleepNs;
-      FutexWait(&timekeeper_word_, seen, std::chrono::nanoseconds(left));
+      // NsAhead: exact also from a clock that reads before 1970 to a due time
+      // far ahead (an int64 difference overflowed, and the timekeeper spun
+      // instead of sleeping).
+      const std::uint64_t left =
+          std::min(NsAhead(*next, now), static_cast<std::uint64_t>(kMaxTimekeeperSleepNs));
+      FutexWait(&timekeeper_word_, seen,
+                std::chrono::nanoseconds(static_cast<std::int64_t>(left)));
     }
   }
 }

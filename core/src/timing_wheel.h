@@ -170,6 +170,13 @@ static_assert(std::countr_zero(kWheelSlotsPerLevel) * kWheelLevels <= 56,
               "tick digits must fit an int64 with room for the ring's top index");
 
 inline constexpr std::int64_t kDefaultWheelTickNs = 1'000'000;  // 1 ms
+
+// How far the time `t` (ns) is ahead of `now`, 0 if it is not. In uint64, where
+// the distance is exact: between a clock reading before 1970 and a due time far
+// ahead it does not fit an int64 (the subtraction overflowed there).
+inline constexpr std::uint64_t NsAhead(std::int64_t t, std::int64_t now) {
+  return t <= now ? 0 : static_cast<std::uint64_t>(t) - static_cast<std::uint64_t>(now);
+}
 inline constexpr std::uint32_t kNotInWheel = std::numeric_limits<std::uint32_t>::max();
 
 // Embedded in the engine's Operation. The wheel writes every field while the node is

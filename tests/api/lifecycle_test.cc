@@ -9,6 +9,7 @@
 #include <atomic>
 #include <functional>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -97,6 +98,31 @@ TEST(PostponeTest, TheHorizonHoldsForAClockBeforeNineteenSeventy) {
   auto near = engine.Submit([] {}, {.postpone_until = Clock::time_point(std::chrono::hours(1))});
   ASSERT_TRUE(near.ok()) << near.status();  // two hours ahead: within it
   EXPECT_EQ(near->state(), State::kPostponed);
+}
+
+// A series' next occurrence is not held to the horizon: from a clock in 1751,
+// a yearly series with INTERVAL=400 is next due in 2151, more than an int64 of
+// nanoseconds ahead (the distances the timekeeper and the horizon take are
+// NsAhead's, tested in timing_wheel_test). It waits, and runs when the clock
+// gets there.
+TEST(PostponeTest, AnOccurrenceDueMoreThanAnInt64AheadOfTheClockWaitsForIt) {
+  constexpr auto kFar = std::chrono::nanoseconds(std::numeric_limits<std::int64_t>::max() / 4 * 3);
+  ManualClock clock(Clock::time_point(-kFar));
+  Engine engine({.workers = 1, .clock = &clock});
+  std::atomic<int> runs{0};
+  auto first = engine.Submit([&] { runs.fetch_add(1); },
+                             {.recurrence = "FREQ=YEARLY;INTERVAL=400;COUNT=2"});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(AwaitState(*first, State::kSucceeded));
+  Handle second = first->next_occurrence();
+  ASSERT_TRUE(second.valid());
+  ASSERT_TRUE(AwaitState(second, State::kPostponed));
+  clock.Set(Clock::time_point(kFar / 2));  // 2057: still short of it
+  EXPECT_EQ(second.state(), State::kPostponed);
+  clock.Set(Clock::time_point(kFar));  // 2189
+  ASSERT_TRUE(second.WaitFor(std::chrono::seconds(30)));
+  EXPECT_EQ(second.state(), State::kSucceeded);
+  EXPECT_EQ(runs.load(), 2);
 }
 
 TEST(PostponeTest, APostponedOperationBlocksTheRestOfItsChain) {
