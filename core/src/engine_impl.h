@@ -144,8 +144,10 @@ struct LatencyCells {
   Atomic<std::uint64_t> sum_ns{0};
   Atomic<std::uint64_t> max_ns{0};
 
-  void Record(std::int64_t ns) {
-    const std::uint64_t v = ns < 0 ? 0 : static_cast<std::uint64_t>(ns);
+  // A duration measured as NsAhead(end, start): 0 when the clock stepped back
+  // past the start, and exact across the whole of int64 (an int64 difference
+  // overflowed between readings far apart on either side of 1970).
+  void Record(std::uint64_t v) {
     // Relaxed loads: our own last stores (single writer).
     if (v > max_ns.load(std::memory_order_relaxed)) max_ns.store(v, std::memory_order_relaxed);
     sum_ns.store(sum_ns.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);

@@ -625,7 +625,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   }
   t_running_engine = outer_engine;
   t_attempt = outer_attempt;
-  if (sample_start != kNoTime) w->latency.run_time.Record(NowNs() - sample_start);
+  if (sample_start != kNoTime) w->latency.run_time.Record(NsAhead(NowNs(), sample_start));
 
   bool failed = threw;
   if (!threw && !status.ok()) {
@@ -733,9 +733,10 @@ std::int64_t EngineImpl::RecordStart(Worker* w, const Operation* op) {
   // is off (a lateness clamped to 0), nothing else.
   const std::int64_t created = Times(op).created_ns.load(std::memory_order_relaxed);
   const std::int64_t due = Facts(op).due_ns().load(std::memory_order_relaxed);
-  if (due != kNoTime) w->latency.lateness.Record(now - due);
+  if (due != kNoTime) w->latency.lateness.Record(NsAhead(now, due));
   if (Facts(op).retry_count.load(std::memory_order_relaxed) == 0 && created != kNoTime) {
-    w->latency.queue_wait.Record(now - std::max(created, due));  // kNoTime is the minimum
+    // kNoTime is the minimum.
+    w->latency.queue_wait.Record(NsAhead(now, std::max(created, due)));
   }
   return now;
 }

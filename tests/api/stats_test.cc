@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <latch>
+#include <limits>
 #include <string>
 #include <thread>
 
@@ -143,6 +144,34 @@ TEST(StatsTest, LatenessIsMeasuredFromTheDueTimeOfEachPostponedAttempt) {
   EXPECT_EQ(s.run_time.count, 2u);
   EXPECT_EQ(s.run_time.sum_ns, 0u);  // the clock stood still while they ran
   EXPECT_EQ(s.retried, 1u);
+}
+
+// A clock stepped back across most of int64 while operations wait and run:
+// every duration measured across the step is 0, not a wrapped int64 (from
+// 2189 back to 1751 the difference overflowed, and the histograms recorded
+// 146 years; UBSan's build stopped there).
+TEST(StatsTest, DurationsAcrossAClockSteppedBackFarAreZero) {
+  constexpr auto kFar = std::chrono::nanoseconds(std::numeric_limits<std::int64_t>::max() / 4 * 3);
+  ManualClock clock{Clock::time_point(kFar)};
+  Engine engine({.workers = 1, .clock = &clock, .latency_sample_every = 1});
+  Gate gate;
+  ASSERT_TRUE(engine.Post(gate.Waiter()).ok());  // holds the one worker
+  ASSERT_TRUE(engine.Post([] {}, {.postpone_until = clock.now() + 1s}).ok());
+  clock.Advance(2s);  // the postponed one is released, behind the first
+  clock.Set(Clock::time_point(-kFar));
+  gate.Open();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  const Stats s = engine.stats();
+  EXPECT_EQ(s.succeeded, 2u);
+  EXPECT_EQ(s.lateness.count, 1u);
+  EXPECT_EQ(s.lateness.max_ns, 0u);
+  EXPECT_EQ(s.queue_wait.count, 2u);
+  // The first waited from its submission to its start, both before the step
+  // (at most the 2 s the clock moved meanwhile); the second from its due time
+  // to a start before it.
+  EXPECT_LE(s.queue_wait.max_ns, Ns(2s));
+  EXPECT_EQ(s.run_time.count, 2u);
+  EXPECT_EQ(s.run_time.max_ns, 0u);
 }
 
 // One in N of each thread's submissions is sampled, whichever way it was made;
