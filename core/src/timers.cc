@@ -192,7 +192,20 @@ void EngineImpl::PushTimers(TimerNode* first, TimerNode* last, std::int64_t earl
   }
 }
 
+namespace {
+// The timekeeper's target for a due time. INT64_MAX means none (it sleeps until
+// kicked), so a timer due at INT64_MAX itself (a saturated retry, or
+// time_point::max() with no horizon) targets one less: it kicks, and the
+// timekeeper then sleeps towards it. (It lowered nothing, so nobody kicked; on
+// a clock the engine must watch, the timekeeper slept on with no deadline and
+// the timer was never released.)
+constexpr std::int64_t TargetOf(std::int64_t due_ns) {
+  return due_ns == INT64_MAX ? INT64_MAX - 1 : due_ns;
+}
+}  // namespace
+
 void EngineImpl::LowerTimekeeperTarget(std::int64_t due_ns) {
+  due_ns = TargetOf(due_ns);
   // seq_cst load: I5's Submit half (see ArmTimerFromSubmit). Relaxed store: the
   // target is a hint that spares kicks; the kick is what wakes the timekeeper
   // (I4). Lowering it at once means a burst of inserts kicks once per new
@@ -232,7 +245,9 @@ void EngineImpl::DrainTimerInboxLocked(bool lower_target) {
     Facts(op).in_wheel = true;
     earliest = std::min(earliest, due);
   });
-  if (lower_target && earliest != INT64_MAX) LowerTimekeeperTarget(earliest);  // I5
+  // At least one node was drained, so `earliest` is a due time (INT64_MAX
+  // included, which TargetOf still lowers the target for).
+  if (lower_target) LowerTimekeeperTarget(earliest);  // I5
 }
 
 // C1, a cancel request against a retry: Cancel of an InProgress operation stores
@@ -310,7 +325,7 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue(bool* ahead_pending, bool by_
     // seq_cst: I5's timekeeper half (store the target, then load the inbox in
     // TimekeeperLoop); an exchange, so that another caller knows whether it
     // lowered the target the timekeeper may be sleeping towards (I5).
-    const std::int64_t target = next.value_or(INT64_MAX);
+    const std::int64_t target = next.has_value() ? TargetOf(*next) : INT64_MAX;
     lowered = target < timekeeper_target_.exchange(target, std::memory_order_seq_cst);
   }
   if (lowered && !by_timekeeper) KickTimekeeper();  // I5

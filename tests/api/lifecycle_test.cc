@@ -125,6 +125,40 @@ TEST(PostponeTest, AnOccurrenceDueMoreThanAnInt64AheadOfTheClockWaitsForIt) {
   EXPECT_EQ(runs.load(), 2);
 }
 
+// A clock the engine must watch (not a ManualClock: nothing tells the engine
+// when it moves), set by the test.
+class SettableClock final : public Clock {
+ public:
+  explicit SettableClock(time_point t) : ns_(t.time_since_epoch().count()) {}
+  time_point Now() const override { return time_point(duration(ns_.load())); }
+  void Set(time_point t) { ns_.store(t.time_since_epoch().count()); }
+
+ private:
+  std::atomic<std::int64_t> ns_;
+};
+
+// A retry due at the very end of time (RetryAfter(nanoseconds::max()),
+// saturated) on a clock the engine watches: the timekeeper sleeps towards it,
+// at most a second at a time, and releases it once the clock reads it. (The
+// end of time was also the timekeeper's "nothing due", so nobody woke it, and
+// it slept on with no deadline: the retry never ran.)
+TEST(PostponeTest, ARetryDueAtTheEndOfTimeRunsWhenAWatchedClockGetsThere) {
+  SettableClock clock(Clock::time_point(std::chrono::hours(24 * 365 * 56)));
+  Engine engine({.workers = 1, .clock = &clock});
+  std::atomic<int> attempts{0};
+  auto h = engine.Submit([&](Context& ctx) {
+    if (attempts.fetch_add(1) == 0) ctx.RetryAfter(std::chrono::nanoseconds::max(), "never");
+  });
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(AwaitState(*h, State::kPostponed));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  clock.Set(Clock::time_point::max());
+  // Bounded: the timekeeper looks at such a clock at least once a second.
+  ASSERT_TRUE(h->WaitFor(std::chrono::seconds(20)));
+  EXPECT_EQ(h->state(), State::kSucceeded);
+  EXPECT_EQ(attempts.load(), 2);
+}
+
 TEST(PostponeTest, APostponedOperationBlocksTheRestOfItsChain) {
   ManualClock clock;
   Engine engine({.workers = 2, .clock = &clock});
