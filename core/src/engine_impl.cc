@@ -268,6 +268,15 @@ absl::Status EngineImpl::Validate(const SubmitOptions& o) {
           o.token.text().size(), options_.max_token_bytes));
     }
   }
+  if (o.backoff.max_delay.count() < 0) {
+    // Capped below zero, every exponential retry's delay was negative: it ran
+    // at once, whatever RetryAfter asked for.
+    CountRejected();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Submit: backoff.max_delay is negative (",
+        absl::FormatDuration(absl::FromChrono(o.backoff.max_delay)),
+        "); pass the longest delay a retry may wait, or nanoseconds::max() for no cap"));
+  }
   if (o.postpone_until.has_value()) {
     const std::int64_t t = o.postpone_until->time_since_epoch().count();
     if (t < 0) {

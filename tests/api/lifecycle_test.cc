@@ -742,6 +742,30 @@ TEST(RetryTest, ARetryThatFindsTheWheelFullFailsAndCountsNoRetry) {
   ASSERT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
 }
 
+// A negative backoff cap is refused, naming it, with nothing accepted: capped
+// below zero, every exponential retry ran at once, whatever RetryAfter asked.
+TEST(RetryTest, ANegativeBackoffCapIsRefused) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  const Backoff negative{.kind = Backoff::Kind::kExponential, .max_delay = -1ms};
+  auto h = engine.Submit([](Context& ctx) { ctx.RetryAfter(1h); }, {.backoff = negative});
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(h.status().message(), HasSubstr("backoff.max_delay is negative"));
+  EXPECT_EQ(engine.Post([] {}, {.token = "t", .backoff = negative}).code(),
+            absl::StatusCode::kInvalidArgument);
+  const Stats s = engine.stats();
+  EXPECT_EQ(s.submitted, 0u);
+  EXPECT_EQ(s.rejected, 2u);
+  // A cap of zero is a cap: every retry at once, by request.
+  auto zero = engine.Submit([](Context& ctx) { ctx.RetryAfter(1h); },
+                            {.max_retries = 1,
+                             .backoff = {.kind = Backoff::Kind::kExponential, .max_delay = 0ns}});
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  ASSERT_TRUE(AwaitState(*zero, State::kFailed));
+  EXPECT_EQ(zero->retry_count(), 1);
+}
+
 TEST(RetryTest, TheEngineDefaultMaximumIsTen) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock});
