@@ -106,8 +106,8 @@ class Chain {
   // WithdrawHazard. Returns nullptr, with no hazard left named, when the chain
   // has no head now (its producer has not made it yet, or its runner is
   // emptying the chain). Every return of a head must be followed by
-  // WithdrawHazard before the shard lock is let go: a hazard left behind stalls
-  // the runner for ever (Explain once returned with one when it found the head
+  // WithdrawHazard (a HazardHold) before the shard lock is let go: a hazard left
+  // behind stalls the runner for ever (Explain once returned with one when it found the head
   // had moved on to its own operation).
   Operation* PinHead() {
     for (;;) {
@@ -128,6 +128,19 @@ class Chain {
   // seq_cst, as the store in PinHead: the runner's seq_cst load of hazard_ must
   // see the withdrawal.
   void WithdrawHazard() { hazard_.store(nullptr, std::memory_order_seq_cst); }
+  // Withdraws a pinned head's hazard as it goes out of scope, on every way out
+  // of the walk: one that threw (an allocation failing in a token control's
+  // walk) once left the hazard named, and the runner waited for it for ever.
+  class HazardHold {
+   public:
+    explicit HazardHold(Chain* c) : c_(c) {}
+    HazardHold(const HazardHold&) = delete;
+    HazardHold& operator=(const HazardHold&) = delete;
+    ~HazardHold() { c_->WithdrawHazard(); }
+
+   private:
+    Chain* const c_;
+  };
   // Emptied since the last parking sweep (token_map.h, "Lazy retirement"): set by
   // the runner before its emptying CAS (T3), cleared by a parking sweep that
   // spares the chain. Relaxed on both sides: it decides only how soon an idle

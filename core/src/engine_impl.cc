@@ -941,7 +941,7 @@ absl::Status EngineImpl::WheelFullError(const char* what) const {
       what, options_.max_timers));
 }
 
-absl::Status EngineImpl::Suspend(Operation* op) {
+absl::Status EngineImpl::Suspend(Operation* op, bool* changed) {
   // S1: registered and Suspended before Shutdown takes the held registry, or
   // refused (a suspension that came after it would hold its chain for ever).
   ShutdownScope scope(this, MyStripe());
@@ -969,12 +969,13 @@ absl::Status EngineImpl::Suspend(Operation* op) {
     if (op->word.compare_exchange_weak(w, WithState(w, State::kSuspended),
                                        std::memory_order_acq_rel, std::memory_order_acquire)) {
       DisarmTimerLocked(op);  // keeps due_ns for Resume
+      if (changed != nullptr) *changed = true;
       return absl::OkStatus();
     }
   }
 }
 
-absl::Status EngineImpl::Resume(Operation* op) {
+absl::Status EngineImpl::Resume(Operation* op, bool* changed) {
   bool schedule = false;
   {
     TimerLock lock(this);  // drains the inbox first (I2)
@@ -1006,6 +1007,7 @@ absl::Status EngineImpl::Resume(Operation* op) {
         UnregisterHeld(op, Held::kSuspended);
         Facts(op).due_ns().store(due, std::memory_order_relaxed);
         schedule = TookOwnership(w, next);
+        if (changed != nullptr) *changed = true;
         if (target == State::kPostponed) {
           ArmTimerLocked(op, due);  // in the place reserved
         } else if (reserved) {
@@ -1150,6 +1152,7 @@ std::size_t EngineImpl::ForEachInChain(
       if (c->tail_.load(std::memory_order_seq_cst) == nullptr) return;
       std::this_thread::yield();
     }
+    Chain::HazardHold hold(c);  // withdrawn on every way out, a throw from fn too
     // The tail as of now bounds the walk: later submits are not affected.
     Operation* last = c->tail_.load(std::memory_order_seq_cst);
     for (Operation* n = h;;) {
@@ -1163,7 +1166,6 @@ std::size_t EngineImpl::ForEachInChain(
       }
       n = next;
     }
-    c->WithdrawHazard();
   });
   return visited;
 }
@@ -1184,18 +1186,24 @@ absl::StatusOr<std::size_t> EngineImpl::SuspendToken(const Token& token) {
         "SuspendToken: the engine is shutting down; suspensions are refused");
   }
   std::vector<Operation*> ops;
-  ForEachInChain(token, [&](Chain*, Operation* n) {
-    if (NotStarted(StateOf(n->word.load(std::memory_order_acquire)))) {
-      AddRef(n);
-      ops.push_back(n);
-    }
-  });
+  try {
+    ForEachInChain(token, [&](Chain*, Operation* n) {
+      if (NotStarted(StateOf(n->word.load(std::memory_order_acquire)))) {
+        ops.push_back(n);  // first: if it throws, no reference was taken
+        AddRef(n);
+      }
+    });
+  } catch (...) {  // out of memory: nothing changed; the references go back
+    for (Operation* n : ops) DropRef(n);
+    throw;
+  }
   std::size_t changed = 0;
   for (Operation* n : ops) {
-    if (StateOf(n->word.load(std::memory_order_acquire)) != State::kSuspended &&
-        Suspend(n).ok()) {
-      ++changed;
-    }
+    // Counted by our own CAS: a Suspend racing ours (another SuspendToken, a
+    // Handle's) answers OK for the one it found Suspended, and both counted it.
+    bool mine = false;
+    (void)Suspend(n, &mine);
+    if (mine) ++changed;
     DropRef(n);
   }
   return changed;
@@ -1207,38 +1215,48 @@ absl::StatusOr<std::size_t> EngineImpl::ResumeToken(const Token& token) {
   Operation* halted = nullptr;
   bool halted_entry = false;
   const Chain* bumped = nullptr;
-  ForEachInChain(token, [&](Chain* c, Operation* n) {
-    if (c != bumped) {  // F1 (worker.cc): once per chain, under the shard lock
-      // Relaxed: the shard lock orders it with HaltChain's read
-      // (Chain::resume_epoch_).
-      c->resume_epoch_.fetch_add(1, std::memory_order_relaxed);
-      bumped = c;
-    }
-    if (c->halted_at_ != nullptr && halted == nullptr) {
-      halted = c->halted_at_;
-      c->halted_at_ = nullptr;
-      halted_entry = EraseHeld(halted, Held::kHalted);  // R2: with halted_at_
-    }
-    if (StateOf(n->word.load(std::memory_order_acquire)) == State::kSuspended) {
-      AddRef(n);
-      ops.push_back(n);
-    }
-  });
-  std::size_t changed = 0;
-  for (Operation* n : ops) {
-    if (StateOf(n->word.load(std::memory_order_acquire)) == State::kSuspended &&
-        Resume(n).ok()) {
-      ++changed;
-    }
-    DropRef(n);
-  }
-  if (halted != nullptr) {
-    ++changed;
+  // The halt taken below is released on every way out: taken from the chain
+  // and the registry, it is found nowhere else (an allocation that threw after
+  // it was taken once left the chain halted for good).
+  auto release_halted = [&] {
+    if (halted == nullptr) return;
     Schedule(halted);  // a worker moves the chain on past the failed head
     // R2: a halted head is registered; the registry's reference goes now.
     ORDO_DCHECK(halted_entry, "a chain halted at an unregistered head");
     if (halted_entry) DropRef(halted);
+  };
+  try {
+    ForEachInChain(token, [&](Chain* c, Operation* n) {
+      if (c != bumped) {  // F1 (worker.cc): once per chain, under the shard lock
+        // Relaxed: the shard lock orders it with HaltChain's read
+        // (Chain::resume_epoch_).
+        c->resume_epoch_.fetch_add(1, std::memory_order_relaxed);
+        bumped = c;
+      }
+      if (c->halted_at_ != nullptr && halted == nullptr) {
+        halted = c->halted_at_;
+        c->halted_at_ = nullptr;
+        halted_entry = EraseHeld(halted, Held::kHalted);  // R2: with halted_at_
+      }
+      if (StateOf(n->word.load(std::memory_order_acquire)) == State::kSuspended) {
+        ops.push_back(n);  // first: if it throws, no reference was taken
+        AddRef(n);
+      }
+    });
+  } catch (...) {  // out of memory: the halt goes, no suspension is lifted
+    for (Operation* n : ops) DropRef(n);
+    release_halted();
+    throw;
   }
+  std::size_t changed = 0;
+  for (Operation* n : ops) {
+    bool mine = false;  // counted by our own CAS, as in SuspendToken
+    (void)Resume(n, &mine);
+    if (mine) ++changed;
+    DropRef(n);
+  }
+  if (halted != nullptr) ++changed;
+  release_halted();
   return changed;
 }
 
@@ -1295,15 +1313,12 @@ std::string EngineImpl::Explain(Operation* op) {
       Chain* c = op->chain;
       Operation* h = c->PinHead();
       if (h == nullptr) return;
-      if (h == op) {  // op itself is the head now: nothing ahead of it
-        c->WithdrawHazard();
-        return;
-      }
+      Chain::HazardHold hold(c);  // the text below allocates, and may throw
+      if (h == op) return;        // op itself is the head now: nothing ahead of it
       const State hs = StateOf(h->word.load(std::memory_order_acquire));
       head_text = absl::StrCat("waiting behind ", OpName(h), ", which is ", StateText(hs),
                                hs == State::kPostponed ? due_text(h) : "");
       if (c->halted_at_ == h) head_text += " (the chain is halted after its failure: ResumeToken)";
-      c->WithdrawHazard();
     });
   }
   if (s == State::kPostponed) {

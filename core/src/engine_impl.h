@@ -285,8 +285,11 @@ class EngineImpl {
   // --- control ---
   absl::StatusOr<CancelOutcome> Cancel(Operation* op);
   absl::Status Postpone(Operation* op, std::optional<Clock::time_point> until);
-  absl::Status Suspend(Operation* op);
-  absl::Status Resume(Operation* op);
+  // `changed` (if given) says whether this call's own CAS made the change: OK
+  // also answers an operation already Suspended (by Suspend), or not suspended
+  // (by Resume), and a token control counts only what it changed.
+  absl::Status Suspend(Operation* op, bool* changed = nullptr);
+  absl::Status Resume(Operation* op, bool* changed = nullptr);
   absl::StatusOr<std::size_t> CancelToken(const Token& token);
   absl::StatusOr<std::size_t> SuspendToken(const Token& token);
   absl::StatusOr<std::size_t> ResumeToken(const Token& token);

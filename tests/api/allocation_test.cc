@@ -15,11 +15,17 @@ namespace {
 std::atomic<long> g_allocations{0};
 // While set, every allocation on the thread that set it fails (out of memory).
 thread_local bool t_fail_allocations = false;
+// When not negative, the allocations this thread may still make before one
+// fails; that one fails alone (the count goes back to -1 as it throws).
+thread_local int t_allocations_before_failure = -1;
 }  // namespace
 
 void* operator new(std::size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (t_fail_allocations) throw std::bad_alloc();
+  if (t_allocations_before_failure >= 0 && t_allocations_before_failure-- == 0) {
+    throw std::bad_alloc();
+  }
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
@@ -211,6 +217,41 @@ TEST(AllocationTest, SubmitOutOfMemoryBeforeAdmissionThrowsAndTakesNothing) {
   EXPECT_EQ(after.pending, 0u);
   ASSERT_TRUE(engine.Submit([] {}).ok());  // its credit was not kept either
   EXPECT_TRUE(engine.Shutdown().ok());  // returns: no submit is left half-way
+}
+
+// Out of memory in a token control's walk. ResumeToken takes a halted chain's
+// hold as it walks; an allocation that fails after that (collecting the
+// suspended operations) still releases the halt, and the walk withdraws its
+// hazard: nothing is left stuck, and a second ResumeToken resumes the rest.
+// (The halt was lost for good, and its chain with it; the walk's hazard stayed
+// on the head.) Each allocation ResumeToken makes fails in turn.
+TEST(AllocationTest, ATokenControlOutOfMemoryLeavesNothingStuck) {
+  for (int fail_at = 0;; ++fail_at) {
+    ASSERT_LT(fail_at, 100) << "ResumeToken kept allocating";
+    Engine engine({.workers = 1});
+    auto failed = engine.Submit([] { return absl::InternalError("halts its chain"); },
+                                {.token = "t", .failure_policy = FailurePolicy::kHalt});
+    auto suspended = engine.Submit([] {}, {.token = "t", .suspended = true});
+    auto last = engine.Submit([] {}, {.token = "t"});
+    ASSERT_TRUE(failed.ok() && suspended.ok() && last.ok());
+    ASSERT_TRUE(failed->WaitFor(std::chrono::seconds(30)));
+    ASSERT_TRUE(engine.WaitIdle().ok());  // the chain is held at the failure
+    bool threw = false;
+    t_allocations_before_failure = fail_at;
+    try {
+      (void)engine.ResumeToken("t");
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    t_allocations_before_failure = -1;
+    ASSERT_TRUE(engine.ResumeToken("t").ok());  // what the first left undone
+    ASSERT_TRUE(suspended->WaitFor(std::chrono::seconds(30))) << fail_at;
+    ASSERT_TRUE(last->WaitFor(std::chrono::seconds(30))) << fail_at;
+    EXPECT_EQ(failed->state(), State::kFailed);
+    EXPECT_EQ(suspended->state(), State::kSucceeded);
+    EXPECT_EQ(last->state(), State::kSucceeded);
+    if (!threw) break;  // past every allocation ResumeToken makes
+  }
 }
 
 // Past admission it cannot back out (a postponed operation is already the

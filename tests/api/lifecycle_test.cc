@@ -9,6 +9,7 @@
 #include <atomic>
 #include <functional>
 #include <future>
+#include <latch>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
@@ -988,6 +989,39 @@ TEST(TokenControlTest, SuspendTokenAndResumeTokenHoldAndReleaseTheChain) {
   ASSERT_TRUE(idle.ok());
   EXPECT_EQ(idle->pending, 0u);
   EXPECT_FALSE(idle->head_state.has_value());
+}
+
+// Two SuspendTokens (then two ResumeTokens) racing on one token together count
+// each operation once: each counts what its own change made. (An operation the
+// other had just suspended answered OK, and both counted it.)
+TEST(TokenControlTest, RacingTokenControlsCountEachChangeOnce) {
+  constexpr int kBehind = 200;
+  Engine engine({.workers = 1});
+  for (int round = 0; round < 10; ++round) {
+    Gate gate;
+    auto head = engine.Submit(gate.Waiter(), {.token = "t"});
+    ASSERT_TRUE(head.ok());
+    for (int i = 0; i < kBehind; ++i) ASSERT_TRUE(engine.Post([] {}, {.token = "t"}).ok());
+    ASSERT_TRUE(AwaitState(*head, State::kInProgress));
+    auto race = [&](auto control) {
+      std::latch start(2);
+      std::size_t counts[2] = {0, 0};
+      std::thread other([&] {
+        start.arrive_and_wait();
+        counts[1] = *control();
+      });
+      start.arrive_and_wait();
+      counts[0] = *control();
+      other.join();
+      return counts[0] + counts[1];
+    };
+    EXPECT_EQ(race([&] { return engine.SuspendToken("t"); }), std::size_t{kBehind}) << round;
+    EXPECT_EQ(engine.TokenInfo("t")->pending, std::size_t{kBehind} + 1);
+    EXPECT_EQ(race([&] { return engine.ResumeToken("t"); }), std::size_t{kBehind}) << round;
+    gate.Open();
+    ASSERT_TRUE(engine.WaitIdle().ok());
+  }
+  EXPECT_EQ(engine.stats().succeeded, 10u * (kBehind + 1));
 }
 
 TEST(TokenControlTest, ExplainSaysWhyAnOperationIsNotRunning) {
