@@ -828,16 +828,9 @@ absl::StatusOr<CancelOutcome> EngineImpl::Cancel(Operation* op) {
     const std::uint32_t w = op->word.load(std::memory_order_acquire);
     const State s = StateOf(w);
     if (s == State::kInProgress) {
-      State now;
-      {
-        // C1 (timers.cc): under the timer lock, as the runner's look before a
-        // retry. Relaxed: the lock orders it; nothing else is published with it
-        // (the callable polls it).
-        TimerLock lock(this);
-        Facts(op).cancel_requested.store(true, std::memory_order_relaxed);
-        now = StateOf(op->word.load(std::memory_order_acquire));
-      }
+      const State now = RequestCancel(op);
       requested = true;
+      EndSeriesAfter(op, CancelReason::kByCancel);  // S2: its series ends
       // Still running: its runner makes no retry now (C1). Moved to Postponed
       // for a retry before the request: cancel that, from the top.
       if (now == State::kInProgress || IsTerminal(now)) return CancelOutcome::kCancelRequested;
@@ -855,6 +848,16 @@ absl::StatusOr<CancelOutcome> EngineImpl::Cancel(Operation* op) {
           "); nothing was changed"));
     }
   }
+}
+
+State EngineImpl::RequestCancel(Operation* op) {
+  // C1 (timers.cc): under the timer lock, as the runner's look before a retry.
+  // seq_cst: S2's requester half (this store, then EndSeriesAfter's load of the
+  // successor); C1 itself needs only the lock, and nothing else is published
+  // with it (the callable polls it).
+  TimerLock lock(this);
+  Facts(op).cancel_requested.store(true, std::memory_order_seq_cst);
+  return StateOf(op->word.load(std::memory_order_acquire));
 }
 
 absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point> until) {
@@ -1174,7 +1177,23 @@ absl::StatusOr<std::size_t> EngineImpl::CancelToken(const Token& token) {
   if (absl::Status bad = CheckControlToken(token, "CancelToken"); !bad.ok()) return bad;
   std::size_t changed = 0;
   ForEachInChain(token, [&](Chain*, Operation* n) {
-    if (TryCancelNotStarted(n, CancelReason::kByToken)) ++changed;
+    if (TryCancelNotStarted(n, CancelReason::kByToken)) {
+      ++changed;
+      return;
+    }
+    // A running occurrence (the head, the only one that can run): its series
+    // ends, as a Cancel of it would end it (S2). A series Post made has no
+    // Handle, and its token is the only way to stop it: a CancelToken that
+    // came while an occurrence ran found nothing to cancel, and the series
+    // went on. The request is not counted (nothing changed state); a next
+    // occurrence it cancels is.
+    if (!IsCompact(n) && StateOf(n->word.load(std::memory_order_acquire)) == State::kInProgress) {
+      const OpExtras* ex = ExtrasIfAny(n, std::memory_order_acquire);
+      if (ex != nullptr && ex->recurrence != nullptr) {
+        (void)RequestCancel(n);
+        changed += EndSeriesAfter(n, CancelReason::kByToken);
+      }
+    }
   });
   return changed;
 }
@@ -1406,9 +1425,47 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   // Release: Handle::next_occurrence acquires it, and so sees n's chain and
   // token hash (Explain reads them). After the push: n may already run, which
   // is harmless (op, still ours, holds n by its link reference); before op ends,
-  // so a thread that sees op end finds next_occurrence() set.
-  ex->successor.store(n, std::memory_order_release);
+  // so a thread that sees op end finds next_occurrence() set. seq_cst: S2's
+  // runner half (this store, then the load of the request below).
+  ChaosPoint();  // a cancel request may land between the first look and here
+  ex->successor.store(n, std::memory_order_seq_cst);
+  // S2: a request that came after the first look above ends the series here,
+  // unless its requester found n and canceled it itself.
+  if (Facts(op).cancel_requested.load(std::memory_order_seq_cst)) {
+    EndSeriesAfter(op, CancelReason::kByCancel);
+  }
   return true;
+}
+
+// S2, a cancel request against a series' next occurrence. The runner of a
+// running occurrence looks at its cancel request before it makes the next
+// (SpawnNextOccurrence's first look), but a request may land after that look.
+// So both sides look again, seq_cst on all four accesses (a Dekker pair):
+//   requester: stores cancel_requested (RequestCancel), then loads successor;
+//   runner:    stores successor, then loads cancel_requested.
+// At least one sees the other's store: the requester finds the next occurrence,
+// or the runner finds the request, and that one cancels the next occurrence
+// (both may: one CAS wins, TryCancelNotStarted). So after a cancel request on
+// a running occurrence no later occurrence starts, but one that started
+// already, due at once, which is asked to stop in turn. The runner's cancel
+// gives kByCancel as the reason: the request does not say who made it (a
+// CancelToken's own cancel, if it wins, says kByToken).
+std::size_t EngineImpl::EndSeriesAfter(Operation* op, CancelReason reason) {
+  std::size_t canceled = 0;
+  // Each occurrence holds its next by its link reference (OpExtras::successor),
+  // and the caller holds op (a Handle, a token walk's hazard, or the runner's
+  // ownership): every node below stays alive.
+  for (;;) {
+    if (IsCompact(op)) return canceled;
+    const OpExtras* ex = ExtrasIfAny(op, std::memory_order_acquire);
+    if (ex == nullptr || ex->recurrence == nullptr) return canceled;
+    Operation* n = ex->successor.load(std::memory_order_seq_cst);  // S2
+    if (n == nullptr) return canceled;  // op's runner sees the request first
+    if (TryCancelNotStarted(n, reason)) return canceled + 1;
+    // Started already (due at once), or ended: asked to stop as op was.
+    if (RequestCancel(n) != State::kInProgress) return canceled;
+    op = n;
+  }
 }
 
 // ---------------------------------------------------------------------------

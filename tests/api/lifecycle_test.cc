@@ -1339,6 +1339,43 @@ TEST(RecurrenceEngineTest, AnOccurrenceThatFindsTheWheelFullStillWaitsForItsTime
   EXPECT_EQ(engine.stats().postponed, 0u);
 }
 
+// CancelToken ends a series whose occurrence is running: a series Post made
+// has no Handle, so its token is the only way to stop it. The running
+// occurrence is asked to stop (it sees cancel_requested, as a Cancel of it
+// would make it see) and no next occurrence follows. (CancelToken found nothing
+// not started to cancel, answered 0, and the series went on.)
+TEST(RecurrenceEngineTest, CancelTokenWhileAnOccurrenceRunsEndsItsSeries) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  Gate gate;
+  std::latch running(1);
+  std::atomic<int> runs{0};
+  std::atomic<bool> asked{false};
+  ASSERT_TRUE(engine
+                  .Post(
+                      [&, wait = gate.Waiter()](Context& ctx) {
+                        if (runs.fetch_add(1) != 0) return;
+                        running.count_down();
+                        wait();
+                        asked = ctx.cancel_requested();
+                      },
+                      {.token = "series", .recurrence = "FREQ=MINUTELY"})
+                  .ok());
+  running.wait();
+  auto canceled = engine.CancelToken("series");
+  ASSERT_TRUE(canceled.ok());
+  EXPECT_EQ(*canceled, 0u);  // asked to stop, not canceled: nothing changed state
+  gate.Open();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_TRUE(asked.load());
+  clock.Advance(std::chrono::hours(1));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs.load(), 1);
+  const Stats s = engine.stats();
+  EXPECT_EQ(s.submitted, 1u);  // no next occurrence was made
+  EXPECT_EQ(s.pending, 0u);
+}
+
 TEST(RecurrenceEngineTest, AnInvalidRuleIsRejectedNamingTheBadPart) {
   Engine engine({.workers = 1});
   auto h = engine.Submit([] {}, {.recurrence = "FREQ=DAILY;INTERVAL=0"});

@@ -1957,12 +1957,66 @@ void RunFailurePolicyVisibilityRace(int rounds) {
   EXPECT_EQ(ran.load(), rounds);
 }
 
+// S2 (engine_impl.cc, "Recurrence"): a cancel request on a running occurrence
+// ends its series wherever it lands: before the runner's look at it, between
+// that look and the next occurrence's publication, or after. Each series here
+// is minutely on a clock that stands still, so its next occurrence is always
+// Postponed when made; the test thread cancels the running first occurrence
+// after a varying delay. Cancel answers kCancelRequested while the occurrence
+// runs: then no next occurrence may be left to run (none, or one Canceled).
+// Answered "already finished", the series goes on, and the test ends it. With
+// the runner's first look alone, a request landing after it left the next
+// occurrence Postponed: the series went on.
+void RunCancelRequestSeriesRace(int rounds) {
+  ManualClock clock;
+  Engine engine({.workers = Workers(), .clock = &clock});
+  int requested = 0;
+  for (int i = 0; i < rounds; ++i) {
+    std::atomic<bool> started{false};
+    const int body_spin = (i % 17) * 40;
+    SubmitOptions o;
+    o.recurrence = "FREQ=MINUTELY";
+    if (i % 2 == 0) o.token = "t" + std::to_string(i % 3);
+    auto first = engine.Submit(
+        [&started, body_spin] {
+          // Release: the test thread's acquire load sees the start.
+          started.store(true, std::memory_order_release);
+          for (int k = 0; k < body_spin; ++k) std::atomic_signal_fence(std::memory_order_seq_cst);
+        },
+        o);
+    ASSERT_TRUE(first.ok()) << first.status();
+    while (!started.load(std::memory_order_acquire)) std::this_thread::yield();
+    for (int k = 0; k < (i % 23) * 30; ++k) std::atomic_signal_fence(std::memory_order_seq_cst);
+    const absl::StatusOr<CancelOutcome> outcome = engine.Cancel(*first);
+    ASSERT_TRUE(first->WaitFor(std::chrono::seconds(30))) << "round " << i;
+    Handle next = first->next_occurrence();
+    if (outcome.ok()) {
+      ASSERT_EQ(*outcome, CancelOutcome::kCancelRequested) << "round " << i;
+      ++requested;
+      ASSERT_TRUE(!next.valid() || next.state() == State::kCanceled)
+          << "round " << i << ": the series went on after Cancel answered kCancelRequested ("
+          << StateName(next.state()) << ")";
+    } else {
+      ASSERT_EQ(outcome.status().code(), absl::StatusCode::kFailedPrecondition) << outcome.status();
+      ASSERT_TRUE(next.valid()) << "round " << i;
+      ASSERT_TRUE(engine.Cancel(next).ok());  // ends the series
+    }
+  }
+  ::testing::Test::RecordProperty("cancel_requested", requested);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(engine.stats().pending, 0u);
+}
+
 TEST(StressTest, ExplainRacingTheChainsRunnerNeverStallsIt) {
   RunExplainRace(/*per_token=*/20000L * Scale());
 }
 
 TEST(StressTest, ACancelRequestDuringAnAttemptNeverLeavesARetryToRun) {
   RunCancelRequestRetryRace(/*ops=*/3000 * Scale());
+}
+
+TEST(StressTest, ACancelRequestOnARunningOccurrenceEndsItsSeriesWhereverItLands) {
+  RunCancelRequestSeriesRace(/*rounds=*/10000 * Scale());
 }
 
 TEST(StressTest, FailurePoliciesSpareWhatIsDoneOnSeeingTheFailure) {

@@ -243,9 +243,8 @@ class Engine {
   // retry it asks for ends it Canceled; also the answer when the request reached
   // it and it ended before Cancel returned). FailedPrecondition if it is already
   // terminal; InvalidArgument for an empty handle. Canceling a
-  // recurring occurrence, running or not, ends its series; a request that
-  // arrives as a running occurrence ends, after its next was made, is too late
-  // for the series: cancel next_occurrence() then.
+  // recurring occurrence, running or not, ends its series: a next occurrence
+  // made before the request reached the running one is canceled too.
   absl::StatusOr<CancelOutcome> Cancel(const Handle& handle);
 
   // Changes (or, with nullopt, clears) the postpone-until time of an operation that
@@ -264,6 +263,9 @@ class Engine {
   // submitted before the call took effect (later submits are not affected).
   // They return how many operations changed. InvalidArgument, nothing changed,
   // for no token, an empty string, or one over Options::max_token_bytes.
+  // CancelToken also ends a series whose occurrence is running on the token: it
+  // is asked to stop, as Cancel asks it (not counted), and no next occurrence
+  // follows.
   absl::StatusOr<std::size_t> CancelToken(const Token& token);
   absl::StatusOr<std::size_t> SuspendToken(const Token& token);
   // Resumes every suspended operation of the token and releases a chain held by
