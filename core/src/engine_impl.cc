@@ -1330,8 +1330,17 @@ std::string EngineImpl::Explain(Operation* op) {
     tokens_.WithShardLocked(Facts(op).token_hash, [&] {
       if (IsTerminal(StateOf(op->word.load(std::memory_order_acquire)))) return;
       Chain* c = op->chain;
-      Operation* h = c->PinHead();
-      if (h == nullptr) return;
+      Operation* h;
+      while ((h = c->PinHead()) == nullptr) {
+        // No head for an instant: its runner is between emptying steps and a
+        // producer pushed behind its last node (TokenMap T3), or a producer is
+        // making its first node the head. op, not terminal, is in the chain, so
+        // a head comes; as ForEachInChain waits for it. (Answered at once, op
+        // was "queued for a worker" while it waited behind that head.)
+        // seq_cst, as PinHead's loads.
+        if (c->tail_.load(std::memory_order_seq_cst) == nullptr) return;
+        std::this_thread::yield();
+      }
       Chain::HazardHold hold(c);  // the text below allocates, and may throw
       if (h == op) return;        // op itself is the head now: nothing ahead of it
       const State hs = StateOf(h->word.load(std::memory_order_acquire));

@@ -1752,6 +1752,37 @@ void RunExplainRace(long per_token) {
   EXPECT_EQ(wrong_answers.load(), 0);
 }
 
+// Explain of an operation behind a head that cannot finish always names that
+// wait, also in the instant a runner finds no head (TokenMap T3: it empties the
+// chain after its last known node while a producer pushes behind it). Each
+// round: A (trivial), B (blocked until the round ends) and C on one token, C
+// explained at once, repeatedly; C cannot be the head before B ends. Answered
+// at once when PinHead found no head, C was "queued for a worker".
+void RunExplainBehindABlockedHeadRace(int rounds) {
+  Engine engine({.workers = Workers()});
+  long wrong = 0;
+  std::string example;
+  for (int i = 0; i < rounds; ++i) {
+    const Token token("behind-" + std::to_string(i % 7));
+    ::ordo::testing::Gate gate;
+    auto a = engine.Submit([] {}, {.token = token});
+    auto b = engine.Submit(gate.Waiter(), {.token = token});
+    auto c = engine.Submit([] {}, {.token = token});
+    ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+    for (int k = 0; k < 8; ++k) {
+      const std::string text = c->Explain();
+      if (text.find("waiting behind") == std::string::npos) {
+        ++wrong;
+        if (example.empty()) example = text;
+      }
+    }
+    gate.Open();
+    ASSERT_EQ(c->Wait(), State::kSucceeded);
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(wrong, 0) << "e.g. \"" << example << "\"";
+}
+
 // A Handle's completed_at() holds its final value once the state is terminal
 // (handle.h). A Cancel that read its operation Waiting, then lost its CAS to a
 // worker that ran and finished it, once stamped its own time after the
@@ -2009,6 +2040,10 @@ void RunCancelRequestSeriesRace(int rounds) {
 
 TEST(StressTest, ExplainRacingTheChainsRunnerNeverStallsIt) {
   RunExplainRace(/*per_token=*/20000L * Scale());
+}
+
+TEST(StressTest, ExplainBehindABlockedHeadAlwaysNamesTheWait) {
+  RunExplainBehindABlockedHeadRace(/*rounds=*/5000 * Scale());
 }
 
 TEST(StressTest, ACancelRequestDuringAnAttemptNeverLeavesARetryToRun) {
