@@ -1,5 +1,7 @@
 // worker.cc: the worker loop (own deque, injector, steal, park), running an
 // operation, and moving a chain on. See engine_impl.h for the scheduling rule.
+#include <cxxabi.h>
+
 #include <exception>
 #include <limits>
 #include <thread>
@@ -615,6 +617,15 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   t_attempt = &attempt;
   try {
     status = op->ops->invoke(op->storage, ctx);
+  } catch (const abi::__forced_unwind&) {
+    // pthread_exit or pthread_cancel on a worker thread unwinds with this, which
+    // must not be swallowed (glibc then aborts with 'exception not rethrown'),
+    // and which the engine cannot survive either: its operation would never
+    // end, and the worker would be gone. Said plainly instead.
+    ORDO_CHECK_OP(false,
+                  "an operation called pthread_exit, or its worker thread was canceled "
+                  "(pthread_cancel); an operation must return or throw instead",
+                  op->id_relaxed());
   } catch (const std::exception& e) {
     threw = true;
     error = e.what();

@@ -5,6 +5,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -357,6 +358,22 @@ TEST(FailureTest, ANonStandardExceptionFailsTheOperationNotTheProcess) {
   ASSERT_TRUE(a.ok());
   ASSERT_TRUE(AwaitState(*a, State::kFailed));
   EXPECT_THAT(a->error(), HasSubstr("unknown exception"));
+}
+
+// pthread_exit in an operation unwinds its worker thread with a forced unwind,
+// which the engine must not swallow and cannot survive (the operation would
+// never end, the worker would be gone): the process ends with a message that
+// names it. (Swallowed by catch (...), glibc aborted with "FATAL: exception not
+// rethrown", naming nothing.)
+TEST(FailureDeathTest, PthreadExitInAnOperationEndsTheProcessWithAMessage) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        Engine engine({.workers = 1});
+        auto h = engine.Submit([] { pthread_exit(nullptr); });
+        if (h.ok()) (void)h->Wait();
+      },
+      "an operation called pthread_exit");
 }
 
 TEST(FailureTest, AReturnedErrorStatusFailsWithItsMessage) {
