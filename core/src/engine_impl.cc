@@ -9,6 +9,7 @@
 #include <limits>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
@@ -1181,16 +1182,21 @@ absl::StatusOr<std::size_t> EngineImpl::CancelToken(const Token& token) {
       ++changed;
       return;
     }
-    // A running occurrence (the head, the only one that can run): its series
-    // ends, as a Cancel of it would end it (S2). A series Post made has no
-    // Handle, and its token is the only way to stop it: a CancelToken that
+    // An occurrence that has started (the head, the only one that can): its
+    // series ends, as a Cancel of it would end it (S2). A series Post made has
+    // no Handle, and its token is the only way to stop it: a CancelToken that
     // came while an occurrence ran found nothing to cancel, and the series
-    // went on. The request is not counted (nothing changed state); a next
-    // occurrence it cancels is.
-    if (!IsCompact(n) && StateOf(n->word.load(std::memory_order_acquire)) == State::kInProgress) {
+    // went on. Running, it is asked to stop; ended meanwhile (its next, pushed
+    // behind the walk's last node, is then out of the walk's reach), its next
+    // is canceled all the same: while the walk's hazard names it, its runner
+    // has not moved the chain on, so that next has not started. The request is
+    // not counted (nothing changed state); a next occurrence it cancels is.
+    if (!IsCompact(n)) {
       const OpExtras* ex = ExtrasIfAny(n, std::memory_order_acquire);
       if (ex != nullptr && ex->recurrence != nullptr) {
-        (void)RequestCancel(n);
+        if (StateOf(n->word.load(std::memory_order_acquire)) == State::kInProgress) {
+          (void)RequestCancel(n);
+        }
         changed += EndSeriesAfter(n, CancelReason::kByToken);
       }
     }
@@ -1205,17 +1211,17 @@ absl::StatusOr<std::size_t> EngineImpl::SuspendToken(const Token& token) {
         "SuspendToken: the engine is shutting down; suspensions are refused");
   }
   std::vector<Operation*> ops;
-  try {
-    ForEachInChain(token, [&](Chain*, Operation* n) {
-      if (NotStarted(StateOf(n->word.load(std::memory_order_acquire)))) {
-        ops.push_back(n);  // first: if it throws, no reference was taken
-        AddRef(n);
-      }
-    });
-  } catch (...) {  // out of memory: nothing changed; the references go back
+  // The references taken below go back on every way out, a throw included (out
+  // of memory in the walk, or in a Suspend's error text).
+  absl::Cleanup drop_refs = [&] {
     for (Operation* n : ops) DropRef(n);
-    throw;
-  }
+  };
+  ForEachInChain(token, [&](Chain*, Operation* n) {
+    if (NotStarted(StateOf(n->word.load(std::memory_order_acquire)))) {
+      ops.push_back(n);  // first: if it throws, no reference was taken
+      AddRef(n);
+    }
+  });
   std::size_t changed = 0;
   for (Operation* n : ops) {
     // Counted by our own CAS: a Suspend racing ours (another SuspendToken, a
@@ -1223,7 +1229,6 @@ absl::StatusOr<std::size_t> EngineImpl::SuspendToken(const Token& token) {
     bool mine = false;
     (void)Suspend(n, &mine);
     if (mine) ++changed;
-    DropRef(n);
   }
   return changed;
 }
@@ -1234,49 +1239,44 @@ absl::StatusOr<std::size_t> EngineImpl::ResumeToken(const Token& token) {
   Operation* halted = nullptr;
   bool halted_entry = false;
   const Chain* bumped = nullptr;
-  // The halt taken below is released on every way out: taken from the chain
-  // and the registry, it is found nowhere else (an allocation that threw after
-  // it was taken once left the chain halted for good).
-  auto release_halted = [&] {
+  // On every way out, a throw included (out of memory in the walk, or in a
+  // Resume's error text): the references taken below go back, then the halt
+  // taken below is released. Taken from the chain and the registry, it is
+  // found nowhere else (an allocation that threw after it was taken once left
+  // the chain halted for good).
+  absl::Cleanup release = [&] {
+    for (Operation* n : ops) DropRef(n);
     if (halted == nullptr) return;
     Schedule(halted);  // a worker moves the chain on past the failed head
     // R2: a halted head is registered; the registry's reference goes now.
     ORDO_DCHECK(halted_entry, "a chain halted at an unregistered head");
     if (halted_entry) DropRef(halted);
   };
-  try {
-    ForEachInChain(token, [&](Chain* c, Operation* n) {
-      if (c != bumped) {  // F1 (worker.cc): once per chain, under the shard lock
-        // Relaxed: the shard lock orders it with HaltChain's read
-        // (Chain::resume_epoch_).
-        c->resume_epoch_.fetch_add(1, std::memory_order_relaxed);
-        bumped = c;
-      }
-      if (c->halted_at_ != nullptr && halted == nullptr) {
-        halted = c->halted_at_;
-        c->halted_at_ = nullptr;
-        halted_entry = EraseHeld(halted, Held::kHalted);  // R2: with halted_at_
-      }
-      if (StateOf(n->word.load(std::memory_order_acquire)) == State::kSuspended) {
-        ops.push_back(n);  // first: if it throws, no reference was taken
-        AddRef(n);
-      }
-    });
-  } catch (...) {  // out of memory: the halt goes, no suspension is lifted
-    for (Operation* n : ops) DropRef(n);
-    release_halted();
-    throw;
-  }
+  ForEachInChain(token, [&](Chain* c, Operation* n) {
+    if (c != bumped) {  // F1 (worker.cc): once per chain, under the shard lock
+      // Relaxed: the shard lock orders it with HaltChain's read
+      // (Chain::resume_epoch_).
+      c->resume_epoch_.fetch_add(1, std::memory_order_relaxed);
+      bumped = c;
+    }
+    if (c->halted_at_ != nullptr && halted == nullptr) {
+      halted = c->halted_at_;
+      c->halted_at_ = nullptr;
+      halted_entry = EraseHeld(halted, Held::kHalted);  // R2: with halted_at_
+    }
+    if (StateOf(n->word.load(std::memory_order_acquire)) == State::kSuspended) {
+      ops.push_back(n);  // first: if it throws, no reference was taken
+      AddRef(n);
+    }
+  });
   std::size_t changed = 0;
   for (Operation* n : ops) {
     bool mine = false;  // counted by our own CAS, as in SuspendToken
     (void)Resume(n, &mine);
     if (mine) ++changed;
-    DropRef(n);
   }
   if (halted != nullptr) ++changed;
-  release_halted();
-  return changed;
+  return changed;  // `release` runs now: the halt goes after the resumes
 }
 
 absl::StatusOr<TokenReport> EngineImpl::TokenInfo(const Token& token) {
@@ -1370,11 +1370,9 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   if (scope.closed()) return false;
   // Canceling an occurrence ends the series (DESIGN), a running one too: the
   // cancel request is the only stop its user could ask for, the next
-  // occurrence having no Handle yet. Relaxed: a request, as everywhere (Cancel
-  // stores it under the timer lock, for C1 in timers.cc, which orders nothing
-  // here); one that lands after this look is too late for the series (README:
-  // cancel the next occurrence then), as a Cancel of an operation that has just
-  // ended is.
+  // occurrence having no Handle yet. A first look, relaxed: seen, no next is
+  // made; a request that lands after it is caught by S2 (below, above
+  // EndSeriesAfter), which cancels the next made here.
   if (Facts(op).cancel_requested.load(std::memory_order_relaxed)) return false;
   const std::int64_t now = NowNs();
   // From this occurrence's place on the grid (OpExtras::occurrence_ns, the
@@ -1470,9 +1468,16 @@ std::size_t EngineImpl::EndSeriesAfter(Operation* op, CancelReason reason) {
     if (ex == nullptr || ex->recurrence == nullptr) return canceled;
     Operation* n = ex->successor.load(std::memory_order_seq_cst);  // S2
     if (n == nullptr) return canceled;  // op's runner sees the request first
-    if (TryCancelNotStarted(n, reason)) return canceled + 1;
-    // Started already (due at once), or ended: asked to stop as op was.
-    if (RequestCancel(n) != State::kInProgress) return canceled;
+    for (;;) {
+      if (TryCancelNotStarted(n, reason)) return canceled + 1;
+      // Started already (due at once): asked to stop as op was, and S2 again
+      // for its own next (below). Or not started again (it asked for a retry
+      // and was postponed before our request): canceled from the top, as
+      // Cancel does. Or ended, unasked: its own next (stored before it
+      // ended) is looked at below.
+      if (NotStarted(RequestCancel(n))) continue;
+      break;
+    }
     op = n;
   }
 }

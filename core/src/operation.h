@@ -208,11 +208,13 @@ struct OpFacts {
   // Release on store (Submit before publish, or the sole runner), acquire on load.
   Atomic<OpExtras*> extras{nullptr};
   Atomic<std::int32_t> retry_count{0};
-  // Set by Cancel on a running operation, under the timer lock (C1 in timers.cc);
-  // read by Context::cancel_requested, Execute, SpawnNextOccurrence (a request
-  // ends a series) and, under the timer lock, RepostponeForRetry (no retry after a
-  // request). Relaxed: a request, not a publication; the one order C1 needs comes
-  // from the timer lock.
+  // Set by Cancel (or CancelToken, for a recurring head) on a running operation,
+  // under the timer lock (C1 in timers.cc; EngineImpl::RequestCancel); read by
+  // Context::cancel_requested, Execute, SpawnNextOccurrence (a request ends a
+  // series) and, under the timer lock, RepostponeForRetry (no retry after a
+  // request). A request, not a publication: C1 needs only the timer lock, and
+  // the other reads are relaxed, but for S2 (engine_impl.cc, "Recurrence"),
+  // whose store and second look are seq_cst against the successor's.
   Atomic<bool> cancel_requested{false};
   // Set while the node's timer is in the wheel (under the timer lock).
   bool in_wheel = false;

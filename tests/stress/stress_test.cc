@@ -1752,6 +1752,87 @@ void RunExplainRace(long per_token) {
   EXPECT_EQ(wrong_answers.load(), 0);
 }
 
+// S2 with a clock that keeps moving: a minutely series, its occurrences coming
+// due one after another as another thread advances the clock, is stopped after
+// a varying number of occurrences, by CancelToken (a series Post made, on a
+// token) or by Cancel of its running first occurrence (a series with no token,
+// whose next may run on another worker meanwhile). Once the call has returned
+// (CancelToken; or Cancel answering kCancelRequested) the series has ended:
+// with the clock stopped, nothing of it is left pending. On a token, its chain
+// also lets no occurrence start after CancelToken returns but one already
+// under way: `runs` (counted on entry) grows by at most 1. (With no token, an
+// occurrence the moving clock made due at once may start before the request
+// reaches it, and is asked to stop in turn, S2.) CancelToken once read the
+// head's state a second time, after an occurrence that ended meanwhile had
+// pushed its next beyond the walk; EndSeriesAfter once gave up at a next
+// occurrence that had run and ended unasked, and the one after it went on.
+void RunStopARunningSeriesRace(int rounds) {
+  ManualClock clock;
+  Engine engine({.workers = Workers(), .clock = &clock});
+  int checked = 0;
+  for (int i = 0; i < rounds; ++i) {
+    const bool by_token = i % 2 == 0;
+    std::atomic<int> runs{0};
+    std::atomic<bool> stop{false};
+    const int body_spin = (i % 13) * 50;
+    auto body = [&runs, body_spin] {
+      runs.fetch_add(1, std::memory_order_acq_rel);
+      for (int k = 0; k < body_spin; ++k) std::atomic_signal_fence(std::memory_order_seq_cst);
+    };
+    const Token token("series-" + std::to_string(i % 5));
+    Handle first;
+    if (by_token) {
+      ASSERT_TRUE(engine.Post(body, {.token = token, .recurrence = "FREQ=MINUTELY"}).ok());
+    } else {
+      auto h = engine.Submit(body, {.recurrence = "FREQ=MINUTELY"});
+      ASSERT_TRUE(h.ok()) << h.status();
+      first = *h;
+    }
+    std::thread advancer([&] {
+      while (!stop.load(std::memory_order_acquire)) clock.Advance(1min);
+    });
+    const int wait_for = by_token ? 1 + i % 4 : 1;
+    while (runs.load(std::memory_order_acquire) < wait_for) std::this_thread::yield();
+    for (int k = 0; k < (i % 29) * 20; ++k) std::atomic_signal_fence(std::memory_order_seq_cst);
+    bool stopped = true;
+    if (by_token) {
+      ASSERT_TRUE(engine.CancelToken(token).ok());
+    } else {
+      const absl::StatusOr<CancelOutcome> outcome = engine.Cancel(first);
+      stopped = outcome.ok();  // kCancelRequested; else it had ended first
+    }
+    const int at_return = runs.load(std::memory_order_acquire);
+    // The clock goes on for 200 more minutes: a series left going runs again.
+    const Clock::time_point returned_at = clock.now();
+    while (clock.now() < returned_at + 200min &&
+           runs.load(std::memory_order_acquire) <= at_return + 1) {
+      std::this_thread::yield();
+    }
+    stop.store(true, std::memory_order_release);
+    advancer.join();
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    if (stopped) {
+      ++checked;
+      if (by_token) {
+        ASSERT_LE(runs.load(), at_return + 1)
+            << "round " << i << " (CancelToken): an occurrence started after it returned";
+      }
+      ASSERT_EQ(engine.stats().pending, 0u)
+          << "round " << i << (by_token ? " (CancelToken)" : " (Cancel)")
+          << ": the series went on after the call returned";
+    } else {
+      // Ended before the request: the series goes on; its latest occurrence,
+      // Postponed now that the clock stands still, ends it.
+      Handle last = first;
+      while (last.next_occurrence().valid()) last = last.next_occurrence();
+      ASSERT_TRUE(engine.Cancel(last).ok()) << "round " << i;
+    }
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    ASSERT_EQ(engine.stats().pending, 0u) << "round " << i;
+  }
+  ::testing::Test::RecordProperty("checked", checked);
+}
+
 // Explain of an operation behind a head that cannot finish always names that
 // wait, also in the instant a runner finds no head (TokenMap T3: it empties the
 // chain after its last known node while a producer pushes behind it). Each
@@ -2040,6 +2121,10 @@ void RunCancelRequestSeriesRace(int rounds) {
 
 TEST(StressTest, ExplainRacingTheChainsRunnerNeverStallsIt) {
   RunExplainRace(/*per_token=*/20000L * Scale());
+}
+
+TEST(StressTest, StoppingASeriesWhileItsClockMovesEndsItWheneverTheCallLands) {
+  RunStopARunningSeriesRace(/*rounds=*/1000 * Scale());
 }
 
 TEST(StressTest, ExplainBehindABlockedHeadAlwaysNamesTheWait) {

@@ -75,8 +75,8 @@ enum class FailurePolicy : std::uint8_t {
 // How a retried operation's delay grows.
 struct Backoff {
   enum class Kind : std::uint8_t { kFixed, kExponential } kind = Kind::kFixed;
-  // kExponential: delay * 2^retry_count, capped at max_delay (Submit refuses a
-  // negative one).
+  // kExponential: delay * 2^retry_count, capped at max_delay. A negative
+  // max_delay is refused (InvalidArgument), whatever the kind.
   std::chrono::nanoseconds max_delay = std::chrono::hours(1);
 };
 
