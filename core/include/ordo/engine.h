@@ -244,7 +244,8 @@ class Engine {
   // it and it ended before Cancel returned). FailedPrecondition if it is already
   // terminal; InvalidArgument for an empty handle. Canceling a
   // recurring occurrence, running or not, ends its series: a next occurrence
-  // made before the request reached the running one is canceled too.
+  // made before the request reached the running one is canceled too (or, due
+  // at once and started already, asked to stop in turn).
   absl::StatusOr<CancelOutcome> Cancel(const Handle& handle);
 
   // Changes (or, with nullopt, clears) the postpone-until time of an operation that
