@@ -1178,28 +1178,33 @@ absl::StatusOr<std::size_t> EngineImpl::CancelToken(const Token& token) {
   if (absl::Status bad = CheckControlToken(token, "CancelToken"); !bad.ok()) return bad;
   std::size_t changed = 0;
   ForEachInChain(token, [&](Chain*, Operation* n) {
-    if (TryCancelNotStarted(n, CancelReason::kByToken)) {
-      ++changed;
+    const OpExtras* ex = IsCompact(n) ? nullptr : ExtrasIfAny(n, std::memory_order_acquire);
+    if (ex == nullptr || ex->recurrence == nullptr) {
+      if (TryCancelNotStarted(n, CancelReason::kByToken)) ++changed;
       return;
     }
-    // An occurrence that has started (the head, the only one that can): its
-    // series ends, as a Cancel of it would end it (S2). A series Post made has
-    // no Handle, and its token is the only way to stop it: a CancelToken that
-    // came while an occurrence ran found nothing to cancel, and the series
-    // went on. Running, it is asked to stop; ended meanwhile (its next, pushed
-    // behind the walk's last node, is then out of the walk's reach), its next
-    // is canceled all the same: while the walk's hazard names it, its runner
-    // has not moved the chain on, so that next has not started. The request is
-    // not counted (nothing changed state); a next occurrence it cancels is.
-    if (!IsCompact(n)) {
-      const OpExtras* ex = ExtrasIfAny(n, std::memory_order_acquire);
-      if (ex != nullptr && ex->recurrence != nullptr) {
-        if (StateOf(n->word.load(std::memory_order_acquire)) == State::kInProgress) {
-          (void)RequestCancel(n);
-        }
-        changed += EndSeriesAfter(n, CancelReason::kByToken);
+    // A recurring operation: its series ends, as a Cancel of it would end it.
+    // Not started, it is canceled. Started (the head, the only one that can),
+    // it is asked to stop (S2). A series Post made has no Handle, and its token
+    // is the only way to stop it: a CancelToken that came while an occurrence
+    // ran found nothing to cancel, and the series went on. Ended meanwhile (its
+    // next, pushed behind the walk's last node, is then out of the walk's
+    // reach), its next is canceled all the same: while the walk's hazard names
+    // it, its runner has not moved the chain on, so that next has not started.
+    // Postponed for a retry after our first look, it is canceled from the top,
+    // as Cancel does (looked at once, the retry ran unasked, and the series
+    // went on). The request is not counted (nothing changed state); a next
+    // occurrence it cancels is.
+    for (;;) {
+      if (TryCancelNotStarted(n, CancelReason::kByToken)) {
+        ++changed;
+        return;
       }
+      // C1: with the request stored, no further retry is made; so this runs
+      // at most twice.
+      if (!NotStarted(RequestCancel(n))) break;
     }
+    changed += EndSeriesAfter(n, CancelReason::kByToken);
   });
   return changed;
 }

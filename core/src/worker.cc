@@ -617,6 +617,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   t_attempt = &attempt;
   try {
     status = op->ops->invoke(op->storage, ctx);
+#ifdef __GLIBCXX__  // libstdc++'s; libc++ has no such type
   } catch (const abi::__forced_unwind&) {
     // pthread_exit or pthread_cancel on a worker thread unwinds with this, which
     // must not be swallowed (glibc then aborts with 'exception not rethrown'),
@@ -626,6 +627,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
                   "an operation called pthread_exit, or its worker thread was canceled "
                   "(pthread_cancel); an operation must return or throw instead",
                   op->id_relaxed());
+#endif
   } catch (const std::exception& e) {
     threw = true;
     error = e.what();

@@ -1765,19 +1765,26 @@ void RunExplainRace(long per_token) {
 // reaches it, and is asked to stop in turn, S2.) CancelToken once read the
 // head's state a second time, after an occurrence that ended meanwhile had
 // pushed its next beyond the walk; EndSeriesAfter once gave up at a next
-// occurrence that had run and ended unasked, and the one after it went on.
+// occurrence that had run and ended unasked, and the one after it went on;
+// and CancelToken looked at a recurring head once, so one postponed for a retry
+// just after that look was neither canceled nor asked to stop, and went on.
 void RunStopARunningSeriesRace(int rounds) {
   ManualClock clock;
   Engine engine({.workers = Workers(), .clock = &clock});
   int checked = 0;
   for (int i = 0; i < rounds; ++i) {
-    const bool by_token = i % 2 == 0;
+    // Thirds: CancelToken; Cancel; CancelToken on a series whose every
+    // occurrence first asks for a retry at once (so it is often Postponed for
+    // it, between two looks of the walk).
+    const bool by_token = i % 3 != 1;
+    const bool retrying = i % 3 == 2;
     std::atomic<int> runs{0};
     std::atomic<bool> stop{false};
     const int body_spin = (i % 13) * 50;
-    auto body = [&runs, body_spin] {
+    auto body = [&runs, body_spin, retrying](Context& ctx) {
       runs.fetch_add(1, std::memory_order_acq_rel);
       for (int k = 0; k < body_spin; ++k) std::atomic_signal_fence(std::memory_order_seq_cst);
+      if (retrying && ctx.retry_count() == 0) ctx.RetryAfter(std::chrono::nanoseconds(0), "again");
     };
     const Token token("series-" + std::to_string(i % 5));
     Handle first;
