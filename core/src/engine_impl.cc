@@ -829,7 +829,7 @@ absl::StatusOr<CancelOutcome> EngineImpl::Cancel(Operation* op) {
     const std::uint32_t w = op->word.load(std::memory_order_acquire);
     const State s = StateOf(w);
     if (s == State::kInProgress) {
-      const State now = RequestCancel(op);
+      const State now = RequestCancel(op, CancelReason::kByCancel);
       requested = true;
       EndSeriesAfter(op, CancelReason::kByCancel);  // S2: its series ends
       // Still running: its runner makes no retry now (C1). Moved to Postponed
@@ -851,14 +851,24 @@ absl::StatusOr<CancelOutcome> EngineImpl::Cancel(Operation* op) {
   }
 }
 
-State EngineImpl::RequestCancel(Operation* op) {
+State EngineImpl::RequestCancel(Operation* op, CancelReason reason) {
   // C1 (timers.cc): under the timer lock, as the runner's look before a retry.
-  // seq_cst: S2's requester half (this store, then EndSeriesAfter's load of the
-  // successor); C1 itself needs only the lock, and nothing else is published
-  // with it (the callable polls it).
   TimerLock lock(this);
-  Facts(op).cancel_requested.store(true, std::memory_order_seq_cst);
+  OpFacts& f = Facts(op);
+  // Relaxed, both: under the lock, which orders requesters; the first one's
+  // reason stays. Published by the flag's store below.
+  if (!f.cancel_requested.load(std::memory_order_relaxed)) {
+    f.cancel_request_reason.store(static_cast<std::uint8_t>(reason), std::memory_order_relaxed);
+  }
+  // seq_cst: S2's requester half (this store, then EndSeriesAfter's load of the
+  // successor), and its release half publishes the reason; C1 itself needs
+  // only the lock (the callable polls the flag).
+  f.cancel_requested.store(true, std::memory_order_seq_cst);
   return StateOf(op->word.load(std::memory_order_acquire));
+}
+
+const char* EngineImpl::RequesterName(CancelReason reason) {
+  return reason == CancelReason::kByToken ? "CancelToken" : "Cancel";
 }
 
 absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point> until) {
@@ -1202,7 +1212,7 @@ absl::StatusOr<std::size_t> EngineImpl::CancelToken(const Token& token) {
       }
       // C1: with the request stored, no further retry is made; so this runs
       // at most twice.
-      if (!NotStarted(RequestCancel(n))) break;
+      if (!NotStarted(RequestCancel(n, CancelReason::kByToken))) break;
     }
     changed += EndSeriesAfter(n, CancelReason::kByToken);
   });
@@ -1442,9 +1452,10 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   ChaosPoint();  // a cancel request may land between the first look and here
   ex->successor.store(n, std::memory_order_seq_cst);
   // S2: a request that came after the first look above ends the series here,
-  // unless its requester found n and canceled it itself.
+  // unless its requester found n and canceled it itself; the cancel names who
+  // asked (the load that saw the flag acquired the reason).
   if (Facts(op).cancel_requested.load(std::memory_order_seq_cst)) {
-    EndSeriesAfter(op, CancelReason::kByCancel);
+    EndSeriesAfter(op, Facts(op).RequestReason());
   }
   return true;
 }
@@ -1459,9 +1470,8 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
 // or the runner finds the request, and that one cancels the next occurrence
 // (both may: one CAS wins, TryCancelNotStarted). So after a cancel request on
 // a running occurrence no later occurrence starts, but one that started
-// already, due at once, which is asked to stop in turn. The runner's cancel
-// gives kByCancel as the reason: the request does not say who made it (a
-// CancelToken's own cancel, if it wins, says kByToken).
+// already, due at once, which is asked to stop in turn. Either side's cancel
+// names who asked (OpFacts::cancel_request_reason: the first requester).
 std::size_t EngineImpl::EndSeriesAfter(Operation* op, CancelReason reason) {
   std::size_t canceled = 0;
   // Each occurrence holds its next by its link reference (OpExtras::successor),
@@ -1480,7 +1490,7 @@ std::size_t EngineImpl::EndSeriesAfter(Operation* op, CancelReason reason) {
       // and was postponed before our request): canceled from the top, as
       // Cancel does. Or ended, unasked: its own next (stored before it
       // ended) is looked at below.
-      if (NotStarted(RequestCancel(n))) continue;
+      if (NotStarted(RequestCancel(n, reason))) continue;
       break;
     }
     op = n;

@@ -422,10 +422,13 @@ class EngineImpl {
   // True when it made the next occurrence, which then holds op's admission
   // credit: a series takes one place under max_pending, never more.
   bool SpawnNextOccurrence(Operation* op, Stripe& st);
-  // A cancel request on a running operation (Cancel, CancelToken): stores
-  // cancel_requested under the timer lock (C1 in timers.cc; seq_cst for S2)
-  // and returns the state read after it.
-  State RequestCancel(Operation* op);
+  // A cancel request on a running operation (Cancel: kByCancel; CancelToken:
+  // kByToken): stores cancel_requested under the timer lock (C1 in timers.cc;
+  // seq_cst for S2), with `reason` if it is the first request, and returns the
+  // state read after it.
+  State RequestCancel(Operation* op, CancelReason reason);
+  // "Cancel" or "CancelToken": who asked, in the text of what the request ended.
+  static const char* RequesterName(CancelReason reason);
   // S2 (engine_impl.cc, "Recurrence"): a cancel request reached the running
   // occurrence op, so its series ends; a next occurrence op made before the
   // request is canceled (asked to stop, and so on, if it runs already). Returns

@@ -216,9 +216,19 @@ struct OpFacts {
   // the other reads are relaxed, but for S2 (engine_impl.cc, "Recurrence"),
   // whose store and second look are seq_cst against the successor's.
   Atomic<bool> cancel_requested{false};
+  // Who made the first request (a CancelReason: kByCancel or kByToken), for
+  // the cancels it leads to (a retry not made, a series' next occurrence).
+  // Written with the first request, under the timer lock, before the flag;
+  // relaxed, read after a load of the flag that saw it (its seq_cst store
+  // publishes it), or under the timer lock.
+  Atomic<std::uint8_t> cancel_request_reason{0};
   // Set while the node's timer is in the wheel (under the timer lock).
   bool in_wheel = false;
 
+  // Who asked (cancel_request_reason), once cancel_requested was seen set.
+  CancelReason RequestReason() const {
+    return static_cast<CancelReason>(cancel_request_reason.load(std::memory_order_relaxed));
+  }
   Atomic<std::uint64_t>& id() { return timer.seq; }
   const Atomic<std::uint64_t>& id() const { return timer.seq; }
   Atomic<std::int64_t>& due_ns() { return timer.deadline_ns; }
@@ -354,6 +364,7 @@ inline void InitFacts(Operation* op, std::uint64_t id, EngineImpl* engine,
   f.token_hash = 0;
   f.retry_count.store(0, std::memory_order_relaxed);
   f.cancel_requested.store(false, std::memory_order_relaxed);
+  f.cancel_request_reason.store(0, std::memory_order_relaxed);
   if (HasTimes(op)) {
     OpTimes& t = Times(op);
     t.engine = engine;

@@ -665,14 +665,17 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
     }
     // Cancel of the running attempt was requested: no further attempt (as a
     // Cancel of an operation waiting for its retry would have it). A compact
-    // node has no Handle, so nobody can ask. Relaxed: a first look, before the
-    // node is enlarged; a request that lands after it is read again under the
-    // timer lock (C1 in timers.cc), before the retry is made.
-    if (!IsCompact(op) && Facts(op).cancel_requested.load(std::memory_order_relaxed)) {
+    // node has no Handle, so nobody can ask. A first look, before the node is
+    // enlarged; a request that lands after it is read again under the timer
+    // lock (C1 in timers.cc), before the retry is made. Acquire: pairs with
+    // RequestCancel's store (seq_cst, so release), which publishes the reason
+    // read next.
+    if (!IsCompact(op) && Facts(op).cancel_requested.load(std::memory_order_acquire)) {
+      const CancelReason by = Facts(op).RequestReason();
       FinishInProgress(op, State::kCanceled,
-                       "retry canceled: Cancel was requested during the attempt (" +
-                           attempt.reason + ")",
-                       st, CancelReason::kByCancel);
+                       std::string("retry canceled: ") + RequesterName(by) +
+                           " was requested during the attempt (" + attempt.reason + ")",
+                       st, by);
       return true;
     }
     // A compact node has no room for a timer or a count: it retries as a facts node
@@ -710,10 +713,12 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
       }
       if (reposted == Repostponed::kYes) return false;
       if (reposted == Repostponed::kCancelRequested) {  // C1 (timers.cc)
+        // The reason was read under the timer lock, with the flag.
+        const CancelReason by = Facts(op).RequestReason();
         FinishInProgress(op, State::kCanceled,
-                         "retry canceled: Cancel was requested during the attempt (" +
-                             attempt.reason + ")",
-                         st, CancelReason::kByCancel);
+                         std::string("retry canceled: ") + RequesterName(by) +
+                             " was requested during the attempt (" + attempt.reason + ")",
+                         st, by);
         return true;
       }
       failed = true;

@@ -1376,6 +1376,38 @@ TEST(RecurrenceEngineTest, CancelTokenWhileAnOccurrenceRunsEndsItsSeries) {
   EXPECT_EQ(s.pending, 0u);
 }
 
+// What a CancelToken's request ends says it was CancelToken's: a running
+// occurrence's retry that is not made (the first request's maker is kept).
+// (It said "Cancel" whoever asked.)
+TEST(RecurrenceEngineTest, WhatACancelTokenRequestEndsNamesCancelToken) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  Gate gate;
+  std::latch running(1);
+  auto h = engine.Submit(
+      [&running, wait = gate.Waiter()](Context& ctx) {
+        running.count_down();
+        wait();
+        ctx.RetryAfter(1ms, "backend down");
+      },
+      {.token = "series", .recurrence = "FREQ=MINUTELY"});
+  ASSERT_TRUE(h.ok());
+  running.wait();
+  ASSERT_TRUE(engine.CancelToken("series").ok());
+  // A later Cancel's request does not replace the first one's maker.
+  auto later = engine.Cancel(*h);
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(*later, CancelOutcome::kCancelRequested);
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*h, State::kCanceled));
+  EXPECT_THAT(h->error(),
+              HasSubstr("retry canceled: CancelToken was requested during the attempt "
+                        "(backend down)"));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_FALSE(h->next_occurrence().valid());
+  EXPECT_EQ(engine.stats().pending, 0u);
+}
+
 TEST(RecurrenceEngineTest, AnInvalidRuleIsRejectedNamingTheBadPart) {
   Engine engine({.workers = 1});
   auto h = engine.Submit([] {}, {.recurrence = "FREQ=DAILY;INTERVAL=0"});
