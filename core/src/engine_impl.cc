@@ -831,7 +831,8 @@ absl::StatusOr<CancelOutcome> EngineImpl::Cancel(Operation* op) {
     if (s == State::kInProgress) {
       const State now = RequestCancel(op, CancelReason::kByCancel);
       requested = true;
-      EndSeriesAfter(op, CancelReason::kByCancel);  // S2: its series ends
+      // S2: its series ends; a next occurrence canceled names the first to ask.
+      EndSeriesAfter(op, Facts(op).RequestReason());
       // Still running: its runner makes no retry now (C1). Moved to Postponed
       // for a retry before the request: cancel that, from the top.
       if (now == State::kInProgress || IsTerminal(now)) return CancelOutcome::kCancelRequested;
@@ -1210,11 +1211,13 @@ absl::StatusOr<std::size_t> EngineImpl::CancelToken(const Token& token) {
         ++changed;
         return;
       }
+      ChaosPoint();  // its retry may postpone it here (the case above)
       // C1: with the request stored, no further retry is made; so this runs
       // at most twice.
       if (!NotStarted(RequestCancel(n, CancelReason::kByToken))) break;
     }
-    changed += EndSeriesAfter(n, CancelReason::kByToken);
+    // A next occurrence canceled names the first to ask (RequestCancel ran).
+    changed += EndSeriesAfter(n, Facts(n).RequestReason());
   });
   return changed;
 }

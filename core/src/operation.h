@@ -194,7 +194,7 @@ static_assert(sizeof(Operation) == kCacheLine, "a compact node is one cache line
 static_assert(offsetof(Operation, storage) + kInlineCallableBytes <= kCacheLine,
               "line 0 holds the callable");
 
-// The facts (line 1 above) of a facts or full node. 62 bytes: the id and the
+// The facts (line 1 above) of a facts or full node. 63 bytes: the id and the
 // due time live in the timer, as its seq and deadline, and nowhere else.
 struct OpFacts {
   // seq: the id; deadline_ns: postpone-until (kNoTime when none). Both relaxed
@@ -216,8 +216,10 @@ struct OpFacts {
   // the other reads are relaxed, but for S2 (engine_impl.cc, "Recurrence"),
   // whose store and second look are seq_cst against the successor's.
   Atomic<bool> cancel_requested{false};
-  // Who made the first request (a CancelReason: kByCancel or kByToken), for
-  // the cancels it leads to (a retry not made, a series' next occurrence).
+  // Who made the first request (a CancelReason: kByCancel or kByToken), named
+  // by what it ends: a retry not made (in its text; its reason stays kByCancel,
+  // the mark of a request-driven end that Cancel's answer looks for) and a
+  // series' next occurrence (its reason).
   // Written with the first request, under the timer lock, before the flag;
   // relaxed, read after a load of the flag that saw it (its seq_cst store
   // publishes it), or under the timer lock.

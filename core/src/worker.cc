@@ -671,11 +671,13 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
     // RequestCancel's store (seq_cst, so release), which publishes the reason
     // read next.
     if (!IsCompact(op) && Facts(op).cancel_requested.load(std::memory_order_acquire)) {
+      // The text names who asked; the reason stays kByCancel, which Cancel's
+      // answer reads as "ended by a request" (EngineImpl::Cancel).
       const CancelReason by = Facts(op).RequestReason();
       FinishInProgress(op, State::kCanceled,
                        std::string("retry canceled: ") + RequesterName(by) +
                            " was requested during the attempt (" + attempt.reason + ")",
-                       st, by);
+                       st, CancelReason::kByCancel);
       return true;
     }
     // A compact node has no room for a timer or a count: it retries as a facts node
@@ -718,7 +720,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
         FinishInProgress(op, State::kCanceled,
                          std::string("retry canceled: ") + RequesterName(by) +
                              " was requested during the attempt (" + attempt.reason + ")",
-                         st, by);
+                         st, CancelReason::kByCancel);  // as above
         return true;
       }
       failed = true;
