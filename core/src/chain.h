@@ -106,9 +106,9 @@ class Chain {
   // WithdrawHazard. Returns nullptr, with no hazard left named, when the chain
   // has no head now (its producer has not made it yet, or its runner is
   // emptying the chain). Every return of a head must be followed by
-  // WithdrawHazard (a HazardHold) before the shard lock is let go: a hazard left
-  // behind stalls the runner for ever (Explain once returned with one when it found the head
-  // had moved on to its own operation).
+  // WithdrawHazard (a HazardHold) before the shard lock is let go: a hazard
+  // left behind stalls the runner for ever (Explain once returned with one when
+  // it found the head had moved on to its own operation).
   Operation* PinHead() {
     for (;;) {
       // seq_cst, all three: the walker's store hazard_ then re-read head_,

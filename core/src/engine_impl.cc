@@ -5,8 +5,8 @@
 #include <time.h>
 
 #include <algorithm>
-#include <new>
 #include <limits>
+#include <new>
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
@@ -868,6 +868,17 @@ State EngineImpl::RequestCancel(Operation* op, CancelReason reason) {
   return StateOf(op->word.load(std::memory_order_acquire));
 }
 
+bool EngineImpl::CancelOrRequest(Operation* op, CancelReason reason) {
+  for (;;) {
+    if (TryCancelNotStarted(op, reason)) return true;
+    ChaosPoint();  // a retry may postpone it here (below)
+    // Not started again: it asked for a retry and was postponed before our
+    // request, so cancel that from the top, as Cancel does. C1: with the
+    // request stored, no further retry is made, so this runs at most twice.
+    if (!NotStarted(RequestCancel(op, reason))) return false;
+  }
+}
+
 const char* EngineImpl::RequesterName(CancelReason reason) {
   return reason == CancelReason::kByToken ? "CancelToken" : "Cancel";
 }
@@ -1206,15 +1217,9 @@ absl::StatusOr<std::size_t> EngineImpl::CancelToken(const Token& token) {
     // as Cancel does (looked at once, the retry ran unasked, and the series
     // went on). The request is not counted (nothing changed state); a next
     // occurrence it cancels is.
-    for (;;) {
-      if (TryCancelNotStarted(n, CancelReason::kByToken)) {
-        ++changed;
-        return;
-      }
-      ChaosPoint();  // its retry may postpone it here (the case above)
-      // C1: with the request stored, no further retry is made; so this runs
-      // at most twice.
-      if (!NotStarted(RequestCancel(n, CancelReason::kByToken))) break;
+    if (CancelOrRequest(n, CancelReason::kByToken)) {
+      ++changed;
+      return;
     }
     // A next occurrence canceled names the first to ask (RequestCancel ran).
     changed += EndSeriesAfter(n, Facts(n).RequestReason());
@@ -1486,16 +1491,9 @@ std::size_t EngineImpl::EndSeriesAfter(Operation* op, CancelReason reason) {
     if (ex == nullptr || ex->recurrence == nullptr) return canceled;
     Operation* n = ex->successor.load(std::memory_order_seq_cst);  // S2
     if (n == nullptr) return canceled;  // op's runner sees the request first
-    for (;;) {
-      if (TryCancelNotStarted(n, reason)) return canceled + 1;
-      // Started already (due at once): asked to stop as op was, and S2 again
-      // for its own next (below). Or not started again (it asked for a retry
-      // and was postponed before our request): canceled from the top, as
-      // Cancel does. Or ended, unasked: its own next (stored before it
-      // ended) is looked at below.
-      if (NotStarted(RequestCancel(n, reason))) continue;
-      break;
-    }
+    if (CancelOrRequest(n, reason)) return canceled + 1;
+    // Started already (due at once): asked to stop as op was, and S2 again for
+    // its own next. Or ended, unasked: its own next, stored before it ended.
     op = n;
   }
 }

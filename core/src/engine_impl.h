@@ -427,6 +427,10 @@ class EngineImpl {
   // seq_cst for S2), with `reason` if it is the first request, and returns the
   // state read after it.
   State RequestCancel(Operation* op, CancelReason reason);
+  // Cancels op if it has not started (true); else stores a cancel request on it
+  // (false), canceling it after all if a retry postponed it meanwhile. For a
+  // recurring op whose series must end (CancelToken, EndSeriesAfter).
+  bool CancelOrRequest(Operation* op, CancelReason reason);
   // "Cancel" or "CancelToken": who asked, in the text of what the request ended.
   static const char* RequesterName(CancelReason reason);
   // S2 (engine_impl.cc, "Recurrence"): a cancel request reached the running

@@ -214,10 +214,11 @@ inline void Prefetch(NodeKind kind, Operation* op) {
 Operation* OpPool::Allocate(NodeKind kind) {
   if (t_cache_gone[static_cast<int>(kind)]) [[unlikely]] {  // Late frees, above
     if (Operation* op = TheDepot(kind).TakeOne()) return op;
-    Magazine m;
-    FillFromSlab(kind, &m);
-    for (std::size_t i = 0; i + 1 < m.count; ++i) TheDepot(kind).GiveOne(m.slots[i]);
-    return m.slots[m.count - 1];
+    auto* m = new Magazine();  // a fresh slab's rest goes to the depot whole
+    FillFromSlab(kind, m);
+    Operation* op = m->slots[--m->count];
+    TheDepot(kind).Give(m);
+    return op;
   }
   LocalCache& c = CacheOf(kind);
   c.Ready();

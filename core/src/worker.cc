@@ -657,6 +657,16 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
                        "retry canceled: the engine is shutting down (" + attempt.reason + ")", st,
                        CancelReason::kRetriesDuringShutdown);
     };
+    // A cancel request came during the attempt: no retry. The text names who
+    // asked (read after a look at the flag that saw it); the reason stays
+    // kByCancel, which Cancel's answer reads as "ended by a request"
+    // (EngineImpl::Cancel).
+    auto cancel_for_request = [&] {
+      FinishInProgress(op, State::kCanceled,
+                       std::string("retry canceled: ") + RequesterName(Facts(op).RequestReason()) +
+                           " was requested during the attempt (" + attempt.reason + ")",
+                       st, CancelReason::kByCancel);
+    };
     // A first look, before the node is enlarged. Relaxed: a hint; the read
     // inside the ShutdownScope below decides (S1).
     if (closed_.load(std::memory_order_relaxed)) {
@@ -671,13 +681,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
     // RequestCancel's store (seq_cst, so release), which publishes the reason
     // read next.
     if (!IsCompact(op) && Facts(op).cancel_requested.load(std::memory_order_acquire)) {
-      // The text names who asked; the reason stays kByCancel, which Cancel's
-      // answer reads as "ended by a request" (EngineImpl::Cancel).
-      const CancelReason by = Facts(op).RequestReason();
-      FinishInProgress(op, State::kCanceled,
-                       std::string("retry canceled: ") + RequesterName(by) +
-                           " was requested during the attempt (" + attempt.reason + ")",
-                       st, CancelReason::kByCancel);
+      cancel_for_request();
       return true;
     }
     // A compact node has no room for a timer or a count: it retries as a facts node
@@ -715,12 +719,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
       }
       if (reposted == Repostponed::kYes) return false;
       if (reposted == Repostponed::kCancelRequested) {  // C1 (timers.cc)
-        // The reason was read under the timer lock, with the flag.
-        const CancelReason by = Facts(op).RequestReason();
-        FinishInProgress(op, State::kCanceled,
-                         std::string("retry canceled: ") + RequesterName(by) +
-                             " was requested during the attempt (" + attempt.reason + ")",
-                         st, CancelReason::kByCancel);  // as above
+        cancel_for_request();  // the flag was read under the timer lock
         return true;
       }
       failed = true;
