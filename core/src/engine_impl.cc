@@ -491,7 +491,8 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   if (absl::Status refused = Admit(st); !refused.ok()) return Refuse(op, st, std::move(refused));
   std::int64_t due = o.postpone_until ? o.postpone_until->time_since_epoch().count() : kNoTime;
   if (due != kNoTime && due <= now) due = kNoTime;  // a past time: runnable at once
-  if (due != kNoTime && !o.suspended && !ReserveTimers(1)) {
+  // A suspended one takes its place too, and keeps it until Resume (I3).
+  if (due != kNoTime && !ReserveTimers(1)) {
     // The wheel is full (timers.cc I3). A due time that only the lower bound of
     // the time put ahead, and that the true time has reached, runs at once.
     if (exact_clock || due > NowNs()) {
@@ -502,6 +503,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
   }
   // The node is private until the push below publishes it.
   InitFacts(op, TakeIds(st), this, now, due);
+  if (o.suspended && due != kNoTime) MarkPlaceKept(op);  // the place reserved above
   // The engine's reference, and the Handle's if Submit makes one.
   op->refs.store(with_handle ? 2 : 1, std::memory_order_relaxed);
   State initial = State::kWaiting;
@@ -811,9 +813,10 @@ std::optional<std::uint32_t> EngineImpl::TryCancelNotStarted(Operation* op, Canc
   if (w & kWaiterBit) FutexWakeAll(&op->word);
   OnTerminal(State::kCanceled, MyStripe());
   const State was = StateOf(w);
-  if (was == State::kPostponed) {
+  if (was == State::kPostponed || was == State::kSuspended) {
     TimerLock lock(this);  // drains the inbox first (I2)
-    DisarmTimerLocked(op);  // its memory is released at once
+    // Its memory is released at once; a Suspended op's kept place goes back (I3).
+    DisarmTimerLocked(op);
   }
   if (was == State::kSuspended) UnregisterHeld(op, Held::kSuspended);
   // H2: a held head nobody owned is now ours, and goes to a worker that moves its
@@ -923,8 +926,16 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
             "; only an operation that has not started can be postponed"));
       }
       if (s == State::kSuspended) {
+        // Stays suspended; Resume uses the new time. A time keeps a place for
+        // Resume (I3): taken now if it had none, refused if there is none.
         unreserve();
-        // Stays suspended; Resume uses the new time. Relaxed: read under timer_mu_.
+        if (due != kNoTime && !Facts(op).place_kept) {
+          if (!ReserveTimers(1)) return WheelFullError("Postpone");
+          MarkPlaceKept(op);
+        } else if (due == kNoTime) {
+          DisarmTimerLocked(op);  // gives back the place it kept, if any
+        }
+        // Relaxed: read under timer_mu_.
         Facts(op).due_ns().store(due, std::memory_order_relaxed);
         return absl::OkStatus();
       }
@@ -994,7 +1005,8 @@ absl::Status EngineImpl::Suspend(Operation* op, bool* changed) {
     // acq_rel: as in Postpone.
     if (op->word.compare_exchange_weak(w, WithState(w, State::kSuspended),
                                        std::memory_order_acq_rel, std::memory_order_acquire)) {
-      DisarmTimerLocked(op);  // keeps due_ns for Resume
+      // Keeps due_ns and its place for Resume (I3); a Waiting op has no timer.
+      if (Facts(op).in_wheel) KeepPlaceLocked(op);
       if (changed != nullptr) *changed = true;
       return absl::OkStatus();
     }
@@ -1018,10 +1030,12 @@ absl::Status EngineImpl::Resume(Operation* op, bool* changed) {
       std::int64_t due = Facts(op).due_ns().load(std::memory_order_relaxed);  // under timer_mu_
       if (due != kNoTime && due <= NowNs()) due = kNoTime;
       const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
-      // A suspended operation is not in the wheel (Suspend disarms it); refuse
-      // before any change if there is no room for its timer (I3: the place is
-      // reserved here, kept while we retry, and given back if we arm nothing).
-      if (target == State::kPostponed && !reserved) {
+      // A suspended operation is not in the wheel (Suspend takes it out), but
+      // one with a time kept its place (I3). One with none (it was Waiting, its
+      // past time ahead again on a clock that went back) reserves one here, or
+      // is refused before any change; kept while we retry, given back if we
+      // arm nothing.
+      if (target == State::kPostponed && !reserved && !Facts(op).place_kept) {
         if (!ReserveTimers(1)) return WheelFullError("Resume");
         reserved = true;
       }
@@ -1034,10 +1048,11 @@ absl::Status EngineImpl::Resume(Operation* op, bool* changed) {
         Facts(op).due_ns().store(due, std::memory_order_relaxed);
         schedule = TookOwnership(w, next);
         if (changed != nullptr) *changed = true;
+        const bool kept = TakeKeptPlaceLocked(op);  // now ours, as if reserved
         if (target == State::kPostponed) {
-          ArmTimerLocked(op, due);  // in the place reserved
-        } else if (reserved) {
-          ReleaseTimers(1);  // the time came while we retried
+          ArmTimerLocked(op, due);  // in the place kept or reserved
+        } else if (reserved || kept) {
+          ReleaseTimers(1);  // its time has come
         }
         break;
       }
@@ -1714,10 +1729,12 @@ Stats EngineImpl::stats() const {
   for (std::size_t i = 0; i < kExternalStripes; ++i) add_rest(external_[i]);
   const std::uint64_t ended = s.succeeded + s.failed + s.canceled;
   s.pending = s.submitted > ended ? s.submitted - ended : 0;
-  // Wheel and inbox, and for a moment a place reserved and not yet armed
-  // (timers.cc I3). Relaxed: a snapshot of a count.
+  // Wheel and inbox, and for a moment a place reserved and not yet armed;
+  // not the places Suspended operations keep (timers.cc I3). Relaxed: a
+  // snapshot of counts.
   s.postponed = static_cast<std::uint64_t>(
-      std::max<std::int64_t>(0, timers_armed_.load(std::memory_order_relaxed)));
+      std::max<std::int64_t>(0, timers_armed_.load(std::memory_order_relaxed) -
+                                    timers_kept_.load(std::memory_order_relaxed)));
   s.active_chains = tokens_.active_chains();
   s.workers = static_cast<int>(workers_.size());
   return s;

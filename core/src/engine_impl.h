@@ -483,8 +483,16 @@ class EngineImpl {
   // caller reserved (ReserveTimers(1)), or the one its timer held until the
   // caller took it out with MoveOutTimerLocked (I3).
   void ArmTimerLocked(Operation* op, std::int64_t due_ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
-  // Takes op's timer out of the wheel and gives its place back.
+  // Takes op's timer out of the wheel and gives its place back; gives back the
+  // place a Suspended op kept (place_kept) as well.
   void DisarmTimerLocked(Operation* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  // Suspend: takes op's timer out of the wheel, its place kept for Resume (I3).
+  void KeepPlaceLocked(Operation* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
+  // Marks a place op holds (taken by ReserveTimers, not armed) as kept.
+  void MarkPlaceKept(Operation* op);
+  // Resume: true if op kept a place, which is now the caller's to arm or give
+  // back, as if just reserved.
+  bool TakeKeptPlaceLocked(Operation* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
   // Takes op's timer out of the wheel keeping its place, for ArmTimerLocked to
   // put it back at another time.
   void MoveOutTimerLocked(Operation* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(timer_mu_);
@@ -714,6 +722,9 @@ class EngineImpl {
   // Timer places taken: in the wheel, in the inbox, or reserved and about to be
   // armed (timers.cc I3); the max_timers admission count.
   alignas(kCacheLine) Atomic<std::int64_t> timers_armed_{0};
+  // Of those, the places kept by Suspended operations (I3, place_kept): not in
+  // the wheel, so stats().postponed leaves them out.
+  Atomic<std::int64_t> timers_kept_{0};
   Atomic<std::uint32_t> timekeeper_word_{0};
   std::thread timekeeper_;
 

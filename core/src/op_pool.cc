@@ -257,7 +257,7 @@ void OpPool::Free(Operation* op) {
   op->ops = nullptr;
   const NodeKind kind = KindOf(kind_bits);
   if (kind != NodeKind::kCompact) {
-    ORDO_DCHECK(!Facts(op).in_wheel && !Facts(op).timer.linked() &&
+    ORDO_DCHECK(!Facts(op).in_wheel && !Facts(op).place_kept && !Facts(op).timer.linked() &&
                     Facts(op).timer.prev == nullptr && Facts(op).timer.next == nullptr,
                 "a node freed with its timer armed");
   }

@@ -194,7 +194,7 @@ static_assert(sizeof(Operation) == kCacheLine, "a compact node is one cache line
 static_assert(offsetof(Operation, storage) + kInlineCallableBytes <= kCacheLine,
               "line 0 holds the callable");
 
-// The facts (line 1 above) of a facts or full node. 63 bytes: the id and the
+// The facts (line 1 above) of a facts or full node. 64 bytes: the id and the
 // due time live in the timer, as its seq and deadline, and nowhere else.
 struct OpFacts {
   // seq: the id; deadline_ns: postpone-until (kNoTime when none). Both relaxed
@@ -226,6 +226,11 @@ struct OpFacts {
   Atomic<std::uint8_t> cancel_request_reason{0};
   // Set while the node's timer is in the wheel (under the timer lock).
   bool in_wheel = false;
+  // Set while a Suspended operation with a time keeps its timer's place (I3 in
+  // timers.cc: Suspend takes the timer out and keeps the place, Resume arms in
+  // it). Written by Submit before the node is published, otherwise under the
+  // timer lock; false when the node is freed.
+  bool place_kept = false;
 
   // Who asked (cancel_request_reason), once cancel_requested was seen set.
   CancelReason RequestReason() const {

@@ -49,7 +49,13 @@
 //       occurrence that just ended, whose admission credit it takes over, so
 //       these extra places number at most the live series, which max_pending
 //       bounds. A disarm or a release gives one back; a re-postponement moves
-//       its timer and keeps its place. So the wheel never holds more than
+//       its timer and keeps its place, and so does a suspension: a Suspended
+//       operation with a time keeps its place (place_kept) until Resume arms
+//       it there or a cancel gives it back, so Resume and ResumeToken never
+//       find the wheel full. (Suspend gave the place back once: a series'
+//       occurrence, suspended, lost its place past max_timers, Resume was then
+//       refused while the wheel was full, and ResumeToken left it Suspended
+//       without a word.) So the wheel never holds more than
 //       max_timers + max_pending (its own cap), and neither a drain's insert nor
 //       an arm can fail.
 //   I4  Submit lowers timekeeper_target_ and kicks when its due time is earlier.
@@ -111,9 +117,30 @@ void EngineImpl::ArmTimerLocked(Operation* op, std::int64_t due_ns) {
 }
 
 void EngineImpl::DisarmTimerLocked(Operation* op) {
+  if (TakeKeptPlaceLocked(op)) {
+    ReleaseTimers(1);
+    return;
+  }
   if (!Facts(op).in_wheel) return;
   MoveOutTimerLocked(op);
   ReleaseTimers(1);
+}
+
+void EngineImpl::KeepPlaceLocked(Operation* op) {
+  MoveOutTimerLocked(op);
+  MarkPlaceKept(op);
+}
+
+void EngineImpl::MarkPlaceKept(Operation* op) {
+  Facts(op).place_kept = true;
+  timers_kept_.fetch_add(1, std::memory_order_relaxed);  // a count (I3)
+}
+
+bool EngineImpl::TakeKeptPlaceLocked(Operation* op) {
+  if (!Facts(op).place_kept) return false;
+  Facts(op).place_kept = false;
+  timers_kept_.fetch_sub(1, std::memory_order_relaxed);  // a count (I3)
+  return true;
 }
 
 void EngineImpl::MoveOutTimerLocked(Operation* op) {

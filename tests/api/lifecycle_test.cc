@@ -360,27 +360,86 @@ TEST(PostponeTest, ATimerThatFiresOrIsCanceledGivesItsPlaceBack) {
   EXPECT_EQ(engine.stats().postponed, 0u);
 }
 
-TEST(PostponeTest, PostponeAndResumeIntoAFullWheelAreRefusedAndChangeNothing) {
+TEST(PostponeTest, PostponeIntoAFullWheelIsRefusedAndChangesNothing) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
   auto p = engine.Submit([] {}, {.postpone_until = clock.now() + 1s});
-  auto s = engine.Submit([] {}, {.token = "t", .postpone_until = clock.now() + 2s,
-                                 .suspended = true});
+  auto s = engine.Submit([] {}, {.token = "t", .suspended = true});
   auto behind = engine.Submit([] {}, {.token = "t"});
   ASSERT_TRUE(p.ok() && s.ok() && behind.ok());
-  absl::Status resumed = engine.Resume(*s);  // would need a second timer
-  EXPECT_EQ(resumed.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(std::string(resumed.message()), HasSubstr("max_timers"));
-  EXPECT_EQ(s->state(), State::kSuspended);
-  ASSERT_TRUE(engine.WaitIdle().ok());
-  EXPECT_EQ(behind->state(), State::kWaiting);  // still held behind s
+  // A time for a suspended operation takes a place (kept for its Resume).
+  absl::Status postponed = engine.Postpone(*s, clock.now() + 2s);
+  EXPECT_EQ(postponed.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(postponed.message()), HasSubstr("max_timers"));
+  // So does a suspended Submit with a time.
+  EXPECT_EQ(engine.Submit([] {}, {.token = "u", .postpone_until = clock.now() + 2s,
+                                  .suspended = true})
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  // Its time was not changed: resumed, it runs with the clock standing still.
+  ASSERT_TRUE(engine.Resume(*s).ok());
+  ASSERT_TRUE(AwaitState(*behind, State::kSucceeded));
+  EXPECT_EQ(s->state(), State::kSucceeded);
   // Re-arming the one timer in the wheel is fine: it frees its own place.
   EXPECT_TRUE(engine.Postpone(*p, clock.now() + 3s).ok());
   clock.Advance(1s);
   ASSERT_TRUE(engine.WaitIdle().ok());
   EXPECT_EQ(p->state(), State::kPostponed);
-  ASSERT_TRUE(engine.Cancel(*s).ok());
+  clock.Advance(2s);
+  ASSERT_TRUE(AwaitState(*p, State::kSucceeded));
+}
+
+// A suspended operation with a time keeps its place in the wheel (timers.cc
+// I3), so its Resume never finds the wheel full, and the place counts against
+// Options::max_timers (but not in stats().postponed) until Resume, a cancel or
+// a Postpone that clears its time gives it back. (Suspend gave it back once,
+// and a Resume that found the wheel full was refused.)
+TEST(PostponeTest, ASuspendedOperationKeepsItsPlaceInTheWheelForItsResume) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
+  auto p = engine.Submit([] {}, {.token = "t", .postpone_until = clock.now() + 2s});
+  auto behind = engine.Submit([] {}, {.token = "t"});
+  ASSERT_TRUE(p.ok() && behind.ok());
+  ASSERT_TRUE(engine.Suspend(*p).ok());
+  EXPECT_EQ(engine.stats().postponed, 0u);
+  EXPECT_EQ(engine.Submit([] {}, {.postpone_until = clock.now() + 1s}).status().code(),
+            absl::StatusCode::kResourceExhausted)
+      << "the suspended operation's place was given to another";
+  ASSERT_TRUE(engine.Resume(*p).ok());
+  EXPECT_EQ(p->state(), State::kPostponed);
+  EXPECT_EQ(engine.stats().postponed, 1u);
+  // Suspended again, and its time cleared: the place goes back.
+  ASSERT_TRUE(engine.Suspend(*p).ok());
+  ASSERT_TRUE(engine.Postpone(*p, std::nullopt).ok());
+  auto other = engine.Submit([] {}, {.postpone_until = clock.now() + 1s});
+  ASSERT_TRUE(other.ok()) << other.status();
+  // Suspended with a time when the wheel is full: refused, nothing changed.
+  EXPECT_EQ(engine.Postpone(*p, clock.now() + 2s).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(p->state(), State::kSuspended);
+  clock.Advance(1s);
+  ASSERT_TRUE(AwaitState(*other, State::kSucceeded));
+  // The place is free again: a suspended Submit with a time takes it, and its
+  // cancel gives it back.
+  auto held = engine.Submit([] {}, {.token = "u", .postpone_until = clock.now() + 1s,
+                                    .suspended = true});
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(engine.Post([] {}, {.postpone_until = clock.now() + 1s}).code(),
+            absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(engine.Cancel(*held).ok());
+  ASSERT_TRUE(engine.Post([] {}, {.postpone_until = clock.now() + 1s}).ok());
+  ASSERT_TRUE(engine.Resume(*p).ok());  // no time: runnable at once
   ASSERT_TRUE(AwaitState(*behind, State::kSucceeded));
+  EXPECT_EQ(p->state(), State::kSucceeded);
+  clock.Advance(1s);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(engine.stats().postponed, 0u);
+  // Shutdown cancels a suspended operation and gives its place back.
+  auto last = engine.Submit([] {}, {.token = "v", .postpone_until = clock.now() + 1s,
+                                    .suspended = true});
+  ASSERT_TRUE(last.ok()) << last.status();
+  ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainAll).ok());
+  EXPECT_EQ(last->state(), State::kCanceled);
 }
 
 TEST(PostponeTest, WithTheSystemClockLatenessIsNeverNegative) {
@@ -1336,6 +1395,45 @@ TEST(RecurrenceEngineTest, AnOccurrenceThatFindsTheWheelFullStillWaitsForItsTime
   ASSERT_TRUE(engine.WaitIdle().ok());
   EXPECT_FALSE(third.next_occurrence().valid()) << "COUNT=3 reached, yet the series went on";
   EXPECT_EQ(runs.load(), 3);
+  EXPECT_EQ(engine.stats().postponed, 0u);
+}
+
+// Its place past max_timers stays with the occurrence while it is suspended, so
+// ResumeToken resumes it with the wheel still full. (Suspend gave the place
+// back: the Resume was refused, and ResumeToken left it Suspended, counting 0.)
+TEST(RecurrenceEngineTest, ASuspendedOccurrenceKeepsItsPlacePastAFullWheel) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
+  Gate gate;
+  std::atomic<int> runs{0};
+  auto first = engine.Submit(
+      [&runs, wait = gate.Waiter()] {
+        if (runs.fetch_add(1) == 0) wait();
+      },
+      {.token = "daily", .recurrence = "FREQ=DAILY;COUNT=2"});
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(AwaitState(*first, State::kInProgress));
+  auto filler = engine.Submit([] {}, {.postpone_until = clock.now() + 1h});
+  ASSERT_TRUE(filler.ok());
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*first, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  Handle second = first->next_occurrence();
+  ASSERT_TRUE(second.valid());
+  ASSERT_EQ(second.state(), State::kPostponed);
+  auto suspended = engine.SuspendToken("daily");
+  ASSERT_TRUE(suspended.ok());
+  EXPECT_EQ(*suspended, 1u);
+  EXPECT_EQ(second.state(), State::kSuspended);
+  auto resumed = engine.ResumeToken("daily");
+  ASSERT_TRUE(resumed.ok());
+  EXPECT_EQ(*resumed, 1u) << "the occurrence could not be resumed into the full wheel";
+  EXPECT_EQ(second.state(), State::kPostponed);
+  EXPECT_EQ(engine.stats().postponed, 2u);  // one past max_timers, as before
+  clock.Advance(std::chrono::hours(24));
+  ASSERT_TRUE(AwaitState(second, State::kSucceeded));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs.load(), 2);
   EXPECT_EQ(engine.stats().postponed, 0u);
 }
 

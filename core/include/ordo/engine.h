@@ -103,9 +103,10 @@ struct Options {
   // Furthest postpone-until accepted, measured from the clock's reading at submit.
   std::chrono::nanoseconds horizon = std::chrono::hours(24 * 366 * 10);
   // Postponed operations that may be pending in the timing wheel at once (above
-  // 2^62 taken as 2^62). A recurring series' next occurrence is the exception:
-  // it takes a place past the limit when there is none (it replaces the
-  // occurrence that ended, so at most one more per live series).
+  // 2^62 taken as 2^62). A suspended operation with a time keeps its place, so
+  // its Resume never finds the wheel full. A recurring series' next occurrence
+  // is the exception: it takes a place past the limit when there is none (it
+  // replaces the occurrence that ended, so at most one more per live series).
   std::size_t max_timers = std::size_t{1} << 22;
   // Consecutive operations of one chain a worker runs before it requeues the chain
   // behind other work (fairness budget).
@@ -134,7 +135,8 @@ struct SubmitOptions {
   // For observability: shown by Explain(), kept by the Handle.
   std::string name = {};
   // Submit the operation Suspended: it does not start until Resume (or
-  // ResumeToken). Post refuses it with no token: nothing could resume it.
+  // ResumeToken). Post refuses it with no token: nothing could resume it. With
+  // postpone_until, it takes its place in the wheel now (Options::max_timers).
   bool suspended = false;
   // Maximum retries of this operation; negative means Options::max_retries.
   int max_retries = -1;
@@ -257,7 +259,8 @@ class Engine {
   // operation waiting for a retry counts as not started: this holds it past its
   // retry time.
   absl::Status Suspend(const Handle& handle);
-  // Releases a suspended operation (Postponed again if its time has not come).
+  // Releases a suspended operation (Postponed again if its time has not come,
+  // in the wheel's place it kept while suspended).
   absl::Status Resume(const Handle& handle);
 
   // Token controls act on every not-started operation of the token that was
