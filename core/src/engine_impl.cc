@@ -973,8 +973,9 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
 
 absl::Status EngineImpl::WheelFullError(const char* what) const {
   return absl::ResourceExhaustedError(absl::StrFormat(
-      "%s: %d postponed operations are pending (Options::max_timers); nothing was "
-      "changed: let some come due, cancel some, or raise the limit",
+      "%s: %d postponed operations (suspended ones with a time included) hold the "
+      "wheel's places (Options::max_timers); nothing was changed: let some come due, "
+      "cancel some, or raise the limit",
       what, options_.max_timers));
 }
 
@@ -1017,28 +1018,25 @@ absl::Status EngineImpl::Resume(Operation* op, bool* changed) {
   bool schedule = false;
   {
     TimerLock lock(this);  // drains the inbox first (I2)
-    bool reserved = false;  // a place for the timer (I3), as in Postpone
     std::uint32_t w = op->word.load(std::memory_order_acquire);
     for (;;) {
       const State s = StateOf(w);
       if (s != State::kSuspended) {
-        if (reserved) ReleaseTimers(1);
         if (NotStarted(s)) return absl::OkStatus();  // not suspended: nothing to do
         return absl::FailedPreconditionError(absl::StrCat(
             "Resume: ", OpName(op), " is ", StateText(s), "; only a suspended operation resumes"));
       }
-      std::int64_t due = Facts(op).due_ns().load(std::memory_order_relaxed);  // under timer_mu_
+      // A suspended operation is not in the wheel (Suspend takes it out). It
+      // has a time to wait for exactly when it kept a place (I3): one that was
+      // Waiting when suspended had its time already (the timekeeper released
+      // it), so it runs at once, even if a clock gone back puts that time ahead
+      // again. (It reserved a place then, and a full wheel refused the Resume,
+      // which ResumeToken left Suspended without a word.) Under timer_mu_.
+      std::int64_t due = Facts(op).place_kept
+                             ? Facts(op).due_ns().load(std::memory_order_relaxed)
+                             : kNoTime;
       if (due != kNoTime && due <= NowNs()) due = kNoTime;
       const State target = due == kNoTime ? State::kWaiting : State::kPostponed;
-      // A suspended operation is not in the wheel (Suspend takes it out), but
-      // one with a time kept its place (I3). One with none (it was Waiting, its
-      // past time ahead again on a clock that went back) reserves one here, or
-      // is refused before any change; kept while we retry, given back if we
-      // arm nothing.
-      if (target == State::kPostponed && !reserved && !Facts(op).place_kept) {
-        if (!ReserveTimers(1)) return WheelFullError("Resume");
-        reserved = true;
-      }
       const std::uint32_t next = TakeOwnershipIfUnowned(WithState(w, target));  // H2
       if (op->word.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                          std::memory_order_acquire)) {
@@ -1050,8 +1048,8 @@ absl::Status EngineImpl::Resume(Operation* op, bool* changed) {
         if (changed != nullptr) *changed = true;
         const bool kept = TakeKeptPlaceLocked(op);  // now ours, as if reserved
         if (target == State::kPostponed) {
-          ArmTimerLocked(op, due);  // in the place kept or reserved
-        } else if (reserved || kept) {
+          ArmTimerLocked(op, due);  // in the place it kept
+        } else if (kept) {
           ReleaseTimers(1);  // its time has come
         }
         break;

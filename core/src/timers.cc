@@ -51,8 +51,10 @@
 //       bounds. A disarm or a release gives one back; a re-postponement moves
 //       its timer and keeps its place, and so does a suspension: a Suspended
 //       operation with a time keeps its place (place_kept) until Resume arms
-//       it there or a cancel gives it back, so Resume and ResumeToken never
-//       find the wheel full. (Suspend gave the place back once: a series'
+//       it there (or gives it back, the time having come), or a cancel or a
+//       Postpone that clears the time gives it back, so Resume and ResumeToken
+//       never find the wheel full. A suspended operation has a time to wait
+//       for exactly when it keeps a place. (Suspend gave the place back once: a series'
 //       occurrence, suspended, lost its place past max_timers, Resume was then
 //       refused while the wheel was full, and ResumeToken left it Suspended
 //       without a word.) So the wheel never holds more than

@@ -442,6 +442,32 @@ TEST(PostponeTest, ASuspendedOperationKeepsItsPlaceInTheWheelForItsResume) {
   EXPECT_EQ(last->state(), State::kCanceled);
 }
 
+// An operation suspended while Waiting had its time already: Resume lets it run
+// even when a clock gone back puts that time ahead again, and needs no place.
+// (It reserved one then, and a full wheel refused the Resume.)
+TEST(PostponeTest, AnOperationSuspendedAfterItsTimeCameResumesWithoutAPlace) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
+  Gate gate;
+  const auto start = clock.now();
+  auto blocker = engine.Submit(gate.Waiter(), {.token = "t"});
+  auto p = engine.Submit([] {}, {.token = "t", .postpone_until = start + 1s});
+  ASSERT_TRUE(blocker.ok() && p.ok());
+  ASSERT_TRUE(AwaitState(*blocker, State::kInProgress));
+  clock.Advance(1s);
+  ASSERT_TRUE(AwaitState(*p, State::kWaiting));  // released, behind the blocker
+  ASSERT_TRUE(engine.Suspend(*p).ok());
+  auto filler = engine.Submit([] {}, {.postpone_until = clock.now() + 1h});
+  ASSERT_TRUE(filler.ok()) << filler.status() << " (a Waiting operation kept a place)";
+  clock.Set(start);  // p's time is ahead again
+  absl::Status resumed = engine.Resume(*p);
+  ASSERT_TRUE(resumed.ok()) << resumed;
+  EXPECT_EQ(p->state(), State::kWaiting);
+  gate.Open();
+  ASSERT_TRUE(AwaitState(*p, State::kSucceeded));
+  ASSERT_TRUE(engine.Cancel(*filler).ok());
+}
+
 TEST(PostponeTest, WithTheSystemClockLatenessIsNeverNegative) {
   Engine engine({.workers = 2});
   std::vector<Handle> hs;

@@ -254,6 +254,9 @@ class Engine {
   // has not started; it keeps its place in its chain. FailedPrecondition if it is
   // running or terminal, or during shutdown. An operation waiting for a retry
   // counts as not started: this moves (or clears) the retry's time.
+  // ResourceExhausted, nothing changed, when the wheel has no place for a new
+  // time (Options::max_timers), also for a suspended operation, which keeps its
+  // place for its Resume.
   absl::Status Postpone(const Handle& handle, std::optional<Clock::time_point> until);
   // Holds a not-started operation; a suspended head blocks its chain. An
   // operation waiting for a retry counts as not started: this holds it past its
