@@ -167,8 +167,15 @@ class TokenMap {
     absl::string_view bytes;
     std::uint64_t hash;
   };
+  // The map takes its control-byte tag from the hash's low 7 bits, but in one
+  // shard the low log2(kTokenShards) bits are all the same (ShardOf): the tag
+  // then took 2 values, so about half of a probe group's slots matched and
+  // were compared (a cache miss each). Rotated, the tag comes from bits the
+  // shard does not fix.
   struct KeyHash {
-    std::size_t operator()(const KeyRef& k) const { return static_cast<std::size_t>(k.hash); }
+    std::size_t operator()(const KeyRef& k) const {
+      return static_cast<std::size_t>(std::rotr(k.hash, std::countr_zero(kTokenShards)));
+    }
   };
   struct KeyEq {
     bool operator()(const KeyRef& a, const KeyRef& b) const {
