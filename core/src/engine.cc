@@ -37,20 +37,20 @@ internal::Operation* Engine::NewOperation(void** storage, const SubmitOptions* o
   return impl_->NewOperation(storage, options, with_handle);
 }
 void Engine::DiscardOperation(internal::Operation* op) { impl_->DiscardOperation(op); }
-absl::StatusOr<Handle> Engine::Enqueue(internal::Operation* op, const detail::CallableOps* ops,
+absl::StatusOr<Handle> Engine::Enqueue(internal::Operation* op, detail::PendingCallable f,
                                        SubmitOptions&& options) {
-  if (absl::Status s = impl_->Enqueue(op, ops, std::move(options), /*with_handle=*/true);
+  if (absl::Status s = impl_->Enqueue(op, f, std::move(options), /*with_handle=*/true);
       !s.ok()) {
     return s;
   }
   return Handle(op);  // adopts the reference Enqueue took for it
 }
-absl::Status Engine::EnqueueDetached(internal::Operation* op, const detail::CallableOps* ops,
+absl::Status Engine::EnqueueDetached(internal::Operation* op, detail::PendingCallable f,
                                      SubmitOptions&& options) {
-  return impl_->Enqueue(op, ops, std::move(options), /*with_handle=*/false);
+  return impl_->Enqueue(op, f, std::move(options), /*with_handle=*/false);
 }
-absl::Status Engine::EnqueuePlain(internal::Operation* op, const detail::CallableOps* ops) {
-  return impl_->EnqueuePlain(op, ops);
+absl::Status Engine::EnqueuePlain(internal::Operation* op, detail::PendingCallable f) {
+  return impl_->EnqueuePlain(op, f);
 }
 void Engine::DiscardPrepared(internal::Operation* op, const detail::CallableOps* ops) {
   ops->destroy(op->storage);

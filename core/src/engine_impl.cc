@@ -393,17 +393,19 @@ void EngineImpl::DeleteRecurrence(OpExtras* ex) {
   ex->recurrence = nullptr;
 }
 
-absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
-                                 SubmitOptions&& o, bool with_handle) {
+// C1. A refused submission leaves its callable with the caller, as it was: the
+// callable moves into the node only past the last refusal (PlaceCallable), and
+// a refusal before that returns the bare node. (It moved in first, and a
+// refusal destroyed it: a caller that submitted again after ResourceExhausted
+// had lost its work, or ran a moved-from capture.) If that move throws, the
+// admission is given back and nothing has changed.
+absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, SubmitOptions&& o,
+                                 bool with_handle) {
   // Post(f, o) with options a compact node holds (NewOperation chose it, and
   // Validate found nothing to refuse): the plain path.
-  if (IsCompact(op)) return EnqueuePlain(op, ops);
-  op->ops = ops;
-  // A refused submission destroys its callable and returns the node unpublished.
-  auto drop = [&] {
-    ops->destroy(op->storage);
-    DiscardOperation(op);
-  };
+  if (IsCompact(op)) return EnqueuePlain(op, f);
+  // A refused submission returns the node unpublished (C1).
+  auto drop = [&] { DiscardOperation(op); };
   if (!with_handle && o.suspended && o.token.empty()) {
     // Nothing could ever resume it: Post returns no Handle to Resume, and
     // ResumeToken needs a token. It would hold a max_pending place until
@@ -501,6 +503,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, const detail::CallableOps* ops,
     }
     due = kNoTime;
   }
+  PlaceCallable(op, f, st, /*timer_reserved=*/due != kNoTime);  // past the last refusal (C1)
   // The node is private until the push below publishes it.
   InitFacts(op, TakeIds(st), this, now, due);
   if (o.suspended && due != kNoTime) MarkPlaceKept(op);  // the place reserved above
@@ -573,14 +576,14 @@ std::uint64_t EngineImpl::CompactId(Stripe& st) {
   return st.id_next++;
 }
 
-absl::Status EngineImpl::EnqueuePlain(Operation* op, const detail::CallableOps* ops) {
+absl::Status EngineImpl::EnqueuePlain(Operation* op, detail::PendingCallable f) {
   // A sampled Post(f) took a full node (NewOperation): Enqueue's path, which
   // reads the clock for it.
-  if (!IsCompact(op)) return Enqueue(op, ops, SubmitOptions{}, /*with_handle=*/false);
-  op->ops = ops;
+  if (!IsCompact(op)) return Enqueue(op, f, SubmitOptions{}, /*with_handle=*/false);
   Stripe& st = MyStripe();
   EnterSubmit(st);
   if (absl::Status refused = Admit(st); !refused.ok()) return Refuse(op, st, std::move(refused));
+  PlaceCallable(op, f, st, /*timer_reserved=*/false);  // past the last refusal (C1)
   // As Enqueue for an independent, runnable operation with no Handle: no clock
   // read, the engine's reference only, and no facts but the id (a compact node,
   // D2). The push publishes the node.
@@ -756,9 +759,21 @@ void EngineImpl::ScheduleNew(Operation* op, Stripe& st) {
   Schedule(op, st);
 }
 
+void EngineImpl::PlaceCallable(Operation* op, detail::PendingCallable f, Stripe& st,
+                               bool timer_reserved) {
+  try {
+    op->ops = f.Place(op->storage);
+  } catch (...) {
+    if (timer_reserved) ReleaseTimers(1);
+    GiveCredit(st);
+    ExitSubmit(st);
+    DiscardOperation(op);
+    throw;
+  }
+}
+
 absl::Status EngineImpl::Refuse(Operation* op, Stripe& st, absl::Status why) {
   ExitSubmit(st);
-  op->ops->destroy(op->storage);
   DiscardOperation(op);
   Count(st, st.rejected);
   return why;

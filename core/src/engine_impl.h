@@ -239,13 +239,18 @@ class EngineImpl {
   // or policy (operation.h: a compact node).
   static bool CompactFits(const SubmitOptions& o);
   void DiscardOperation(Operation* op);
-  // Accepts op, or destroys its callable and returns its node. With with_handle,
-  // op carries a second reference, for the Handle the caller makes on success.
-  absl::Status Enqueue(Operation* op, const detail::CallableOps* ops, SubmitOptions&& options,
+  // Accepts op, placing f in it past the last refusal, or returns its node and
+  // leaves f as it was (C1). With with_handle, op carries a second reference,
+  // for the Handle the caller makes on success.
+  absl::Status Enqueue(Operation* op, detail::PendingCallable f, SubmitOptions&& options,
                        bool with_handle);
   // Enqueue with default options and no Handle (Post(f)): the same operation,
   // without the option checks, so a job posting jobs pays only for admission.
-  absl::Status EnqueuePlain(Operation* op, const detail::CallableOps* ops);
+  absl::Status EnqueuePlain(Operation* op, detail::PendingCallable f);
+  // C1: moves f into an admitted op (EnterSubmit, a credit and, if reserved, a
+  // timer's place taken). If its move or copy throws, gives all that back,
+  // returns the node, and rethrows: nothing changed.
+  void PlaceCallable(Operation* op, detail::PendingCallable f, Stripe& st, bool timer_reserved);
   // Engine::PostBatch: the n prepared nodes of a Batch (compact for independent
   // items, full for tokened ones, whose tokens are tokens[item.token]), as n
   // Post calls in a row would post them, with one admission (TakeCredits), one
@@ -273,8 +278,9 @@ class EngineImpl {
   // ResourceExhausted when max_pending has no room for all n; OK with n credits
   // taken. `what` names the call in the message.
   absl::Status Admit(Stripe& st, std::size_t n = 1, const char* what = "Submit");
-  // A submit refused after EnterSubmit: leaves the Dekker, destroys op's callable,
-  // returns its node unpublished, counts the rejection and returns `why`.
+  // A submit refused after EnterSubmit: leaves the Dekker, returns op's node
+  // unpublished (its callable not placed yet, C1), counts the rejection and
+  // returns `why`.
   absl::Status Refuse(Operation* op, Stripe& st, absl::Status why);
   // Marks a new, independent, unpublished op runnable: its own head, owned
   // (H1 by a plain store).

@@ -1188,5 +1188,101 @@ TEST(HandleTest, WaitForTheLongestTimeoutWaits) {
   EXPECT_TRUE(h->WaitFor(std::chrono::nanoseconds::max()));  // terminal: at once
 }
 
+// A move-only task whose state the test can see after a refusal.
+struct KeptTask {
+  std::unique_ptr<int> value;
+  std::atomic<int>* seen;
+  void operator()() const { seen->store(*value); }
+};
+
+// C1 (engine_impl.cc): a refused Submit or Post leaves its callable with the
+// caller, as it was, whatever refused it, so the caller can submit it again.
+// (The callable moved into the node first, and a refusal destroyed it: a retry
+// after ResourceExhausted ran a moved-from capture.)
+TEST(SubmitTest, ARefusedSubmissionLeavesTheCallableWithTheCaller) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .max_pending = 2, .clock = &clock, .max_timers = 1});
+  std::atomic<int> seen{0};
+  KeptTask task{std::make_unique<int>(42), &seen};
+  auto expect_kept = [&](absl::Status s, absl::StatusCode code, const char* what) {
+    EXPECT_EQ(s.code(), code) << what << ": " << s;
+    EXPECT_NE(task.value, nullptr) << what << " took the refused callable";
+  };
+  // The wheel full.
+  ASSERT_TRUE(engine.Post([] {}, {.postpone_until = clock.now() + 1h}).ok());
+  expect_kept(engine.Submit(std::move(task), {.postpone_until = clock.now() + 1s}).status(),
+              absl::StatusCode::kResourceExhausted, "Submit into a full wheel");
+  expect_kept(engine.Post(std::move(task), {.postpone_until = clock.now() + 1s}),
+              absl::StatusCode::kResourceExhausted, "Post into a full wheel");
+  // The engine full (max_pending): the timer and a running blocker.
+  Gate gate;
+  ASSERT_TRUE(engine.Post(gate.Waiter()).ok());
+  expect_kept(engine.Submit(std::move(task)).status(), absl::StatusCode::kResourceExhausted,
+              "Submit into a full engine");
+  expect_kept(engine.Post(std::move(task), {.token = "t"}), absl::StatusCode::kResourceExhausted,
+              "Post with a token into a full engine");
+  expect_kept(engine.Post(std::move(task)), absl::StatusCode::kResourceExhausted,
+              "Post into a full engine");
+  // Bad options, refused before any node is taken.
+  expect_kept(engine.Submit(std::move(task), {.recurrence = "FREQ=SOMETIMES"}).status(),
+              absl::StatusCode::kInvalidArgument, "a bad recurrence rule");
+  gate.Open();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  // Submitted again, it runs with its capture.
+  auto h = engine.Submit(std::move(task));
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(task.value, nullptr);  // accepted: moved into the operation
+  ASSERT_EQ(h->Wait(), State::kSucceeded);
+  EXPECT_EQ(seen.load(), 42);
+  // After Shutdown.
+  KeptTask late{std::make_unique<int>(7), &seen};
+  ASSERT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
+  EXPECT_EQ(engine.Post(std::move(late)).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(late.value, nullptr) << "Post after Shutdown took the refused callable";
+  EXPECT_EQ(engine.stats().rejected, 7u);
+}
+
+// A callable whose move constructor throws when told to.
+struct ThrowingMove {
+  static inline std::atomic<bool> throw_on_move{false};
+  std::atomic<int>* runs;
+  ThrowingMove(std::atomic<int>* r) : runs(r) {}
+  ThrowingMove(ThrowingMove&& other) : runs(other.runs) {
+    if (throw_on_move.load()) throw std::runtime_error("move refused");
+  }
+  void operator()() const { runs->fetch_add(1); }
+};
+
+// C1: a callable whose move throws, as it is placed past the last refusal,
+// leaves the engine as it was: its admission credit, its timer's place and
+// Shutdown's count of submitters in flight are given back, and the exception
+// reaches the caller.
+TEST(SubmitTest, ACallableWhoseMoveThrowsGivesBackItsAdmission) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .max_pending = 1, .clock = &clock, .max_timers = 1});
+  std::atomic<int> runs{0};
+  ThrowingMove::throw_on_move = true;
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_THROW((void)engine.Post(ThrowingMove(&runs)), std::runtime_error);
+    EXPECT_THROW((void)engine.Submit(ThrowingMove(&runs)), std::runtime_error);
+    EXPECT_THROW((void)engine.Submit(ThrowingMove(&runs), {.postpone_until = clock.now() + 1s}),
+                 std::runtime_error);
+  }
+  ThrowingMove::throw_on_move = false;
+  const Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, 0u);
+  EXPECT_EQ(st.pending, 0u);
+  EXPECT_EQ(st.postponed, 0u);
+  // The one credit and the one place are free: each is taken once more.
+  auto h = engine.Submit(ThrowingMove(&runs), {.postpone_until = clock.now() + 1s});
+  ASSERT_TRUE(h.ok()) << h.status();
+  clock.Advance(1s);
+  ASSERT_EQ(h->Wait(), State::kSucceeded);
+  ASSERT_TRUE(engine.Post(ThrowingMove(&runs)).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs.load(), 2);
+  ASSERT_TRUE(engine.Shutdown().ok());  // no submitter left counted in flight
+}
+
 }  // namespace
 }  // namespace ordo

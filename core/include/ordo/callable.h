@@ -116,6 +116,25 @@ const CallableOps* Emplace(void* storage, F&& f) {
   }
 }
 
+// A callable not yet in its node: Submit's and Post's argument, which the
+// engine moves (or copies, for an lvalue) into the node only once the
+// submission is admitted, so a refused one is left with the caller as it was.
+// `f` is the argument's address; Place forwards it as F (its value category).
+struct PendingCallable {
+  void* f;
+  const CallableOps* (*place)(void* storage, void* f);
+
+  const CallableOps* Place(void* storage) const { return place(storage, f); }
+
+  template <typename F>
+  static PendingCallable Of(F& f) {
+    return {const_cast<void*>(static_cast<const void*>(std::addressof(f))),
+            [](void* storage, void* p) {
+              return Emplace(storage, std::forward<F>(*static_cast<std::remove_reference_t<F>*>(p)));
+            }};
+  }
+};
+
 }  // namespace detail
 }  // namespace ordo
 

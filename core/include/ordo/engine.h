@@ -169,19 +169,17 @@ class Engine {
   ~Engine();
 
   // Accepts `f`, callable as f(Context&) or f(), returning void or absl::Status,
-  // possibly throwing. Errors (nothing changes): InvalidArgument for an empty
+  // possibly throwing. `f` is moved (or copied) into the operation only once it
+  // is accepted: on an error it is left as it was, so a caller may submit it
+  // again. Errors (nothing changes): InvalidArgument for an empty
   // callable, an empty or oversized token, a bad recurrence rule, a time out of
   // range; ResourceExhausted when max_pending (or max_timers) is reached;
   // FailedPrecondition after Shutdown began.
   template <typename F>
   absl::StatusOr<Handle> Submit(F&& f, SubmitOptions options = {}) {
     internal::Operation* op = nullptr;
-    const detail::CallableOps* ops = nullptr;
-    if (absl::Status s = Prepare(std::forward<F>(f), &options, /*with_handle=*/true, &op, &ops);
-        !s.ok()) {
-      return s;
-    }
-    return Enqueue(op, ops, std::move(options));
+    if (absl::Status s = PrepareNode(f, &options, /*with_handle=*/true, &op); !s.ok()) return s;
+    return Enqueue(op, detail::PendingCallable::Of<F>(f), std::move(options));
   }
 
   // Submit for work nobody watches: the same operation, the same order, states and
@@ -206,24 +204,16 @@ class Engine {
   template <typename F>
   absl::Status Post(F&& f, SubmitOptions options) {
     internal::Operation* op = nullptr;
-    const detail::CallableOps* ops = nullptr;
-    if (absl::Status s = Prepare(std::forward<F>(f), &options, /*with_handle=*/false, &op, &ops);
-        !s.ok()) {
-      return s;
-    }
-    return EnqueueDetached(op, ops, std::move(options));
+    if (absl::Status s = PrepareNode(f, &options, /*with_handle=*/false, &op); !s.ok()) return s;
+    return EnqueueDetached(op, detail::PendingCallable::Of<F>(f), std::move(options));
   }
   // Post(f, {}), on a shorter path: with no options there is nothing to check
   // but the callable and admission.
   template <typename F>
   absl::Status Post(F&& f) {
     internal::Operation* op = nullptr;
-    const detail::CallableOps* ops = nullptr;
-    if (absl::Status s = Prepare(std::forward<F>(f), nullptr, /*with_handle=*/false, &op, &ops);
-        !s.ok()) {
-      return s;
-    }
-    return EnqueuePlain(op, ops);
+    if (absl::Status s = PrepareNode(f, nullptr, /*with_handle=*/false, &op); !s.ok()) return s;
+    return EnqueuePlain(op, detail::PendingCallable::Of<F>(f));
   }
 
   // Posts every operation of `batch` (see Batch), in the order they were added,
@@ -304,25 +294,38 @@ class Engine {
   internal::Operation* NewOperation(void** storage, const SubmitOptions* options,
                                     bool with_handle);
   void DiscardOperation(internal::Operation* op);
-  absl::StatusOr<Handle> Enqueue(internal::Operation* op, const detail::CallableOps* ops,
+  // Each moves f into op once nothing can refuse it (and on an error leaves f
+  // as it was and gives the node back).
+  absl::StatusOr<Handle> Enqueue(internal::Operation* op, detail::PendingCallable f,
                                  SubmitOptions&& options);
-  absl::Status EnqueueDetached(internal::Operation* op, const detail::CallableOps* ops,
+  absl::Status EnqueueDetached(internal::Operation* op, detail::PendingCallable f,
                                SubmitOptions&& options);
-  absl::Status EnqueuePlain(internal::Operation* op, const detail::CallableOps* ops);
-  // Checks f and the options (null: the defaults, nothing to check), takes a node
-  // and moves f into it. On an error nothing was taken.
+  absl::Status EnqueuePlain(internal::Operation* op, detail::PendingCallable f);
+  // Checks f and the options (null: the defaults, nothing to check) and takes a
+  // node for f. On an error nothing was taken.
   template <typename F>
-  absl::Status Prepare(F&& f, const SubmitOptions* options, bool with_handle,
-                       internal::Operation** op, const detail::CallableOps** ops) {
+  absl::Status PrepareNode(F& f, const SubmitOptions* options, bool with_handle,
+                           internal::Operation** op, void** storage = nullptr) {
     using Fn = std::decay_t<F>;
     static_assert(detail::TakesContext<Fn> || detail::TakesNothing<Fn>,
                   "Submit and Post take a callable invocable as f(ordo::Context&) or f()");
-    if (detail::IsEmptyCallable(f)) return RejectEmptyCallable();
+    static_assert(std::is_nothrow_destructible_v<Fn>,
+                  "Submit and Post take a callable whose destructor does not throw (the "
+                  "engine destroys it on a worker, where a throw could not be reported)");
+    if (detail::IsEmptyCallable<Fn>(f)) return RejectEmptyCallable();
     if (options != nullptr) {
       if (absl::Status s = Validate(*options); !s.ok()) return s;
     }
+    void* unused = nullptr;
+    *op = NewOperation(storage != nullptr ? storage : &unused, options, with_handle);
+    return absl::OkStatus();
+  }
+  // PrepareNode, then f moved into the node at once (a Batch's Add).
+  template <typename F>
+  absl::Status Prepare(F&& f, const SubmitOptions* options, bool with_handle,
+                       internal::Operation** op, const detail::CallableOps** ops) {
     void* storage = nullptr;
-    *op = NewOperation(&storage, options, with_handle);
+    if (absl::Status s = PrepareNode(f, options, with_handle, op, &storage); !s.ok()) return s;
     try {
       *ops = detail::Emplace(storage, std::forward<F>(f));
     } catch (...) {
