@@ -238,6 +238,9 @@ bool Handle::WaitFor(std::chrono::nanoseconds timeout) const {
   if (op_ == nullptr) return true;
   // Saturating: now + nanoseconds::max() is a signed overflow (undefined
   // behaviour, which only happened to wrap back in deadline - now).
+  // And a negative timeout is none: deadline - now below would overflow for
+  // nanoseconds::min(), wrap to a long wait, and block.
+  timeout = std::max(timeout, std::chrono::nanoseconds::zero());
   const auto now = std::chrono::steady_clock::now();
   const auto deadline = timeout > std::chrono::steady_clock::time_point::max() - now
                             ? std::chrono::steady_clock::time_point::max()

@@ -47,6 +47,10 @@ EngineImpl::EngineImpl(Options options)
   pop_lease_ = options_.workers >= kPopLeaseMinWorkers;
   if (options_.chain_budget < 1) options_.chain_budget = 1;
   if (options_.tick.count() <= 0) options_.tick = std::chrono::milliseconds(1);
+  // Added to a clock reading (worker.cc): held to an hour, and 0 if negative
+  // (nanoseconds::max() overflowed there into the past: no spin at all).
+  options_.spin = std::clamp<std::chrono::nanoseconds>(options_.spin, std::chrono::nanoseconds(0),
+                                                       std::chrono::hours(1));
   if (options_.max_pending == 0) options_.max_pending = 1;
   // A limit past int64 (SIZE_MAX meaning "no limit") read as negative in the
   // int64 counts below and refused everything: held at 2^62, none in practice.
@@ -268,6 +272,14 @@ absl::Status EngineImpl::Validate(const SubmitOptions& o) {
           "(Options::max_token_bytes); use a shorter token, e.g. a hash of it",
           o.token.text().size(), options_.max_token_bytes));
     }
+  }
+  if (o.failure_policy != FailurePolicy::kDefault && o.token.empty()) {
+    // A policy belongs to a token's chain: with no token it was accepted and
+    // ignored.
+    CountRejected();
+    return absl::InvalidArgumentError(
+        "Submit: failure_policy is set but there is no token (a failure policy applies to "
+        "a token's chain); give the operation a token, or leave failure_policy kDefault");
   }
   if (o.backoff.max_delay.count() < 0) {
     // Capped below zero, every exponential retry's delay was negative: it ran

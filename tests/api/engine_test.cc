@@ -1284,5 +1284,37 @@ TEST(SubmitTest, ACallableWhoseMoveThrowsGivesBackItsAdmission) {
   ASSERT_TRUE(engine.Shutdown().ok());  // no submitter left counted in flight
 }
 
+// A failure policy belongs to a token's chain: with no token it was accepted
+// and ignored.
+TEST(SubmitTest, AFailurePolicyWithNoTokenIsRefused) {
+  Engine engine({.workers = 1});
+  auto h = engine.Submit([] {}, {.failure_policy = FailurePolicy::kHalt});
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(h.status().message()), HasSubstr("no token"));
+  EXPECT_EQ(engine.Post([] {}, {.failure_policy = FailurePolicy::kCancelRest}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(engine.Post([] {}, {.token = "t", .failure_policy = FailurePolicy::kHalt}).ok());
+  EXPECT_EQ(engine.stats().rejected, 2u);
+}
+
+// A negative timeout waits for nothing. nanoseconds::min() overflowed the
+// time left into a long wait, and WaitFor blocked until the operation ended.
+TEST(HandleTest, WaitForWithANegativeTimeoutReturnsAtOnce) {
+  Engine engine({.workers = 1});
+  Gate gate;
+  auto h = engine.Submit(gate.Waiter());
+  ASSERT_TRUE(h.ok());
+  for (auto timeout : {std::chrono::nanoseconds::min(), std::chrono::nanoseconds(-1)}) {
+    auto waited = std::async(std::launch::async, [&] { return h->WaitFor(timeout); });
+    // A watchdog, not a synchronisation: the call must not wait for the gate.
+    const bool returned = waited.wait_for(30s) == std::future_status::ready;
+    if (!returned) gate.Open();  // let it end, to fail rather than hang
+    ASSERT_TRUE(returned) << "WaitFor(" << timeout.count() << " ns) blocked";
+    EXPECT_FALSE(waited.get());
+  }
+  gate.Open();
+  EXPECT_EQ(h->Wait(), State::kSucceeded);
+}
+
 }  // namespace
 }  // namespace ordo

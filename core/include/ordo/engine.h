@@ -89,7 +89,8 @@ struct Options {
   // by each worker until it runs out of work, and by each outside thread that
   // submitted from its own stripe until it exits; so a submit can be refused
   // that much short of the limit, even just after WaitIdle returns.
-  // Values above 2^62 (SIZE_MAX included) are taken as 2^62: no limit in practice.
+  // Values above 2^62 (SIZE_MAX included) are taken as 2^62: no limit in practice;
+  // 0 is taken as 1.
   std::size_t max_pending = std::size_t{1} << 22;
   // Longest token, in bytes, that Submit accepts (integer keys always fit).
   std::size_t max_token_bytes = 1024;
@@ -99,8 +100,10 @@ struct Options {
   // Default maximum retries of an operation (SubmitOptions::max_retries overrides).
   int max_retries = 10;
   // The timing wheel's tick: lateness is at most one tick plus scheduling delay.
+  // Zero or negative is taken as the default, 1 ms.
   std::chrono::nanoseconds tick = std::chrono::milliseconds(1);
-  // Furthest postpone-until accepted, measured from the clock's reading at submit.
+  // Furthest postpone-until accepted, measured from the clock's reading at submit
+  // (zero or negative: none later than that reading).
   std::chrono::nanoseconds horizon = std::chrono::hours(24 * 366 * 10);
   // Postponed operations that may be pending in the timing wheel at once (above
   // 2^62 taken as 2^62). A suspended operation with a time keeps its place, so
@@ -113,7 +116,7 @@ struct Options {
   int chain_budget = 32;
   // How long an idle worker looks for work before it parks. One worker at a time
   // spins this long, the others an eighth of it, so a lightly loaded engine spends
-  // about one core on it, not one per worker.
+  // about one core on it, not one per worker. Held to [0, 1 hour].
   std::chrono::nanoseconds spin = std::chrono::microseconds(100);
   // Stats' latency histograms sample one operation in this many of those each
   // thread submits (1: every one; 0: none). A sampled operation costs three clock
@@ -141,7 +144,8 @@ struct SubmitOptions {
   // Maximum retries of this operation; negative means Options::max_retries.
   int max_retries = -1;
   Backoff backoff = {};
-  // Sets the token's failure policy from this submit on (kDefault leaves it).
+  // Sets the token's failure policy from this submit on (kDefault leaves it);
+  // InvalidArgument with no token.
   FailurePolicy failure_policy = FailurePolicy::kDefault;
 };
 
@@ -270,6 +274,8 @@ class Engine {
   // yet (that release is not counted).
   absl::StatusOr<std::size_t> ResumeToken(const Token& token);
   absl::StatusOr<TokenReport> TokenInfo(const Token& token) const;
+  // Sets the token's failure policy for its operations that fail from now on;
+  // kDefault puts it back to the default, kContinue.
   absl::Status SetFailurePolicy(const Token& token, FailurePolicy policy);
 
   // Returns once nothing is running and nothing is runnable (postponed and
