@@ -39,6 +39,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 
 #include <concurrentqueue/concurrentqueue.h>
 
@@ -70,8 +71,17 @@ class Injector {
     bool ok = queue_.enqueue(token, op);  // releases *op to the dequeuer, as above
     ORDO_CHECK(ok, "injector allocation failed");
   }
+  // Out of memory ends the process with a message, as a failed enqueue does: a
+  // throw would leave its caller's operations in no queue (Schedule has
+  // counted them; a worker's spill has taken them out of its deque).
   std::unique_ptr<ProducerToken> MakeProducerToken() {
-    return std::make_unique<ProducerToken>(queue_);
+    std::unique_ptr<ProducerToken> token;
+    try {
+      token = std::make_unique<ProducerToken>(queue_);
+    } catch (const std::bad_alloc&) {
+      ORDO_CHECK(false, "injector allocation failed (a producer token): out of memory");
+    }
+    return token;
   }
   void PushBulk(Operation** ops, std::size_t n) {
     bool ok = queue_.enqueue_bulk(ops, n);

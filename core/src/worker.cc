@@ -277,6 +277,11 @@ Operation* EngineImpl::Steal(Worker* w) {
       bool ok = w->deque.Push(got[j]);
       ORDO_CHECK(ok, "a stolen half did not fit an empty deque");
     }
+    // More than we can start at once: share it (Parker P2's rule), as after an
+    // injector batch. A worker that steals right after running an operation is
+    // not searching, so no EndSearch shares it for us: a sleeper that had just
+    // looked at both deques slept on past what we moved here.
+    if (k > 1) ShareBacklog();
     return got[0];
   }
   return nullptr;
