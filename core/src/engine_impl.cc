@@ -117,6 +117,11 @@ EngineImpl::EngineImpl(Options options)
 }
 
 EngineImpl::~EngineImpl() {
+  // From one of its own callables it would wait for itself (Shutdown refuses
+  // it, and its worker would join itself): std::terminate, with no word of why.
+  ORDO_CHECK(!InCallableOf(this),
+             "an ordo::Engine is destroyed from inside one of its own callables (the last "
+             "owner let go there); destroy it from outside the engine");
   // Relaxed: see CountLoadedBatch. A Batch still holding operations would free
   // them into this engine after it is gone.
   ORDO_CHECK(loaded_batches_.load(std::memory_order_relaxed) == 0,

@@ -376,6 +376,25 @@ TEST(FailureDeathTest, PthreadExitInAnOperationEndsTheProcessWithAMessage) {
       "an operation called pthread_exit");
 }
 
+// An engine destroyed from one of its own callables would wait for itself: the
+// process ends with a message that says so (it was std::terminate, from a
+// worker joining itself, with no word of why).
+TEST(FailureDeathTest, DestroyingTheEngineFromItsOwnCallableEndsTheProcessWithAMessage) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        auto engine = std::make_shared<Engine>(Options{.workers = 1});
+        std::promise<void> posted;
+        auto h = engine->Submit([&engine, f = posted.get_future().share()]() mutable {
+          f.wait();
+          engine.reset();  // the last owner, inside the engine's own callable
+        });
+        posted.set_value();
+        if (h.ok()) (void)h->Wait();
+      },
+      "destroyed from inside one of its own callables");
+}
+
 TEST(FailureTest, AReturnedErrorStatusFailsWithItsMessage) {
   Engine engine({.workers = 1});
   auto a = engine.Submit([]() -> absl::Status { return absl::InternalError("disk on fire"); });
@@ -1295,6 +1314,17 @@ TEST(SubmitTest, AFailurePolicyWithNoTokenIsRefused) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(engine.Post([] {}, {.token = "t", .failure_policy = FailurePolicy::kHalt}).ok());
   EXPECT_EQ(engine.stats().rejected, 2u);
+}
+
+// A null C string is an empty token, refused with a message (it was undefined
+// behaviour: strlen(nullptr)).
+TEST(SubmitTest, ANullCStringTokenIsRefusedAsEmpty) {
+  Engine engine({.workers = 1});
+  const char* unset = nullptr;
+  auto h = engine.Submit([] {}, {.token = unset});
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(h.status().message()), HasSubstr("empty string"));
+  EXPECT_EQ(engine.CancelToken(unset).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // A negative timeout waits for nothing. nanoseconds::min() overflowed the

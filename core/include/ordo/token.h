@@ -24,7 +24,9 @@ class Token {
   Token() = default;
   Token(std::string_view s) : kind_(Kind::kString) { Assign(s); }  // NOLINT: implicit by design
   Token(const std::string& s) : Token(std::string_view(s)) {}      // NOLINT
-  Token(const char* s) : Token(std::string_view(s)) {}             // NOLINT
+  // A null pointer (getenv's "not set", say) is an empty string, which Submit
+  // refuses with InvalidArgument.
+  Token(const char* s) : Token(s != nullptr ? std::string_view(s) : std::string_view()) {}  // NOLINT
   template <std::integral I>
     requires(!std::same_as<I, bool> && !std::same_as<I, char>)
   Token(I key)  // NOLINT
