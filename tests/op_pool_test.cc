@@ -44,7 +44,7 @@ TEST(OpPoolTest, AReusedNodeComesBackInItsInitialStateOnceInitFactsRan) {
   EXPECT_EQ(b->refs.load(std::memory_order_relaxed), 0u);
   EXPECT_EQ(b->chain, nullptr);
   EXPECT_EQ(b->ops, nullptr);
-  InitFacts(b, 7, nullptr, 100, kNoTime);
+  InitFacts(b, 7, nullptr, 0, 100, kNoTime);
   EXPECT_EQ(b->id_relaxed(), 7u);
   EXPECT_EQ(Facts(b).token_hash, 0u);
   EXPECT_EQ(Times(b).created_ns.load(std::memory_order_relaxed), 100);
@@ -72,8 +72,8 @@ TEST(OpPoolTest, EachKindOfNodeComesFromItsOwnPoolAndKeepsItsKind) {
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(c) % kCacheLine, 0u);
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(m) % kCacheLine, 0u);
   SetCompactId(c, 41);
-  InitFacts(f, 42, nullptr, kNoTime, kNoTime);
-  InitFacts(m, 43, nullptr, 5, 6);
+  InitFacts(f, 42, nullptr, 0, kNoTime, kNoTime);
+  InitFacts(m, 43, nullptr, 0, 5, 6);
   EXPECT_EQ(c->id_relaxed(), 41u);
   EXPECT_EQ(f->id_relaxed(), 42u);
   EXPECT_EQ(m->id_relaxed(), 43u);
@@ -111,7 +111,7 @@ TEST(OpPoolTest, InitFactsOfAFactsNodeLeavesTheNextNodeAlone) {
   for (FactsOperation& n : slab) n.op.word.store(kNoTimesBit, std::memory_order_relaxed);
   unsigned char before[sizeof(FactsOperation)];
   std::memcpy(before, &slab[1], sizeof before);
-  InitFacts(&slab[0].op, 9, nullptr, 100, 200);
+  InitFacts(&slab[0].op, 9, nullptr, 0, 100, 200);
   EXPECT_EQ(std::memcmp(before, &slab[1], sizeof before), 0);
   EXPECT_EQ(slab[0].op.id_relaxed(), 9u);
   EXPECT_EQ(Facts(&slab[0].op).due_ns().load(std::memory_order_relaxed), 200);

@@ -25,13 +25,16 @@ using internal::Operation;
 Engine::Engine(Options options) : impl_(std::make_unique<EngineImpl>(std::move(options))) {}
 Engine::~Engine() = default;
 
-absl::Status Engine::RejectEmptyCallable() {
+absl::Status Engine::RejectEmptyCallable(const char* what) {
   impl_->CountRejected();
   return absl::InvalidArgumentError(
-      "Submit: the callable is empty (a null function pointer or an empty "
-      "std::function/AnyInvocable); pass something to run");
+      absl::StrCat(what,
+                   ": the callable is empty (a null function pointer or an empty "
+                   "std::function/AnyInvocable); pass something to run"));
 }
-absl::Status Engine::Validate(const SubmitOptions& options) { return impl_->Validate(options); }
+absl::Status Engine::Validate(const SubmitOptions& options, const char* what) {
+  return impl_->Validate(options, what);
+}
 internal::Operation* Engine::NewOperation(void** storage, const SubmitOptions* options,
                                           bool with_handle) {
   return impl_->NewOperation(storage, options, with_handle);
@@ -86,9 +89,10 @@ absl::Status NoHandle(const char* what) {
 #define ORDO_OWN_HANDLE(what, handle)                                                   \
   do {                                                                                  \
     if (!(handle).valid()) return NoHandle(what);                                       \
-    if (internal::Times((handle).op_).engine != impl_.get())                              \
+    if (internal::Times((handle).op_).engine_serial != impl_->serial())                  \
       return absl::InvalidArgumentError(                                                \
-          absl::StrCat(what, ": the handle belongs to another engine"));                \
+          absl::StrCat(what, ": the handle belongs to another engine (or to one that "  \
+                             "was destroyed)"));                                        \
   } while (0)
 
 absl::StatusOr<CancelOutcome> Engine::Cancel(const Handle& handle) {
@@ -269,7 +273,20 @@ std::string Handle::Explain() const {
   // (handles stay readable after it). Acquire: as in state().
   const State s = internal::StateOf(op_->word.load(std::memory_order_acquire));
   if (IsTerminal(s)) return EngineImpl::ExplainFinished(op_, s);
-  return Times(op_).engine->Explain(op_);
+  // E1: the engine may be destroyed meanwhile (its destructor ends every
+  // operation first): pinned while we read it, or, gone, it left ours finished.
+  // (It was read unpinned: a destructor that ran between the look above and the
+  // call freed what the call then read.)
+  internal::ChaosPoint();
+  EngineImpl* engine = Times(op_).engine;
+  if (!internal::PinEngine(Times(op_).engine_serial, engine)) {
+    return EngineImpl::ExplainFinished(
+        op_, internal::StateOf(op_->word.load(std::memory_order_acquire)));
+  }
+  std::string text = engine->Explain(op_);
+  // Release: our reads of the engine before its destructor's acquire (E1).
+  engine->explain_pins_.fetch_sub(1, std::memory_order_release);
+  return text;
 }
 
 Handle Handle::next_occurrence() const {

@@ -129,6 +129,9 @@ EngineImpl::~EngineImpl() {
              "before the engine is destroyed");
   (void)Shutdown(ShutdownMode::kDrainReady);
   UnregisterEngine(serial_);  // from here no thread gives a lease back to us
+  // E1: from here no Handle::Explain pins us; wait for those that did.
+  // Acquire: pairs with their release unpin, after their last read of us.
+  while (explain_pins_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   if (clock_listener_ != 0) clock_->RemoveListener(clock_listener_);
   // Release: pairs with the workers' and timekeeper's acquire loads of stop_.
   stop_.store(true, std::memory_order_release);
@@ -262,36 +265,38 @@ void EngineImpl::GiveCredit(Stripe& st) {
 // ---------------------------------------------------------------------------
 // Submit
 
-absl::Status EngineImpl::Validate(const SubmitOptions& o) {
+absl::Status EngineImpl::Validate(const SubmitOptions& o, const char* what) {
   if (o.token.kind() == Token::Kind::kString) {
     if (o.token.text().empty()) {
       CountRejected();
-      return absl::InvalidArgumentError(
-          "Submit: the dependency token is an empty string; pass a non-empty token, or no "
-          "token (a default-constructed ordo::Token) for an independent operation");
+      return absl::InvalidArgumentError(absl::StrCat(
+          what,
+          ": the dependency token is an empty string; pass a non-empty token, or no "
+          "token (a default-constructed ordo::Token) for an independent operation"));
     }
     if (o.token.text().size() > options_.max_token_bytes) {
       CountRejected();
       return absl::InvalidArgumentError(absl::StrFormat(
-          "Submit: the dependency token is %d bytes, over the limit of %d "
+          "%s: the dependency token is %d bytes, over the limit of %d "
           "(Options::max_token_bytes); use a shorter token, e.g. a hash of it",
-          o.token.text().size(), options_.max_token_bytes));
+          what, o.token.text().size(), options_.max_token_bytes));
     }
   }
   if (o.failure_policy != FailurePolicy::kDefault && o.token.empty()) {
     // A policy belongs to a token's chain: with no token it was accepted and
     // ignored.
     CountRejected();
-    return absl::InvalidArgumentError(
-        "Submit: failure_policy is set but there is no token (a failure policy applies to "
-        "a token's chain); give the operation a token, or leave failure_policy kDefault");
+    return absl::InvalidArgumentError(absl::StrCat(
+        what,
+        ": failure_policy is set but there is no token (a failure policy applies to a "
+        "token's chain); give the operation a token, or leave failure_policy kDefault"));
   }
   if (o.backoff.max_delay.count() < 0) {
     // Capped below zero, every exponential retry's delay was negative: it ran
     // at once, whatever RetryAfter asked for.
     CountRejected();
     return absl::InvalidArgumentError(absl::StrCat(
-        "Submit: backoff.max_delay is negative (",
+        what, ": backoff.max_delay is negative (",
         absl::FormatDuration(absl::FromChrono(o.backoff.max_delay)),
         "); pass the longest delay a retry may wait, or nanoseconds::max() for no cap"));
   }
@@ -300,7 +305,7 @@ absl::Status EngineImpl::Validate(const SubmitOptions& o) {
     if (t < 0) {
       CountRejected();
       return absl::InvalidArgumentError(absl::StrCat(
-          "Submit: postpone_until is before 1970-01-01T00:00:00Z (out of range); pass a "
+          what, ": postpone_until is before 1970-01-01T00:00:00Z (out of range); pass a "
           "time point of the engine's clock"));
     }
     // The horizon is checked against the clock's reading in Enqueue (one clock
@@ -421,6 +426,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
   // Post(f, o) with options a compact node holds (NewOperation chose it, and
   // Validate found nothing to refuse): the plain path.
   if (IsCompact(op)) return EnqueuePlain(op, f);
+  const char* what = with_handle ? "Submit" : "Post";  // names the call in errors
   // A refused submission returns the node unpublished (C1).
   auto drop = [&] { DiscardOperation(op); };
   if (!with_handle && o.suspended && o.token.empty()) {
@@ -448,7 +454,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
       drop();
       CountRejected();
       return absl::InvalidArgumentError(
-          absl::StrCat("Submit: invalid recurrence rule \"", o.recurrence, "\": ",
+          absl::StrCat(what, ": invalid recurrence rule \"", o.recurrence, "\": ",
                        parsed.status().message()));
     }
   }
@@ -471,7 +477,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
   if (o.postpone_until.has_value()) {
     const std::int64_t t = o.postpone_until->time_since_epoch().count();
     if (!exact_clock && BeyondHorizon(t, now)) now = NowNs();
-    if (absl::Status s = CheckHorizon(t, now); !s.ok()) {
+    if (absl::Status s = CheckHorizon(t, now, what); !s.ok()) {
       drop();
       CountRejected();
       return s;
@@ -507,7 +513,9 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
   }
   Stripe& st = MyStripe();
   EnterSubmit(st);
-  if (absl::Status refused = Admit(st); !refused.ok()) return Refuse(op, st, std::move(refused));
+  if (absl::Status refused = Admit(st, 1, what); !refused.ok()) {
+    return Refuse(op, st, std::move(refused));
+  }
   std::int64_t due = o.postpone_until ? o.postpone_until->time_since_epoch().count() : kNoTime;
   if (due != kNoTime && due <= now) due = kNoTime;  // a past time: runnable at once
   // A suspended one takes its place too, and keeps it until Resume (I3).
@@ -516,13 +524,13 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
     // the time put ahead, and that the true time has reached, runs at once.
     if (exact_clock || due > NowNs()) {
       GiveCredit(st);  // undo: nothing was published
-      return Refuse(op, st, WheelFullError("Submit"));
+      return Refuse(op, st, WheelFullError(what));
     }
     due = kNoTime;
   }
   PlaceCallable(op, f, st, /*timer_reserved=*/due != kNoTime);  // past the last refusal (C1)
   // The node is private until the push below publishes it.
-  InitFacts(op, TakeIds(st), this, now, due);
+  InitFacts(op, TakeIds(st), this, serial_, now, due);
   if (o.suspended && due != kNoTime) MarkPlaceKept(op);  // the place reserved above
   // The engine's reference, and the Handle's if Submit makes one.
   op->refs.store(with_handle ? 2 : 1, std::memory_order_relaxed);
@@ -599,7 +607,9 @@ absl::Status EngineImpl::EnqueuePlain(Operation* op, detail::PendingCallable f) 
   if (!IsCompact(op)) return Enqueue(op, f, SubmitOptions{}, /*with_handle=*/false);
   Stripe& st = MyStripe();
   EnterSubmit(st);
-  if (absl::Status refused = Admit(st); !refused.ok()) return Refuse(op, st, std::move(refused));
+  if (absl::Status refused = Admit(st, 1, "Post"); !refused.ok()) {
+    return Refuse(op, st, std::move(refused));
+  }
   PlaceCallable(op, f, st, /*timer_reserved=*/false);  // past the last refusal (C1)
   // As Enqueue for an independent, runnable operation with no Handle: no clock
   // read, the engine's reference only, and no facts but the id (a compact node,
@@ -668,7 +678,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
       Operation* op = items[i].op;
       op->ops = items[i].ops;
       op->refs.store(1, std::memory_order_relaxed);  // private until the push below
-      InitFacts(op, first + i, this, CreationTime(op, now), items[i].due_ns);
+      InitFacts(op, first + i, this, serial_, CreationTime(op, now), items[i].due_ns);
       if (items[i].token != BatchItem::kNoToken) {
         // Written before the timer's publication like every other fact (the
         // token's key is made again below, for its push).
@@ -731,7 +741,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
           SetCompactId(op, first + i);
         } else {
           // Postponed to a time past, or sampled.
-          InitFacts(op, first + i, this, CreationTime(op, now), kNoTime);
+          InitFacts(op, first + i, this, serial_, CreationTime(op, now), kNoTime);
         }
         StoreNewHead(op);
         chunk[k++] = op;
@@ -740,7 +750,7 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
       if (!held) {
         // As Enqueue: no clock read unless a postponed item asked for one,
         // Waiting, head through its chain.
-        InitFacts(op, first + i, this, CreationTime(op, now), kNoTime);
+        InitFacts(op, first + i, this, serial_, CreationTime(op, now), kNoTime);
         // Relaxed: private until the chain push below publishes it.
         op->word.store(KeptBitsOf(op) | static_cast<std::uint32_t>(State::kWaiting),
                        std::memory_order_relaxed);
@@ -1473,7 +1483,7 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   const std::int64_t due = next->time.time_since_epoch().count();
   nex->occurrence_ns = due;
   const bool postponed = due > now;
-  InitFacts(n, TakeIds(st), this, now, postponed ? due : kNoTime);
+  InitFacts(n, TakeIds(st), this, serial_, now, postponed ? due : kNoTime);
   // The engine's, the predecessor's link (Handle::next_occurrence).
   n->refs.store(2, std::memory_order_relaxed);
   // Relaxed: private until the timer's arming, MakeHead or the chain push below.

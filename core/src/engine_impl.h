@@ -178,6 +178,12 @@ class EngineImpl;
 // unique in the process, valid until UnregisterEngine.
 std::uint64_t RegisterEngine();
 void UnregisterEngine(std::uint64_t serial);
+// E1 (Handle::Explain against ~EngineImpl): true, and engine->explain_pins_
+// raised, if the engine with this serial is still registered; under the
+// registry's mutex, so an engine unregistered after it sees the pin (and waits
+// for its release before it frees anything). False, and `engine` (which may
+// be gone) not touched, once it is unregistered.
+bool PinEngine(std::uint64_t serial, EngineImpl* engine);
 
 struct Worker {
   Worker(EngineImpl* e, int i, Injector& injector)
@@ -214,7 +220,7 @@ class EngineImpl {
   ~EngineImpl();
 
   // --- submit (engine.cc) ---
-  absl::Status Validate(const SubmitOptions& options);
+  absl::Status Validate(const SubmitOptions& options, const char* what);
   // InvalidArgument when postpone-until `t` is beyond Options::horizon from `now`,
   // its message starting with `what` (the caller's name).
   absl::Status CheckHorizon(std::int64_t t, std::int64_t now,
@@ -305,6 +311,10 @@ class EngineImpl {
   // empty string, over Options::max_token_bytes).
   absl::Status CheckControlToken(const Token& token, const char* what) const;
   std::string Explain(Operation* op);
+  std::uint64_t serial() const { return serial_; }
+  // E1: Handle::Explain calls in flight into this engine (PinEngine); the
+  // destructor waits for none after it unregisters.
+  Atomic<int> explain_pins_{0};
   // Explain of a terminal operation: reads no engine state, so a Handle can
   // ask after its engine is gone.
   static std::string ExplainFinished(Operation* op, State s);

@@ -251,6 +251,9 @@ static_assert(sizeof(OpFacts) == kCacheLine, "the facts are one cache line");
 // was published, and completed_at() changed). CompletedNs() reads it.
 struct OpTimes {
   alignas(kCacheLine) EngineImpl* engine = nullptr;
+  // The engine's serial (worker.cc, L3: never reused), which tells a Handle's
+  // engine from a later one at the same address, and pins it (PinEngine).
+  std::uint64_t engine_serial = 0;
   // Times in ns since the epoch of the engine's clock.
   Atomic<std::int64_t> created_ns{kNoTime};
   Atomic<std::int64_t> started_ns{kNoTime};
@@ -364,7 +367,8 @@ inline std::uint64_t Operation::id_relaxed() const {
 // publication (a queue or chain push, a timer's arming), which orders these
 // writes before any reader. The timer's links are the pool's (clear) and stay.
 inline void InitFacts(Operation* op, std::uint64_t id, EngineImpl* engine,
-                      std::int64_t created_ns, std::int64_t due_ns) {
+                      std::uint64_t engine_serial, std::int64_t created_ns,
+                      std::int64_t due_ns) {
   OpFacts& f = Facts(op);
   f.id().store(id, std::memory_order_relaxed);
   f.due_ns().store(due_ns, std::memory_order_relaxed);
@@ -375,6 +379,7 @@ inline void InitFacts(Operation* op, std::uint64_t id, EngineImpl* engine,
   if (HasTimes(op)) {
     OpTimes& t = Times(op);
     t.engine = engine;
+    t.engine_serial = engine_serial;
     t.created_ns.store(created_ns, std::memory_order_relaxed);
     t.started_ns.store(kNoTime, std::memory_order_relaxed);
     t.completed_ns.store(kNoTime, std::memory_order_relaxed);

@@ -103,6 +103,15 @@ void UnregisterEngine(std::uint64_t serial) {
   LiveEngines().erase(serial);
 }
 
+bool PinEngine(std::uint64_t serial, EngineImpl* engine) {
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  if (!LiveEngines().contains(serial)) return false;
+  // Relaxed: the registry mutex orders it before UnregisterEngine's erase,
+  // and so before the destructor's wait (E1).
+  engine->explain_pins_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 Stripe& EngineImpl::MyStripe() {
   Worker* w = t_worker;
   if (w != nullptr && w->engine == this) return w->stripe;
@@ -774,7 +783,7 @@ Operation* EngineImpl::Enlarge(Operation* op) {
   op->ops = nullptr;
   // The id it was created with keeps its place among equal due times (the wheel's
   // tie-break); it was never postponed, so there is no creation time to keep.
-  InitFacts(n, op->id_relaxed(), this, kNoTime, kNoTime);
+  InitFacts(n, op->id_relaxed(), this, serial_, kNoTime, kNoTime);
   // Relaxed: private. The same state and head bit (InProgress, owned by nobody:
   // H4 makes the runner its only writer), without the compact kind.
   n->word.store((op->word.load(std::memory_order_relaxed) & ~kCompactBit) | kNoTimesBit,

@@ -16,11 +16,13 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "support/journal.h"
 
 namespace ordo {
@@ -1314,6 +1316,26 @@ TEST(SubmitTest, AFailurePolicyWithNoTokenIsRefused) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(engine.Post([] {}, {.token = "t", .failure_policy = FailurePolicy::kHalt}).ok());
   EXPECT_EQ(engine.stats().rejected, 2u);
+}
+
+// An error names the call that made it (every one said "Submit:").
+TEST(SubmitTest, AnErrorNamesTheCallThatWasRefused) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .max_pending = 1, .clock = &clock, .max_timers = 1});
+  auto starts_with = [](absl::Status s, const std::string& what) {
+    EXPECT_TRUE(absl::StartsWith(s.message(), what + ": ")) << s;
+  };
+  std::function<void()> empty;
+  starts_with(engine.Post(empty), "Post");
+  starts_with(engine.Post([] {}, {.token = ""}), "Post");
+  starts_with(engine.Post([] {}, {.recurrence = "FREQ=NEVER"}), "Post");
+  starts_with(engine.Submit([] {}, {.token = ""}).status(), "Submit");
+  Batch batch(engine);
+  starts_with(batch.Add([] {}, Token("")), "Batch::Add");
+  ASSERT_TRUE(engine.Post([] {}, {.postpone_until = clock.now() + 1h}).ok());
+  starts_with(engine.Post([] {}), "Post");  // full
+  starts_with(engine.Post([] {}, {.token = "t"}), "Post");
+  starts_with(engine.Submit([] {}).status(), "Submit");
 }
 
 // A null C string is an empty token, refused with a message (it was undefined

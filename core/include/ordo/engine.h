@@ -182,7 +182,9 @@ class Engine {
   template <typename F>
   absl::StatusOr<Handle> Submit(F&& f, SubmitOptions options = {}) {
     internal::Operation* op = nullptr;
-    if (absl::Status s = PrepareNode(f, &options, /*with_handle=*/true, &op); !s.ok()) return s;
+    if (absl::Status s = PrepareNode(f, &options, /*with_handle=*/true, &op, "Submit"); !s.ok()) {
+      return s;
+    }
     return Enqueue(op, detail::PendingCallable::Of<F>(f), std::move(options));
   }
 
@@ -208,7 +210,9 @@ class Engine {
   template <typename F>
   absl::Status Post(F&& f, SubmitOptions options) {
     internal::Operation* op = nullptr;
-    if (absl::Status s = PrepareNode(f, &options, /*with_handle=*/false, &op); !s.ok()) return s;
+    if (absl::Status s = PrepareNode(f, &options, /*with_handle=*/false, &op, "Post"); !s.ok()) {
+      return s;
+    }
     return EnqueueDetached(op, detail::PendingCallable::Of<F>(f), std::move(options));
   }
   // Post(f, {}), on a shorter path: with no options there is nothing to check
@@ -216,7 +220,9 @@ class Engine {
   template <typename F>
   absl::Status Post(F&& f) {
     internal::Operation* op = nullptr;
-    if (absl::Status s = PrepareNode(f, nullptr, /*with_handle=*/false, &op); !s.ok()) return s;
+    if (absl::Status s = PrepareNode(f, nullptr, /*with_handle=*/false, &op, "Post"); !s.ok()) {
+      return s;
+    }
     return EnqueuePlain(op, detail::PendingCallable::Of<F>(f));
   }
 
@@ -294,8 +300,9 @@ class Engine {
   int workers() const;
 
  private:
-  absl::Status RejectEmptyCallable();
-  absl::Status Validate(const SubmitOptions& options);
+  // `what` names the call in an error's text ("Submit", "Post", "Batch::Add").
+  absl::Status RejectEmptyCallable(const char* what);
+  absl::Status Validate(const SubmitOptions& options, const char* what);
   // A node of the kind the options need (engine_impl.h, CompactFits).
   internal::Operation* NewOperation(void** storage, const SubmitOptions* options,
                                     bool with_handle);
@@ -311,16 +318,17 @@ class Engine {
   // node for f. On an error nothing was taken.
   template <typename F>
   absl::Status PrepareNode(F& f, const SubmitOptions* options, bool with_handle,
-                           internal::Operation** op, void** storage = nullptr) {
+                           internal::Operation** op, const char* what,
+                           void** storage = nullptr) {
     using Fn = std::decay_t<F>;
     static_assert(detail::TakesContext<Fn> || detail::TakesNothing<Fn>,
                   "Submit and Post take a callable invocable as f(ordo::Context&) or f()");
     static_assert(std::is_nothrow_destructible_v<Fn>,
                   "Submit and Post take a callable whose destructor does not throw (the "
                   "engine destroys it on a worker, where a throw could not be reported)");
-    if (detail::IsEmptyCallable<Fn>(f)) return RejectEmptyCallable();
+    if (detail::IsEmptyCallable<Fn>(f)) return RejectEmptyCallable(what);
     if (options != nullptr) {
-      if (absl::Status s = Validate(*options); !s.ok()) return s;
+      if (absl::Status s = Validate(*options, what); !s.ok()) return s;
     }
     void* unused = nullptr;
     *op = NewOperation(storage != nullptr ? storage : &unused, options, with_handle);
@@ -329,9 +337,12 @@ class Engine {
   // PrepareNode, then f moved into the node at once (a Batch's Add).
   template <typename F>
   absl::Status Prepare(F&& f, const SubmitOptions* options, bool with_handle,
-                       internal::Operation** op, const detail::CallableOps** ops) {
+                       internal::Operation** op, const detail::CallableOps** ops,
+                       const char* what) {
     void* storage = nullptr;
-    if (absl::Status s = PrepareNode(f, options, with_handle, op, &storage); !s.ok()) return s;
+    if (absl::Status s = PrepareNode(f, options, with_handle, op, what, &storage); !s.ok()) {
+      return s;
+    }
     try {
       *ops = detail::Emplace(storage, std::forward<F>(f));
     } catch (...) {
@@ -439,7 +450,8 @@ class Batch {
     internal::Operation* op = nullptr;
     const detail::CallableOps* ops = nullptr;
     if (absl::Status s =
-            engine_->Prepare(std::forward<F>(f), options, /*with_handle=*/false, &op, &ops);
+            engine_->Prepare(std::forward<F>(f), options, /*with_handle=*/false, &op, &ops,
+                             "Batch::Add");
         !s.ok()) {
       return s;
     }
