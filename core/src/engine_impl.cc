@@ -117,11 +117,13 @@ EngineImpl::EngineImpl(Options options)
 }
 
 EngineImpl::~EngineImpl() {
-  // From one of its own callables it would wait for itself (Shutdown refuses
-  // it, and its worker would join itself): std::terminate, with no word of why.
-  ORDO_CHECK(!InCallableOf(this),
-             "an ordo::Engine is destroyed from inside one of its own callables (the last "
-             "owner let go there); destroy it from outside the engine");
+  // From one of its own callables, or its worker destroying a capture that
+  // held the last owner, it would wait for itself (Shutdown refuses it, and
+  // its worker would join itself): std::terminate, with no word of why.
+  ORDO_CHECK(!InCallableOf(this) && !OnWorkerOf(this),
+             "an ordo::Engine is destroyed from inside one of its own callables or their "
+             "captures' destructors (the last owner let go there); destroy it from outside "
+             "the engine");
   // Relaxed: see CountLoadedBatch. A Batch still holding operations would free
   // them into this engine after it is gone.
   ORDO_CHECK(loaded_batches_.load(std::memory_order_relaxed) == 0,
@@ -788,6 +790,11 @@ void EngineImpl::ScheduleNew(Operation* op, Stripe& st) {
 
 void EngineImpl::PlaceCallable(Operation* op, detail::PendingCallable f, Stripe& st,
                                bool timer_reserved) {
+  // The callable's move (or copy) constructor runs here, inside our
+  // EnterSubmit on st. One that submitted from an outside thread to four or
+  // more other engines would evict st's lease (ExternalStripe), and another
+  // thread could lease st while we still write it: a constructor must not
+  // submit (none sensible does).
   try {
     op->ops = f.Place(op->storage);
   } catch (...) {

@@ -328,6 +328,8 @@ class EngineImpl {
   // --- Context ---
   void RequestRetry(Operation* op, std::chrono::nanoseconds delay, std::string_view reason);
   static bool InCallableOf(const EngineImpl* e);
+  // On one of e's worker threads (in a callable, or in a capture's destructor).
+  static bool OnWorkerOf(const EngineImpl* e);
   // Shutdown(kCancelPending) asks every running operation to stop (Context).
   // Relaxed: a request, as OpFacts::cancel_requested.
   bool ShutdownCancels() const { return cancel_all_.load(std::memory_order_relaxed); }

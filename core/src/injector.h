@@ -81,6 +81,9 @@ class Injector {
     } catch (const std::bad_alloc&) {
       ORDO_CHECK(false, "injector allocation failed (a producer token): out of memory");
     }
+    // moodycamel does not throw when it cannot make the producer itself: the
+    // token is invalid, and an enqueue through it would dereference null.
+    ORDO_CHECK(token->valid(), "injector allocation failed (a producer): out of memory");
     return token;
   }
   void PushBulk(Operation** ops, std::size_t n) {

@@ -28,6 +28,9 @@ std::uint32_t NextRandom(std::uint32_t& s) {  // xorshift32
 }  // namespace
 
 bool EngineImpl::InCallableOf(const EngineImpl* e) { return t_running_engine == e; }
+bool EngineImpl::OnWorkerOf(const EngineImpl* e) {
+  return t_worker != nullptr && t_worker->engine == e;
+}
 
 // ---------------------------------------------------------------------------
 // Stripe leases. An outside thread that submits takes one of the engine's

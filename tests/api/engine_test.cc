@@ -395,6 +395,18 @@ TEST(FailureDeathTest, DestroyingTheEngineFromItsOwnCallableEndsTheProcessWithAM
         if (h.ok()) (void)h->Wait();
       },
       "destroyed from inside one of its own callables");
+  // Or in its worker, by the destructor of the capture that held the last
+  // owner (the first check looked only inside the callable's body).
+  EXPECT_DEATH(
+      {
+        auto engine = std::make_shared<Engine>(Options{.workers = 1});
+        std::promise<void> released;
+        ASSERT_TRUE(engine->Post([engine, f = released.get_future().share()] { f.wait(); }).ok());
+        engine.reset();  // the capture now holds the last owner
+        released.set_value();
+        std::promise<void>().get_future().wait();  // the worker ends the process
+      },
+      "destroyed from inside one of its own callables or their");
 }
 
 TEST(FailureTest, AReturnedErrorStatusFailsWithItsMessage) {
@@ -1336,6 +1348,35 @@ TEST(SubmitTest, AnErrorNamesTheCallThatWasRefused) {
   starts_with(engine.Post([] {}), "Post");  // full
   starts_with(engine.Post([] {}, {.token = "t"}), "Post");
   starts_with(engine.Submit([] {}).status(), "Submit");
+}
+
+std::atomic<int> plain_function_runs{0};
+void PlainFunction() { plain_function_runs.fetch_add(1); }
+absl::Status PlainFunctionWithContext(Context&) {
+  plain_function_runs.fetch_add(1);
+  return absl::OkStatus();
+}
+
+// A function (not a pointer, not an object) is accepted by every submit call.
+// (C1's first version took the address of its argument as an object's, and a
+// function did not compile.)
+TEST(SubmitTest, AFunctionIsAcceptedByEverySubmitCall) {
+  Engine engine({.workers = 1});
+  plain_function_runs = 0;
+  auto h = engine.Submit(PlainFunction);
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(engine.Submit(PlainFunctionWithContext, {.token = "t"}).ok());
+  ASSERT_TRUE(engine.Post(PlainFunction).ok());
+  ASSERT_TRUE(engine.Post(PlainFunctionWithContext, {.token = "t"}).ok());
+  ASSERT_TRUE(engine.Post(&PlainFunction).ok());
+  void (*pointer)() = PlainFunction;
+  ASSERT_TRUE(engine.Post(pointer).ok());
+  Batch batch(engine);
+  ASSERT_TRUE(batch.Add(PlainFunction).ok());
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(plain_function_runs.load(), 7);
+  EXPECT_EQ(h->state(), State::kSucceeded);
 }
 
 // A null C string is an empty token, refused with a message (it was undefined

@@ -181,11 +181,17 @@ class Engine {
   // FailedPrecondition after Shutdown began.
   template <typename F>
   absl::StatusOr<Handle> Submit(F&& f, SubmitOptions options = {}) {
-    internal::Operation* op = nullptr;
-    if (absl::Status s = PrepareNode(f, &options, /*with_handle=*/true, &op, "Submit"); !s.ok()) {
-      return s;
+    // A function: through its pointer (PendingCallable points at an object).
+    if constexpr (std::is_function_v<std::remove_reference_t<F>>) {
+      return Submit(&f, std::move(options));
+    } else {
+      internal::Operation* op = nullptr;
+      if (absl::Status s = PrepareNode(f, &options, /*with_handle=*/true, &op, "Submit");
+          !s.ok()) {
+        return s;
+      }
+      return Enqueue(op, detail::PendingCallable::Of<F>(f), std::move(options));
     }
-    return Enqueue(op, detail::PendingCallable::Of<F>(f), std::move(options));
   }
 
   // Submit for work nobody watches: the same operation, the same order, states and
@@ -209,21 +215,30 @@ class Engine {
   // count it as runnable.
   template <typename F>
   absl::Status Post(F&& f, SubmitOptions options) {
-    internal::Operation* op = nullptr;
-    if (absl::Status s = PrepareNode(f, &options, /*with_handle=*/false, &op, "Post"); !s.ok()) {
-      return s;
+    if constexpr (std::is_function_v<std::remove_reference_t<F>>) {
+      return Post(&f, std::move(options));  // as in Submit
+    } else {
+      internal::Operation* op = nullptr;
+      if (absl::Status s = PrepareNode(f, &options, /*with_handle=*/false, &op, "Post");
+          !s.ok()) {
+        return s;
+      }
+      return EnqueueDetached(op, detail::PendingCallable::Of<F>(f), std::move(options));
     }
-    return EnqueueDetached(op, detail::PendingCallable::Of<F>(f), std::move(options));
   }
   // Post(f, {}), on a shorter path: with no options there is nothing to check
   // but the callable and admission.
   template <typename F>
   absl::Status Post(F&& f) {
-    internal::Operation* op = nullptr;
-    if (absl::Status s = PrepareNode(f, nullptr, /*with_handle=*/false, &op, "Post"); !s.ok()) {
-      return s;
+    if constexpr (std::is_function_v<std::remove_reference_t<F>>) {
+      return Post(&f);  // as in Submit
+    } else {
+      internal::Operation* op = nullptr;
+      if (absl::Status s = PrepareNode(f, nullptr, /*with_handle=*/false, &op, "Post"); !s.ok()) {
+        return s;
+      }
+      return EnqueuePlain(op, detail::PendingCallable::Of<F>(f));
     }
-    return EnqueuePlain(op, detail::PendingCallable::Of<F>(f));
   }
 
   // Posts every operation of `batch` (see Batch), in the order they were added,
