@@ -597,6 +597,8 @@ class EngineImpl {
   // stripe it leases (or a shared one when none is free).
   Stripe& MyStripe();
   Stripe& ExternalStripe();
+  // One of the kSharedStripes, round robin (counted with RMWs).
+  Stripe& SharedStripe();
   // Ids. Unique per engine, all from next_id_.
   //   D1  A full or facts node takes its own from next_id_ (TakeIds), whose
   //       modification order extends happens-before: so ids of operations that

@@ -80,12 +80,20 @@ void GiveBack(Lease& l) {
   l = Lease{};
 }
 
+// Set as this thread's leases go back. A thread_local built before the
+// thread's first submit is destroyed after t_leases; if its destructor submits,
+// it takes a shared stripe (it read the destroyed leases, and leased a stripe
+// that nothing would give back: L1's lessee gone, its credits with it).
+// Trivially destructible, so readable to the thread's very end.
+thread_local constinit bool t_leases_gone = false;
+
 struct ThreadLeases {
   static constexpr int kSlots = 4;  // engines a thread submits to at once, cached
   Lease slot[kSlots];
   unsigned victim = 0;
   ~ThreadLeases() {
     for (Lease& l : slot) GiveBack(l);
+    t_leases_gone = true;
   }
 };
 thread_local ThreadLeases t_leases;
@@ -121,7 +129,13 @@ Stripe& EngineImpl::MyStripe() {
   return ExternalStripe();
 }
 
+Stripe& EngineImpl::SharedStripe() {
+  // Relaxed: only spreads threads over the shared stripes.
+  return external_[next_shared_.fetch_add(1, std::memory_order_relaxed) % kSharedStripes];
+}
+
 Stripe& EngineImpl::ExternalStripe() {
+  if (t_leases_gone) [[unlikely]] return SharedStripe();  // late submits, above
   ThreadLeases& leases = t_leases;
   for (Lease& l : leases.slot) {
     if (l.serial == serial_) return *l.stripe;
@@ -139,11 +153,7 @@ Stripe& EngineImpl::ExternalStripe() {
       break;
     }
   }
-  if (fresh.stripe == nullptr) {
-    // Relaxed: only spreads threads over the shared stripes.
-    fresh.stripe = &external_[next_shared_.fetch_add(1, std::memory_order_relaxed) %
-                              kSharedStripes];
-  }
+  if (fresh.stripe == nullptr) fresh.stripe = &SharedStripe();
   Lease& slot = leases.slot[leases.victim++ % ThreadLeases::kSlots];
   GiveBack(slot);
   slot = fresh;
