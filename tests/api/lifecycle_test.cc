@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "ordo/engine.h"
 #include "support/journal.h"
 
@@ -1382,26 +1383,38 @@ TEST(RecurrenceEngineTest, AnOccurrenceTakesOverItsPredecessorsPlaceUnderMaxPend
 // own next, from its place on the grid, was in the future too: with the wheel
 // full, a daily series ran every occurrence to the end of the clock's range
 // back to back, 86,298 of them, and ended.)
-TEST(RecurrenceEngineTest, AnOccurrenceThatFindsTheWheelFullStillWaitsForItsTime) {
-  ManualClock clock;
-  Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
+// A daily series of `count` on `token` whose first occurrence runs while
+// `filler` takes the wheel's one place (max_timers 1): returns its second
+// occurrence, which took a place past max_timers, once the engine is idle.
+void SecondOccurrencePastAFullWheel(Engine& engine, ManualClock& clock, const Token& token,
+                                    int count, std::atomic<int>& runs, Handle* filler,
+                                    Handle* second) {
   Gate gate;
-  std::atomic<int> runs{0};
   auto first = engine.Submit(
       [&runs, wait = gate.Waiter()] {
         if (runs.fetch_add(1) == 0) wait();
       },
-      {.recurrence = "FREQ=DAILY;COUNT=3"});
+      {.token = token, .recurrence = absl::StrCat("FREQ=DAILY;COUNT=", count)});
   ASSERT_TRUE(first.ok());
   ASSERT_TRUE(AwaitState(*first, State::kInProgress));
   // The wheel's one place, taken while the first occurrence runs.
-  auto filler = engine.Submit([] {}, {.postpone_until = clock.now() + 1h});
-  ASSERT_TRUE(filler.ok());
+  auto f = engine.Submit([] {}, {.postpone_until = clock.now() + 1h});
+  ASSERT_TRUE(f.ok());
+  *filler = *f;
   gate.Open();
   ASSERT_TRUE(AwaitState(*first, State::kSucceeded));
-  Handle second = first->next_occurrence();
-  ASSERT_TRUE(second.valid());
+  *second = first->next_occurrence();
+  ASSERT_TRUE(second->valid());
   ASSERT_TRUE(engine.WaitIdle().ok());
+}
+
+TEST(RecurrenceEngineTest, AnOccurrenceThatFindsTheWheelFullStillWaitsForItsTime) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
+  std::atomic<int> runs{0};
+  Handle filler, second;
+  ASSERT_NO_FATAL_FAILURE(
+      SecondOccurrencePastAFullWheel(engine, clock, Token(), 3, runs, &filler, &second));
   EXPECT_EQ(second.state(), State::kPostponed);
   EXPECT_EQ(runs.load(), 1);
   EXPECT_EQ(engine.stats().postponed, 2u);  // one past max_timers
@@ -1411,7 +1424,7 @@ TEST(RecurrenceEngineTest, AnOccurrenceThatFindsTheWheelFullStillWaitsForItsTime
   clock.Advance(std::chrono::hours(24));
   ASSERT_TRUE(AwaitState(second, State::kSucceeded));
   EXPECT_EQ(runs.load(), 2);
-  ASSERT_TRUE(AwaitState(*filler, State::kSucceeded));
+  ASSERT_TRUE(AwaitState(filler, State::kSucceeded));
   Handle third = second.next_occurrence();
   ASSERT_TRUE(third.valid());
   ASSERT_TRUE(engine.WaitIdle().ok());
@@ -1430,22 +1443,10 @@ TEST(RecurrenceEngineTest, AnOccurrenceThatFindsTheWheelFullStillWaitsForItsTime
 TEST(RecurrenceEngineTest, ASuspendedOccurrenceKeepsItsPlacePastAFullWheel) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock, .max_timers = 1});
-  Gate gate;
   std::atomic<int> runs{0};
-  auto first = engine.Submit(
-      [&runs, wait = gate.Waiter()] {
-        if (runs.fetch_add(1) == 0) wait();
-      },
-      {.token = "daily", .recurrence = "FREQ=DAILY;COUNT=2"});
-  ASSERT_TRUE(first.ok());
-  ASSERT_TRUE(AwaitState(*first, State::kInProgress));
-  auto filler = engine.Submit([] {}, {.postpone_until = clock.now() + 1h});
-  ASSERT_TRUE(filler.ok());
-  gate.Open();
-  ASSERT_TRUE(AwaitState(*first, State::kSucceeded));
-  ASSERT_TRUE(engine.WaitIdle().ok());
-  Handle second = first->next_occurrence();
-  ASSERT_TRUE(second.valid());
+  Handle filler, second;
+  ASSERT_NO_FATAL_FAILURE(
+      SecondOccurrencePastAFullWheel(engine, clock, "daily", 2, runs, &filler, &second));
   ASSERT_EQ(second.state(), State::kPostponed);
   auto suspended = engine.SuspendToken("daily");
   ASSERT_TRUE(suspended.ok());
