@@ -1397,7 +1397,7 @@ TEST(SubmitTest, APostFromALateThreadLocalDestructorRuns) {
   Engine engine({.workers = 1});
   late_poster_engine = &engine;
   late_posts_run = 0;
-  for (int t = 0; t < 12; ++t) {  // more threads than leasable stripes
+  for (int t = 0; t < 12; ++t) {  // one after another: each leases, then posts late
     std::thread([&engine] {
       (void)&t_late_poster;  // built first, so destroyed after the leases
       EXPECT_TRUE(engine.Post([] { late_posts_run.fetch_add(1); }).ok());
