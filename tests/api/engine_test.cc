@@ -1292,7 +1292,7 @@ struct ThrowingMove {
 // reaches the caller.
 TEST(SubmitTest, ACallableWhoseMoveThrowsGivesBackItsAdmission) {
   ManualClock clock;
-  Engine engine({.workers = 1, .max_pending = 1, .clock = &clock, .max_timers = 1});
+  Engine engine({.workers = 1, .max_pending = 2, .clock = &clock, .max_timers = 1});
   std::atomic<int> runs{0};
   ThrowingMove::throw_on_move = true;
   for (int round = 0; round < 3; ++round) {
@@ -1306,14 +1306,19 @@ TEST(SubmitTest, ACallableWhoseMoveThrowsGivesBackItsAdmission) {
   EXPECT_EQ(st.submitted, 0u);
   EXPECT_EQ(st.pending, 0u);
   EXPECT_EQ(st.postponed, 0u);
-  // The one credit and the one place are free: each is taken once more.
+  // Both credits and the one place are free: all taken at once (a credit
+  // comes back only some time after its operation ends, so not one after
+  // another), and then the engine is full.
   auto h = engine.Submit(ThrowingMove(&runs), {.postpone_until = clock.now() + 1s});
   ASSERT_TRUE(h.ok()) << h.status();
+  Gate gate;
+  ASSERT_TRUE(engine.Post(gate.Waiter()).ok());
+  EXPECT_EQ(engine.Post(ThrowingMove(&runs)).code(), absl::StatusCode::kResourceExhausted);
+  gate.Open();
   clock.Advance(1s);
   ASSERT_EQ(h->Wait(), State::kSucceeded);
-  ASSERT_TRUE(engine.Post(ThrowingMove(&runs)).ok());
   ASSERT_TRUE(engine.WaitIdle().ok());
-  EXPECT_EQ(runs.load(), 2);
+  EXPECT_EQ(runs.load(), 1);
   ASSERT_TRUE(engine.Shutdown().ok());  // no submitter left counted in flight
 }
 
