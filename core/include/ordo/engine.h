@@ -146,7 +146,7 @@ struct SubmitOptions {
   int max_retries = -1;
   Backoff backoff = {};
   // Sets the token's failure policy from this submit on (kDefault leaves it);
-  // InvalidArgument with no token.
+  // any other policy with no token is InvalidArgument.
   FailurePolicy failure_policy = FailurePolicy::kDefault;
 };
 
@@ -170,7 +170,9 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
   // Shuts down with kDrainReady (if Shutdown was not called) and joins the workers.
-  // Never waits for a postponement. Must not run inside one of its callables.
+  // Never waits for a postponement. Must not run inside one of its callables, nor
+  // on one of its workers (a capture's destructor dropping the last owner): the
+  // process then ends with a message saying so.
   ~Engine();
 
   // Accepts `f`, callable as f(Context&) or f(), returning void or absl::Status,
