@@ -3,6 +3,9 @@
 // every member has a default initializer) and run.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <future>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,6 +34,22 @@ TEST(ReadmeExamplesTest, UsingIt) {
   EXPECT_FALSE(engine.stats().ToPrometheus().empty());
   std::chrono::nanoseconds p99 = engine.stats().queue_wait.Quantile(0.99);  // sampled
   (void)p99;  // the README's line, compiled as it is written
+}
+
+// The README's backpressure loop: a refused Post leaves the task with the
+// caller, so it runs once, with its captures, when there is room.
+TEST(ReadmeExamplesTest, TryingAgainAfterResourceExhausted) {
+  ordo::Engine engine(ordo::Options{.workers = 1, .max_pending = 1});
+  std::promise<void> release;
+  ASSERT_TRUE(engine.Post([f = release.get_future()] { f.wait(); }).ok());  // fills it
+  std::atomic<int> seen{0};
+  auto task = [p = std::make_unique<int>(7), &seen] { seen = *p; };
+  EXPECT_EQ(engine.Post(std::move(task)).code(), absl::StatusCode::kResourceExhausted);
+  release.set_value();
+  while (engine.Post(std::move(task)).code() == absl::StatusCode::kResourceExhausted)
+    (void)engine.WaitIdle();
+  EXPECT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(seen.load(), 7);
 }
 
 struct Order {
