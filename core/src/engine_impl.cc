@@ -69,17 +69,38 @@ EngineImpl::EngineImpl(Options options)
                 2 * kOwnCreditsMax <= std::numeric_limits<std::int16_t>::max());
   global_credits_.store(static_cast<std::int64_t>(options_.max_pending),
                         std::memory_order_relaxed);
-  external_.reset(new Stripe[kExternalStripes]);
-  for (std::size_t i = kSharedStripes; i < kExternalStripes; ++i) {
-    external_[i].single_writer = true;  // leased to one thread at a time
+  try {
+    external_.reset(new Stripe[kExternalStripes]);
+    for (std::size_t i = kSharedStripes; i < kExternalStripes; ++i) {
+      external_[i].single_writer = true;  // leased to one thread at a time
+    }
+    {
+      MutexLock lock(&timer_mu_);
+      // Room for max_timers and a place per live series past it (I3 in
+      // timers.cc); both limits are at most 2^62, so the sum fits.
+      wheel_ = std::make_unique<TimingWheel>(options_.tick.count(), NowNs(),
+                                             options_.max_timers + options_.max_pending);
+    }
+    StartThreads();
+  } catch (...) {
+    // Out of memory, or a thread that could not be started (a limit on
+    // threads): the engine was never usable. Those started are stopped and
+    // joined, and the exception goes to the caller. (Thrown past joinable
+    // std::threads, it was std::terminate.)
+    stop_.store(true, std::memory_order_release);  // as in the destructor
+    if (parker_ != nullptr) parker_->WakeAll();
+    KickTimekeeper();
+    for (auto& w : workers_) {
+      if (w->thread.joinable()) w->thread.join();
+    }
+    if (timekeeper_.joinable()) timekeeper_.join();
+    if (clock_listener_ != 0) clock_->RemoveListener(clock_listener_);
+    UnregisterEngine(serial_);
+    throw;
   }
-  {
-    MutexLock lock(&timer_mu_);
-    // Room for max_timers and a place per live series past it (I3 in timers.cc);
-    // both limits are at most 2^62, so the sum fits.
-    wheel_ = std::make_unique<TimingWheel>(options_.tick.count(), NowNs(),
-                                           options_.max_timers + options_.max_pending);
-  }
+}
+
+void EngineImpl::StartThreads() {
   parker_ = std::make_unique<Parker>(options_.workers);
   workers_.reserve(options_.workers);
   for (int i = 0; i < options_.workers; ++i) {

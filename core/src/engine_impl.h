@@ -216,6 +216,8 @@ struct Attempt {
 
 class EngineImpl {
  public:
+  // Throws what its allocations or thread starts throw (std::bad_alloc,
+  // std::system_error), with every thread it started stopped and joined.
   explicit EngineImpl(Options options);
   ~EngineImpl();
 
@@ -377,6 +379,9 @@ class EngineImpl {
   // Sets kHeadBit (and kOwnedBit when it takes ownership, H1) in one RMW; returns
   // the prior word and stores the new one in *next.
   static std::uint32_t TakeHead(Operation* op, std::uint32_t* next);
+  // The constructor's last step: the parker, the workers and their threads, the
+  // timekeeper (or the manual clock's listener).
+  void StartThreads();
   void WorkerLoop(Worker* w);
   Operation* FindWork(Worker* w);
   // Moves a batch of outside submissions to the back of w's deque (fairness).

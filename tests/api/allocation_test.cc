@@ -273,5 +273,33 @@ TEST(AllocationDeathTest, SubmitOutOfMemoryAfterAdmissionEndsTheProcessWithAMess
       "out of memory");
 }
 
+// An engine whose construction runs out of memory at any one of its
+// allocations (its stripes, its wheel, a worker, a thread's state, a thread's
+// name) throws std::bad_alloc with every thread it had started stopped and
+// joined. (A failure after the first thread started was std::terminate: the
+// exception left through joinable std::threads.) Each round fails the k-th
+// allocation of the constructing thread, until one constructs.
+TEST(AllocationTest, AnEngineThatCannotBeBuiltThrowsAndLeavesNoThreadRunning) {
+  int threw = 0;
+  bool built = false;
+  for (int k = 0; k < 10000 && !built; ++k) {
+    t_allocations_before_failure = k;
+    try {
+      Engine engine({.workers = 3});
+      t_allocations_before_failure = -1;  // the rest of this round allocates freely
+      built = true;
+      std::atomic<int> ran{0};
+      ASSERT_TRUE(engine.Post([&ran] { ran.fetch_add(1); }).ok());
+      ASSERT_TRUE(engine.WaitIdle().ok());
+      EXPECT_EQ(ran.load(), 1);
+    } catch (const std::bad_alloc&) {
+      ++threw;  // and the failing allocation set the count back to -1
+    }
+    t_allocations_before_failure = -1;
+  }
+  EXPECT_TRUE(built);
+  EXPECT_GT(threw, 3) << "too few allocations failed to reach a thread's start";
+}
+
 }  // namespace
 }  // namespace ordo
