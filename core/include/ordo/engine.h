@@ -166,6 +166,9 @@ struct TokenReport {
 
 class Engine {
  public:
+  // Starts the workers (and the timekeeper). Throws std::system_error when a
+  // thread cannot be started (a limit on threads: lower Options::workers) or
+  // std::bad_alloc, with every thread it started stopped and joined.
   explicit Engine(Options options = {});
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
