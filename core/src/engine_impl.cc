@@ -87,17 +87,22 @@ EngineImpl::EngineImpl(Options options)
     // threads): the engine was never usable. Those started are stopped and
     // joined, and the exception goes to the caller. (Thrown past joinable
     // std::threads, it was std::terminate.)
-    stop_.store(true, std::memory_order_release);  // as in the destructor
-    if (parker_ != nullptr) parker_->WakeAll();
-    KickTimekeeper();
-    for (auto& w : workers_) {
-      if (w->thread.joinable()) w->thread.join();
-    }
-    if (timekeeper_.joinable()) timekeeper_.join();
     if (clock_listener_ != 0) clock_->RemoveListener(clock_listener_);
+    StopThreads();
     UnregisterEngine(serial_);
     throw;
   }
+}
+
+void EngineImpl::StopThreads() {
+  // Release: pairs with the workers' and timekeeper's acquire loads of stop_.
+  stop_.store(true, std::memory_order_release);
+  if (parker_ != nullptr) parker_->WakeAll();
+  KickTimekeeper();
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();  // not, for one never started
+  }
+  if (timekeeper_.joinable()) timekeeper_.join();
 }
 
 void EngineImpl::StartThreads() {
@@ -156,12 +161,7 @@ EngineImpl::~EngineImpl() {
   // Acquire: pairs with their release unpin, after their last read of us.
   while (explain_pins_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   if (clock_listener_ != 0) clock_->RemoveListener(clock_listener_);
-  // Release: pairs with the workers' and timekeeper's acquire loads of stop_.
-  stop_.store(true, std::memory_order_release);
-  parker_->WakeAll();
-  KickTimekeeper();
-  for (auto& w : workers_) w->thread.join();
-  if (timekeeper_.joinable()) timekeeper_.join();
+  StopThreads();
   // Every operation is terminal and no queue holds one; what is left are the token
   // map's idle chains, and any held-registry entry a race left behind.
   tokens_.SweepIdle();
@@ -450,13 +450,13 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
   // Validate found nothing to refuse): the plain path.
   if (IsCompact(op)) return EnqueuePlain(op, f);
   const char* what = with_handle ? "Submit" : "Post";  // names the call in errors
-  // A refused submission returns the node unpublished (C1).
-  auto drop = [&] { DiscardOperation(op); };
+  // A refused submission returns the node unpublished (C1: its callable was
+  // never placed): DiscardOperation below.
   if (!with_handle && o.suspended && o.token.empty()) {
     // Nothing could ever resume it: Post returns no Handle to Resume, and
     // ResumeToken needs a token. It would hold a max_pending place until
     // Shutdown canceled it.
-    drop();
+    DiscardOperation(op);
     CountRejected();
     return absl::InvalidArgumentError(
         "Post: a suspended operation with no token could never be resumed (Post returns "
@@ -470,11 +470,11 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
       parsed = RecurrenceRule::Parse(o.recurrence);
       if (parsed.ok()) rule = std::make_unique<RecurrenceRule>(*std::move(parsed));
     } catch (...) {
-      drop();
+      DiscardOperation(op);
       throw;
     }
     if (!parsed.ok()) {
-      drop();
+      DiscardOperation(op);
       CountRejected();
       return absl::InvalidArgumentError(
           absl::StrCat(what, ": invalid recurrence rule \"", o.recurrence, "\": ",
@@ -501,7 +501,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
     const std::int64_t t = o.postpone_until->time_since_epoch().count();
     if (!exact_clock && BeyondHorizon(t, now)) now = NowNs();
     if (absl::Status s = CheckHorizon(t, now, what); !s.ok()) {
-      drop();
+      DiscardOperation(op);
       CountRejected();
       return s;
     }
@@ -530,7 +530,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
         ex->recurrence = rule.release();
       }
     } catch (...) {
-      drop();
+      DiscardOperation(op);
       throw;
     }
   }

@@ -382,6 +382,9 @@ class EngineImpl {
   // The constructor's last step: the parker, the workers and their threads, the
   // timekeeper (or the manual clock's listener).
   void StartThreads();
+  // Sets stop_, wakes and joins every thread started (the destructor's last
+  // step, and a constructor's that failed).
+  void StopThreads();
   void WorkerLoop(Worker* w);
   Operation* FindWork(Worker* w);
   // Moves a batch of outside submissions to the back of w's deque (fairness).
