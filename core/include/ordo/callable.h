@@ -41,6 +41,23 @@ concept TakesContext = std::invocable<Fn&, Context&>;
 template <typename Fn>
 concept TakesNothing = std::invocable<Fn&>;
 
+// What Fn's call returns (void for a Fn that is not a callable Submit takes).
+template <typename Fn>
+auto CallResult() {
+  if constexpr (TakesContext<Fn>) {
+    return std::type_identity<std::invoke_result_t<Fn&, Context&>>{};
+  } else if constexpr (TakesNothing<Fn>) {
+    return std::type_identity<std::invoke_result_t<Fn&>>{};
+  } else {
+    return std::type_identity<void>{};
+  }
+}
+template <typename Fn>
+using CallResultT = typename decltype(CallResult<Fn>())::type;
+template <typename Fn>
+inline constexpr bool kReturnsVoidOrStatus =
+    std::is_void_v<CallResultT<Fn>> || std::is_convertible_v<CallResultT<Fn>, absl::Status>;
+
 template <typename Fn>
 absl::Status InvokeFn(Fn& fn, Context& ctx) {
   if constexpr (TakesContext<Fn>) {
@@ -48,17 +65,25 @@ absl::Status InvokeFn(Fn& fn, Context& ctx) {
     if constexpr (std::is_void_v<R>) {
       fn(ctx);
       return absl::OkStatus();
-    } else {
+    } else if constexpr (kReturnsVoidOrStatus<Fn>) {
       return absl::Status(fn(ctx));
+    } else {
+      return absl::OkStatus();  // not reached: refused by Submit's static_assert
     }
-  } else {
+  } else if constexpr (TakesNothing<Fn>) {
     using R = std::invoke_result_t<Fn&>;
     if constexpr (std::is_void_v<R>) {
       fn();
       return absl::OkStatus();
-    } else {
+    } else if constexpr (kReturnsVoidOrStatus<Fn>) {
       return absl::Status(fn());
+    } else {
+      return absl::OkStatus();  // not reached: refused by Submit's static_assert
     }
+  } else {
+    // Not reached: Submit's static_assert has refused Fn (a member pointer, say)
+    // with a message that says why, and this branch adds no error after it.
+    return absl::OkStatus();
   }
 }
 

@@ -344,6 +344,8 @@ class Engine {
     using Fn = std::decay_t<F>;
     static_assert(detail::TakesContext<Fn> || detail::TakesNothing<Fn>,
                   "Submit and Post take a callable invocable as f(ordo::Context&) or f()");
+    static_assert(detail::kReturnsVoidOrStatus<Fn>,
+                  "Submit and Post take a callable that returns void or absl::Status");
     static_assert(std::is_nothrow_destructible_v<Fn>,
                   "Submit and Post take a callable whose destructor does not throw (the "
                   "engine destroys it on a worker, where a throw could not be reported)");
