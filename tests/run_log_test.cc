@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "peers/common.h"
+
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -80,3 +82,46 @@ TEST(RunLogTest, RecordsPastTheSpareChunksOverflowAndAreStillCounted) {
 
 }  // namespace
 }  // namespace ordo_bench
+
+// The oracle every engine's bodies run through (bench/peers/common.h): a run in
+// order passes; a token's operations run out of order, or one started while
+// another of its token still runs (an engine that ran one token on two threads
+// at once), and each is named in the failure.
+namespace ordo_compare {
+namespace {
+
+TEST(OracleTest, ARunInOrderPasses) {
+  Oracle oracle;
+  oracle.Reset(4, 2);
+  oracle.Ran(0, 0);
+  oracle.Ran(1, 1);
+  oracle.Ran(2, 0);
+  oracle.Ran(3, -1);
+  EXPECT_EQ(oracle.Check(), "");
+}
+
+TEST(OracleTest, ATokensOperationsOutOfOrderAreSeen) {
+  Oracle oracle;
+  oracle.Reset(3, 1);
+  oracle.Ran(0, 0);
+  oracle.Ran(2, 0);
+  oracle.Ran(1, 0);  // after 2, on the same token
+  const std::string failure = oracle.Check();
+  EXPECT_NE(failure.find("reordered=1"), std::string::npos) << failure;
+  EXPECT_NE(failure.find("overlapped=0"), std::string::npos) << failure;
+}
+
+TEST(OracleTest, TwoOperationsOfATokenRunningAtOnceAreSeen) {
+  Oracle oracle;
+  oracle.Reset(2, 1);
+  oracle.Enter(0, 0);
+  oracle.Enter(1, 0);  // while 0 still runs: in order, but overlapping
+  oracle.Leave(1, 0);
+  oracle.Leave(0, 0);
+  const std::string failure = oracle.Check();
+  EXPECT_NE(failure.find("overlapped=1"), std::string::npos) << failure;
+  EXPECT_NE(failure.find("reordered=0"), std::string::npos) << failure;
+}
+
+}  // namespace
+}  // namespace ordo_compare

@@ -8,9 +8,10 @@
 // so a token's ids are still its creation order. Each body calls
 // Oracle::Ran(i, plan.token[i]) and nothing else. The oracle records each id in
 // a log that takes no contended line (run_log.h), checks that each token's
-// operations run in increasing id order (per-token order) and spins for the body
-// time (--body_ns). Check() then counts the log: every operation ran exactly
-// once. A waiter polls the log's fill.
+// operations run one at a time (no body of a token starts while another runs) and
+// in increasing id order (per-token order), and spins for the body time
+// (--body_ns). Check() then counts the log: every operation ran exactly once. A
+// waiter polls the log's fill; every engine's end is seen that way, Ordo's too.
 #ifndef ORDO_BENCH_PEERS_COMMON_H_
 #define ORDO_BENCH_PEERS_COMMON_H_
 
@@ -62,24 +63,43 @@ class Oracle {
     ops_ = ops;
     body_ns_ = body_ns;
     reorders_.store(0, std::memory_order_relaxed);
+    overlaps_.store(0, std::memory_order_relaxed);
   }
 
   // The body of every operation, in every engine. The log writes only lines of
   // the calling thread (run_log.h); the per-token check shares a line between
   // the operations of one token, which the engine under test runs one at a time
-  // anyway.
+  // anyway. A token's word holds the last id that ran, or kRunning while a body
+  // runs: a body that finds kRunning overlaps another of its token (an engine
+  // that ran one token on two threads at once), one that finds an id not below
+  // its own ran out of order. One exchange on entry and one store on exit, the
+  // same for every engine.
   void Ran(std::uint32_t id, int t) {
     if (t >= 0) {
-      // Relaxed is enough: the engine under test must order a token's bodies.
-      const std::int64_t seen = last_[t].load(std::memory_order_relaxed);
-      if (seen >= static_cast<std::int64_t>(id)) reorders_.fetch_add(1, std::memory_order_relaxed);
-      last_[t].store(id, std::memory_order_relaxed);
+      Enter(id, t);
+      BusyFor(body_ns_);
+      Leave(id, t);
+    } else {
+      BusyFor(body_ns_);
     }
-    BusyFor(body_ns_);
     // Last, with release (run_log.h): a waiter that counts this body done sees
     // everything it did, and no body is still inside the oracle when Reset runs.
     log_.Record(id);
   }
+
+  // Ran's per-token check, in two halves (public for its test). Relaxed is
+  // enough for the counts: the engine under test must order a token's bodies
+  // (happens-before from one to the next); an engine that does not is caught
+  // whichever value the exchange reads.
+  void Enter(std::uint32_t id, int t) {
+    const std::int64_t seen = last_[t].exchange(kRunning, std::memory_order_relaxed);
+    if (seen == kRunning) {
+      overlaps_.fetch_add(1, std::memory_order_relaxed);
+    } else if (seen >= static_cast<std::int64_t>(id)) {
+      reorders_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  void Leave(std::uint32_t id, int t) { last_[t].store(id, std::memory_order_relaxed); }
 
   // Blocks until every operation completed once; false on timeout (lost work).
   // Polls: the last body cannot know it is the last without a shared counter.
@@ -108,18 +128,22 @@ class Oracle {
   std::string Check() const {
     const ordo_bench::RunLog::Tally t = log_.Count();
     const long re = reorders_.load(std::memory_order_relaxed);
-    if (t.exact() && re == 0 && t.recorded == ops_) return {};
+    const long ov = overlaps_.load(std::memory_order_relaxed);
+    if (t.exact() && re == 0 && ov == 0 && t.recorded == ops_) return {};
     return "lost=" + std::to_string(t.lost) + " duplicated=" + std::to_string(t.duplicated) +
            " unknown=" + std::to_string(t.unknown) + " reordered=" + std::to_string(re) +
-           " completed=" + std::to_string(t.recorded) + "/" + std::to_string(ops_);
+           " overlapped=" + std::to_string(ov) + " completed=" + std::to_string(t.recorded) +
+           "/" + std::to_string(ops_);
   }
 
  private:
+  static constexpr std::int64_t kRunning = -2;  // below every id and Reset's -1
   ordo_bench::RunLog log_;
   std::unique_ptr<std::atomic<std::int64_t>[]> last_;
   long ops_ = 0;
   int body_ns_ = 0;
   std::atomic<long> reorders_{0};
+  std::atomic<long> overlaps_{0};
 };
 
 // What a workload asks of a peer (with or without tokens).
