@@ -1,5 +1,6 @@
 #include "op_pool.h"
 
+#include <memory>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -39,18 +40,27 @@ class Depot {
     loaded_.pop_back();
     return true;
   }
-  // Swaps `*m` (full) for an empty magazine, made if there is none.
+  // Swaps `*m` (full) for an empty magazine, made if there is none. Out of
+  // memory, it throws with nothing changed: `*m` is still the caller's alone
+  // (handed to the depot before the throw, it would be handed out twice).
   void TakeEmpty(Magazine** m) {
-    Magazine* fresh = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      loaded_.push_back(*m);
-      if (!empty_.empty()) {
-        fresh = empty_.back();
-        empty_.pop_back();
+    std::unique_ptr<Magazine> made;
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!empty_.empty() || made != nullptr) {
+          loaded_.push_back(*m);  // throws with nothing changed
+          if (!empty_.empty()) {
+            *m = empty_.back();
+            empty_.pop_back();
+          } else {
+            *m = made.release();
+          }
+          return;  // a magazine made and not needed is freed: it held nothing
+        }
       }
+      made = std::make_unique<Magazine>();  // outside the lock; may throw
     }
-    *m = fresh != nullptr ? fresh : new Magazine();
   }
   void Give(Magazine* m) {
     if (m == nullptr) return;
@@ -135,10 +145,12 @@ struct LocalCache {
     spare = nullptr;
     t_cache_gone[static_cast<int>(kind)] = true;  // later calls go to the depot
   }
+  // Both magazines or neither: a throw out of memory leaves the cache as it was.
   void Ready() {
     if (loaded == nullptr) {
-      loaded = new Magazine();
+      auto first = std::make_unique<Magazine>();
       spare = new Magazine();
+      loaded = first.release();
     }
   }
 };

@@ -1,0 +1,91 @@
+// op_pool_oom_test.cc: the node pool out of memory. A magazine that cannot be
+// made throws bad_alloc with the thread's cache and the depot as they were, so
+// a caller that catches it goes on with a pool that hands out each node once.
+// This binary replaces the global operator new to fail chosen allocations; each
+// test starts from a process of its own (ctest runs them one by one), so the
+// depot holds only what the test put there.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include "config.h"
+#include "op_pool.h"
+
+namespace {
+// When not negative, the allocations this thread may still make before one
+// fails; that one fails alone (the count goes back to -1 as it throws).
+thread_local int t_allocations_before_failure = -1;
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (t_allocations_before_failure >= 0 && t_allocations_before_failure-- == 0) {
+    throw std::bad_alloc();
+  }
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+
+namespace ordo::internal {
+namespace {
+
+// A thread's first allocation makes its two magazines; the second failing left
+// one made and the other null, and the next Allocate read through the null.
+TEST(OpPoolOutOfMemoryTest, AThreadWhoseCacheCouldNotBeMadeTriesAgainLater) {
+  std::thread([] {
+    t_allocations_before_failure = 1;  // the first magazine, not the second
+    EXPECT_THROW(OpPool::Allocate(NodeKind::kFull), std::bad_alloc);
+    t_allocations_before_failure = -1;
+    std::vector<Operation*> ops(3 * kPoolCacheNodes);
+    for (auto& op : ops) op = OpPool::Allocate(NodeKind::kFull);
+    std::vector<Operation*> sorted = ops;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a node twice";
+    for (Operation* op : ops) OpPool::Free(op);
+  }).join();
+}
+
+// A thread's third full magazine goes to the depot for an empty one. If the
+// empty one could not be made after the full one was handed over, the full one
+// stayed the thread's too: the depot then held it twice and handed its nodes
+// out twice.
+TEST(OpPoolOutOfMemoryTest, AFullMagazineThatCouldNotBeSwappedIsHandedOutOnce) {
+  constexpr std::size_t kNodes = 3 * kPoolCacheNodes;
+  std::thread([] {
+    std::vector<Operation*> ops(kNodes);
+    for (auto& op : ops) op = OpPool::Allocate(NodeKind::kCompact);
+    // The first 2 * kPoolCacheNodes frees fill the thread's two magazines; the
+    // next needs a third, from the depot, which has none empty and makes one.
+    for (std::size_t i = 0; i < 2 * kPoolCacheNodes; ++i) OpPool::Free(ops[i]);
+    // The depot's list may grow (one allocation); the magazine's fails.
+    t_allocations_before_failure = 1;
+    EXPECT_THROW(OpPool::Free(ops[2 * kPoolCacheNodes]), std::bad_alloc);
+    t_allocations_before_failure = -1;
+    // That node is the caller's still (a leak here, as for any failed Free);
+    // the rest go back as usual.
+    for (std::size_t i = 2 * kPoolCacheNodes + 1; i < kNodes; ++i) OpPool::Free(ops[i]);
+  }).join();  // its cache goes to the depot
+  // Everything the depot holds, and more: each node exactly once.
+  std::thread([] {
+    std::vector<Operation*> ops(2 * kNodes);
+    for (auto& op : ops) op = OpPool::Allocate(NodeKind::kCompact);
+    std::vector<Operation*> sorted = ops;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a node twice";
+    for (Operation* op : ops) OpPool::Free(op);
+  }).join();
+}
+
+}  // namespace
+}  // namespace ordo::internal
