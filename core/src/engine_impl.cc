@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <limits>
 #include <new>
+#include <string>
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
@@ -19,6 +20,21 @@
 namespace ordo::internal {
 
 namespace {
+
+// A refusal made between EnterSubmit and ExitSubmit (Admit, WheelFullError): it
+// must not throw, or the submit count would stay up and Shutdown wait for it for
+// ever. Out of memory for its message, the status has its code alone (absl keeps
+// a code with no message inline: no allocation). The message is built with
+// std::string, not absl::StrCat or StrFormat: a bad_alloc inside Debian's Abseil
+// cannot leave it (checked: the process terminates, however it is caught).
+template <typename MakeMessage>
+absl::Status Refusal(absl::StatusCode code, MakeMessage make_message) noexcept {
+  try {
+    return absl::Status(code, make_message());
+  } catch (...) {
+    return absl::Status(code, "");
+  }
+}
 
 std::string FormatTime(std::int64_t ns) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixNanos(ns), absl::UTCTimeZone());
@@ -646,7 +662,7 @@ absl::Status EngineImpl::EnqueuePlain(Operation* op, detail::PendingCallable f) 
 }
 
 absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
-                                      const Token* tokens, std::size_t postponed) noexcept {
+                                      const Token* tokens, std::size_t postponed) {
   Stripe& st = MyStripe();
   // Postponed items: one clock read, as Enqueue makes one per submit. A time
   // already past makes its item runnable at once (a Waiting facts node); the
@@ -681,114 +697,124 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
     Count(st, st.rejected, n);
     return refused;
   }
-  // Each as EnqueuePlain (independent) or Enqueue (tokened or postponed, no
-  // Handle) would, ids in the batch's order (D1: one block for all). The pushes
-  // publish the nodes.
-  const std::uint64_t first = TakeIds(st, n);
-  Count(st, st.submitted, n);
-  if (to_arm > 0) {
-    // The armed items' nodes are made and their timers pushed before any item is
-    // pushed onto a chain, as Enqueue arms before it pushes: once a node is on
-    // its chain a token control may cancel it, and a canceled node's timer must
-    // already be where its canceler's disarm (or a drain) finds it (timers.cc I1).
-    // An independent one is its own head from the start, held (H1: head bit
-    // alone); a tokened one becomes head through its chain.
-    TimerNode* head = nullptr;
-    TimerNode* tail = nullptr;
-    std::int64_t earliest = INT64_MAX;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (!armed(items[i])) continue;
-      Operation* op = items[i].op;
-      op->ops = items[i].ops;
-      op->refs.store(1, std::memory_order_relaxed);  // private until the push below
-      InitFacts(op, first + i, this, serial_, CreationTime(op, now), items[i].due_ns);
-      if (items[i].token != BatchItem::kNoToken) {
-        // Written before the timer's publication like every other fact (the
-        // token's key is made again below, for its push).
-        char scratch[8];
-        Facts(op).token_hash = MakeTokenKey(tokens[items[i].token], scratch).hash;
-      }
-      const std::uint32_t head_bit = items[i].token == BatchItem::kNoToken ? kHeadBit : 0;
-      // Relaxed: private until PushTimers' seq_cst CAS publishes it with the rest.
-      op->word.store(KeptBitsOf(op) | static_cast<std::uint32_t>(State::kPostponed) | head_bit,
-                     std::memory_order_relaxed);
-      TimerNode* t = &Facts(op).timer;
-      if (tail == nullptr) {
-        head = t;
-      } else {
-        tail->next = t;  // private until PushTimers publishes the list
-      }
-      tail = t;
-      earliest = std::min(earliest, items[i].due_ns);
-    }
-    PushTimers(head, tail, earliest);
-  }
-  // Runnable nodes we own (new independent ones, and heads of chains we
-  // activated), scheduled a chunk at a time. A chain we activated waits for its
-  // chunk's push: nobody else can run it meanwhile (Chain C2), and nothing here
-  // blocks.
-  constexpr std::size_t kChunk = 64;
-  Operation* chunk[kChunk];
-  std::size_t k = 0;
-  // Software pipelining over the tokened items: the key of item i + kKeyAhead is
-  // made and its hint bucket fetched, the chain of item i + kChainAhead fetched
-  // (its bucket has arrived by then), so item i's push finds both lines here
-  // instead of waiting on two misses in turn (perf: the two loads after W2's
-  // first locked instruction were most of a tokened submit).
-  constexpr std::size_t kKeyAhead = 8, kChainAhead = 4;
-  struct Ahead {
-    TokenKey key;
-    char scratch[8];  // an integer token's bytes (key.bytes points here)
-  };
-  Ahead ring[kKeyAhead];
-  auto fetch_key = [&](std::size_t j) {
-    if (j >= n || items[j].token == BatchItem::kNoToken) return;
-    Ahead& a = ring[j % kKeyAhead];
-    a.key = MakeTokenKey(tokens[items[j].token], a.scratch);
-    tokens_.FetchBucket(a.key.hash);
-  };
-  for (std::size_t j = 0; j < kKeyAhead; ++j) fetch_key(j);
-  for (std::size_t i = 0; i < n; ++i) {
-    if (i + kChainAhead < n && items[i + kChainAhead].token != BatchItem::kNoToken) {
-      tokens_.FetchChain(ring[(i + kChainAhead) % kKeyAhead].key.hash);
-    }
-    Operation* op = items[i].op;
-    const bool held = armed(items[i]);  // its node is made and its timer armed (above)
-    if (!held) {
-      op->ops = items[i].ops;
-      op->refs.store(1, std::memory_order_relaxed);  // private until its push
-    }
-    if (items[i].token == BatchItem::kNoToken) {
-      if (!held) {  // a held one's timer release schedules it (H2)
-        if (IsCompact(op)) {
-          SetCompactId(op, first + i);
-        } else {
-          // Postponed to a time past, or sampled.
-          InitFacts(op, first + i, this, serial_, CreationTime(op, now), kNoTime);
+  // From here nothing may leave by an exception, as in Enqueue: the first push
+  // publishes nodes the Batch no longer owns, and EnterSubmit's count would stay
+  // up. The token map may allocate (a new chain); if that fails, the process
+  // ends with a message.
+  try {
+    // Each as EnqueuePlain (independent) or Enqueue (tokened or postponed, no
+    // Handle) would, ids in the batch's order (D1: one block for all). The pushes
+    // publish the nodes.
+    const std::uint64_t first = TakeIds(st, n);
+    Count(st, st.submitted, n);
+    if (to_arm > 0) {
+      // The armed items' nodes are made and their timers pushed before any item is
+      // pushed onto a chain, as Enqueue arms before it pushes: once a node is on
+      // its chain a token control may cancel it, and a canceled node's timer must
+      // already be where its canceler's disarm (or a drain) finds it (timers.cc I1).
+      // An independent one is its own head from the start, held (H1: head bit
+      // alone); a tokened one becomes head through its chain.
+      TimerNode* head = nullptr;
+      TimerNode* tail = nullptr;
+      std::int64_t earliest = INT64_MAX;
+      for (std::size_t i = 0; i < n; ++i) {
+        if (!armed(items[i])) continue;
+        Operation* op = items[i].op;
+        op->ops = items[i].ops;
+        op->refs.store(1, std::memory_order_relaxed);  // private until the push below
+        InitFacts(op, first + i, this, serial_, CreationTime(op, now), items[i].due_ns);
+        if (items[i].token != BatchItem::kNoToken) {
+          // Written before the timer's publication like every other fact (the
+          // token's key is made again below, for its push).
+          char scratch[8];
+          Facts(op).token_hash = MakeTokenKey(tokens[items[i].token], scratch).hash;
         }
-        StoreNewHead(op);
-        chunk[k++] = op;
-      }
-    } else {
-      if (!held) {
-        // As Enqueue: no clock read unless a postponed item asked for one,
-        // Waiting, head through its chain.
-        InitFacts(op, first + i, this, serial_, CreationTime(op, now), kNoTime);
-        // Relaxed: private until the chain push below publishes it.
-        op->word.store(KeptBitsOf(op) | static_cast<std::uint32_t>(State::kWaiting),
+        const std::uint32_t head_bit = items[i].token == BatchItem::kNoToken ? kHeadBit : 0;
+        // Relaxed: private until PushTimers' seq_cst CAS publishes it with the rest.
+        op->word.store(KeptBitsOf(op) | static_cast<std::uint32_t>(State::kPostponed) | head_bit,
                        std::memory_order_relaxed);
+        TimerNode* t = &Facts(op).timer;
+        if (tail == nullptr) {
+          head = t;
+        } else {
+          tail->next = t;  // private until PushTimers publishes the list
+        }
+        tail = t;
+        earliest = std::min(earliest, items[i].due_ns);
       }
-      const TokenKey key = ring[i % kKeyAhead].key;  // made kKeyAhead items ago
-      if (!held) Facts(op).token_hash = key.hash;    // a held one's is written above
-      if (tokens_.Push(key, op) && BecomeHead(op)) chunk[k++] = op;
+      PushTimers(head, tail, earliest);
     }
-    fetch_key(i + kKeyAhead);  // into the slot item i's key just left
-    if (k == kChunk) {
-      Schedule(chunk, k, st);
-      k = 0;
+    // Runnable nodes we own (new independent ones, and heads of chains we
+    // activated), scheduled a chunk at a time. A chain we activated waits for its
+    // chunk's push: nobody else can run it meanwhile (Chain C2), and nothing here
+    // blocks.
+    constexpr std::size_t kChunk = 64;
+    Operation* chunk[kChunk];
+    std::size_t k = 0;
+    // Software pipelining over the tokened items: the key of item i + kKeyAhead is
+    // made and its hint bucket fetched, the chain of item i + kChainAhead fetched
+    // (its bucket has arrived by then), so item i's push finds both lines here
+    // instead of waiting on two misses in turn (perf: the two loads after W2's
+    // first locked instruction were most of a tokened submit).
+    constexpr std::size_t kKeyAhead = 8, kChainAhead = 4;
+    struct Ahead {
+      TokenKey key;
+      char scratch[8];  // an integer token's bytes (key.bytes points here)
+    };
+    Ahead ring[kKeyAhead];
+    auto fetch_key = [&](std::size_t j) {
+      if (j >= n || items[j].token == BatchItem::kNoToken) return;
+      Ahead& a = ring[j % kKeyAhead];
+      a.key = MakeTokenKey(tokens[items[j].token], a.scratch);
+      tokens_.FetchBucket(a.key.hash);
+    };
+    for (std::size_t j = 0; j < kKeyAhead; ++j) fetch_key(j);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i + kChainAhead < n && items[i + kChainAhead].token != BatchItem::kNoToken) {
+        tokens_.FetchChain(ring[(i + kChainAhead) % kKeyAhead].key.hash);
+      }
+      Operation* op = items[i].op;
+      const bool held = armed(items[i]);  // its node is made and its timer armed (above)
+      if (!held) {
+        op->ops = items[i].ops;
+        op->refs.store(1, std::memory_order_relaxed);  // private until its push
+      }
+      if (items[i].token == BatchItem::kNoToken) {
+        if (!held) {  // a held one's timer release schedules it (H2)
+          if (IsCompact(op)) {
+            SetCompactId(op, first + i);
+          } else {
+            // Postponed to a time past, or sampled.
+            InitFacts(op, first + i, this, serial_, CreationTime(op, now), kNoTime);
+          }
+          StoreNewHead(op);
+          chunk[k++] = op;
+        }
+      } else {
+        if (!held) {
+          // As Enqueue: no clock read unless a postponed item asked for one,
+          // Waiting, head through its chain.
+          InitFacts(op, first + i, this, serial_, CreationTime(op, now), kNoTime);
+          // Relaxed: private until the chain push below publishes it.
+          op->word.store(KeptBitsOf(op) | static_cast<std::uint32_t>(State::kWaiting),
+                         std::memory_order_relaxed);
+        }
+        const TokenKey key = ring[i % kKeyAhead].key;  // made kKeyAhead items ago
+        if (!held) Facts(op).token_hash = key.hash;    // a held one's is written above
+        if (tokens_.Push(key, op) && BecomeHead(op)) chunk[k++] = op;
+      }
+      fetch_key(i + kKeyAhead);  // into the slot item i's key just left
+      if (k == kChunk) {
+        Schedule(chunk, k, st);
+        k = 0;
+      }
     }
+    if (k > 0) Schedule(chunk, k, st);
+  } catch (...) {
+    ORDO_CHECK(false,
+               "PostBatch could not allocate after admitting its operations (a token's "
+               "chain): out of memory");
   }
-  if (k > 0) Schedule(chunk, k, st);
   ExitSubmit(st);  // the pushes above happen-before Shutdown's drain
   return absl::OkStatus();
 }
@@ -838,26 +864,33 @@ absl::Status EngineImpl::Admit(Stripe& st, std::size_t n, const char* what) {
   // seq_cst, or the asymmetric pair: the Submit half of Shutdown's Dekker
   // (EnterSubmit's store, then this load).
   if (closed_.load(std::memory_order_seq_cst)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        what, ": the engine is shut down (Shutdown was called); submit to a live engine"));
+    return Refusal(absl::StatusCode::kFailedPrecondition, [&] {
+      return std::string(what) +
+             ": the engine is shut down (Shutdown was called); submit to a live engine";
+    });
   }
   if (n > options_.max_pending) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "%s: the batch holds %d operations, more than Options::max_pending (%d) admits at "
-        "once; post it in smaller batches or raise the limit",
-        what, n, options_.max_pending));
+    return Refusal(absl::StatusCode::kResourceExhausted, [&] {
+      return std::string(what) + ": the batch holds " + std::to_string(n) +
+             " operations, more than Options::max_pending (" +
+             std::to_string(options_.max_pending) +
+             ") admits at once; post it in smaller batches or raise the limit";
+    });
   }
   if (!TakeCredits(st, static_cast<std::int64_t>(n))) {
-    if (n == 1) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "%s: the engine is full: %d operations pending (Options::max_pending); wait for "
-          "some to finish (WaitIdle, Handle::Wait) or raise the limit",
-          what, options_.max_pending));
-    }
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "%s: the engine has no room for %d more operations (Options::max_pending is %d); "
-        "wait for some to finish (WaitIdle, Handle::Wait), post fewer, or raise the limit",
-        what, n, options_.max_pending));
+    return Refusal(absl::StatusCode::kResourceExhausted, [&] {
+      if (n == 1) {
+        return std::string(what) + ": the engine is full: " +
+               std::to_string(options_.max_pending) +
+               " operations pending (Options::max_pending); wait for some to finish "
+               "(WaitIdle, Handle::Wait) or raise the limit";
+      }
+      return std::string(what) + ": the engine has no room for " + std::to_string(n) +
+             " more operations (Options::max_pending is " +
+             std::to_string(options_.max_pending) +
+             "); wait for some to finish (WaitIdle, Handle::Wait), post fewer, or raise the "
+             "limit";
+    });
   }
   return absl::OkStatus();
 }
@@ -1042,11 +1075,12 @@ absl::Status EngineImpl::Postpone(Operation* op, std::optional<Clock::time_point
 }
 
 absl::Status EngineImpl::WheelFullError(const char* what) const {
-  return absl::ResourceExhaustedError(absl::StrFormat(
-      "%s: %d postponed operations (suspended ones with a time included) hold the "
-      "wheel's places (Options::max_timers); nothing was changed: let some come due, "
-      "cancel some, or raise the limit",
-      what, options_.max_timers));
+  return Refusal(absl::StatusCode::kResourceExhausted, [&] {
+    return std::string(what) + ": " + std::to_string(options_.max_timers) +
+           " postponed operations (suspended ones with a time included) hold the wheel's "
+           "places (Options::max_timers); nothing was changed: let some come due, cancel "
+           "some, or raise the limit";
+  });
 }
 
 absl::Status EngineImpl::Suspend(Operation* op, bool* changed) {

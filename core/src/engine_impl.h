@@ -264,10 +264,12 @@ class EngineImpl {
   // Post calls in a row would post them, with one admission (TakeCredits), one
   // id fetch_add and one run-queue push per chunk of runnable nodes. All or
   // nothing: on an error nothing is taken, destroyed or published (the Batch
-  // keeps its items). noexcept: once the first node is published the batch no
-  // longer owns its items, so an allocation failure in the token map midway
-  // (a new chain) ends the process, as the injector's does (ORDO_CHECK), rather
-  // than leave the Batch holding published nodes and Shutdown's handshake open.
+  // keeps its items). Once the first node is published the batch no longer
+  // owns its items, so an allocation failure in the token map midway (a new
+  // chain) ends the process with a message, as the injector's does (ORDO_CHECK),
+  // rather than leave the Batch holding published nodes and Shutdown's
+  // handshake open. Before admission (building a refusal's message) an
+  // allocation failure throws to the caller, with nothing taken.
   // `postponed` of the items have a postpone-until time (Batch::AddPostponed,
   // facts nodes): one clock read checks them against the horizon (before
   // anything is taken), and after admission one reservation takes the wheel's
@@ -275,7 +277,7 @@ class EngineImpl {
   // back); their timers go onto the inbox in one push, before any of them is
   // pushed onto its chain (as Enqueue arms before it pushes).
   absl::Status EnqueueBatch(const BatchItem* items, std::size_t n, const Token* tokens,
-                            std::size_t postponed) noexcept;
+                            std::size_t postponed);
   void CountRejected(std::uint64_t n = 1);
   // Batches of this engine holding operations (Engine::CountLoadedBatch).
   // Relaxed: a count; the destructor reads it after every Batch call that

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <future>
 #include <memory>
 #include <new>
 #include <string>
@@ -217,6 +218,55 @@ TEST(AllocationTest, SubmitOutOfMemoryBeforeAdmissionThrowsAndTakesNothing) {
   EXPECT_EQ(after.pending, 0u);
   ASSERT_TRUE(engine.Submit([] {}).ok());  // its credit was not kept either
   EXPECT_TRUE(engine.Shutdown().ok());  // returns: no submit is left half-way
+}
+
+// A refusal out of memory. Admit builds its refusal's message after the submit
+// has raised its Dekker count (EnterSubmit); a bad_alloc there left the count up,
+// so Shutdown waited for ever. The refusal now comes with its code alone, for
+// Post, Submit and PostBatch, and Shutdown returns.
+TEST(AllocationTest, ARefusalWhoseMessageCannotBeAllocatedStillRefuses) {
+  Engine engine({.workers = 1, .max_pending = 1});
+  for (int i = 0; i < 200; ++i) {  // node pools stocked: no allocation in the submits below
+    ASSERT_TRUE(engine.Post([] {}).ok());
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    ASSERT_TRUE(engine.Post([] {}, {.token = "t"}).ok());
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    ASSERT_TRUE(engine.Submit([] {}).ok());
+    ASSERT_TRUE(engine.WaitIdle().ok());
+  }
+  std::promise<void> started, gate;
+  std::shared_future<void> open = gate.get_future().share();
+  ASSERT_TRUE(engine.Post([&started, open] {
+                started.set_value();
+                open.wait();
+              }).ok());
+  started.get_future().wait();  // the one place max_pending has is taken
+  Batch batch(engine);
+  batch.Reserve(2);
+  ASSERT_TRUE(batch.Add([] {}).ok());
+  absl::Status post, post_token, submit, post_batch;
+  bool threw = false;
+  t_fail_allocations = true;
+  try {
+    post = engine.Post([] {});
+    post_token = engine.Post([] {}, {.token = "t"});
+    submit = engine.Submit([] {}).status();
+    post_batch = engine.PostBatch(batch);
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  t_fail_allocations = false;
+  EXPECT_FALSE(threw);
+  EXPECT_EQ(post.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(post_token.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(submit.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(post_batch.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(batch.size(), 1u);  // the batch keeps its operation
+  batch.Clear();
+  gate.set_value();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_TRUE(engine.Post([] {}).ok());  // no credit was kept by the refusals
+  EXPECT_TRUE(engine.Shutdown().ok());   // returns: no submit is left half-way
 }
 
 // Out of memory in a token control's walk. ResumeToken takes a halted chain's
