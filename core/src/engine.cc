@@ -60,6 +60,10 @@ void Engine::DiscardPrepared(internal::Operation* op, const detail::CallableOps*
   impl_->DiscardOperation(op);
 }
 void Engine::CountLoadedBatch(int delta) { impl_->CountLoadedBatch(delta); }
+absl::Status Engine::CheckBatchAdd(std::size_t size, std::size_t future, std::int64_t due_ns,
+                                   bool* takes_place) {
+  return impl_->CheckBatchAdd(size, future, due_ns, takes_place);
+}
 absl::Status Engine::PostBatch(Batch& batch) {
   if (batch.items_.empty()) return absl::OkStatus();
   if (batch.engine_ != this) {

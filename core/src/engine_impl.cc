@@ -373,6 +373,39 @@ bool EngineImpl::BeyondHorizon(std::int64_t t, std::int64_t now) const {
   return horizon < 0 || ahead > static_cast<std::uint64_t>(horizon);
 }
 
+absl::Status EngineImpl::CheckBatchAdd(std::size_t size, std::size_t future,
+                                       std::int64_t due_ns, bool* takes_place) {
+  *takes_place = false;
+  const bool postponed = due_ns != BatchItem::kNotPostponed;
+  // Each refusal counts one rejected operation, as an Add's other checks do.
+  if (size >= options_.max_pending) {
+    CountRejected();
+    return absl::ResourceExhaustedError(absl::StrCat(
+        postponed ? "Batch::AddPostponed" : "Batch::Add", ": the batch already holds ", size,
+        " operations, as many as Options::max_pending admits at once; post it (PostBatch) "
+        "and add to it again, or raise the limit"));
+  }
+  if (!postponed) return absl::OkStatus();
+  // A lower bound of the time, as Post reads (Enqueue), and the exact time
+  // only for an item that looks beyond the horizon by it.
+  std::int64_t now = NowLowerBoundNs();
+  if (BeyondHorizon(due_ns, now)) now = NowNs();
+  if (absl::Status s = CheckHorizon(due_ns, now, "Batch::AddPostponed"); !s.ok()) {
+    CountRejected();
+    return s;
+  }
+  *takes_place = due_ns > now;
+  if (*takes_place && future >= options_.max_timers) {
+    CountRejected();
+    *takes_place = false;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "Batch::AddPostponed: the batch already holds ", future,
+        " operations postponed to a time still to come, as many as Options::max_timers "
+        "has places for; post it (PostBatch) and add to it again, or raise the limit"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status EngineImpl::CheckHorizon(std::int64_t t, std::int64_t now,
                                       absl::string_view what) const {
   if (BeyondHorizon(t, now)) {

@@ -237,17 +237,29 @@ TEST(BatchTest, ABatchWithoutRoomForAllIsRefusedWholeAndKept) {
   EXPECT_EQ(st.pending, 0u);
 }
 
-TEST(BatchTest, ABatchLargerThanMaxPendingIsRefusedWithAHint) {
+// A batch can never hold more than max_pending admits at once: the Add past it
+// is refused (the batch could never be posted, nor split, and its operations
+// would be lost to Clear), and the batch keeps what it has, which posts.
+TEST(BatchTest, AnAddPastMaxPendingIsRefusedAndTheBatchStillPosts) {
   Engine engine({.workers = 1, .max_pending = 4});
+  auto runs = std::make_shared<std::atomic<int>>(0);
   Batch batch(engine);
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(batch.Add([] {}).ok());
-  const absl::Status s = engine.PostBatch(batch);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(batch.Add(Tracked(runs)).ok());
+  const absl::Status s = batch.Add(Tracked(runs), Token("t"));
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("smaller batches"));
-  EXPECT_EQ(batch.size(), 5u);
-  EXPECT_EQ(engine.stats().submitted, 0u);
-  // Nothing was taken: four still fit.
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(engine.Post([] {}).ok());
+  EXPECT_THAT(std::string(s.message()), HasSubstr("max_pending"));
+  EXPECT_EQ(batch.AddPostponed(Tracked(runs), Clock::time_point(1s)).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(batch.size(), 4u);
+  EXPECT_EQ(engine.stats().rejected, 2u);
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 4);
+  ASSERT_TRUE(batch.Add(Tracked(runs)).ok());  // emptied by the post: room again
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 5);
+  EXPECT_EQ(runs.use_count(), 1);  // the refused callables were not kept
 }
 
 TEST(BatchTest, AfterShutdownABatchIsRefusedAndKept) {
@@ -381,16 +393,42 @@ TEST(BatchPostponedTest, ATimeBeforeTheEpochIsRejectedAndNotAdded) {
   EXPECT_TRUE(batch.empty());
 }
 
-// The horizon is checked at PostBatch for every postponed item: one beyond it
-// refuses the whole batch, which keeps its items.
-TEST(BatchPostponedTest, OneItemBeyondTheHorizonRefusesTheWholeBatch) {
+// A postponement beyond the horizon is refused at its Add: the batch could never
+// be posted with it (the horizon only comes closer as time passes), and keeps
+// the rest, which posts.
+TEST(BatchPostponedTest, AnItemBeyondTheHorizonIsRefusedAtItsAdd) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock, .horizon = 1h});
   auto runs = std::make_shared<std::atomic<int>>(0);
   Batch batch(engine);
   ASSERT_TRUE(batch.Add(Tracked(runs)).ok());
   ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 30min).ok());
-  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 2h, Token("t")).ok());
+  const absl::Status s = batch.AddPostponed(Tracked(runs), clock.now() + 2h, Token("t"));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("horizon"));
+  EXPECT_EQ(batch.size(), 2u);
+  EXPECT_EQ(engine.stats().rejected, 1u);
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 1);
+  clock.Advance(30min);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 2);
+  EXPECT_EQ(runs.use_count(), 1);
+}
+
+// PostBatch checks the horizon again, for every postponed item: after a clock
+// set back between the Add and the post, one beyond it refuses the whole
+// batch, which keeps its items.
+TEST(BatchPostponedTest, OneItemBeyondTheHorizonAtPostBatchRefusesTheWholeBatch) {
+  ManualClock clock(ManualClock::time_point(10h));
+  Engine engine({.workers = 1, .clock = &clock, .horizon = 1h});
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  Batch batch(engine);
+  ASSERT_TRUE(batch.Add(Tracked(runs)).ok());
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 30min).ok());
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 50min, Token("t")).ok());
+  clock.Set(clock.now() - 20min);  // the last item is now 70 minutes out
   const absl::Status s = engine.PostBatch(batch);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr("item 2"));
@@ -402,6 +440,31 @@ TEST(BatchPostponedTest, OneItemBeyondTheHorizonRefusesTheWholeBatch) {
   batch.Clear();
   ASSERT_TRUE(engine.WaitIdle().ok());
   EXPECT_EQ(runs->load(), 0);
+  EXPECT_EQ(runs.use_count(), 1);
+}
+
+// A batch holds no more items with a time to come than max_timers has places:
+// the Add past that is refused; an item whose time has passed takes no place
+// and is still added.
+TEST(BatchPostponedTest, AnAddPastMaxTimersIsRefusedButAPastTimeIsNot) {
+  ManualClock clock(ManualClock::time_point(100s));
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 2});
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  Batch batch(engine);
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 1s).ok());
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 2s, Token("t")).ok());
+  const absl::Status s = batch.AddPostponed(Tracked(runs), clock.now() + 3s);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("max_timers"));
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() - 1s).ok());  // no place
+  ASSERT_TRUE(batch.Add(Tracked(runs)).ok());
+  EXPECT_EQ(batch.size(), 4u);
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 2);
+  clock.Advance(2s);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 4);
   EXPECT_EQ(runs.use_count(), 1);
 }
 

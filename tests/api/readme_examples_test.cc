@@ -66,7 +66,7 @@ TEST(ReadmeExamplesTest, Batches) {
     settled[o.account.back() - '0'].push_back(o.amount);
   };
   ordo::Batch batch(engine);  // keep one per producer thread: it reuses its storage
-  for (Order& o : orders) {  // Add refuses only an empty callable or a bad token
+  for (Order& o : orders) {  // Add refuses an empty callable, a bad token, or a full batch
     batch.Add([&o, &Settle] { Settle(o); }, ordo::Token(o.account)).IgnoreError();
   }
   absl::Status posted = engine.PostBatch(batch);  // all of them, or none (batch kept)

@@ -249,14 +249,16 @@ class Engine {
 
   // Posts every operation of `batch` (see Batch), in the order they were added,
   // as one submission: one admission for all of them, one block of ids, one push
-  // to the run queues and one wake-up per 64 runnable operations, and one push of
-  // the postponed ones' timers. All or nothing: on an error none is posted and the
-  // batch keeps its operations, to post again or Clear; FailedPrecondition after
-  // Shutdown began, ResourceExhausted when max_pending has no room for all of them
-  // (or the batch alone is larger than it) or max_timers has none for every
-  // postponed one still in the future, InvalidArgument for a batch of another
-  // engine or a postponement beyond Options::horizon (naming the item; checked
-  // before Shutdown and room). On success the batch is empty (and keeps its
+  // to the injector and one wake-up per 64 runnable operations (from inside a
+  // callable they go onto the worker's own deque, as a Post there does), and one
+  // push of the postponed ones' timers. All or nothing: on an error none is
+  // posted and the batch keeps its operations, to post again or Clear;
+  // FailedPrecondition after Shutdown began, ResourceExhausted when max_pending
+  // has no room for all of them or max_timers has none for every postponed one
+  // still in the future (Batch::Add never lets a batch outgrow either limit),
+  // InvalidArgument for a batch of another engine or a postponement beyond
+  // Options::horizon (naming the item: possible only if the clock went back
+  // since its Add; checked before Shutdown and room). On success the batch is empty (and keeps its
   // capacity). An empty batch posts nothing and returns OK.
   absl::Status PostBatch(Batch& batch);
 
@@ -378,6 +380,14 @@ class Engine {
   friend class Batch;
   // Destroys a prepared, never published operation's callable and returns its node.
   void DiscardPrepared(internal::Operation* op, const detail::CallableOps* ops);
+  // What PostBatch could never post, refused at the Add (nothing added): a
+  // batch already holding max_pending operations, max_timers still-future
+  // postponed ones, or a postponement beyond the horizon. `due_ns` is the
+  // item's postpone-until time (ns), or BatchItem::kNotPostponed; `future` the
+  // batch's items that take a place; `*takes_place` is set to whether this one
+  // would (a time still to come). Each refusal counts one rejected operation.
+  absl::Status CheckBatchAdd(std::size_t size, std::size_t future, std::int64_t due_ns,
+                             bool* takes_place);
   // +1 when a Batch of this engine goes from empty to holding operations, -1
   // when it is emptied: the destructor checks none still holds any.
   void CountLoadedBatch(int delta);
@@ -416,7 +426,9 @@ class Batch {
   ~Batch() { Clear(); }
 
   // Prepares an operation running `f` (as for Post(f)). InvalidArgument for an
-  // empty callable (nothing is added). Admission waits for PostBatch.
+  // empty callable, ResourceExhausted when the batch already holds
+  // Options::max_pending operations (more than PostBatch could ever admit at
+  // once: post it, then add on); nothing is added. Admission waits for PostBatch.
   template <typename F>
   absl::Status Add(F&& f) {
     return AddPrepared(std::forward<F>(f), nullptr, internal::BatchItem::kNotPostponed);
@@ -438,9 +450,11 @@ class Batch {
   // holds its chain until it is due, and a time already past when PostBatch reads
   // the clock runs it at once (and takes no place in the wheel).
   // InvalidArgument, and nothing is added, for an empty callable, an empty or
-  // oversized token, or a time before the clock's epoch. The horizon
-  // (Options::horizon) and the room in the wheel (Options::max_timers) are
-  // checked by PostBatch, for every postponed item at once.
+  // oversized token, a time before the clock's epoch, or one beyond
+  // Options::horizon; ResourceExhausted, nothing added, as for Add, or when the
+  // batch already holds Options::max_timers items whose time is still to come.
+  // PostBatch checks the horizon and the room in the wheel again, for every
+  // postponed item at once (the wheel may be full of others' timers then).
   template <typename F>
   absl::Status AddPostponed(F&& f, Clock::time_point until, const Token& token = {}) {
     SubmitOptions options;
@@ -470,6 +484,11 @@ class Batch {
   // recording it fails (out of memory), the node goes back unpublished.
   template <typename F>
   absl::Status AddPrepared(F&& f, SubmitOptions* options, std::int64_t due_ns) {
+    bool takes_place = false;
+    if (absl::Status s = engine_->CheckBatchAdd(items_.size(), future_, due_ns, &takes_place);
+        !s.ok()) {
+      return s;
+    }
     internal::Operation* op = nullptr;
     const detail::CallableOps* ops = nullptr;
     if (absl::Status s =
@@ -490,6 +509,7 @@ class Batch {
       throw;
     }
     if (due_ns != internal::BatchItem::kNotPostponed) ++postponed_;
+    if (takes_place) ++future_;
     if (items_.size() == 1) engine_->CountLoadedBatch(1);
     return absl::OkStatus();
   }
@@ -500,6 +520,7 @@ class Batch {
     items_.clear();
     tokens_.clear();
     postponed_ = 0;
+    future_ = 0;
     engine_->CountLoadedBatch(-1);
   }
 
@@ -507,6 +528,7 @@ class Batch {
   std::vector<internal::BatchItem> items_;
   std::vector<Token> tokens_;  // of the tokened items, in Add order
   std::size_t postponed_ = 0;  // items added by AddPostponed
+  std::size_t future_ = 0;     // of those, the ones whose time was still to come
 };
 
 }  // namespace ordo
