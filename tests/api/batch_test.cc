@@ -604,7 +604,18 @@ TEST(BatchTest, BatchesRacingShutdownAreAllInOrAllOut) {
 TEST(BatchTest, ConcurrentBatchesAtTheLimitLoseAndDuplicateNothing) {
   Engine engine({.workers = 2, .max_pending = 100});  // room for two batches at most
   Gate gate;
-  for (int i = 0; i < 2; ++i) ASSERT_TRUE(engine.Post(gate.Waiter()).ok());
+  // Both gates running before the producers start: one worker could otherwise
+  // take both from the injector and hold the second in its deque while the other
+  // worker runs the producers' batches, freeing places in the held rounds.
+  std::latch gates_running(2);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(engine.Post([&gates_running, wait = gate.Waiter()] {
+                        gates_running.count_down();
+                        wait();
+                      })
+                    .ok());
+  }
+  gates_running.wait();
   constexpr int kHeldRounds = 5;
   constexpr int kProducers = 3;
   constexpr int kRounds = 300;

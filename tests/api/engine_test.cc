@@ -74,19 +74,30 @@ TEST(ChainTest, AtMostOneOperationOfATokenIsInProgress) {
   EXPECT_EQ(ran.load(), 4000);
 }
 
+// A held head keeps A and B queued together, so their order is the chain's, not
+// A having finished before B was submitted.
 TEST(ChainTest, CreationOrderFollowsHappensBeforeAcrossThreads) {
   Engine engine({.workers = 2});
-  std::vector<int> seen;
-  auto a = engine.Submit([&] { seen.push_back(1); }, {.token = "t"});
-  ASSERT_TRUE(a.ok());
-  // Submit(B) on another thread, after Submit(A) returned (joined => ordered).
-  std::thread other([&] {
-    auto b = engine.Submit([&] { seen.push_back(2); }, {.token = "t"});
-    ASSERT_TRUE(b.ok());
-  });
-  other.join();
-  ASSERT_TRUE(engine.WaitIdle().ok());
-  EXPECT_THAT(seen, ElementsAre(1, 2));
+  for (int round = 0; round < 20; ++round) {
+    Gate gate;
+    auto head = engine.Submit(gate.Waiter(), {.token = "t"});
+    ASSERT_TRUE(head.ok());
+    ASSERT_TRUE(AwaitState(*head, State::kInProgress));
+    std::vector<int> seen;
+    auto a = engine.Submit([&] { seen.push_back(1); }, {.token = "t"});
+    ASSERT_TRUE(a.ok());
+    // Submit(B) on another thread, after Submit(A) returned (joined => ordered);
+    // the two threads' submits reach the chain from different stripes.
+    std::thread other([&] {
+      auto b = engine.Submit([&] { seen.push_back(2); }, {.token = "t"});
+      ASSERT_TRUE(b.ok());
+    });
+    other.join();
+    EXPECT_EQ(a->state(), State::kWaiting);  // behind the held head
+    gate.Open();
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    EXPECT_THAT(seen, ElementsAre(1, 2)) << "round " << round;
+  }
 }
 
 TEST(ChainTest, AnOperationSubmittingToItsOwnTokenDoesNotRunItInline) {
@@ -162,15 +173,42 @@ TEST(ChainTest, AnOperationsCapturesAreDestroyedBeforeTheNextOfItsTokenStarts) {
   EXPECT_THAT(seen, ElementsAre("first's captures destroyed", "second started"));
 }
 
+// Two callables that each wait for the other, up to a bound: both meet only if
+// they run at the same time. Run one after the other, the first gives up after
+// the bound and the second finds it gone: the test fails, it does not hang.
+class Rendezvous {
+ public:
+  auto Member() {
+    return [this] {
+      arrived_.fetch_add(1, std::memory_order_acq_rel);
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (arrived_.load(std::memory_order_acquire) < 2 &&
+             std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::yield();
+      }
+      // Both arrived and neither has left: they ran at the same time.
+      if (arrived_.load(std::memory_order_acquire) >= 2 &&
+          left_.load(std::memory_order_acquire) == 0) {
+        met_.fetch_add(1, std::memory_order_acq_rel);
+      }
+      left_.fetch_add(1, std::memory_order_acq_rel);
+    };
+  }
+  int met() const { return met_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<int> arrived_{0}, left_{0}, met_{0};
+};
+
 TEST(ChainTest, DifferentTokensRunConcurrently) {
   Engine engine({.workers = 2});
-  std::latch both(2);
-  // Each waits for the other: only possible if they run at the same time.
-  auto a = engine.Submit([&] { both.arrive_and_wait(); }, {.token = "a"});
-  auto b = engine.Submit([&] { both.arrive_and_wait(); }, {.token = "b"});
+  Rendezvous both;
+  auto a = engine.Submit(both.Member(), {.token = "a"});
+  auto b = engine.Submit(both.Member(), {.token = "b"});
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_TRUE(AwaitState(*a, State::kSucceeded));
   EXPECT_TRUE(AwaitState(*b, State::kSucceeded));
+  EXPECT_GE(both.met(), 1) << "the two tokens' operations ran one after the other";
 }
 
 TEST(ChainTest, IntegerAndStringTokensNeverMatch) {
@@ -189,12 +227,13 @@ TEST(ChainTest, IntegerAndStringTokensNeverMatch) {
 
 TEST(IndependentTest, IndependentOperationsRunConcurrently) {
   Engine engine({.workers = 2});
-  std::latch both(2);
-  auto a = engine.Submit([&] { both.arrive_and_wait(); });
-  auto b = engine.Submit([&] { both.arrive_and_wait(); });
+  Rendezvous both;
+  auto a = engine.Submit(both.Member());
+  auto b = engine.Submit(both.Member());
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_TRUE(AwaitState(*a, State::kSucceeded));
   EXPECT_TRUE(AwaitState(*b, State::kSucceeded));
+  EXPECT_GE(both.met(), 1) << "the two operations ran one after the other";
 }
 
 TEST(IndependentTest, OneWorkerStartsOneProducersOperationsInCreationOrder) {
@@ -712,6 +751,21 @@ TEST(WaitIdleTest, InsideACallableIsAnErrorNotADeadlock) {
   ASSERT_TRUE(h.ok());
   ASSERT_TRUE(AwaitState(*h, State::kSucceeded));
   EXPECT_EQ(inner.code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// Shutdown from inside a callable would wait for that callable: refused, and the
+// engine goes on as before.
+TEST(ShutdownTest, InsideACallableIsAnErrorNotADeadlock) {
+  Engine engine({.workers = 1});
+  absl::Status inner;
+  auto h = engine.Submit([&] { inner = engine.Shutdown(ShutdownMode::kCancelPending); });
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(AwaitState(*h, State::kSucceeded));
+  EXPECT_EQ(inner.code(), absl::StatusCode::kFailedPrecondition);
+  auto after = engine.Submit([] {});  // not shut down
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_TRUE(AwaitState(*after, State::kSucceeded));
+  EXPECT_TRUE(engine.Shutdown().ok());
 }
 
 TEST(ShutdownTest, SubmitAfterShutdownIsRefusedAndChangesNothing) {

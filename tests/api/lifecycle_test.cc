@@ -970,6 +970,23 @@ TEST(FailurePolicyTest, HaltHoldsTheChainAfterAFailureUntilResumeToken) {
   EXPECT_THAT(journal.Entries(), ElementsAre("B"));
 }
 
+// A token's policy set to kHalt, then back (kDefault) or to kContinue: its next
+// failure no longer holds the chain.
+TEST(FailurePolicyTest, APolicySetBackToTheDefaultOrToContinueNoLongerHalts) {
+  for (FailurePolicy back : {FailurePolicy::kDefault, FailurePolicy::kContinue}) {
+    SCOPED_TRACE(back == FailurePolicy::kDefault ? "kDefault" : "kContinue");
+    Engine engine({.workers = 1});
+    ASSERT_TRUE(engine.SetFailurePolicy("t", FailurePolicy::kHalt).ok());
+    ASSERT_TRUE(engine.SetFailurePolicy("t", back).ok());
+    auto a = engine.Submit([] { throw std::runtime_error("bad"); }, {.token = "t"});
+    auto b = engine.Submit([] {}, {.token = "t"});
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_TRUE(AwaitState(*a, State::kFailed));
+    ASSERT_TRUE(engine.WaitIdle().ok());  // returns at once were the chain held
+    EXPECT_EQ(b->state(), State::kSucceeded);
+  }
+}
+
 TEST(FailurePolicyTest, CancelRestCancelsEverythingQueuedBehindTheFailure) {
   Engine engine({.workers = 2});
   ASSERT_TRUE(engine.SetFailurePolicy("t", FailurePolicy::kCancelRest).ok());
@@ -1018,7 +1035,11 @@ TEST(FailurePolicyTest, ContinueIsTheDefault) {
   auto a = engine.Submit([] { throw std::runtime_error("bad"); }, {.token = "t"});
   auto b = engine.Submit([] {}, {.token = "t"});
   ASSERT_TRUE(a.ok() && b.ok());
-  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  ASSERT_TRUE(AwaitState(*a, State::kFailed));
+  // Were the chain held (kHalt), WaitIdle would return with b not run, so a
+  // wrong default fails here at once, not after a wait's time limit.
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(b->state(), State::kSucceeded);
 }
 
 // --- Token controls and introspection ------------------------------------------------
@@ -1564,16 +1585,22 @@ TEST(ShutdownWithTimeTest, DrainReadyCancelsPostponedAndSuspendedWork) {
 TEST(ShutdownWithTimeTest, DrainAllWaitsForPostponedWorkToComeDue) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock});
-  auto p = engine.Submit([] {}, {.postpone_until = clock.now() + 1h});
+  const Clock::time_point due = clock.now() + 1h;
+  auto p = engine.Submit([] {}, {.postpone_until = due});
   ASSERT_TRUE(p.ok());
+  State before_advance = State::kSucceeded;
   std::thread advancer([&] {
     // Advance once shutdown has closed the engine (Submit is refused then).
     while (engine.Submit([] {}).ok()) std::this_thread::yield();
+    before_advance = p->state();
     clock.Advance(1h);
   });
   ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainAll).ok());
   advancer.join();
+  EXPECT_EQ(before_advance, State::kPostponed);  // Shutdown had not run it early
   EXPECT_EQ(p->state(), State::kSucceeded);
+  ASSERT_TRUE(p->started_at().has_value());
+  EXPECT_GE(*p->started_at(), due);
 }
 
 TEST(ShutdownWithTimeTest, RetriesDuringShutdownAreCanceled) {

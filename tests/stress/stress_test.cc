@@ -1772,6 +1772,7 @@ void RunStopARunningSeriesRace(int rounds) {
   ManualClock clock;
   Engine engine({.workers = Workers(), .clock = &clock});
   int checked = 0;
+  int checked_by_cancel = 0;  // rounds where Cancel stopped the series
   for (int i = 0; i < rounds; ++i) {
     // Thirds: CancelToken; Cancel; CancelToken on a series whose every
     // occurrence first asks for a retry at once (so it is often Postponed for
@@ -1820,6 +1821,7 @@ void RunStopARunningSeriesRace(int rounds) {
     ASSERT_TRUE(engine.WaitIdle().ok());
     if (stopped) {
       ++checked;
+      if (!by_token) ++checked_by_cancel;
       if (by_token) {
         ASSERT_LE(runs.load(), at_return + 1)
             << "round " << i << " (CancelToken): an occurrence started after it returned";
@@ -1838,6 +1840,9 @@ void RunStopARunningSeriesRace(int rounds) {
     ASSERT_EQ(engine.stats().pending, 0u) << "round " << i;
   }
   ::testing::Test::RecordProperty("checked", checked);
+  // The Cancel branch is what its third of the rounds is for: if no round ever
+  // landed while an occurrence ran, the test checked nothing there.
+  EXPECT_GT(checked_by_cancel, 0) << "Cancel never found an occurrence running";
 }
 
 // Explain of an operation behind a head that cannot finish always names that
@@ -2037,6 +2042,9 @@ void RunCancelRequestRetryRace(int ops) {
     }
   }
   ::testing::Test::RecordProperty("cancel_requested", requested);
+  // Each operation retries for ever, so most cancels find it running; if none
+  // did, the check above never ran.
+  EXPECT_GT(requested, 0) << "Cancel never answered kCancelRequested";
   ASSERT_TRUE(engine.WaitIdle().ok());
 }
 
@@ -2122,6 +2130,7 @@ void RunCancelRequestSeriesRace(int rounds) {
     }
   }
   ::testing::Test::RecordProperty("cancel_requested", requested);
+  EXPECT_GT(requested, 0) << "Cancel never found an occurrence running: nothing was checked";
   ASSERT_TRUE(engine.WaitIdle().ok());
   EXPECT_EQ(engine.stats().pending, 0u);
 }

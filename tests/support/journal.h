@@ -1,7 +1,9 @@
 // journal.h: test support. Journal is a thread-safe, append-only record of step
-// names; Gate holds callables until opened; AwaitState is a bounded wait on an operation's state (it blocks on the
-// handle, it does not sleep-poll); OverlapGuard catches two operations of one
-// token running at once.
+// names; Gate holds callables until opened; AwaitState is a bounded wait on an
+// operation's state (a terminal state blocks on the handle; any other is looked
+// at every millisecond, so use it only for states that stay put: gated, or held
+// by the manual clock); OverlapGuard catches two operations of one token running
+// at once.
 #ifndef ORDO_TESTS_SUPPORT_JOURNAL_H_
 #define ORDO_TESTS_SUPPORT_JOURNAL_H_
 

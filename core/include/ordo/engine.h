@@ -310,6 +310,8 @@ class Engine {
   // Returns once nothing is running and nothing is runnable (postponed and
   // suspended operations, and those waiting behind them, do not count; a
   // postponed one whose time has come when WaitIdle is called does).
+  // Everything the operations that ran did happens-before its return: what they
+  // wrote may be read after it without further synchronisation.
   // FailedPrecondition when called from inside a callable of this engine.
   absl::Status WaitIdle();
 
