@@ -2021,10 +2021,15 @@ void RunCancelRequestRetryRace(int ops) {
     SubmitOptions o;
     o.max_retries = 1'000'000;
     if (i % 3 == 0) o.token = "t" + std::to_string(i % 5);
+    // A body of varying length, so the request lands inside attempts too (with
+    // an empty body, Cancel nearly always found the operation between attempts,
+    // and the kCancelRequested check below never ran).
+    const int body_spin = (i % 11) * 150;
     auto h = engine.Submit(
-        [&mine](Context& ctx) {
+        [&mine, body_spin](Context& ctx) {
           // acq_rel: the test thread's acquire loads see every start.
           mine.fetch_add(1, std::memory_order_acq_rel);
+          for (int k = 0; k < body_spin; ++k) std::atomic_signal_fence(std::memory_order_seq_cst);
           ctx.RetryAfter(std::chrono::nanoseconds(0), "again");
         },
         o);
