@@ -1,10 +1,11 @@
 // bench/peers/pool.h: the hand-written pool users write. One std::mutex, one
-// condition_variable, a std::deque<std::function<void()>> of ready work, an
-// std::unordered_map<std::string, std::deque<std::function<void()>>> of chains, a
-// priority queue of postponed work and a timer thread. A token has a chain entry
-// while one of its operations is ready or running, holding the operations queued
-// behind it; when that operation finishes, the worker moves the token's next
-// operation to the ready deque (or erases the entry). The timer thread sleeps on a
+// condition_variable, a std::deque of ready work (a std::function<void()> and its
+// token's chain, if any), an std::unordered_map<std::string, chain> of chains
+// (each a std::deque<std::function<void()>>), a priority queue of postponed work
+// and a timer thread. A token has a chain entry while one of its operations is
+// ready or running, holding the operations queued behind it; when that operation
+// finishes, the worker moves the token's next operation to the ready deque with a
+// pointer to the chain (no new wrapper, no second hash), or erases the entry. The timer thread sleeps on a
 // second condition variable (same mutex) until the earliest due time on the steady
 // clock, then moves every due operation to the ready deque. N worker threads.
 // Postponed work is independent only (W4 and the memory probe need no more).
@@ -105,15 +106,16 @@ class MutexPool {
   // behind its token's chain; true when it is runnable now.
   bool EnqueueLocked(const std::string* token, std::function<void()> f) {
     if (token == nullptr) {
-      ready_.push_back(std::move(f));
+      ready_.push_back(Ready{nullptr, std::move(f)});
       return true;
     }
     auto [it, idle] = chains_.try_emplace(*token);
     if (!idle) {  // the token is busy: wait behind it
-      it->second.push_back(std::move(f));
+      it->second.waiting.push_back(std::move(f));
       return false;
     }
-    ready_.push_back(Chained(*token, std::move(f)));
+    it->second.key = &it->first;  // map nodes do not move: the pointers stay good
+    ready_.push_back(Ready{&it->second, std::move(f)});
     return true;
   }
   // Under m_: a timer for f at `due`; true when it is now the earliest.
@@ -134,39 +136,41 @@ class MutexPool {
     return a.due != b.due ? a.due > b.due : a.seq > b.seq;
   }
 
-  std::function<void()> Chained(std::string token, std::function<void()> f) {
-    return [this, token = std::move(token), f = std::move(f)] {
-      f();
-      Next(token);
-    };
-  }
+  struct Chain {
+    std::deque<std::function<void()>> waiting;  // behind the one ready or running
+    const std::string* key = nullptr;           // its key in chains_
+  };
+  struct Ready {
+    Chain* chain;  // null: independent
+    std::function<void()> f;
+  };
 
   // The token's operation finished: release its next one, or retire the chain.
-  void Next(const std::string& token) {
+  void Next(Chain* chain) {
     {
       std::lock_guard<std::mutex> l(m_);
-      auto it = chains_.find(token);
-      if (it->second.empty()) {
-        chains_.erase(it);
+      if (chain->waiting.empty()) {
+        chains_.erase(chains_.find(*chain->key));
         return;
       }
-      ready_.push_back(Chained(token, std::move(it->second.front())));
-      it->second.pop_front();
+      ready_.push_back(Ready{chain, std::move(chain->waiting.front())});
+      chain->waiting.pop_front();
     }
     cv_.notify_one();
   }
 
   void Work() {
     for (;;) {
-      std::function<void()> f;
+      Ready r;
       {
         std::unique_lock<std::mutex> l(m_);
         cv_.wait(l, [&] { return stop_ || !ready_.empty(); });
         if (ready_.empty()) return;  // stop_ and nothing left
-        f = std::move(ready_.front());
+        r = std::move(ready_.front());
         ready_.pop_front();
       }
-      f();
+      r.f();
+      if (r.chain != nullptr) Next(r.chain);
     }
   }
 
@@ -186,7 +190,7 @@ class MutexPool {
       int released = 0;
       while (!timers_.empty() && timers_.front().due <= now) {
         std::pop_heap(timers_.begin(), timers_.end(), Later);
-        ready_.push_back(std::move(timers_.back().f));
+        ready_.push_back(Ready{nullptr, std::move(timers_.back().f)});
         timers_.pop_back();
         ++released;
       }
@@ -201,8 +205,8 @@ class MutexPool {
   std::mutex m_;
   std::condition_variable cv_;        // workers: ready_ has work, or stop_
   std::condition_variable timer_cv_;  // timer thread: an earlier timer, or stop_
-  std::deque<std::function<void()>> ready_;
-  std::unordered_map<std::string, std::deque<std::function<void()>>> chains_;
+  std::deque<Ready> ready_;
+  std::unordered_map<std::string, Chain> chains_;
   std::vector<Timer> timers_;  // a binary heap by Later (std::priority_queue cannot move out)
   std::uint64_t next_seq_ = 0;
   bool stop_ = false;
