@@ -33,13 +33,20 @@ case $dir in
   / | "$HOME" | "$root" | "$root"/build* | "$root"/core* | "$root"/tests* | "$root"/tools*)
     echo "bundle.sh: refusing to replace $dir" >&2; exit 2 ;;
 esac
+# Only a bundle this script made is replaced: an existing directory without its
+# run.sh and bin/ is somebody else's.
+if [[ -e $dir && ! ( -f $dir/run.sh && -d $dir/bin ) ]]; then
+  echo "bundle.sh: $dir exists and is not a bundle; give a new directory" >&2
+  exit 2
+fi
 cd "$root"
+# Build output is kept: a compiler error must show.
 cmake --preset release >/dev/null
-cmake --build --preset release >/dev/null
+cmake --build --preset release
 builds=(release)
 for b in tsan asan-ubsan small-world; do
   if [[ -f build/$b/CMakeCache.txt ]]; then
-    cmake --build "build/$b" >/dev/null
+    cmake --build "build/$b"
     builds+=("$b")
   fi
 done
@@ -127,7 +134,10 @@ case ${1:-} in
       [[ -x $t ]] || continue
       step "release_$(basename "$t")" 120 "${carried[@]}" "$t" --gtest_brief=1 \
         '--gtest_filter=-*DeathTest*'
-      if "${carried[@]}" "$t" --gtest_list_tests '--gtest_filter=*DeathTest*' | grep -q '^  '; then
+      # grep -c reads the whole list (grep -q could exit first and, with pipefail,
+      # SIGPIPE the binary: the death tests would be skipped without a word).
+      if [[ $("${carried[@]}" "$t" --gtest_list_tests '--gtest_filter=*DeathTest*' |
+              grep -c '^  ') -gt 0 ]]; then
         step "release_$(basename "$t")_death" 60 "${own[@]}" "$t" --gtest_brief=1 \
           '--gtest_filter=*DeathTest*'
       fi

@@ -3,17 +3,21 @@
 #
 #   tools/compare.sh [ordo_compare flags...]     # e.g. --ops=200000 --repeat=3
 #
-# Builds the release preset if needed, runs `ordo_compare --workloads=all
+# Installs what it needs (tools/deps.sh, with python3 and gnuplot for the tables and
+# charts), brings the release build up to date, runs `ordo_compare --workloads=all
 # --format=json` (default --ops=500000 --repeat=5; flags given here are passed on
 # and win), and writes to bench/results/:
 #   compare.json   the raw figures, one object per workload and peer
 #   compare.md     the tables of bench/RESULTS.md (absolute figures and ratios)
 #   *.svg          the charts (tools/plot.sh)
-# and prints compare.md. Takes about 5 minutes on the 2-core development VM.
+# and prints compare.md. Takes about 5 minutes on the 2-core development VM. If a
+# check failed (a FAILED row), the tables are still written, and the exit status
+# is ordo_compare's (1).
 #
 #   tools/compare.sh --tables-only               # compare.md and charts again,
 #                                                # from the compare.json there is
 set -euo pipefail
+rc=0  # ordo_compare's exit status: 1 when a run's check failed
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -22,12 +26,13 @@ mkdir -p "$out"
 if [[ "${1:-}" == "--tables-only" ]]; then
   [[ -f "$out/compare.json" ]] || { echo "no $out/compare.json to make tables from" >&2; exit 1; }
 else
-  if [[ ! -x build/release/bench/ordo_compare ]]; then
-    cmake --preset release >/dev/null
-    cmake --build --preset release --target ordo_compare
-  fi
+  # shellcheck source=tools/deps.sh
+  source tools/deps.sh
+  ordo_ensure_deps python3 gnuplot-nox
+  cmake --preset release >/dev/null
+  cmake --build --preset release --target ordo_compare  # a no-op when up to date
   build/release/bench/ordo_compare --workloads=all --ops=500000 --repeat=5 --format=json "$@" \
-    >"$out/compare.json.tmp"
+    >"$out/compare.json.tmp" || rc=$?
   mv "$out/compare.json.tmp" "$out/compare.json"
 fi
 
@@ -166,3 +171,4 @@ PY
 tools/plot.sh "$out/compare.json" "$out" >/dev/null
 cat "$out/compare.md"
 echo "(written: $out/compare.json, $out/compare.md, $out/*.svg)" >&2
+exit "$rc"

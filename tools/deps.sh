@@ -1,8 +1,12 @@
-# Sourced by run.sh and test.sh: installs the Debian packages Ordo needs, only
-# those missing, so a second run does nothing. Needs root or sudo for apt-get.
+# Sourced by run.sh, test.sh, fuzz.sh and compare.sh: installs the Debian packages
+# Ordo needs, only those missing, so a second run does nothing; arguments are more
+# packages a caller needs. Needs root or sudo for apt-get.
 ordo_ensure_deps() {
-  local pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev
-              libabsl-dev libconcurrentqueue-dev libbenchmark-dev libgtest-dev libgmock-dev)
+  # llvm: llvm-symbolizer, which the sanitizers' runtimes need to name frames, so
+  # that tests/tsan.supp's suppressions (by function name) match; clang only
+  # recommends it, and recommends are not installed here.
+  local pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev llvm
+              libabsl-dev libconcurrentqueue-dev libbenchmark-dev libgtest-dev libgmock-dev "$@")
   # Optional peers for the benchmarks (compiled only when present).
   pkgs+=(libasio-dev libtbb-dev)
   local missing=()
@@ -14,5 +18,7 @@ ordo_ensure_deps() {
   local sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # env: sudo resets the environment, so the variable goes in through it.
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}"
 }

@@ -19,7 +19,7 @@ update=0
 for arg in "$@"; do
   case $arg in
     --update) update=1 ;;
-    '' | *[!0-9]* | 0) echo "usage: tools/fuzz.sh [SECONDS >= 1] [--update]" >&2; exit 2 ;;
+    '' | *[!0-9]* | 0*) echo "usage: tools/fuzz.sh [SECONDS >= 1] [--update]" >&2; exit 2 ;;
     *) seconds=$arg ;;
   esac
 done
