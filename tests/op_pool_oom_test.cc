@@ -56,10 +56,16 @@ TEST(OpPoolOutOfMemoryTest, AThreadWhoseCacheCouldNotBeMadeTriesAgainLater) {
   }).join();
 }
 
-// A thread's third full magazine goes to the depot for an empty one. If the
-// empty one could not be made after the full one was handed over, the full one
-// stayed the thread's too: the depot then held it twice and handed its nodes
-// out twice.
+// A thread's third full magazine goes to the depot for an empty one, which the
+// depot makes when it has none. Each of the two allocations of that swap fails
+// in turn: the new magazine (counter 0), then the depot's list as the full one
+// joins it (counter 1: the magazine was made first). Either way the Free throws
+// with nothing changed, and the node can be freed again. (Handed to the depot
+// before the empty one was made, the full magazine stayed the thread's too
+// when that failed: the depot then held it twice and handed its nodes out
+// twice. Counter 1 fails that way: the list grew, the magazine did not come.)
+// The list has no room to spare at that point: this test's process, the only
+// user of the compact depot, has not put a magazine in it before.
 TEST(OpPoolOutOfMemoryTest, AFullMagazineThatCouldNotBeSwappedIsHandedOutOnce) {
   constexpr std::size_t kNodes = 3 * kPoolCacheNodes;
   std::thread([] {
@@ -68,13 +74,13 @@ TEST(OpPoolOutOfMemoryTest, AFullMagazineThatCouldNotBeSwappedIsHandedOutOnce) {
     // The first 2 * kPoolCacheNodes frees fill the thread's two magazines; the
     // next needs a third, from the depot, which has none empty and makes one.
     for (std::size_t i = 0; i < 2 * kPoolCacheNodes; ++i) OpPool::Free(ops[i]);
-    // The depot's list may grow (one allocation); the magazine's fails.
-    t_allocations_before_failure = 1;
-    EXPECT_THROW(OpPool::Free(ops[2 * kPoolCacheNodes]), std::bad_alloc);
-    t_allocations_before_failure = -1;
-    // That node is the caller's still (a leak here, as for any failed Free);
-    // the rest go back as usual.
-    for (std::size_t i = 2 * kPoolCacheNodes + 1; i < kNodes; ++i) OpPool::Free(ops[i]);
+    for (int fail_at : {0, 1}) {
+      t_allocations_before_failure = fail_at;
+      EXPECT_THROW(OpPool::Free(ops[2 * kPoolCacheNodes]), std::bad_alloc) << fail_at;
+      t_allocations_before_failure = -1;
+    }
+    // Nothing changed: the node is the caller's still, and goes back now.
+    for (std::size_t i = 2 * kPoolCacheNodes; i < kNodes; ++i) OpPool::Free(ops[i]);
   }).join();  // its cache goes to the depot
   // Everything the depot holds, and more: each node exactly once.
   std::thread([] {

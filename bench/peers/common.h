@@ -159,7 +159,8 @@ enum class Feature {
 };
 
 // Finish for the peers that learn of completion only through the oracle (all but
-// Ordo, which has WaitIdle): waits for the last body; "timed out" means lost work.
+// Ordo, whose Finish polls the oracle the same way and then calls WaitIdle):
+// waits for the last body; "timed out" means lost work.
 struct FinishesByOracle {
   std::string Finish(const Plan& /*plan*/, Oracle& oracle) {
     return oracle.WaitDone() ? std::string() : "timed out";

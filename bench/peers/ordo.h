@@ -6,10 +6,10 @@
 // Submit: no workload here reads a Handle, as no peer's post returns one (Asio's
 // post and TBB's run return nothing; the pool returns nothing).
 // The throughput bodies capture 16 bytes (oracle pointer, id, token index), so they
-// are stored inside the operation's node. Completion: Engine::WaitIdle for the
-// throughput workloads (it also covers operations submitted from inside bodies,
-// since their parent is running when they are submitted); the oracle's counter
-// for the others (WaitIdle does not wait for postponed operations).
+// are stored inside the operation's node. Completion: the oracle's log, polled as
+// for every peer, then Engine::WaitIdle (inside the timed window) for the
+// throughput workloads; the oracle's log alone for the others (WaitIdle does not
+// wait for postponed operations).
 #ifndef ORDO_BENCH_PEERS_ORDO_H_
 #define ORDO_BENCH_PEERS_ORDO_H_
 

@@ -408,6 +408,7 @@ BurstSample RunBurst(int workers, long n, std::uint64_t seed, Oracle& oracle, in
   s.insert_ns = std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(n);
   if (refused != 0) {
     s.failure = "refused=" + std::to_string(refused);
+    held.reset();  // before started and rec, which bodies still pending would write
     return s;
   }
   if (!oracle.WaitDone(std::chrono::seconds(60) + kBurstSpread)) s.failure = "timed out";
@@ -634,7 +635,7 @@ MemSample ProbeMemory(int workers, MemKind kind, long n, Oracle& oracle) {
       }
       if (refused != 0) s.failure = "refused=" + std::to_string(refused);
       if (s.failure.empty() && !oracle.WaitDone()) s.failure = "timed out";
-      if (s.failure.empty()) s.failure = peer.Finish(plan, oracle);  // Ordo: WaitIdle
+      if (s.failure.empty()) s.failure = peer.Finish(plan, oracle);  // Ordo: then WaitIdle
       if (s.failure.empty()) s.failure = oracle.Check();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // peers' runners settle

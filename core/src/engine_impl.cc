@@ -25,8 +25,8 @@ namespace {
 // must not throw, or the submit count would stay up and Shutdown wait for it for
 // ever. Out of memory for its message, the status has its code alone (absl keeps
 // a code with no message inline: no allocation). The message is built with
-// std::string, not absl::StrCat or StrFormat: a bad_alloc inside Debian's Abseil
-// cannot leave it (checked: the process terminates, however it is caught).
+// std::string, not absl::StrFormat: a bad_alloc inside Debian's StrFormat cannot
+// leave it (checked: the process terminates, however it is caught).
 template <typename MakeMessage>
 absl::Status Refusal(absl::StatusCode code, MakeMessage make_message) noexcept {
   try {

@@ -331,6 +331,8 @@ class EngineImpl {
   Stats stats() const;
   Clock& clock() const { return *clock_; }
   int workers() const { return static_cast<int>(workers_.size()); }
+  // Options::max_pending as the constructor took it (0 -> 1, capped at 2^62).
+  std::size_t max_pending() const { return options_.max_pending; }
 
   // --- Context ---
   void RequestRetry(Operation* op, std::chrono::nanoseconds delay, std::string_view reason);

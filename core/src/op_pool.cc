@@ -27,8 +27,9 @@ struct Magazine {
 constexpr std::size_t kPrefetchAhead = kPoolCacheNodes >= 8 ? 4 : 1;
 
 // Full (or partly full) magazines and empty ones, under a mutex: one visit per
-// kPoolCacheNodes allocations or frees. Magazines are never freed, like nodes;
-// their number follows the peak of pending nodes and of threads.
+// kPoolCacheNodes allocations or frees. Magazines are never freed, like nodes
+// (but one TakeEmpty made and then found it did not need); their number follows
+// the peak of pending nodes and of threads.
 class Depot {
  public:
   // Swaps `*m` (empty) for a magazine with nodes; false if there is none.

@@ -1840,6 +1840,7 @@ void RunStopARunningSeriesRace(int rounds) {
     ASSERT_EQ(engine.stats().pending, 0u) << "round " << i;
   }
   ::testing::Test::RecordProperty("checked", checked);
+  ::testing::Test::RecordProperty("checked_by_cancel", checked_by_cancel);
   // The Cancel branch is what its third of the rounds is for: if no round ever
   // landed while an occurrence ran, the test checked nothing there.
   EXPECT_GT(checked_by_cancel, 0) << "Cancel never found an occurrence running";
@@ -2047,8 +2048,9 @@ void RunCancelRequestRetryRace(int ops) {
     }
   }
   ::testing::Test::RecordProperty("cancel_requested", requested);
-  // Each operation retries for ever, so most cancels find it running; if none
-  // did, the check above never ran.
+  // Each operation retries for ever, and its bodies take up to 1,500 fences, so
+  // some cancels find it running (182 of 3,000 in one release run); if none did,
+  // the check above never ran.
   EXPECT_GT(requested, 0) << "Cancel never answered kCancelRequested";
   ASSERT_TRUE(engine.WaitIdle().ok());
 }

@@ -255,7 +255,8 @@ class Engine {
   // posted and the batch keeps its operations, to post again or Clear;
   // FailedPrecondition after Shutdown began, ResourceExhausted when max_pending
   // has no room for all of them or max_timers has none for every postponed one
-  // still in the future (Batch::Add never lets a batch outgrow either limit),
+  // still in the future (Batch::Add keeps a batch within both limits, as the
+  // clock read at each Add saw it),
   // InvalidArgument for a batch of another engine or a postponement beyond
   // Options::horizon (naming the item: possible only if the clock went back
   // since its Add; checked before Shutdown and room). On success the batch is empty (and keeps its
@@ -390,6 +391,8 @@ class Engine {
   // would (a time still to come). Each refusal counts one rejected operation.
   absl::Status CheckBatchAdd(std::size_t size, std::size_t future, std::int64_t due_ns,
                              bool* takes_place);
+  // Options::max_pending as the engine took it: the most items a Batch may hold.
+  std::size_t BatchLimit() const;
   // +1 when a Batch of this engine goes from empty to holding operations, -1
   // when it is emptied: the destructor checks none still holds any.
   void CountLoadedBatch(int delta);
@@ -422,7 +425,7 @@ class Engine {
 // destructor ends the process, saying so, if one does).
 class Batch {
  public:
-  explicit Batch(Engine& engine) : engine_(&engine) {}
+  explicit Batch(Engine& engine) : engine_(&engine), max_items_(engine.BatchLimit()) {}
   Batch(const Batch&) = delete;
   Batch& operator=(const Batch&) = delete;
   ~Batch() { Clear(); }
@@ -438,7 +441,7 @@ class Batch {
   // Prepares an operation running `f` on `token`'s chain, after the token's
   // operations created before it (as Post(f, {.token = token})); a default
   // Token: independent, as Add(f). InvalidArgument for an empty callable, an
-  // empty or oversized token (nothing is added).
+  // empty or oversized token; ResourceExhausted as for Add(f) (nothing is added).
   template <typename F>
   absl::Status Add(F&& f, const Token& token) {
     if (token.empty()) return Add(std::forward<F>(f));
@@ -487,9 +490,13 @@ class Batch {
   template <typename F>
   absl::Status AddPrepared(F&& f, SubmitOptions* options, std::int64_t due_ns) {
     bool takes_place = false;
-    if (absl::Status s = engine_->CheckBatchAdd(items_.size(), future_, due_ns, &takes_place);
-        !s.ok()) {
-      return s;
+    // Inline for every Add: the size against max_pending; the engine's own look
+    // only for a full batch (the refusal) and for a postponed item.
+    if (items_.size() >= max_items_ || due_ns != internal::BatchItem::kNotPostponed) {
+      if (absl::Status s = engine_->CheckBatchAdd(items_.size(), future_, due_ns, &takes_place);
+          !s.ok()) {
+        return s;
+      }
     }
     internal::Operation* op = nullptr;
     const detail::CallableOps* ops = nullptr;
@@ -527,6 +534,7 @@ class Batch {
   }
 
   Engine* engine_;
+  std::size_t max_items_;  // the engine's max_pending: no batch may hold more
   std::vector<internal::BatchItem> items_;
   std::vector<Token> tokens_;  // of the tokened items, in Add order
   std::size_t postponed_ = 0;  // items added by AddPostponed
