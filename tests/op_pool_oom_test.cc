@@ -1,9 +1,9 @@
 // op_pool_oom_test.cc: the node pool out of memory. A magazine that cannot be
 // made throws bad_alloc with the thread's cache and the depot as they were, so
 // a caller that catches it goes on with a pool that hands out each node once.
-// This binary replaces the global operator new to fail chosen allocations; each
-// test starts from a process of its own (ctest runs them one by one), so the
-// depot holds only what the test put there.
+// This binary replaces the global operator new (support/counting_new.h) to fail
+// chosen allocations; each test starts from a process of its own (ctest runs
+// them one by one), so the depot holds only what the test put there.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,28 +14,9 @@
 
 #include "config.h"
 #include "op_pool.h"
+#include "support/counting_new.h"
 
-namespace {
-// When not negative, the allocations this thread may still make before one
-// fails; that one fails alone (the count goes back to -1 as it throws).
-thread_local int t_allocations_before_failure = -1;
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (t_allocations_before_failure >= 0 && t_allocations_before_failure-- == 0) {
-    throw std::bad_alloc();
-  }
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+using ordo::testing::t_allocations_before_failure;
 
 namespace ordo::internal {
 namespace {

@@ -1,5 +1,6 @@
 // allocation_test.cc: in steady state an operation costs no heap allocation.
-// This binary replaces the global operator new to count allocations.
+// This binary replaces the global operator new to count allocations
+// (support/counting_new.h).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -11,35 +12,11 @@
 #include <vector>
 
 #include "ordo/engine.h"
+#include "support/counting_new.h"
 
-namespace {
-std::atomic<long> g_allocations{0};
-// While set, every allocation on the thread that set it fails (out of memory).
-thread_local bool t_fail_allocations = false;
-// When not negative, the allocations this thread may still make before one
-// fails; that one fails alone (the count goes back to -1 as it throws).
-thread_local int t_allocations_before_failure = -1;
-}  // namespace
-
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (t_fail_allocations) throw std::bad_alloc();
-  if (t_allocations_before_failure >= 0 && t_allocations_before_failure-- == 0) {
-    throw std::bad_alloc();
-  }
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-// These replace the global pair, so free() is the match for the malloc() above;
-// g++ cannot see that once it inlines a replaced operator new into a caller.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+using ordo::testing::g_allocations;
+using ordo::testing::t_allocations_before_failure;
+using ordo::testing::t_fail_allocations;
 
 namespace ordo {
 namespace {
