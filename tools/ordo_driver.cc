@@ -157,23 +157,19 @@ Result RunWorkload(const std::string& w, int workers, int producers, long ops) {
     int body_ns;
     void Ran(std::uint32_t id, int t) {
       runs[id].fetch_add(1, std::memory_order_relaxed);
-      if (t >= 0) {
-        // Relaxed: the engine must order a token's bodies; one that does not is
-        // caught whichever value the exchange reads.
-        if (running[t].exchange(true, std::memory_order_relaxed)) {
-          overlaps.fetch_add(1, std::memory_order_relaxed);
-          BusyFor(body_ns);
-          return;  // last[t] belongs to the body already running
-        }
+      // Relaxed: the engine must order a token's bodies; one that does not is
+      // caught whichever value the exchange reads. An overlapping body leaves
+      // last[t] to the one already running.
+      const bool alone = t < 0 || !running[t].exchange(true, std::memory_order_relaxed);
+      if (!alone) overlaps.fetch_add(1, std::memory_order_relaxed);
+      if (t >= 0 && alone) {
         const long p = id / per_producer, i = id % per_producer;
         long& seen = last[t][p];
         if (seen >= i) reorders.fetch_add(1, std::memory_order_relaxed);
         seen = i;
-        BusyFor(body_ns);
-        running[t].store(false, std::memory_order_relaxed);
-        return;
       }
       BusyFor(body_ns);
+      if (t >= 0 && alone) running[t].store(false, std::memory_order_relaxed);
     }
   } oracle{runs, last, running, reorders, overlaps, per_producer, body_ns};
   std::vector<ordo::Token> names;
@@ -388,8 +384,8 @@ int main(int argc, char** argv) {
           // driver's measurement of every operation (the same run). An operation
           // already due when its submit began is runnable at once: the engine
           // counts its wait in queue_wait, not as lateness, so this is the timer's.
-          std::printf("  (ns/op = submit cost; of the run with the median submit cost: lateness p50 %.0f us, p99 %.0f us, max %.0f us, "
-                      "0 early; the engine's sampled Stats::lateness, which leaves out what "
+          std::printf("  (ns/op = submit cost; of the run with the median submit cost: "
+                      "lateness p50 %.0f us, p99 %.0f us, max %.0f us, 0 early; the engine's sampled Stats::lateness, which leaves out what "
                       "was due before its submit: p50 %.0f us, p99 %.0f us of %llu)",
                       r.late_p50_us, r.late_p99_us, r.late_max_us,
                       static_cast<double>(r.stats.lateness.Quantile(0.5).count()) / 1000.0,

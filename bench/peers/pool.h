@@ -5,9 +5,10 @@
 // and a timer thread. A token has a chain entry while one of its operations is
 // ready or running, holding the operations queued behind it; when that operation
 // finishes, the worker moves the token's next operation to the ready deque with a
-// pointer to the chain (no new wrapper, no second hash), or erases the entry. The timer thread sleeps on a
-// second condition variable (same mutex) until the earliest due time on the steady
-// clock, then moves every due operation to the ready deque. N worker threads.
+// pointer to the chain (no new wrapper, no second hash), or erases the entry. The
+// timer thread sleeps on a second condition variable (same mutex) until the
+// earliest due time on the steady clock, then moves every due operation to the
+// ready deque. N worker threads.
 // Postponed work is independent only (W4 and the memory probe need no more).
 #ifndef ORDO_BENCH_PEERS_POOL_H_
 #define ORDO_BENCH_PEERS_POOL_H_

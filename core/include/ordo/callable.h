@@ -65,7 +65,7 @@ absl::Status InvokeFn(Fn& fn, Context& ctx) {
     if constexpr (std::is_void_v<R>) {
       fn(ctx);
       return absl::OkStatus();
-    } else if constexpr (kReturnsVoidOrStatus<Fn>) {
+    } else if constexpr (std::is_convertible_v<R, absl::Status>) {
       return absl::Status(fn(ctx));
     } else {
       return absl::OkStatus();  // not reached: refused by Submit's static_assert
@@ -75,7 +75,7 @@ absl::Status InvokeFn(Fn& fn, Context& ctx) {
     if constexpr (std::is_void_v<R>) {
       fn();
       return absl::OkStatus();
-    } else if constexpr (kReturnsVoidOrStatus<Fn>) {
+    } else if constexpr (std::is_convertible_v<R, absl::Status>) {
       return absl::Status(fn());
     } else {
       return absl::OkStatus();  // not reached: refused by Submit's static_assert

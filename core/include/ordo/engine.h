@@ -256,11 +256,11 @@ class Engine {
   // FailedPrecondition after Shutdown began, ResourceExhausted when max_pending
   // has no room for all of them or max_timers has none for every postponed one
   // still in the future (Batch::Add keeps a batch within both limits, as the
-  // clock read at each Add saw it),
-  // InvalidArgument for a batch of another engine or a postponement beyond
-  // Options::horizon (naming the item: possible only if the clock went back
-  // since its Add; checked before Shutdown and room). On success the batch is empty (and keeps its
-  // capacity). An empty batch posts nothing and returns OK.
+  // clock read at each Add saw it), InvalidArgument for a batch of another
+  // engine or a postponement beyond Options::horizon (naming the item: possible
+  // only if the clock went back since its Add; checked before Shutdown and
+  // room). On success the batch is empty (and keeps its capacity). An empty
+  // batch posts nothing and returns OK.
   absl::Status PostBatch(Batch& batch);
 
   // Cancels an operation: kCanceled if it had not started (its body never runs and
