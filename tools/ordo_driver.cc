@@ -270,7 +270,8 @@ Result RunBurst(int workers, long n) {
   auto post_batch = [&] { refused += PostOrDrop(engine, batch); };
   const auto start = Clock::now();
   for (long i = 0; i < n; ++i) {
-    // Exchange: a second run finds the first one's stamp and is counted.
+    // Exchange: a second run finds the first one's stamp and is counted. Relaxed:
+    // both are read only after the engine is idle (WaitIdle's happens-before).
     auto body = [&started, &dup, i] {
       if (started[i].exchange(ordo::Clock::now().time_since_epoch().count(),
                               std::memory_order_relaxed) != 0) {
