@@ -60,7 +60,7 @@ void Engine::DiscardPrepared(internal::Operation* op, const detail::CallableOps*
   impl_->DiscardOperation(op);
 }
 void Engine::CountLoadedBatch(int delta) { impl_->CountLoadedBatch(delta); }
-std::size_t Engine::BatchLimit() const { return impl_->max_pending(); }
+std::size_t Engine::BatchLimit() const { return impl_->batch_limit(); }
 absl::Status Engine::CheckBatchAdd(std::size_t size, std::size_t future, std::int64_t due_ns,
                                    bool* takes_place) {
   return impl_->CheckBatchAdd(size, future, due_ns, takes_place);

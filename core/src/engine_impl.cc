@@ -378,12 +378,13 @@ absl::Status EngineImpl::CheckBatchAdd(std::size_t size, std::size_t future,
   *takes_place = false;
   const bool postponed = due_ns != BatchItem::kNotPostponed;
   // Each refusal counts one rejected operation, as an Add's other checks do.
-  if (size >= options_.max_pending) {
+  if (size >= batch_limit()) {
     CountRejected();
     return absl::ResourceExhaustedError(absl::StrCat(
         postponed ? "Batch::AddPostponed" : "Batch::Add", ": the batch already holds ", size,
-        " operations, as many as Options::max_pending admits at once; post it (PostBatch) "
-        "and add to it again, or raise the limit"));
+        " operations, as many as one batch may (Options::max_pending, less the few places "
+        "threads may keep for their next submits from a limit of 65,536 on); post it "
+        "(PostBatch) and add to it again, or raise the limit"));
   }
   if (!postponed) return absl::OkStatus();
   // A lower bound of the time, as Post reads (Enqueue), and the exact time

@@ -333,6 +333,15 @@ class EngineImpl {
   int workers() const { return static_cast<int>(workers_.size()); }
   // Options::max_pending as the constructor took it (0 -> 1, capped at 2^62).
   std::size_t max_pending() const { return options_.max_pending; }
+  // The most operations one batch may hold: max_pending less what the
+  // single-writer stripes may keep (K3), which no reclaim reaches. A batch of
+  // max_pending itself could then be refused for ever by an idle engine, while
+  // a thread that posted once lives on with a credit or two of its own.
+  std::size_t batch_limit() const {
+    const std::size_t kept = static_cast<std::size_t>(2 * own_batch_) *
+                             (kExternalStripes - kSharedStripes + workers_.size());
+    return options_.max_pending > kept ? options_.max_pending - kept : 1;
+  }
 
   // --- Context ---
   void RequestRetry(Operation* op, std::chrono::nanoseconds delay, std::string_view reason);

@@ -262,6 +262,42 @@ TEST(BatchTest, AnAddPastMaxPendingIsRefusedAndTheBatchStillPosts) {
   EXPECT_EQ(runs.use_count(), 1);  // the refused callables were not kept
 }
 
+// From a limit of 65,536 on, a thread keeps a few credits of its own for its
+// next submits (engine_impl.cc, K1-K3), which nothing reclaims while it lives.
+// A batch is held below max_pending by as much as all threads may keep, so a
+// batch filled to the last Add still posts on an idle engine while a thread
+// that posted once lives on. It once held max_pending, and that batch was
+// refused for as long as the other thread lived.
+TEST(BatchTest, AFullBatchPostsWhileAnotherThreadKeepsCredits) {
+  constexpr std::size_t kLimit = std::size_t{1} << 16;
+  Engine engine({.workers = 1, .max_pending = kLimit});
+  std::latch posted(1);
+  std::latch done(1);
+  std::thread keeper([&] {
+    EXPECT_TRUE(engine.Post([] {}).ok());  // leases a stripe, which keeps credits
+    posted.count_down();
+    done.wait();
+  });
+  posted.wait();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  Batch batch(engine);
+  std::size_t added = 0;
+  absl::Status s;
+  while ((s = batch.Add(Tracked(runs))).ok()) ++added;
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("max_pending"));
+  EXPECT_GT(added, kLimit - kLimit / 64);  // a few hundred places short, no more
+  EXPECT_LT(added, kLimit);
+  const absl::Status posted_status = engine.PostBatch(batch);
+  EXPECT_TRUE(posted_status.ok()) << posted_status;
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  done.count_down();
+  keeper.join();
+  EXPECT_EQ(runs->load(), static_cast<int>(added));
+  EXPECT_EQ(engine.stats().succeeded, added + 1);
+}
+
 TEST(BatchTest, AfterShutdownABatchIsRefusedAndKept) {
   Engine engine({.workers = 1});
   auto runs = std::make_shared<std::atomic<int>>(0);

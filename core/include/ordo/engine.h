@@ -384,14 +384,16 @@ class Engine {
   // Destroys a prepared, never published operation's callable and returns its node.
   void DiscardPrepared(internal::Operation* op, const detail::CallableOps* ops);
   // What PostBatch could never post, refused at the Add (nothing added): a
-  // batch already holding max_pending operations, max_timers still-future
+  // batch already holding BatchLimit() operations, max_timers still-future
   // postponed ones, or a postponement beyond the horizon. `due_ns` is the
   // item's postpone-until time (ns), or BatchItem::kNotPostponed; `future` the
   // batch's items that take a place; `*takes_place` is set to whether this one
   // would (a time still to come). Each refusal counts one rejected operation.
   absl::Status CheckBatchAdd(std::size_t size, std::size_t future, std::int64_t due_ns,
                              bool* takes_place);
-  // Options::max_pending as the engine took it: the most items a Batch may hold.
+  // The most items a Batch may hold: Options::max_pending as the engine took it,
+  // less, from a limit of 65,536 on, the places threads may keep for their next
+  // submits (Options::max_pending), which an idle engine may still hold.
   std::size_t BatchLimit() const;
   // +1 when a Batch of this engine goes from empty to holding operations, -1
   // when it is emptied: the destructor checks none still holds any.
@@ -432,8 +434,10 @@ class Batch {
 
   // Prepares an operation running `f` (as for Post(f)). InvalidArgument for an
   // empty callable, ResourceExhausted when the batch already holds
-  // Options::max_pending operations (more than PostBatch could ever admit at
-  // once: post it, then add on); nothing is added. Admission waits for PostBatch.
+  // Options::max_pending operations (from a limit of 65,536 on, a few hundred
+  // fewer: the places threads may keep, Options::max_pending), more than
+  // PostBatch could be sure to admit at once: post it, then add on. Nothing is
+  // added. Admission waits for PostBatch.
   template <typename F>
   absl::Status Add(F&& f) {
     return AddPrepared(std::forward<F>(f), nullptr, internal::BatchItem::kNotPostponed);
@@ -490,7 +494,7 @@ class Batch {
   template <typename F>
   absl::Status AddPrepared(F&& f, SubmitOptions* options, std::int64_t due_ns) {
     bool takes_place = false;
-    // Inline for every Add: the size against max_pending; the engine's own look
+    // Inline for every Add: the size against BatchLimit(); the engine's own look
     // only for a full batch (the refusal) and for a postponed item.
     if (items_.size() >= max_items_ || due_ns != internal::BatchItem::kNotPostponed) {
       if (absl::Status s = engine_->CheckBatchAdd(items_.size(), future_, due_ns, &takes_place);
@@ -534,7 +538,7 @@ class Batch {
   }
 
   Engine* engine_;
-  std::size_t max_items_;  // the engine's max_pending: no batch may hold more
+  std::size_t max_items_;  // the engine's BatchLimit(): no batch may hold more
   std::vector<internal::BatchItem> items_;
   std::vector<Token> tokens_;  // of the tokened items, in Add order
   std::size_t postponed_ = 0;  // items added by AddPostponed
