@@ -12,7 +12,6 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "op_pool.h"
 #include "ordo/recurrence.h"
@@ -26,7 +25,8 @@ namespace {
 // ever. Out of memory for its message, the status has its code alone (absl keeps
 // a code with no message inline: no allocation). The message is built with
 // std::string, not absl::StrFormat: a bad_alloc inside Debian's StrFormat cannot
-// leave it (checked: the process terminates, however it is caught).
+// leave it (checked: the process terminates, however it is caught). The other
+// refusals here use StrCat, which lets it pass, for the same reason.
 template <typename MakeMessage>
 absl::Status Refusal(absl::StatusCode code, MakeMessage make_message) noexcept {
   try {
@@ -315,10 +315,10 @@ absl::Status EngineImpl::Validate(const SubmitOptions& o, const char* what) {
     }
     if (o.token.text().size() > options_.max_token_bytes) {
       CountRejected();
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s: the dependency token is %d bytes, over the limit of %d "
-          "(Options::max_token_bytes); use a shorter token, e.g. a hash of it",
-          what, o.token.text().size(), options_.max_token_bytes));
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": the dependency token is ", o.token.text().size(),
+          " bytes, over the limit of ", options_.max_token_bytes,
+          " (Options::max_token_bytes); use a shorter token, e.g. a hash of it"));
     }
   }
   if (o.failure_policy != FailurePolicy::kDefault && o.token.empty()) {
@@ -1246,10 +1246,11 @@ absl::Status EngineImpl::CheckControlToken(const Token& token, const char* what)
         absl::StrCat(what, ": pass a non-empty token (a string or an integer)"));
   }
   if (token.kind() == Token::Kind::kString && token.text().size() > options_.max_token_bytes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: the token is %d bytes, over the limit of %d (Options::max_token_bytes), so no "
-        "operation can have it; pass the token the operations were submitted with",
-        what, token.text().size(), options_.max_token_bytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": the token is ", token.text().size(), " bytes, over the limit of ",
+        options_.max_token_bytes,
+        " (Options::max_token_bytes), so no operation can have it; pass the token the "
+        "operations were submitted with"));
   }
   return absl::OkStatus();
 }

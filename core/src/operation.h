@@ -117,7 +117,6 @@ struct OpExtras {
   // (release) and read by Handle::next_occurrence (acquire).
   Atomic<Operation*> successor{nullptr};
   std::uint8_t backoff_kind = 0;
-  std::int64_t backoff_base_ns = 0;
   std::int64_t backoff_max_ns = 0;
 };
 

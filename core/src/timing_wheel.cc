@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace ordo::internal {
@@ -263,16 +264,17 @@ std::int64_t TimingWheel::RefreshMin(std::uint32_t list, MinCache* min) const {
 absl::Status TimingWheel::Insert(TimerNode* node, std::int64_t deadline_ns, std::uint64_t seq) {
   WheelCheck(node != nullptr, "Insert of a null node");
   if (node->linked()) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "timing wheel: node already pending (deadline %d ns, seq %d); Cancel it before "
-        "inserting it again",
-        node->deadline(), node->sequence()));
+    // StrCat, not StrFormat: a bad_alloc inside Debian's StrFormat terminates
+    // the process (engine_impl.cc, Refusal); StrCat lets it reach the caller.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "timing wheel: node already pending (deadline ", node->deadline(), " ns, seq ",
+        node->sequence(), "); Cancel it before inserting it again"));
   }
   if (size_ >= max_timers_) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "timing wheel: %d timers pending (Options::max_timers); let some come due, cancel "
-        "some, or raise Options::max_timers",
-        max_timers_));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "timing wheel: ", max_timers_,
+        " timers pending (Options::max_timers); let some come due, cancel some, or raise "
+        "Options::max_timers"));
   }
   // Relaxed (TimerNode): under the owner's lock, as everything here; the only
   // readers outside it (an engine's Handle and diagnostics) order nothing by
