@@ -165,7 +165,7 @@ case ${1:-} in
       width=()
       if [[ $(basename "$t") == stress_test ]]; then width=("${wide[@]}"); fi
       step "$name" 300 "${own[@]}" ${width[@]+"${width[@]}"} \
-        TSAN_OPTIONS="halt_on_error=0:exitcode=0:suppressions=$here/tsan.supp:log_path=$out/$name.tsan" \
+        TSAN_OPTIONS="halt_on_error=0:exitcode=0:suppressions='$here/tsan.supp':log_path='$out/$name.tsan'" \
         "$t" --gtest_brief=1
       echo "   TSan reports: $(cat "$out/$name".tsan.* 2>/dev/null | grep -c 'WARNING: ThreadSanitizer')" |
         tee -a "$out/summary.txt"
