@@ -373,8 +373,9 @@ bool EngineImpl::BeyondHorizon(std::int64_t t, std::int64_t now) const {
   return horizon < 0 || ahead > static_cast<std::uint64_t>(horizon);
 }
 
-absl::Status EngineImpl::CheckBatchAdd(std::size_t size, std::size_t future,
-                                       std::int64_t due_ns, bool* takes_place) {
+absl::Status EngineImpl::CheckBatchAdd(const BatchItem* items, std::size_t size,
+                                       std::size_t* future, std::int64_t due_ns,
+                                       bool* takes_place) {
   *takes_place = false;
   const bool postponed = due_ns != BatchItem::kNotPostponed;
   // Each refusal counts one rejected operation, as an Add's other checks do.
@@ -396,11 +397,24 @@ absl::Status EngineImpl::CheckBatchAdd(std::size_t size, std::size_t future,
     return s;
   }
   *takes_place = due_ns > now;
-  if (*takes_place && future >= options_.max_timers) {
+  if (*takes_place && *future >= options_.max_timers) {
+    // The count is of items whose time was still to come at their Add; some
+    // may have come since. Counted again, here only (at the limit), against
+    // the same lower bound of the time: an item counted may have come due too
+    // (PostBatch, which reads the clock, gives it no place), never the reverse
+    // on a clock that goes only forward. On a manual clock set back, PostBatch
+    // checks the room in the wheel again.
+    std::size_t still = 0;
+    for (std::size_t i = 0; i < size; ++i) {
+      if (items[i].due_ns != BatchItem::kNotPostponed && items[i].due_ns > now) ++still;
+    }
+    *future = still;
+  }
+  if (*takes_place && *future >= options_.max_timers) {
     CountRejected();
     *takes_place = false;
     return absl::ResourceExhaustedError(absl::StrCat(
-        "Batch::AddPostponed: the batch already holds ", future,
+        "Batch::AddPostponed: the batch already holds ", *future,
         " operations postponed to a time still to come, as many as Options::max_timers "
         "has places for; post it (PostBatch) and add to it again, or raise the limit"));
   }

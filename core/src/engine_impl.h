@@ -280,8 +280,8 @@ class EngineImpl {
                             std::size_t postponed);
   void CountRejected(std::uint64_t n = 1);
   // Engine::CheckBatchAdd.
-  absl::Status CheckBatchAdd(std::size_t size, std::size_t future, std::int64_t due_ns,
-                             bool* takes_place);
+  absl::Status CheckBatchAdd(const BatchItem* items, std::size_t size, std::size_t* future,
+                             std::int64_t due_ns, bool* takes_place);
   // Batches of this engine holding operations (Engine::CountLoadedBatch).
   // Relaxed: a count; the destructor reads it after every Batch call that
   // happens-before it.

@@ -504,6 +504,34 @@ TEST(BatchPostponedTest, AnAddPastMaxTimersIsRefusedButAPastTimeIsNot) {
   EXPECT_EQ(runs.use_count(), 1);
 }
 
+// The items counted against max_timers are those whose time was to come at their
+// Add; at the limit they are counted again, so an item whose time has come since
+// frees its place for the next Add (it was refused for as long as the batch
+// lived), while items still to come keep theirs.
+TEST(BatchPostponedTest, AnItemThatCameDueSinceItsAddFreesItsPlace) {
+  ManualClock clock(ManualClock::time_point(100s));
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 2});
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  Batch batch(engine);
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 1s).ok());
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 10s, Token("t")).ok());
+  EXPECT_EQ(batch.AddPostponed(Tracked(runs), clock.now() + 3s).code(),
+            absl::StatusCode::kResourceExhausted);
+  clock.Advance(2s);  // the first item's time has come; the second's has not
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 3s).ok());
+  EXPECT_EQ(batch.AddPostponed(Tracked(runs), clock.now() + 4s).code(),
+            absl::StatusCode::kResourceExhausted);  // two still to come: full again
+  EXPECT_EQ(batch.size(), 3u);
+  EXPECT_EQ(engine.stats().rejected, 2u);
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 1);  // the one that came due
+  clock.Advance(10s);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 3);
+  EXPECT_EQ(runs.use_count(), 1);
+}
+
 // All or nothing at max_timers: a batch whose postponed items do not all fit in
 // the wheel posts none, keeps them, and gives back the admission it took.
 TEST(BatchPostponedTest, ABatchWithoutRoomInTheWheelIsRefusedWholeAndKept) {

@@ -385,12 +385,14 @@ class Engine {
   void DiscardPrepared(internal::Operation* op, const detail::CallableOps* ops);
   // What PostBatch could never post, refused at the Add (nothing added): a
   // batch already holding BatchLimit() operations, max_timers still-future
-  // postponed ones, or a postponement beyond the horizon. `due_ns` is the
-  // item's postpone-until time (ns), or BatchItem::kNotPostponed; `future` the
-  // batch's items that take a place; `*takes_place` is set to whether this one
-  // would (a time still to come). Each refusal counts one rejected operation.
-  absl::Status CheckBatchAdd(std::size_t size, std::size_t future, std::int64_t due_ns,
-                             bool* takes_place);
+  // postponed ones, or a postponement beyond the horizon. `items` are the
+  // batch's; `due_ns` is the new item's postpone-until time (ns), or
+  // BatchItem::kNotPostponed; `*future` the batch's items that take a place,
+  // counted again (and lowered) when it reaches max_timers, as some may have
+  // come due since their Add; `*takes_place` is set to whether this one would (a
+  // time still to come). Each refusal counts one rejected operation.
+  absl::Status CheckBatchAdd(const std::vector<internal::BatchItem>& items, std::size_t* future,
+                             std::int64_t due_ns, bool* takes_place);
   // The most items a Batch may hold: Options::max_pending as the engine took it,
   // less, from a limit of 65,536 on, the places threads may keep for their next
   // submits (Options::max_pending), which an idle engine may still hold.
@@ -497,7 +499,7 @@ class Batch {
     // Inline for every Add: the size against BatchLimit(); the engine's own look
     // only for a full batch (the refusal) and for a postponed item.
     if (items_.size() >= max_items_ || due_ns != internal::BatchItem::kNotPostponed) {
-      if (absl::Status s = engine_->CheckBatchAdd(items_.size(), future_, due_ns, &takes_place);
+      if (absl::Status s = engine_->CheckBatchAdd(items_, &future_, due_ns, &takes_place);
           !s.ok()) {
         return s;
       }
@@ -542,7 +544,9 @@ class Batch {
   std::vector<internal::BatchItem> items_;
   std::vector<Token> tokens_;  // of the tokened items, in Add order
   std::size_t postponed_ = 0;  // items added by AddPostponed
-  std::size_t future_ = 0;     // of those, the ones whose time was still to come
+  // Of those, the ones whose time was still to come at their Add (or at the
+  // last recount, CheckBatchAdd): an upper bound of those that take a place.
+  std::size_t future_ = 0;
 };
 
 }  // namespace ordo
