@@ -374,8 +374,8 @@ bool EngineImpl::BeyondHorizon(std::int64_t t, std::int64_t now) const {
 }
 
 absl::Status EngineImpl::CheckBatchAdd(const BatchItem* items, std::size_t size,
-                                       std::size_t* future, std::int64_t due_ns,
-                                       bool* takes_place) {
+                                       std::size_t* future, std::int64_t* earliest_future_ns,
+                                       std::int64_t due_ns, bool* takes_place) {
   *takes_place = false;
   const bool postponed = due_ns != BatchItem::kNotPostponed;
   // Each refusal counts one rejected operation, as an Add's other checks do.
@@ -397,18 +397,24 @@ absl::Status EngineImpl::CheckBatchAdd(const BatchItem* items, std::size_t size,
     return s;
   }
   *takes_place = due_ns > now;
-  if (*takes_place && *future >= options_.max_timers) {
+  if (*takes_place && *future >= options_.max_timers && now >= *earliest_future_ns) {
     // The count is of items whose time was still to come at their Add; some
-    // may have come since. Counted again, here only (at the limit), against
-    // the same lower bound of the time: an item counted may have come due too
-    // (PostBatch, which reads the clock, gives it no place), never the reverse
-    // on a clock that goes only forward. On a manual clock set back, PostBatch
-    // checks the room in the wheel again.
+    // have come since (the earliest has). Counted again, here only (at the
+    // limit, once the earliest time counted has come, so not on every Add at
+    // the limit), against the same lower bound of the time: an item counted
+    // may have come due too (PostBatch, which reads the clock, gives it no
+    // place), never the reverse on a clock that goes only forward. On a manual
+    // clock set back, PostBatch checks the room in the wheel again.
     std::size_t still = 0;
+    std::int64_t earliest = INT64_MAX;
     for (std::size_t i = 0; i < size; ++i) {
-      if (items[i].due_ns != BatchItem::kNotPostponed && items[i].due_ns > now) ++still;
+      if (items[i].due_ns != BatchItem::kNotPostponed && items[i].due_ns > now) {
+        ++still;
+        earliest = std::min(earliest, items[i].due_ns);
+      }
     }
     *future = still;
+    *earliest_future_ns = earliest;
   }
   if (*takes_place && *future >= options_.max_timers) {
     CountRejected();
@@ -726,11 +732,13 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
       if (armed(items[i])) ++to_arm;
       continue;
     }
-    Count(st, st.rejected, n);
+    // The message first: out of memory for it, nothing is counted either.
     const absl::Status beyond =
         CheckHorizon(items[i].due_ns, now, absl::StrCat("PostBatch: item ", i));
-    return absl::InvalidArgumentError(
+    absl::Status refused = absl::InvalidArgumentError(
         absl::StrCat(beyond.message(), "; nothing was posted (the batch keeps its operations)"));
+    Count(st, st.rejected, n);
+    return refused;
   }
   EnterSubmit(st);
   // Admission for n at once, and the wheel's places; refused, the caller keeps

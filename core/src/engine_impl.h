@@ -259,8 +259,9 @@ class EngineImpl {
   // timer's place taken). If its move or copy throws, gives all that back,
   // returns the node, and rethrows: nothing changed.
   void PlaceCallable(Operation* op, detail::PendingCallable f, Stripe& st, bool timer_reserved);
-  // Engine::PostBatch: the n prepared nodes of a Batch (compact for independent
-  // items, full for tokened ones, whose tokens are tokens[item.token]), as n
+  // Engine::PostBatch: the n prepared nodes of a Batch (compact for plain
+  // independent items, facts nodes for tokened and postponed ones, full ones
+  // when sampled; the tokens are tokens[item.token]), as n
   // Post calls in a row would post them, with one admission (TakeCredits), one
   // id fetch_add and one run-queue push per chunk of runnable nodes. All or
   // nothing: on an error nothing is taken, destroyed or published (the Batch
@@ -281,7 +282,8 @@ class EngineImpl {
   void CountRejected(std::uint64_t n = 1);
   // Engine::CheckBatchAdd.
   absl::Status CheckBatchAdd(const BatchItem* items, std::size_t size, std::size_t* future,
-                             std::int64_t due_ns, bool* takes_place);
+                             std::int64_t* earliest_future_ns, std::int64_t due_ns,
+                             bool* takes_place);
   // Batches of this engine holding operations (Engine::CountLoadedBatch).
   // Relaxed: a count; the destructor reads it after every Batch call that
   // happens-before it.

@@ -197,6 +197,54 @@ TEST(AllocationTest, SubmitOutOfMemoryBeforeAdmissionThrowsAndTakesNothing) {
   EXPECT_TRUE(engine.Shutdown().ok());  // returns: no submit is left half-way
 }
 
+// Out of memory in Batch::Add, where the batch grows its record (of items, or of
+// tokens for a tokened item): Add throws, nothing is added, and the callable
+// passed as an rvalue is still the caller's, as Post leaves it on an error. It
+// was moved into the node first and destroyed with it when the record could not
+// grow.
+TEST(AllocationTest, ABatchAddOutOfMemoryLeavesTheCallableWithTheCaller) {
+  Engine engine({.workers = 1});
+  {
+    Batch warm(engine);  // node pools stocked: Add's first allocation is its record's
+    for (int i = 0; i < 1000; ++i) {
+      ASSERT_TRUE(warm.Add([] {}).ok());
+      ASSERT_TRUE(warm.Add([] {}, ordo::Token("warm")).ok());
+    }
+    ASSERT_TRUE(engine.PostBatch(warm).ok());
+    ASSERT_TRUE(engine.WaitIdle().ok());
+  }
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  auto f = [runs] { runs->fetch_add(1, std::memory_order_relaxed); };
+  auto g = f;
+  Batch batch(engine);
+  bool threw = false;
+  t_fail_allocations = true;
+  try {
+    (void)batch.Add(std::move(f));  // the item record's first growth fails
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  t_fail_allocations = false;
+  EXPECT_TRUE(threw);
+  EXPECT_EQ(batch.size(), 0u);
+  ASSERT_TRUE(batch.Add(std::move(f)).ok());  // f kept its capture: it runs
+  threw = false;
+  t_fail_allocations = true;
+  try {
+    (void)batch.Add(std::move(g), ordo::Token("t"));  // the token record's growth fails
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  t_fail_allocations = false;
+  EXPECT_TRUE(threw);
+  EXPECT_EQ(batch.size(), 1u);
+  ASSERT_TRUE(batch.Add(std::move(g), ordo::Token("t")).ok());
+  ASSERT_TRUE(engine.PostBatch(batch).ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 2);
+  EXPECT_EQ(engine.stats().succeeded, 2002u);
+}
+
 // A refusal out of memory. Admit builds its refusal's message after the submit
 // has raised its Dekker count (EnterSubmit); a bad_alloc there left the count up,
 // so Shutdown waited for ever. The refusal now comes with its code alone, for

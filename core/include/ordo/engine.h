@@ -26,6 +26,7 @@
 #ifndef ORDO_ENGINE_H_
 #define ORDO_ENGINE_H_
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -388,11 +389,13 @@ class Engine {
   // postponed ones, or a postponement beyond the horizon. `items` are the
   // batch's; `due_ns` is the new item's postpone-until time (ns), or
   // BatchItem::kNotPostponed; `*future` the batch's items that take a place,
-  // counted again (and lowered) when it reaches max_timers, as some may have
-  // come due since their Add; `*takes_place` is set to whether this one would (a
-  // time still to come). Each refusal counts one rejected operation.
+  // counted again (and lowered) when it reaches max_timers once the earliest of
+  // their times, `*earliest_future_ns`, has come (both updated then), as some
+  // may have come due since their Add; `*takes_place` is set to whether this
+  // one would (a time still to come). Each refusal counts one rejected operation.
   absl::Status CheckBatchAdd(const std::vector<internal::BatchItem>& items, std::size_t* future,
-                             std::int64_t due_ns, bool* takes_place);
+                             std::int64_t* earliest_future_ns, std::int64_t due_ns,
+                             bool* takes_place);
   // The most items a Batch may hold: Options::max_pending as the engine took it,
   // less, from a limit of 65,536 on, the places threads may keep for their next
   // submits (Options::max_pending), which an idle engine may still hold.
@@ -429,17 +432,22 @@ class Engine {
 // destructor ends the process, saying so, if one does).
 class Batch {
  public:
-  explicit Batch(Engine& engine) : engine_(&engine), max_items_(engine.BatchLimit()) {}
+  // No more items than BatchLimit(), nor than a tokened item's 32-bit index
+  // (BatchItem::token) can tell apart from kNoToken.
+  explicit Batch(Engine& engine)
+      : engine_(&engine),
+        max_items_(std::min<std::size_t>(engine.BatchLimit(), internal::BatchItem::kNoToken)) {}
   Batch(const Batch&) = delete;
   Batch& operator=(const Batch&) = delete;
   ~Batch() { Clear(); }
 
   // Prepares an operation running `f` (as for Post(f)). InvalidArgument for an
   // empty callable, ResourceExhausted when the batch already holds
-  // Options::max_pending operations (from a limit of 65,536 on, a few hundred
-  // fewer: the places threads may keep, Options::max_pending), more than
-  // PostBatch could be sure to admit at once: post it, then add on. Nothing is
-  // added. Admission waits for PostBatch.
+  // Options::max_pending operations (from a limit of 65,536 on, fewer by what
+  // threads may keep, Options::max_pending: up to 16 per worker and about 1,000
+  // for the outside threads), more than PostBatch could be sure to admit at
+  // once: post it, then add on. Nothing is added. Admission waits for
+  // PostBatch. On any error, a thrown bad_alloc included, `f` is left as it was.
   template <typename F>
   absl::Status Add(F&& f) {
     return AddPrepared(std::forward<F>(f), nullptr, internal::BatchItem::kNotPostponed);
@@ -499,11 +507,17 @@ class Batch {
     // Inline for every Add: the size against BatchLimit(); the engine's own look
     // only for a full batch (the refusal) and for a postponed item.
     if (items_.size() >= max_items_ || due_ns != internal::BatchItem::kNotPostponed) {
-      if (absl::Status s = engine_->CheckBatchAdd(items_, &future_, due_ns, &takes_place);
+      if (absl::Status s = engine_->CheckBatchAdd(items_, &future_, &earliest_future_ns_, due_ns,
+                                                  &takes_place);
           !s.ok()) {
         return s;
       }
     }
+    const bool tokened = options != nullptr && !options->token.empty();
+    // Room for the record first: out of memory here, f has not been moved
+    // from (Prepare moves it into the node), and the pushes below cannot throw.
+    Grow(items_);
+    if (tokened) Grow(tokens_);
     internal::Operation* op = nullptr;
     const detail::CallableOps* ops = nullptr;
     if (absl::Status s =
@@ -512,21 +526,24 @@ class Batch {
         !s.ok()) {
       return s;
     }
-    const bool tokened = options != nullptr && !options->token.empty();
     const std::uint32_t index = tokened ? static_cast<std::uint32_t>(tokens_.size())
                                         : internal::BatchItem::kNoToken;
-    try {
-      items_.push_back(internal::BatchItem{op, ops, index, due_ns});
-      if (tokened) tokens_.push_back(std::move(options->token));
-    } catch (...) {
-      if (!items_.empty() && items_.back().op == op) items_.pop_back();
-      engine_->DiscardPrepared(op, ops);
-      throw;
-    }
+    static_assert(std::is_nothrow_move_constructible_v<Token>);
+    items_.push_back(internal::BatchItem{op, ops, index, due_ns});  // room made above
+    if (tokened) tokens_.push_back(std::move(options->token));
     if (due_ns != internal::BatchItem::kNotPostponed) ++postponed_;
-    if (takes_place) ++future_;
+    if (takes_place) {
+      ++future_;
+      earliest_future_ns_ = std::min(earliest_future_ns_, due_ns);
+    }
     if (items_.size() == 1) engine_->CountLoadedBatch(1);
     return absl::OkStatus();
+  }
+
+  // Makes room for one more element, growing geometrically as push_back would.
+  template <typename V>
+  static void Grow(V& v) {
+    if (v.size() == v.capacity()) v.reserve(v.capacity() < 8 ? 8 : 2 * v.capacity());
   }
 
   // Empties the batch without touching its operations (destroyed by Clear, or
@@ -536,6 +553,7 @@ class Batch {
     tokens_.clear();
     postponed_ = 0;
     future_ = 0;
+    earliest_future_ns_ = INT64_MAX;
     engine_->CountLoadedBatch(-1);
   }
 
@@ -547,6 +565,9 @@ class Batch {
   // Of those, the ones whose time was still to come at their Add (or at the
   // last recount, CheckBatchAdd): an upper bound of those that take a place.
   std::size_t future_ = 0;
+  // The earliest time among those counted in future_ (INT64_MAX: none): no
+  // recount before it comes.
+  std::int64_t earliest_future_ns_ = INT64_MAX;
 };
 
 }  // namespace ordo
