@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -174,8 +175,9 @@ TEST(TokenMapTest, AGenerationalSweepSparesAChainEmptiedSinceTheLastOne) {
 // T3 (b): a token control walking from the chain's last node (its hazard pointer
 // names it) keeps the runner from emptying the chain until the walk ends. The
 // walker writes `walked` before it clears its hazard, so a runner that returned
-// from Advance must see it. (The yields only give a runner that ignored the
-// hazard time to return early; the assertion does not depend on them.)
+// from Advance must see it. The walker waits (bounded) until the runner is
+// inside Advance, past its store of head_ = nullptr (TryEmpty, T3 (a)), and
+// checks the chain is not emptied yet before it lets go.
 TEST(TokenMapTest, TheRunnerDoesNotEmptyAChainWhileAWalkerHoldsItsLastNode) {
   for (int round = 0; round < 20; ++round) {
     TokenMap map;
@@ -191,7 +193,13 @@ TEST(TokenMapTest, TheRunnerDoesNotEmptyAChainWhileAWalkerHoldsItsLastNode) {
       EXPECT_EQ(map.Advance(a), nullptr);
       seen = walked.load(std::memory_order_relaxed);
     });
-    for (int i = 0; i < 1000; ++i) std::this_thread::yield();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (c->head_.load() != nullptr && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    EXPECT_EQ(c->head_.load(), nullptr) << "the runner never reached the emptying";
+    for (int i = 0; i < 100; ++i) std::this_thread::yield();  // room to empty early
+    EXPECT_EQ(c->tail_.load(), a) << "the chain was emptied under a walker's hazard";
     walked.store(true, std::memory_order_relaxed);
     c->WithdrawHazard();
     runner.join();
@@ -291,11 +299,11 @@ TEST(TokenMapTest, ProducersRacingRetirementNeverLoseNorDoubleRunAChain) {
   std::atomic<bool> stop{false};
   std::atomic<long> sweeps{0};
   std::thread sweeper([&] {
-    while (!stop.load()) {
+    do {  // at least one sweep, however soon the producers finish
       map.SweepIdle();
       sweeps.fetch_add(1);
       std::this_thread::yield();
-    }
+    } while (!stop.load());
   });
   std::vector<std::thread> producers;
   for (int p = 0; p < kProducers; ++p) {

@@ -652,7 +652,6 @@ TEST(BatchTest, BatchesRacingShutdownAreAllInOrAllOut) {
     while (accepted.load(std::memory_order_relaxed) == 0) std::this_thread::yield();
     ASSERT_TRUE(engine.Shutdown().ok());
     for (std::thread& t : producers) t.join();
-    EXPECT_GT(accepted.load(), 0);
     EXPECT_EQ(ran.load(), accepted.load()) << "round " << round;
     const Stats st = engine.stats();
     EXPECT_EQ(st.submitted, static_cast<std::uint64_t>(accepted.load()));

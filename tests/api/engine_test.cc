@@ -128,49 +128,64 @@ TEST(ChainTest, AnOperationSubmittingToItsOwnTokenDoesNotRunItInline) {
 // so an operation submitted then started on the other worker meanwhile.)
 TEST(ChainTest, AnOperationsCapturesAreDestroyedBeforeTheNextOfItsTokenStarts) {
   Engine engine({.workers = 2});
-  std::mutex mu;
-  std::vector<std::string> seen;
   std::atomic<bool> next_started{false};
+  std::atomic<bool> next_submitted{false};
+  std::atomic<bool> next_seen_early{false};
+  std::atomic<bool> destroyed{false};
   std::promise<void> destroying;
   struct Probe {
-    std::mutex* mu;
-    std::vector<std::string>* seen;
     std::atomic<bool>* next_started;
+    std::atomic<bool>* next_submitted;
+    std::atomic<bool>* next_seen_early;
+    std::atomic<bool>* destroyed;
     std::promise<void>* destroying;
     bool armed = true;
-    Probe(std::mutex* m, std::vector<std::string>* s, std::atomic<bool>* n, std::promise<void>* d)
-        : mu(m), seen(s), next_started(n), destroying(d) {}
+    Probe(std::atomic<bool>* n, std::atomic<bool>* s, std::atomic<bool>* e, std::atomic<bool>* d,
+          std::promise<void>* p)
+        : next_started(n), next_submitted(s), next_seen_early(e), destroyed(d), destroying(p) {}
     Probe(const Probe&) = delete;
     Probe(Probe&& o) noexcept
-        : mu(o.mu), seen(o.seen), next_started(o.next_started), destroying(o.destroying) {
+        : next_started(o.next_started),
+          next_submitted(o.next_submitted),
+          next_seen_early(o.next_seen_early),
+          destroyed(o.destroyed),
+          destroying(o.destroying) {
       o.armed = false;  // only the engine's copy reports
     }
     ~Probe() {
       if (!armed) return;
       destroying->set_value();
-      // Gives the next operation, submitted now, every chance to start early:
-      // a bounded look, not a synchronisation (it passes with or without it).
-      for (int i = 0; i < 300 && !next_started->load(); ++i) {
+      // The next operation is submitted once we are here (a bounded wait for
+      // it); then it gets a window to start early, which a correct engine
+      // never lets it take: a bounded look, not a synchronisation.
+      for (int i = 0; i < 10000 && !next_submitted->load(); ++i) {
         std::this_thread::sleep_for(1ms);
       }
-      std::lock_guard<std::mutex> lock(*mu);
-      seen->push_back("first's captures destroyed");
+      for (int i = 0; i < 50 && !next_started->load(); ++i) {
+        std::this_thread::sleep_for(1ms);
+      }
+      if (next_started->load()) next_seen_early->store(true);
+      destroyed->store(true);
     }
   };
-  auto first = engine.Submit([p = Probe(&mu, &seen, &next_started, &destroying)] {},
-                             {.token = "t"});
+  auto first = engine.Submit(
+      [p = Probe(&next_started, &next_submitted, &next_seen_early, &destroyed, &destroying)] {},
+      {.token = "t"});
   ASSERT_TRUE(first.ok());
   destroying.get_future().wait();  // the first has run, and its captures are going
+  std::atomic<bool> destroyed_before_next{false};
   auto second = engine.Submit(
       [&] {
+        destroyed_before_next = destroyed.load();
         next_started = true;
-        std::lock_guard<std::mutex> lock(mu);
-        seen.push_back("second started");
       },
       {.token = "t"});
+  next_submitted = true;
   ASSERT_TRUE(second.ok());
   ASSERT_TRUE(AwaitState(*second, State::kSucceeded));
-  EXPECT_THAT(seen, ElementsAre("first's captures destroyed", "second started"));
+  EXPECT_FALSE(next_seen_early.load()) << "the next operation started during the destructor";
+  EXPECT_TRUE(destroyed_before_next.load())
+      << "the next operation started before the destructor ended";
 }
 
 // Two callables that each wait for the other, up to a bound: both meet only if
@@ -1255,23 +1270,25 @@ TEST(EngineOptionsTest, PostRefusesASuspendedOperationWithNoToken) {
 // WaitFor(nanoseconds::max()) computed its deadline as now + timeout: a signed
 // overflow, undefined (it happened to wrap back in deadline - now; the
 // sanitizer build, which aborts on it, runs this test). The deadline saturates.
+// It is computed as WaitFor is entered, so every call below takes that path;
+// the waiter usually waits, but may find the operation ended already.
 TEST(HandleTest, WaitForTheLongestTimeoutWaits) {
   Engine engine({.workers = 1});
   Gate gate;
   auto h = engine.Submit(gate.Waiter());
   ASSERT_TRUE(h.ok());
-  std::atomic<bool> returned{false};
   std::atomic<bool> result{false};
+  std::atomic<bool> ended_when_returned{false};
   std::thread waiter([&] {
     result = h->WaitFor(std::chrono::nanoseconds::max());
-    returned = true;
+    ended_when_returned = h->state() == State::kSucceeded;
   });
   const bool started = AwaitState(*h, State::kInProgress);
   gate.Open();  // before any check: the waiter must not stay joinable
   waiter.join();
   EXPECT_TRUE(started);
-  EXPECT_TRUE(returned.load());
   EXPECT_TRUE(result.load()) << "WaitFor returned false: it gave up before the operation ended";
+  EXPECT_TRUE(ended_when_returned.load()) << "WaitFor returned before the operation ended";
   EXPECT_TRUE(h->WaitFor(std::chrono::nanoseconds::max()));  // terminal: at once
 }
 

@@ -19,7 +19,7 @@ TEST(ReadmeExamplesTest, UsingIt) {
   ordo::Engine engine(ordo::Options{.workers = 4});
   absl::StatusOr<ordo::Handle> h = engine.Submit(
       [](ordo::Context& ctx) { (void)ctx.cancel_requested(); },
-      {.token = "account-42", .postpone_until = ordo::Clock::now() + 5s});
+      {.token = "account-42", .postpone_until = ordo::Clock::now() + 1h});
   ASSERT_TRUE(h.ok());
   EXPECT_EQ(h->state(), ordo::State::kPostponed);
   auto outcome = engine.Cancel(*h);

@@ -155,7 +155,12 @@ TEST(StatsTest, DurationsAcrossAClockSteppedBackFarAreZero) {
   ManualClock clock{Clock::time_point(kFar)};
   Engine engine({.workers = 1, .clock = &clock, .latency_sample_every = 1});
   Gate gate;
-  ASSERT_TRUE(engine.Post(gate.Waiter()).ok());  // holds the one worker
+  std::latch started(1);
+  ASSERT_TRUE(engine.Post([&started, wait = gate.Waiter()] {
+    started.count_down();
+    wait();
+  }).ok());  // holds the one worker
+  started.wait();  // running: the released one cannot start before the step below
   ASSERT_TRUE(engine.Post([] {}, {.postpone_until = clock.now() + 1s}).ok());
   clock.Advance(2s);  // the postponed one is released, behind the first
   clock.Set(Clock::time_point(-kFar));

@@ -360,7 +360,7 @@ void RunTokenControlStress(int producers, long per_producer) {
     std::atomic<bool> done{false};
     std::thread controller([&] {
       std::mt19937 rng(7);
-      while (!done.load(std::memory_order_acquire)) {
+      do {  // at least one control, however soon the producers finish
         const Token& t = tokens[rng() % kTargets];
         switch (rng() % 4) {
           case 0: EXPECT_TRUE(engine.CancelToken(t).ok()); break;
@@ -372,7 +372,7 @@ void RunTokenControlStress(int producers, long per_producer) {
           default: EXPECT_TRUE(engine.ResumeToken(t).ok()); break;
         }
         controls.fetch_add(1, std::memory_order_relaxed);
-      }
+      } while (!done.load(std::memory_order_acquire));
     });
     std::vector<std::thread> threads;
     for (int p = 0; p < producers; ++p) {
@@ -467,7 +467,7 @@ void RunPostStress(int producers, long per_producer, int batch_max = 0) {
     std::atomic<bool> done{false};
     std::thread controller([&] {
       std::mt19937 rng(11);
-      while (!done.load(std::memory_order_acquire)) {
+      do {  // at least one control, however soon the producers finish
         const Token& t = tokens[rng() % kTargets];
         switch (rng() % 3) {
           case 0: EXPECT_TRUE(engine.CancelToken(t).ok()); break;
@@ -478,7 +478,7 @@ void RunPostStress(int producers, long per_producer, int batch_max = 0) {
             break;
         }
         controls.fetch_add(1, std::memory_order_relaxed);
-      }
+      } while (!done.load(std::memory_order_acquire));
     });
     std::vector<std::thread> threads;
     for (int p = 0; p < producers; ++p) {
@@ -699,7 +699,8 @@ void RunSoleRunRace(int producers, long per_producer) {
       }
     }
   }
-  EXPECT_GT(postponed.load(), 0);
+  // How many Postpones beat their runner: recorded, not required (a race).
+  ::testing::Test::RecordProperty("postponed", static_cast<int>(postponed.load()));
   EXPECT_EQ(stats.submitted, static_cast<std::uint64_t>(total));
   EXPECT_EQ(stats.pending, 0u);
   EXPECT_EQ(stats.canceled, static_cast<std::uint64_t>(canceled_count));
@@ -712,8 +713,9 @@ void RunSoleRunRace(int producers, long per_producer) {
 // often empties the wheel) from two producers, every one waited for with a
 // bound, so a timer that nobody drains (a lost kick: the timekeeper asleep
 // towards no deadline with the operation in its inbox) fails the test instead
-// of hanging it. Every eighth operation is canceled at once:
-// Cancel takes the timer lock, and so drains the inbox too (I5's other drainer).
+// of hanging it. Every eighth operation is postponed by an hour and canceled at
+// once: Cancel takes the timer lock, and so drains the inbox too (I5's other
+// drainer).
 // Counts: every operation ended, ran at most once, and ran = succeeded,
 // succeeded + canceled = submitted.
 void RunTimerWakeRace(int producers, int rounds, int per_round) {
@@ -727,11 +729,18 @@ void RunTimerWakeRace(int producers, int rounds, int per_round) {
       threads.emplace_back([&, p] {
         std::mt19937 rng(static_cast<unsigned>(r * 131 + p));
         for (int i = 0; i < per_round; ++i) {
+          // Every eighth is an hour out, so its Cancel, at once, finds it
+          // waiting in the wheel or still in the inbox: certainly canceled.
+          const bool cancel = i % 8 == 7;
           auto h = engine.Submit([&ran] { ran.fetch_add(1, std::memory_order_relaxed); },
                                  {.postpone_until = Clock::now() +
-                                                    std::chrono::microseconds(rng() % 300)});
+                                                    (cancel ? std::chrono::microseconds(std::chrono::hours(1))
+                                                            : std::chrono::microseconds(rng() % 300))});
           ASSERT_TRUE(h.ok()) << h.status();
-          if (i % 8 == 7) (void)engine.Cancel(*h);  // it may have run already
+          if (cancel) {
+            absl::StatusOr<CancelOutcome> c = engine.Cancel(*h);
+            EXPECT_TRUE(c.ok() && *c == CancelOutcome::kCanceled) << c.status();
+          }
           handles[p].push_back(*std::move(h));
         }
       });
@@ -754,7 +763,7 @@ void RunTimerWakeRace(int producers, int rounds, int per_round) {
   ASSERT_TRUE(engine.WaitIdle().ok());
   const Stats s = engine.stats();
   EXPECT_EQ(s.submitted, static_cast<std::uint64_t>(rounds) * producers * per_round);
-  EXPECT_GT(s.canceled, 0u);
+  EXPECT_EQ(s.canceled, static_cast<std::uint64_t>(rounds) * producers * (per_round / 8));
   EXPECT_EQ(s.succeeded + s.canceled, s.submitted);
   EXPECT_EQ(static_cast<std::uint64_t>(ran.load()), s.succeeded);
   EXPECT_EQ(s.pending, 0u);
@@ -772,11 +781,11 @@ void RunStatsSnapshotRace(long roots) {
   std::atomic<bool> done{false};
   std::atomic<long> snapshots{0}, violations{0};
   std::thread reader([&] {
-    while (!done.load(std::memory_order_acquire)) {
+    do {  // at least one snapshot, however soon the fans finish
       const Stats st = engine.stats();
       if (st.succeeded + st.failed + st.canceled > st.submitted) violations.fetch_add(1);
       snapshots.fetch_add(1);
-    }
+    } while (!done.load(std::memory_order_acquire));
   });
   std::function<void(int)> fan = [&](int depth) {
     if (depth == 0) return;
@@ -1720,9 +1729,10 @@ void RunExplainRace(long per_token) {
       });
       threads.emplace_back([&, t] {  // the token's explainer
         PerToken& me = per[t];
+        bool answered = false;  // at least one answer, however soon the token ran
         for (;;) {
           const long ran = me.ran.load(std::memory_order_relaxed);
-          if (ran >= per_token) return;
+          if (ran >= per_token && answered) return;
           // The head is operation `ran` (or about to be): ask about the next.
           const long i = std::min(ran + 1, per_token - 1);
           if (i >= me.submitted.load(std::memory_order_acquire)) {
@@ -1731,6 +1741,7 @@ void RunExplainRace(long per_token) {
           }
           const Handle& h = me.handles[i];
           const std::string text = h.Explain();
+          answered = true;
           answers.fetch_add(1, std::memory_order_relaxed);
           if (text.rfind("op " + std::to_string(h.id()) + " is ", 0) != 0) {
             wrong_answers.fetch_add(1, std::memory_order_relaxed);
