@@ -379,7 +379,22 @@ void ManualClock::Set(time_point t) {
   Notify();
 }
 
+namespace {
+// The ManualClock whose listeners this thread is running (Notify), if any.
+thread_local const ManualClock* t_notifying = nullptr;
+// A listener that calls back into its own clock would lock listeners_mu_ again
+// on the thread that holds it: undefined, a hang in practice. Said plainly.
+void CheckNotInListenerOf(const ManualClock* clock, const char* call) {
+  ORDO_CHECK(t_notifying != clock,
+             absl::StrCat("ManualClock::", call,
+                          " called from one of the same clock's listeners (an engine "
+                          "reading it, or the code it runs there); call it from outside")
+                 .c_str());
+}
+}  // namespace
+
 std::uint64_t ManualClock::AddListener(std::function<void()> on_advance) {
+  CheckNotInListenerOf(this, "AddListener");
   std::lock_guard<std::mutex> lock(listeners_mu_);
   const std::uint64_t id = next_listener_id_++;
   listeners_.emplace_back(id, std::move(on_advance));
@@ -387,6 +402,7 @@ std::uint64_t ManualClock::AddListener(std::function<void()> on_advance) {
 }
 
 void ManualClock::RemoveListener(std::uint64_t id) {
+  CheckNotInListenerOf(this, "RemoveListener");
   std::lock_guard<std::mutex> lock(listeners_mu_);
   std::erase_if(listeners_, [id](const auto& e) { return e.first == id; });
 }
@@ -394,7 +410,14 @@ void ManualClock::RemoveListener(std::uint64_t id) {
 void ManualClock::Notify() {
   // Under the lock: RemoveListener (engine destruction) waits for a running
   // notification, so a listener never runs on a destroyed engine.
+  CheckNotInListenerOf(this, "Advance or Set");
   std::lock_guard<std::mutex> lock(listeners_mu_);
+  const ManualClock* const outer = t_notifying;  // another clock's, or none
+  t_notifying = this;
+  struct Restore {
+    const ManualClock* outer;
+    ~Restore() { t_notifying = outer; }
+  } restore{outer};
   for (auto& [id, fn] : listeners_) fn();
 }
 
@@ -426,6 +449,16 @@ DynamicsCodes ToDynamics(State s) {
   return {DynamicsStateCode::kReady, 0};
 }
 
+namespace {
+// A recorded duration as nanoseconds: a sample can reach 2^64 - 2 (NsAhead is
+// exact across the whole of int64, from a clock far back to a time far ahead),
+// past what nanoseconds holds, which once came out negative. Saturating.
+std::chrono::nanoseconds SaturatedNs(std::uint64_t ns) {
+  constexpr std::uint64_t kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(std::min(ns, kMax)));
+}
+}  // namespace
+
 std::chrono::nanoseconds LatencyHistogram::Quantile(double q) const {
   if (count == 0) return std::chrono::nanoseconds(0);
   q = q >= 0 ? std::min(q, 1.0) : 0.0;  // NaN too
@@ -438,14 +471,14 @@ std::chrono::nanoseconds LatencyHistogram::Quantile(double q) const {
     if (seen >= rank) {
       // The bucket's end, less one: the largest duration it can hold.
       const std::uint64_t end = i + 1 < kBuckets ? LowerNs(i + 1) - 1 : max_ns;
-      return std::chrono::nanoseconds(static_cast<std::int64_t>(std::min(end, max_ns)));
+      return SaturatedNs(std::min(end, max_ns));
     }
   }
-  return std::chrono::nanoseconds(static_cast<std::int64_t>(max_ns));  // counts lag count
+  return SaturatedNs(max_ns);  // counts lag count
 }
 
 std::chrono::nanoseconds LatencyHistogram::Mean() const {
-  return std::chrono::nanoseconds(count == 0 ? 0 : static_cast<std::int64_t>(sum_ns / count));
+  return count == 0 ? std::chrono::nanoseconds(0) : SaturatedNs(sum_ns / count);
 }
 
 void LatencyHistogram::Merge(const LatencyHistogram& other) {

@@ -26,7 +26,8 @@ namespace {
 // a code with no message inline: no allocation). The message is built with
 // std::string, not absl::StrFormat: a bad_alloc inside Debian's StrFormat cannot
 // leave it (checked: the process terminates, however it is caught). The other
-// refusals here use StrCat, which lets it pass, for the same reason.
+// refusals in this file use StrCat, which lets it pass, for the same reason,
+// and are counted after their message is made (Rejected).
 template <typename MakeMessage>
 absl::Status Refusal(absl::StatusCode code, MakeMessage make_message) noexcept {
   try {
@@ -307,45 +308,40 @@ void EngineImpl::GiveCredit(Stripe& st) {
 absl::Status EngineImpl::Validate(const SubmitOptions& o, const char* what) {
   if (o.token.kind() == Token::Kind::kString) {
     if (o.token.text().empty()) {
-      CountRejected();
-      return absl::InvalidArgumentError(absl::StrCat(
+      return Rejected(absl::InvalidArgumentError(absl::StrCat(
           what,
           ": the dependency token is an empty string; pass a non-empty token, or no "
-          "token (a default-constructed ordo::Token) for an independent operation"));
+          "token (a default-constructed ordo::Token) for an independent operation")));
     }
     if (o.token.text().size() > options_.max_token_bytes) {
-      CountRejected();
-      return absl::InvalidArgumentError(absl::StrCat(
+      return Rejected(absl::InvalidArgumentError(absl::StrCat(
           what, ": the dependency token is ", o.token.text().size(),
           " bytes, over the limit of ", options_.max_token_bytes,
-          " (Options::max_token_bytes); use a shorter token, e.g. a hash of it"));
+          " (Options::max_token_bytes); use a shorter token, e.g. a hash of it")));
     }
   }
   if (o.failure_policy != FailurePolicy::kDefault && o.token.empty()) {
     // A policy belongs to a token's chain: with no token it was accepted and
     // ignored.
-    CountRejected();
-    return absl::InvalidArgumentError(absl::StrCat(
+    return Rejected(absl::InvalidArgumentError(absl::StrCat(
         what,
         ": failure_policy is set but there is no token (a failure policy applies to a "
-        "token's chain); give the operation a token, or leave failure_policy kDefault"));
+        "token's chain); give the operation a token, or leave failure_policy kDefault")));
   }
   if (o.backoff.max_delay.count() < 0) {
     // Capped below zero, every exponential retry's delay was negative: it ran
     // at once, whatever RetryAfter asked for.
-    CountRejected();
-    return absl::InvalidArgumentError(absl::StrCat(
+    return Rejected(absl::InvalidArgumentError(absl::StrCat(
         what, ": backoff.max_delay is negative (",
         absl::FormatDuration(absl::FromChrono(o.backoff.max_delay)),
-        "); pass the longest delay a retry may wait, or nanoseconds::max() for no cap"));
+        "); pass the longest delay a retry may wait, or nanoseconds::max() for no cap")));
   }
   if (o.postpone_until.has_value()) {
     const std::int64_t t = o.postpone_until->time_since_epoch().count();
     if (t < 0) {
-      CountRejected();
-      return absl::InvalidArgumentError(absl::StrCat(
+      return Rejected(absl::InvalidArgumentError(absl::StrCat(
           what, ": postpone_until is before 1970-01-01T00:00:00Z (out of range); pass a "
-          "time point of the engine's clock"));
+          "time point of the engine's clock")));
     }
     // The horizon is checked against the clock's reading in Enqueue (one clock
     // read per submission, not two) or in Postpone.
@@ -380,12 +376,11 @@ absl::Status EngineImpl::CheckBatchAdd(const BatchItem* items, std::size_t size,
   const bool postponed = due_ns != BatchItem::kNotPostponed;
   // Each refusal counts one rejected operation, as an Add's other checks do.
   if (size >= batch_limit()) {
-    CountRejected();
-    return absl::ResourceExhaustedError(absl::StrCat(
+    return Rejected(absl::ResourceExhaustedError(absl::StrCat(
         postponed ? "Batch::AddPostponed" : "Batch::Add", ": the batch already holds ", size,
         " operations, as many as one batch may (Options::max_pending, less the few places "
         "threads may keep for their next submits from a limit of 65,536 on); post it "
-        "(PostBatch) and add to it again, or raise the limit"));
+        "(PostBatch) and add to it again, or raise the limit")));
   }
   if (!postponed) return absl::OkStatus();
   // A lower bound of the time, as Post reads (Enqueue), and the exact time
@@ -393,15 +388,16 @@ absl::Status EngineImpl::CheckBatchAdd(const BatchItem* items, std::size_t size,
   std::int64_t now = NowLowerBoundNs();
   if (BeyondHorizon(due_ns, now)) now = NowNs();
   if (absl::Status s = CheckHorizon(due_ns, now, "Batch::AddPostponed"); !s.ok()) {
-    CountRejected();
-    return s;
+    return Rejected(s);
   }
   *takes_place = due_ns > now;
   if (*takes_place && *future >= options_.max_timers && now >= *earliest_future_ns) {
     // The count is of items whose time was still to come at their Add; some
     // have come since (the earliest has). Counted again, here only (at the
     // limit, once the earliest time counted has come, so not on every Add at
-    // the limit), against the same lower bound of the time: an item counted
+    // the limit; but each recount reads the whole batch, and a batch held at
+    // max_timers whose items keep coming due, one per Add, recounts on each),
+    // against the same lower bound of the time: an item counted
     // may have come due too (PostBatch, which reads the clock, gives it no
     // place), never the reverse on a clock that goes only forward. On a manual
     // clock set back, PostBatch checks the room in the wheel again.
@@ -417,12 +413,11 @@ absl::Status EngineImpl::CheckBatchAdd(const BatchItem* items, std::size_t size,
     *earliest_future_ns = earliest;
   }
   if (*takes_place && *future >= options_.max_timers) {
-    CountRejected();
     *takes_place = false;
-    return absl::ResourceExhaustedError(absl::StrCat(
+    return Rejected(absl::ResourceExhaustedError(absl::StrCat(
         "Batch::AddPostponed: the batch already holds ", *future,
         " operations postponed to a time still to come, as many as Options::max_timers "
-        "has places for; post it (PostBatch) and add to it again, or raise the limit"));
+        "has places for; post it (PostBatch) and add to it again, or raise the limit")));
   }
   return absl::OkStatus();
 }
@@ -527,11 +522,10 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
     // ResumeToken needs a token. It would hold a max_pending place until
     // Shutdown canceled it.
     DiscardOperation(op);
-    CountRejected();
-    return absl::InvalidArgumentError(
+    return Rejected(absl::InvalidArgumentError(
         "Post: a suspended operation with no token could never be resumed (Post returns "
         "no Handle, and ResumeToken needs a token); give it a token, or Submit it and "
-        "Resume its Handle");
+        "Resume its Handle"));
   }
   std::unique_ptr<RecurrenceRule> rule;
   if (!o.recurrence.empty()) {
@@ -545,10 +539,9 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
     }
     if (!parsed.ok()) {
       DiscardOperation(op);
-      CountRejected();
-      return absl::InvalidArgumentError(
+      return Rejected(absl::InvalidArgumentError(
           absl::StrCat(what, ": invalid recurrence rule \"", o.recurrence, "\": ",
-                       parsed.status().message()));
+                       parsed.status().message())));
     }
   }
   // The clock is read only when something needs it: the creation time only a
@@ -572,8 +565,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
     if (!exact_clock && BeyondHorizon(t, now)) now = NowNs();
     if (absl::Status s = CheckHorizon(t, now, what); !s.ok()) {
       DiscardOperation(op);
-      CountRejected();
-      return s;
+      return Rejected(s);
     }
   }
   // The extras are made before EnterSubmit: an allocation that fails here throws
@@ -645,13 +637,14 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
   // Counted before any publication (the arm below, the pushes further on): a
   // stats() snapshot that sees it end then sees it submitted (stats()).
   Count(st, st.submitted);
-  if (initial == State::kPostponed) ArmTimerFromSubmit(op, due);  // its place reserved above
   // From here nothing may leave by an exception: EnterSubmit's count would stay
-  // up and Shutdown wait for it for ever, and a postponed operation is already
-  // in the timekeeper's hands. The token map and the held registry may still
-  // allocate (a new chain, a registry entry); if that fails, the process ends
-  // with a message, as when the injector cannot grow.
+  // up and Shutdown wait for it for ever, and a postponed operation is in the
+  // timekeeper's hands once armed. The token map and the held registry may
+  // still allocate (a new chain, a registry entry), and so may the arm on a
+  // manual clock (it releases what is due, timers.cc I6); if that fails, the
+  // process ends with a message, as when the injector cannot grow.
   try {
+    if (initial == State::kPostponed) ArmTimerFromSubmit(op, due);  // its place reserved above
     // Past the last refusal: a refused Submit changes nothing, the token's policy
     // included. Before the push, so the policy is in force for this operation.
     if (o.failure_policy != FailurePolicy::kDefault) SetPolicy(o.token, o.failure_policy);
@@ -669,7 +662,8 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
   } catch (...) {
     ORDO_CHECK(false,
                "Submit could not allocate after admitting its operation (a token's chain, "
-               "the held registry): out of memory");
+               "the held registry, the release of due timers on a manual clock): out of "
+               "memory");
   }
   ExitSubmit(st);  // the push above happens-before Shutdown's drain
   return absl::OkStatus();

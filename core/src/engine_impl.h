@@ -134,8 +134,10 @@ inline void Count(Stripe& st, Atomic<T>& c, std::type_identity_t<T> n = 1,
 
 // One thread's latency histogram (a worker's; Stats::queue_wait and the others
 // sum them). Single writer: Record loads and stores, no locked instruction. A
-// snapshot (AddTo) may see a sample's bucket and not yet its sum (relaxed: a
-// statistic), derives the count from the buckets so the two always agree, and
+// snapshot (AddTo) sees the sum of every sample it counts (stored before the
+// bucket's release), and may see in it samples whose bucket it read before
+// they came, so the mean may run ahead for an instant (a statistic); it
+// derives the count from the buckets so the two always agree, and
 // never sees a bucket's sample without its max: the max is stored first, and
 // the bucket's release store pairs with AddTo's acquire load, so a quantile
 // (clamped to the max) is never below a sample it counts.
@@ -280,6 +282,13 @@ class EngineImpl {
   absl::Status EnqueueBatch(const BatchItem* items, std::size_t n, const Token* tokens,
                             std::size_t postponed);
   void CountRejected(std::uint64_t n = 1);
+  // A refusal before admission, counted: `refusal` is built by the caller first,
+  // so that an allocation failing for its message counts nothing (the bad_alloc
+  // reaches the caller with nothing taken).
+  absl::Status Rejected(absl::Status refusal) {
+    CountRejected();
+    return refusal;
+  }
   // Engine::CheckBatchAdd.
   absl::Status CheckBatchAdd(const BatchItem* items, std::size_t size, std::size_t* future,
                              std::int64_t* earliest_future_ns, std::int64_t due_ns,
@@ -338,11 +347,13 @@ class EngineImpl {
   // The most operations one batch may hold: max_pending less what the
   // single-writer stripes may keep (K3), which no reclaim reaches. A batch of
   // max_pending itself could then be refused for ever by an idle engine, while
-  // a thread that posted once lives on with a credit or two of its own.
+  // a thread that posted once lives on with a credit or two of its own. And no
+  // more than a tokened item's 32-bit index tells apart from BatchItem::kNoToken.
   std::size_t batch_limit() const {
     const std::size_t kept = static_cast<std::size_t>(2 * own_batch_) *
                              (kExternalStripes - kSharedStripes + workers_.size());
-    return options_.max_pending > kept ? options_.max_pending - kept : 1;
+    const std::size_t limit = options_.max_pending > kept ? options_.max_pending - kept : 1;
+    return std::min<std::size_t>(limit, BatchItem::kNoToken);
   }
 
   // --- Context ---
@@ -609,8 +620,10 @@ class EngineImpl {
   bool CascadeAheadTurn();
   void TimekeeperLoop();
   void KickTimekeeper();
-  // The manual clock's listener: release due timers on the advancing thread.
+  // The manual clock's listener: release due timers on the advancing thread
+  // (ReleaseOnClockAdvanced); out of memory there, the process ends.
   void OnClockAdvanced();
+  void ReleaseOnClockAdvanced();
 
   // --- waiting ---
   bool ActivityIdle() const;

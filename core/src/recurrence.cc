@@ -47,6 +47,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/civil_time.h"
 
@@ -794,7 +795,9 @@ absl::StatusOr<RecurrenceRule> RecurrenceRule::Parse(std::string_view text) {
   for (std::size_t i = 0; i < parts.size(); ++i) {
     const std::string_view part = Trim(parts[i]);
     if (part.empty()) {
-      return Bad(absl::StrFormat("part %d of '%s' is empty", i + 1, std::string(text)),
+      // StrCat: a bad_alloc inside Debian's StrFormat ends the process
+      // (engine_impl.cc, Refusal), and Submit parses rules.
+      return Bad(absl::StrCat("part ", i + 1, " of '", std::string(text), "' is empty"),
                  "parts are NAME=VALUE separated by ';' (one trailing ';' is allowed)");
     }
     const std::size_t eq = part.find('=');

@@ -101,7 +101,8 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
 };
 
 // Futex wait on a 32-bit atomic: sleeps while *word == expected, until woken, the
-// timeout (relative, real time; negative = forever) passes, or spuriously.
+// timeout (relative, measured on CLOCK_MONOTONIC by the kernel; negative =
+// forever) passes, or spuriously.
 // Callers re-check their condition in a loop.
 void FutexWait(Atomic<std::uint32_t>* word, std::uint32_t expected,
                std::chrono::nanoseconds timeout = std::chrono::nanoseconds(-1));

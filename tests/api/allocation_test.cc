@@ -225,8 +225,9 @@ TEST(AllocationTest, ABatchAddOutOfMemoryLeavesTheCallableWithTheCaller) {
     threw = true;
   }
   t_fail_allocations = false;
-  EXPECT_TRUE(threw);
+  ASSERT_TRUE(threw);
   EXPECT_EQ(batch.size(), 0u);
+  ASSERT_EQ(runs.use_count(), 3) << "f lost its capture";  // runs, f and g
   ASSERT_TRUE(batch.Add(std::move(f)).ok());  // f kept its capture: it runs
   threw = false;
   t_fail_allocations = true;
@@ -236,8 +237,9 @@ TEST(AllocationTest, ABatchAddOutOfMemoryLeavesTheCallableWithTheCaller) {
     threw = true;
   }
   t_fail_allocations = false;
-  EXPECT_TRUE(threw);
+  ASSERT_TRUE(threw);
   EXPECT_EQ(batch.size(), 1u);
+  ASSERT_EQ(runs.use_count(), 3) << "g lost its capture";  // runs, the batch's and g
   ASSERT_TRUE(batch.Add(std::move(g), ordo::Token("t")).ok());
   ASSERT_TRUE(engine.PostBatch(batch).ok());
   ASSERT_TRUE(engine.WaitIdle().ok());

@@ -432,6 +432,38 @@ TEST(FailureDeathTest, PthreadExitInAnOperationEndsTheProcessWithAMessage) {
       "an operation called pthread_exit");
 }
 
+// A ManualClock's listener that calls back into its clock would lock the
+// listeners' mutex its thread already holds (undefined; a hang): the process
+// ends with a message that says so. Another clock may be moved from there.
+TEST(FailureDeathTest, AManualClocksListenerCallingItsClockEndsTheProcessWithAMessage) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  {
+    ManualClock a;
+    ManualClock b;
+    int heard = 0;
+    (void)b.AddListener([&heard] { ++heard; });
+    (void)a.AddListener([&b] { b.Advance(1ms); });  // another clock: fine
+    a.Advance(1ms);
+    EXPECT_EQ(heard, 1);
+    EXPECT_EQ(b.Now() - ManualClock().Now(), 1ms);
+  }
+  EXPECT_DEATH(
+      {
+        ManualClock clock;
+        std::uint64_t id = 0;
+        id = clock.AddListener([&clock, &id] { clock.RemoveListener(id); });
+        clock.Advance(1ms);
+      },
+      "ManualClock::RemoveListener called from one of the same clock's listeners");
+  EXPECT_DEATH(
+      {
+        ManualClock clock;
+        (void)clock.AddListener([&clock] { clock.Advance(1ms); });
+        clock.Advance(1ms);
+      },
+      "ManualClock::Advance or Set called from one of the same clock's listeners");
+}
+
 // An engine destroyed from one of its own callables would wait for itself: the
 // process ends with a message that says so (it was std::terminate, from a
 // worker joining itself, with no word of why).

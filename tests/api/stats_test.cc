@@ -82,6 +82,21 @@ TEST(LatencyHistogramTest, AQuantileIsTheEndOfItsSamplesBucketAndNeverAboveTheMa
   EXPECT_EQ(twice.Quantile(0.5), h.Quantile(0.5));
 }
 
+// A sample can reach 2^64 - 2 ns (a duration from a clock far before 1970 to a
+// time far after it is exact in uint64): read back, it saturates at the largest
+// nanoseconds instead of wrapping to a negative duration.
+TEST(LatencyHistogramTest, ASampleBeyondTheRangeOfNanosecondsReadsAsItsMaximum) {
+  LatencyHistogram h;
+  const std::uint64_t v = ~std::uint64_t{0} - 1;
+  ++h.counts[LatencyHistogram::BucketOf(v)];
+  h.count = 1;
+  h.sum_ns = v;
+  h.max_ns = v;
+  EXPECT_EQ(h.Quantile(1.0), std::chrono::nanoseconds::max());
+  EXPECT_EQ(h.Quantile(0.5), std::chrono::nanoseconds::max());
+  EXPECT_EQ(h.Mean(), std::chrono::nanoseconds::max());
+}
+
 // With every operation sampled: the head of a token runs 5 ms on the manual
 // clock while the next waits behind it, so the head's wait is 0 and its run
 // 5 ms, the next's wait 5 ms and its run 0. Nothing was postponed: no lateness.

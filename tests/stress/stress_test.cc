@@ -714,8 +714,8 @@ void RunSoleRunRace(int producers, long per_producer) {
 // bound, so a timer that nobody drains (a lost kick: the timekeeper asleep
 // towards no deadline with the operation in its inbox) fails the test instead
 // of hanging it. Every eighth operation is postponed by an hour and canceled at
-// once: Cancel takes the timer lock, and so drains the inbox too (I5's other
-// drainer).
+// once, and another eighth canceled as it may come due: Cancel takes the timer
+// lock, and so drains the inbox too (I5's other drainer).
 // Counts: every operation ended, ran at most once, and ran = succeeded,
 // succeeded + canceled = submitted.
 void RunTimerWakeRace(int producers, int rounds, int per_round) {
@@ -731,15 +731,19 @@ void RunTimerWakeRace(int producers, int rounds, int per_round) {
         for (int i = 0; i < per_round; ++i) {
           // Every eighth is an hour out, so its Cancel, at once, finds it
           // waiting in the wheel or still in the inbox: certainly canceled.
-          const bool cancel = i % 8 == 7;
+          // Another eighth is canceled as it may come due (it may have run).
+          const bool hour_out = i % 8 == 7;
+          const bool racing = i % 8 == 3;
           auto h = engine.Submit([&ran] { ran.fetch_add(1, std::memory_order_relaxed); },
                                  {.postpone_until = Clock::now() +
-                                                    (cancel ? std::chrono::microseconds(std::chrono::hours(1))
-                                                            : std::chrono::microseconds(rng() % 300))});
+                                                    (hour_out ? std::chrono::microseconds(std::chrono::hours(1))
+                                                              : std::chrono::microseconds(rng() % 300))});
           ASSERT_TRUE(h.ok()) << h.status();
-          if (cancel) {
+          if (hour_out) {
             absl::StatusOr<CancelOutcome> c = engine.Cancel(*h);
             EXPECT_TRUE(c.ok() && *c == CancelOutcome::kCanceled) << c.status();
+          } else if (racing) {
+            (void)engine.Cancel(*h);  // canceled, a request to a running one, or too late
           }
           handles[p].push_back(*std::move(h));
         }
@@ -763,7 +767,7 @@ void RunTimerWakeRace(int producers, int rounds, int per_round) {
   ASSERT_TRUE(engine.WaitIdle().ok());
   const Stats s = engine.stats();
   EXPECT_EQ(s.submitted, static_cast<std::uint64_t>(rounds) * producers * per_round);
-  EXPECT_EQ(s.canceled, static_cast<std::uint64_t>(rounds) * producers * (per_round / 8));
+  EXPECT_GE(s.canceled, static_cast<std::uint64_t>(rounds) * producers * (per_round / 8));
   EXPECT_EQ(s.succeeded + s.canceled, s.submitted);
   EXPECT_EQ(static_cast<std::uint64_t>(ran.load()), s.succeeded);
   EXPECT_EQ(s.pending, 0u);

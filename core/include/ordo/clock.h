@@ -10,7 +10,10 @@
 //                to the caller's next observation (see Engine).
 //
 // Time points are absolute wall-clock instants, as Dynamics' PostponeUntil is.
-// Who may call: every member of every clock, from any thread.
+// Who may call: every member of every clock, from any thread; but a listener of a
+// ManualClock (the engines reading it, and what they run there) must not call
+// that clock's Advance, Set, AddListener or RemoveListener (the process ends,
+// saying so: it would wait for itself).
 // Not promised: SystemClock is not monotonic; when the wall clock jumps, a
 // postponed operation becomes due when the clock's reading passes its time (a jump
 // forward releases it early in elapsed time, a jump back holds it longer). It never
@@ -50,7 +53,8 @@ class Clock {
   }
   virtual void RemoveListener(std::uint64_t id) { (void)id; }
 
-  // The system clock's reading: `ordo::Clock::now() + 5s`.
+  // The system clock's reading: `ordo::Clock::now() + 5s`. Static: through a
+  // Clock& (Engine::clock()) it still reads the system clock; call Now() there.
   static time_point now() {
     return std::chrono::time_point_cast<duration>(std::chrono::system_clock::now());
   }

@@ -398,7 +398,8 @@ class Engine {
                              bool* takes_place);
   // The most items a Batch may hold: Options::max_pending as the engine took it,
   // less, from a limit of 65,536 on, the places threads may keep for their next
-  // submits (Options::max_pending), which an idle engine may still hold.
+  // submits (Options::max_pending), which an idle engine may still hold; and at
+  // most 2^32 - 1 (a tokened item's index is 32 bits; BatchItem::kNoToken).
   std::size_t BatchLimit() const;
   // +1 when a Batch of this engine goes from empty to holding operations, -1
   // when it is emptied: the destructor checks none still holds any.
@@ -432,11 +433,7 @@ class Engine {
 // destructor ends the process, saying so, if one does).
 class Batch {
  public:
-  // No more items than BatchLimit(), nor than a tokened item's 32-bit index
-  // (BatchItem::token) can tell apart from kNoToken.
-  explicit Batch(Engine& engine)
-      : engine_(&engine),
-        max_items_(std::min<std::size_t>(engine.BatchLimit(), internal::BatchItem::kNoToken)) {}
+  explicit Batch(Engine& engine) : engine_(&engine), max_items_(engine.BatchLimit()) {}
   Batch(const Batch&) = delete;
   Batch& operator=(const Batch&) = delete;
   ~Batch() { Clear(); }
@@ -504,7 +501,7 @@ class Batch {
   template <typename F>
   absl::Status AddPrepared(F&& f, SubmitOptions* options, std::int64_t due_ns) {
     bool takes_place = false;
-    // Inline for every Add: the size against BatchLimit(); the engine's own look
+    // Inline for every Add: the size against max_items_ (BatchLimit()); the engine's own look
     // only for a full batch (the refusal) and for a postponed item.
     if (items_.size() >= max_items_ || due_ns != internal::BatchItem::kNotPostponed) {
       if (absl::Status s = engine_->CheckBatchAdd(items_, &future_, &earliest_future_ns_, due_ns,
