@@ -801,6 +801,13 @@ TEST(RecurrenceParseTest, ToStringIsNormalizedAndRoundTrips) {
       {"FREQ=HOURLY;UNTIL=20300101T235959z;INTERVAL=8",
        "FREQ=HOURLY;INTERVAL=8;UNTIL=20300101T235959Z"},
       {"FREQ=YEARLY;BYDAY=+20MO,-53SU", "FREQ=YEARLY;BYDAY=20MO,-53SU"},
+      // An UNTIL past the clock's range is held at its end (2262-04-11T23:47:16Z).
+      {"FREQ=DAILY;UNTIL=99991231", "FREQ=DAILY;UNTIL=22620411"},
+      {"FREQ=DAILY;UNTIL=30000101T000000Z", "FREQ=DAILY;UNTIL=22620411T234716Z"},
+      // WKST where it changes nothing (weeks start on Monday), left out.
+      {"FREQ=WEEKLY;BYDAY=TU,TH;WKST=SU", "FREQ=WEEKLY;BYDAY=TU,TH"},
+      {"FREQ=WEEKLY;INTERVAL=2;BYDAY=TU;WKST=mo", "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU"},
+      {"FREQ=MONTHLY;INTERVAL=3;BYDAY=-1FR;WKST=SU", "FREQ=MONTHLY;INTERVAL=3;BYDAY=-1FR"},
   };
   for (const auto& [text, normalized] : cases) {
     const RecurrenceRule rule = MustParse(text);
@@ -830,7 +837,9 @@ TEST(RecurrenceParseTest, RejectionsNameThePartAndWhatIsAccepted) {
       {"FREQ=DAILY;INTERVAL=2;interval=3", {"INTERVAL appears more than once"}},
       {"FREQ=DAILY;BYSECOND=5", {"BYSECOND is not supported", "supported parts are FREQ"}},
       {"FREQ=MONTHLY;BYDAY=MO;BYSETPOS=-1", {"BYSETPOS is not supported"}},
-      {"FREQ=WEEKLY;WKST=SU", {"WKST is not supported"}},
+      {"FREQ=WEEKLY;INTERVAL=2;WKST=SU",
+       {"WKST=SU with FREQ=WEEKLY;INTERVAL=2 is not supported", "weeks start on Monday"}},
+      {"FREQ=WEEKLY;WKST=XX", {"WKST=XX is not a day", "WKST takes MO"}},
       {"FREQ=YEARLY;BYYEARDAY=100", {"BYYEARDAY is not supported"}},
       {"FREQ=DAILY;;INTERVAL=2", {"part 2", "is empty", "NAME=VALUE"}},
       {"FREQ=DAILY;;", {"part 2", "is empty"}},
@@ -863,7 +872,7 @@ TEST(RecurrenceParseTest, RejectionsNameThePartAndWhatIsAccepted) {
       {"FREQ=DAILY;UNTIL=20260230", {"UNTIL=20260230 is not a valid date or time"}},
       {"FREQ=DAILY;UNTIL=20260101T246000Z", {"UNTIL=20260101T246000Z is not a valid date"}},
       {"FREQ=DAILY;UNTIL=20260101T000000", {"UNTIL=20260101T000000 has no time zone", "UTC"}},
-      {"FREQ=DAILY;UNTIL=30000101", {"UNTIL=30000101 is out of range", "1678 to 2261"}},
+      {"FREQ=DAILY;UNTIL=16000101", {"UNTIL=16000101 is out of range", "1677-09-21"}},
   };
   for (const auto& [text, needles] : cases) {
     const std::string error = ErrorOf(text);

@@ -1570,8 +1570,17 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   // start for the first), or its due time if a Postpone moved it later:
   // computing from its due time alone found the start again for a first
   // occurrence run early.
-  const std::int64_t this_due =
-      std::max(Facts(op).due_ns().load(std::memory_order_relaxed), ex->occurrence_ns);
+  // The due time read under timer_mu_, not the wheel (no drain, I2): a
+  // Postpone that made this occurrence runnable stores its new due time after
+  // its CAS, under that lock, and we may have started it in between; read
+  // without the lock, a Postpone(nullopt) after a Postpone to later had the
+  // series go on from the later time, skipping what came between.
+  std::int64_t due_now;
+  {
+    MutexLock lock(&timer_mu_);
+    due_now = Facts(op).due_ns().load(std::memory_order_relaxed);
+  }
+  const std::int64_t this_due = std::max(due_now, ex->occurrence_ns);
   const std::int64_t after = std::max(now, this_due);
   using TP = Clock::time_point;
   std::optional<RecurrenceRule::Occurrence> next =

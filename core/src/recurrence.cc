@@ -604,8 +604,8 @@ namespace {
 constexpr std::string_view kFreqAccepts =
     "FREQ takes MINUTELY, HOURLY, DAILY, WEEKLY, MONTHLY or YEARLY";
 constexpr std::string_view kSupportedParts =
-    "supported parts are FREQ, INTERVAL, COUNT, UNTIL, BYMONTH, BYMONTHDAY, BYDAY, BYHOUR "
-    "and BYMINUTE";
+    "supported parts are FREQ, INTERVAL, COUNT, UNTIL, BYMONTH, BYMONTHDAY, BYDAY, BYHOUR, "
+    "BYMINUTE, and WKST where it changes nothing";
 constexpr std::string_view kWeekdayNames[7] = {"MO", "TU", "WE", "TH", "FR", "SA", "SU"};
 constexpr std::string_view kFreqNames[6] = {"MINUTELY", "HOURLY",  "DAILY",
                                             "WEEKLY",   "MONTHLY", "YEARLY"};
@@ -759,9 +759,14 @@ absl::StatusOr<Until> ParseUntil(std::string_view value, std::string_view upper)
       (civil - absl::CivilSecond(1970, 1, 1, 0, 0, 0)) + (is_date ? 86'399 : 0);
   const std::int64_t max_seconds = std::numeric_limits<std::int64_t>::max() / 1'000'000'000 - 1;
   const std::int64_t min_seconds = std::numeric_limits<std::int64_t>::min() / 1'000'000'000 + 1;
-  if (seconds < min_seconds || seconds > max_seconds) {
+  // Past the end of Clock's range (2262-04-11T23:47:16Z): held at that end,
+  // which means the same series (some iCalendar writers put a far UNTIL for
+  // "no end"; a series ends at the range's end anyway); ToString then writes
+  // that end, which parses back to it.
+  if (seconds > max_seconds) return Until{Clock::time_point::max(), is_date};
+  if (seconds < min_seconds) {
     return Bad(Cat("UNTIL=", value, " is out of range"),
-               "UNTIL must lie within Clock's range, years 1678 to 2261");
+               "UNTIL must not be before 1677-09-21T00:12:45Z, where Clock's range begins");
   }
   const std::int64_t ns = seconds * 1'000'000'000 + (is_date ? 999'999'999 : 0);
   return Until{Clock::time_point(Clock::duration(ns)), is_date};
@@ -791,6 +796,7 @@ absl::StatusOr<RecurrenceRule> RecurrenceRule::Parse(std::string_view text) {
     std::string text;
   };
   std::vector<DayEntry> days;
+  int week_start = 0;  // WKST, an index into kWeekdayNames: Monday unless given
 
   for (std::size_t i = 0; i < parts.size(); ++i) {
     const std::string_view part = Trim(parts[i]);
@@ -808,9 +814,9 @@ absl::StatusOr<RecurrenceRule> RecurrenceRule::Parse(std::string_view text) {
     const std::string name = Upper(Trim(part.substr(0, eq)));
     const std::string_view value = Trim(part.substr(eq + 1));
     const std::string upper = Upper(value);
-    static constexpr std::string_view kKnown[] = {"FREQ",       "INTERVAL", "COUNT",
-                                                  "UNTIL",      "BYMONTH",  "BYMONTHDAY",
-                                                  "BYDAY",      "BYHOUR",   "BYMINUTE"};
+    static constexpr std::string_view kKnown[] = {"FREQ",   "INTERVAL", "COUNT",      "UNTIL",
+                                                  "BYMONTH", "BYMONTHDAY", "BYDAY", "BYHOUR",
+                                                  "BYMINUTE", "WKST"};
     if (std::find(std::begin(kKnown), std::end(kKnown), name) == std::end(kKnown)) {
       if (name.empty()) return Bad(internal::Cat("part '", part, "' has no name"), internal::kSupportedParts);
       return Bad(internal::Cat(name, " is not supported"), internal::kSupportedParts);
@@ -864,6 +870,14 @@ absl::StatusOr<RecurrenceRule> RecurrenceRule::Parse(std::string_view text) {
           name, value, 0, 23, false, "BYHOUR takes integers from 0 to 23",
           [&](std::int64_t v) { rule.by_hour_ |= 1u << v; });
       if (!s.ok()) return s;
+    } else if (name == "WKST") {
+      const auto* it =
+          std::find(std::begin(internal::kWeekdayNames), std::end(internal::kWeekdayNames), upper);
+      if (it == std::end(internal::kWeekdayNames)) {
+        return Bad(internal::Cat("WKST=", value, " is not a day"),
+                   "WKST takes MO, TU, WE, TH, FR, SA or SU");
+      }
+      week_start = static_cast<int>(it - std::begin(internal::kWeekdayNames));
     } else if (name == "BYMINUTE") {
       absl::Status s = internal::ParseIntList(
           name, value, 0, 59, false, "BYMINUTE takes integers from 0 to 59",
@@ -911,6 +925,16 @@ absl::StatusOr<RecurrenceRule> RecurrenceRule::Parse(std::string_view text) {
     return Bad("COUNT and UNTIL are both given", "a rule may end by COUNT or by UNTIL, not both");
   }
   const std::string freq_text(internal::kFreqNames[static_cast<int>(rule.frequency_)]);
+  // WKST (the first day of the week) changes which weeks a WEEKLY rule with an
+  // INTERVAL above 1 picks, and nothing else here (BYWEEKNO is not supported).
+  // Weeks start on Monday: any WKST is accepted where it changes nothing, and
+  // not kept (ToString leaves it out); WKST=MO always.
+  if (week_start > 0 && rule.frequency_ == Frequency::kWeekly && rule.interval_ > 1) {
+    return Bad(internal::Cat("WKST=", internal::kWeekdayNames[week_start], " with FREQ=WEEKLY;INTERVAL=",
+                             rule.interval_, " is not supported"),
+               "weeks start on Monday here (WKST=MO), and with an INTERVAL above 1 another "
+               "first day picks other weeks; remove WKST, or use WKST=MO");
+  }
   if (rule.frequency_ == Frequency::kWeekly &&
       (rule.by_month_day_pos_ != 0 || rule.by_month_day_neg_ != 0)) {
     return Bad("BYMONTHDAY is not allowed with FREQ=WEEKLY (RFC 5545)",

@@ -135,7 +135,13 @@ struct SubmitOptions {
   // Do not start before this instant (absolute, the engine clock's time).
   std::optional<Clock::time_point> postpone_until = std::nullopt;
   // An iCalendar RRULE subset ("FREQ=DAILY;INTERVAL=3;"); empty for a one-off. The
-  // first occurrence is at postpone_until if set, else now.
+  // first occurrence is at postpone_until if set, else now, and runs whether or
+  // not it matches the BY parts. The series is computed in UTC (a daily 09:00
+  // moves by an hour in local time across a DST change), and every occurrence
+  // keeps the first's seconds and fraction (BYHOUR=9;BYMINUTE=0 from 14:23:47.1
+  // runs at 09:00:47.1). A series that falls behind goes on at the next
+  // occurrence still to come: the missed ones are skipped, and COUNT counts
+  // them. ordo/recurrence.h has the rest.
   std::string recurrence = {};
   // For observability: shown by Explain(), kept by the Handle.
   std::string name = {};

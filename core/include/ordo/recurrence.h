@@ -11,8 +11,11 @@
 // after Parse; it holds no pointers and copies are cheap (under 200 bytes).
 //
 // Supported parts: FREQ (MINUTELY, HOURLY, DAILY, WEEKLY, MONTHLY, YEARLY; required),
-// INTERVAL, COUNT, UNTIL, BYMONTH, BYMONTHDAY, BYDAY, BYHOUR, BYMINUTE. Anything else
-// (BYSECOND, BYSETPOS, BYYEARDAY, BYWEEKNO, WKST, ...) is rejected, never ignored.
+// INTERVAL, COUNT, UNTIL, BYMONTH, BYMONTHDAY, BYDAY, BYHOUR, BYMINUTE; and WKST
+// where it changes nothing: weeks start on Monday, so any WKST is accepted except
+// with FREQ=WEEKLY and an INTERVAL above 1, where only WKST=MO is (WKST is not
+// kept: ToString leaves it out). Anything else (BYSECOND, BYSETPOS, BYYEARDAY,
+// BYWEEKNO, ...) is rejected, never ignored.
 //
 // How a series expands (RFC 5545's table, restricted to these parts):
 //   - Every occurrence has the start's second and sub-second part; the minute and hour
@@ -36,6 +39,8 @@
 //   - The start is always occurrence 0, whether or not it matches the BY parts and
 //     even if it lies after UNTIL; COUNT counts it (COUNT=1 is the start alone).
 //   - UNTIL is inclusive. A date-only UNTIL (yyyymmdd) includes that whole UTC day.
+//     One past the end of Clock's range (e.g. 99991231, "no end") is held at that
+//     end; one before its beginning (1677-09-21T00:12:45Z) is refused.
 //   - All calendar arithmetic is in UTC (absl civil time); there are no time zones.
 // Not promised: occurrences beyond Clock::time_point's range (after 2262-04-11) do
 // not exist; a series that would continue past it ends there.
