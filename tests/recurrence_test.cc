@@ -571,6 +571,34 @@ TEST(RecurrenceTest, FarFutureAfterWithByPartsAndCountIsQuickAndExact) {
   EXPECT_EQ(w->index, 2 * weekdays + 1);
 }
 
+// NextTimeAfter (what the engine asks for a series' next occurrence) is
+// NextAfter's time, with or without COUNT (with it, the count still ends the
+// series), for rules whose index is a count since the start.
+TEST(RecurrenceTest, NextTimeAfterIsNextAftersTime) {
+  const Clock::time_point start = At(2026, 1, 1, 9, 30, 7);
+  for (std::string_view text :
+       {"FREQ=MINUTELY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9,10", "FREQ=HOURLY;BYMONTHDAY=1,15",
+        "FREQ=MONTHLY;BYDAY=-1FR", "FREQ=DAILY;INTERVAL=3;COUNT=40",
+        "FREQ=MINUTELY;INTERVAL=7;BYDAY=SA;COUNT=100", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29"}) {
+    SCOPED_TRACE(text);
+    const RecurrenceRule rule = MustParse(text);
+    for (const Clock::time_point after :
+         {start - std::chrono::hours(1), start, At(2026, 2, 3, 10, 0), At(2027, 6, 1),
+          At(2031, 12, 31, 23, 59)}) {
+      const std::optional<RecurrenceRule::Occurrence> full = rule.NextAfter(start, after);
+      const std::optional<Clock::time_point> time = rule.NextTimeAfter(start, after);
+      ASSERT_EQ(full.has_value(), time.has_value()) << Fmt(after);
+      if (full.has_value()) {
+        EXPECT_EQ(Fmt(full->time), Fmt(*time)) << Fmt(after);
+      }
+    }
+  }
+  // COUNT reached: no next, either way.
+  const RecurrenceRule three = MustParse("FREQ=DAILY;COUNT=3");
+  EXPECT_FALSE(three.NextAfter(start, At(2026, 1, 5)).has_value());
+  EXPECT_FALSE(three.NextTimeAfter(start, At(2026, 1, 5)).has_value());
+}
+
 TEST(RecurrenceTest, RulesThatCanNeverMatchEndQuickly) {
   const Clock::time_point start = At(2026, 1, 1, 9);
   const auto began = ordo::test_support::ThreadCpuTime();  // CPU, not wall (thread_cpu.h)

@@ -1583,8 +1583,10 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   const std::int64_t this_due = std::max(due_now, ex->occurrence_ns);
   const std::int64_t after = std::max(now, this_due);
   using TP = Clock::time_point;
-  std::optional<RecurrenceRule::Occurrence> next =
-      rule->NextAfter(TP(Clock::duration(ex->recurrence_start_ns)), TP(Clock::duration(after)));
+  // The time alone: the index, which nothing here reads, is a count since the
+  // start for some rules, which would grow with the series' age.
+  const std::optional<Clock::time_point> next = rule->NextTimeAfter(
+      TP(Clock::duration(ex->recurrence_start_ns)), TP(Clock::duration(after)));
   if (!next.has_value()) return false;
   // A Handle can reach it only through one of the predecessor's (next_occurrence):
   // a full node if the predecessor may have a Handle, else a facts node (a sampled
@@ -1602,7 +1604,7 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   nex->recurrence_start_ns = ex->recurrence_start_ns;
   nex->recurrence = new RecurrenceRule(*rule);
   Facts(n).extras.store(nex, std::memory_order_relaxed);  // published by the push below
-  const std::int64_t due = next->time.time_since_epoch().count();
+  const std::int64_t due = next->time_since_epoch().count();
   nex->occurrence_ns = due;
   const bool postponed = due > now;
   InitFacts(n, TakeIds(st), this, serial_, now, postponed ? due : kNoTime);

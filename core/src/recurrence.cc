@@ -124,7 +124,9 @@ class RecurrenceExpander {
  public:
   RecurrenceExpander(const RecurrenceRule& rule, Clock::time_point start);
 
-  std::optional<RecurrenceRule::Occurrence> NextAfter(Clock::time_point after) const;
+  // `with_index` false: the index is left 0 unless COUNT needs it counted.
+  std::optional<RecurrenceRule::Occurrence> NextAfter(Clock::time_point after,
+                                                      bool with_index = true) const;
 
  private:
   struct Month {
@@ -568,7 +570,7 @@ std::int64_t RecurrenceExpander::Count(std::int64_t a, std::int64_t b, std::int6
 }
 
 std::optional<RecurrenceRule::Occurrence> RecurrenceExpander::NextAfter(
-    Clock::time_point after) const {
+    Clock::time_point after, bool with_index) const {
   const std::int64_t after_ns = after.time_since_epoch().count();
   if (after_ns < start_ns_) return RecurrenceRule::Occurrence{Clock::time_point(Clock::duration(start_ns_)), 0};
   // The first minute index whose instant (index * 1 min + sub_minute_ns_) is > after.
@@ -589,8 +591,10 @@ std::optional<RecurrenceRule::Occurrence> RecurrenceExpander::NextAfter(
     const std::int64_t before = Count(start_minute_ + 1, *t - 1, *rule_.count_ - 1);
     if (before >= *rule_.count_ - 1) return std::nullopt;
     index = before + 1;
-  } else {
+  } else if (with_index) {
     index = Count(start_minute_ + 1, *t - 1, kInt64Max) + 1;
+  } else {
+    index = 0;  // not asked for (NextTimeAfter)
   }
   // No overflow: start_minute_ < *t <= max_minute_ (see the constructor).
   const std::int64_t ns = *t * kNsPerMinute + sub_minute_ns_;
@@ -965,6 +969,14 @@ absl::StatusOr<RecurrenceRule> RecurrenceRule::Parse(std::string_view text) {
 std::optional<RecurrenceRule::Occurrence> RecurrenceRule::NextAfter(Clock::time_point start,
                                                                     Clock::time_point after) const {
   return internal::RecurrenceExpander(*this, start).NextAfter(after);
+}
+
+std::optional<Clock::time_point> RecurrenceRule::NextTimeAfter(Clock::time_point start,
+                                                               Clock::time_point after) const {
+  const std::optional<Occurrence> next =
+      internal::RecurrenceExpander(*this, start).NextAfter(after, /*with_index=*/false);
+  if (!next.has_value()) return std::nullopt;
+  return next->time;
 }
 
 std::string RecurrenceRule::ToString() const {

@@ -104,9 +104,14 @@ class RecurrenceRule {
   // match again (BYMONTH=2;BYMONTHDAY=31) answers nullopt after scanning to the end of
   // Clock's range, a few milliseconds at worst. The index costs O(1) for rules whose
   // periods all hold the same number of occurrences (FREQ and INTERVAL alone, WEEKLY
-  // with BYDAY, DAILY with BYHOUR, ...), else a count by months since `start`, which
-  // stops early at COUNT.
+  // with BYDAY, DAILY with BYHOUR, ...), else a count since `start` (by months; by days
+  // and hours for HOURLY and MINUTELY with BY parts), which stops early at COUNT and
+  // grows with the series' age.
   std::optional<Occurrence> NextAfter(Clock::time_point start, Clock::time_point after) const;
+  // NextAfter's time alone: with no COUNT, the index is not counted (what the engine
+  // uses for a series' next occurrence, however old the series).
+  std::optional<Clock::time_point> NextTimeAfter(Clock::time_point start,
+                                                 Clock::time_point after) const;
 
   // The normalized rule text: parts in the order FREQ, INTERVAL (omitted when 1), COUNT,
   // UNTIL, BYMONTH, BYMONTHDAY, BYDAY, BYHOUR, BYMINUTE; lists sorted, duplicates
