@@ -216,8 +216,19 @@ Clock::time_point Handle::created_at() const {
 }
 std::optional<Clock::time_point> Handle::started_at() const {
   if (op_ == nullptr) return std::nullopt;
-  (void)op_->word.load(std::memory_order_acquire);  // orders the read below
-  const std::int64_t t = Times(op_).started_ns.load(std::memory_order_relaxed);
+  const std::uint32_t w = op_->word.load(std::memory_order_acquire);  // orders the read below
+  std::int64_t t = Times(op_).started_ns.load(std::memory_order_relaxed);
+  // InProgress: its runner stamps the first start just after that transition
+  // (Execute), and stamps it whenever a Handle exists (Observed: this one, or
+  // the predecessor's link it came through), so for an instant it may not be
+  // there yet: waited for, as CompletedNs waits for a canceler's stamp.
+  // Acquire: pairs with nothing (the stamp is a relaxed store); the loop only
+  // needs to see it eventually.
+  if (t == internal::kNoTime && internal::StateOf(w) == State::kInProgress) {
+    while ((t = Times(op_).started_ns.load(std::memory_order_acquire)) == internal::kNoTime) {
+      std::this_thread::yield();
+    }
+  }
   if (t == internal::kNoTime) return std::nullopt;
   return FromNs(t);
 }

@@ -990,8 +990,12 @@ absl::StatusOr<CancelOutcome> EngineImpl::Cancel(Operation* op) {
       // S2: its series ends; a next occurrence canceled names the first to ask.
       EndSeriesAfter(op, Facts(op).RequestReason());
       // Still running: its runner makes no retry now (C1). Moved to Postponed
-      // for a retry before the request: cancel that, from the top.
-      if (now == State::kInProgress || IsTerminal(now)) return CancelOutcome::kCancelRequested;
+      // for a retry before the request: cancel that, from the top. Ended
+      // meanwhile: from the top too, where the terminal branch tells an end
+      // our request caused from one that something else did (a shutdown's
+      // refused retry, a CancelToken of the retry), which was once answered
+      // kCancelRequested as well.
+      if (now == State::kInProgress) return CancelOutcome::kCancelRequested;
       continue;
     }
     if (IsTerminal(s)) {
@@ -1539,6 +1543,11 @@ std::string EngineImpl::Explain(Operation* op) {
                                hs == State::kPostponed ? due_text(h) : "");
       if (c->halted_at_ == h) head_text += " (the chain is halted after its failure: ResumeToken)";
     });
+    // Ended meanwhile (the walk above stopped at it, or found the chain
+    // emptied past it): said as finished, not as the waiting it was before.
+    // Acquire: as the first load of the word.
+    const State now = StateOf(op->word.load(std::memory_order_acquire));
+    if (IsTerminal(now)) return ExplainFinished(op, now);
   }
   if (s == State::kPostponed) {
     std::string t = absl::StrCat(me, " is Postponed", due_text(op));
@@ -1731,10 +1740,13 @@ void EngineImpl::AwaitCondition(const std::function<bool()>& done) {
 }
 
 absl::Status EngineImpl::WaitIdle() {
-  if (InCallableOf(this)) {
+  // On a worker (in a callable, or in a capture's destructor, which runs there
+  // after the callable), it would wait for that worker's own run to end.
+  if (InCallableOf(this) || OnWorkerOf(this)) {
     return absl::FailedPreconditionError(
-        "WaitIdle: called from inside a callable of this engine, it would wait for itself; "
-        "wait from outside the engine, or use Handle::Wait on the operations you need");
+        "WaitIdle: called on a worker of this engine (inside a callable, or a capture's "
+        "destructor), it would wait for itself; wait from outside the engine, or use "
+        "Handle::Wait on the operations you need");
   }
   // What is due is runnable: released now, not at the timekeeper's next look (a
   // postponed Post armed on a lower bound of the time may be due already).
@@ -1762,9 +1774,12 @@ absl::Status EngineImpl::WaitIdle() {
 //       (kDrainReady, kCancelPending) is canceled by the wheel's sweep, its timer
 //       being armed under the timer lock before that sweep takes it.
 absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
-  if (InCallableOf(this)) {
+  // As WaitIdle: on a worker, the wait for every operation to end would wait
+  // for that worker's own run (a capture's destructor runs after the callable).
+  if (InCallableOf(this) || OnWorkerOf(this)) {
     return absl::FailedPreconditionError(
-        "Shutdown: called from inside a callable of this engine; call it from outside");
+        "Shutdown: called on a worker of this engine (inside a callable, or a capture's "
+        "destructor); call it from outside the engine");
   }
   MutexLock lock(&shutdown_mu_);
   if (shutdown_done_) return absl::OkStatus();

@@ -740,7 +740,6 @@ class EngineImpl {
   // reads: a mode switch, published by the seq_cst store in Shutdown and re-read
   // on every pop.
   Atomic<bool> cancel_all_{false};
-  Atomic<std::uint8_t> shutdown_mode_{0};
   Atomic<std::int64_t> global_credits_{0};
   Atomic<std::int64_t> loaded_batches_{0};  // CountLoadedBatch
 

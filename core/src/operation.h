@@ -199,9 +199,10 @@ struct OpFacts {
   // seq: the id; deadline_ns: postpone-until (kNoTime when none). Both relaxed
   // everywhere: written before the node is published (InitFacts), or, for the due
   // time, under the engine's timer lock (Postpone, Resume, a retry) before the
-  // timer is armed; read by diagnostics that may look at a recycled node and by
-  // Handle::due; nothing is ordered by them. The wheel owns the links while the
-  // timer is armed (in_wheel, under the timer lock).
+  // timer is armed; read by diagnostics that may look at a recycled node, by
+  // Explain, and (under timer_mu_) by a series' next occurrence; nothing is
+  // ordered by them. The wheel owns the links while the timer is armed
+  // (in_wheel, under the timer lock).
   alignas(kCacheLine) TimerNode timer;
   std::uint64_t token_hash = 0;  // the chain's TokenKey::hash (finds its shard safely)
   // Release on store (Submit before publish, or the sole runner), acquire on load.

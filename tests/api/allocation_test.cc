@@ -247,6 +247,35 @@ TEST(AllocationTest, ABatchAddOutOfMemoryLeavesTheCallableWithTheCaller) {
   EXPECT_EQ(engine.stats().succeeded, 2002u);
 }
 
+// A Token assigned a long text out of memory is left as it was: its size was
+// set before the allocation, and text() then read past its buffer.
+TEST(AllocationTest, ATokenAssignedOutOfMemoryIsLeftAsItWas) {
+  const ordo::Token long_text(std::string(100, 'x'));  // past the inline 48 bytes
+  ordo::Token short_text("short");
+  ordo::Token integer(42);
+  bool threw_short = false, threw_integer = false;
+  t_fail_allocations = true;
+  try {
+    short_text = long_text;
+  } catch (const std::bad_alloc&) {
+    threw_short = true;
+  }
+  try {
+    integer = long_text;
+  } catch (const std::bad_alloc&) {
+    threw_integer = true;
+  }
+  t_fail_allocations = false;
+  EXPECT_TRUE(threw_short);
+  EXPECT_TRUE(threw_integer);
+  EXPECT_EQ(short_text.kind(), ordo::Token::Kind::kString);
+  EXPECT_EQ(short_text.text(), "short");
+  EXPECT_EQ(integer.kind(), ordo::Token::Kind::kInteger);
+  EXPECT_EQ(integer.integer(), 42u);
+  short_text = long_text;  // with memory, it takes
+  EXPECT_EQ(short_text.text(), long_text.text());
+}
+
 // A refusal out of memory. Admit builds its refusal's message after the submit
 // has raised its Dekker count (EnterSubmit); a bad_alloc there left the count up,
 // so Shutdown waited for ever. The refusal now comes with its code alone, for

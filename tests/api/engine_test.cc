@@ -815,6 +815,33 @@ TEST(ShutdownTest, InsideACallableIsAnErrorNotADeadlock) {
   EXPECT_TRUE(engine.Shutdown().ok());
 }
 
+// A capture's destructor runs on the worker after the callable, where WaitIdle
+// and Shutdown would wait for that worker's own run to end: refused there too
+// (they hung: only the callable itself was checked).
+TEST(ShutdownTest, FromACapturesDestructorOnAWorkerWaitIdleAndShutdownAreRefused) {
+  Engine engine({.workers = 1});
+  struct Answers {
+    absl::Status wait_idle;
+    absl::Status shutdown;
+  };
+  std::promise<Answers> answered;
+  struct Probe {
+    Engine* engine;
+    std::promise<Answers>* answered;
+    ~Probe() { answered->set_value({engine->WaitIdle(), engine->Shutdown()}); }
+  };
+  std::shared_ptr<Probe> probe(new Probe{&engine, &answered});  // made in place: one destructor
+  ASSERT_TRUE(engine.Post([p = std::move(probe)] {}).ok());  // the last owner: the capture
+  std::future<Answers> f = answered.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(60)), std::future_status::ready)
+      << "WaitIdle or Shutdown waited in a capture's destructor";
+  const Answers a = f.get();
+  EXPECT_EQ(a.wait_idle.code(), absl::StatusCode::kFailedPrecondition) << a.wait_idle;
+  EXPECT_EQ(a.shutdown.code(), absl::StatusCode::kFailedPrecondition) << a.shutdown;
+  EXPECT_TRUE(engine.Submit([] {}).ok());  // not shut down
+  EXPECT_TRUE(engine.Shutdown().ok());
+}
+
 TEST(ShutdownTest, SubmitAfterShutdownIsRefusedAndChangesNothing) {
   Engine engine({.workers = 1});
   ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainReady).ok());
@@ -1322,6 +1349,53 @@ TEST(HandleTest, WaitForTheLongestTimeoutWaits) {
   EXPECT_TRUE(result.load()) << "WaitFor returned false: it gave up before the operation ended";
   EXPECT_TRUE(ended_when_returned.load()) << "WaitFor returned before the operation ended";
   EXPECT_TRUE(h->WaitFor(std::chrono::nanoseconds::max()));  // terminal: at once
+}
+
+// A clock that holds every thread but the test's inside Now() while stalled:
+// the worker's start stamp waits for the test.
+class StallingClock final : public Clock {
+ public:
+  time_point Now() const override {
+    if (std::this_thread::get_id() != test_thread_) {
+      while (stalled_.load(std::memory_order_acquire)) std::this_thread::yield();
+    }
+    return Clock::now();
+  }
+  void Stall(bool on) { stalled_.store(on, std::memory_order_release); }
+
+ private:
+  const std::thread::id test_thread_ = std::this_thread::get_id();
+  std::atomic<bool> stalled_{false};
+};
+
+// Its runner moves an operation to InProgress, then stamps its start: a reader
+// that saw InProgress in between read no start (nullopt, "never started") for
+// a running operation. started_at() now waits for the stamp.
+TEST(HandleTest, StartedAtIsSetOnceTheStateShowsInProgress) {
+  StallingClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  clock.Stall(true);  // the worker's clock reads wait from here
+  auto h = engine.Submit([] {});
+  ASSERT_TRUE(h.ok());
+  const bool running = AwaitState(*h, State::kInProgress);
+  std::optional<Clock::time_point> started;
+  std::atomic<bool> returned{false};
+  std::thread reader([&] {
+    started = h->started_at();
+    returned.store(true, std::memory_order_release);
+  });
+  // The start is not stamped while the clock is stalled: a reader that returns
+  // now returns without it. A bounded look, then the clock goes on.
+  for (int i = 0; i < 200 && !returned.load(std::memory_order_acquire); ++i) {
+    std::this_thread::sleep_for(1ms);
+  }
+  const bool returned_early = returned.load(std::memory_order_acquire);
+  clock.Stall(false);
+  reader.join();
+  EXPECT_TRUE(running);
+  EXPECT_FALSE(returned_early) << "started_at() returned before the start was stamped";
+  EXPECT_TRUE(started.has_value()) << "a running operation had no start";
+  EXPECT_TRUE(AwaitState(*h, State::kSucceeded));
 }
 
 // A move-only task whose state the test can see after a refusal.

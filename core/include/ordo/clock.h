@@ -37,7 +37,8 @@ class Clock {
 
   virtual ~Clock() = default;
 
-  // The current reading of this clock.
+  // The current reading of this clock. Must not throw: the engine reads it where
+  // it cannot back out of a submission.
   virtual time_point Now() const = 0;
 
   // True for clocks whose time moves only by explicit calls (ManualClock). The

@@ -42,6 +42,8 @@ class Context {
   // (SubmitOptions::max_retries, else Options::max_retries); past it the operation
   // ends Failed with `reason`. Whatever the callable returns or throws afterwards
   // is ignored for this attempt, except that a later call replaces the delay.
+  // Once the engine is shutting down, the retry is not made: the operation ends
+  // Canceled.
   void RetryAfter(std::chrono::nanoseconds delay, std::string_view reason = "retry requested");
 
  private:

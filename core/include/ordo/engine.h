@@ -21,8 +21,9 @@
 //     producer it is close to creation order, not equal to it.
 //
 // Who may call: every member from any thread, concurrently, including from inside
-// a callable, except WaitIdle (an error inside a callable) and the destructor. A
-// callable that submits to its own token never runs the new operation inline.
+// a callable, except WaitIdle and Shutdown (errors on the engine's workers: inside
+// a callable, or a capture's destructor) and the destructor. A callable that
+// submits to its own token never runs the new operation inline.
 #ifndef ORDO_ENGINE_H_
 #define ORDO_ENGINE_H_
 
@@ -320,12 +321,19 @@ class Engine {
   // postponed one whose time has come when WaitIdle is called does).
   // Everything the operations that ran did happens-before its return: what they
   // wrote may be read after it without further synchronisation.
-  // FailedPrecondition when called from inside a callable of this engine.
+  // FailedPrecondition when called on one of this engine's workers (inside a
+  // callable, or a capture's destructor): it would wait for itself.
   absl::Status WaitIdle();
 
   // Stops accepting work and finishes per `mode`; returns once every accepted
-  // operation is terminal and the workers have stopped. A second call is a no-op
-  // returning OK. FailedPrecondition inside a callable.
+  // operation is terminal. The workers stop in the destructor, and until then
+  // one may still be destroying a canceled operation's callable (its captures).
+  // A later call, or one made while another runs, waits for the first to end
+  // and returns OK; its own mode is not applied. FailedPrecondition on one of
+  // this engine's workers, as WaitIdle. During any shutdown a retry an
+  // attempt asks for ends the operation Canceled (CancelReason: retries during
+  // shutdown), in every mode; a retry armed before it comes due as its mode
+  // says (kDrainAll runs it).
   absl::Status Shutdown(ShutdownMode mode = ShutdownMode::kDrainReady);
 
   Stats stats() const;

@@ -2,7 +2,8 @@
 //
 // A Handle is cheap to copy (one atomic increment) and keeps the operation's record
 // alive, even past the engine's destruction, so its answers stay readable. Every
-// accessor reads per-operation atomics: no engine-wide lock is taken.
+// accessor but Explain reads per-operation atomics and takes no lock (Explain
+// takes its token's shard lock, and a process-wide one to pin the engine).
 //
 // Who may call: any thread, any member, concurrently.
 // Ordering: once state() returns a terminal state, or Wait() returns, everything
@@ -43,7 +44,8 @@ class Handle {
   std::uint64_t id() const;
   State state() const;
   // The failure message once Failed (the exception's what(), or the returned
-  // status's message); the cancel reason once Canceled; empty otherwise.
+  // status as text, absl::Status::ToString(): its code and message, e.g.
+  // "INTERNAL: disk on fire"); the cancel reason once Canceled; empty otherwise.
   std::string error() const;
   // How many times the operation was retried (0 on its first attempt).
   int retry_count() const;
@@ -51,7 +53,8 @@ class Handle {
   std::string name() const;
 
   Clock::time_point created_at() const;
-  std::optional<Clock::time_point> started_at() const;    // first attempt's start
+  // The first attempt's start: set once state() has shown InProgress.
+  std::optional<Clock::time_point> started_at() const;
   std::optional<Clock::time_point> completed_at() const;  // when it became terminal
 
   // Blocks until the operation is terminal; returns its terminal state.
@@ -64,8 +67,9 @@ class Handle {
   // finished.
   std::string Explain() const;
 
-  // For a recurring operation: the next occurrence, once this one has ended and
-  // the next was created (cancel it to end the series); otherwise an empty handle.
+  // For a recurring operation: the next occurrence, once it was created (cancel it
+  // to end the series), which is before this one is seen ended, and may be while
+  // it still runs; otherwise an empty handle.
   Handle next_occurrence() const;
 
   friend bool operator==(const Handle& a, const Handle& b) { return a.op_ == b.op_; }

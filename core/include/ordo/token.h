@@ -27,6 +27,8 @@ class Token {
   // A null pointer (getenv's "not set", say) is an empty string, which Submit
   // refuses with InvalidArgument.
   Token(const char* s) : Token(s != nullptr ? std::string_view(s) : std::string_view()) {}  // NOLINT
+  // An integer key is its 64-bit pattern (two's complement): Token(-1) and
+  // Token(UINT64_MAX) are the same token, shown as "#18446744073709551615".
   template <std::integral I>
     requires(!std::same_as<I, bool> && !std::same_as<I, char>)
   Token(I key)  // NOLINT
@@ -38,12 +40,10 @@ class Token {
     if (heap_ == nullptr) std::memcpy(inline_, o.inline_, size_);
     o.size_ = 0;
   }
+  // A copy first, then a move: out of memory for a long text, this Token is
+  // left as it was.
   Token& operator=(const Token& o) {
-    if (this != &o) {
-      kind_ = o.kind_;
-      integer_ = o.integer_;
-      Assign(o.text());
-    }
+    if (this != &o) *this = Token(o);
     return *this;
   }
   Token& operator=(Token&& o) noexcept {
@@ -78,15 +78,17 @@ class Token {
   static constexpr std::size_t kInlineText = 48;
 
  private:
+  // The size is set last: a failed allocation leaves the text as it was.
   void Assign(std::string_view s) {
-    size_ = s.size();
     if (s.size() <= kInlineText) {
       heap_.reset();
       if (!s.empty()) std::memcpy(inline_, s.data(), s.size());
     } else {
-      heap_ = std::make_unique<char[]>(s.size());
-      std::memcpy(heap_.get(), s.data(), s.size());
+      std::unique_ptr<char[]> text = std::make_unique<char[]>(s.size());
+      std::memcpy(text.get(), s.data(), s.size());
+      heap_ = std::move(text);
     }
+    size_ = s.size();
   }
 
   Kind kind_ = Kind::kNone;
