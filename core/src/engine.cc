@@ -26,11 +26,10 @@ Engine::Engine(Options options) : impl_(std::make_unique<EngineImpl>(std::move(o
 Engine::~Engine() = default;
 
 absl::Status Engine::RejectEmptyCallable(const char* what) {
-  impl_->CountRejected();
-  return absl::InvalidArgumentError(
+  return impl_->Rejected(absl::InvalidArgumentError(
       absl::StrCat(what,
                    ": the callable is empty (a null function pointer or an empty "
-                   "std::function/AnyInvocable); pass something to run"));
+                   "std::function/AnyInvocable); pass something to run")));
 }
 absl::Status Engine::Validate(const SubmitOptions& options, const char* what) {
   return impl_->Validate(options, what);
@@ -391,12 +390,11 @@ void ManualClock::Set(time_point t) {
 }
 
 namespace {
-// The ManualClock whose listeners this thread is running (Notify), if any.
-thread_local const ManualClock* t_notifying = nullptr;
-// A listener that calls back into its own clock would lock listeners_mu_ again
-// on the thread that holds it: undefined, a hang in practice. Said plainly.
-void CheckNotInListenerOf(const ManualClock* clock, const char* call) {
-  ORDO_CHECK(t_notifying != clock,
+// A listener that calls back into its own clock (directly, or through another
+// clock's listeners) would lock listeners_mu_ again on the thread that holds
+// it: undefined, a hang in practice. Said plainly.
+void CheckNotInListenerOf(const std::atomic<std::thread::id>& notifying, const char* call) {
+  ORDO_CHECK(notifying.load(std::memory_order_relaxed) != std::this_thread::get_id(),
              absl::StrCat("ManualClock::", call,
                           " called from one of the same clock's listeners (an engine "
                           "reading it, or the code it runs there); call it from outside")
@@ -405,7 +403,7 @@ void CheckNotInListenerOf(const ManualClock* clock, const char* call) {
 }  // namespace
 
 std::uint64_t ManualClock::AddListener(std::function<void()> on_advance) {
-  CheckNotInListenerOf(this, "AddListener");
+  CheckNotInListenerOf(notifying_, "AddListener");
   std::lock_guard<std::mutex> lock(listeners_mu_);
   const std::uint64_t id = next_listener_id_++;
   listeners_.emplace_back(id, std::move(on_advance));
@@ -413,7 +411,7 @@ std::uint64_t ManualClock::AddListener(std::function<void()> on_advance) {
 }
 
 void ManualClock::RemoveListener(std::uint64_t id) {
-  CheckNotInListenerOf(this, "RemoveListener");
+  CheckNotInListenerOf(notifying_, "RemoveListener");
   std::lock_guard<std::mutex> lock(listeners_mu_);
   std::erase_if(listeners_, [id](const auto& e) { return e.first == id; });
 }
@@ -421,14 +419,13 @@ void ManualClock::RemoveListener(std::uint64_t id) {
 void ManualClock::Notify() {
   // Under the lock: RemoveListener (engine destruction) waits for a running
   // notification, so a listener never runs on a destroyed engine.
-  CheckNotInListenerOf(this, "Advance or Set");
+  CheckNotInListenerOf(notifying_, "Advance or Set");
   std::lock_guard<std::mutex> lock(listeners_mu_);
-  const ManualClock* const outer = t_notifying;  // another clock's, or none
-  t_notifying = this;
-  struct Restore {
-    const ManualClock* outer;
-    ~Restore() { t_notifying = outer; }
-  } restore{outer};
+  notifying_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  struct Restore {  // also if a listener throws
+    std::atomic<std::thread::id>& notifying;
+    ~Restore() { notifying.store(std::thread::id(), std::memory_order_relaxed); }
+  } restore{notifying_};
   for (auto& [id, fn] : listeners_) fn();
 }
 

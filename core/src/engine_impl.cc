@@ -1805,67 +1805,75 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
     return false;
   };
   while (submitters_busy()) std::this_thread::yield();
-
-  // Suspended operations and halted chains: canceled in every mode. A halted
-  // chain's failed head is released, and everything behind it canceled.
-  std::vector<Operation*> suspended, halted;
-  {
-    MutexLock hl(&held_mu_);
-    const auto& s_set = held_[static_cast<int>(Held::kSuspended)];
-    const auto& h_set = held_[static_cast<int>(Held::kHalted)];
-    suspended.assign(s_set.begin(), s_set.end());
-    halted.assign(h_set.begin(), h_set.end());
-    for (Operation* op : suspended) AddRef(op);
-    for (Operation* op : halted) AddRef(op);
-  }
-  for (Operation* op : suspended) {
-    // S3: only while still Suspended; a Resume that won keeps its operation.
-    TryCancelNotStarted(op, CancelReason::kByShutdown, /*only_suspended=*/true);
-    DropRef(op);
-  }
-  for (Operation* op : halted) {
-    bool released = false;
-    tokens_.WithShardLocked(Facts(op).token_hash, [&] {
-      // R2: still registered, so still its chain's halted head, and the chain
-      // alive (a ResumeToken since our snapshot removed both under this lock;
-      // no HaltChain is between its two steps: S1, S2).
-      if (EraseHeld(op, Held::kHalted)) {
-        ORDO_DCHECK(op->chain != nullptr && op->chain->halted_at_ == op,
-                    "a registered halted head is its chain's halted head");
-        op->chain->halted_at_ = nullptr;
-        released = true;
-      }
-    });
-    if (released) {
-      CancelBehind(op, CancelReason::kByShutdown);
-      Schedule(op);
-      DropRef(op);  // the registry's reference
-    }
-    DropRef(op);  // the snapshot's
-  }
-  // kDrainReady runs what is runnable, and what is due is: released first, as
-  // in WaitIdle; what stays in the wheel is canceled below.
-  if (mode == ShutdownMode::kDrainReady) (void)ReleaseDue();
-  if (mode != ShutdownMode::kDrainAll) {
-    // Postponed operations: canceled (kDrainReady, kCancelPending).
-    std::vector<TimerNode*> all;
+  // From here the engine is closed and there is no way back: out of memory in
+  // the sweeps below (their lists, the release of what is due), operations
+  // taken out of the wheel or the registry would never end, and every later
+  // wait would hang. The process ends with a message instead.
+  try {
+    // Suspended operations and halted chains: canceled in every mode. A halted
+    // chain's failed head is released, and everything behind it canceled.
+    std::vector<Operation*> suspended, halted;
     {
-      TimerLock tl(this);  // drains the inbox first (I2)
-      // To the end of time, which a saturated retry's due time is (worker.cc).
-      wheel_->Advance(INT64_MAX, &all);
-      // I3 (timers.cc). Relaxed: a count.
-      timers_armed_.fetch_sub(static_cast<std::int64_t>(all.size()), std::memory_order_relaxed);
-      for (TimerNode* n : all) {
-        Operation* op = OperationOfTimer(n);
-        Facts(op).in_wheel = false;
-        AddRef(op);
-      }
+      MutexLock hl(&held_mu_);
+      const auto& s_set = held_[static_cast<int>(Held::kSuspended)];
+      const auto& h_set = held_[static_cast<int>(Held::kHalted)];
+      suspended.assign(s_set.begin(), s_set.end());
+      halted.assign(h_set.begin(), h_set.end());
+      for (Operation* op : suspended) AddRef(op);
+      for (Operation* op : halted) AddRef(op);
     }
-    for (TimerNode* n : all) {
-      Operation* op = OperationOfTimer(n);
-      TryCancelNotStarted(op, CancelReason::kByShutdown);
+    for (Operation* op : suspended) {
+      // S3: only while still Suspended; a Resume that won keeps its operation.
+      TryCancelNotStarted(op, CancelReason::kByShutdown, /*only_suspended=*/true);
       DropRef(op);
     }
+    for (Operation* op : halted) {
+      bool released = false;
+      tokens_.WithShardLocked(Facts(op).token_hash, [&] {
+        // R2: still registered, so still its chain's halted head, and the chain
+        // alive (a ResumeToken since our snapshot removed both under this lock;
+        // no HaltChain is between its two steps: S1, S2).
+        if (EraseHeld(op, Held::kHalted)) {
+          ORDO_DCHECK(op->chain != nullptr && op->chain->halted_at_ == op,
+                      "a registered halted head is its chain's halted head");
+          op->chain->halted_at_ = nullptr;
+          released = true;
+        }
+      });
+      if (released) {
+        CancelBehind(op, CancelReason::kByShutdown);
+        Schedule(op);
+        DropRef(op);  // the registry's reference
+      }
+      DropRef(op);  // the snapshot's
+    }
+    // kDrainReady runs what is runnable, and what is due is: released first, as
+    // in WaitIdle; what stays in the wheel is canceled below.
+    if (mode == ShutdownMode::kDrainReady) (void)ReleaseDue();
+    if (mode != ShutdownMode::kDrainAll) {
+      // Postponed operations: canceled (kDrainReady, kCancelPending).
+      std::vector<TimerNode*> all;
+      {
+        TimerLock tl(this);  // drains the inbox first (I2)
+        // To the end of time, which a saturated retry's due time is (worker.cc).
+        wheel_->Advance(INT64_MAX, &all);
+        // I3 (timers.cc). Relaxed: a count.
+        timers_armed_.fetch_sub(static_cast<std::int64_t>(all.size()), std::memory_order_relaxed);
+        for (TimerNode* n : all) {
+          Operation* op = OperationOfTimer(n);
+          Facts(op).in_wheel = false;
+          AddRef(op);
+        }
+      }
+      for (TimerNode* n : all) {
+        Operation* op = OperationOfTimer(n);
+        TryCancelNotStarted(op, CancelReason::kByShutdown);
+        DropRef(op);
+      }
+    }
+  } catch (const std::bad_alloc&) {
+    ORDO_CHECK(false,
+               "Shutdown ran out of memory sweeping the engine's operations: out of memory");
   }
   // Wait until every accepted operation is terminal and no queue holds one.
   AwaitCondition([this] { return Pending() == 0 && ActivityIdle(); });

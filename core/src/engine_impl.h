@@ -614,8 +614,11 @@ class EngineImpl {
   // lowered the target, unless called by_timekeeper (timers.cc I5).
   // *ahead_pending: whether the wheel has a slot to cascade ahead (a turn of it:
   // CascadeAheadTurn).
+  // Out of memory, the process ends with a message (ReleaseDueOrThrow's work
+  // cannot be undone halfway).
   std::optional<std::int64_t> ReleaseDue(bool* ahead_pending = nullptr,
                                          bool by_timekeeper = false);
+  std::optional<std::int64_t> ReleaseDueOrThrow(bool* ahead_pending, bool by_timekeeper);
   // A turn of it; true if the slot still holds nodes.
   bool CascadeAheadTurn();
   void TimekeeperLoop();

@@ -312,6 +312,21 @@ EngineImpl::Repostponed EngineImpl::RepostponeForRetry(Operation* op, std::int64
 }
 
 std::optional<std::int64_t> EngineImpl::ReleaseDue(bool* ahead_pending, bool by_timekeeper) {
+  // Out of memory (the wheel's list of what is due, ours of what we own), the
+  // operations already taken out of the wheel or owned would never be
+  // scheduled, and WaitIdle, Shutdown and the destructor would wait for them
+  // for ever, whoever called (the timekeeper, a manual clock's listener, a
+  // submit, WaitIdle, Shutdown): the process ends with a message instead.
+  try {
+    return ReleaseDueOrThrow(ahead_pending, by_timekeeper);
+  } catch (const std::bad_alloc&) {
+    ORDO_CHECK(false, "an engine ran out of memory releasing due timers: out of memory");
+  }
+  return std::nullopt;  // not reached
+}
+
+std::optional<std::int64_t> EngineImpl::ReleaseDueOrThrow(bool* ahead_pending,
+                                                          bool by_timekeeper) {
   std::vector<Operation*> ready;
   std::optional<std::int64_t> next;
   bool lowered = false;

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 namespace ordo {
@@ -37,8 +38,9 @@ class Clock {
 
   virtual ~Clock() = default;
 
-  // The current reading of this clock. Must not throw: the engine reads it where
-  // it cannot back out of a submission.
+  // The current reading of this clock. Must not throw (the engine reads it where
+  // it cannot back out of a submission), nor block for long (Handle::started_at
+  // waits for a worker's read of it).
   virtual time_point Now() const = 0;
 
   // True for clocks whose time moves only by explicit calls (ManualClock). The
@@ -100,6 +102,10 @@ class ManualClock final : public Clock {
   // pairs with ManualClock::Now).
   std::atomic<std::int64_t> now_ns_;
   mutable std::mutex listeners_mu_;
+  // The thread running this clock's listeners (Notify), set under
+  // listeners_mu_; relaxed: compared only with the reader's own id, which only
+  // that thread stores.
+  std::atomic<std::thread::id> notifying_{};
   std::vector<std::pair<std::uint64_t, std::function<void()>>> listeners_;
   std::uint64_t next_listener_id_ = 1;
 };
