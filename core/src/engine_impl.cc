@@ -1542,6 +1542,21 @@ std::string EngineImpl::Explain(Operation* op) {
       head_text = absl::StrCat("waiting behind ", OpName(h), ", which is ", StateText(hs),
                                hs == State::kPostponed ? due_text(h) : "");
       if (c->halted_at_ == h) head_text += " (the chain is halted after its failure: ResumeToken)";
+      // The first held operation between the head and op, which keeps op
+      // waiting once the head has ended. Safe to read: with the head pinned,
+      // its runner cannot move past it, so nothing behind it is released. A
+      // link not made yet (a producer between its two steps) ends the look, as
+      // does a long chain (a diagnostic: the first 4,096).
+      Operation* n = h->chain_next.load(std::memory_order_acquire);  // as Advance's
+      for (int i = 0; n != nullptr && n != op && i < 4096; ++i) {
+        const State ns = StateOf(n->word.load(std::memory_order_acquire));
+        if (ns == State::kPostponed || ns == State::kSuspended) {
+          absl::StrAppend(&head_text, ", and then behind ", OpName(n), ", which is ",
+                          StateText(ns), ns == State::kPostponed ? due_text(n) : "");
+          break;
+        }
+        n = n->chain_next.load(std::memory_order_acquire);
+      }
     });
     // Ended meanwhile (the walk above stopped at it, or found the chain
     // emptied past it): said as finished, not as the waiting it was before.

@@ -1149,6 +1149,31 @@ TEST(TokenControlTest, ExplainSaysWhyAnOperationIsNotRunning) {
   EXPECT_THAT(b->Explain(), HasSubstr("Succeeded"));
 }
 
+// Behind a head that will end, a held operation keeps the next one waiting:
+// Explain names it too (it named the head alone).
+TEST(TokenControlTest, ExplainNamesAHeldOperationBetweenTheHeadAndThisOne) {
+  ManualClock clock;  // 2026-01-01T00:00:00Z
+  Engine engine({.workers = 1, .clock = &clock});
+  auto a = engine.Submit([] {}, {.token = "t", .postpone_until = clock.now() + 5s});
+  auto b = engine.Submit([] {}, {.token = "t"});
+  auto s = engine.Submit([] {}, {.token = "t", .suspended = true});
+  auto c = engine.Submit([] {}, {.token = "t"});
+  ASSERT_TRUE(a.ok() && b.ok() && s.ok() && c.ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  const std::string waiting_behind_a = "waiting behind op " + std::to_string(a->id()) +
+                                       ", which is Postponed until 2026-01-01T00:00:05.000Z";
+  EXPECT_EQ(b->Explain(), "op " + std::to_string(b->id()) + " is " + waiting_behind_a);
+  EXPECT_EQ(c->Explain(), "op " + std::to_string(c->id()) + " is " + waiting_behind_a +
+                              ", and then behind op " + std::to_string(s->id()) +
+                              ", which is Suspended");
+  clock.Advance(5s);  // a and b run; s, now the head, holds c
+  ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  EXPECT_EQ(c->Explain(), "op " + std::to_string(c->id()) + " is waiting behind op " +
+                              std::to_string(s->id()) + ", which is Suspended");
+  ASSERT_TRUE(engine.Resume(*s).ok());
+  EXPECT_TRUE(AwaitState(*c, State::kSucceeded));
+}
+
 TEST(TokenControlTest, TokenControlsRejectWhatSubmitRejects) {
   Engine engine({.workers = 1, .max_token_bytes = 8});
   for (const Token& bad : {Token(), Token(""), Token("nine-byte")}) {
