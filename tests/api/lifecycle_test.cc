@@ -1168,6 +1168,14 @@ TEST(TokenControlTest, ExplainNamesAHeldOperationBetweenTheHeadAndThisOne) {
                               ", which is Suspended");
   clock.Advance(5s);  // a and b run; s, now the head, holds c
   ASSERT_TRUE(AwaitState(*b, State::kSucceeded));
+  // b is seen Succeeded before its runner makes s the head: waited for (bounded).
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  for (;;) {
+    absl::StatusOr<TokenReport> r = engine.TokenInfo("t");
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (r->head_id == s->id() || std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::yield();
+  }
   EXPECT_EQ(c->Explain(), "op " + std::to_string(c->id()) + " is waiting behind op " +
                               std::to_string(s->id()) + ", which is Suspended");
   ASSERT_TRUE(engine.Resume(*s).ok());
