@@ -1773,7 +1773,8 @@ absl::Status EngineImpl::WaitIdle() {
 
 // Shutdown closes the engine, then sweeps what would otherwise never end: the held
 // registry (suspended operations, halted chains) in every mode, and the wheel
-// (kDrainReady, kCancelPending). Nothing may be added behind a sweep:
+// (kDrainReady, kCancelPending; or later, by a stricter call: S4 above
+// EscalateShutdown). Nothing may be added behind a sweep:
 //   S1  Whatever suspends an operation, halts a chain or arms a timer (Suspend,
 //       Postpone, a retry's re-arm, a series' next occurrence, a submit) does it
 //       inside EnterSubmit/ExitSubmit on its stripe, after reading closed_ there
@@ -1796,8 +1797,21 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
         "Shutdown: called on a worker of this engine (inside a callable, or a capture's "
         "destructor); call it from outside the engine");
   }
-  MutexLock lock(&shutdown_mu_);
-  if (shutdown_done_) return absl::OkStatus();
+  {
+    MutexLock lock(&shutdown_mu_);
+    if (shutdown_started_) {
+      EscalateShutdown(mode);
+    } else {
+      StartShutdown(mode);
+    }
+  }
+  // Wait until every accepted operation is terminal and no queue holds one;
+  // a later or concurrent call waits with the first.
+  AwaitCondition([this] { return Pending() == 0 && ActivityIdle(); });
+  return absl::OkStatus();
+}
+
+void EngineImpl::StartShutdown(ShutdownMode mode) {
   // Before closed_: whoever sees the engine closed (a refused Submit) and then
   // lets a worker go on also sees that nothing pending may start. Stored after
   // closed_, a worker released in between started what it popped (a CI run of
@@ -1862,38 +1876,71 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
       }
       DropRef(op);  // the snapshot's
     }
-    // kDrainReady runs what is runnable, and what is due is: released first, as
-    // in WaitIdle; what stays in the wheel is canceled below.
-    if (mode == ShutdownMode::kDrainReady) (void)ReleaseDue();
-    if (mode != ShutdownMode::kDrainAll) {
-      // Postponed operations: canceled (kDrainReady, kCancelPending).
-      std::vector<TimerNode*> all;
-      {
-        TimerLock tl(this);  // drains the inbox first (I2)
-        // To the end of time, which a saturated retry's due time is (worker.cc).
-        wheel_->Advance(INT64_MAX, &all);
-        // I3 (timers.cc). Relaxed: a count.
-        timers_armed_.fetch_sub(static_cast<std::int64_t>(all.size()), std::memory_order_relaxed);
-        for (TimerNode* n : all) {
-          Operation* op = OperationOfTimer(n);
-          Facts(op).in_wheel = false;
-          AddRef(op);
-        }
-      }
-      for (TimerNode* n : all) {
-        Operation* op = OperationOfTimer(n);
-        TryCancelNotStarted(op, CancelReason::kByShutdown);
-        DropRef(op);
-      }
-    }
+    if (mode != ShutdownMode::kDrainAll) SweepWheelForShutdown(mode);
   } catch (const std::bad_alloc&) {
     ORDO_CHECK(false,
                "Shutdown ran out of memory sweeping the engine's operations: out of memory");
   }
-  // Wait until every accepted operation is terminal and no queue holds one.
-  AwaitCondition([this] { return Pending() == 0 && ActivityIdle(); });
-  shutdown_done_ = true;
-  return absl::OkStatus();
+  shutdown_started_ = true;
+  shutdown_mode_ = mode;
+}
+
+namespace {
+// How much a shutdown mode cancels: each adds to the one before.
+int Strictness(ShutdownMode m) {
+  switch (m) {
+    case ShutdownMode::kDrainAll: return 0;
+    case ShutdownMode::kDrainReady: return 1;
+    case ShutdownMode::kCancelPending: return 2;
+  }
+  return 0;
+}
+}  // namespace
+
+// S4: a later Shutdown with a stricter mode than the one begun adds what its
+// mode cancels, under shutdown_mu_ as the first call's sweeps were: the wheel
+// (nothing is armed since the close but by a Resume that won against the held
+// sweep, S3, whose timer is in the wheel by now) and, for kCancelPending,
+// what has not started (workers see cancel_all_ on their next pop; what they
+// started before runs, as the first mode let it).
+void EngineImpl::EscalateShutdown(ShutdownMode mode) {
+  if (Strictness(mode) <= Strictness(shutdown_mode_)) return;
+  // seq_cst, as in StartShutdown.
+  if (mode == ShutdownMode::kCancelPending) cancel_all_.store(true, std::memory_order_seq_cst);
+  if (shutdown_mode_ == ShutdownMode::kDrainAll) {
+    try {
+      SweepWheelForShutdown(mode);
+    } catch (const std::bad_alloc&) {
+      ORDO_CHECK(false,
+                 "Shutdown ran out of memory sweeping the engine's operations: out of memory");
+    }
+  }
+  shutdown_mode_ = mode;
+}
+
+void EngineImpl::SweepWheelForShutdown(ShutdownMode mode) {
+  // kDrainReady runs what is runnable, and what is due is: released first, as
+  // in WaitIdle; what stays in the wheel is canceled below.
+  if (mode == ShutdownMode::kDrainReady) (void)ReleaseDue();
+  // Postponed operations: canceled (kDrainReady, kCancelPending).
+  std::vector<TimerNode*> all;
+  {
+    TimerLock tl(this);  // drains the inbox first (I2)
+    // To the end of time, which a saturated retry's due time is (worker.cc).
+    wheel_->Advance(INT64_MAX, &all);
+    // I3 (timers.cc). Relaxed: a count.
+    timers_armed_.fetch_sub(static_cast<std::int64_t>(all.size()), std::memory_order_relaxed);
+    for (TimerNode* n : all) {
+      Operation* op = OperationOfTimer(n);
+      Facts(op).in_wheel = false;
+      AddRef(op);
+    }
+  }
+  for (TimerNode* n : all) {
+    Operation* op = OperationOfTimer(n);
+    TryCancelNotStarted(op, CancelReason::kByShutdown);
+    DropRef(op);
+  }
 }
 
 Stats EngineImpl::stats() const {

@@ -339,6 +339,12 @@ class EngineImpl {
 
   absl::Status WaitIdle();
   absl::Status Shutdown(ShutdownMode mode);
+  // Shutdown's first call: closes the engine and sweeps per `mode` (S1-S3).
+  void StartShutdown(ShutdownMode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shutdown_mu_);
+  // A later call: adds what a stricter `mode` cancels (S4).
+  void EscalateShutdown(ShutdownMode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shutdown_mu_);
+  // Cancels what waits in the wheel (kDrainReady first releases what is due).
+  void SweepWheelForShutdown(ShutdownMode mode);
   Stats stats() const;
   Clock& clock() const { return *clock_; }
   int workers() const { return static_cast<int>(workers_.size()); }
@@ -798,7 +804,9 @@ class EngineImpl {
   absl::flat_hash_set<Operation*> held_[2] ABSL_GUARDED_BY(held_mu_);  // by Held
 
   Mutex shutdown_mu_;
-  bool shutdown_done_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  bool shutdown_started_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  // The strictest mode applied so far (S4 above EngineImpl::Shutdown).
+  ShutdownMode shutdown_mode_ ABSL_GUARDED_BY(shutdown_mu_) = ShutdownMode::kDrainAll;
 };
 
 }  // namespace ordo::internal

@@ -857,6 +857,34 @@ TEST(ShutdownTest, FromACapturesDestructorOnAWorkerWaitIdleAndShutdownAreRefused
   EXPECT_TRUE(engine.Shutdown().ok());
 }
 
+// A kDrainAll waits for what is postponed: with a manual clock nobody moves, for
+// ever. A stricter call from another thread cuts it short: it cancels what
+// waits in the wheel, and both calls return (the later one used to wait for the
+// first, and here never returned).
+TEST(ShutdownTest, AStricterLaterCallCutsAWaitingDrainShort) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  auto far = engine.Submit([] {}, {.postpone_until = clock.now() + 1h});
+  auto ready = engine.Submit([] {});
+  ASSERT_TRUE(far.ok() && ready.ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  absl::Status first;
+  std::thread drainer([&] { first = engine.Shutdown(ShutdownMode::kDrainAll); });
+  // The first call has closed the engine once a submit is refused.
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (engine.Post([] {}).ok() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(far->state(), State::kPostponed);  // the drain waits for it
+  EXPECT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
+  drainer.join();
+  EXPECT_TRUE(first.ok()) << first;
+  EXPECT_EQ(far->state(), State::kCanceled);
+  EXPECT_EQ(ready->state(), State::kSucceeded);
+  EXPECT_TRUE(engine.Shutdown(ShutdownMode::kDrainAll).ok());  // less strict: nothing more
+  EXPECT_EQ(engine.stats().pending, 0u);
+}
+
 TEST(ShutdownTest, SubmitAfterShutdownIsRefusedAndChangesNothing) {
   Engine engine({.workers = 1});
   ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainReady).ok());

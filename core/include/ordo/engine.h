@@ -328,8 +328,12 @@ class Engine {
   // Stops accepting work and finishes per `mode`; returns once every accepted
   // operation is terminal. The workers stop in the destructor, and until then
   // one may still be destroying a canceled operation's callable (its captures).
-  // A later call, or one made while another runs, waits for the first to end
-  // and returns OK; its own mode is not applied. FailedPrecondition on one of
+  // A later call, or one made while another runs, returns OK once every
+  // operation is terminal, as the first does; with a stricter mode (kDrainAll,
+  // then kDrainReady, then kCancelPending) it first adds what its mode cancels:
+  // what waits in the wheel, and with kCancelPending what has not started (a
+  // kDrainAll waiting for an operation postponed by an hour is cut short by a
+  // kCancelPending from another thread). FailedPrecondition on one of
   // this engine's workers, as WaitIdle. During any shutdown a retry an
   // attempt asks for ends the operation Canceled (CancelReason: retries during
   // shutdown), in every mode; a retry armed before it comes due as its mode
