@@ -1893,7 +1893,8 @@ int Strictness(ShutdownMode m) {
     case ShutdownMode::kDrainReady: return 1;
     case ShutdownMode::kCancelPending: return 2;
   }
-  return 0;
+  ORDO_DCHECK(false, "a ShutdownMode out of range");
+  return 2;  // as StartShutdown takes it: every mode but kDrainAll sweeps
 }
 }  // namespace
 

@@ -870,11 +870,14 @@ TEST(ShutdownTest, AStricterLaterCallCutsAWaitingDrainShort) {
   ASSERT_TRUE(engine.WaitIdle().ok());
   absl::Status first;
   std::thread drainer([&] { first = engine.Shutdown(ShutdownMode::kDrainAll); });
-  // The first call has closed the engine once a submit is refused.
+  // The first call has closed the engine once a submit is refused (after it, the
+  // call below cannot be the first).
   const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (engine.Post([] {}).ok() && std::chrono::steady_clock::now() < deadline) {
+  absl::Status post;
+  while ((post = engine.Post([] {})).ok() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::yield();
   }
+  EXPECT_EQ(post.code(), absl::StatusCode::kFailedPrecondition) << post;
   EXPECT_EQ(far->state(), State::kPostponed);  // the drain waits for it
   EXPECT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
   drainer.join();

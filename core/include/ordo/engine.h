@@ -160,7 +160,8 @@ struct SubmitOptions {
 
 enum class ShutdownMode : std::uint8_t {
   kDrainAll,       // run everything that remains, postponed operations included (they
-                   // are waited for); suspended operations are Canceled
+                   // are waited for, unless a stricter Shutdown follows); suspended
+                   // operations are Canceled
   kDrainReady,     // run what is runnable (what is due included); cancel what is
                    // postponed or suspended
   kCancelPending,  // cancel everything not started; running operations get a cancel request
@@ -180,7 +181,8 @@ class Engine {
   explicit Engine(Options options = {});
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
-  // Shuts down with kDrainReady (if Shutdown was not called) and joins the workers.
+  // Shuts down with kDrainReady (after an earlier Shutdown, what kDrainReady adds
+  // to its mode, if anything) and joins the workers.
   // Never waits for a postponement. Must not run inside one of its callables, nor
   // on one of its workers (a capture's destructor dropping the last owner): the
   // process then ends with a message saying so.
@@ -329,11 +331,13 @@ class Engine {
   // operation is terminal. The workers stop in the destructor, and until then
   // one may still be destroying a canceled operation's callable (its captures).
   // A later call, or one made while another runs, returns OK once every
-  // operation is terminal, as the first does; with a stricter mode (kDrainAll,
-  // then kDrainReady, then kCancelPending) it first adds what its mode cancels:
-  // what waits in the wheel, and with kCancelPending what has not started (a
-  // kDrainAll waiting for an operation postponed by an hour is cut short by a
-  // kCancelPending from another thread). FailedPrecondition on one of
+  // operation is terminal, as the first does; with a stricter mode (from least
+  // to most strict: kDrainAll, kDrainReady, kCancelPending) it first adds what
+  // its mode cancels: postponed operations (kDrainReady still runs those due),
+  // and with kCancelPending what has not started when it applies its mode
+  // (what a worker took before may still start). So a kDrainAll waiting for an
+  // operation postponed by an hour is cut short by a kCancelPending from
+  // another thread. FailedPrecondition on one of
   // this engine's workers, as WaitIdle. During any shutdown a retry an
   // attempt asks for ends the operation Canceled (CancelReason: retries during
   // shutdown), in every mode; a retry armed before it comes due as its mode
