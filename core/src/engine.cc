@@ -221,10 +221,10 @@ std::optional<Clock::time_point> Handle::started_at() const {
   // (Execute), and stamps it whenever a Handle exists (Observed: this one, or
   // the predecessor's link it came through), so for an instant it may not be
   // there yet: waited for, as CompletedNs waits for a canceler's stamp.
-  // Acquire: pairs with nothing (the stamp is a relaxed store); the loop only
-  // needs to see it eventually.
+  // Relaxed: the stamp publishes nothing (a relaxed store); the loop needs
+  // only to see it, which coherence makes certain.
   if (t == internal::kNoTime && internal::StateOf(w) == State::kInProgress) {
-    while ((t = Times(op_).started_ns.load(std::memory_order_acquire)) == internal::kNoTime) {
+    while ((t = Times(op_).started_ns.load(std::memory_order_relaxed)) == internal::kNoTime) {
       std::this_thread::yield();
     }
   }

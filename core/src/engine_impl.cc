@@ -1549,6 +1549,8 @@ std::string EngineImpl::Explain(Operation* op) {
       // does a long chain (a diagnostic: the first 4,096).
       Operation* n = h->chain_next.load(std::memory_order_acquire);  // as Advance's
       for (int i = 0; n != nullptr && n != op && i < 4096; ++i) {
+        // Acquire: pairs with the release of whoever last moved its state, as
+        // the other diagnostic loads of a word here.
         const State ns = StateOf(n->word.load(std::memory_order_acquire));
         if (ns == State::kPostponed || ns == State::kSuspended) {
           absl::StrAppend(&head_text, ", and then behind ", OpName(n), ", which is ",
@@ -1811,6 +1813,11 @@ absl::Status EngineImpl::Shutdown(ShutdownMode mode) {
   return absl::OkStatus();
 }
 
+namespace {
+constexpr const char* kShutdownOutOfMemory =
+    "Shutdown ran out of memory sweeping the engine's operations: out of memory";
+}  // namespace
+
 void EngineImpl::StartShutdown(ShutdownMode mode) {
   // Before closed_: whoever sees the engine closed (a refused Submit) and then
   // lets a worker go on also sees that nothing pending may start. Stored after
@@ -1837,7 +1844,8 @@ void EngineImpl::StartShutdown(ShutdownMode mode) {
   // From here the engine is closed and there is no way back: out of memory in
   // the sweeps below (their lists, the release of what is due), operations
   // taken out of the wheel or the registry would never end, and every later
-  // wait would hang. The process ends with a message instead.
+  // wait would hang. The process ends with a message instead (here, and in
+  // SweepWheelForShutdown).
   try {
     // Suspended operations and halted chains: canceled in every mode. A halted
     // chain's failed head is released, and everything behind it canceled.
@@ -1876,11 +1884,10 @@ void EngineImpl::StartShutdown(ShutdownMode mode) {
       }
       DropRef(op);  // the snapshot's
     }
-    if (mode != ShutdownMode::kDrainAll) SweepWheelForShutdown(mode);
   } catch (const std::bad_alloc&) {
-    ORDO_CHECK(false,
-               "Shutdown ran out of memory sweeping the engine's operations: out of memory");
+    ORDO_CHECK(false, kShutdownOutOfMemory);
   }
+  if (mode != ShutdownMode::kDrainAll) SweepWheelForShutdown(mode);
   shutdown_started_ = true;
   shutdown_mode_ = mode;
 }
@@ -1908,18 +1915,19 @@ void EngineImpl::EscalateShutdown(ShutdownMode mode) {
   if (Strictness(mode) <= Strictness(shutdown_mode_)) return;
   // seq_cst, as in StartShutdown.
   if (mode == ShutdownMode::kCancelPending) cancel_all_.store(true, std::memory_order_seq_cst);
-  if (shutdown_mode_ == ShutdownMode::kDrainAll) {
-    try {
-      SweepWheelForShutdown(mode);
-    } catch (const std::bad_alloc&) {
-      ORDO_CHECK(false,
-                 "Shutdown ran out of memory sweeping the engine's operations: out of memory");
-    }
-  }
+  if (shutdown_mode_ == ShutdownMode::kDrainAll) SweepWheelForShutdown(mode);
   shutdown_mode_ = mode;
 }
 
 void EngineImpl::SweepWheelForShutdown(ShutdownMode mode) {
+  try {
+    SweepWheelForShutdownOrThrow(mode);
+  } catch (const std::bad_alloc&) {
+    ORDO_CHECK(false, kShutdownOutOfMemory);
+  }
+}
+
+void EngineImpl::SweepWheelForShutdownOrThrow(ShutdownMode mode) {
   // kDrainReady runs what is runnable, and what is due is: released first, as
   // in WaitIdle; what stays in the wheel is canceled below.
   if (mode == ShutdownMode::kDrainReady) (void)ReleaseDue();

@@ -343,8 +343,11 @@ class EngineImpl {
   void StartShutdown(ShutdownMode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shutdown_mu_);
   // A later call: adds what a stricter `mode` cancels (S4).
   void EscalateShutdown(ShutdownMode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shutdown_mu_);
-  // Cancels what waits in the wheel (kDrainReady first releases what is due).
+  // Cancels what waits in the wheel (kDrainReady first releases what is due);
+  // out of memory, the process ends (SweepWheelForShutdownOrThrow cannot be
+  // undone halfway).
   void SweepWheelForShutdown(ShutdownMode mode);
+  void SweepWheelForShutdownOrThrow(ShutdownMode mode);
   Stats stats() const;
   Clock& clock() const { return *clock_; }
   int workers() const { return static_cast<int>(workers_.size()); }
@@ -630,9 +633,8 @@ class EngineImpl {
   void TimekeeperLoop();
   void KickTimekeeper();
   // The manual clock's listener: release due timers on the advancing thread
-  // (ReleaseOnClockAdvanced); out of memory there, the process ends.
+  // (out of memory there, ReleaseDue ends the process).
   void OnClockAdvanced();
-  void ReleaseOnClockAdvanced();
 
   // --- waiting ---
   bool ActivityIdle() const;

@@ -445,20 +445,6 @@ void EngineImpl::TimekeeperLoop() {
 }
 
 void EngineImpl::OnClockAdvanced() {
-  // Out of memory here (the release's list of what is due, the wheel's), due
-  // operations would be taken out of the wheel or owned and never scheduled,
-  // and WaitIdle and Shutdown would wait for them for ever: the process ends
-  // with a message, as on the timekeeper's thread.
-  try {
-    ReleaseOnClockAdvanced();
-  } catch (const std::bad_alloc&) {
-    ORDO_CHECK(false,
-               "an engine ran out of memory releasing timers as its ManualClock moved: out "
-               "of memory");
-  }
-}
-
-void EngineImpl::ReleaseOnClockAdvanced() {
   // I6: the advancer's half of the fence pair with ArmTimerFromSubmit (the
   // clock's new time is written before this listener runs).
   std::atomic_thread_fence(std::memory_order_seq_cst);
