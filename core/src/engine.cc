@@ -60,11 +60,9 @@ void Engine::DiscardPrepared(internal::Operation* op, const detail::CallableOps*
 }
 void Engine::CountLoadedBatch(int delta) { impl_->CountLoadedBatch(delta); }
 std::size_t Engine::BatchLimit() const { return impl_->batch_limit(); }
-absl::Status Engine::CheckBatchAdd(const std::vector<internal::BatchItem>& items,
-                                   std::size_t* future, std::int64_t* earliest_future_ns,
+absl::Status Engine::CheckBatchAdd(std::size_t size, std::vector<std::int64_t>* future_dues,
                                    std::int64_t due_ns, bool* takes_place) {
-  return impl_->CheckBatchAdd(items.data(), items.size(), future, earliest_future_ns, due_ns,
-                              takes_place);
+  return impl_->CheckBatchAdd(size, future_dues, due_ns, takes_place);
 }
 absl::Status Engine::PostBatch(Batch& batch) {
   if (batch.items_.empty()) return absl::OkStatus();

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <new>
 #include <string>
@@ -369,8 +370,7 @@ bool EngineImpl::BeyondHorizon(std::int64_t t, std::int64_t now) const {
   return horizon < 0 || ahead > static_cast<std::uint64_t>(horizon);
 }
 
-absl::Status EngineImpl::CheckBatchAdd(const BatchItem* items, std::size_t size,
-                                       std::size_t* future, std::int64_t* earliest_future_ns,
+absl::Status EngineImpl::CheckBatchAdd(std::size_t size, std::vector<std::int64_t>* future_dues,
                                        std::int64_t due_ns, bool* takes_place) {
   *takes_place = false;
   const bool postponed = due_ns != BatchItem::kNotPostponed;
@@ -391,31 +391,27 @@ absl::Status EngineImpl::CheckBatchAdd(const BatchItem* items, std::size_t size,
     return Rejected(s);
   }
   *takes_place = due_ns > now;
-  if (*takes_place && *future >= options_.max_timers && now >= *earliest_future_ns) {
-    // The count is of items whose time was still to come at their Add; some
-    // have come since (the earliest has). Counted again, here only (at the
-    // limit, once the earliest time counted has come, so not on every Add at
-    // the limit; but each recount reads the whole batch, and a batch held at
-    // max_timers whose items keep coming due, one per Add, recounts on each),
-    // against the same lower bound of the time: an item counted
-    // may have come due too (PostBatch, which reads the clock, gives it no
+  if (*takes_place && future_dues->size() >= options_.max_timers) {
+    // The heap holds the times of the items whose time was still to come at
+    // their Add; some may have come since. Those leave it here, at the limit
+    // only, earliest first, against the same lower bound of the time: an item
+    // kept may have come due too (PostBatch, which reads the clock, gives it no
     // place), never the reverse on a clock that goes only forward. On a manual
-    // clock set back, PostBatch checks the room in the wheel again.
-    std::size_t still = 0;
-    std::int64_t earliest = INT64_MAX;
-    for (std::size_t i = 0; i < size; ++i) {
-      if (items[i].due_ns != BatchItem::kNotPostponed && items[i].due_ns > now) {
-        ++still;
-        earliest = std::min(earliest, items[i].due_ns);
-      }
+    // clock set back, PostBatch checks the room in the wheel again. Each item
+    // enters the heap once and leaves it at most once: O(log n) per item over
+    // the batch's life, however its items come due (the count this replaced
+    // read the whole batch again, on every Add of a batch held at the limit
+    // whose items kept coming due one at a time).
+    const auto later_first = std::greater<std::int64_t>();
+    while (!future_dues->empty() && future_dues->front() <= now) {
+      std::pop_heap(future_dues->begin(), future_dues->end(), later_first);
+      future_dues->pop_back();
     }
-    *future = still;
-    *earliest_future_ns = earliest;
   }
-  if (*takes_place && *future >= options_.max_timers) {
+  if (*takes_place && future_dues->size() >= options_.max_timers) {
     *takes_place = false;
     return Rejected(absl::ResourceExhaustedError(absl::StrCat(
-        "Batch::AddPostponed: the batch already holds ", *future,
+        "Batch::AddPostponed: the batch already holds ", future_dues->size(),
         " operations postponed to a time still to come, as many as Options::max_timers "
         "has places for; post it (PostBatch) and add to it again, or raise the limit")));
   }

@@ -290,9 +290,8 @@ class EngineImpl {
     return refusal;
   }
   // Engine::CheckBatchAdd.
-  absl::Status CheckBatchAdd(const BatchItem* items, std::size_t size, std::size_t* future,
-                             std::int64_t* earliest_future_ns, std::int64_t due_ns,
-                             bool* takes_place);
+  absl::Status CheckBatchAdd(std::size_t size, std::vector<std::int64_t>* future_dues,
+                             std::int64_t due_ns, bool* takes_place);
   // Batches of this engine holding operations (Engine::CountLoadedBatch).
   // Relaxed: a count; the destructor reads it after every Batch call that
   // happens-before it.

@@ -197,13 +197,14 @@ TEST(AllocationTest, SubmitOutOfMemoryBeforeAdmissionThrowsAndTakesNothing) {
   EXPECT_TRUE(engine.Shutdown().ok());  // returns: no submit is left half-way
 }
 
-// Out of memory in Batch::Add, where the batch grows its record (of items, or of
-// tokens for a tokened item): Add throws, nothing is added, and the callable
-// passed as an rvalue is still the caller's, as Post leaves it on an error. It
-// was moved into the node first and destroyed with it when the record could not
-// grow.
+// Out of memory in Batch::Add, where the batch grows its record (of items, of
+// tokens for a tokened item, or of the times still to come for a postponed
+// one): Add throws, nothing is added, and the callable passed as an rvalue is
+// still the caller's, as Post leaves it on an error. It was moved into the
+// node first and destroyed with it when the record could not grow.
 TEST(AllocationTest, ABatchAddOutOfMemoryLeavesTheCallableWithTheCaller) {
-  Engine engine({.workers = 1});
+  ordo::ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
   {
     Batch warm(engine);  // node pools stocked: Add's first allocation is its record's
     for (int i = 0; i < 1000; ++i) {
@@ -216,6 +217,7 @@ TEST(AllocationTest, ABatchAddOutOfMemoryLeavesTheCallableWithTheCaller) {
   auto runs = std::make_shared<std::atomic<int>>(0);
   auto f = [runs] { runs->fetch_add(1, std::memory_order_relaxed); };
   auto g = f;
+  auto h = f;
   Batch batch(engine);
   bool threw = false;
   t_fail_allocations = true;
@@ -227,7 +229,7 @@ TEST(AllocationTest, ABatchAddOutOfMemoryLeavesTheCallableWithTheCaller) {
   t_fail_allocations = false;
   ASSERT_TRUE(threw);
   EXPECT_EQ(batch.size(), 0u);
-  ASSERT_EQ(runs.use_count(), 3) << "f lost its capture";  // runs, f and g
+  ASSERT_EQ(runs.use_count(), 4) << "f lost its capture";  // runs, f, g and h
   ASSERT_TRUE(batch.Add(std::move(f)).ok());  // f kept its capture: it runs
   threw = false;
   t_fail_allocations = true;
@@ -239,12 +241,28 @@ TEST(AllocationTest, ABatchAddOutOfMemoryLeavesTheCallableWithTheCaller) {
   t_fail_allocations = false;
   ASSERT_TRUE(threw);
   EXPECT_EQ(batch.size(), 1u);
-  ASSERT_EQ(runs.use_count(), 3) << "g lost its capture";  // runs, the batch's and g
+  ASSERT_EQ(runs.use_count(), 4) << "g lost its capture";  // runs, the batch's, g and h
   ASSERT_TRUE(batch.Add(std::move(g), ordo::Token("t")).ok());
+  threw = false;
+  t_fail_allocations = true;
+  try {
+    // The item record has room (8 places); the heap of times its first growth.
+    (void)batch.AddPostponed(std::move(h), clock.now() + std::chrono::seconds(1));
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  t_fail_allocations = false;
+  ASSERT_TRUE(threw);
+  EXPECT_EQ(batch.size(), 2u);
+  ASSERT_EQ(runs.use_count(), 4) << "h lost its capture";  // runs, the batch's two and h
+  ASSERT_TRUE(batch.AddPostponed(std::move(h), clock.now() + std::chrono::seconds(1)).ok());
   ASSERT_TRUE(engine.PostBatch(batch).ok());
   ASSERT_TRUE(engine.WaitIdle().ok());
   EXPECT_EQ(runs->load(), 2);
-  EXPECT_EQ(engine.stats().succeeded, 2002u);
+  clock.Advance(std::chrono::seconds(1));
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 3);
+  EXPECT_EQ(engine.stats().succeeded, 2003u);
 }
 
 // A Token assigned a long text out of memory is left as it was: its size was

@@ -543,6 +543,41 @@ TEST(BatchPostponedTest, AnItemThatCameDueSinceItsAddFreesItsPlace) {
   EXPECT_EQ(runs.use_count(), 1);
 }
 
+// A batch held at max_timers whose items come due one at a time: each time
+// that comes frees one place, and only one, Add after Add (the times leave the
+// batch's heap earliest first; the count this replaced read the whole batch
+// again on each of these Adds).
+TEST(BatchPostponedTest, ABatchHeldAtTheLimitTakesOneItemPerTimeThatComes) {
+  ManualClock clock(ManualClock::time_point(100s));
+  Engine engine({.workers = 1, .clock = &clock, .max_timers = 3});
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  Batch batch(engine);
+  // Added latest first, so the heap's order is not the Add order.
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 3s).ok());
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 2s, Token("t")).ok());
+  ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 1s).ok());
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(batch.AddPostponed(Tracked(runs), clock.now() + 3s).code(),
+              absl::StatusCode::kResourceExhausted)
+        << "round " << i;
+    clock.Advance(1s);  // the earliest item's time comes; two are still to come
+    ASSERT_TRUE(batch.AddPostponed(Tracked(runs), clock.now() + 3s, Token("t")).ok())
+        << "round " << i;
+  }
+  EXPECT_EQ(batch.size(), 23u);
+  EXPECT_EQ(engine.stats().rejected, 20u);
+  ASSERT_TRUE(engine.PostBatch(batch).ok());  // three still to come take places
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  // The clock reads 120 s: due are the first three (101, 102 and 103 s) and
+  // the adds of rounds 0 to 16 (104 to 120 s); the last three adds (121 to 123
+  // s) are the tail of "t"'s chain, each held until its time.
+  EXPECT_EQ(runs->load(), 20);
+  clock.Advance(3s);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 23);
+  EXPECT_EQ(runs.use_count(), 1);
+}
+
 // All or nothing at max_timers: a batch whose postponed items do not all fit in
 // the wheel posts none, keeps them, and gives back the admission it took.
 TEST(BatchPostponedTest, ABatchWithoutRoomInTheWheelIsRefusedWholeAndKept) {

@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -410,14 +411,13 @@ class Engine {
   // batch already holding BatchLimit() operations, max_timers still-future
   // postponed ones, or a postponement beyond the horizon. `items` are the
   // batch's; `due_ns` is the new item's postpone-until time (ns), or
-  // BatchItem::kNotPostponed; `*future` the batch's items that take a place,
-  // counted again (and lowered) when it reaches max_timers once the earliest of
-  // their times, `*earliest_future_ns`, has come (both updated then), as some
-  // may have come due since their Add; `*takes_place` is set to whether this
-  // one would (a time still to come). Each refusal counts one rejected operation.
-  absl::Status CheckBatchAdd(const std::vector<internal::BatchItem>& items, std::size_t* future,
-                             std::int64_t* earliest_future_ns, std::int64_t due_ns,
-                             bool* takes_place);
+  // BatchItem::kNotPostponed; `*future_dues` the batch's min-heap
+  // (std::greater) of the times of its items that take a place, from which,
+  // once it holds max_timers, those that have come due since their Add are
+  // taken; `*takes_place` is set to whether this one would (a time still to
+  // come). Each refusal counts one rejected operation.
+  absl::Status CheckBatchAdd(std::size_t size, std::vector<std::int64_t>* future_dues,
+                             std::int64_t due_ns, bool* takes_place);
   // The most items a Batch may hold: Options::max_pending as the engine took it,
   // less, from a limit of 65,536 on, the places threads may keep for their next
   // submits (Options::max_pending), which an idle engine may still hold; and at
@@ -509,10 +509,11 @@ class Batch {
     Forget();
   }
   // Reserves room for n operations (Add then allocates nothing below n, nor
-  // below n tokened ones).
+  // below n tokened or postponed ones).
   void Reserve(std::size_t n) {
     items_.reserve(n);
     tokens_.reserve(n);
+    future_dues_.reserve(n);
   }
 
  private:
@@ -526,7 +527,7 @@ class Batch {
     // Inline for every Add: the size against max_items_ (BatchLimit()); the engine's own look
     // only for a full batch (the refusal) and for a postponed item.
     if (items_.size() >= max_items_ || due_ns != internal::BatchItem::kNotPostponed) {
-      if (absl::Status s = engine_->CheckBatchAdd(items_, &future_, &earliest_future_ns_, due_ns,
+      if (absl::Status s = engine_->CheckBatchAdd(items_.size(), &future_dues_, due_ns,
                                                   &takes_place);
           !s.ok()) {
         return s;
@@ -537,6 +538,7 @@ class Batch {
     // from (Prepare moves it into the node), and the pushes below cannot throw.
     Grow(items_);
     if (tokened) Grow(tokens_);
+    if (takes_place) Grow(future_dues_);
     internal::Operation* op = nullptr;
     const detail::CallableOps* ops = nullptr;
     if (absl::Status s =
@@ -551,9 +553,9 @@ class Batch {
     items_.push_back(internal::BatchItem{op, ops, index, due_ns});  // room made above
     if (tokened) tokens_.push_back(std::move(options->token));
     if (due_ns != internal::BatchItem::kNotPostponed) ++postponed_;
-    if (takes_place) {
-      ++future_;
-      earliest_future_ns_ = std::min(earliest_future_ns_, due_ns);
+    if (takes_place) {  // room made above
+      future_dues_.push_back(due_ns);
+      std::push_heap(future_dues_.begin(), future_dues_.end(), std::greater<std::int64_t>());
     }
     if (items_.size() == 1) engine_->CountLoadedBatch(1);
     return absl::OkStatus();
@@ -571,8 +573,7 @@ class Batch {
     items_.clear();
     tokens_.clear();
     postponed_ = 0;
-    future_ = 0;
-    earliest_future_ns_ = INT64_MAX;
+    future_dues_.clear();
     engine_->CountLoadedBatch(-1);
   }
 
@@ -581,12 +582,10 @@ class Batch {
   std::vector<internal::BatchItem> items_;
   std::vector<Token> tokens_;  // of the tokened items, in Add order
   std::size_t postponed_ = 0;  // items added by AddPostponed
-  // Of those, the ones whose time was still to come at their Add (or at the
-  // last recount, CheckBatchAdd): an upper bound of those that take a place.
-  std::size_t future_ = 0;
-  // The earliest time among those counted in future_ (INT64_MAX: none): no
-  // recount before it comes.
-  std::int64_t earliest_future_ns_ = INT64_MAX;
+  // Of those, the times (ns) of the ones whose time was still to come at their
+  // Add, less those CheckBatchAdd has since seen come: a min-heap
+  // (std::greater), whose size is an upper bound of the items that take a place.
+  std::vector<std::int64_t> future_dues_;
 };
 
 }  // namespace ordo
