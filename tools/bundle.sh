@@ -86,6 +86,13 @@ cat >"$dir/run.sh" <<'EOF'
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$here/out}
+if [[ $here == *:* ]]; then
+  # LD_LIBRARY_PATH and the loader's --library-path split at colons: reach the
+  # bundle through a link whose path has none.
+  link=$(mktemp -d)/bundle
+  ln -s "$here" "$link"
+  here=$link
+fi
 mkdir -p "$out"
 : >"$out/summary.txt"
 loader=$(ls "$here"/lib/ld-linux*.so* | head -1)
