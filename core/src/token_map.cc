@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <thread>
 
 #include "absl/hash/hash.h"
@@ -38,7 +39,15 @@ TokenKey MakeTokenKey(const Token& token, char (&scratch)[8]) {
 }
 
 TokenMap::TokenMap()
-    : shards_(new Shard[kTokenShards]), buckets_(new HintBucket[kHintBuckets]) {}
+    : shards_(new Shard[kTokenShards]), buckets_(new HintBucket[kHintBuckets]) {
+  // Room for every chain a shard keeps for reuse, so that a sweep (which may
+  // run where nothing could handle an exception: a parking worker, WaitIdle, the
+  // destructor) never allocates to retire one.
+  for (std::size_t i = 0; i < kTokenShards; ++i) {
+    MutexLock lock(&shards_[i].mu);
+    shards_[i].free_chains.reserve(kShardChainCache);
+  }
+}
 
 TokenMap::~TokenMap() {
   for (std::size_t i = 0; i < kTokenShards; ++i) {
@@ -173,7 +182,7 @@ bool TokenMap::TryEmpty(Chain* c, Operation* x) {
   // touch the chain (T3).
   c->recent_.store(true, std::memory_order_relaxed);
   // T3 (b), seq_cst as above: a walker that named x before our store finishes
-  // its walk (it holds the shard lock and waits on producers only).
+  // its walk (it holds the shard lock, and waits on nothing a runner holds).
   while (c->hazard_.load(std::memory_order_seq_cst) == x) std::this_thread::yield();
   ChaosPoint();
   Operation* expected = x;
@@ -204,7 +213,7 @@ bool TokenMap::DrainPins(HintBucket& b) {
 void TokenMap::RecycleLocked(Shard& s, Chain* c) {
   s.live.store(s.live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   if (s.free_chains.size() < kShardChainCache) {
-    s.free_chains.push_back(c);
+    s.free_chains.push_back(c);  // reserved (TokenMap::TokenMap): allocates nothing
   } else {
     delete c;
   }
@@ -249,8 +258,23 @@ std::size_t TokenMap::SweepIdleLocked(Shard& s, bool spare_recent, std::size_t* 
       ++it;
     }
   }
-  // An idle token costs no memory: shrink a map that emptied out.
-  if (s.map.capacity() > 256 && s.map.size() * 8 < s.map.capacity()) s.map.rehash(0);
+  // An idle token costs no memory: shrink a map that emptied out. Into a new
+  // map, swapped in. Debian's absl is not safe against a failed allocation as
+  // a table grows (rehash, reserve and a growing insert record the new
+  // capacity first, and the map is then broken, its destructor included), so
+  // the new table is allocated by its constructor alone, whose throw leaves no
+  // object behind, and sized so that the inserts never grow it (a table of
+  // capacity c holds 7c/8 before growing; 2n + 16 is still under half the old
+  // one). Out of memory keeps the larger map as it was: shrinking is optional,
+  // and a later sweep tries again.
+  if (s.map.capacity() > 256 && s.map.size() * 8 < s.map.capacity()) {
+    try {
+      decltype(s.map) smaller(2 * s.map.size() + 16);
+      smaller.insert(s.map.begin(), s.map.end());  // room made: allocates nothing
+      s.map.swap(smaller);
+    } catch (const std::bad_alloc&) {
+    }
+  }
   return retired;
 }
 
