@@ -1742,7 +1742,8 @@ void EngineImpl::AwaitCondition(const std::function<bool()>& done) {
   idle_waiters_.fetch_add(1, std::memory_order_seq_cst);
   for (;;) {
     const std::uint32_t epoch = idle_epoch_.load(std::memory_order_acquire);
-    // Pairs with the fence in WorkerLoop before it reads idle_waiters_.
+    // Pairs with the fence in WakeIdleWaiters (which workers call) before it reads
+    // idle_waiters_.
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (done()) break;
     // The timeout is a safety net only; workers bump the epoch when they run out
@@ -1944,6 +1945,7 @@ void EngineImpl::SweepWheelForShutdownOrThrow(ShutdownMode mode) {
   for (TimerNode* n : all) {
     Operation* op = OperationOfTimer(n);
     TryCancelNotStarted(op, CancelReason::kByShutdown);
+    TestPoint(TestPointId::kShutdownSweepCanceled, op);
     DropRef(op);
   }
 }

@@ -53,6 +53,20 @@ void HeavyFence() {
   ORDO_CHECK(r == 0, "membarrier failed after a successful registration");
 }
 
+#ifdef ORDO_TEST_POINTS
+namespace {
+Atomic<TestHook> g_test_hook{nullptr};
+}  // namespace
+void SetTestHook(TestHook hook) {
+  // Release: pairs with TestPoint's acquire; the hook sees what its test set up.
+  g_test_hook.store(hook, std::memory_order_release);
+}
+void TestPoint(TestPointId point, const void* op) {
+  // Acquire: pairs with SetTestHook's release.
+  if (TestHook hook = g_test_hook.load(std::memory_order_acquire)) hook(point, op);
+}
+#endif
+
 #ifdef ORDO_CHAOS
 void ChaosPoint() {
   thread_local std::minstd_rand rng(std::random_device{}());

@@ -25,6 +25,30 @@ void ChaosPoint();
 inline void ChaosPoint() {}
 #endif
 
+// Test points (ORDO_TEST_POINTS: the debug, small-world and sanitizer presets,
+// never a release build): places between two steps of a protocol where a test
+// may hold a thread, to make a race's window certain rather than likely
+// (tests/race_test.cc). The test's hook is called with the point and the
+// operation there; without ORDO_TEST_POINTS a test point is nothing.
+enum class TestPointId : int {
+  // worker.cc, RunItem: the runner has read op's references (its sole-run
+  // decision, U1) and not yet its state word.
+  kRunItemRead,
+  // worker.cc, RunItem: the runner has let go of an independent op (it may be
+  // freed: the hook must not read it, only compare its address).
+  kRunItemReleased,
+  // engine_impl.cc, the Shutdown sweep of the wheel: op canceled (or found
+  // started), the sweep's reference still held.
+  kShutdownSweepCanceled,
+};
+using TestHook = void (*)(TestPointId point, const void* op);
+#ifdef ORDO_TEST_POINTS
+void SetTestHook(TestHook hook);  // null: none
+void TestPoint(TestPointId point, const void* op);
+#else
+inline void TestPoint(TestPointId, const void*) {}
+#endif
+
 inline constexpr std::size_t kCacheLine = 64;
 
 template <typename T>

@@ -513,9 +513,16 @@ std::chrono::nanoseconds EngineImpl::SweepBeforePark() {
 // (chain == nullptr) whose refs it reads as 1 is its sole party:
 //   U1  No other reference exists, and none can be made: a Handle comes only
 //       from Submit (before publication), from a Handle, or from a predecessor's
-//       next_occurrence (which holds its own reference); the held registry and
-//       the Shutdown wheel drain take one only for a Postponed or Suspended node,
-//       never an owned Waiting one; token walks never see a node with no chain.
+//       next_occurrence (which holds its own reference); token walks never see a
+//       node with no chain; and the Shutdown sweeps (the wheel's and the held
+//       registry's) take one for a Postponed or Suspended node, never for a
+//       Waiting one. So the decision holds only while the words the runner
+//       loads are Waiting: a node it owns may be Postponed or Suspended (by a
+//       Handle, since dropped, while the node was queued), and then a sweep may
+//       take a reference, cancel it, and use it after the runner has seen it
+//       Canceled. On any other word the runner forgets the decision and takes
+//       the RMW path (it once freed such a node with no RMW, and the sweep then
+//       stamped and dropped a reference of a node back in the pool).
 //   U2  Every party that changed the word held a reference and dropped it with
 //       an acq_rel RMW afterwards. The runner loads refs with acquire *before* it
 //       loads the word, so it sees each such change, and no later one can come.
@@ -533,9 +540,9 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
     bool finished_with = false;
     // U2: acquire, and before the word's load; pairs with the acq_rel fetch_sub
     // of the last other holder.
-    const bool sole =
-        cur->chain == nullptr && cur->refs.load(std::memory_order_acquire) == 1;
+    bool sole = cur->chain == nullptr && cur->refs.load(std::memory_order_acquire) == 1;
     ChaosPoint();
+    TestPoint(TestPointId::kRunItemRead, cur);
     // Acquire: pairs with the release of whoever scheduled or last changed it.
     std::uint32_t word = cur->word.load(std::memory_order_acquire);
     ORDO_CHECK_OP((word & kOwnedBit) != 0, "a worker holds an operation it does not own",
@@ -577,6 +584,8 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
       }
       ORDO_CHECK_OP(s != State::kInProgress, "an owned operation is in progress",
                     cur->id_relaxed());
+      // Not Waiting: a sweep may hold a reference now (U1).
+      sole = false;
       if (IsTerminal(s)) {
         finished_with = true;  // canceled, or a halted head released by ResumeToken
         break;
@@ -597,6 +606,7 @@ void EngineImpl::RunItem(Worker* w, Operation* op) {
       t_failure_decision_.op = nullptr;
     } else {
       ReleaseEngineRef(cur, sole);
+      TestPoint(TestPointId::kRunItemReleased, cur);  // compared, not read: it may be freed
     }
     cur = nullptr;
     if (next != nullptr) {
@@ -1002,7 +1012,11 @@ void EngineImpl::AddRef(Operation* op) {
 void EngineImpl::DropRef(Operation* op) {
   // acq_rel: the last dropper acquires every other holder's accesses before it
   // frees the node; the others release theirs.
-  if (op->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  const std::uint32_t before = op->refs.fetch_sub(1, std::memory_order_acq_rel);
+  // A node back in the pool has none (OpPool::Free): a drop from one is a use
+  // after free, and the node's next user would lose a reference.
+  ORDO_CHECK(before != 0, "a reference dropped from an operation that has none (freed)");
+  if (before != 1) return;
   Reclaim(op);
 }
 
