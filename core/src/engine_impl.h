@@ -37,10 +37,10 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -797,12 +797,17 @@ class EngineImpl {
   std::thread timekeeper_;
 
   // Token policies that differ from kContinue (costs bytes only for those tokens).
+  // The standard containers here and in held_, not absl's: both are written by
+  // calls that throw bad_alloc to their caller with nothing changed
+  // (SetFailurePolicy, Suspend), and an insert into a std::unordered_ container
+  // that fails has no effect, where Debian's absl leaves a table that could not
+  // grow broken. Both are off the hot path.
   mutable Mutex policy_mu_;
-  absl::flat_hash_map<std::string, FailurePolicy> policies_ ABSL_GUARDED_BY(policy_mu_);
+  std::unordered_map<std::string, FailurePolicy> policies_ ABSL_GUARDED_BY(policy_mu_);
   Atomic<bool> any_policy_{false};
 
   Mutex held_mu_;
-  absl::flat_hash_set<Operation*> held_[2] ABSL_GUARDED_BY(held_mu_);  // by Held
+  std::unordered_set<Operation*> held_[2] ABSL_GUARDED_BY(held_mu_);  // by Held
 
   Mutex shutdown_mu_;
   bool shutdown_started_ ABSL_GUARDED_BY(shutdown_mu_) = false;

@@ -5,8 +5,8 @@
 #include <exception>
 #include <limits>
 #include <thread>
+#include <unordered_set>
 
-#include "absl/container/flat_hash_set.h"
 #include "engine_impl.h"
 #include "op_pool.h"
 #include "ordo/recurrence.h"
@@ -54,8 +54,11 @@ std::mutex& RegistryMutex() {
   static std::mutex* mu = new std::mutex();  // never destroyed: thread exits use it
   return *mu;
 }
-absl::flat_hash_set<std::uint64_t>& LiveEngines() {
-  static auto* live = new absl::flat_hash_set<std::uint64_t>();
+// A standard set: an engine whose construction runs out of memory here throws
+// and leaves the set as it was (Debian's absl leaves a table that could not
+// grow broken, and this one every engine of the process reads).
+std::unordered_set<std::uint64_t>& LiveEngines() {
+  static auto* live = new std::unordered_set<std::uint64_t>();
   return *live;
 }
 

@@ -378,6 +378,56 @@ TEST(AllocationTest, ATokenControlOutOfMemoryLeavesNothingStuck) {
   }
 }
 
+// Out of memory in the registries of held operations and of token policies:
+// Suspend and SetFailurePolicy throw with nothing changed, and both work again
+// once memory is back. (Their absl tables, which recorded a larger capacity
+// before the allocation that failed, were left broken: the next insert freed
+// memory that was never allocated.)
+TEST(AllocationTest, SuspendAndSetFailurePolicyOutOfMemoryChangeNothing) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  auto x = engine.Submit([] {}, {.postpone_until = clock.now() + std::chrono::seconds(1)});
+  ASSERT_TRUE(x.ok());
+  bool threw = false;
+  t_fail_allocations = true;
+  try {
+    (void)engine.Suspend(*x);  // its registry entry cannot be made
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  t_fail_allocations = false;
+  ASSERT_TRUE(threw);
+  EXPECT_EQ(x->state(), State::kPostponed);
+  ASSERT_TRUE(engine.Suspend(*x).ok());
+  EXPECT_EQ(x->state(), State::kSuspended);
+  clock.Advance(std::chrono::seconds(1));
+  EXPECT_EQ(x->state(), State::kSuspended);  // held past its time
+  ASSERT_TRUE(engine.Resume(*x).ok());
+  ASSERT_TRUE(x->WaitFor(std::chrono::seconds(30)));
+  EXPECT_EQ(x->state(), State::kSucceeded);
+
+  threw = false;
+  t_fail_allocations = true;
+  try {
+    (void)engine.SetFailurePolicy("t", FailurePolicy::kHalt);  // its entry cannot be made
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  t_fail_allocations = false;
+  ASSERT_TRUE(threw);
+  ASSERT_TRUE(engine.SetFailurePolicy("t", FailurePolicy::kHalt).ok());
+  auto failed = engine.Submit([] { return absl::InternalError("halts its chain"); },
+                              {.token = "t"});
+  auto behind = engine.Submit([] {}, {.token = "t"});
+  ASSERT_TRUE(failed.ok() && behind.ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());  // the chain is held at the failure
+  EXPECT_EQ(failed->state(), State::kFailed);
+  EXPECT_EQ(behind->state(), State::kWaiting);
+  ASSERT_EQ(engine.ResumeToken("t").value_or(0), 1u);
+  ASSERT_TRUE(behind->WaitFor(std::chrono::seconds(30)));
+  EXPECT_EQ(behind->state(), State::kSucceeded);
+}
+
 // Past admission it cannot back out (a postponed operation is already the
 // timekeeper's): a token's first chain that cannot be allocated ends the process
 // with a message.
