@@ -8,9 +8,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <latch>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <utility>
 
 #include "operation.h"
 #include "ordo/engine.h"
@@ -59,36 +62,27 @@ class Stop {
   bool go_ = false;
 };
 
-// The state the hook reads: set by the test before the engine can reach a
-// point (SetTestHook's release orders it), each Stop synchronised by its mutex.
-struct SoleRunRace {
-  std::atomic<std::uint64_t> target_id{0};
-  std::atomic<const void*> target{nullptr};  // its node, once its runner has read it
-  Stop runner_read;                          // kRunItemRead: held
-  Stop runner_released;                      // kRunItemReleased: passes
-  Stop sweep_canceled;                       // kShutdownSweepCanceled: held
-};
-SoleRunRace* g_sole_run = nullptr;
-
-void SoleRunHook(TestPointId point, const void* node) {
-  SoleRunRace& r = *g_sole_run;
-  switch (point) {
-    case TestPointId::kRunItemRead:
-      if (static_cast<const Operation*>(node)->id_relaxed() != r.target_id.load()) return;
-      r.target.store(node);
-      r.runner_read.Arrive();
-      r.runner_read.HoldUntilLetGo();
-      return;
-    case TestPointId::kRunItemReleased:
-      if (node == r.target.load()) r.runner_released.Arrive();
-      return;
-    case TestPointId::kShutdownSweepCanceled:
-      if (static_cast<const Operation*>(node)->id_relaxed() != r.target_id.load()) return;
-      r.sweep_canceled.Arrive();
-      r.sweep_canceled.HoldUntilLetGo();
-      return;
+// The test's hook, for as long as it lives: every test point reaches `fn`.
+// Set before the engine can reach a point (SetTestHook's release orders it).
+class ScopedHook {
+ public:
+  explicit ScopedHook(std::function<void(TestPointId, const void*)> fn) {
+    fn_ = std::move(fn);
+    SetTestHook(&Trampoline);
   }
-}
+  ~ScopedHook() {
+    SetTestHook(nullptr);
+    fn_ = nullptr;
+  }
+  ScopedHook(const ScopedHook&) = delete;
+  ScopedHook& operator=(const ScopedHook&) = delete;
+
+ private:
+  static void Trampoline(TestPointId point, const void* op) { fn_(point, op); }
+  static inline std::function<void(TestPointId, const void*)> fn_;
+};
+
+std::uint64_t IdOf(const void* node) { return static_cast<const Operation*>(node)->id_relaxed(); }
 
 // A worker owns a queued operation that a Handle, since dropped, postponed: its
 // runner reads one reference (its own), so it may decide it is the only party
@@ -99,45 +93,113 @@ void SoleRunHook(TestPointId point, const void* node) {
 // then dropped a reference of a node back in the pool (DropRef now ends the
 // process on that: this test died).
 TEST(RaceTest, ARunnerThatReadOneReferenceLeavesAShutdownSweepItsOwn) {
-  SoleRunRace race;
-  g_sole_run = &race;
-  SetTestHook(&SoleRunHook);
-  {
-    ManualClock clock;
-    Engine engine({.workers = 1, .clock = &clock});
-    std::latch blocker_started(1);
-    std::latch blocker_may_end(1);
-    // The worker busy, so that the operation below stays queued while it is
-    // postponed and its Handle dropped.
-    auto blocker = engine.Submit([&] {
-      blocker_started.count_down();
-      blocker_may_end.wait();
-    });
-    ASSERT_TRUE(blocker.ok());
-    blocker_started.wait();
-    auto x = engine.Submit([] { ADD_FAILURE() << "a canceled operation ran"; });
-    ASSERT_TRUE(x.ok());
-    ASSERT_TRUE(engine.Postpone(*x, clock.now() + 1h).ok());
-    race.target_id.store(x->id());
-    *x = Handle();  // the runner's is now the only reference
-    blocker_may_end.count_down();
-    ASSERT_TRUE(race.runner_read.AwaitArrival()) << "the worker never took the operation";
+  std::atomic<std::uint64_t> target_id{0};
+  std::atomic<const void*> target{nullptr};  // its node, once its runner has read it
+  Stop runner_read;                          // kRunItemRead: held
+  Stop runner_released;                      // kRunItemReleased: passes
+  Stop sweep_canceled;                       // kShutdownSweepCanceled: held
+  ScopedHook hook([&](TestPointId point, const void* node) {
+    if (point == TestPointId::kRunItemRead && IdOf(node) == target_id.load()) {
+      target.store(node);
+      runner_read.Arrive();
+      runner_read.HoldUntilLetGo();
+    } else if (point == TestPointId::kRunItemReleased && node == target.load()) {
+      runner_released.Arrive();  // the node may be freed: compared, not read
+    } else if (point == TestPointId::kShutdownSweepCanceled && IdOf(node) == target_id.load()) {
+      sweep_canceled.Arrive();
+      sweep_canceled.HoldUntilLetGo();
+    }
+  });
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  std::latch blocker_started(1);
+  std::latch blocker_may_end(1);
+  // The worker busy, so that the operation below stays queued while it is
+  // postponed and its Handle dropped.
+  auto blocker = engine.Submit([&] {
+    blocker_started.count_down();
+    blocker_may_end.wait();
+  });
+  ASSERT_TRUE(blocker.ok());
+  blocker_started.wait();
+  auto x = engine.Submit([] { ADD_FAILURE() << "a canceled operation ran"; });
+  ASSERT_TRUE(x.ok());
+  ASSERT_TRUE(engine.Postpone(*x, clock.now() + 1h).ok());
+  target_id.store(x->id());
+  *x = Handle();  // the runner's is now the only reference
+  blocker_may_end.count_down();
+  ASSERT_TRUE(runner_read.AwaitArrival()) << "the worker never took the operation";
 
-    std::thread shutdown([&] { EXPECT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok()); });
-    ASSERT_TRUE(race.sweep_canceled.AwaitArrival()) << "the sweep never canceled it";
-    race.runner_read.LetGo();  // the runner sees it Canceled and lets go of it
-    ASSERT_TRUE(race.runner_released.AwaitArrival()) << "the runner never let go of it";
-    race.sweep_canceled.LetGo();  // the sweep drops its reference: the last
-    shutdown.join();
+  std::thread shutdown([&] { EXPECT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok()); });
+  ASSERT_TRUE(sweep_canceled.AwaitArrival()) << "the sweep never canceled it";
+  runner_read.LetGo();  // the runner sees it Canceled and lets go of it
+  ASSERT_TRUE(runner_released.AwaitArrival()) << "the runner never let go of it";
+  sweep_canceled.LetGo();  // the sweep drops its reference: the last
+  shutdown.join();
 
-    const ordo::Stats st = engine.stats();
-    EXPECT_EQ(st.submitted, 2u);
-    EXPECT_EQ(st.succeeded, 1u);
-    EXPECT_EQ(st.canceled, 1u);
-    EXPECT_EQ(st.pending, 0u);
-  }
-  SetTestHook(nullptr);
-  g_sole_run = nullptr;
+  const ordo::Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, 2u);
+  EXPECT_EQ(st.succeeded, 1u);
+  EXPECT_EQ(st.canceled, 1u);
+  EXPECT_EQ(st.pending, 0u);
+}
+
+// Cancel of a running operation that ends between the request's store and
+// Cancel's second look at its state (here: it ends because it saw the
+// request). The request reached it, so the answer is kCancelRequested, as
+// when the look comes first; it was once FailedPrecondition, "already
+// finished".
+TEST(RaceTest, AnOperationThatEndsJustAfterTheCancelRequestIsAnsweredRequested) {
+  Engine engine({.workers = 1});
+  std::atomic<std::uint64_t> target_id{0};
+  std::latch running(1);
+  auto x = engine.Submit([&](ordo::Context& ctx) {
+    running.count_down();
+    while (!ctx.cancel_requested()) std::this_thread::yield();  // ends on the request
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(x.ok());
+  target_id.store(x->id());
+  Handle seen = *x;
+  ScopedHook hook([&](TestPointId point, const void* node) {
+    if (point == TestPointId::kCancelRequested && IdOf(node) == target_id.load()) {
+      // Cancel's thread, the request stored: the operation ends now.
+      EXPECT_TRUE(seen.WaitFor(60s)) << "the operation never ended";
+    }
+  });
+  running.wait();
+  const absl::StatusOr<ordo::CancelOutcome> outcome = engine.Cancel(*x);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(*outcome, ordo::CancelOutcome::kCancelRequested);
+  EXPECT_EQ(x->state(), State::kSucceeded);  // as its callable chose
+}
+
+// Explain of an operation that ends while Explain walks its chain: said as
+// finished, not as the waiting the walk saw.
+TEST(RaceTest, AnOperationThatEndsDuringExplainsWalkIsExplainedAsFinished) {
+  Engine engine({.workers = 1});
+  std::latch head_may_end(1);
+  auto head = engine.Submit([&] { head_may_end.wait(); }, {.token = "t"});
+  auto behind = engine.Submit([] { ADD_FAILURE() << "a canceled operation ran"; },
+                              {.token = "t"});
+  ASSERT_TRUE(head.ok() && behind.ok());
+  std::atomic<std::uint64_t> target_id{behind->id()};
+  int walks = 0;
+  ScopedHook hook([&](TestPointId point, const void* node) {
+    if (point == TestPointId::kExplainWalked && IdOf(node) == target_id.load()) {
+      ++walks;  // Explain's thread, after the walk: the operation ends now
+      EXPECT_EQ(engine.Cancel(*behind).value_or(ordo::CancelOutcome::kCancelRequested),
+                ordo::CancelOutcome::kCanceled);
+    }
+  });
+  const std::string text = behind->Explain();
+  EXPECT_EQ(walks, 1);
+  EXPECT_NE(text.find("is Canceled (finished at"), std::string::npos) << text;
+  EXPECT_EQ(text.find("waiting behind"), std::string::npos) << text;
+  head_may_end.count_down();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(head->state(), State::kSucceeded);
+  EXPECT_EQ(behind->state(), State::kCanceled);
 }
 
 }  // namespace

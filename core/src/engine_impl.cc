@@ -1021,6 +1021,7 @@ State EngineImpl::RequestCancel(Operation* op, CancelReason reason) {
   // successor), and its release half publishes the reason; C1 itself needs
   // only the lock (the callable polls the flag).
   f.cancel_requested.store(true, std::memory_order_seq_cst);
+  TestPoint(TestPointId::kCancelRequested, op);
   return StateOf(op->word.load(std::memory_order_acquire));
 }
 
@@ -1556,6 +1557,7 @@ std::string EngineImpl::Explain(Operation* op) {
         n = n->chain_next.load(std::memory_order_acquire);
       }
     });
+    TestPoint(TestPointId::kExplainWalked, op);
     // Ended meanwhile (the walk above stopped at it, or found the chain
     // emptied past it): said as finished, not as the waiting it was before.
     // Acquire: as the first load of the word.

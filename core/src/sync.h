@@ -40,6 +40,12 @@ enum class TestPointId : int {
   // engine_impl.cc, the Shutdown sweep of the wheel: op canceled (or found
   // started), the sweep's reference still held.
   kShutdownSweepCanceled,
+  // engine_impl.cc, RequestCancel: the cancel request stored (the timer lock
+  // held), op's state not yet read again.
+  kCancelRequested,
+  // engine_impl.cc, Explain: the walk of op's chain done (no lock held), op's
+  // state not yet read again.
+  kExplainWalked,
 };
 using TestHook = void (*)(TestPointId point, const void* op);
 #ifdef ORDO_TEST_POINTS
