@@ -63,7 +63,8 @@ class Stop {
 };
 
 // The test's hook, for as long as it lives: every test point reaches `fn`.
-// Set before the engine can reach a point (SetTestHook's release orders it).
+// Made before the engine and so destroyed after it: no engine thread is left
+// to call it while it is replaced (TSan caught a hook that was not).
 class ScopedHook {
  public:
   explicit ScopedHook(std::function<void(TestPointId, const void*)> fn) {
@@ -150,8 +151,17 @@ TEST(RaceTest, ARunnerThatReadOneReferenceLeavesAShutdownSweepItsOwn) {
 // when the look comes first; it was once FailedPrecondition, "already
 // finished".
 TEST(RaceTest, AnOperationThatEndsJustAfterTheCancelRequestIsAnsweredRequested) {
-  Engine engine({.workers = 1});
+  // The hook first, so that it outlives the engine's threads; what it reads is
+  // set before target_id names the operation.
   std::atomic<std::uint64_t> target_id{0};
+  Handle seen;
+  ScopedHook hook([&](TestPointId point, const void* node) {
+    if (point == TestPointId::kCancelRequested && IdOf(node) == target_id.load()) {
+      // Cancel's thread, the request stored: the operation ends now.
+      EXPECT_TRUE(seen.WaitFor(60s)) << "the operation never ended";
+    }
+  });
+  Engine engine({.workers = 1});
   std::latch running(1);
   auto x = engine.Submit([&](ordo::Context& ctx) {
     running.count_down();
@@ -159,14 +169,8 @@ TEST(RaceTest, AnOperationThatEndsJustAfterTheCancelRequestIsAnsweredRequested) 
     return absl::OkStatus();
   });
   ASSERT_TRUE(x.ok());
+  seen = *x;
   target_id.store(x->id());
-  Handle seen = *x;
-  ScopedHook hook([&](TestPointId point, const void* node) {
-    if (point == TestPointId::kCancelRequested && IdOf(node) == target_id.load()) {
-      // Cancel's thread, the request stored: the operation ends now.
-      EXPECT_TRUE(seen.WaitFor(60s)) << "the operation never ended";
-    }
-  });
   running.wait();
   const absl::StatusOr<ordo::CancelOutcome> outcome = engine.Cancel(*x);
   ASSERT_TRUE(outcome.ok()) << outcome.status();
@@ -177,21 +181,28 @@ TEST(RaceTest, AnOperationThatEndsJustAfterTheCancelRequestIsAnsweredRequested) 
 // Explain of an operation that ends while Explain walks its chain: said as
 // finished, not as the waiting the walk saw.
 TEST(RaceTest, AnOperationThatEndsDuringExplainsWalkIsExplainedAsFinished) {
+  // The hook first, so that it outlives the engine's threads; what it reads is
+  // set before target_id names the operation.
+  std::atomic<std::uint64_t> target_id{0};
+  Engine* engine_seen = nullptr;
+  Handle behind_seen;
+  int walks = 0;
+  ScopedHook hook([&](TestPointId point, const void* node) {
+    if (point == TestPointId::kExplainWalked && IdOf(node) == target_id.load()) {
+      ++walks;  // Explain's thread, after the walk: the operation ends now
+      EXPECT_EQ(engine_seen->Cancel(behind_seen).value_or(ordo::CancelOutcome::kCancelRequested),
+                ordo::CancelOutcome::kCanceled);
+    }
+  });
   Engine engine({.workers = 1});
   std::latch head_may_end(1);
   auto head = engine.Submit([&] { head_may_end.wait(); }, {.token = "t"});
   auto behind = engine.Submit([] { ADD_FAILURE() << "a canceled operation ran"; },
                               {.token = "t"});
   ASSERT_TRUE(head.ok() && behind.ok());
-  std::atomic<std::uint64_t> target_id{behind->id()};
-  int walks = 0;
-  ScopedHook hook([&](TestPointId point, const void* node) {
-    if (point == TestPointId::kExplainWalked && IdOf(node) == target_id.load()) {
-      ++walks;  // Explain's thread, after the walk: the operation ends now
-      EXPECT_EQ(engine.Cancel(*behind).value_or(ordo::CancelOutcome::kCancelRequested),
-                ordo::CancelOutcome::kCanceled);
-    }
-  });
+  engine_seen = &engine;
+  behind_seen = *behind;
+  target_id.store(behind->id());
   const std::string text = behind->Explain();
   EXPECT_EQ(walks, 1);
   EXPECT_NE(text.find("is Canceled (finished at"), std::string::npos) << text;
