@@ -15,6 +15,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "operation.h"
 #include "ordo/engine.h"
 #include "sync.h"
@@ -112,9 +113,19 @@ TEST(RaceTest, ARunnerThatReadOneReferenceLeavesAShutdownSweepItsOwn) {
     }
   });
   ManualClock clock;
-  Engine engine({.workers = 1, .clock = &clock});
   std::latch blocker_started(1);
   std::latch blocker_may_end(1);
+  bool blocker_released = false;
+  std::thread shutdown;
+  Engine engine({.workers = 1, .clock = &clock});
+  // On every way out, a failed ASSERT included: nothing left held, so the
+  // engine's destructor can finish.
+  absl::Cleanup release_all = [&] {
+    if (!blocker_released) blocker_may_end.count_down();
+    runner_read.LetGo();
+    sweep_canceled.LetGo();
+    if (shutdown.joinable()) shutdown.join();
+  };
   // The worker busy, so that the operation below stays queued while it is
   // postponed and its Handle dropped.
   auto blocker = engine.Submit([&] {
@@ -128,10 +139,11 @@ TEST(RaceTest, ARunnerThatReadOneReferenceLeavesAShutdownSweepItsOwn) {
   ASSERT_TRUE(engine.Postpone(*x, clock.now() + 1h).ok());
   target_id.store(x->id());
   *x = Handle();  // the runner's is now the only reference
+  blocker_released = true;
   blocker_may_end.count_down();
   ASSERT_TRUE(runner_read.AwaitArrival()) << "the worker never took the operation";
 
-  std::thread shutdown([&] { EXPECT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok()); });
+  shutdown = std::thread([&] { EXPECT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok()); });
   ASSERT_TRUE(sweep_canceled.AwaitArrival()) << "the sweep never canceled it";
   runner_read.LetGo();  // the runner sees it Canceled and lets go of it
   ASSERT_TRUE(runner_released.AwaitArrival()) << "the runner never let go of it";
@@ -194,8 +206,12 @@ TEST(RaceTest, AnOperationThatEndsDuringExplainsWalkIsExplainedAsFinished) {
                 ordo::CancelOutcome::kCanceled);
     }
   });
-  Engine engine({.workers = 1});
   std::latch head_may_end(1);
+  bool head_released = false;
+  Engine engine({.workers = 1});
+  absl::Cleanup release_head = [&] {  // a failed ASSERT included
+    if (!head_released) head_may_end.count_down();
+  };
   auto head = engine.Submit([&] { head_may_end.wait(); }, {.token = "t"});
   auto behind = engine.Submit([] { ADD_FAILURE() << "a canceled operation ran"; },
                               {.token = "t"});
@@ -207,6 +223,7 @@ TEST(RaceTest, AnOperationThatEndsDuringExplainsWalkIsExplainedAsFinished) {
   EXPECT_EQ(walks, 1);
   EXPECT_NE(text.find("is Canceled (finished at"), std::string::npos) << text;
   EXPECT_EQ(text.find("waiting behind"), std::string::npos) << text;
+  head_released = true;
   head_may_end.count_down();
   ASSERT_TRUE(engine.WaitIdle().ok());
   EXPECT_EQ(head->state(), State::kSucceeded);

@@ -89,9 +89,10 @@ out=${OUT:-$here/out}
 if [[ $here == *:* ]]; then
   # LD_LIBRARY_PATH and the loader's --library-path split at colons: reach the
   # bundle through a link whose path has none.
-  link=$(mktemp -d)/bundle
-  ln -s "$here" "$link"
-  here=$link
+  tmp=$(TMPDIR=/tmp mktemp -d) || exit 1
+  trap 'rm -rf "$tmp"' EXIT
+  ln -s "$here" "$tmp/bundle" || exit 1
+  here=$tmp/bundle
 fi
 mkdir -p "$out"
 : >"$out/summary.txt"

@@ -409,8 +409,8 @@ class Engine {
   void DiscardPrepared(internal::Operation* op, const detail::CallableOps* ops);
   // What PostBatch could never post, refused at the Add (nothing added): a
   // batch already holding BatchLimit() operations, max_timers still-future
-  // postponed ones, or a postponement beyond the horizon. `items` are the
-  // batch's; `due_ns` is the new item's postpone-until time (ns), or
+  // postponed ones, or a postponement beyond the horizon. `size` is how many
+  // items the batch holds; `due_ns` is the new item's postpone-until time (ns), or
   // BatchItem::kNotPostponed; `*future_dues` the batch's min-heap
   // (std::greater) of the times of its items that take a place, from which,
   // once it holds max_timers, those that have come due since their Add are
