@@ -5,12 +5,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_format.h"
 #include "engine_impl.h"
 #include "retry_status.h"
 
@@ -298,10 +299,13 @@ std::string Handle::Explain() const {
     return EngineImpl::ExplainFinished(
         op_, internal::StateOf(op_->word.load(std::memory_order_acquire)));
   }
-  std::string text = engine->Explain(op_);
-  // Release: our reads of the engine before its destructor's acquire (E1).
-  engine->explain_pins_.fetch_sub(1, std::memory_order_release);
-  return text;
+  // Unpinned on every way out, a bad_alloc from the text included (a pin left
+  // up kept the engine's destructor waiting for ever).
+  absl::Cleanup unpin = [engine] {
+    // Release: our reads of the engine before its destructor's acquire (E1).
+    engine->explain_pins_.fetch_sub(1, std::memory_order_release);
+  };
+  return engine->Explain(op_);
 }
 
 Handle Handle::next_occurrence() const {
@@ -496,13 +500,16 @@ void LatencyHistogram::Merge(const LatencyHistogram& other) {
 
 std::string Stats::ToPrometheus() const {
   std::string out;
+  // StrAppend, and numbers formatted on the stack, not StrAppendFormat: a
+  // bad_alloc inside Debian's StrFormat ends the process; here it reaches the
+  // caller.
   auto counter = [&out](const char* name, const char* help, std::uint64_t v) {
-    absl::StrAppendFormat(&out, "# HELP ordo_%s %s\n# TYPE ordo_%s counter\nordo_%s %d\n", name,
-                          help, name, name, v);
+    absl::StrAppend(&out, "# HELP ordo_", name, " ", help, "\n# TYPE ordo_", name,
+                    " counter\nordo_", name, " ", v, "\n");
   };
   auto gauge = [&out](const char* name, const char* help, std::uint64_t v) {
-    absl::StrAppendFormat(&out, "# HELP ordo_%s %s\n# TYPE ordo_%s gauge\nordo_%s %d\n", name,
-                          help, name, name, v);
+    absl::StrAppend(&out, "# HELP ordo_", name, " ", help, "\n# TYPE ordo_", name,
+                    " gauge\nordo_", name, " ", v, "\n");
   };
   counter("submitted_total", "Operations accepted by Submit.", submitted);
   counter("rejected_total", "Submissions refused with an error.", rejected);
@@ -522,8 +529,8 @@ std::string Stats::ToPrometheus() const {
   // for "below the bound" (a sample of exactly 2^e ns, which Prometheus' "le"
   // would count, is in the next bucket: 1 ns off).
   auto histogram = [&out](const char* name, const char* help, const LatencyHistogram& h) {
-    absl::StrAppendFormat(&out, "# HELP ordo_%s %s\n# TYPE ordo_%s histogram\n", name, help,
-                          name);
+    absl::StrAppend(&out, "# HELP ordo_", name, " ", help, "\n# TYPE ordo_", name,
+                    " histogram\n");
     std::uint64_t cumulative = 0;
     int i = 0;
     for (int e = 7; e <= 37; ++e) {
@@ -531,12 +538,15 @@ std::string Stats::ToPrometheus() const {
       for (; i < LatencyHistogram::kBuckets && LatencyHistogram::LowerNs(i) < bound; ++i) {
         cumulative += h.counts[i];
       }
-      absl::StrAppendFormat(&out, "ordo_%s_bucket{le=\"%.12g\"} %d\n", name,
-                            static_cast<double>(bound) * 1e-9, cumulative);
+      char le[32];
+      std::snprintf(le, sizeof le, "%.12g", static_cast<double>(bound) * 1e-9);
+      absl::StrAppend(&out, "ordo_", name, "_bucket{le=\"", le, "\"} ", cumulative, "\n");
     }
-    absl::StrAppendFormat(&out, "ordo_%s_bucket{le=\"+Inf\"} %d\n", name, h.count);
-    absl::StrAppendFormat(&out, "ordo_%s_sum %.9f\n", name, static_cast<double>(h.sum_ns) * 1e-9);
-    absl::StrAppendFormat(&out, "ordo_%s_count %d\n", name, h.count);
+    absl::StrAppend(&out, "ordo_", name, "_bucket{le=\"+Inf\"} ", h.count, "\n");
+    char sum[64];
+    std::snprintf(sum, sizeof sum, "%.9f", static_cast<double>(h.sum_ns) * 1e-9);
+    absl::StrAppend(&out, "ordo_", name, "_sum ", sum, "\n");
+    absl::StrAppend(&out, "ordo_", name, "_count ", h.count, "\n");
   };
   histogram("queue_wait_seconds",
             "Sampled operations: from ready (submitted, or due) to the first start.",

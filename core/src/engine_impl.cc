@@ -183,15 +183,16 @@ EngineImpl::~EngineImpl() {
   // Every operation is terminal and no queue holds one; what is left are the token
   // map's idle chains, and any held-registry entry a race left behind.
   tokens_.SweepIdle();
-  std::vector<Operation*> left;
+  // Taken out whole (a swap allocates nothing, in a destructor that must not
+  // throw), then dropped outside the lock.
+  std::unordered_set<Operation*> left[2];
   {
     MutexLock lock(&held_mu_);
-    for (auto& set : held_) {
-      left.insert(left.end(), set.begin(), set.end());
-      set.clear();
-    }
+    for (int i = 0; i < 2; ++i) left[i].swap(held_[i]);
   }
-  for (Operation* op : left) DropRef(op);
+  for (const auto& set : left) {
+    for (Operation* op : set) DropRef(op);
+  }
 }
 
 // ---------------------------------------------------------------------------

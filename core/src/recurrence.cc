@@ -35,6 +35,7 @@
 #include <algorithm>
 #include <bit>
 #include <charconv>
+#include <cstdio>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -48,7 +49,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/civil_time.h"
 
 namespace ordo {
@@ -987,14 +987,19 @@ std::string RecurrenceRule::ToString() const {
     const std::int64_t ns = until_->time_since_epoch().count();
     const absl::CivilSecond civil =
         absl::CivilSecond(1970, 1, 1, 0, 0, 0) + internal::FloorDiv(ns, 1'000'000'000);
+    // Formatted on the stack, not by StrFormat: a bad_alloc inside Debian's
+    // StrFormat ends the process, and this runs inside Submit, which throws
+    // with nothing changed.
+    char text[48];
     if (until_is_date_) {
-      internal::Append(&out, absl::StrFormat(";UNTIL=%04d%02d%02d", civil.year(), civil.month(),
-                                            civil.day()));
+      std::snprintf(text, sizeof text, ";UNTIL=%04lld%02d%02d",
+                    static_cast<long long>(civil.year()), civil.month(), civil.day());
     } else {
-      internal::Append(&out, absl::StrFormat(";UNTIL=%04d%02d%02dT%02d%02d%02dZ", civil.year(),
-                                            civil.month(), civil.day(), civil.hour(),
-                                            civil.minute(), civil.second()));
+      std::snprintf(text, sizeof text, ";UNTIL=%04lld%02d%02dT%02d%02d%02dZ",
+                    static_cast<long long>(civil.year()), civil.month(), civil.day(),
+                    civil.hour(), civil.minute(), civil.second());
     }
+    internal::Append(&out, std::string_view(text));
   }
   // Writes ";NAME=" and the set bits of `bits` (values lo..hi), if any.
   const auto append_list = [&out](std::string_view name, std::uint64_t bits, int lo, int hi) {

@@ -4,6 +4,7 @@
 
 #include <exception>
 #include <limits>
+#include <new>
 #include <thread>
 #include <unordered_set>
 
@@ -824,9 +825,12 @@ void EngineImpl::RequestRetry(Operation* op, std::chrono::nanoseconds delay,
   Attempt* a = t_attempt;
   ORDO_CHECK_OP(a != nullptr && t_running_engine == this,
                 "Context::RetryAfter called outside its callable", op->id_relaxed());
-  a->retry = true;
+  // The reason first: its copy may throw bad_alloc (into the callable), and
+  // then nothing is recorded (a callable that caught it and returned was
+  // retried all the same).
+  a->reason.assign(reason);  // strong guarantee: unchanged if it throws
   a->delay_ns = delay.count();
-  a->reason = std::string(reason);
+  a->retry = true;
 }
 
 void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string&& error, Stripe& st,
@@ -1041,7 +1045,16 @@ void EngineImpl::Reclaim(Operation* op) {
       delete ex;
       Facts(op).extras.store(nullptr, std::memory_order_relaxed);
     }
-    OpPool::Free(op);
+    // Free throws bad_alloc when its thread's cache or the depot needs a
+    // magazine it cannot make; its callers (a Handle's destructor, DropRef in
+    // cleanups and in the engine's destructor) cannot back out, and the node
+    // has no other home: the process ends with a message.
+    try {
+      OpPool::Free(op);
+    } catch (const std::bad_alloc&) {
+      ORDO_CHECK(false, "an operation's node could not go back to its pool (no magazine could "
+                        "be made for it): out of memory");
+    }
     op = next;
   }
 }

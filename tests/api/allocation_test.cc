@@ -8,10 +8,13 @@
 #include <future>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ordo/engine.h"
+#include "ordo/recurrence.h"
 #include "support/counting_new.h"
 
 using ordo::testing::g_allocations;
@@ -426,6 +429,133 @@ TEST(AllocationTest, SuspendAndSetFailurePolicyOutOfMemoryChangeNothing) {
   ASSERT_EQ(engine.ResumeToken("t").value_or(0), 1u);
   ASSERT_TRUE(behind->WaitFor(std::chrono::seconds(30)));
   EXPECT_EQ(behind->state(), State::kSucceeded);
+}
+
+// Out of memory in Handle::Explain, while it holds its engine pinned (E1): the
+// pin goes with the exception. (It stayed up, and the engine's destructor,
+// which waits for the pins, waited for ever: here the engine is destroyed on
+// another thread, and a minute without its end fails the test.)
+TEST(AllocationTest, AnExplainOutOfMemoryLeavesTheEngineFreeToGo) {
+  auto engine = std::make_unique<Engine>(Options{.workers = 1});
+  auto h = engine->Submit([] {}, {.suspended = true});
+  ASSERT_TRUE(h.ok());
+  bool threw = false;
+  t_fail_allocations = true;
+  try {
+    (void)h->Explain();  // its text cannot be allocated
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  t_fail_allocations = false;
+  ASSERT_TRUE(threw);
+  EXPECT_NE(h->Explain().find("Suspended"), std::string::npos) << h->Explain();
+  std::promise<void> gone;
+  std::future<void> destroyed = gone.get_future();
+  std::thread([&engine, gone = std::move(gone)]() mutable {
+    engine.reset();
+    gone.set_value();
+  }).detach();
+  if (destroyed.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    ADD_FAILURE() << "the engine's destructor still waits for an Explain pin";
+    std::abort();  // the detached thread still uses the engine
+  }
+  EXPECT_EQ(h->state(), State::kCanceled);  // the destructor's shutdown ended it
+}
+
+// Out of memory as the last reference to an operation goes, on a thread whose
+// node cache cannot be made (OpPool::Free throws): the node has no other home
+// and its dropper (here a Handle's destructor) cannot back out, so the process
+// ends with a message, not std::terminate's silence.
+TEST(AllocationDeathTest, ALastReferenceDroppedOutOfMemoryEndsTheProcessWithAMessage) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        std::optional<Handle> h;
+        {
+          Engine engine({.workers = 1});
+          auto s = engine.Submit([] {});
+          if (!s.ok()) std::abort();
+          h = *std::move(s);
+        }  // the engine's references are gone with it: the Handle's is the last
+        std::thread([&h] {
+          t_fail_allocations = true;  // this thread has no node cache yet
+          h.reset();
+        }).join();
+      },
+      "could not go back to its pool.*out of memory");
+}
+
+// Out of memory in Context::RetryAfter (its reason's copy): the callable gets
+// the bad_alloc and no retry is recorded. (The retry was recorded first: a
+// callable that caught it and returned was run again.)
+TEST(AllocationTest, ARetryAfterOutOfMemoryRecordsNoRetry) {
+  Engine engine({.workers = 1});
+  std::atomic<int> runs{0};
+  std::atomic<bool> threw{false};
+  auto h = engine.Submit(
+      [&](Context& ctx) {
+        runs.fetch_add(1);
+        t_fail_allocations = true;  // the worker's thread, for this call only
+        try {
+          ctx.RetryAfter(std::chrono::milliseconds(1),
+                         "a reason longer than std::string keeps inline");
+        } catch (const std::bad_alloc&) {
+          threw.store(true);
+        }
+        t_fail_allocations = false;
+      },
+      {.max_retries = 3});
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(h->WaitFor(std::chrono::seconds(30)));
+  EXPECT_TRUE(threw.load());
+  EXPECT_EQ(h->state(), State::kSucceeded);
+  EXPECT_EQ(h->retry_count(), 0);
+  EXPECT_EQ(runs.load(), 1);
+}
+
+// Out of memory formatting a rule's UNTIL or the Prometheus text: bad_alloc to
+// the caller. (Both used Debian's StrFormat, whose bad_alloc escapes a noexcept
+// destructor: std::terminate. RecurrenceRule::ToString runs inside Submit.)
+TEST(AllocationTest, TextOutOfMemoryThrowsToTheCaller) {
+  auto rule = RecurrenceRule::Parse("FREQ=DAILY;UNTIL=20270101T000000Z");
+  ASSERT_TRUE(rule.ok());
+  const std::string text = rule->ToString();
+  for (int fail_at = 0;; ++fail_at) {
+    ASSERT_LT(fail_at, 100) << "ToString kept allocating";
+    std::string got;
+    t_allocations_before_failure = fail_at;
+    try {
+      got = rule->ToString();
+    } catch (const std::bad_alloc&) {
+    }
+    t_allocations_before_failure = -1;
+    if (!got.empty()) {
+      EXPECT_EQ(got, text);
+      break;  // past every allocation ToString makes
+    }
+  }
+  EXPECT_NE(text.find(";UNTIL=20270101T000000Z"), std::string::npos) << text;
+  Stats stats;
+  stats.submitted = 7;
+  const std::string prometheus = stats.ToPrometheus();
+  for (int fail_at = 0;; ++fail_at) {
+    ASSERT_LT(fail_at, 1000) << "ToPrometheus kept allocating";
+    std::string got;
+    t_allocations_before_failure = fail_at;
+    try {
+      got = stats.ToPrometheus();
+    } catch (const std::bad_alloc&) {
+    }
+    t_allocations_before_failure = -1;
+    if (!got.empty()) {
+      EXPECT_EQ(got, prometheus);
+      break;
+    }
+  }
+  EXPECT_NE(prometheus.find("ordo_submitted_total 7\n"), std::string::npos);
+  EXPECT_NE(prometheus.find("ordo_queue_wait_seconds_bucket{le=\"1.28e-07\"} 0\n"),
+            std::string::npos);
+  EXPECT_NE(prometheus.find("ordo_queue_wait_seconds_sum 0.000000000\n"), std::string::npos);
 }
 
 // Past admission it cannot back out (a postponed operation is already the
