@@ -407,7 +407,22 @@ struct Row {
   std::string note;  // why skipped, or the failure
   std::vector<std::pair<std::string, double>> fields;
 
+  // A failed row (Fail, which every row builder calls before its Sets) keeps
+  // its configuration and reports its error, not a number: every other figure
+  // is NaN, null in the JSON and blank in the tables. (The burst, paced and
+  // idle rows, and the throughput range, once kept their figures beside
+  // "ok": false.)
+  static bool IsConfiguration(const std::string& k) {
+    static const char* const kKeys[] = {"ops",   "workers", "producers", "repeat",
+                                        "body_ns", "fan",   "batch",     "tokens",
+                                        "rate",  "seconds", "capture_bytes"};
+    for (const char* key : kKeys) {
+      if (k == key) return true;
+    }
+    return false;
+  }
   void Set(const std::string& k, double v) {
+    if (!ok && !IsConfiguration(k)) v = kNaN;
     for (auto& f : fields) {
       if (f.first == k) {
         f.second = v;

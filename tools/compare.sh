@@ -79,7 +79,8 @@ print(f"Operations per throughput run: {first.get('ops', '?')}; workers: "
       "(medians; in brackets the lowest and highest repetition). In parentheses: "
       "peer / Ordo (> 1: Ordo is better).\n")
 
-print("**Throughput** (ns per operation, median; 1 producer, 2 workers)\n")
+print(f"**Throughput** (ns per operation, median; 1 producer, "
+      f"{first.get('workers', '?')} workers)\n")
 lines = []
 for w in ["W1", "W1-fan", "W1-batch", "W1-fan-batch", "W2", "W2-batch", "W2z", "W3", "W1-1us",
           "W2-1us"]:
@@ -148,8 +149,9 @@ rs = {r["peer"]: r for r in by("idle")}
 if rs:
     print("**Idle** (CPU of an idle engine, % of one core)\n")
     table(["peer"] + [p for p in peers if p in rs and "skipped" not in rs[p]],
-          [["idle"] + [f"{100 * rs[p]['cpu_cores']:.2f} %" for p in peers
-                       if p in rs and "skipped" not in rs[p]]])
+          [["idle"] + [f"{100 * rs[p]['cpu_cores']:.2f} %"
+                       if rs[p].get("ok", True) and rs[p].get("cpu_cores") is not None
+                       else "FAILED" for p in peers if p in rs and "skipped" not in rs[p]]])
 
 mems = ["mem-independent", "mem-chained", "mem-postponed", "mem-idle-token"]
 if any(by(m) for m in mems):

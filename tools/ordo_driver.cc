@@ -179,6 +179,10 @@ Result RunWorkload(const std::string& w, int workers, int producers, long ops) {
   ordo::Engine engine(EngineOptions(workers));
   r.workers = engine.workers();
   std::atomic<bool> go{false};
+  // Producers that have built their plans: the clock starts once all have, so
+  // the timed run is the submissions alone (it once included every plan's
+  // allocation and token draws: for W2z a Zipf draw per operation).
+  std::atomic<int> ready{0};
   std::vector<std::thread> threads;
   std::atomic<long> refused{0};
   for (int p = 0; p < producers; ++p) {
@@ -190,6 +194,8 @@ Result RunWorkload(const std::string& w, int workers, int producers, long ops) {
       ordo::Batch batch(engine);
       batch.Reserve(batch_size);
       auto post_batch = [&] { refused.fetch_add(PostOrDrop(engine, batch)); };
+      // Release: the main thread acquires it before it starts the clock.
+      ready.fetch_add(1, std::memory_order_release);
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
       for (long i = 0; i < per_producer; ++i) {
         const long id = p * per_producer + i;
@@ -212,6 +218,8 @@ Result RunWorkload(const std::string& w, int workers, int producers, long ops) {
       if (!batch.empty()) post_batch();
     });
   }
+  // Acquire: pairs with each producer's release once its plan is built.
+  while (ready.load(std::memory_order_acquire) < producers) std::this_thread::yield();
   const auto start = Clock::now();
   go.store(true, std::memory_order_release);
   for (auto& t : threads) t.join();
@@ -307,8 +315,13 @@ Result RunBurst(int workers, long n) {
     late[i] = l;
   }
   std::sort(late.begin(), late.end());
-  r.late_p50_us = late[n / 2];
-  r.late_p99_us = late[n * 99 / 100];
+  // Nearest rank: the value at rank ceil(q n), index ceil(q n) - 1.
+  auto quantile = [&late, n](long percent) {
+    const long rank = (n * percent + 99) / 100;
+    return late[static_cast<std::size_t>(std::clamp(rank - 1, 0L, n - 1))];
+  };
+  r.late_p50_us = quantile(50);
+  r.late_p99_us = quantile(99);
   r.late_max_us = late.back();
   if (refused || lost || r.early || dup.load()) {
     r.ok = false;
@@ -363,17 +376,27 @@ int main(int argc, char** argv) {
       }
       all_ok &= ok;
       if (json) {
+        // A failed run reports its error, not a number: every figure is null.
+        auto fig = [ok](const char* format, double v) -> std::string {
+          if (!ok) return "null";
+          char text[64];
+          std::snprintf(text, sizeof text, format, v);
+          return text;
+        };
         std::printf(
             "%s  {\"workload\": \"%s\", \"workers\": %d, \"producers\": %d, \"ops\": %ld, "
-            "\"ns_per_op\": %.2f, \"ops_per_sec\": %.0f, \"min_ns_per_op\": %.2f, "
-            "\"max_ns_per_op\": %.2f, \"steals\": %llu, \"parks\": %llu, "
-            "\"late_p50_us\": %.1f, \"late_p99_us\": %.1f, \"late_max_us\": %.1f, "
+            "\"ns_per_op\": %s, \"ops_per_sec\": %s, \"min_ns_per_op\": %s, "
+            "\"max_ns_per_op\": %s, \"steals\": %s, \"parks\": %s, "
+            "\"late_p50_us\": %s, \"late_p99_us\": %s, \"late_max_us\": %s, "
             "\"ok\": %s%s}",
             first ? "" : ",\n", r.workload.c_str(), r.workers, r.producers, r.ops,
-            ok ? r.ns_per_op() : -1.0, ok ? r.ops_per_sec() : -1.0, runs.front().ns_per_op(),
-            runs.back().ns_per_op(), static_cast<unsigned long long>(r.stats.steals),
-            static_cast<unsigned long long>(r.stats.parks), r.late_p50_us, r.late_p99_us,
-            r.late_max_us, ok ? "true" : "false",
+            fig("%.2f", r.ns_per_op()).c_str(), fig("%.0f", r.ops_per_sec()).c_str(),
+            fig("%.2f", runs.front().ns_per_op()).c_str(),
+            fig("%.2f", runs.back().ns_per_op()).c_str(),
+            fig("%.0f", static_cast<double>(r.stats.steals)).c_str(),
+            fig("%.0f", static_cast<double>(r.stats.parks)).c_str(),
+            fig("%.1f", r.late_p50_us).c_str(), fig("%.1f", r.late_p99_us).c_str(),
+            fig("%.1f", r.late_max_us).c_str(), ok ? "true" : "false",
             ok ? "" : (", \"failure\": \"" + failure + "\"").c_str());
       } else if (ok) {
         std::printf("%-5s %8d %9d %10ld %10.1f %12.0f %8llu %8llu  ok", r.workload.c_str(),

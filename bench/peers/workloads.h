@@ -140,9 +140,14 @@ inline std::int64_t NowNs(SteadyClock::time_point t) {
 }
 
 // q-quantile of sorted values (nearest rank).
+// The smallest value with at least q of them at or below it: rank ceil(q n),
+// index ceil(q n) - 1 (floor(q n) read one rank high whenever q n is whole, as
+// it is for every default size).
 inline double Quantile(const std::vector<double>& sorted, double q) {
   if (sorted.empty()) return kNaN;
-  const std::size_t k = std::min(sorted.size() - 1, static_cast<std::size_t>(q * sorted.size()));
+  const double rank = std::ceil(q * static_cast<double>(sorted.size()));
+  const std::size_t k =
+      rank < 1 ? 0 : std::min(sorted.size() - 1, static_cast<std::size_t>(rank) - 1);
   return sorted[k];
 }
 
