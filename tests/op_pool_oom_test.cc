@@ -17,6 +17,7 @@
 #include "support/counting_new.h"
 
 using ordo::testing::t_allocations_before_failure;
+using ordo::testing::t_fail_allocations;
 
 namespace ordo::internal {
 namespace {
@@ -72,6 +73,26 @@ TEST(OpPoolOutOfMemoryTest, AFullMagazineThatCouldNotBeSwappedIsHandedOutOnce) {
     EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a node twice";
     for (Operation* op : ops) OpPool::Free(op);
   }).join();
+}
+
+// A thread that exits out of memory gives its magazines back to the depot: no
+// allocation at thread exit (M1: the room for them was made with them). The
+// depot's lists grew there, in the cache's destructor, and out of memory ended
+// the process through std::terminate. Here every allocation of the thread
+// fails from after its first node to its end; its magazine then serves another
+// thread, which makes no new node for it.
+TEST(OpPoolOutOfMemoryTest, AThreadThatExitsOutOfMemoryGivesItsMagazinesBack) {
+  std::thread([] {
+    OpPool::Free(OpPool::Allocate(NodeKind::kFacts));
+    t_fail_allocations = true;  // to the thread's end, its exit handlers included
+  }).join();
+  const std::size_t created = OpPool::NodesCreated();
+  std::thread([] {
+    std::vector<Operation*> ops(kPoolCacheNodes);
+    for (auto& op : ops) op = OpPool::Allocate(NodeKind::kFacts);
+    for (Operation* op : ops) OpPool::Free(op);
+  }).join();
+  EXPECT_EQ(OpPool::NodesCreated(), created) << "the exited thread's nodes were lost";
 }
 
 }  // namespace

@@ -651,9 +651,12 @@ class EngineImpl {
   // Ids. Unique per engine, all from next_id_.
   //   D1  A full or facts node takes its own from next_id_ (TakeIds), whose
   //       modification order extends happens-before: so ids of operations that
-  //       a Handle can name increase in creation order, across threads too
-  //       (handle.h), and so do the ties of equal due times (DESIGN: released in
-  //       creation order).
+  //       a Handle can name increase in creation order, across threads too,
+  //       between submits ordered by happens-before (handle.h), and so do the
+  //       ties of equal due times (DESIGN: released in creation order). Two
+  //       concurrent submits to one token take their ids before their chain
+  //       push, which is where their calls take effect: their chain order may
+  //       be the opposite of their ids' (a review found the docs claimed more).
   //   D2  A compact node (Post(f): independent, runnable, no Handle) submitted
   //       through a single-writer stripe takes the next id of the stripe's block
   //       (CompactId), kIdBlock ids taken with one RMW, so that submitters do not

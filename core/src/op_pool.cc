@@ -30,13 +30,26 @@ constexpr std::size_t kPrefetchAhead = kPoolCacheNodes >= 8 ? 4 : 1;
 // kPoolCacheNodes allocations or frees. Magazines are never freed, like nodes
 // (but one TakeEmpty made and then found it did not need); their number follows
 // the peak of pending nodes and of threads.
+//   M1  Each list has room for every magazine ever made for this depot
+//       (Reserve, called before a magazine is made): so a push into either
+//       never allocates, and Give, which a thread's cache calls from its
+//       destructor at thread exit, cannot throw. (Its push grew the list there
+//       once, and out of memory ended the process through std::terminate.)
 class Depot {
  public:
+  // M1: room for n more magazines, before they are made. Out of memory it
+  // throws, and none is counted (the room already made stays, unused).
+  void Reserve(std::size_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    loaded_.reserve(made_ + n);
+    empty_.reserve(made_ + n);
+    made_ += n;
+  }
   // Swaps `*m` (empty) for a magazine with nodes; false if there is none.
   bool TakeLoaded(Magazine** m) {
     std::lock_guard<std::mutex> lock(mu_);
     if (loaded_.empty()) return false;
-    empty_.push_back(*m);
+    empty_.push_back(*m);  // M1: room made
     *m = loaded_.back();
     loaded_.pop_back();
     return true;
@@ -50,7 +63,7 @@ class Depot {
       {
         std::lock_guard<std::mutex> lock(mu_);
         if (!empty_.empty() || made != nullptr) {
-          loaded_.push_back(*m);  // throws with nothing changed
+          loaded_.push_back(*m);  // M1: room made
           if (!empty_.empty()) {
             *m = empty_.back();
             empty_.pop_back();
@@ -60,30 +73,43 @@ class Depot {
           return;  // a magazine made and not needed is freed: it held nothing
         }
       }
+      Reserve(1);                           // outside the lock; may throw
       made = std::make_unique<Magazine>();  // outside the lock; may throw
     }
   }
+  // Never throws (M1).
   void Give(Magazine* m) {
     if (m == nullptr) return;
     std::lock_guard<std::mutex> lock(mu_);
-    (m->count > 0 ? loaded_ : empty_).push_back(m);
+    (m->count > 0 ? loaded_ : empty_).push_back(m);  // M1: room made
   }
   // One node, from a thread whose caches are gone (LateFrees): onto the
   // magazine a TakeLoaded hands out next, or a fresh one if that is full.
+  // Out of memory for a fresh one, it throws with nothing changed.
   void GiveOne(Operation* op) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (loaded_.empty() || loaded_.back()->full()) {
-      Magazine* m = nullptr;
-      if (!empty_.empty()) {
-        m = empty_.back();
-        empty_.pop_back();
-      } else {
-        m = new Magazine();
+    std::unique_ptr<Magazine> made;
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (loaded_.empty() || loaded_.back()->full()) {
+          Magazine* m = nullptr;
+          if (!empty_.empty()) {
+            m = empty_.back();
+            empty_.pop_back();
+          } else if (made != nullptr) {
+            m = made.release();
+          }
+          if (m != nullptr) loaded_.push_back(m);  // M1: room made
+        }
+        if (!loaded_.empty() && !loaded_.back()->full()) {
+          Magazine* m = loaded_.back();
+          m->slots[m->count++] = op;
+          return;  // a magazine made and not needed is freed: it held nothing
+        }
       }
-      loaded_.push_back(m);
+      Reserve(1);                           // outside the lock; may throw
+      made = std::make_unique<Magazine>();  // outside the lock; may throw
     }
-    Magazine* m = loaded_.back();
-    m->slots[m->count++] = op;
   }
   // One node for a thread whose caches are gone, null if the depot has none.
   Operation* TakeOne() {
@@ -102,6 +128,7 @@ class Depot {
   std::mutex mu_;
   std::vector<Magazine*> loaded_;
   std::vector<Magazine*> empty_;
+  std::size_t made_ = 0;  // magazines ever made for this depot (M1)
 };
 
 // One per node kind. Never destroyed: thread-local caches flush into them from
@@ -149,6 +176,7 @@ struct LocalCache {
   // Both magazines or neither: a throw out of memory leaves the cache as it was.
   void Ready() {
     if (loaded == nullptr) {
+      TheDepot(kind).Reserve(2);  // M1: the destructor gives both back
       auto first = std::make_unique<Magazine>();
       spare = new Magazine();
       loaded = first.release();
@@ -227,10 +255,14 @@ inline void Prefetch(NodeKind kind, Operation* op) {
 Operation* OpPool::Allocate(NodeKind kind) {
   if (t_cache_gone[static_cast<int>(kind)]) [[unlikely]] {  // Late frees, above
     if (Operation* op = TheDepot(kind).TakeOne()) return op;
-    auto* m = new Magazine();  // a fresh slab's rest goes to the depot whole
-    FillFromSlab(kind, m);
+    // A fresh slab's rest goes to the depot whole. Out of memory, nothing is
+    // kept: the magazine goes with the exception (it leaked), and Give cannot
+    // throw (M1).
+    TheDepot(kind).Reserve(1);
+    auto m = std::make_unique<Magazine>();
+    FillFromSlab(kind, m.get());
     Operation* op = m->slots[--m->count];
-    TheDepot(kind).Give(m);
+    TheDepot(kind).Give(m.release());
     return op;
   }
   LocalCache& c = CacheOf(kind);

@@ -23,8 +23,8 @@ class Context {
   Context& operator=(const Context&) = delete;
 
   // Unique within its engine, and increasing in the creating thread's order. An
-  // operation a Handle can name has the Handle's id (increasing in creation order
-  // across threads too); an independent Post with default options takes one from
+  // operation a Handle can name has the Handle's id (increasing across threads
+  // too, between submits ordered by happens-before: Handle::id); an independent Post with default options takes one from
   // its thread's block of ids, which may be below the id of an operation another
   // thread made before it.
   std::uint64_t id() const;

@@ -40,7 +40,10 @@ class Handle {
   bool valid() const { return op_ != nullptr; }
 
   // Unique within its engine (two engines may hand out the same id), increasing in
-  // creation order.
+  // creation order between Submits ordered by happens-before (one thread's, or
+  // synchronised). Two concurrent Submits to one token take their ids before
+  // they join the chain, so their chain order (the order their calls took
+  // effect) may be the opposite of their ids'.
   std::uint64_t id() const;
   State state() const;
   // The failure message once Failed (the exception's what(), or the returned
