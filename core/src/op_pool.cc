@@ -159,40 +159,49 @@ Atomic<std::size_t> g_nodes_created{0};
 // so it trades one node at a time with the depot (Depot::GiveOne, TakeOne).
 // t_cache_gone says which caches are gone: trivially destructible, so it can be
 // read until the thread's very end.
-thread_local bool t_cache_gone[3] = {false, false, false};
+constinit thread_local bool t_cache_gone[3] = {false, false, false};
 
+// The caches themselves, one per kind (NodeKind's value), trivially
+// destructible and constant-initialized: reached at one %fs-relative address
+// with no initialization guard. (As three thread_locals with a destructor each,
+// every Allocate and Free went through a TLS wrapper function: a guard check
+// and a call, about 12 instructions, twice per operation.) Their destructor is
+// CacheFlusher's, below.
 struct LocalCache {
-  explicit LocalCache(NodeKind k) : kind(k) {}
-  const NodeKind kind;
   Magazine* loaded = nullptr;
   Magazine* spare = nullptr;
-  ~LocalCache() {
-    TheDepot(kind).Give(loaded);
-    TheDepot(kind).Give(spare);
-    loaded = nullptr;
-    spare = nullptr;
-    t_cache_gone[static_cast<int>(kind)] = true;  // later calls go to the depot
-  }
-  // Both magazines or neither: a throw out of memory leaves the cache as it was.
-  void Ready() {
-    if (loaded == nullptr) {
-      TheDepot(kind).Reserve(2);  // M1: the destructor gives both back
-      auto first = std::make_unique<Magazine>();
-      spare = new Magazine();
-      loaded = first.release();
+};
+constinit thread_local LocalCache t_caches[3];
+
+// Gives the thread's caches back to the depots at its exit. Its destructor is
+// registered by its first use, in the thread's first Ready: thread_locals made
+// before it (which may free or allocate late) are destroyed after it.
+struct CacheFlusher {
+  bool armed = false;
+  ~CacheFlusher() {
+    for (NodeKind kind : {NodeKind::kFull, NodeKind::kFacts, NodeKind::kCompact}) {
+      LocalCache& c = t_caches[static_cast<int>(kind)];
+      TheDepot(kind).Give(c.loaded);  // never throws (M1)
+      TheDepot(kind).Give(c.spare);
+      c.loaded = nullptr;
+      c.spare = nullptr;
+      t_cache_gone[static_cast<int>(kind)] = true;  // later calls go to the depot
     }
   }
 };
+thread_local CacheFlusher t_flusher;
 
-thread_local LocalCache t_full_cache(NodeKind::kFull);
-thread_local LocalCache t_facts_cache(NodeKind::kFacts);
-thread_local LocalCache t_compact_cache(NodeKind::kCompact);
+LocalCache& CacheOf(NodeKind kind) { return t_caches[static_cast<int>(kind)]; }
 
-LocalCache& CacheOf(NodeKind kind) {
-  switch (kind) {
-    case NodeKind::kCompact: return t_compact_cache;
-    case NodeKind::kFacts: return t_facts_cache;
-    default: return t_full_cache;
+// The cache of `kind` with its two magazines, made on its first use. Both or
+// neither: a throw out of memory leaves the cache as it was.
+inline void Ready(LocalCache& c, NodeKind kind) {
+  if (c.loaded == nullptr) [[unlikely]] {
+    t_flusher.armed = true;     // its destructor gives the caches back at thread exit
+    TheDepot(kind).Reserve(2);  // M1: and Give cannot throw there
+    auto first = std::make_unique<Magazine>();
+    c.spare = new Magazine();
+    c.loaded = first.release();
   }
 }
 
@@ -266,7 +275,7 @@ Operation* OpPool::Allocate(NodeKind kind) {
     return op;
   }
   LocalCache& c = CacheOf(kind);
-  c.Ready();
+  Ready(c, kind);
   Magazine* m = c.loaded;
   if (m->count == 0) {
     if (c.spare->count > 0) {
@@ -311,7 +320,7 @@ void OpPool::Free(Operation* op) {
     return;
   }
   LocalCache& c = CacheOf(kind);
-  c.Ready();
+  Ready(c, kind);
   if (c.loaded->full()) {
     if (!c.spare->full()) {
       std::swap(c.loaded, c.spare);
