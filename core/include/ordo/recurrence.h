@@ -103,10 +103,11 @@ class RecurrenceRule {
   // months (skipping whole months and years that cannot match); a rule that can never
   // match again (BYMONTH=2;BYMONTHDAY=31) answers nullopt after scanning to the end of
   // Clock's range, a few milliseconds at worst. The index costs O(1) for rules whose
-  // periods all hold the same number of occurrences (FREQ and INTERVAL alone, WEEKLY
-  // with BYDAY, DAILY with BYHOUR, ...), else a count since `start` (by months; by days
-  // and hours for HOURLY and MINUTELY with BY parts), which stops early at COUNT and
-  // grows with the series' age.
+  // periods all hold the same number of occurrences (MINUTELY, HOURLY, DAILY or WEEKLY
+  // with FREQ and INTERVAL alone, WEEKLY with BYDAY, DAILY with BYHOUR, ...), else a
+  // count since `start` (by months, MONTHLY and YEARLY always; by days and hours for
+  // HOURLY and MINUTELY with BY parts), which stops early at COUNT and grows with the
+  // series' age.
   std::optional<Occurrence> NextAfter(Clock::time_point start, Clock::time_point after) const;
   // NextAfter's time alone: with no COUNT, the index is not counted (what the engine
   // uses for a series' next occurrence, however old the series).
@@ -114,8 +115,9 @@ class RecurrenceRule {
                                                  Clock::time_point after) const;
 
   // The normalized rule text: parts in the order FREQ, INTERVAL (omitted when 1), COUNT,
-  // UNTIL, BYMONTH, BYMONTHDAY, BYDAY, BYHOUR, BYMINUTE; lists sorted, duplicates
-  // dropped; no trailing ';'. E.g. "FREQ=DAILY;INTERVAL=3".
+  // UNTIL, BYMONTH, BYMONTHDAY, BYDAY, BYHOUR, BYMINUTE; lists in a fixed order
+  // (ascending, but BYMONTHDAY's days from the end, -1 to -31, after 1 to 31),
+  // duplicates dropped; no trailing ';'. E.g. "FREQ=DAILY;INTERVAL=3".
   std::string ToString() const;
 
   // FREQ.
