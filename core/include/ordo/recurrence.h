@@ -116,8 +116,9 @@ class RecurrenceRule {
 
   // The normalized rule text: parts in the order FREQ, INTERVAL (omitted when 1), COUNT,
   // UNTIL, BYMONTH, BYMONTHDAY, BYDAY, BYHOUR, BYMINUTE; lists in a fixed order
-  // (ascending, but BYMONTHDAY's days from the end, -1 to -31, after 1 to 31),
-  // duplicates dropped; no trailing ';'. E.g. "FREQ=DAILY;INTERVAL=3".
+  // (numbers ascending, but BYMONTHDAY's days from the end, -1 to -31, after 1 to
+  // 31; BYDAY by weekday from MO, each plain, then 1MO.., then -1MO..), duplicates
+  // dropped; no trailing ';'. E.g. "FREQ=DAILY;INTERVAL=3".
   std::string ToString() const;
 
   // FREQ.
