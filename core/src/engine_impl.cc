@@ -1750,7 +1750,9 @@ void EngineImpl::AwaitCondition(const std::function<bool()>& done) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (done()) break;
     // The timeout is a safety net only; workers bump the epoch when they run out
-    // of work, which is when the condition can become true.
+    // of work, and ReleaseDue when it has scheduled what came due (released but
+    // not yet scheduled, an operation keeps WaitIdle waiting: releasing_), which
+    // is when the condition can become true.
     FutexWait(&idle_epoch_, epoch, std::chrono::milliseconds(50));
   }
   idle_waiters_.fetch_sub(1, std::memory_order_relaxed);  // a hint for workers

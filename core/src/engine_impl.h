@@ -60,7 +60,9 @@ namespace ordo::internal {
 // Counters of one thread (a worker's own, or an outside thread's lease) or of a
 // group of outside threads. Relaxed: statistics and credit counts; nothing is
 // published through them, except `finished`/`scheduled`, which WaitIdle reads
-// (see ActivityIdle), and `submitting` (Shutdown's Dekker, EnterSubmit).
+// (see ActivityIdle), `submitting` (Shutdown's Dekker, EnterSubmit), and the
+// terminal counts `succeeded`/`failed`/`canceled`, stored with release so that
+// stats() never sees an end before its submission (EngineImpl::stats).
 // A single-writer stripe has one writer for every counter but `credits`
 // (submitters reclaim hoards with an exchange): Count adds there with a plain
 // load and store, no locked instruction. Shared stripes add with RMWs.

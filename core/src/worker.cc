@@ -403,8 +403,8 @@ void EngineImpl::WorkerLoop(Worker* w) {
       }
       if (spinner) spinner_.store(false, std::memory_order_relaxed);  // a hint, as above
       if (op == nullptr) {
-        // Acquire: pairs with the release store in ~EngineImpl; everything is
-        // drained by then.
+        // Acquire: pairs with the release store in StopThreads (from the
+        // destructor, or a constructor that failed); everything is drained by then.
         if (stop_.load(std::memory_order_acquire) && !HasVisibleWork()) break;
         Count(w->stripe, w->stripe.parks);
         // Parker P2: while another worker is awake, it may leave a few operations
