@@ -230,4 +230,52 @@ TEST(RaceTest, AnOperationThatEndsDuringExplainsWalkIsExplainedAsFinished) {
   EXPECT_EQ(behind->state(), State::kCanceled);
 }
 
+// S2's runner half: a cancel request that lands after the runner's first look
+// and before it names the next occurrence it made. The requester finds no
+// successor; the runner, once it names it, finds the request and cancels it.
+// (Without that second look, the series went on: the next occurrence ran an
+// hour later.)
+TEST(RaceTest, ACancelRequestBeforeTheNextOccurrenceIsNamedEndsTheSeries) {
+  std::atomic<std::uint64_t> target_id{0};
+  Stop runner_made_next;  // kSeriesNextMade: held
+  ScopedHook hook([&](TestPointId point, const void* node) {
+    if (point == TestPointId::kSeriesNextMade && IdOf(node) == target_id.load()) {
+      runner_made_next.Arrive();
+      runner_made_next.HoldUntilLetGo();
+    }
+  });
+  ManualClock clock;
+  std::atomic<int> runs{0};
+  Engine engine({.workers = 1, .clock = &clock});
+  absl::Cleanup release_runner = [&] { runner_made_next.LetGo(); };  // a failed ASSERT
+  // Postponed by a second, so that target_id is set before the first runs.
+  auto first = engine.Submit([&] { runs.fetch_add(1); },
+                             {.postpone_until = clock.now() + 1s, .recurrence = "FREQ=HOURLY"});
+  ASSERT_TRUE(first.ok());
+  target_id.store(first->id());
+  clock.Advance(1s);
+  ASSERT_TRUE(runner_made_next.AwaitArrival()) << "the first occurrence never made its next";
+  // Running still (its runner is inside its end): a request, and no successor
+  // named yet for the request to cancel.
+  const absl::StatusOr<ordo::CancelOutcome> outcome = engine.Cancel(*first);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(*outcome, ordo::CancelOutcome::kCancelRequested);
+  runner_made_next.LetGo();
+  ASSERT_TRUE(first->WaitFor(60s));
+  EXPECT_EQ(first->state(), State::kSucceeded);
+  const Handle next = first->next_occurrence();
+  ASSERT_TRUE(next.valid());
+  // Canceled before its predecessor ended (the runner's second look comes first).
+  EXPECT_EQ(next.state(), State::kCanceled);
+  clock.Advance(2h);
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs.load(), 1);
+  EXPECT_FALSE(next.next_occurrence().valid());
+  const ordo::Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, 2u);
+  EXPECT_EQ(st.succeeded, 1u);
+  EXPECT_EQ(st.canceled, 1u);
+  EXPECT_EQ(st.pending, 0u);
+}
+
 }  // namespace

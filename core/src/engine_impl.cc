@@ -1662,6 +1662,7 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   // so a thread that sees op end finds next_occurrence() set. seq_cst: S2's
   // runner half (this store, then the load of the request below).
   ChaosPoint();  // a cancel request may land between the first look and here
+  TestPoint(TestPointId::kSeriesNextMade, op);
   ex->successor.store(n, std::memory_order_seq_cst);
   // S2: a request that came after the first look above ends the series here,
   // unless its requester found n and canceled it itself; the cancel names who

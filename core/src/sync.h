@@ -46,6 +46,9 @@ enum class TestPointId : int {
   // engine_impl.cc, Explain: the walk of op's chain done (no lock held), op's
   // state not yet read again.
   kExplainWalked,
+  // engine_impl.cc, SpawnNextOccurrence: op's next occurrence made and
+  // published (armed or queued; no lock held), not yet op's successor (S2).
+  kSeriesNextMade,
 };
 using TestHook = void (*)(TestPointId point, const void* op);
 #ifdef ORDO_TEST_POINTS
