@@ -90,6 +90,10 @@ TEST(ReadmeExamplesTest, TimeAndControl) {
   auto b = engine.Submit(step_b, {.token = "t", .postpone_until = clock.now() + 10ms});
   auto c = engine.Submit(step_c, {.token = "t"});
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  // Before b runs: its time changed, and not yet come at the first time set.
+  ASSERT_TRUE(engine.Postpone(*b, clock.now() + 20ms).ok());
+  clock.Advance(10ms);
+  EXPECT_EQ(b->state(), ordo::State::kPostponed);
   clock.Advance(10ms);
   EXPECT_EQ(c->Wait(), ordo::State::kSucceeded);
   EXPECT_EQ(a_at, 1);

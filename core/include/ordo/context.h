@@ -28,8 +28,8 @@ class Context {
   // its thread's block of ids, which may be below the id of an operation another
   // thread made before it.
   std::uint64_t id() const;
-  // True once Engine::Cancel (or a token cancel, or a cancelling shutdown) asked
-  // this running operation to stop. Cooperative: the callable decides what to do;
+  // True once Engine::Cancel (or CancelToken, for a running recurring occurrence
+  // only, or a cancelling shutdown) asked this running operation to stop. Cooperative: the callable decides what to do;
   // the operation ends in whatever state the callable reaches, but a retry it asks
   // for is not made (it ends Canceled). For a recurring occurrence, the request
   // also ends its series (Engine::Cancel).

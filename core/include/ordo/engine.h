@@ -73,7 +73,7 @@ enum class FailurePolicy : std::uint8_t {
   kContinue,      // the chain moves on (Dynamics: Failed is "Completed")
   kHalt,          // the chain is held after a failure until ResumeToken
   kCancelRest,    // every operation queued behind the failed one is Canceled, but
-                  // a failed recurring occurrence's own next occurrence
+                  // a failed recurring occurrence's own next occurrence is spared
 };
 
 // How a retried operation's delay grows.
