@@ -286,12 +286,15 @@ TEST_P(StartOrderTest, StartOrderFromOneProducerIsCloseToCreationOrder) {
     total += disp[i];
   }
   std::sort(disp.begin(), disp.end());
-  // Displacement comes from two workers taking batches of the injector (and from
-  // a worker preempted while it holds a batch): typical displacement stays within
-  // a few batches, not the run's length.
+  // Displacement comes from the workers taking batches of the injector (up to
+  // 32 each, kInjectorBatch in config.h), and from a worker preempted while it
+  // holds one: typical displacement stays within the batches the workers hold,
+  // not the run's length. (A fixed 64 for 4 workers failed once in a clean CI
+  // run under ASan, at 77: 4 workers on 2 cores, preempted with their batches.)
   RecordProperty("mean_displacement", static_cast<int>(total / kOps));
+  RecordProperty("p50_displacement", disp[kOps / 2]);
   RecordProperty("p90_displacement", disp[kOps * 9 / 10]);
-  EXPECT_LT(disp[kOps / 2], 64) << "median displacement";
+  EXPECT_LT(disp[kOps / 2], 32 * GetParam()) << "median displacement";
   EXPECT_LT(total / kOps, 512.0) << "mean displacement";
 }
 
