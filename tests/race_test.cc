@@ -10,12 +10,15 @@
 #include <cstdint>
 #include <functional>
 #include <latch>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "engine_impl.h"
 #include "operation.h"
 #include "ordo/engine.h"
 #include "sync.h"
@@ -26,6 +29,7 @@ using namespace std::chrono_literals;
 using ordo::Engine;
 using ordo::Handle;
 using ordo::ManualClock;
+using ordo::Options;
 using ordo::ShutdownMode;
 using ordo::State;
 using ordo::internal::Operation;
@@ -276,6 +280,49 @@ TEST(RaceTest, ACancelRequestBeforeTheNextOccurrenceIsNamedEndsTheSeries) {
   EXPECT_EQ(st.succeeded, 1u);
   EXPECT_EQ(st.canceled, 1u);
   EXPECT_EQ(st.pending, 0u);
+}
+
+// A callable whose move constructor submits to four other engines, from an
+// outside thread: each of those submits takes a lease in the thread's cache of
+// four, and the eviction once took the outer submit's own, while the outer
+// submit still wrote that stripe (another thread could then lease it and write
+// it too). The cache now skips a lease a submit is inside (L4, worker.cc).
+TEST(RaceTest, ASubmitNestedInACallablesConstructorKeepsTheOuterSubmitsLease) {
+  std::atomic<int> placed{0};
+  std::atomic<int> unleased{0};
+  ScopedHook hook([&](TestPointId point, const void* stripe) {
+    if (point != TestPointId::kCallablePlaced) return;
+    const auto* st = static_cast<const ordo::internal::Stripe*>(stripe);
+    placed.fetch_add(1);
+    // A single-writer external stripe must still be this thread's lease.
+    if (st->single_writer && !st->leased.load()) unleased.fetch_add(1);
+  });
+  Engine outer({.workers = 1});
+  std::vector<std::unique_ptr<Engine>> others;
+  for (int i = 0; i < 4; ++i) others.push_back(std::make_unique<Engine>(Options{.workers = 1}));
+  std::atomic<int> ran{0};
+  // Moved once into the node: that move posts to every other engine.
+  struct Nesting {
+    std::vector<std::unique_ptr<Engine>>* others;
+    std::atomic<int>* ran;
+    bool armed = true;
+    Nesting(std::vector<std::unique_ptr<Engine>>* o, std::atomic<int>* r) : others(o), ran(r) {}
+    Nesting(Nesting&& n) noexcept : others(n.others), ran(n.ran), armed(n.armed) {
+      if (!std::exchange(n.armed, false)) return;
+      armed = false;
+      for (auto& e : *others) {
+        if (!e->Post([r = ran] { r->fetch_add(1); }).ok()) std::abort();
+      }
+    }
+    void operator()() const { ran->fetch_add(1); }
+  };
+  ASSERT_TRUE(outer.Post([] {}).ok());  // the thread's lease of `outer` first
+  ASSERT_TRUE(outer.Post(Nesting(&others, &ran)).ok());
+  ASSERT_TRUE(outer.WaitIdle().ok());
+  for (auto& e : others) ASSERT_TRUE(e->WaitIdle().ok());
+  EXPECT_EQ(ran.load(), 5);
+  EXPECT_EQ(placed.load(), 6);  // two on `outer`, one on each of the others
+  EXPECT_EQ(unleased.load(), 0) << "a submit went on writing a stripe it no longer leased";
 }
 
 }  // namespace

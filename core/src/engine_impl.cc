@@ -885,12 +885,12 @@ void EngineImpl::ScheduleNew(Operation* op, Stripe& st) {
 void EngineImpl::PlaceCallable(Operation* op, detail::PendingCallable f, Stripe& st,
                                bool timer_reserved) {
   // The callable's move (or copy) constructor runs here, inside our
-  // EnterSubmit on st. One that submitted from an outside thread to four or
-  // more other engines would evict st's lease (ExternalStripe), and another
-  // thread could lease st while we still write it: a constructor must not
-  // submit (none sensible does).
+  // EnterSubmit on st. One that submits from an outside thread to other
+  // engines takes leases of its own (ExternalStripe), which never evict st's
+  // while this submit is inside it (L4, worker.cc).
   try {
     op->ops = f.Place(op->storage);
+    TestPoint(TestPointId::kCallablePlaced, &st);
   } catch (...) {
     if (timer_reserved) ReleaseTimers(1);
     GiveCredit(st);

@@ -49,6 +49,10 @@ enum class TestPointId : int {
   // engine_impl.cc, SpawnNextOccurrence: op's next occurrence made and
   // published (armed or queued; no lock held), not yet op's successor (S2).
   kSeriesNextMade,
+  // engine_impl.cc, PlaceCallable: a submit's callable constructed in its node
+  // (the user's constructor has run); here the argument is the submit's
+  // Stripe, not an operation.
+  kCallablePlaced,
 };
 using TestHook = void (*)(TestPointId point, const void* op);
 #ifdef ORDO_TEST_POINTS

@@ -46,6 +46,9 @@ bool EngineImpl::OnWorkerOf(const EngineImpl* e) {
 //       ~EngineImpl unregisters under it before the stripes are freed.
 //   L3  Serials are never reused, so a cached lease of a destroyed engine never
 //       matches a new engine at the same address.
+//   L4  The cache evicts only a lease no submit of its thread is inside
+//       (`submitting` 0): a submit may nest others (a callable's constructor
+//       runs inside its submit), and the outer one writes its stripe to the end.
 // With more submitting threads than leasable stripes, the rest share the first
 // kSharedStripes and count with RMWs.
 
@@ -158,10 +161,22 @@ Stripe& EngineImpl::ExternalStripe() {
     }
   }
   if (fresh.stripe == nullptr) fresh.stripe = &SharedStripe();
-  Lease& slot = leases.slot[leases.victim++ % ThreadLeases::kSlots];
-  GiveBack(slot);
-  slot = fresh;
-  return *fresh.stripe;
+  // L4: the lease evicted is one no submit of this thread is inside. A
+  // callable's constructor runs inside its submit (PlaceCallable) and may
+  // submit to other engines; evicting the outer submit's lease there let
+  // another thread lease that stripe while the outer submit still wrote it.
+  // Relaxed: a leased stripe's `submitting` is this thread's own to write.
+  for (int tries = 0; tries < ThreadLeases::kSlots; ++tries) {
+    Lease& slot = leases.slot[leases.victim++ % ThreadLeases::kSlots];
+    if (slot.owned && slot.stripe->submitting.load(std::memory_order_relaxed) != 0) continue;
+    GiveBack(slot);
+    slot = fresh;
+    return *fresh.stripe;
+  }
+  // Every slot is inside a submit (four engines nested): a shared stripe for
+  // this one, and the fresh lease, unused, given back.
+  GiveBack(fresh);
+  return SharedStripe();
 }
 
 // Shutdown's Dekker (see EngineImpl::Shutdown): submitting goes up before
