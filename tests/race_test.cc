@@ -88,6 +88,16 @@ class ScopedHook {
   static inline std::function<void(TestPointId, const void*)> fn_;
 };
 
+// Two operations submitted: one ended Succeeded, the other Canceled, and
+// nothing is left pending.
+void ExpectOneSucceededAndOneCanceled(const Engine& engine) {
+  const ordo::Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, 2u);
+  EXPECT_EQ(st.succeeded, 1u);
+  EXPECT_EQ(st.canceled, 1u);
+  EXPECT_EQ(st.pending, 0u);
+}
+
 std::uint64_t IdOf(const void* node) { return static_cast<const Operation*>(node)->id_relaxed(); }
 
 // A worker owns a queued operation that a Handle, since dropped, postponed: its
@@ -154,11 +164,7 @@ TEST(RaceTest, ARunnerThatReadOneReferenceLeavesAShutdownSweepItsOwn) {
   sweep_canceled.LetGo();  // the sweep drops its reference: the last
   shutdown.join();
 
-  const ordo::Stats st = engine.stats();
-  EXPECT_EQ(st.submitted, 2u);
-  EXPECT_EQ(st.succeeded, 1u);
-  EXPECT_EQ(st.canceled, 1u);
-  EXPECT_EQ(st.pending, 0u);
+  ExpectOneSucceededAndOneCanceled(engine);
 }
 
 // Cancel of a running operation that ends between the request's store and
@@ -275,11 +281,7 @@ TEST(RaceTest, ACancelRequestBeforeTheNextOccurrenceIsNamedEndsTheSeries) {
   ASSERT_TRUE(engine.WaitIdle().ok());
   EXPECT_EQ(runs.load(), 1);
   EXPECT_FALSE(next.next_occurrence().valid());
-  const ordo::Stats st = engine.stats();
-  EXPECT_EQ(st.submitted, 2u);
-  EXPECT_EQ(st.succeeded, 1u);
-  EXPECT_EQ(st.canceled, 1u);
-  EXPECT_EQ(st.pending, 0u);
+  ExpectOneSucceededAndOneCanceled(engine);
 }
 
 // A callable whose move constructor submits to four other engines, from an
