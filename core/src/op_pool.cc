@@ -1,5 +1,6 @@
 #include "op_pool.h"
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -41,8 +42,12 @@ class Depot {
   // throws, and none is counted (the room already made stays, unused).
   void Reserve(std::size_t n) {
     std::lock_guard<std::mutex> lock(mu_);
-    loaded_.reserve(made_ + n);
-    empty_.reserve(made_ + n);
+    // Geometrically, as push_back would grow them: reserve(made_ + n) alone
+    // reallocated both lists for every magazine made, quadratic in a depot
+    // that grows to tens of thousands.
+    for (std::vector<Magazine*>* list : {&loaded_, &empty_}) {
+      if (list->capacity() < made_ + n) list->reserve(std::max(made_ + n, 2 * list->capacity()));
+    }
     made_ += n;
   }
   // Swaps `*m` (empty) for a magazine with nodes; false if there is none.

@@ -165,11 +165,24 @@ Stripe& EngineImpl::ExternalStripe() {
   // callable's constructor runs inside its submit (PlaceCallable) and may
   // submit to other engines; evicting the outer submit's lease there let
   // another thread lease that stripe while the outer submit still wrote it.
-  // Relaxed: a leased stripe's `submitting` is this thread's own to write.
-  for (int tries = 0; tries < ThreadLeases::kSlots; ++tries) {
-    Lease& slot = leases.slot[leases.victim++ % ThreadLeases::kSlots];
-    if (slot.owned && slot.stripe->submitting.load(std::memory_order_relaxed) != 0) continue;
-    GiveBack(slot);
+  // The look is under the registry mutex, with the engine's liveness: a cached
+  // lease may be of an engine destroyed since (L2), whose stripes are freed (a
+  // look without it read them). Relaxed: a live leased stripe's `submitting`
+  // is this thread's own to write.
+  int victim = -1;
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    for (int tries = 0; tries < ThreadLeases::kSlots && victim < 0; ++tries) {
+      const int i = static_cast<int>(leases.victim++ % ThreadLeases::kSlots);
+      const Lease& l = leases.slot[i];
+      const bool busy = l.owned && LiveEngines().contains(l.serial) &&
+                        l.stripe->submitting.load(std::memory_order_relaxed) != 0;
+      if (!busy) victim = i;
+    }
+  }
+  if (victim >= 0) {
+    Lease& slot = leases.slot[victim];
+    GiveBack(slot);  // checks the engine's liveness again (L2)
     slot = fresh;
     return *fresh.stripe;
   }
