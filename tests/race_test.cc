@@ -327,4 +327,54 @@ TEST(RaceTest, ASubmitNestedInACallablesConstructorKeepsTheOuterSubmitsLease) {
   EXPECT_EQ(unleased.load(), 0) << "a submit went on writing a stripe it no longer leased";
 }
 
+// Chain C3: a producer between its tail exchange and its link, and the runner
+// of the node before it finishing meanwhile. The runner finds no link and
+// cannot empty the chain (the tail is the producer's node), so it waits for the
+// link; the producer's node then runs next, in order.
+TEST(RaceTest, ARunnerWaitsForTheLinkOfAProducerBetweenItsTwoSteps) {
+  std::atomic<const void*> held_node{nullptr};
+  std::atomic<std::thread::id> producer_thread{};
+  Stop producer_exchanged;  // kChainLinkPending on the producer's thread: held
+  Stop runner_waits;        // kAdvanceWaitsForLink: passes
+  ScopedHook hook([&](TestPointId point, const void* node) {
+    if (point == TestPointId::kChainLinkPending &&
+        std::this_thread::get_id() == producer_thread.load()) {
+      held_node.store(node);
+      producer_exchanged.Arrive();
+      producer_exchanged.HoldUntilLetGo();
+    } else if (point == TestPointId::kAdvanceWaitsForLink && held_node.load() != nullptr) {
+      runner_waits.Arrive();
+    }
+  });
+  std::vector<int> order;  // written by the chain's runs, one at a time
+  std::latch first_may_end(1);
+  bool first_released = false;
+  std::thread producer;
+  Engine engine({.workers = 1});
+  absl::Cleanup release_all = [&] {
+    if (!first_released) first_may_end.count_down();
+    producer_exchanged.LetGo();
+    if (producer.joinable()) producer.join();
+  };
+  auto first = engine.Submit([&] {
+    first_may_end.wait();
+    order.push_back(1);
+  }, {.token = "t"});
+  ASSERT_TRUE(first.ok());
+  producer = std::thread([&] {
+    producer_thread.store(std::this_thread::get_id());
+    EXPECT_TRUE(engine.Post([&] { order.push_back(2); }, {.token = "t"}).ok());
+  });
+  ASSERT_TRUE(producer_exchanged.AwaitArrival()) << "the producer never reached its link";
+  first_released = true;
+  first_may_end.count_down();  // the first ends; its runner finds no link
+  ASSERT_TRUE(runner_waits.AwaitArrival()) << "the runner never waited for the link";
+  producer_exchanged.LetGo();
+  producer.join();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+  EXPECT_EQ(first->state(), State::kSucceeded);
+  EXPECT_EQ(engine.stats().succeeded, 2u);
+}
+
 }  // namespace

@@ -59,6 +59,7 @@ class Chain {
     Operation* prev = tail_.exchange(op, std::memory_order_acq_rel);
     if (prev == nullptr) return true;
     ChaosPoint();
+    TestPoint(TestPointId::kChainLinkPending, op);
     // Release: publishes *op to the runner; pairs with the acquire load of
     // chain_next in TokenMap::Advance.
     prev->chain_next.store(op, std::memory_order_release);

@@ -53,6 +53,13 @@ enum class TestPointId : int {
   // (the user's constructor has run); here the argument is the submit's
   // Stripe, not an operation.
   kCallablePlaced,
+  // chain.h, Chain::Push: op is the chain's tail (exchanged), not yet linked
+  // from its predecessor (C3).
+  kChainLinkPending,
+  // token_map.cc, TokenMap::Advance: the runner of x found no link and could
+  // not empty the chain; it waits for a producer's link (C3). Called on every
+  // turn of the wait.
+  kAdvanceWaitsForLink,
 };
 using TestHook = void (*)(TestPointId point, const void* op);
 #ifdef ORDO_TEST_POINTS

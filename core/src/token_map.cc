@@ -164,6 +164,7 @@ Operation* TokenMap::Advance(Operation* x) {
   for (int spins = 0;; ++spins) {
     next = x->chain_next.load(std::memory_order_acquire);  // as above
     if (next != nullptr) return next;
+    TestPoint(TestPointId::kAdvanceWaitsForLink, x);
     if (spins < 64) {
       CpuRelax();
     } else {
