@@ -19,9 +19,11 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "engine_impl.h"
+#include "op_pool.h"
 #include "operation.h"
 #include "ordo/engine.h"
 #include "sync.h"
+#include "token_map.h"
 
 namespace {
 
@@ -375,6 +377,56 @@ TEST(RaceTest, ARunnerWaitsForTheLinkOfAProducerBetweenItsTwoSteps) {
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
   EXPECT_EQ(first->state(), State::kSucceeded);
   EXPECT_EQ(engine.stats().succeeded, 2u);
+}
+
+// Token map T4/T5: a producer that has pinned its hint slot and found its idle
+// chain there, and a sweep meanwhile. The sweep must not retire a chain a
+// pinned producer may push to: it waits for the pin a bounded while, then
+// leaves the chain for a later sweep; the producer's push then activates the
+// chain still in the map.
+TEST(RaceTest, ASweepLeavesAnIdleChainThatAPinnedProducerIsAboutToPushTo) {
+  using ordo::internal::OpPool;
+  using ordo::internal::TokenKey;
+  using ordo::internal::TokenMap;
+  std::atomic<std::thread::id> producer_thread{};
+  Stop producer_pinned;  // kTokenPushPinned on the producer's thread: held
+  ScopedHook hook([&](TestPointId point, const void*) {
+    if (point == TestPointId::kTokenPushPinned &&
+        std::this_thread::get_id() == producer_thread.load()) {
+      producer_pinned.Arrive();
+      producer_pinned.HoldUntilLetGo();
+    }
+  });
+  TokenMap map;
+  const ordo::Token token("t");
+  char scratch[8] = {};
+  const TokenKey key = ordo::internal::MakeTokenKey(token, scratch);
+  Operation* a = OpPool::Allocate();
+  Operation* b = OpPool::Allocate();
+  ASSERT_TRUE(map.Push(key, a));            // the chain, made under the lock
+  ASSERT_EQ(map.Advance(a), nullptr);       // and idle again
+  bool activated = false;
+  std::thread producer([&] {
+    producer_thread.store(std::this_thread::get_id());
+    activated = map.Push(key, b);           // through the hint slot: pinned
+  });
+  absl::Cleanup release = [&] {
+    producer_pinned.LetGo();
+    if (producer.joinable()) producer.join();
+  };
+  ASSERT_TRUE(producer_pinned.AwaitArrival()) << "the push never pinned the chain";
+  EXPECT_EQ(map.SweepIdle(), 0u) << "the sweep retired a chain a producer had pinned";
+  EXPECT_EQ(map.active_chains(), 1u);
+  producer_pinned.LetGo();
+  producer.join();
+  EXPECT_TRUE(activated);
+  EXPECT_EQ(b->chain, a->chain);
+  map.CheckInvariants();
+  ASSERT_EQ(map.Advance(b), nullptr);
+  EXPECT_EQ(map.SweepIdle(), 1u);  // unpinned and idle: retired now
+  EXPECT_EQ(map.active_chains(), 0u);
+  OpPool::Free(a);
+  OpPool::Free(b);
 }
 
 }  // namespace

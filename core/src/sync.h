@@ -60,6 +60,9 @@ enum class TestPointId : int {
   // not empty the chain; it waits for a producer's link (C3). Called on every
   // turn of the wait.
   kAdvanceWaitsForLink,
+  // token_map.cc, TokenMap::Push: op's producer has pinned its hint slot and
+  // found its chain there (op->chain set), not yet pushed (T4, T5).
+  kTokenPushPinned,
 };
 using TestHook = void (*)(TestPointId point, const void* op);
 #ifdef ORDO_TEST_POINTS

@@ -74,6 +74,7 @@ bool TokenMap::Push(const TokenKey& key, Operation* op) {
     if (c != nullptr && c->Matches(key)) {
       op->chain = c;
       ChaosPoint();  // pinned with c loaded: a sweeper must wait for us (T4, T5)
+      TestPoint(TestPointId::kTokenPushPinned, op);
       bool activated = c->Push(op);
       // Release: our push happens-before a sweeper that reads the dropped count
       // (its seq_cst load in DrainPins), so its load of tail_ sees our node (T4).
