@@ -171,6 +171,34 @@ TEST(AllocationTest, ACallableLargerThanTheInlineBufferCostsOneAllocation) {
   EXPECT_LE(allocations, 1010);
 }
 
+// A small capture whose move may throw is kept apart too (a node's callable is
+// relocated with no way to fail): one allocation, as for a large one.
+TEST(AllocationTest, ASmallCallableWhoseMoveMayThrowCostsOneAllocation) {
+  Engine engine({.workers = 1});
+  std::atomic<long> ran{0};
+  struct MayThrow {
+    MayThrow() = default;
+    MayThrow(const MayThrow&) = default;
+    MayThrow(MayThrow&&) noexcept(false) {}
+  };
+  auto waves = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      ASSERT_TRUE(engine.Post([&ran, m = MayThrow()] { ran.fetch_add(1); }).ok());
+      if (i % 100 == 99) {
+        ASSERT_TRUE(engine.WaitIdle().ok());
+      }
+    }
+    ASSERT_TRUE(engine.WaitIdle().ok());
+  };
+  waves(5000);
+  const long before = g_allocations.load();
+  waves(1000);
+  const long allocations = g_allocations.load() - before;
+  EXPECT_EQ(ran.load(), 6000);
+  EXPECT_GE(allocations, 1000);
+  EXPECT_LE(allocations, 1010);
+}
+
 // Out of memory in Submit. Where the engine can still back out (before the
 // operation is admitted: its extras), Submit throws and nothing is taken: the
 // stats do not move and Shutdown is not left waiting for the submit (it used to

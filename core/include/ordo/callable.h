@@ -106,11 +106,14 @@ struct InlineOps {
   static constexpr CallableOps kOps{&Invoke, &Destroy, &Relocate};
 };
 
+// The storage holds a Fn* made by placement new: laundered to read it, as
+// InlineOps' Fn (the storage is an unsigned char array).
 template <typename Fn>
 struct HeapOps {
-  static absl::Status Invoke(void* s, Context& ctx) { return InvokeFn(**static_cast<Fn**>(s), ctx); }
-  static void Destroy(void* s) { delete *static_cast<Fn**>(s); }
-  static void Relocate(void* from, void* to) { ::new (to) Fn*(*static_cast<Fn**>(from)); }
+  static Fn*& Ptr(void* s) { return *std::launder(static_cast<Fn**>(s)); }
+  static absl::Status Invoke(void* s, Context& ctx) { return InvokeFn(*Ptr(s), ctx); }
+  static void Destroy(void* s) { delete Ptr(s); }
+  static void Relocate(void* from, void* to) { ::new (to) Fn*(Ptr(from)); }
   static constexpr CallableOps kOps{&Invoke, &Destroy, &Relocate};
 };
 
@@ -132,7 +135,13 @@ bool IsEmptyCallable(const Fn& fn) {
 template <typename F>
 const CallableOps* Emplace(void* storage, F&& f) {
   using Fn = std::decay_t<F>;
-  if constexpr (kFitsInline<Fn>) {
+  static_assert(std::is_constructible_v<Fn, F&&>,
+                "Submit, Post and Batch::Add copy an lvalue callable and move an rvalue "
+                "one: std::move a move-only callable into them (one that can be neither "
+                "copied nor moved cannot be submitted)");
+  if constexpr (!std::is_constructible_v<Fn, F&&>) {
+    return nullptr;  // not reached: the static_assert above says why
+  } else if constexpr (kFitsInline<Fn>) {
     ::new (storage) Fn(std::forward<F>(f));
     return &InlineOps<Fn>::kOps;
   } else {

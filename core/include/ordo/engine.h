@@ -219,8 +219,8 @@ class Engine {
   // reference, so no other thread touches the node's count, and no start or finish
   // time is read from the clock for it. An independent Post with default options
   // (no token, postponement, name, recurrence, retry settings, policy or
-  // suspension) takes a one-cache-line node, 64 bytes with a capture of up to
-  // 32; it can still retry (Context::RetryAfter), up to Options::max_retries.
+  // suspension) takes a one-cache-line node, 64 bytes with a nothrow-movable
+  // capture of up to 32 (callable.h: any other is allocated apart); it can still retry (Context::RetryAfter), up to Options::max_retries.
   // Any other Post takes two lines (128 bytes), and a Submit three (the third
   // holds the times only a Handle shows). The exception: one operation in
   // Options::latency_sample_every, sampled for Stats' latency histograms, takes
@@ -445,7 +445,7 @@ class Engine {
 // Add takes the node and moves (or copies, for an lvalue) the callable in at once;
 // once the batch's vectors have grown it allocates nothing else (reuse one Batch
 // per producer thread), but for what Post would allocate too: a callable over 32
-// bytes, a string token over 48.
+// bytes, or one whose move may throw (callable.h), and a string token over 48.
 // Nothing runs until PostBatch; a batch destroyed or cleared before it destroys
 // its callables without running them. Ids are taken at PostBatch, in Add order,
 // and the creation order of a token's operations is their Add order (after the
