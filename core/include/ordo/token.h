@@ -35,6 +35,9 @@ class Token {
       : kind_(Kind::kInteger), integer_(static_cast<std::uint64_t>(key)) {}
 
   Token(const Token& o) : kind_(o.kind_), integer_(o.integer_) { Assign(o.text()); }
+  // A moved-from Token keeps its kind and loses its text: a string token is then
+  // the empty string, which Submit and the token controls refuse
+  // (InvalidArgument), not "no token". Assign it before using it again.
   Token(Token&& o) noexcept
       : kind_(o.kind_), size_(o.size_), integer_(o.integer_), heap_(std::move(o.heap_)) {
     if (heap_ == nullptr) std::memcpy(inline_, o.inline_, size_);
