@@ -418,7 +418,8 @@ TEST(AllocationTest, SuspendAndSetFailurePolicyOutOfMemoryChangeNothing) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock});
   auto x = engine.Submit([] {}, {.postpone_until = clock.now() + std::chrono::seconds(1)});
-  ASSERT_TRUE(x.ok());
+  auto y = engine.Submit([] {}, {.postpone_until = clock.now() + std::chrono::seconds(1)});
+  ASSERT_TRUE(x.ok() && y.ok());
   bool threw = false;
   t_fail_allocations = true;
   try {
@@ -429,13 +430,17 @@ TEST(AllocationTest, SuspendAndSetFailurePolicyOutOfMemoryChangeNothing) {
   t_fail_allocations = false;
   ASSERT_TRUE(threw);
   EXPECT_EQ(x->state(), State::kPostponed);
-  ASSERT_TRUE(engine.Suspend(*x).ok());
-  EXPECT_EQ(x->state(), State::kSuspended);
+  // The registry works again: another operation is suspended past its time.
+  ASSERT_TRUE(engine.Suspend(*y).ok());
+  EXPECT_EQ(y->state(), State::kSuspended);
   clock.Advance(std::chrono::seconds(1));
-  EXPECT_EQ(x->state(), State::kSuspended);  // held past its time
-  ASSERT_TRUE(engine.Resume(*x).ok());
+  // x, untouched by the failed Suspend, ran at its time with no help.
   ASSERT_TRUE(x->WaitFor(std::chrono::seconds(30)));
   EXPECT_EQ(x->state(), State::kSucceeded);
+  EXPECT_EQ(y->state(), State::kSuspended);  // held past its time
+  ASSERT_TRUE(engine.Resume(*y).ok());
+  ASSERT_TRUE(y->WaitFor(std::chrono::seconds(30)));
+  EXPECT_EQ(y->state(), State::kSucceeded);
 
   threw = false;
   t_fail_allocations = true;
@@ -446,17 +451,25 @@ TEST(AllocationTest, SuspendAndSetFailurePolicyOutOfMemoryChangeNothing) {
   }
   t_fail_allocations = false;
   ASSERT_TRUE(threw);
-  ASSERT_TRUE(engine.SetFailurePolicy("t", FailurePolicy::kHalt).ok());
-  auto failed = engine.Submit([] { return absl::InternalError("halts its chain"); },
-                              {.token = "t"});
+  // Nothing recorded: "t" still continues past a failure.
+  auto failed = engine.Submit([] { return absl::InternalError("fails"); }, {.token = "t"});
   auto behind = engine.Submit([] {}, {.token = "t"});
   ASSERT_TRUE(failed.ok() && behind.ok());
-  ASSERT_TRUE(engine.WaitIdle().ok());  // the chain is held at the failure
-  EXPECT_EQ(failed->state(), State::kFailed);
-  EXPECT_EQ(behind->state(), State::kWaiting);
-  ASSERT_EQ(engine.ResumeToken("t").value_or(0), 1u);
   ASSERT_TRUE(behind->WaitFor(std::chrono::seconds(30)));
+  EXPECT_EQ(failed->state(), State::kFailed);
   EXPECT_EQ(behind->state(), State::kSucceeded);
+  // And the policy map works again.
+  ASSERT_TRUE(engine.SetFailurePolicy("t", FailurePolicy::kHalt).ok());
+  auto halting = engine.Submit([] { return absl::InternalError("halts its chain"); },
+                               {.token = "t"});
+  auto held = engine.Submit([] {}, {.token = "t"});
+  ASSERT_TRUE(halting.ok() && held.ok());
+  ASSERT_TRUE(engine.WaitIdle().ok());  // the chain is held at the failure
+  EXPECT_EQ(halting->state(), State::kFailed);
+  EXPECT_EQ(held->state(), State::kWaiting);
+  ASSERT_EQ(engine.ResumeToken("t").value_or(0), 1u);
+  ASSERT_TRUE(held->WaitFor(std::chrono::seconds(30)));
+  EXPECT_EQ(held->state(), State::kSucceeded);
 }
 
 // Out of memory in Handle::Explain, while it holds its engine pinned (E1): the

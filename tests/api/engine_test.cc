@@ -287,7 +287,8 @@ TEST_P(StartOrderTest, StartOrderFromOneProducerIsCloseToCreationOrder) {
   }
   std::sort(disp.begin(), disp.end());
   // Displacement comes from the workers taking batches of the injector (up to
-  // 32 each, kInjectorBatch in config.h), and from a worker preempted while it
+  // 32 each in the default build, kInjectorBatch in config.h; the small world's
+  // are smaller, and the bound generous there), and from a worker preempted while it
   // holds one: typical displacement stays within the batches the workers hold,
   // not the run's length. (A fixed 64 for 4 workers failed once in a clean CI
   // run under ASan, at 77: 4 workers on 2 cores, preempted with their batches.)
