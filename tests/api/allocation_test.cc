@@ -147,26 +147,34 @@ TEST(AllocationTest, SteadyStateBatchesAllocateNothingPerOperation) {
                                             << " operations";
 }
 
+// Submits 5,000 operations with `submit`, in waves of 100 so that the node
+// pools reach their steady state (see Round), then 1,000 more, and returns
+// the allocations those 1,000 made.
+template <typename SubmitOne>
+long AllocationsOfAThousand(Engine& engine, SubmitOne submit_one) {
+  auto waves = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      if (!submit_one().ok()) ADD_FAILURE() << "a submit was refused";
+      if (i % 100 == 99 && !engine.WaitIdle().ok()) ADD_FAILURE() << "WaitIdle failed";
+    }
+    if (!engine.WaitIdle().ok()) ADD_FAILURE() << "WaitIdle failed";
+  };
+  waves(5000);
+  const long before = g_allocations.load();
+  waves(1000);
+  return g_allocations.load() - before;
+}
+
 TEST(AllocationTest, ACallableLargerThanTheInlineBufferCostsOneAllocation) {
   Engine engine({.workers = 1});
   std::atomic<long> ran{0};
   struct Big {
     char payload[kInlineCallableBytes + 8] = {};
   };
-  // Waves of 100, so the node pools reach their steady state (see Round).
-  auto waves = [&](int n) {
-    for (int i = 0; i < n; ++i) {
-      ASSERT_TRUE(engine.Submit([&ran, big = Big()] { ran += big.payload[0] + 1; }).ok());
-      if (i % 100 == 99) {
-        ASSERT_TRUE(engine.WaitIdle().ok());
-      }
-    }
-    ASSERT_TRUE(engine.WaitIdle().ok());
-  };
-  waves(5000);
-  const long before = g_allocations.load();
-  waves(1000);
-  const long allocations = g_allocations.load() - before;
+  const long allocations = AllocationsOfAThousand(engine, [&] {
+    return engine.Submit([&ran, big = Big()] { ran += big.payload[0] + 1; }).status();
+  });
+  EXPECT_EQ(ran.load(), 6000);
   EXPECT_GE(allocations, 1000);
   EXPECT_LE(allocations, 1010);
 }
@@ -181,19 +189,8 @@ TEST(AllocationTest, ASmallCallableWhoseMoveMayThrowCostsOneAllocation) {
     MayThrow(const MayThrow&) = default;
     MayThrow(MayThrow&&) noexcept(false) {}
   };
-  auto waves = [&](int n) {
-    for (int i = 0; i < n; ++i) {
-      ASSERT_TRUE(engine.Post([&ran, m = MayThrow()] { ran.fetch_add(1); }).ok());
-      if (i % 100 == 99) {
-        ASSERT_TRUE(engine.WaitIdle().ok());
-      }
-    }
-    ASSERT_TRUE(engine.WaitIdle().ok());
-  };
-  waves(5000);
-  const long before = g_allocations.load();
-  waves(1000);
-  const long allocations = g_allocations.load() - before;
+  const long allocations = AllocationsOfAThousand(
+      engine, [&] { return engine.Post([&ran, m = MayThrow()] { ran.fetch_add(1); }); });
   EXPECT_EQ(ran.load(), 6000);
   EXPECT_GE(allocations, 1000);
   EXPECT_LE(allocations, 1010);
