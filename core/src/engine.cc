@@ -503,13 +503,17 @@ std::string Stats::ToPrometheus() const {
   // StrAppend, and numbers formatted on the stack, not StrAppendFormat: a
   // bad_alloc inside Debian's StrFormat ends the process; here it reaches the
   // caller.
-  auto counter = [&out](const char* name, const char* help, std::uint64_t v) {
-    absl::StrAppend(&out, "# HELP ordo_", name, " ", help, "\n# TYPE ordo_", name,
-                    " counter\nordo_", name, " ", v, "\n");
+  auto header = [&out](const char* name, const char* help, const char* type) {
+    absl::StrAppend(&out, "# HELP ordo_", name, " ", help, "\n# TYPE ordo_", name, " ", type,
+                    "\n");
   };
-  auto gauge = [&out](const char* name, const char* help, std::uint64_t v) {
-    absl::StrAppend(&out, "# HELP ordo_", name, " ", help, "\n# TYPE ordo_", name,
-                    " gauge\nordo_", name, " ", v, "\n");
+  auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+    header(name, help, "counter");
+    absl::StrAppend(&out, "ordo_", name, " ", v, "\n");
+  };
+  auto gauge = [&](const char* name, const char* help, std::uint64_t v) {
+    header(name, help, "gauge");
+    absl::StrAppend(&out, "ordo_", name, " ", v, "\n");
   };
   counter("submitted_total", "Operations accepted by Submit.", submitted);
   counter("rejected_total", "Submissions refused with an error.", rejected);
@@ -528,9 +532,8 @@ std::string Stats::ToPrometheus() const {
   // 2^37 (137 s): bucket boundaries of LatencyHistogram, so each count is exact
   // for "below the bound" (a sample of exactly 2^e ns, which Prometheus' "le"
   // would count, is in the next bucket: 1 ns off).
-  auto histogram = [&out](const char* name, const char* help, const LatencyHistogram& h) {
-    absl::StrAppend(&out, "# HELP ordo_", name, " ", help, "\n# TYPE ordo_", name,
-                    " histogram\n");
+  auto histogram = [&](const char* name, const char* help, const LatencyHistogram& h) {
+    header(name, help, "histogram");
     std::uint64_t cumulative = 0;
     int i = 0;
     for (int e = 7; e <= 37; ++e) {

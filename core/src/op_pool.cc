@@ -50,6 +50,12 @@ class Depot {
     }
     made_ += n;
   }
+  // A fresh empty magazine, its room reserved first (M1). Outside the lock;
+  // out of memory it throws, with nothing made.
+  std::unique_ptr<Magazine> Make() {
+    Reserve(1);
+    return std::make_unique<Magazine>();
+  }
   // Swaps `*m` (empty) for a magazine with nodes; false if there is none.
   bool TakeLoaded(Magazine** m) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -78,8 +84,7 @@ class Depot {
           return;  // a magazine made and not needed is freed: it held nothing
         }
       }
-      Reserve(1);                           // outside the lock; may throw
-      made = std::make_unique<Magazine>();  // outside the lock; may throw
+      made = Make();
     }
   }
   // Never throws (M1).
@@ -112,8 +117,7 @@ class Depot {
           return;  // a magazine made and not needed is freed: it held nothing
         }
       }
-      Reserve(1);                           // outside the lock; may throw
-      made = std::make_unique<Magazine>();  // outside the lock; may throw
+      made = Make();
     }
   }
   // One node for a thread whose caches are gone, null if the depot has none.
@@ -272,8 +276,7 @@ Operation* OpPool::Allocate(NodeKind kind) {
     // A fresh slab's rest goes to the depot whole. Out of memory, nothing is
     // kept: the magazine goes with the exception (it leaked), and Give cannot
     // throw (M1).
-    TheDepot(kind).Reserve(1);
-    auto m = std::make_unique<Magazine>();
+    std::unique_ptr<Magazine> m = TheDepot(kind).Make();
     FillFromSlab(kind, m.get());
     Operation* op = m->slots[--m->count];
     TheDepot(kind).Give(m.release());
