@@ -396,6 +396,7 @@ namespace {
 // clock's listeners) would lock listeners_mu_ again on the thread that holds
 // it: undefined, a hang in practice. Said plainly.
 void CheckNotInListenerOf(const std::atomic<std::thread::id>& notifying, const char* call) {
+  // Relaxed: equal only to an id this thread stored itself (ManualClock::notifying_).
   ORDO_CHECK(notifying.load(std::memory_order_relaxed) != std::this_thread::get_id(),
              absl::StrCat("ManualClock::", call,
                           " called from one of the same clock's listeners (an engine "
@@ -423,6 +424,7 @@ void ManualClock::Notify() {
   // notification, so a listener never runs on a destroyed engine.
   CheckNotInListenerOf(notifying_, "Advance or Set");
   std::lock_guard<std::mutex> lock(listeners_mu_);
+  // Relaxed, both stores: only this thread compares its own id with them.
   notifying_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   struct Restore {  // also if a listener throws
     std::atomic<std::thread::id>& notifying;
