@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -27,41 +28,19 @@
 #include <vector>
 
 #include "ordo/engine.h"
+#include "stress/stress_support.h"
 #include "support/journal.h"
 
 namespace ordo {
 namespace {
 
 using namespace std::chrono_literals;
-
-int EnvOr(const char* name, int fallback) {
-  const char* s = std::getenv(name);
-  const int v = s == nullptr ? fallback : std::atoi(s);
-  return v < 1 ? fallback : v;
-}
-
-int Scale() { return EnvOr("ORDO_STRESS_SCALE", 1); }
-// The worker count of the tests written for the 2-core development machine.
-int Workers() { return EnvOr("ORDO_STRESS_WORKERS", 2); }
-// A test's producer count, or more if the environment asks for more.
-int Producers(int n) { return std::max(n, EnvOr("ORDO_STRESS_PRODUCERS", n)); }
-
-struct TokenState {
-  ::ordo::testing::OverlapGuard guard;
-  // Last sequence seen per producer; written only inside the token's bodies,
-  // which the chain serializes (a race here would be a chain bug, and TSan sees it).
-  std::vector<long> last_seq;
-};
-
-struct Oracle {
-  explicit Oracle(int tokens, int producers, long ops) : runs(ops), tokens(tokens) {
-    for (auto& t : this->tokens) t.last_seq.assign(producers, -1);
-  }
-  std::vector<std::atomic<int>> runs;  // per operation: how often its body ran
-  std::vector<TokenState> tokens;
-  std::atomic<long> overlaps{0};
-  std::atomic<long> reorders{0};
-};
+using stress::Oracle;
+using stress::Producers;
+using stress::Scale;
+using stress::TokenState;
+using stress::Watchdog;
+using stress::Workers;
 
 void RunStress(int workers, int producers, long per_producer) {
   constexpr int kHotTokens = 4;
@@ -177,12 +156,20 @@ void RunStress(int workers, int producers, long per_producer) {
 // and cold tokens, and race cancels, postpones and resumes against the timer
 // firing. Checked at the end, once all is done: nothing lost, nothing
 // duplicated, nothing started before its (last accepted) postpone-until time,
-// per-token order kept, and every operation in the terminal state its history
-// calls for.
+// no retry before its delay (unless a Postpone may have moved it), per-token
+// order kept, every operation in the terminal state its history calls for, and
+// the statistics equal to what the handles and bodies saw (ended per state,
+// attempts started, retries granted within what was asked).
 struct TimedOp {
   std::atomic<int> attempts{0};
   std::atomic<std::int64_t> first_start_ns{0};
   std::int64_t due_ns = 0;       // the last postpone-until Ordo accepted (0: none)
+  // Written by the attempts (the engine orders one attempt before the next, and
+  // both before Shutdown's return): the clock as the first asked for its retry,
+  // and as the second began.
+  std::int64_t retry_asked_ns = 0;
+  std::int64_t retry_start_ns = 0;
+  bool postponed_by_call = false;  // a Postpone succeeded: it may have moved the retry
   bool canceled = false;         // Cancel returned kCanceled
   bool cancel_requested = false;  // Cancel returned kCancelRequested (it was running)
   bool retries = false;          // asks for one retry
@@ -206,6 +193,7 @@ void RunTimedStress(int producers, long per_producer,
   std::atomic<long> overlaps{0}, reorders{0};
   std::vector<std::vector<Handle>> handles(producers);
   std::atomic<bool> producing{true};
+  Stats stats;
   auto ns = [](Clock::time_point t) { return t.time_since_epoch().count(); };
   {
     Engine engine({.workers = Workers(), .clock = &clock});
@@ -254,7 +242,13 @@ void RunTimedStress(int producers, long per_producer,
               t.last_seq[p] = i;
               t.guard.Exit();
             }
-            if (op.retries && attempt == 0) ctx.RetryAfter(std::chrono::microseconds(500));
+            if (op.retries && attempt == 0) {
+              // Read before the call: the retry is due 500 us after the engine's
+              // own later reading, so no sooner than this plus 500 us.
+              op.retry_asked_ns = ns(clock.now());
+              ctx.RetryAfter(std::chrono::microseconds(500));
+            }
+            if (attempt == 1) op.retry_start_ns = ns(clock.now());
             if (op.throws) throw std::runtime_error("planned");
           };
           auto h = engine.Submit(std::move(body), std::move(o));
@@ -283,8 +277,9 @@ void RunTimedStress(int producers, long per_producer,
             // operation that retries, it may instead have moved the retry, so its
             // first attempt is not checked against it.
             const int attempts_before = target.attempts.load();
-            if (engine.Postpone(handles[p][j], when).ok() && attempts_before == 0) {
-              target.due_ns = target.retries ? 0 : ns(when);
+            if (engine.Postpone(handles[p][j], when).ok()) {
+              target.postponed_by_call = true;
+              if (attempts_before == 0) target.due_ns = target.retries ? 0 : ns(when);
             }
           } else if (c < 10 && !target.canceled) {
             if (engine.Suspend(handles[p][j]).ok()) {
@@ -300,14 +295,28 @@ void RunTimedStress(int producers, long per_producer,
     ASSERT_TRUE(engine.WaitIdle().ok());
     EXPECT_EQ(engine.stats().pending, 0u);
     ASSERT_TRUE(engine.Shutdown(ShutdownMode::kDrainAll).ok());
+    stats = engine.stats();
   }
-  long lost = 0, duplicated = 0, early = 0, wrong = 0;
+  long lost = 0, duplicated = 0, early = 0, wrong = 0, early_retries = 0;
+  long attempts_total = 0, twice = 0, asked_retry = 0, checked_retries = 0;
+  std::uint64_t ended[3] = {0, 0, 0};  // Succeeded, Failed, Canceled
   int reported = 0;
   for (int p = 0; p < producers; ++p) {
     for (long i = 0; i < per_producer; ++i) {
       const TimedOp& op = ops[p * per_producer + i];
       const State st = handles[p][i].state();
       const int attempts = op.attempts.load();
+      attempts_total += attempts;
+      twice += attempts == 2;
+      asked_retry += op.retries && attempts >= 1;
+      ended[0] += st == State::kSucceeded;
+      ended[1] += st == State::kFailed;
+      ended[2] += st == State::kCanceled;
+      if (attempts == 2 && !op.postponed_by_call) {
+        // A retry no Postpone could have moved starts no sooner than asked.
+        ++checked_retries;
+        if (op.retry_start_ns < op.retry_asked_ns + 500'000) ++early_retries;
+      }
       const long bad = lost + duplicated + early + wrong;
       if (!IsTerminal(st)) ++lost;
       if (op.canceled) {
@@ -341,6 +350,20 @@ void RunTimedStress(int producers, long per_producer,
   EXPECT_EQ(wrong, 0);
   EXPECT_EQ(overlaps.load(), 0);
   EXPECT_EQ(reorders.load(), 0);
+  EXPECT_GT(checked_retries, 0);
+  EXPECT_EQ(early_retries, 0);
+  // The statistics agree with what the handles and the bodies saw.
+  EXPECT_EQ(stats.submitted, static_cast<std::uint64_t>(total));
+  EXPECT_EQ(stats.pending, 0u);
+  EXPECT_EQ(stats.postponed, 0u);
+  EXPECT_EQ(stats.succeeded, ended[0]);
+  EXPECT_EQ(stats.failed, ended[1]);
+  EXPECT_EQ(stats.canceled, ended[2]);
+  EXPECT_EQ(stats.started, static_cast<std::uint64_t>(attempts_total));
+  // Every second attempt was a retry granted; a first attempt that asked for
+  // one may have been refused it by a cancel request.
+  EXPECT_GE(stats.retried, static_cast<std::uint64_t>(twice));
+  EXPECT_LE(stats.retried, static_cast<std::uint64_t>(asked_retry));
 }
 
 // Token controls walk chains (hazard pointer, Chain::hazard_) while runners move
@@ -363,6 +386,7 @@ void RunTokenControlStress(int producers, long per_producer) {
     tokens.emplace_back((t < kTargets ? "target-" : "bystander-") + std::to_string(t));
   }
   std::atomic<long> controls{0};
+  std::atomic<long> token_canceled{0};  // what CancelToken reported, summed
   {
     Engine engine({.workers = Workers()});
     std::atomic<bool> done{false};
@@ -371,7 +395,12 @@ void RunTokenControlStress(int producers, long per_producer) {
       do {  // at least one control, however soon the producers finish
         const Token& t = tokens[rng() % kTargets];
         switch (rng() % 4) {
-          case 0: EXPECT_TRUE(engine.CancelToken(t).ok()); break;
+          case 0: {
+            auto n = engine.CancelToken(t);
+            EXPECT_TRUE(n.ok()) << n.status();
+            if (n.ok()) token_canceled.fetch_add(static_cast<long>(*n), std::memory_order_relaxed);
+            break;
+          }
           case 1: EXPECT_TRUE(engine.TokenInfo(t).ok()); break;
           case 2:
             EXPECT_TRUE(engine.SuspendToken(t).ok());
@@ -410,7 +439,7 @@ void RunTokenControlStress(int producers, long per_producer) {
     for (const Token& t : tokens) ASSERT_TRUE(engine.ResumeToken(t).ok());  // none left held
     ASSERT_TRUE(engine.WaitIdle().ok());
   }
-  long lost = 0, duplicated = 0, bystander_canceled = 0, wrong = 0;
+  long lost = 0, duplicated = 0, bystander_canceled = 0, wrong = 0, canceled = 0;
   for (int p = 0; p < producers; ++p) {
     std::mt19937 rng(100 + p);
     for (long i = 0; i < per_producer; ++i) {
@@ -424,12 +453,15 @@ void RunTokenControlStress(int producers, long per_producer) {
       if (s == State::kSucceeded && runs != 1) ++wrong;
       if (s == State::kCanceled && runs != 0) ++wrong;
       if (s != State::kSucceeded && s != State::kCanceled) ++wrong;
+      canceled += s == State::kCanceled;
     }
   }
   EXPECT_GT(controls.load(), 0);
   EXPECT_EQ(lost, 0);
   EXPECT_EQ(duplicated, 0);
   EXPECT_EQ(bystander_canceled, 0);
+  // Only CancelToken cancels here: it counted each operation it ended, once.
+  EXPECT_EQ(canceled, token_canceled.load());
   EXPECT_EQ(wrong, 0);
   EXPECT_EQ(oracle.overlaps.load(), 0);
   EXPECT_EQ(oracle.reorders.load(), 0);
@@ -467,6 +499,7 @@ void RunPostStress(int producers, long per_producer, int batch_max = 0) {
     return r < kTokens ? r : -1;  // two in eight are independent
   };
   std::atomic<long> controls{0};
+  std::atomic<long> token_canceled{0};  // what CancelToken reported, summed
   std::atomic<long> postponed{0};  // batched items posted with AddPostponed
   std::atomic<long> early{0};      // ...that started before their time
   Stats stats;
@@ -478,7 +511,12 @@ void RunPostStress(int producers, long per_producer, int batch_max = 0) {
       do {  // at least one control, however soon the producers finish
         const Token& t = tokens[rng() % kTargets];
         switch (rng() % 3) {
-          case 0: EXPECT_TRUE(engine.CancelToken(t).ok()); break;
+          case 0: {
+            auto n = engine.CancelToken(t);
+            EXPECT_TRUE(n.ok()) << n.status();
+            if (n.ok()) token_canceled.fetch_add(static_cast<long>(*n), std::memory_order_relaxed);
+            break;
+          }
           case 1: EXPECT_TRUE(engine.TokenInfo(t).ok()); break;
           default:
             EXPECT_TRUE(engine.SuspendToken(t).ok());
@@ -574,6 +612,8 @@ void RunPostStress(int producers, long per_producer, int batch_max = 0) {
   EXPECT_EQ(stats.submitted, static_cast<std::uint64_t>(total));
   EXPECT_EQ(stats.pending, 0u);
   EXPECT_EQ(stats.succeeded + stats.canceled, stats.submitted);
+  // Only CancelToken cancels here (the final kDrainAll finds nothing held).
+  EXPECT_EQ(stats.canceled, static_cast<std::uint64_t>(token_canceled.load()));
   EXPECT_EQ(stats.retried, static_cast<std::uint64_t>(retried));
   EXPECT_EQ(static_cast<std::uint64_t>(ran), stats.succeeded + stats.retried);
   EXPECT_EQ(duplicated, 0);
@@ -650,21 +690,29 @@ void RunShutdownRace(int producers, int rounds) {
 void RunSoleRunRace(int producers, long per_producer) {
   const long total = producers * per_producer;
   std::vector<std::atomic<int>> runs(total);
+  // The clock as each body ran: it stands still until the producers are done,
+  // so a body held by its Postpone reads the time after the final Advance.
+  std::vector<std::atomic<std::int64_t>> ran_at(total);
   std::vector<std::vector<char>> canceled(producers);
+  std::vector<std::vector<char>> held(producers);  // a Postpone succeeded
   std::atomic<long> postponed{0};
   Stats stats;
+  ManualClock clock;
+  const std::int64_t released_at = (clock.Now() + 2ms).time_since_epoch().count();
   {
-    ManualClock clock;
     Engine engine({.workers = Workers(), .clock = &clock});
     std::vector<std::thread> threads;
     for (int p = 0; p < producers; ++p) {
       threads.emplace_back([&, p] {
         std::mt19937 rng(900 + p);
         canceled[p].assign(per_producer, 0);
+        held[p].assign(per_producer, 0);
         for (long i = 0; i < per_producer; ++i) {
           const long id = p * per_producer + i;
-          absl::StatusOr<Handle> h =
-              engine.Submit([&runs, id] { runs[id].fetch_add(1, std::memory_order_relaxed); });
+          absl::StatusOr<Handle> h = engine.Submit([&runs, &ran_at, &clock, id] {
+            ran_at[id].store(clock.Now().time_since_epoch().count(), std::memory_order_relaxed);
+            runs[id].fetch_add(1, std::memory_order_relaxed);
+          });
           ASSERT_TRUE(h.ok()) << h.status();
           switch (rng() % 4) {
             case 0: {
@@ -679,6 +727,7 @@ void RunSoleRunRace(int producers, long per_producer) {
               // Due at once on the next tick: held in the wheel until then.
               if (engine.Postpone(*h, clock.Now() + 1ms).ok()) {
                 postponed.fetch_add(1, std::memory_order_relaxed);
+                held[p][i] = 1;
               }
               break;
             case 2:
@@ -694,11 +743,11 @@ void RunSoleRunRace(int producers, long per_producer) {
       });
     }
     for (auto& t : threads) t.join();
-    clock.Advance(2ms);  // releases every postponed one
+    clock.Advance(2ms);  // releases every postponed one, at released_at
     ASSERT_TRUE(engine.WaitIdle().ok());
     stats = engine.stats();
   }
-  long canceled_count = 0;
+  long canceled_count = 0, not_held = 0;
   for (int p = 0; p < producers; ++p) {
     for (long i = 0; i < per_producer; ++i) {
       const int r = runs[p * per_producer + i].load();
@@ -708,8 +757,13 @@ void RunSoleRunRace(int producers, long per_producer) {
       } else {
         EXPECT_EQ(r, 1) << "producer " << p << " op " << i;
       }
+      // A Postpone that succeeded held its operation until the clock moved.
+      if (held[p][i] && ran_at[p * per_producer + i].load() < released_at && not_held++ < 5) {
+        ADD_FAILURE() << "producer " << p << " op " << i << ": postponed, yet it ran before its time";
+      }
     }
   }
+  EXPECT_EQ(not_held, 0);
   // How many Postpones beat their runner: recorded, not required (a race).
   ::testing::Test::RecordProperty("postponed", static_cast<int>(postponed.load()));
   EXPECT_EQ(stats.submitted, static_cast<std::uint64_t>(total));
@@ -879,7 +933,8 @@ void RunWaitIdleDrainRace(int rounds) {
 // arm is caught only by the last Advance (any later one releases it), so each
 // round ends with the advancer's last step while the producers may still be
 // arming; then, with no further Advance, everything due at the clock's reading
-// must have run by WaitIdle. An arm that read the time before an Advance and
+// must have run by WaitIdle, and no body began before its time (the clock read
+// as it began). An arm that read the time before an Advance and
 // armed after that Advance's release used to wait for the next Advance.
 void RunManualClockRace(int producers, int rounds, int per_round) {
   ManualClock clock;
@@ -888,6 +943,7 @@ void RunManualClockRace(int producers, int rounds, int per_round) {
   long due_not_run = 0, early = 0, twice = 0;
   for (int r = 0; r < rounds; ++r) {
     std::vector<std::atomic<int>> runs(per_total);
+    std::vector<std::atomic<std::int64_t>> ran_at(per_total);  // the clock as each body began
     std::vector<std::int64_t> due(per_total);  // each written by its producer, read after join
     std::vector<std::thread> threads;
     threads.emplace_back([&] {
@@ -903,7 +959,10 @@ void RunManualClockRace(int producers, int rounds, int per_round) {
           const long id = static_cast<long>(p) * per_round + i;
           const auto when = clock.now() + std::chrono::microseconds(1 + rng() % 150);
           due[id] = when.time_since_epoch().count();
-          auto body = [&runs, id] { runs[id].fetch_add(1, std::memory_order_relaxed); };
+          auto body = [&runs, &ran_at, &clock, id] {
+            ran_at[id].store(clock.now().time_since_epoch().count(), std::memory_order_relaxed);
+            runs[id].fetch_add(1, std::memory_order_relaxed);
+          };
           if (i % 2 == 0) {
             ASSERT_TRUE(engine.Post(body, {.postpone_until = when}).ok());
           } else {
@@ -920,7 +979,9 @@ void RunManualClockRace(int producers, int rounds, int per_round) {
     for (long id = 0; id < per_total; ++id) {
       const int n = runs[id].load();
       if (due[id] <= now && n == 0) ++due_not_run;
-      if (due[id] > now && n != 0) ++early;
+      // Early: begun before its time, read as the body began (the clock only
+      // moves forward, so a body that read its time had reached it).
+      if (n != 0 && ran_at[id].load() < due[id]) ++early;
       if (n > 1) ++twice;
     }
     // What is still postponed runs at the next round's first steps (its counts
@@ -932,45 +993,6 @@ void RunManualClockRace(int producers, int rounds, int per_round) {
   EXPECT_EQ(early, 0);
   EXPECT_EQ(twice, 0);
 }
-
-// Fails a test that would hang: unless dismissed (destroyed) within `limit`, it
-// prints what `report` says and ends the process. A bound, not a sleep: the test
-// goes on as soon as what it waits for happens.
-class Watchdog {
- public:
-  Watchdog(std::chrono::seconds limit, std::function<void()> report)
-      : thread_([this, limit, report = std::move(report)] {
-          std::unique_lock<std::mutex> l(mu_);
-          if (cv_.wait_for(l, limit, [this] { return dismissed_; })) return;
-          std::fprintf(stderr, "watchdog: still waiting after %llds\n",
-                       static_cast<long long>(limit.count()));
-          std::fflush(stderr);
-          // The report reads a broken engine and may hang itself: a second bound.
-          std::thread([] {
-            std::this_thread::sleep_for(std::chrono::seconds(10));
-            std::abort();
-          }).detach();
-          report();
-          std::fflush(stderr);
-          std::abort();
-        }) {}
-  ~Watchdog() {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      dismissed_ = true;
-    }
-    cv_.notify_one();
-    thread_.join();
-  }
-  Watchdog(const Watchdog&) = delete;
-  Watchdog& operator=(const Watchdog&) = delete;
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool dismissed_ = false;
-  std::thread thread_;  // last: it starts once the members above exist
-};
 
 // Submits one gated operation per worker and waits until each worker runs one:
 // the engine starts nothing else until `gate` opens.
@@ -1292,7 +1314,17 @@ void RunTimerLimitStress(int producers, long per_producer) {
 //   kCancelPending nothing more (what had not started is canceled, what had ran).
 // Any mode: a body ran at most once (a retrying Post at most twice), Succeeded
 // and Failed exactly when it ran, nothing is pending or in the wheel, and no
-// body runs after Shutdown returned.
+// body runs after Shutdown returned. Each batch item is checked alone: kDrainAll
+// ran every posted one, kDrainReady every posted one not postponed, and an item
+// of a refused batch never ran.
+// A batched item's record (here and in RunBatchShutdownStress).
+struct BatchItemRec {
+  std::atomic<int> runs{0};
+  int token = -1;  // -1 independent, else the test's token index
+  bool postponed = false;
+  bool posted = false;  // written by its producer only, read once it is joined
+};
+
 struct ShutdownRec {
   std::atomic<int> runs{0};
   Handle handle;
@@ -1316,6 +1348,8 @@ void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
   for (int round = 0; round < rounds; ++round) {
     ManualClock clock;
     std::vector<std::unique_ptr<ShutdownRec[]>> recs(producers);
+    // Per producer, its batches' items (a deque: records never move).
+    std::vector<std::deque<BatchItemRec>> batch_recs(producers);
     // Handle operations made per producer (release: their handles are set).
     std::unique_ptr<std::atomic<long>[]> made(new std::atomic<long>[producers]);
     for (int p = 0; p < producers; ++p) made[p].store(0, std::memory_order_relaxed);
@@ -1361,12 +1395,24 @@ void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
               } else if (kind == 10) {
                 Batch batch(engine);
                 for (int k = 0; k < 8; ++k) {
-                  const Token t(static_cast<std::int64_t>(rng() % kTokens));
-                  EXPECT_TRUE((k % 3 == 0 ? batch.AddPostponed(count_post, soon(), t)
-                                          : batch.Add(count_post, t))
+                  BatchItemRec& item = batch_recs[p].emplace_back();
+                  item.token = static_cast<int>(rng() % kTokens);
+                  item.postponed = k % 3 == 0;
+                  const Token t(static_cast<std::int64_t>(item.token));
+                  auto body = [&item, &posted_runs] {
+                    item.runs.fetch_add(1, std::memory_order_relaxed);
+                    posted_runs.fetch_add(1, std::memory_order_relaxed);
+                  };
+                  EXPECT_TRUE((item.postponed ? batch.AddPostponed(body, soon(), t)
+                                              : batch.Add(body, t))
                                   .ok());
                 }
                 s = engine.PostBatch(batch);
+                if (s.ok()) {
+                  for (auto it = batch_recs[p].end() - 8; it != batch_recs[p].end(); ++it) {
+                    it->posted = true;
+                  }
+                }
               } else {
                 s = engine.Post(count_post);
               }
@@ -1575,6 +1621,24 @@ void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
       }
     }
     EXPECT_EQ(bad, 0) << where;
+    long batch_items = 0, batch_bad = 0;
+    for (int p = 0; p < producers; ++p) {
+      for (const BatchItemRec& item : batch_recs[p]) {
+        const int runs = item.runs.load();
+        batch_items += item.posted;
+        bool ok = item.posted ? runs <= 1 : runs == 0;
+        if (item.posted && (mode == ShutdownMode::kDrainAll ||
+                            (mode == ShutdownMode::kDrainReady && !item.postponed))) {
+          ok = runs == 1;
+        }
+        if (!ok && batch_bad++ < 5) {
+          ADD_FAILURE() << where << ": a batch item on token " << item.token << " ran " << runs
+                        << " times; posted " << item.posted << ", postponed " << item.postponed;
+        }
+      }
+    }
+    EXPECT_GT(batch_items, 0) << where;
+    EXPECT_EQ(batch_bad, 0) << where;
     EXPECT_EQ(runs_after, runs_at_return) << "a body ran after Shutdown returned, " << where;
   }
 }
@@ -1589,6 +1653,215 @@ TEST(StressTest, DrainReadyShutdownRacingControlsRunsWhatWasRunnable) {
 
 TEST(StressTest, CancelPendingShutdownRacingControlsEndsEveryOperationOnce) {
   RunShutdownModeStress(ShutdownMode::kCancelPending, Producers(2), 6 * Scale());
+}
+
+// Batches racing Shutdown and CancelToken. Producers post batches of 1 to 48
+// items (independent, on three target tokens the controller cancels, and on
+// three bystander tokens nothing touches; one in 12 postponed by up to 400 us of
+// the system clock) until PostBatch refuses them; the controller loops
+// CancelToken and TokenInfo on the targets, adding up what CancelToken reports;
+// Shutdown(mode) starts once a share of the work is in. Every item has its own
+// record, so the checks are per item, not per batch:
+//   - an item of a refused batch never runs, and a refusal is final;
+//   - a posted item ran at most once, never before its time, and stats count
+//     exactly the posted items, every one ended (succeeded = bodies that ran);
+//   - kDrainAll runs every bystander and independent item, and the target items
+//     that did not run are exactly those CancelToken reported;
+//   - kDrainReady runs every one of those not postponed, and what CancelToken
+//     reported lies between the unrun target items not postponed and all the
+//     unrun target items;
+//   - per token and producer, items ran in Add order and never two at once;
+//   - no body ran after Shutdown returned.
+void RunBatchShutdownStress(ShutdownMode mode, int producers, int rounds) {
+  constexpr int kTargets = 3;
+  constexpr int kTokens = 6;
+  constexpr long kMaxPerProducer = 60000;
+  constexpr int kBatchMax = 48;
+  std::vector<Token> tokens;
+  for (int t = 0; t < kTokens; ++t) {
+    tokens.emplace_back((t < kTargets ? "target-" : "bystander-") + std::to_string(t));
+  }
+  for (int round = 0; round < rounds; ++round) {
+    const std::string where =
+        "mode " + std::to_string(static_cast<int>(mode)) + ", round " + std::to_string(round);
+    Oracle oracle(kTokens, producers, 0);
+    std::vector<std::unique_ptr<BatchItemRec[]>> recs(producers);
+    std::vector<long> made(producers, 0);  // per producer, written by it, read once joined
+    std::atomic<long> accepted{0}, ran{0}, early{0}, accepted_after_refusal{0};
+    std::atomic<long> control_canceled{0}, controls{0};
+    std::atomic<int> exited{0};
+    long ran_at_return = 0;
+    Stats stats;
+    {
+      Engine engine({.workers = Workers()});
+      std::atomic<bool> stop{false};
+      std::thread controller([&] {
+        std::mt19937 rng(5150 + round);
+        do {  // at least one control, however soon the round ends
+          const Token& t = tokens[rng() % kTargets];
+          if (rng() % 4 != 0) {
+            auto n = engine.CancelToken(t);
+            EXPECT_TRUE(n.ok()) << n.status();
+            if (n.ok()) control_canceled.fetch_add(static_cast<long>(*n), std::memory_order_relaxed);
+          } else {
+            EXPECT_TRUE(engine.TokenInfo(t).ok());
+          }
+          controls.fetch_add(1, std::memory_order_relaxed);
+        } while (!stop.load(std::memory_order_relaxed));
+      });
+      std::vector<std::thread> threads;
+      for (int p = 0; p < producers; ++p) {
+        recs[p] = std::make_unique<BatchItemRec[]>(kMaxPerProducer);
+        threads.emplace_back([&, p] {
+          struct Exited {
+            std::atomic<int>& n;
+            ~Exited() { n.fetch_add(1, std::memory_order_relaxed); }
+          } exited_on_return{exited};
+          std::mt19937 rng(6100 + 37 * round + p);
+          Batch batch(engine);
+          long i = 0;
+          while (i < kMaxPerProducer) {
+            const long first = i;
+            const long n = std::min<long>(1 + rng() % kBatchMax, kMaxPerProducer - i);
+            for (; i < first + n; ++i) {
+              BatchItemRec& r = recs[p][i];
+              const int pick = static_cast<int>(rng() % 8);
+              r.token = pick < kTokens ? pick : -1;
+              r.postponed = rng() % 12 == 0;
+              const Token token = r.token < 0 ? Token() : tokens[r.token];
+              auto body = [&oracle, &r, &ran, p, i] {
+                r.runs.fetch_add(1, std::memory_order_relaxed);
+                ran.fetch_add(1, std::memory_order_relaxed);
+                if (r.token < 0) return;
+                TokenState& ts = oracle.tokens[r.token];
+                if (!ts.guard.Enter()) oracle.overlaps.fetch_add(1, std::memory_order_relaxed);
+                if (ts.last_seq[p] >= i) oracle.reorders.fetch_add(1, std::memory_order_relaxed);
+                ts.last_seq[p] = i;
+                ts.guard.Exit();
+              };
+              if (r.postponed) {
+                const Clock::time_point until =
+                    SystemClock::Instance().Now() + std::chrono::microseconds(rng() % 400);
+                auto held = [body, until, &early] {
+                  if (SystemClock::Instance().Now() < until) {
+                    early.fetch_add(1, std::memory_order_relaxed);
+                  }
+                  body();
+                };
+                ASSERT_TRUE(batch.AddPostponed(held, until, token).ok());
+              } else {
+                ASSERT_TRUE(batch.Add(body, token).ok());
+              }
+            }
+            made[p] = i;
+            absl::Status s = engine.PostBatch(batch);
+            if (s.ok()) {
+              for (long k = first; k < i; ++k) recs[p][k].posted = true;
+              accepted.fetch_add(n, std::memory_order_relaxed);
+              continue;
+            }
+            ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+            EXPECT_EQ(batch.size(), static_cast<std::size_t>(n));  // a refused batch keeps its items
+            // Refused once, refused again: the batch, and a new one.
+            s = engine.PostBatch(batch);
+            if (s.ok()) accepted_after_refusal.fetch_add(n, std::memory_order_relaxed);
+            batch.Clear();  // destroys the items unrun
+            ASSERT_TRUE(batch.Add([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }).ok());
+            s = engine.PostBatch(batch);
+            if (s.ok()) accepted_after_refusal.fetch_add(1, std::memory_order_relaxed);
+            batch.Clear();
+            return;
+          }
+        });
+      }
+      absl::Status s;
+      {
+        Watchdog watchdog(60s, [&] {
+          const Stats now = engine.stats();
+          std::fprintf(stderr,
+                       "Shutdown(%d) never returned, round %d: submitted %llu, pending %llu, "
+                       "postponed %llu\n",
+                       static_cast<int>(mode), round,
+                       static_cast<unsigned long long>(now.submitted),
+                       static_cast<unsigned long long>(now.pending),
+                       static_cast<unsigned long long>(now.postponed));
+        });
+        // Shut down once some work is in (a count, not a sleep), different per
+        // round (a producer that stopped on a failed assertion ends the wait).
+        const long start_at = 4000 + 3000 * (round % 4);
+        while (accepted.load(std::memory_order_relaxed) < start_at &&
+               exited.load(std::memory_order_relaxed) < producers) {
+          std::this_thread::yield();
+        }
+        s = engine.Shutdown(mode);
+      }
+      EXPECT_TRUE(s.ok()) << s;  // not ASSERT: the threads below must be joined
+      ran_at_return = ran.load();
+      for (auto& t : threads) t.join();
+      stop.store(true, std::memory_order_relaxed);
+      controller.join();
+      stats = engine.stats();
+    }
+    long posted = 0, twice = 0, refused_ran = 0, missed = 0;
+    long unrun_targets = 0, unrun_ready_targets = 0;
+    for (int p = 0; p < producers; ++p) {
+      for (long i = 0; i < made[p]; ++i) {
+        const BatchItemRec& r = recs[p][i];
+        const int runs = r.runs.load();
+        if (!r.posted) {
+          refused_ran += runs != 0;
+          continue;
+        }
+        ++posted;
+        twice += runs > 1;
+        if (r.token >= 0 && r.token < kTargets) {
+          unrun_targets += runs == 0;
+          unrun_ready_targets += runs == 0 && !r.postponed;
+        } else if (mode == ShutdownMode::kDrainAll ||
+                   (mode == ShutdownMode::kDrainReady && !r.postponed)) {
+          missed += runs != 1;
+        }
+      }
+    }
+    EXPECT_GT(controls.load(), 0) << where;
+    EXPECT_EQ(posted, accepted.load()) << where;
+    EXPECT_EQ(accepted_after_refusal.load(), 0) << where;
+    EXPECT_EQ(exited.load(), producers) << where;
+    EXPECT_EQ(refused_ran, 0) << where;
+    EXPECT_EQ(twice, 0) << where;
+    EXPECT_EQ(missed, 0) << where;
+    EXPECT_EQ(early.load(), 0) << where;
+    EXPECT_EQ(stats.submitted, static_cast<std::uint64_t>(posted)) << where;
+    EXPECT_EQ(stats.pending, 0u) << where;
+    EXPECT_EQ(stats.postponed, 0u) << where;
+    EXPECT_EQ(stats.failed, 0u) << where;
+    EXPECT_EQ(stats.succeeded + stats.canceled, stats.submitted) << where;
+    EXPECT_EQ(stats.succeeded, static_cast<std::uint64_t>(ran.load())) << where;
+    if (mode == ShutdownMode::kDrainAll) {
+      EXPECT_EQ(control_canceled.load(), unrun_targets) << where;
+      EXPECT_EQ(stats.canceled, static_cast<std::uint64_t>(unrun_targets)) << where;
+    } else if (mode == ShutdownMode::kDrainReady) {
+      EXPECT_GE(control_canceled.load(), unrun_ready_targets) << where;
+      EXPECT_LE(control_canceled.load(), unrun_targets) << where;
+    } else {
+      EXPECT_LE(control_canceled.load(), unrun_targets) << where;
+    }
+    EXPECT_EQ(oracle.overlaps.load(), 0) << where;
+    EXPECT_EQ(oracle.reorders.load(), 0) << where;
+    EXPECT_EQ(ran.load(), ran_at_return) << "a body ran after Shutdown returned, " << where;
+  }
+}
+
+TEST(StressTest, BatchesRacingDrainAllShutdownAndTokenCancelsRunAllButTheCanceled) {
+  RunBatchShutdownStress(ShutdownMode::kDrainAll, Producers(2), 8 * Scale());
+}
+
+TEST(StressTest, BatchesRacingDrainReadyShutdownAndTokenCancelsRunWhatWasReady) {
+  RunBatchShutdownStress(ShutdownMode::kDrainReady, Producers(2), 8 * Scale());
+}
+
+TEST(StressTest, BatchesRacingCancelPendingShutdownAndTokenCancelsEndEachItemOnce) {
+  RunBatchShutdownStress(ShutdownMode::kCancelPending, Producers(2), 8 * Scale());
 }
 
 // Chains created and retired at scale (token_map.h T1-T5): every round the
