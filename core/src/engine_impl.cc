@@ -133,15 +133,16 @@ void EngineImpl::StartThreads() {
     Worker* raw = w.get();
     w->thread = std::thread([this, raw] {
       // The run path allocates outside the callable (a retry's error text, a
-      // series' next occurrence, a halted chain's registry entry); out of memory
-      // there ends the process, as in Submit past admission, with a message
-      // rather than std::terminate's silence. The callable's own exceptions
-      // never get here (Execute catches them).
+      // halted chain's registry entry); out of memory there ends the process,
+      // as in Submit past admission, with a message rather than
+      // std::terminate's silence. The callable's own exceptions never get here
+      // (Execute catches them), nor does a series' next occurrence (its series
+      // ends, its occurrence Failed: SpawnNextOccurrence).
       try {
         WorkerLoop(raw);
       } catch (const std::bad_alloc&) {
         ORDO_CHECK(false, "a worker ran out of memory outside a callable (a retry, a "
-                          "recurrence's next occurrence, a halted chain): out of memory");
+                          "halted chain): out of memory");
       }
     });
     NameThread(w->thread, absl::StrCat("ordo-worker-", raw->index).c_str());
@@ -1577,19 +1578,19 @@ std::string EngineImpl::Explain(Operation* op) {
 // ---------------------------------------------------------------------------
 // Recurrence
 
-bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
+EngineImpl::Spawn EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   OpExtras* ex = Facts(op).extras.load(std::memory_order_acquire);
   const auto* rule = static_cast<const RecurrenceRule*>(ex->recurrence);
   // S1: the next occurrence is armed or queued before Shutdown drains the wheel
   // and waits for what is pending, or the series ends here.
   ShutdownScope scope(this, st);
-  if (scope.closed()) return false;
+  if (scope.closed()) return Spawn::kNone;
   // Canceling an occurrence ends the series (DESIGN), a running one too: the
   // cancel request is the only stop its user could ask for, the next
   // occurrence having no Handle yet. A first look, relaxed: seen, no next is
   // made; a request that lands after it is caught by S2 (below, above
   // EndSeriesAfter), which cancels the next made here.
-  if (Facts(op).cancel_requested.load(std::memory_order_relaxed)) return false;
+  if (Facts(op).cancel_requested.load(std::memory_order_relaxed)) return Spawn::kNone;
   const std::int64_t now = NowNs();
   // From this occurrence's place on the grid (OpExtras::occurrence_ns, the
   // start for the first), or its due time if a Postpone moved it later:
@@ -1612,22 +1613,39 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   // start for some rules, which would grow with the series' age.
   const std::optional<Clock::time_point> next = rule->NextTimeAfter(
       TP(Clock::duration(ex->recurrence_start_ns)), TP(Clock::duration(after)));
-  if (!next.has_value()) return false;
-  // A Handle can reach it only through one of the predecessor's (next_occurrence):
-  // a full node if the predecessor may have a Handle, else a facts node (a sampled
-  // Post's series is sampled once, at its submission).
-  Operation* n = OpPool::Allocate(MayHaveHandle(op) ? NodeKind::kFull : NodeKind::kFacts);
+  if (!next.has_value()) return Spawn::kNone;
+  // Everything that may throw bad_alloc comes before the callable moves: out of
+  // memory ends the series here, the callable staying with this occurrence (and
+  // destroyed at its end), where a throw after the move leaked the new node and
+  // ended the worker.
+  struct ExtrasDeleter {
+    void operator()(OpExtras* e) const {
+      DeleteRecurrence(e);
+      delete e;
+    }
+  };
+  std::unique_ptr<OpExtras, ExtrasDeleter> made;
+  Operation* n;
+  try {
+    made.reset(new OpExtras());
+    made->name = ex->name;
+    made->max_retries = ex->max_retries;
+    made->backoff_kind = ex->backoff_kind;
+    made->backoff_max_ns = ex->backoff_max_ns;
+    made->recurrence_text = ex->recurrence_text;
+    made->recurrence_start_ns = ex->recurrence_start_ns;
+    made->recurrence = new RecurrenceRule(*rule);
+    // A Handle can reach it only through one of the predecessor's
+    // (next_occurrence): a full node if the predecessor may have a Handle, else
+    // a facts node (a sampled Post's series is sampled once, at its submission).
+    n = OpPool::Allocate(MayHaveHandle(op) ? NodeKind::kFull : NodeKind::kFacts);
+  } catch (const std::bad_alloc&) {
+    return Spawn::kOutOfMemory;
+  }
   op->ops->relocate(op->storage, n->storage);
   n->ops = op->ops;
   op->ops = nullptr;  // moved: the engine's release must not destroy it
-  auto* nex = new OpExtras();
-  nex->name = ex->name;
-  nex->max_retries = ex->max_retries;
-  nex->backoff_kind = ex->backoff_kind;
-  nex->backoff_max_ns = ex->backoff_max_ns;
-  nex->recurrence_text = ex->recurrence_text;
-  nex->recurrence_start_ns = ex->recurrence_start_ns;
-  nex->recurrence = new RecurrenceRule(*rule);
+  OpExtras* nex = made.release();
   Facts(n).extras.store(nex, std::memory_order_relaxed);  // published by the push below
   const std::int64_t due = next->time_since_epoch().count();
   nex->occurrence_ns = due;
@@ -1670,7 +1688,7 @@ bool EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   if (Facts(op).cancel_requested.load(std::memory_order_seq_cst)) {
     EndSeriesAfter(op, Facts(op).RequestReason());
   }
-  return true;
+  return Spawn::kMade;
 }
 
 // S2, a cancel request against a series' next occurrence. The runner of a

@@ -484,9 +484,12 @@ class EngineImpl {
   // is a head (H2, H3). Returns the prior word.
   std::optional<std::uint32_t> TryCancelNotStarted(Operation* op, CancelReason reason,
                                                    bool only_suspended = false);
-  // True when it made the next occurrence, which then holds op's admission
-  // credit: a series takes one place under max_pending, never more.
-  bool SpawnNextOccurrence(Operation* op, Stripe& st);
+  // kMade when it made the next occurrence, which then holds op's admission
+  // credit: a series takes one place under max_pending, never more. kNone: the
+  // series ended (no next time, canceled, shutting down). kOutOfMemory: the
+  // series ended for want of memory, nothing made, op's callable still its own.
+  enum class Spawn : std::uint8_t { kNone, kMade, kOutOfMemory };
+  Spawn SpawnNextOccurrence(Operation* op, Stripe& st);
   // A cancel request on a running operation (Cancel: kByCancel; CancelToken:
   // kByToken): stores cancel_requested under the timer lock (C1 in timers.cc;
   // seq_cst for S2), with `reason` if it is the first request, and returns the

@@ -20,6 +20,10 @@ thread_local Worker* t_worker = nullptr;
 thread_local EngineImpl* t_running_engine = nullptr;
 thread_local Attempt* t_attempt = nullptr;
 
+// The error of a recurring occurrence after which no next one could be made.
+constexpr const char* kSeriesOutOfMemory =
+    "out of memory: the series' next occurrence could not be made, so the series ended";
+
 std::uint32_t NextRandom(std::uint32_t& s) {  // xorshift32
   s ^= s << 13;
   s ^= s >> 17;
@@ -801,8 +805,21 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   // A recurrence's next occurrence exists before this one is seen terminal, so a
   // thread that sees it end finds Handle::next_occurrence() set.
   OpExtras* ex = ExtrasIfAny(op, std::memory_order_acquire);
-  const bool credit_handed_on =
-      ex != nullptr && ex->recurrence != nullptr && SpawnNextOccurrence(op, st);
+  bool credit_handed_on = false;
+  if (ex != nullptr && ex->recurrence != nullptr) {
+    const Spawn spawn = SpawnNextOccurrence(op, st);
+    credit_handed_on = spawn == Spawn::kMade;
+    if (spawn == Spawn::kOutOfMemory) {
+      // A series never stops unseen: this occurrence fails, saying why. (Its
+      // error's own copy may find no memory either: then it fails unexplained.)
+      failed = true;
+      try {
+        error = error.empty() ? std::string(kSeriesOutOfMemory)
+                              : error + "; " + kSeriesOutOfMemory;
+      } catch (const std::bad_alloc&) {
+      }
+    }
+  }
   // F1: a failed head's policy is decided before its failure is published.
   if (failed && op->chain != nullptr) t_failure_decision_ = DecideFailure(op);
   FinishInProgress(op, failed ? State::kFailed : State::kSucceeded, std::move(error), st,

@@ -551,6 +551,56 @@ TEST(AllocationTest, ARetryAfterOutOfMemoryRecordsNoRetry) {
   EXPECT_EQ(runs.load(), 1);
 }
 
+// Out of memory as a recurring occurrence makes its next one
+// (SpawnNextOccurrence): the series ends there, and the occurrence says so:
+// Failed, its error naming the cause. The callable stays with it and is
+// destroyed at its end. (It moved into the new node before the allocations that
+// failed: the node leaked, and the bad_alloc ended the worker, and the process.)
+TEST(AllocationTest, ASeriesWhoseNextOccurrenceFindsNoMemoryEndsFailedSayingWhy) {
+  ordo::ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  for (int i = 0; i < 1000; ++i) {  // node pools stocked: no magazine is needed below
+    ASSERT_TRUE(engine.Submit([] {}, {.name = "warm"}).ok());
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  const Stats before = engine.stats();
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  auto h = engine.Submit(
+      [runs] {
+        runs->fetch_add(1, std::memory_order_relaxed);
+        // The worker's next allocation fails: the next occurrence's first.
+        t_allocations_before_failure = 0;
+      },
+      {.recurrence = "FREQ=MINUTELY;COUNT=5", .name = "series"});
+  ASSERT_TRUE(h.ok()) << h.status();
+  ASSERT_TRUE(h->WaitFor(std::chrono::seconds(30)));
+  EXPECT_EQ(h->state(), State::kFailed);
+  EXPECT_EQ(h->error(),
+            "out of memory: the series' next occurrence could not be made, so the series ended");
+  EXPECT_FALSE(h->next_occurrence().valid());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs.use_count(), 1) << "the callable was not destroyed";
+  clock.Advance(std::chrono::minutes(10));  // when the rest of the series was due
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(runs->load(), 1);
+  const Stats after = engine.stats();
+  EXPECT_EQ(after.submitted, before.submitted + 1);
+  EXPECT_EQ(after.failed, before.failed + 1);
+  EXPECT_EQ(after.pending, 0u);
+  EXPECT_EQ(after.postponed, 0u);
+  // The worker allocates again: a series runs to its end.
+  std::atomic<int> again{0};
+  ASSERT_TRUE(engine.Post([&again] { again.fetch_add(1); }, {.recurrence = "FREQ=MINUTELY;COUNT=3"})
+                  .ok());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(engine.WaitIdle().ok());
+    clock.Advance(std::chrono::minutes(1));
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(again.load(), 3);
+  EXPECT_TRUE(engine.Shutdown().ok());
+}
+
 // Out of memory formatting a rule's UNTIL or the Prometheus text: bad_alloc to
 // the caller. (Both used Debian's StrFormat, whose bad_alloc escapes a noexcept
 // destructor: std::terminate. RecurrenceRule::ToString runs inside Submit.)

@@ -143,7 +143,9 @@ struct SubmitOptions {
   // keeps the first's seconds and fraction (BYHOUR=9;BYMINUTE=0 from 14:23:47.1
   // runs at 09:00:47.1). A series that falls behind goes on at the next
   // occurrence still to come: the missed ones are skipped, and COUNT counts
-  // them. ordo/recurrence.h has the rest.
+  // them. Out of memory making the next occurrence ends the series: the
+  // occurrence that ran ends Failed, its error saying so. ordo/recurrence.h has
+  // the rest.
   std::string recurrence = {};
   // For observability: shown by Explain(), kept by the Handle.
   std::string name = {};
