@@ -7,13 +7,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <new>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "config.h"
 #include "op_pool.h"
+#include "ordo/engine.h"
 #include "support/counting_new.h"
 
 using ordo::testing::t_allocations_before_failure;
@@ -93,6 +96,38 @@ TEST(OpPoolOutOfMemoryTest, AThreadThatExitsOutOfMemoryGivesItsMagazinesBack) {
     for (Operation* op : ops) OpPool::Free(op);
   }).join();
   EXPECT_EQ(OpPool::NodesCreated(), created) << "the exited thread's nodes were lost";
+}
+
+// Out of memory as the last reference to an operation goes, on a thread whose
+// node cache cannot be made (OpPool::Free throws): its dropper (here a Handle's
+// destructor) cannot back out and the node has no other home, so the node is
+// dropped and counted, and the process goes on. (It ended the process.)
+TEST(OpPoolOutOfMemoryTest, ALastReferenceDroppedOutOfMemoryLosesOneNodeAndNothingElse) {
+  std::optional<Handle> h;
+  {
+    Engine engine({.workers = 1});
+    auto s = engine.Submit([] {});
+    ASSERT_TRUE(s.ok()) << s.status();
+    h = *std::move(s);
+    ASSERT_EQ(h->Wait(), State::kSucceeded);
+  }  // the engine's references are gone with it: the Handle's is the last
+  const std::size_t dropped = OpPool::NodesDropped();
+  std::thread([&h] {
+    t_fail_allocations = true;  // this thread has no node cache yet
+    h.reset();
+    t_fail_allocations = false;
+  }).join();
+  EXPECT_FALSE(h.has_value());
+  EXPECT_EQ(OpPool::NodesDropped(), dropped + 1);
+  // The pool serves on, every node once.
+  Engine engine({.workers = 1});
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(engine.Post([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }).ok());
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_EQ(ran.load(), 1000);
+  EXPECT_EQ(OpPool::NodesDropped(), dropped + 1);
 }
 
 }  // namespace

@@ -154,8 +154,9 @@ Depot& TheDepot(NodeKind kind) {
   }
 }
 
-// Statistic only; relaxed.
+// Statistics only; relaxed.
 Atomic<std::size_t> g_nodes_created{0};
+Atomic<std::size_t> g_nodes_dropped{0};  // OpPool::CountDropped
 
 // A thread's two magazines: it allocates from and frees into `loaded`; `spare`
 // absorbs a burst of either without a depot visit (a thread that alternates
@@ -340,5 +341,9 @@ void OpPool::Free(Operation* op) {
 }
 
 std::size_t OpPool::NodesCreated() { return g_nodes_created.load(std::memory_order_relaxed); }
+
+// Relaxed: a count for tests and diagnosis, ordered with nothing.
+void OpPool::CountDropped() { g_nodes_dropped.fetch_add(1, std::memory_order_relaxed); }
+std::size_t OpPool::NodesDropped() { return g_nodes_dropped.load(std::memory_order_relaxed); }
 
 }  // namespace ordo::internal

@@ -39,6 +39,9 @@ class OpPool {
   // Returns a node whose callable was destroyed and whose refs reached 0, to the
   // pool of its kind.
   static void Free(Operation* op);
+  // A node its last holder could not Free (out of memory): lost to the pool.
+  static void CountDropped();
+  static std::size_t NodesDropped();
   // Nodes made since the process started (for tests that count allocations).
   static std::size_t NodesCreated();
 };

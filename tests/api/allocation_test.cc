@@ -8,7 +8,6 @@
 #include <future>
 #include <memory>
 #include <new>
-#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -498,29 +497,6 @@ TEST(AllocationTest, AnExplainOutOfMemoryLeavesTheEngineFreeToGo) {
     std::abort();  // the detached thread still uses the engine
   }
   EXPECT_EQ(h->state(), State::kCanceled);  // the destructor's shutdown ended it
-}
-
-// Out of memory as the last reference to an operation goes, on a thread whose
-// node cache cannot be made (OpPool::Free throws): the node has no other home
-// and its dropper (here a Handle's destructor) cannot back out, so the process
-// ends with a message, not std::terminate's silence.
-TEST(AllocationDeathTest, ALastReferenceDroppedOutOfMemoryEndsTheProcessWithAMessage) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_DEATH(
-      {
-        std::optional<Handle> h;
-        {
-          Engine engine({.workers = 1});
-          auto s = engine.Submit([] {});
-          if (!s.ok()) std::abort();
-          h = *std::move(s);
-        }  // the engine's references are gone with it: the Handle's is the last
-        std::thread([&h] {
-          t_fail_allocations = true;  // this thread has no node cache yet
-          h.reset();
-        }).join();
-      },
-      "could not go back to its pool.*out of memory");
 }
 
 // Out of memory in Context::RetryAfter (its reason's copy): the callable gets
