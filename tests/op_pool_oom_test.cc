@@ -117,16 +117,28 @@ TEST(OpPoolOutOfMemoryTest, ALastReferenceDroppedOutOfMemoryLosesOneNodeAndNothi
     h.reset();
     t_fail_allocations = false;
   }).join();
-  EXPECT_FALSE(h.has_value());
   EXPECT_EQ(OpPool::NodesDropped(), dropped + 1);
-  // The pool serves on, every node once.
+  // The pool of its kind (a Handle's node is a full one) serves on, each node
+  // once, to a thread and to an engine.
+  std::thread([] {
+    std::vector<Operation*> ops(3 * kPoolCacheNodes);
+    for (auto& op : ops) op = OpPool::Allocate(NodeKind::kFull);
+    std::vector<Operation*> sorted = ops;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a node twice";
+    for (Operation* op : ops) OpPool::Free(op);
+  }).join();
   Engine engine({.workers = 1});
   std::atomic<int> ran{0};
+  std::vector<Handle> handles;
   for (int i = 0; i < 1000; ++i) {
-    ASSERT_TRUE(engine.Post([&ran] { ran.fetch_add(1, std::memory_order_relaxed); }).ok());
+    auto s = engine.Submit([&ran] { ran.fetch_add(1, std::memory_order_relaxed); });
+    ASSERT_TRUE(s.ok()) << s.status();
+    handles.push_back(*std::move(s));
   }
   ASSERT_TRUE(engine.WaitIdle().ok());
   EXPECT_EQ(ran.load(), 1000);
+  for (const Handle& handle : handles) EXPECT_EQ(handle.state(), State::kSucceeded);
   EXPECT_EQ(OpPool::NodesDropped(), dropped + 1);
 }
 

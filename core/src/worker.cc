@@ -806,10 +806,12 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   // thread that sees it end finds Handle::next_occurrence() set.
   OpExtras* ex = ExtrasIfAny(op, std::memory_order_acquire);
   bool credit_handed_on = false;
+  bool failed_by_engine = false;  // the body did not fail; the engine did
   if (ex != nullptr && ex->recurrence != nullptr) {
     const Spawn spawn = SpawnNextOccurrence(op, st);
     credit_handed_on = spawn == Spawn::kMade;
     if (spawn == Spawn::kOutOfMemory) {
+      failed_by_engine = !failed;
       // A series never stops unseen: this occurrence fails, saying why. (Its
       // error's own copy may find no memory either: then it fails unexplained.)
       failed = true;
@@ -820,8 +822,18 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
       }
     }
   }
-  // F1: a failed head's policy is decided before its failure is published.
-  if (failed && op->chain != nullptr) t_failure_decision_ = DecideFailure(op);
+  // F1: a failed head's policy is decided before its failure is published. A
+  // failure that is the engine's, not the body's, takes no policy: its chain
+  // goes on (kCancelRest would cancel others' work for it, and kHalt's
+  // registry entry needs memory there may not be).
+  if (failed && op->chain != nullptr) {
+    if (failed_by_engine) {
+      t_failure_decision_ = FailureDecision();  // kContinue
+      t_failure_decision_.op = op;
+    } else {
+      t_failure_decision_ = DecideFailure(op);
+    }
+  }
   FinishInProgress(op, failed ? State::kFailed : State::kSucceeded, std::move(error), st,
                    CancelReason::kByCancel, sole, /*give_credit=*/!credit_handed_on);
   return true;

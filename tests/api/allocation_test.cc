@@ -528,10 +528,14 @@ TEST(AllocationTest, ARetryAfterOutOfMemoryRecordsNoRetry) {
 }
 
 // Out of memory as a recurring occurrence makes its next one
-// (SpawnNextOccurrence): the series ends there, and the occurrence says so:
-// Failed, its error naming the cause. The callable stays with it and is
-// destroyed at its end. (It moved into the new node before the allocations that
-// failed: the node leaked, and the bad_alloc ended the worker, and the process.)
+// (SpawnNextOccurrence), at each of its first three allocations (the extras,
+// the rule's text, the rule): the series ends there, and the occurrence says
+// so: Failed, its error naming the cause. The callable stays with it and is
+// destroyed at its end. The failure is the engine's, not the body's: the
+// token's policy (kCancelRest, kHalt) does not apply, and the operation queued
+// behind it runs. (The callable moved into the new node before the allocations
+// that failed: the node leaked, and the bad_alloc ended the worker, and the
+// process.)
 TEST(AllocationTest, ASeriesWhoseNextOccurrenceFindsNoMemoryEndsFailedSayingWhy) {
   ordo::ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock});
@@ -540,28 +544,47 @@ TEST(AllocationTest, ASeriesWhoseNextOccurrenceFindsNoMemoryEndsFailedSayingWhy)
   }
   ASSERT_TRUE(engine.WaitIdle().ok());
   const Stats before = engine.stats();
-  auto runs = std::make_shared<std::atomic<int>>(0);
-  auto h = engine.Submit(
-      [runs] {
-        runs->fetch_add(1, std::memory_order_relaxed);
-        // The worker's next allocation fails: the next occurrence's first.
-        t_allocations_before_failure = 0;
-      },
-      {.recurrence = "FREQ=MINUTELY;COUNT=5", .name = "series"});
-  ASSERT_TRUE(h.ok()) << h.status();
-  ASSERT_TRUE(h->WaitFor(std::chrono::seconds(30)));
-  EXPECT_EQ(h->state(), State::kFailed);
-  EXPECT_EQ(h->error(),
-            "out of memory: the series' next occurrence could not be made, so the series ended");
-  EXPECT_FALSE(h->next_occurrence().valid());
-  ASSERT_TRUE(engine.WaitIdle().ok());
-  EXPECT_EQ(runs.use_count(), 1) << "the callable was not destroyed";
-  clock.Advance(std::chrono::minutes(10));  // when the rest of the series was due
-  ASSERT_TRUE(engine.WaitIdle().ok());
-  EXPECT_EQ(runs->load(), 1);
+  int cases = 0;
+  for (FailurePolicy policy : {FailurePolicy::kCancelRest, FailurePolicy::kHalt}) {
+    for (int allocations_first = 0; allocations_first < 3; ++allocations_first) {
+      SCOPED_TRACE(::testing::Message() << "policy " << static_cast<int>(policy)
+                                        << ", allocations before the failure "
+                                        << allocations_first);
+      const Token token("series-" + std::to_string(cases++));
+      ASSERT_TRUE(engine.SetFailurePolicy(token, policy).ok());
+      auto runs = std::make_shared<std::atomic<int>>(0);
+      auto h = engine.Submit(
+          [runs, allocations_first] {
+            runs->fetch_add(1, std::memory_order_relaxed);
+            // One of the worker's next allocations fails: the next occurrence's.
+            t_allocations_before_failure = allocations_first;
+          },
+          {.token = token,
+           .recurrence = "FREQ=MINUTELY;COUNT=5",
+           .name = "series",
+           .suspended = true});
+      ASSERT_TRUE(h.ok()) << h.status();
+      auto behind = engine.Submit([] {}, {.token = token});  // queued behind it
+      ASSERT_TRUE(behind.ok()) << behind.status();
+      ASSERT_TRUE(engine.Resume(*h).ok());
+      ASSERT_TRUE(h->WaitFor(std::chrono::seconds(30)));
+      EXPECT_EQ(h->state(), State::kFailed);
+      EXPECT_EQ(h->error(),
+                "out of memory: the series' next occurrence could not be made, so the series "
+                "ended");
+      EXPECT_FALSE(h->next_occurrence().valid());
+      ASSERT_TRUE(behind->WaitFor(std::chrono::seconds(30))) << "its chain was halted";
+      EXPECT_EQ(behind->state(), State::kSucceeded);
+      ASSERT_TRUE(engine.WaitIdle().ok());
+      EXPECT_EQ(runs.use_count(), 1) << "the callable was not destroyed";
+      clock.Advance(std::chrono::minutes(10));  // when the rest of the series was due
+      ASSERT_TRUE(engine.WaitIdle().ok());
+      EXPECT_EQ(runs->load(), 1);
+    }
+  }
   const Stats after = engine.stats();
-  EXPECT_EQ(after.submitted, before.submitted + 1);
-  EXPECT_EQ(after.failed, before.failed + 1);
+  EXPECT_EQ(after.submitted, before.submitted + 2 * cases);
+  EXPECT_EQ(after.failed, before.failed + cases);
   EXPECT_EQ(after.pending, 0u);
   EXPECT_EQ(after.postponed, 0u);
   // The worker allocates again: a series runs to its end.

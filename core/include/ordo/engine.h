@@ -144,8 +144,9 @@ struct SubmitOptions {
   // runs at 09:00:47.1). A series that falls behind goes on at the next
   // occurrence still to come: the missed ones are skipped, and COUNT counts
   // them. Out of memory making the next occurrence ends the series: the
-  // occurrence that ran ends Failed, its error saying so. ordo/recurrence.h has
-  // the rest.
+  // occurrence that ran ends Failed, its error saying so (if its body did not
+  // fail, the token's FailurePolicy does not apply: its chain goes on).
+  // ordo/recurrence.h has the rest.
   std::string recurrence = {};
   // For observability: shown by Explain(), kept by the Handle.
   std::string name = {};
