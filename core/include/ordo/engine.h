@@ -310,7 +310,8 @@ class Engine {
   // for no token, an empty string, or one over Options::max_token_bytes.
   // CancelToken also ends a series whose occurrence is running on the token: it
   // is asked to stop, as Cancel asks it (not counted), and no next occurrence
-  // follows.
+  // follows (one its runner made already is canceled: counted if this call's
+  // walk reached it, not if the runner, seeing the request, canceled it).
   absl::StatusOr<std::size_t> CancelToken(const Token& token);
   absl::StatusOr<std::size_t> SuspendToken(const Token& token);
   // Resumes every suspended operation of the token and releases a chain held by
