@@ -25,6 +25,17 @@ using ordo::testing::t_fail_allocations;
 namespace ordo::internal {
 namespace {
 
+// Takes n nodes of `kind` on this thread (three magazines' worth unless said)
+// and checks that none came twice, then gives them back.
+void ExpectEachNodeOnce(NodeKind kind, std::size_t n = 3 * kPoolCacheNodes) {
+  std::vector<Operation*> ops(n);
+  for (auto& op : ops) op = OpPool::Allocate(kind);
+  std::vector<Operation*> sorted = ops;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a node twice";
+  for (Operation* op : ops) OpPool::Free(op);
+}
+
 // A thread's first allocation makes its two magazines; the second failing left
 // one made and the other null, and the next Allocate read through the null.
 TEST(OpPoolOutOfMemoryTest, AThreadWhoseCacheCouldNotBeMadeTriesAgainLater) {
@@ -32,12 +43,7 @@ TEST(OpPoolOutOfMemoryTest, AThreadWhoseCacheCouldNotBeMadeTriesAgainLater) {
     t_allocations_before_failure = 1;  // the first magazine, not the second
     EXPECT_THROW(OpPool::Allocate(NodeKind::kFull), std::bad_alloc);
     t_allocations_before_failure = -1;
-    std::vector<Operation*> ops(3 * kPoolCacheNodes);
-    for (auto& op : ops) op = OpPool::Allocate(NodeKind::kFull);
-    std::vector<Operation*> sorted = ops;
-    std::sort(sorted.begin(), sorted.end());
-    EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a node twice";
-    for (Operation* op : ops) OpPool::Free(op);
+    ExpectEachNodeOnce(NodeKind::kFull);
   }).join();
 }
 
@@ -68,14 +74,7 @@ TEST(OpPoolOutOfMemoryTest, AFullMagazineThatCouldNotBeSwappedIsHandedOutOnce) {
     for (std::size_t i = 2 * kPoolCacheNodes; i < kNodes; ++i) OpPool::Free(ops[i]);
   }).join();  // its cache goes to the depot
   // Everything the depot holds, and more: each node exactly once.
-  std::thread([] {
-    std::vector<Operation*> ops(2 * kNodes);
-    for (auto& op : ops) op = OpPool::Allocate(NodeKind::kCompact);
-    std::vector<Operation*> sorted = ops;
-    std::sort(sorted.begin(), sorted.end());
-    EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a node twice";
-    for (Operation* op : ops) OpPool::Free(op);
-  }).join();
+  std::thread([] { ExpectEachNodeOnce(NodeKind::kCompact, 2 * kNodes); }).join();
 }
 
 // A thread that exits out of memory gives its magazines back to the depot: no
@@ -120,14 +119,7 @@ TEST(OpPoolOutOfMemoryTest, ALastReferenceDroppedOutOfMemoryLosesOneNodeAndNothi
   EXPECT_EQ(OpPool::NodesDropped(), dropped + 1);
   // The pool of its kind (a Handle's node is a full one) serves on, each node
   // once, to a thread and to an engine.
-  std::thread([] {
-    std::vector<Operation*> ops(3 * kPoolCacheNodes);
-    for (auto& op : ops) op = OpPool::Allocate(NodeKind::kFull);
-    std::vector<Operation*> sorted = ops;
-    std::sort(sorted.begin(), sorted.end());
-    EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a node twice";
-    for (Operation* op : ops) OpPool::Free(op);
-  }).join();
+  std::thread([] { ExpectEachNodeOnce(NodeKind::kFull); }).join();
   Engine engine({.workers = 1});
   std::atomic<int> ran{0};
   std::vector<Handle> handles;

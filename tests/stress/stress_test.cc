@@ -1302,6 +1302,17 @@ void RunTimerLimitStress(int producers, long per_producer) {
   ASSERT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
 }
 
+// A watchdog's first line when Shutdown(mode) never returns.
+void ReportStuckShutdown(const Engine& engine, ShutdownMode mode, int round) {
+  const Stats now = engine.stats();
+  std::fprintf(stderr,
+               "Shutdown(%d) never returned, round %d: submitted %llu, pending %llu, "
+               "postponed %llu\n",
+               static_cast<int>(mode), round, static_cast<unsigned long long>(now.submitted),
+               static_cast<unsigned long long>(now.pending),
+               static_cast<unsigned long long>(now.postponed));
+}
+
 // Every Shutdown mode while the engine is busy with everything at once: producers
 // submit independent, tokened, postponed, suspended, retrying and recurring work
 // (and batches), some of it on a token whose chain halts after a failure
@@ -1540,14 +1551,7 @@ void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
       absl::Status s;
       {
         Watchdog watchdog(60s, [&] {
-          const Stats now = engine.stats();
-          std::fprintf(stderr,
-                       "Shutdown(%d) never returned, round %d: submitted %llu, pending %llu, "
-                       "postponed %llu\n",
-                       static_cast<int>(mode), round,
-                       static_cast<unsigned long long>(now.submitted),
-                       static_cast<unsigned long long>(now.pending),
-                       static_cast<unsigned long long>(now.postponed));
+          ReportStuckShutdown(engine, mode, round);
           for (int t = 0; t < kTokens + kHaltTokens; ++t) {
             const Token token =
                 t < kTokens ? Token(static_cast<std::int64_t>(t)) : halt_token(t - kTokens);
@@ -1783,14 +1787,7 @@ void RunBatchShutdownStress(ShutdownMode mode, int producers, int rounds) {
       absl::Status s;
       {
         Watchdog watchdog(60s, [&] {
-          const Stats now = engine.stats();
-          std::fprintf(stderr,
-                       "Shutdown(%d) never returned, round %d: submitted %llu, pending %llu, "
-                       "postponed %llu\n",
-                       static_cast<int>(mode), round,
-                       static_cast<unsigned long long>(now.submitted),
-                       static_cast<unsigned long long>(now.pending),
-                       static_cast<unsigned long long>(now.postponed));
+          ReportStuckShutdown(engine, mode, round);
         });
         // Shut down once some work is in (a count, not a sleep), different per
         // round (a producer that stopped on a failed assertion ends the wait).
