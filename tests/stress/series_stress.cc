@@ -34,6 +34,16 @@ using stress::TokenState;
 using stress::Watchdog;
 using stress::Workers;
 
+// SuspendToken, then ResumeToken, on `t`, adding up what each reported.
+void SuspendAndResume(Engine& engine, const Token& t, std::size_t& suspended,
+                      std::size_t& resumed) {
+  auto s = engine.SuspendToken(t);
+  auto r = engine.ResumeToken(t);
+  EXPECT_TRUE(s.ok() && r.ok()) << s.status() << " " << r.status();
+  if (s.ok()) suspended += *s;
+  if (r.ok()) resumed += *r;
+}
+
 std::int64_t Ns(Clock::time_point t) { return t.time_since_epoch().count(); }
 std::int64_t Ns(std::chrono::nanoseconds d) { return d.count(); }
 
@@ -92,7 +102,9 @@ std::int64_t Ns(std::chrono::nanoseconds d) { return d.count(); }
 //     count follows from its count at the snapshot (a live series has its one
 //     pending occurrence, postponed): run-out, exactly COUNT; kDrainAll, one
 //     more if it was live (that occurrence runs, no further one is made);
-//     kDrainReady and kCancelPending (late ones too), none more (it is canceled);
+//     kDrainReady and kCancelPending, none more (it is canceled; a late one
+//     under kDrainReady may have a due occurrence queued behind a postponed
+//     one, which runs, so only on-time ones are counted exactly there);
 //   - Shutdown's sums against the snapshot: kDrainAll runs every pending
 //     operation; kDrainReady cancels exactly the postponed ones (the wheel's)
 //     and runs the rest, which waited behind them; kCancelPending cancels them
@@ -227,11 +239,7 @@ void RunSeriesTokenControlStress(SeriesEnd end, int producers, long bursts) {
         } else if (rng() % 3 == 0) {
           EXPECT_TRUE(engine.TokenInfo(t).ok());
         } else {
-          auto s = engine.SuspendToken(t);
-          auto r = engine.ResumeToken(t);
-          EXPECT_TRUE(s.ok() && r.ok()) << s.status() << " " << r.status();
-          if (s.ok()) suspended += *s;
-          if (r.ok()) resumed += *r;
+          SuspendAndResume(engine, t, suspended, resumed);
         }
         ++controls;
         control_count.fetch_add(1, std::memory_order_relaxed);
@@ -298,7 +306,7 @@ void RunSeriesTokenControlStress(SeriesEnd end, int producers, long bursts) {
         }
       });
     }
-    Watchdog watchdog(120s, [&] {
+    Watchdog watchdog(120s * Scale(), [&] {
       const Stats now = engine.stats();
       std::fprintf(stderr,
                    "series stress (end %d) stuck: tick %ld, submitted %llu, pending %llu, "
@@ -325,8 +333,8 @@ void RunSeriesTokenControlStress(SeriesEnd end, int producers, long bursts) {
     // Quiescent: nothing suspended, nothing runnable.
     for (const Token& t : tokens) {
       auto r = engine.ResumeToken(t);
-      ASSERT_TRUE(r.ok()) << r.status();
-      final_resumed += *r;
+      EXPECT_TRUE(r.ok()) << r.status();  // not ASSERT: threads may still need joining
+      if (r.ok()) final_resumed += *r;
     }
     ASSERT_TRUE(engine.WaitIdle().ok());
     snap = engine.stats();
@@ -757,11 +765,7 @@ void RunRetryTokenControlStress(int producers, long per_producer) {
         } else if (rng() % 3 == 0) {
           EXPECT_TRUE(engine.TokenInfo(t).ok());
         } else {
-          auto s = engine.SuspendToken(t);
-          auto r = engine.ResumeToken(t);
-          EXPECT_TRUE(s.ok() && r.ok()) << s.status() << " " << r.status();
-          if (s.ok()) suspended += *s;
-          if (r.ok()) resumed += *r;
+          SuspendAndResume(engine, t, suspended, resumed);
         }
         ++controls;
         control_count.fetch_add(1, std::memory_order_relaxed);
@@ -822,7 +826,7 @@ void RunRetryTokenControlStress(int producers, long per_producer) {
         }
       });
     }
-    Watchdog watchdog(120s, [&] {
+    Watchdog watchdog(120s * Scale(), [&] {
       const Stats now = engine.stats();
       std::fprintf(stderr,
                    "retry stress stuck: tick %ld, submitted %llu, pending %llu, postponed %llu\n",
@@ -842,8 +846,8 @@ void RunRetryTokenControlStress(int producers, long per_producer) {
     controller.join();
     for (const Token& t : tokens) {
       auto r = engine.ResumeToken(t);
-      ASSERT_TRUE(r.ok()) << r.status();
-      final_resumed += *r;
+      EXPECT_TRUE(r.ok()) << r.status();  // not ASSERT: threads may still need joining
+      if (r.ok()) final_resumed += *r;
     }
     // The ticker goes on: the retries still waiting come due.
     for (int p = 0; p < producers; ++p) {

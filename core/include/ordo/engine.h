@@ -333,7 +333,9 @@ class Engine {
   absl::Status WaitIdle();
 
   // Stops accepting work and finishes per `mode`; returns once every accepted
-  // operation is terminal. The workers stop in the destructor, and until then
+  // operation is terminal. Everything the operations that ran did
+  // happens-before its return, as for WaitIdle. The workers stop in the
+  // destructor, and until then
   // one may still be destroying a canceled operation's callable (its captures).
   // A later call, or one made while another runs, returns OK once every
   // operation is terminal, as the first does; with a stricter mode (from least
