@@ -1282,8 +1282,7 @@ absl::Status EngineImpl::SetFailurePolicy(const Token& token, FailurePolicy poli
 
 FailurePolicy EngineImpl::PolicyFor(const Chain* c) {
   if (!any_policy_.load(std::memory_order_relaxed)) return FailurePolicy::kContinue;
-  std::string key(1, static_cast<char>(c->kind_));
-  key += c->token_;
+  const PolicyKeyView key{static_cast<char>(c->kind_), c->token_};
   MutexLock lock(&policy_mu_);
   auto it = policies_.find(key);
   return it == policies_.end() ? FailurePolicy::kContinue : it->second;

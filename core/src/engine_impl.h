@@ -32,6 +32,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string_view>
 #include <memory>
 #include <optional>
 #include <string>
@@ -810,8 +811,38 @@ class EngineImpl {
   // (SetFailurePolicy, Suspend), and an insert into a std::unordered_ container
   // that fails has no effect, where Debian's absl leaves a table that could not
   // grow broken. Both are off the hot path.
+  // A key is the token's kind byte, then its bytes (PolicyKey). PolicyFor looks
+  // one up as the pair, with no key built: it runs on a worker as a head fails,
+  // where building one allocated for a token over std::string's inline bytes
+  // (a cost per failure, and out of memory there ended the process).
+  struct PolicyKeyView {
+    char kind;
+    std::string_view bytes;
+  };
+  struct PolicyKeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view stored) const {
+      return Of(stored[0], stored.substr(1));
+    }
+    std::size_t operator()(const PolicyKeyView& v) const { return Of(v.kind, v.bytes); }
+    static std::size_t Of(char kind, std::string_view bytes) {
+      return std::hash<std::string_view>{}(bytes) ^ static_cast<unsigned char>(kind);
+    }
+  };
+  struct PolicyKeyEq {
+    using is_transparent = void;
+    bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+    bool operator()(std::string_view stored, const PolicyKeyView& v) const {
+      return stored.size() == v.bytes.size() + 1 && stored[0] == v.kind &&
+             stored.substr(1) == v.bytes;
+    }
+    bool operator()(const PolicyKeyView& v, std::string_view stored) const {
+      return (*this)(stored, v);
+    }
+  };
   mutable Mutex policy_mu_;
-  std::unordered_map<std::string, FailurePolicy> policies_ ABSL_GUARDED_BY(policy_mu_);
+  std::unordered_map<std::string, FailurePolicy, PolicyKeyHash, PolicyKeyEq> policies_
+      ABSL_GUARDED_BY(policy_mu_);
   Atomic<bool> any_policy_{false};
 
   Mutex held_mu_;

@@ -120,6 +120,55 @@ TEST(AllocationTest, SamplingAddsNoAllocationToAFailedPost) {
                                          << unsampled << " unsampled";
 }
 
+// A failed head looks up its token's failure policy (once any token has one)
+// without building a key: a token longer than std::string's inline bytes costs
+// a failure no more allocations than a short one. (The key was a std::string
+// made per failure: one allocation more, and out of memory there, on the
+// worker, ended the process.)
+TEST(AllocationTest, AFailedHeadsPolicyLookupAllocatesNothing) {
+  auto allocations_per_failure = [](const std::string& name) {
+    Engine engine({.workers = 2});
+    // Any policy set: every failure looks its own token's up.
+    if (!engine.SetFailurePolicy(Token("another token"), FailurePolicy::kHalt).ok()) std::abort();
+    const Token token(name);
+    std::atomic<long> ran{0};
+    auto round = [&](long n) {
+      for (long i = 0; i < n; ++i) {
+        if (!engine
+                 .Post(
+                     [&ran]() -> absl::Status {
+                       ran.fetch_add(1, std::memory_order_relaxed);
+                       return absl::InternalError("fails on purpose");
+                     },
+                     {.token = token})
+                 .ok()) {
+          std::abort();
+        }
+        if (i % 1000 == 999 && !engine.WaitIdle().ok()) std::abort();
+      }
+      if (!engine.WaitIdle().ok()) std::abort();
+    };
+    for (int i = 0; i < 5; ++i) round(20000);  // warm pools and queues
+    constexpr long kMeasured = 50000;
+    const long before = g_allocations.load();
+    round(kMeasured);
+    const long allocations = g_allocations.load() - before;
+    EXPECT_EQ(ran.load(), 5 * 20000 + kMeasured);
+    EXPECT_EQ(engine.stats().failed, static_cast<std::uint64_t>(ran.load()));
+    return static_cast<double>(allocations) / kMeasured;
+  };
+  const double short_token = allocations_per_failure("short");
+  // 40 bytes: past std::string's inline 15, within a Token's inline 48 (so its
+  // copy into each Post's options allocates nothing either).
+  const double long_token = allocations_per_failure(std::string(40, 'x'));
+  RecordProperty("short_x1000", static_cast<int>(short_token * 1000));
+  RecordProperty("long_x1000", static_cast<int>(long_token * 1000));
+  // As above: one in a hundred is noise; the key was one per failure.
+  EXPECT_LE(long_token, short_token + 0.01)
+      << long_token << " allocations per failure on a long token, " << short_token
+      << " on a short one";
+}
+
 // A producer that reuses one Batch: after warm-up, posting batches allocates
 // nothing per operation either.
 TEST(AllocationTest, SteadyStateBatchesAllocateNothingPerOperation) {

@@ -67,7 +67,10 @@ struct BatchItem {
 }  // namespace internal
 class Batch;
 
-// What a token's chain does after one of its operations ends Failed.
+// What a token's chain does after one of its operations ends Failed, but for a
+// recurring occurrence whose body succeeded and whose next occurrence found no
+// memory (SubmitOptions::recurrence): that failure is the engine's, and the
+// chain moves on.
 enum class FailurePolicy : std::uint8_t {
   kDefault,       // in SubmitOptions: keep the token's current policy (initially kContinue)
   kContinue,      // the chain moves on (Dynamics: Failed is "Completed")
@@ -311,7 +314,7 @@ class Engine {
   // CancelToken also ends a series whose occurrence is running on the token: it
   // is asked to stop, as Cancel asks it (not counted), and no next occurrence
   // follows (one its runner made already is canceled: counted if this call's
-  // walk reached it, not if the runner, seeing the request, canceled it).
+  // cancel of it won, not if the runner's, seeing the request, did).
   absl::StatusOr<std::size_t> CancelToken(const Token& token);
   absl::StatusOr<std::size_t> SuspendToken(const Token& token);
   // Resumes every suspended operation of the token and releases a chain held by
