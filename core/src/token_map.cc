@@ -310,7 +310,7 @@ bool TokenMap::SweepIdleStep(absl::FunctionRef<bool()> yield, std::size_t* spare
   return true;
 }
 
-void TokenMap::WithChainLocked(const TokenKey& key, const std::function<void(Chain*)>& fn) {
+void TokenMap::WithChainLocked(const TokenKey& key, absl::FunctionRef<void(Chain*)> fn) {
   Shard& s = ShardOf(key.hash);
   MutexLock lock(&s.mu);
   auto it = s.map.find(Ref(key));

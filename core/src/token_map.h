@@ -127,8 +127,10 @@ class TokenMap {
   Operation* Advance(Operation* x);
 
   // Calls fn(chain) under the token's shard lock with the token's chain, or with
-  // nullptr if the token is idle. While fn runs the chain is not retired.
-  void WithChainLocked(const TokenKey& key, const std::function<void(Chain*)>& fn);
+  // nullptr if the token is idle. While fn runs the chain is not retired. A
+  // FunctionRef: a halting runner calls it per failure, and a std::function of
+  // its captures allocated each time (out of memory there ended the process).
+  void WithChainLocked(const TokenKey& key, absl::FunctionRef<void(Chain*)> fn);
 
   // Calls fn() under the shard lock of the token whose hash is `hash`: no chain
   // of that shard is retired meanwhile.

@@ -24,6 +24,19 @@ thread_local Attempt* t_attempt = nullptr;
 constexpr const char* kSeriesOutOfMemory =
     "out of memory: the series' next occurrence could not be made, so the series ended";
 
+// An operation's error or cancel text, or, if making it finds no memory, one
+// that needs none: "out of memory" fits std::string's inline bytes. The run
+// path cannot back out of ending an operation, and a text it could not make
+// ended the process (from inside a catch handler, for an exception's what()).
+template <typename F>
+std::string TextOr(F&& make) {
+  try {
+    return make();
+  } catch (const std::bad_alloc&) {
+    return std::string("out of memory");
+  }
+}
+
 std::uint32_t NextRandom(std::uint32_t& s) {  // xorshift32
   s ^= s << 13;
   s ^= s >> 17;
@@ -703,11 +716,13 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
 #endif
   } catch (const std::exception& e) {
     threw = true;
-    error = e.what();
-    if (error.empty()) error = "exception with an empty what()";
+    error = TextOr([&] {
+      std::string what = e.what();
+      return what.empty() ? std::string("exception with an empty what()") : what;
+    });
   } catch (...) {
     threw = true;
-    error = "unknown exception (not derived from std::exception)";
+    error = TextOr([] { return std::string("unknown exception (not derived from std::exception)"); });
   }
   t_running_engine = outer_engine;
   t_attempt = outer_attempt;
@@ -718,26 +733,30 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
     if (std::optional<std::int64_t> d = RetryDelayOf(status)) {
       attempt.retry = true;
       attempt.delay_ns = *d;
-      attempt.reason = std::string(status.message());
+      attempt.reason = TextOr([&] { return std::string(status.message()); });
     } else {
       failed = true;
-      error = status.ToString();
+      error = TextOr([&] { return status.ToString(); });
     }
   }
   if (attempt.retry) {
     auto cancel_for_shutdown = [&] {
-      FinishInProgress(op, State::kCanceled,
-                       "retry canceled: the engine is shutting down (" + attempt.reason + ")", st,
-                       CancelReason::kRetriesDuringShutdown);
+      FinishInProgress(op, State::kCanceled, TextOr([&] {
+                         return "retry canceled: the engine is shutting down (" + attempt.reason +
+                                ")";
+                       }),
+                       st, CancelReason::kRetriesDuringShutdown);
     };
     // A cancel request came during the attempt: no retry. The text names who
     // asked (read after a look at the flag that saw it); the reason stays
     // kByCancel, which Cancel's answer reads as "ended by a request"
     // (EngineImpl::Cancel).
     auto cancel_for_request = [&] {
-      FinishInProgress(op, State::kCanceled,
-                       std::string("retry canceled: ") + RequesterName(Facts(op).RequestReason()) +
-                           " was requested during the attempt (" + attempt.reason + ")",
+      FinishInProgress(op, State::kCanceled, TextOr([&] {
+                         return std::string("retry canceled: ") +
+                                RequesterName(Facts(op).RequestReason()) +
+                                " was requested during the attempt (" + attempt.reason + ")";
+                       }),
                        st, CancelReason::kByCancel);
     };
     // A first look, before the node is enlarged. Relaxed: a hint; the read
@@ -796,10 +815,15 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
         return true;
       }
       failed = true;
-      error = "retry could not be scheduled: the timing wheel is full (Options::max_timers)";
+      error = TextOr([] {
+        return std::string(
+            "retry could not be scheduled: the timing wheel is full (Options::max_timers)");
+      });
     } else {
       failed = true;
-      error = attempt.reason + " (gave up after " + std::to_string(done) + " retries)";
+      error = TextOr([&] {
+        return attempt.reason + " (gave up after " + std::to_string(done) + " retries)";
+      });
     }
   }
   // A recurrence's next occurrence exists before this one is seen terminal, so a
@@ -813,13 +837,11 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
     if (spawn == Spawn::kOutOfMemory) {
       failed_by_engine = !failed;
       // A series never stops unseen: this occurrence fails, saying why. (Its
-      // error's own copy may find no memory either: then it fails unexplained.)
+      // error's own copy may find no memory either: then it says only that.)
       failed = true;
-      try {
-        error = error.empty() ? std::string(kSeriesOutOfMemory)
-                              : error + "; " + kSeriesOutOfMemory;
-      } catch (const std::bad_alloc&) {
-      }
+      error = TextOr([&] {
+        return error.empty() ? std::string(kSeriesOutOfMemory) : error + "; " + kSeriesOutOfMemory;
+      });
     }
   }
   // F1: a failed head's policy is decided before its failure is published. A
@@ -896,9 +918,14 @@ void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string&& e
   std::uint32_t extras_bit = 0;
   if ((terminal == State::kFailed || terminal == State::kCanceled) && MayHaveHandle(op)) {
     if (!error.empty() || terminal == State::kFailed) {
-      OpExtras* ex = ExtrasOf(op);
-      ex->error = std::move(error);
-      extras_bit = kExtrasBit;  // published with the terminal word, below
+      // Out of memory for the extras: the error is not kept (Handle::error()
+      // then says what the state and reason say), rather than the process end.
+      try {
+        OpExtras* ex = ExtrasOf(op);
+        ex->error = std::move(error);
+        extras_bit = kExtrasBit;  // published with the terminal word, below
+      } catch (const std::bad_alloc&) {
+      }
     }
   }
   if (Observed(op)) {

@@ -8,6 +8,7 @@
 #include <future>
 #include <memory>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -646,6 +647,57 @@ TEST(AllocationTest, ASeriesWhoseNextOccurrenceFindsNoMemoryEndsFailedSayingWhy)
   }
   ASSERT_TRUE(engine.WaitIdle().ok());
   EXPECT_EQ(again.load(), 3);
+  EXPECT_TRUE(engine.Shutdown().ok());
+}
+
+// Out of memory as a worker makes a failed operation's error text (the copy of
+// an exception's what(), a Status's ToString) or the extras that keep it: the
+// operation ends Failed, its error "out of memory", or, with no extras, none
+// (Handle::error() empty), and the worker goes on. (The text was made inside
+// the catch handler, or past it with nothing to catch: the bad_alloc ended the
+// worker, and the process.)
+TEST(AllocationTest, AFailuresTextThatFindsNoMemorySaysSoAndTheWorkerGoesOn) {
+  Engine engine({.workers = 1});
+  for (int i = 0; i < 1000; ++i) {  // node pools stocked: no magazine is needed below
+    ASSERT_TRUE(engine.Submit([] {}, {.name = "warm"}).ok());
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  const std::string long_text(40, 'x');  // past std::string's inline bytes
+  auto fail_next_and_throw = [long_text] {
+    std::runtime_error e(long_text);  // its text allocated before the failure
+    t_allocations_before_failure = 0;  // the worker's next: the copy of what()
+    throw e;                           // the exception's own storage is malloc'd
+  };
+  auto fail_next_and_return = [long_text]() -> absl::Status {
+    absl::Status s = absl::InternalError(long_text);
+    t_allocations_before_failure = 0;  // the worker's next: ToString()
+    return s;
+  };
+  auto fail_extras = [] {
+    std::runtime_error e("short");     // its text allocated before the failure
+    t_allocations_before_failure = 0;  // what()'s copy needs none: the next is the extras
+    throw e;
+  };
+  auto thrown = engine.Submit(fail_next_and_throw);
+  ASSERT_TRUE(thrown.ok());
+  auto returned = engine.Submit(fail_next_and_return);
+  ASSERT_TRUE(returned.ok());
+  auto no_extras = engine.Submit(fail_extras);
+  ASSERT_TRUE(no_extras.ok());
+  for (const Handle* h : {&*thrown, &*returned, &*no_extras}) {
+    ASSERT_TRUE(h->WaitFor(std::chrono::seconds(30)));
+    EXPECT_EQ(h->state(), State::kFailed);
+  }
+  EXPECT_EQ(thrown->error(), "out of memory");
+  EXPECT_EQ(returned->error(), "out of memory");
+  EXPECT_EQ(no_extras->error(), "");
+  // The worker goes on, and keeps errors again.
+  auto after = engine.Submit([long_text] { throw std::runtime_error(long_text); });
+  ASSERT_TRUE(after.ok());
+  ASSERT_TRUE(after->WaitFor(std::chrono::seconds(30)));
+  EXPECT_EQ(after->error(), long_text);
+  ASSERT_TRUE(engine.WaitIdle().ok());  // a Handle may see its end before stats() count it
+  EXPECT_EQ(engine.stats().failed, 4u);
   EXPECT_TRUE(engine.Shutdown().ok());
 }
 
