@@ -75,6 +75,35 @@ TEST(AllocationTest, SteadyStateAllocatesNothingPerOperation) {
                                             << " operations";
 }
 
+// Posts failing operations (each returns an error Status) with `token` (none
+// if empty), `warm_rounds` rounds of 20,000 untimed and then `measured` more, a
+// bounded backlog each (as Round: no round needs more nodes than the last), and
+// returns the allocations per measured failure. Checks that each ran once and
+// failed.
+double AllocationsPerFailedPost(Engine& engine, const Token& token, int warm_rounds,
+                                long measured) {
+  std::atomic<long> ran{0};
+  auto round = [&](long n) {
+    for (long i = 0; i < n; ++i) {
+      auto body = [&ran]() -> absl::Status {
+        ran.fetch_add(1, std::memory_order_relaxed);
+        return absl::InternalError("fails on purpose");
+      };
+      const absl::Status s = token.empty() ? engine.Post(body) : engine.Post(body, {.token = token});
+      if (!s.ok()) std::abort();
+      if (i % 1000 == 999 && !engine.WaitIdle().ok()) std::abort();
+    }
+    if (!engine.WaitIdle().ok()) std::abort();
+  };
+  for (int i = 0; i < warm_rounds; ++i) round(20000);  // warm pools and queues
+  const long before = g_allocations.load();
+  round(measured);
+  const long allocations = g_allocations.load() - before;
+  EXPECT_EQ(ran.load(), warm_rounds * 20000L + measured);
+  EXPECT_EQ(engine.stats().failed, static_cast<std::uint64_t>(ran.load()));
+  return static_cast<double>(allocations) / measured;
+}
+
 // Every operation sampled for the latency histograms (a full node each) and
 // every one failing: a failure with no Handle to read its error keeps none, so
 // sampling adds no allocation to it. (A failure allocates by itself: the
@@ -82,32 +111,10 @@ TEST(AllocationTest, SteadyStateAllocatesNothingPerOperation) {
 TEST(AllocationTest, SamplingAddsNoAllocationToAFailedPost) {
   auto allocations_per_failure = [](std::uint32_t sample_every) {
     Engine engine({.workers = 2, .latency_sample_every = sample_every});
-    std::atomic<long> ran{0};
-    auto round = [&](long n) {
-      for (long i = 0; i < n; ++i) {
-        if (!engine
-                 .Post([&ran]() -> absl::Status {
-                   ran.fetch_add(1, std::memory_order_relaxed);
-                   return absl::InternalError("fails on purpose");
-                 })
-                 .ok()) {
-          std::abort();
-        }
-        // As Round: a bounded backlog, so no round needs more nodes than the last.
-        if (i % 1000 == 999 && !engine.WaitIdle().ok()) std::abort();
-      }
-      if (!engine.WaitIdle().ok()) std::abort();
-    };
-    for (int i = 0; i < 10; ++i) round(20000);  // warm pools and queues
-    constexpr long kMeasured = 100000;
-    const long before = g_allocations.load();
-    round(kMeasured);
-    const long allocations = g_allocations.load() - before;
-    EXPECT_EQ(ran.load(), 10 * 20000 + kMeasured);
+    const double per_failure = AllocationsPerFailedPost(engine, Token(), 10, 100000);
     const Stats st = engine.stats();
-    EXPECT_EQ(st.failed, static_cast<std::uint64_t>(ran.load()));
-    EXPECT_EQ(st.run_time.count, sample_every == 0 ? 0u : static_cast<std::uint64_t>(ran.load()));
-    return static_cast<double>(allocations) / kMeasured;
+    EXPECT_EQ(st.run_time.count, sample_every == 0 ? 0u : st.failed);
+    return per_failure;
   };
   const double unsampled = allocations_per_failure(0);
   const double sampled = allocations_per_failure(1);
@@ -131,32 +138,7 @@ TEST(AllocationTest, AFailedHeadsPolicyLookupAllocatesNothing) {
     Engine engine({.workers = 2});
     // Any policy set: every failure looks its own token's up.
     if (!engine.SetFailurePolicy(Token("another token"), FailurePolicy::kHalt).ok()) std::abort();
-    const Token token(name);
-    std::atomic<long> ran{0};
-    auto round = [&](long n) {
-      for (long i = 0; i < n; ++i) {
-        if (!engine
-                 .Post(
-                     [&ran]() -> absl::Status {
-                       ran.fetch_add(1, std::memory_order_relaxed);
-                       return absl::InternalError("fails on purpose");
-                     },
-                     {.token = token})
-                 .ok()) {
-          std::abort();
-        }
-        if (i % 1000 == 999 && !engine.WaitIdle().ok()) std::abort();
-      }
-      if (!engine.WaitIdle().ok()) std::abort();
-    };
-    for (int i = 0; i < 5; ++i) round(20000);  // warm pools and queues
-    constexpr long kMeasured = 50000;
-    const long before = g_allocations.load();
-    round(kMeasured);
-    const long allocations = g_allocations.load() - before;
-    EXPECT_EQ(ran.load(), 5 * 20000 + kMeasured);
-    EXPECT_EQ(engine.stats().failed, static_cast<std::uint64_t>(ran.load()));
-    return static_cast<double>(allocations) / kMeasured;
+    return AllocationsPerFailedPost(engine, Token(name), 5, 50000);
   };
   const double short_token = allocations_per_failure("short");
   // 40 bytes: past std::string's inline 15, within a Token's inline 48 (so its
