@@ -918,8 +918,9 @@ void EngineImpl::FinishInProgress(Operation* op, State terminal, std::string&& e
   std::uint32_t extras_bit = 0;
   if ((terminal == State::kFailed || terminal == State::kCanceled) && MayHaveHandle(op)) {
     if (!error.empty() || terminal == State::kFailed) {
-      // Out of memory for the extras: the error is not kept (Handle::error()
-      // then says what the state and reason say), rather than the process end.
+      // Out of memory for the extras: the error is not kept, rather than the
+      // process end (Handle::error() is then empty for a failure, and the
+      // reason's text for a cancel).
       try {
         OpExtras* ex = ExtrasOf(op);
         ex->error = std::move(error);
