@@ -42,6 +42,9 @@ struct TokenKey {
 
 // Builds the key of `token`; `scratch` holds an integer's bytes.
 TokenKey MakeTokenKey(const Token& token, char (&scratch)[8]);
+// The hash MakeTokenKey gives a key of this kind and these bytes (an integer's
+// 8 bytes, or the text).
+std::uint64_t TokenHash(std::uint8_t kind, std::string_view bytes);
 
 class Chain {
  public:

@@ -496,9 +496,9 @@ OpExtras* EngineImpl::ExtrasOf(Operation* op) {
   return ex;
 }
 
-void EngineImpl::DeleteRecurrence(OpExtras* ex) {
+void EngineImpl::DeleteExtras(OpExtras* ex) {
   delete static_cast<RecurrenceRule*>(ex->recurrence);
-  ex->recurrence = nullptr;
+  delete ex;
 }
 
 // C1. A refused submission leaves its callable with the caller, as it was: the
@@ -1282,9 +1282,8 @@ absl::Status EngineImpl::SetFailurePolicy(const Token& token, FailurePolicy poli
 
 FailurePolicy EngineImpl::PolicyFor(const Chain* c) {
   if (!any_policy_.load(std::memory_order_relaxed)) return FailurePolicy::kContinue;
-  const PolicyKeyView key{static_cast<char>(c->kind_), c->token_};
   MutexLock lock(&policy_mu_);
-  auto it = policies_.find(key);
+  auto it = policies_.find(c->key());
   return it == policies_.end() ? FailurePolicy::kContinue : it->second;
 }
 
@@ -1618,10 +1617,7 @@ EngineImpl::Spawn EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   // destroyed at its end), where a throw after the move leaked the new node and
   // ended the worker.
   struct ExtrasDeleter {
-    void operator()(OpExtras* e) const {
-      DeleteRecurrence(e);
-      delete e;
-    }
+    void operator()(OpExtras* e) const { DeleteExtras(e); }
   };
   std::unique_ptr<OpExtras, ExtrasDeleter> made;
   Operation* n;

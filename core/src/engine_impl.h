@@ -518,7 +518,7 @@ class EngineImpl {
   // came since `resume_epoch` was read (F1). False if not halted.
   bool HaltChain(Chain* c, Operation* x, std::uint32_t resume_epoch);
   static OpExtras* ExtrasOf(Operation* op);
-  static void DeleteRecurrence(OpExtras* ex);
+  static void DeleteExtras(OpExtras* ex);  // its recurrence rule too
   // The held registry, so Shutdown can find what no queue or timer holds: the
   // suspended operations and the failed heads of halted chains, in two sets (one
   // operation can be in both for a moment: resumed, it may start, fail and halt
@@ -811,34 +811,26 @@ class EngineImpl {
   // (SetFailurePolicy, Suspend), and an insert into a std::unordered_ container
   // that fails has no effect, where Debian's absl leaves a table that could not
   // grow broken. Both are off the hot path.
-  // A key is the token's kind byte, then its bytes (PolicyKey). PolicyFor looks
-  // one up as the pair, with no key built: it runs on a worker as a head fails,
-  // where building one allocated for a token over std::string's inline bytes
-  // (a cost per failure, and out of memory there ended the process).
-  struct PolicyKeyView {
-    char kind;
-    std::string_view bytes;
-  };
+  // A key is the token's kind byte, then its bytes (PolicyKey), hashed as the
+  // token map hashes it (TokenHash). PolicyFor looks one up by its chain's
+  // TokenKey, with no key built and no hash computed: it runs on a worker as a
+  // head fails, where building one allocated for a token over std::string's
+  // inline bytes (a cost per failure, and out of memory there ended the process).
   struct PolicyKeyHash {
     using is_transparent = void;
     std::size_t operator()(std::string_view stored) const {
-      return Of(stored[0], stored.substr(1));
+      return TokenHash(static_cast<std::uint8_t>(stored[0]), stored.substr(1));
     }
-    std::size_t operator()(const PolicyKeyView& v) const { return Of(v.kind, v.bytes); }
-    static std::size_t Of(char kind, std::string_view bytes) {
-      return std::hash<std::string_view>{}(bytes) ^ static_cast<unsigned char>(kind);
-    }
+    std::size_t operator()(const TokenKey& k) const { return k.hash; }
   };
   struct PolicyKeyEq {
     using is_transparent = void;
     bool operator()(std::string_view a, std::string_view b) const { return a == b; }
-    bool operator()(std::string_view stored, const PolicyKeyView& v) const {
-      return stored.size() == v.bytes.size() + 1 && stored[0] == v.kind &&
-             stored.substr(1) == v.bytes;
+    bool operator()(std::string_view stored, const TokenKey& k) const {
+      return stored.size() == k.bytes.size() + 1 &&
+             static_cast<std::uint8_t>(stored[0]) == k.kind && stored.substr(1) == k.bytes;
     }
-    bool operator()(const PolicyKeyView& v, std::string_view stored) const {
-      return (*this)(stored, v);
-    }
+    bool operator()(const TokenKey& k, std::string_view stored) const { return (*this)(stored, k); }
   };
   mutable Mutex policy_mu_;
   std::unordered_map<std::string, FailurePolicy, PolicyKeyHash, PolicyKeyEq> policies_

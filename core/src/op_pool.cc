@@ -156,7 +156,7 @@ Depot& TheDepot(NodeKind kind) {
 
 // Statistics only; relaxed.
 Atomic<std::size_t> g_nodes_created{0};
-Atomic<std::size_t> g_nodes_dropped{0};  // OpPool::CountDropped
+Atomic<std::size_t> g_nodes_dropped{0};  // OpPool::FreeOrDrop
 
 // A thread's two magazines: it allocates from and frees into `loaded`; `spare`
 // absorbs a burst of either without a depot visit (a thread that alternates
@@ -343,7 +343,13 @@ void OpPool::Free(Operation* op) {
 std::size_t OpPool::NodesCreated() { return g_nodes_created.load(std::memory_order_relaxed); }
 
 // Relaxed: a count for tests and diagnosis, ordered with nothing.
-void OpPool::CountDropped() { g_nodes_dropped.fetch_add(1, std::memory_order_relaxed); }
+void OpPool::FreeOrDrop(Operation* op) noexcept {
+  try {
+    Free(op);
+  } catch (const std::bad_alloc&) {
+    g_nodes_dropped.fetch_add(1, std::memory_order_relaxed);
+  }
+}
 std::size_t OpPool::NodesDropped() { return g_nodes_dropped.load(std::memory_order_relaxed); }
 
 }  // namespace ordo::internal

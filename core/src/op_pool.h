@@ -39,8 +39,12 @@ class OpPool {
   // Returns a node whose callable was destroyed and whose refs reached 0, to the
   // pool of its kind.
   static void Free(Operation* op);
-  // A node its last holder could not Free (out of memory): lost to the pool.
-  static void CountDropped();
+  // Free, or, when Free throws bad_alloc (no magazine could be made for the
+  // node), drops the node, counted: nodes are never given back to the system
+  // anyway, so the pool is one node short and nothing else changes. For a last
+  // holder that cannot back out (EngineImpl::Reclaim).
+  static void FreeOrDrop(Operation* op) noexcept;
+  // Nodes FreeOrDrop dropped since the process started.
   static std::size_t NodesDropped();
   // Nodes made since the process started (for tests that count allocations).
   static std::size_t NodesCreated();

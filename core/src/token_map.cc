@@ -23,18 +23,26 @@ std::uint64_t Mix(std::uint64_t x) {
 constexpr int kDrainSpins = 2000;
 }  // namespace
 
+std::uint64_t TokenHash(std::uint8_t kind, std::string_view bytes) {
+  if (kind == static_cast<std::uint8_t>(Token::Kind::kInteger)) {
+    std::uint64_t v;
+    std::memcpy(&v, bytes.data(), sizeof(v));
+    return Mix(v ^ 0x9e3779b97f4a7c15ULL);
+  }
+  return absl::Hash<absl::string_view>{}(absl::string_view(bytes.data(), bytes.size()));
+}
+
 TokenKey MakeTokenKey(const Token& token, char (&scratch)[8]) {
   TokenKey k;
   k.kind = static_cast<std::uint8_t>(token.kind());
   if (token.kind() == Token::Kind::kInteger) {
-    std::uint64_t v = token.integer();
+    const std::uint64_t v = token.integer();
     std::memcpy(scratch, &v, sizeof(v));
     k.bytes = std::string_view(scratch, sizeof(v));
-    k.hash = Mix(v ^ 0x9e3779b97f4a7c15ULL);
   } else {
     k.bytes = token.text();
-    k.hash = absl::Hash<absl::string_view>{}(absl::string_view(k.bytes.data(), k.bytes.size()));
   }
+  k.hash = TokenHash(k.kind, k.bytes);
   return k;
 }
 

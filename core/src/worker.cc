@@ -722,7 +722,8 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
     });
   } catch (...) {
     threw = true;
-    error = TextOr([] { return std::string("unknown exception (not derived from std::exception)"); });
+    error = TextOr(
+        [] { return std::string("unknown exception (not derived from std::exception)"); });
   }
   t_running_engine = outer_engine;
   t_attempt = outer_attempt;
@@ -1126,21 +1127,13 @@ void EngineImpl::Reclaim(Operation* op) {
         // accesses before it frees the node.
         if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) next = s;
       }
-      DeleteRecurrence(ex);
-      delete ex;
+      DeleteExtras(ex);
       Facts(op).extras.store(nullptr, std::memory_order_relaxed);
     }
-    // Free throws bad_alloc when its thread's cache or the depot needs a
-    // magazine it cannot make; its callers (a Handle's destructor, DropRef in
-    // cleanups and in the engine's destructor) cannot back out, and the node
-    // has no other home. It is dropped: nodes are never given back to the
-    // system anyway (op_pool.cc), so the pool is one node short and nothing
-    // else changes. (The process used to end here, for want of one magazine.)
-    try {
-      OpPool::Free(op);
-    } catch (const std::bad_alloc&) {
-      OpPool::CountDropped();
-    }
+    // The node has no other home and our callers (a Handle's destructor,
+    // DropRef in cleanups and in the engine's destructor) cannot back out: out
+    // of memory for a magazine drops it (OpPool::FreeOrDrop).
+    OpPool::FreeOrDrop(op);
     op = next;
   }
 }
