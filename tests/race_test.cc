@@ -266,9 +266,12 @@ TEST(RaceTest, ACancelRequestBeforeTheNextOccurrenceIsNamedEndsTheSeries) {
   Engine engine({.workers = 1, .clock = &clock});
   absl::Cleanup release_runner = [&] { runner_made_next.LetGo(); };  // a failed ASSERT
   // Postponed by a second, so that target_id is set before the first runs.
-  auto first = engine.Submit([&] { runs.fetch_add(1); },
+  // Relaxed: a count, read after the engine's waits.
+  auto first = engine.Submit([&] { runs.fetch_add(1, std::memory_order_relaxed); },
                              {.postpone_until = clock.now() + 1s, .recurrence = "FREQ=HOURLY"});
   ASSERT_TRUE(first.ok());
+  // seq_cst (the default; release would do): what the hook reads is set
+  // before target_id names the operation.
   target_id.store(first->id());
   clock.Advance(1s);
   ASSERT_TRUE(runner_made_next.AwaitArrival()) << "the first occurrence never made its next";
@@ -302,9 +305,14 @@ TEST(RaceTest, ASubmitNestedInACallablesConstructorKeepsTheOuterSubmitsLease) {
   ScopedHook hook([&](TestPointId point, const void* stripe) {
     if (point != TestPointId::kCallablePlaced) return;
     const auto* st = static_cast<const ordo::internal::Stripe*>(stripe);
-    placed.fetch_add(1);
-    // A single-writer external stripe must still be this thread's lease.
-    if (st->single_writer && !st->leased.load()) unleased.fetch_add(1);
+    // Relaxed: counts, read on this same thread (the submitting one, where the
+    // hook fires) after the posts.
+    placed.fetch_add(1, std::memory_order_relaxed);
+    // A single-writer external stripe must still be this thread's lease
+    // (relaxed: our own lease, set by this thread).
+    if (st->single_writer && !st->leased.load(std::memory_order_relaxed)) {
+      unleased.fetch_add(1, std::memory_order_relaxed);
+    }
   });
   {
     // A lease of an engine destroyed since stays in the thread's cache (L2):
@@ -326,10 +334,11 @@ TEST(RaceTest, ASubmitNestedInACallablesConstructorKeepsTheOuterSubmitsLease) {
       if (!std::exchange(n.armed, false)) return;
       armed = false;
       for (auto& e : *others) {
-        if (!e->Post([r = ran] { r->fetch_add(1); }).ok()) std::abort();
+        // Relaxed: a count, read after WaitIdle.
+        if (!e->Post([r = ran] { r->fetch_add(1, std::memory_order_relaxed); }).ok()) std::abort();
       }
     }
-    void operator()() const { ran->fetch_add(1); }
+    void operator()() const { ran->fetch_add(1, std::memory_order_relaxed); }  // as above
   };
   ASSERT_TRUE(outer.Post([] {}).ok());  // the thread's lease of `outer` first
   ASSERT_TRUE(outer.Post(Nesting(&others, &ran)).ok());
@@ -345,6 +354,10 @@ TEST(RaceTest, ASubmitNestedInACallablesConstructorKeepsTheOuterSubmitsLease) {
 // cannot empty the chain (the tail is the producer's node), so it waits for the
 // link; the producer's node then runs next, in order.
 TEST(RaceTest, ARunnerWaitsForTheLinkOfAProducerBetweenItsTwoSteps) {
+  // seq_cst (the defaults) on both, more than they need: producer_thread
+  // matches only on the thread that stored it; held_node is stored before
+  // producer_exchanged.Arrive (a mutex), which the test awaits before it lets
+  // the runner on towards kAdvanceWaitsForLink.
   std::atomic<const void*> held_node{nullptr};
   std::atomic<std::thread::id> producer_thread{};
   Stop producer_exchanged;  // kChainLinkPending on the producer's thread: held
@@ -399,6 +412,8 @@ TEST(RaceTest, ASweepLeavesAnIdleChainThatAPinnedProducerIsAboutToPushTo) {
   using ordo::internal::OpPool;
   using ordo::internal::TokenKey;
   using ordo::internal::TokenMap;
+  // seq_cst (the default), more than it needs: it matches only on the thread
+  // that stored it.
   std::atomic<std::thread::id> producer_thread{};
   Stop producer_pinned;  // kTokenPushPinned on the producer's thread: held
   ScopedHook hook([&](TestPointId point, const void*) {

@@ -75,6 +75,15 @@ TEST(AllocationTest, SteadyStateAllocatesNothingPerOperation) {
                                             << " operations";
 }
 
+// Runs 1,000 named operations (full nodes with extras) and waits: the node
+// pools are stocked, so a test's next allocation is its own.
+void StockNodePools(Engine& engine) {
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(engine.Submit([] {}, {.name = "warm"}).ok());
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+}
+
 // Posts failing operations (each returns an error Status) with `token` (none
 // if empty), `warm_rounds` rounds of 20,000 untimed and then `measured` more, a
 // bounded backlog each (as Round: no round needs more nodes than the last), and
@@ -89,7 +98,8 @@ double AllocationsPerFailedPost(Engine& engine, const Token& token, int warm_rou
         ran.fetch_add(1, std::memory_order_relaxed);
         return absl::InternalError("fails on purpose");
       };
-      const absl::Status s = token.empty() ? engine.Post(body) : engine.Post(body, {.token = token});
+      const absl::Status s =
+          token.empty() ? engine.Post(body) : engine.Post(body, {.token = token});
       if (!s.ok()) std::abort();
       if (i % 1000 == 999 && !engine.WaitIdle().ok()) std::abort();
     }
@@ -221,7 +231,9 @@ TEST(AllocationTest, ASmallCallableWhoseMoveMayThrowCostsOneAllocation) {
     MayThrow(MayThrow&&) noexcept(false) {}
   };
   const long allocations = AllocationsOfAThousand(
-      engine, [&] { return engine.Post([&ran, m = MayThrow()] { ran.fetch_add(1); }); });
+      engine, [&] {  // relaxed: a count, read after the engine's waits
+        return engine.Post([&ran, m = MayThrow()] { ran.fetch_add(1, std::memory_order_relaxed); });
+      });
   EXPECT_EQ(ran.load(), 6000);
   EXPECT_GE(allocations, 1000);
   EXPECT_LE(allocations, 1010);
@@ -233,10 +245,7 @@ TEST(AllocationTest, ASmallCallableWhoseMoveMayThrowCostsOneAllocation) {
 // wait for ever: the exception left the submit's Dekker count raised).
 TEST(AllocationTest, SubmitOutOfMemoryBeforeAdmissionThrowsAndTakesNothing) {
   Engine engine({.workers = 1});
-  for (int i = 0; i < 1000; ++i) {  // node pools stocked: the first allocation is ours
-    ASSERT_TRUE(engine.Submit([] {}, {.name = "warm"}).ok());
-  }
-  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_NO_FATAL_FAILURE(StockNodePools(engine));  // the first allocation is ours
   const Stats before = engine.stats();
   auto destroyed = std::make_shared<int>(0);
   bool threw = false;
@@ -571,10 +580,7 @@ TEST(AllocationTest, ARetryAfterOutOfMemoryRecordsNoRetry) {
 TEST(AllocationTest, ASeriesWhoseNextOccurrenceFindsNoMemoryEndsFailedSayingWhy) {
   ordo::ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock});
-  for (int i = 0; i < 1000; ++i) {  // node pools stocked: no magazine is needed below
-    ASSERT_TRUE(engine.Submit([] {}, {.name = "warm"}).ok());
-  }
-  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_NO_FATAL_FAILURE(StockNodePools(engine));  // so no magazine is needed below
   const Stats before = engine.stats();
   int cases = 0;
   for (FailurePolicy policy : {FailurePolicy::kCancelRest, FailurePolicy::kHalt}) {
@@ -621,7 +627,10 @@ TEST(AllocationTest, ASeriesWhoseNextOccurrenceFindsNoMemoryEndsFailedSayingWhy)
   EXPECT_EQ(after.postponed, 0u);
   // The worker allocates again: a series runs to its end.
   std::atomic<int> again{0};
-  ASSERT_TRUE(engine.Post([&again] { again.fetch_add(1); }, {.recurrence = "FREQ=MINUTELY;COUNT=3"})
+  // Relaxed: a count, read after WaitIdle.
+  ASSERT_TRUE(engine
+                  .Post([&again] { again.fetch_add(1, std::memory_order_relaxed); },
+                        {.recurrence = "FREQ=MINUTELY;COUNT=3"})
                   .ok());
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(engine.WaitIdle().ok());
@@ -640,10 +649,7 @@ TEST(AllocationTest, ASeriesWhoseNextOccurrenceFindsNoMemoryEndsFailedSayingWhy)
 // worker, and the process.)
 TEST(AllocationTest, AFailuresTextThatFindsNoMemorySaysSoAndTheWorkerGoesOn) {
   Engine engine({.workers = 1});
-  for (int i = 0; i < 1000; ++i) {  // node pools stocked: no magazine is needed below
-    ASSERT_TRUE(engine.Submit([] {}, {.name = "warm"}).ok());
-  }
-  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_NO_FATAL_FAILURE(StockNodePools(engine));  // so no magazine is needed below
   const std::string long_text(40, 'x');  // past std::string's inline bytes
   auto fail_next_and_throw = [long_text] {
     std::runtime_error e(long_text);  // its text allocated before the failure

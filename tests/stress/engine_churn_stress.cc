@@ -70,10 +70,7 @@ namespace ordo {
 namespace {
 
 using namespace std::chrono_literals;
-using stress::Producers;
-using stress::Scale;
-using stress::TokenState;
-using stress::Watchdog;
+using namespace stress;  // stress_support.h
 
 constexpr int kEngineSlots = 6;  // more than a thread's lease cache (4) holds
 constexpr int kChurners = 3;     // slot s is churner s % kChurners's
@@ -432,8 +429,7 @@ void CheckGen(Gen& g, const Stats* st) {
     } else {
       ++accepted;
       runs += n;
-      const bool must_run = g.mode == ShutdownMode::kDrainAll ||
-                            (g.mode == ShutdownMode::kDrainReady && !r.postponed);
+      const bool must_run = MustRun(g.mode, r.postponed);
       ok = freed == 1 && n <= 1 && (n == 1 || !must_run);
       if (r.handle.valid()) {
         const State s = r.handle.state();

@@ -27,16 +27,34 @@ namespace ordo {
 namespace {
 
 using namespace std::chrono_literals;
-using stress::Oracle;
-using stress::Producers;
-using stress::Scale;
-using stress::TokenState;
-using stress::Watchdog;
-using stress::Workers;
+using namespace stress;  // stress_support.h
 
-// SuspendToken, then ResumeToken, on `t`, adding up what each reported.
-void SuspendAndResume(Engine& engine, const Token& t, std::size_t& suspended,
-                      std::size_t& resumed) {
+// A watchdog's report: the engine's counts at `tick`, and each token with
+// operations pending, with its head.
+void ReportStuck(const Engine& engine, const char* what, long tick,
+                 const std::vector<Token>& tokens) {
+  const Stats now = engine.stats();
+  std::fprintf(stderr, "%s stuck: tick %ld, submitted %llu, pending %llu, postponed %llu\n", what,
+               tick, static_cast<unsigned long long>(now.submitted),
+               static_cast<unsigned long long>(now.pending),
+               static_cast<unsigned long long>(now.postponed));
+  for (const Token& t : tokens) {
+    auto info = engine.TokenInfo(t);
+    if (!info.ok() || info->pending == 0) continue;
+    std::fprintf(stderr, "  %s: %zu pending, head %llu %s\n", t.text().data(), info->pending,
+                 static_cast<unsigned long long>(info->head_id),
+                 info->head_state ? StateName(*info->head_state).data() : "(none)");
+  }
+}
+
+// A control that cancels nothing: one time in three TokenInfo on `t`, else
+// SuspendToken and then ResumeToken, adding up what each reported.
+void InspectOrSuspendAndResume(Engine& engine, const Token& t, std::mt19937& rng,
+                               std::size_t& suspended, std::size_t& resumed) {
+  if (rng() % 3 == 0) {
+    EXPECT_TRUE(engine.TokenInfo(t).ok());
+    return;
+  }
   auto s = engine.SuspendToken(t);
   auto r = engine.ResumeToken(t);
   EXPECT_TRUE(s.ok() && r.ok()) << s.status() << " " << r.status();
@@ -236,10 +254,8 @@ void RunSeriesTokenControlStress(SeriesEnd end, int producers, long bursts) {
           EXPECT_TRUE(n.ok()) << n.status();
           if (n.ok()) cancel_token_count += *n;
           last_cancel_tick = tick;
-        } else if (rng() % 3 == 0) {
-          EXPECT_TRUE(engine.TokenInfo(t).ok());
         } else {
-          SuspendAndResume(engine, t, suspended, resumed);
+          InspectOrSuspendAndResume(engine, t, rng, suspended, resumed);
         }
         ++controls;
         control_count.fetch_add(1, std::memory_order_relaxed);
@@ -249,10 +265,9 @@ void RunSeriesTokenControlStress(SeriesEnd end, int producers, long bursts) {
     for (int p = 0; p < producers; ++p) {
       threads.emplace_back([&, p] {
         // However it returns (a failed assertion too), the ticker goes on.
-        struct Done {
-          std::atomic<long>& bursts;
-          ~Done() { bursts.store(1L << 40, std::memory_order_relaxed); }
-        } done_on_return{bursts_done[p]};
+        // Relaxed, as every bursts_done access: a count the ticker polls.
+        OnReturn done_on_return{
+            [&done = bursts_done[p]] { done.store(1L << 40, std::memory_order_relaxed); }};
         std::mt19937 rng(500 + p);
         for (long i = 0; i < per_producer; ++i) {
           if (i % kBurst == 0) {
@@ -307,21 +322,8 @@ void RunSeriesTokenControlStress(SeriesEnd end, int producers, long bursts) {
       });
     }
     Watchdog watchdog(120s * Scale(), [&] {
-      const Stats now = engine.stats();
-      std::fprintf(stderr,
-                   "series stress (end %d) stuck: tick %ld, submitted %llu, pending %llu, "
-                   "postponed %llu\n",
-                   static_cast<int>(end), tick_of_now(),
-                   static_cast<unsigned long long>(now.submitted),
-                   static_cast<unsigned long long>(now.pending),
-                   static_cast<unsigned long long>(now.postponed));
-      for (const Token& t : tokens) {
-        auto info = engine.TokenInfo(t);
-        if (!info.ok() || info->pending == 0) continue;
-        std::fprintf(stderr, "  %s: %zu pending, head %llu %s\n", t.text().data(), info->pending,
-                     static_cast<unsigned long long>(info->head_id),
-                     info->head_state ? StateName(*info->head_state).data() : "(none)");
-      }
+      const std::string what = "series stress (end " + std::to_string(static_cast<int>(end)) + ")";
+      ReportStuck(engine, what.c_str(), tick_of_now(), tokens);
     });
     for (auto& t : threads) t.join();
     // The last tick (the producers are done: nothing holds the ticker back).
@@ -762,10 +764,8 @@ void RunRetryTokenControlStress(int producers, long per_producer) {
               ++requested_answers;
             }
           }
-        } else if (rng() % 3 == 0) {
-          EXPECT_TRUE(engine.TokenInfo(t).ok());
         } else {
-          SuspendAndResume(engine, t, suspended, resumed);
+          InspectOrSuspendAndResume(engine, t, rng, suspended, resumed);
         }
         ++controls;
         control_count.fetch_add(1, std::memory_order_relaxed);
@@ -827,19 +827,7 @@ void RunRetryTokenControlStress(int producers, long per_producer) {
       });
     }
     Watchdog watchdog(120s * Scale(), [&] {
-      const Stats now = engine.stats();
-      std::fprintf(stderr,
-                   "retry stress stuck: tick %ld, submitted %llu, pending %llu, postponed %llu\n",
-                   static_cast<long>(tick_of_now()), static_cast<unsigned long long>(now.submitted),
-                   static_cast<unsigned long long>(now.pending),
-                   static_cast<unsigned long long>(now.postponed));
-      for (const Token& t : tokens) {
-        auto info = engine.TokenInfo(t);
-        if (!info.ok() || info->pending == 0) continue;
-        std::fprintf(stderr, "  %s: %zu pending, head %llu %s\n", t.text().data(), info->pending,
-                     static_cast<unsigned long long>(info->head_id),
-                     info->head_state ? StateName(*info->head_state).data() : "(none)");
-      }
+      ReportStuck(engine, "retry stress", static_cast<long>(tick_of_now()), tokens);
     });
     for (auto& t : threads) t.join();
     stop_controller.store(true, std::memory_order_relaxed);

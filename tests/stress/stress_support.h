@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "ordo/engine.h"
 #include "support/journal.h"
 
 namespace ordo::stress {
@@ -47,6 +48,23 @@ struct Oracle {
   std::atomic<long> overlaps{0};
   std::atomic<long> reorders{0};
 };
+
+// Whether Shutdown(mode) must run an operation accepted before it began, left
+// unsuspended and not canceled by anyone else: kDrainAll runs all of them,
+// kDrainReady those not postponed; kCancelPending promises none.
+inline bool MustRun(ShutdownMode mode, bool postponed) {
+  return mode == ShutdownMode::kDrainAll || (mode == ShutdownMode::kDrainReady && !postponed);
+}
+
+// Runs `f` as it goes out of scope, however the scope is left (a failed ASSERT
+// returns from a thread's function too).
+template <typename F>
+struct OnReturn {
+  F f;
+  ~OnReturn() { f(); }
+};
+template <typename F>
+OnReturn(F) -> OnReturn<F>;
 
 // Fails a test that would hang: unless dismissed (destroyed) within `limit`, it
 // prints what `report` says and ends the process. A bound, not a sleep: the test

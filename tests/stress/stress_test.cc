@@ -35,12 +35,7 @@ namespace ordo {
 namespace {
 
 using namespace std::chrono_literals;
-using stress::Oracle;
-using stress::Producers;
-using stress::Scale;
-using stress::TokenState;
-using stress::Watchdog;
-using stress::Workers;
+using namespace stress;  // stress_support.h
 
 void RunStress(int workers, int producers, long per_producer) {
   constexpr int kHotTokens = 4;
@@ -765,7 +760,8 @@ void RunSoleRunRace(int producers, long per_producer) {
       }
       // A Postpone that succeeded held its operation until the clock moved.
       if (held[p][i] && ran_at[p * per_producer + i].load() < released_at && not_held++ < 5) {
-        ADD_FAILURE() << "producer " << p << " op " << i << ": postponed, yet it ran before its time";
+        ADD_FAILURE() << "producer " << p << " op " << i
+                      << ": postponed, yet it ran before its time";
       }
     }
   }
@@ -1388,10 +1384,8 @@ void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
       for (int p = 0; p < producers; ++p) {
         recs[p] = std::make_unique<ShutdownRec[]>(kMaxPerProducer);
         threads.emplace_back([&, p] {
-          struct Exited {
-            std::atomic<int>& n;
-            ~Exited() { n.fetch_add(1, std::memory_order_relaxed); }
-          } exited_on_return{exited};
+          // Relaxed: a count the main thread polls, ordered with nothing.
+          OnReturn exited_on_return{[&exited] { exited.fetch_add(1, std::memory_order_relaxed); }};
           std::mt19937 rng(9000 + 31 * round + p);
           for (long i = 0; i < kMaxPerProducer; ++i) {
             const auto soon = [&] { return clock.now() + std::chrono::microseconds(rng() % 3000); };
@@ -1637,8 +1631,7 @@ void RunShutdownModeStress(ShutdownMode mode, int producers, int rounds) {
         const int runs = item.runs.load();
         batch_items += item.posted;
         bool ok = item.posted ? runs <= 1 : runs == 0;
-        if (item.posted && (mode == ShutdownMode::kDrainAll ||
-                            (mode == ShutdownMode::kDrainReady && !item.postponed))) {
+        if (item.posted && MustRun(mode, item.postponed)) {
           ok = runs == 1;
         }
         if (!ok && batch_bad++ < 5) {
@@ -1712,7 +1705,9 @@ void RunBatchShutdownStress(ShutdownMode mode, int producers, int rounds) {
           if (rng() % 4 != 0) {
             auto n = engine.CancelToken(t);
             EXPECT_TRUE(n.ok()) << n.status();
-            if (n.ok()) control_canceled.fetch_add(static_cast<long>(*n), std::memory_order_relaxed);
+            if (n.ok()) {
+              control_canceled.fetch_add(static_cast<long>(*n), std::memory_order_relaxed);
+            }
           } else {
             EXPECT_TRUE(engine.TokenInfo(t).ok());
           }
@@ -1723,10 +1718,8 @@ void RunBatchShutdownStress(ShutdownMode mode, int producers, int rounds) {
       for (int p = 0; p < producers; ++p) {
         recs[p] = std::make_unique<BatchItemRec[]>(kMaxPerProducer);
         threads.emplace_back([&, p] {
-          struct Exited {
-            std::atomic<int>& n;
-            ~Exited() { n.fetch_add(1, std::memory_order_relaxed); }
-          } exited_on_return{exited};
+          // Relaxed: a count the main thread polls, ordered with nothing.
+          OnReturn exited_on_return{[&exited] { exited.fetch_add(1, std::memory_order_relaxed); }};
           std::mt19937 rng(6100 + 37 * round + p);
           Batch batch(engine);
           long i = 0;
@@ -1771,7 +1764,8 @@ void RunBatchShutdownStress(ShutdownMode mode, int producers, int rounds) {
               continue;
             }
             ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
-            EXPECT_EQ(batch.size(), static_cast<std::size_t>(n));  // a refused batch keeps its items
+            // A refused batch keeps its items.
+            EXPECT_EQ(batch.size(), static_cast<std::size_t>(n));
             // Refused once, refused again: the batch, and a new one.
             s = engine.PostBatch(batch);
             if (s.ok()) accepted_after_refusal.fetch_add(n, std::memory_order_relaxed);
@@ -1820,8 +1814,7 @@ void RunBatchShutdownStress(ShutdownMode mode, int producers, int rounds) {
         if (r.token >= 0 && r.token < kTargets) {
           unrun_targets += runs == 0;
           unrun_ready_targets += runs == 0 && !r.postponed;
-        } else if (mode == ShutdownMode::kDrainAll ||
-                   (mode == ShutdownMode::kDrainReady && !r.postponed)) {
+        } else if (MustRun(mode, r.postponed)) {
           missed += runs != 1;
         }
       }
