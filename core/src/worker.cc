@@ -294,8 +294,15 @@ void EngineImpl::MakeHead(Operation* op) {
 
 bool EngineImpl::BecomeHead(Operation* op) {
   if (op->chain != nullptr) {
-    // seq_cst: the hazard protocol's runner half (Chain::hazard_).
-    op->chain->head_.store(op, std::memory_order_seq_cst);
+    // Release: a walker that loads op here sees op's fields. Not seq_cst: the
+    // hazard protocol's store-then-load is the runner's (a later head_ store,
+    // then its hazard_ load: AdvanceChain, TryEmpty), and the activator loads no
+    // hazard after this store. A walker's re-read in PinHead cannot return op
+    // once the runner's seq_cst store of the next head precedes it in the total
+    // order, since this store happens-before that one; so PinHead's guarantee
+    // holds. The xchg a seq_cst store costs on x86 was one of the locked
+    // instructions of every activation (nearly every submit in W2).
+    op->chain->head_.store(op, std::memory_order_release);
   }
   std::uint32_t next;
   const std::uint32_t w = TakeHead(op, &next);
