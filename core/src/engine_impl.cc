@@ -655,7 +655,14 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
       char scratch[8];
       const TokenKey key = MakeTokenKey(o.token, scratch);
       Facts(op).token_hash = key.hash;
-      if (tokens_.Push(key, op)) MakeHead(op);
+      if (tokens_.Push(key, op)) {
+        if (!with_handle && initial == State::kWaiting) {
+          BecomePrivateHead(op);  // H6 (operation.h)
+          Schedule(op, st);
+        } else {
+          MakeHead(op);
+        }
+      }
     }
   } catch (...) {
     ORDO_CHECK(false,
@@ -849,7 +856,14 @@ absl::Status EngineImpl::EnqueueBatch(const BatchItem* items, std::size_t n,
         }
         const TokenKey key = ring[i % kKeyAhead].key;  // made kKeyAhead items ago
         if (!held) Facts(op).token_hash = key.hash;    // a held one's is written above
-        if (tokens_.Push(key, op) && BecomeHead(op)) chunk[k++] = op;
+        if (tokens_.Push(key, op)) {
+          if (!held) {
+            BecomePrivateHead(op);  // H6 (operation.h): no Handle, not armed
+            chunk[k++] = op;
+          } else if (BecomeHead(op)) {
+            chunk[k++] = op;
+          }
+        }
       }
       fetch_key(i + kKeyAhead);  // into the slot item i's key just left
       if (k == kChunk) {

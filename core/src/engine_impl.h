@@ -416,6 +416,9 @@ class EngineImpl {
   // MakeHead without the Schedule: true when the caller took ownership of the
   // head (then it must schedule it; EnqueueBatch gathers such heads).
   bool BecomeHead(Operation* op);
+  // BecomeHead for a Waiting node that nobody else can reach yet (operation.h H6):
+  // a store, not an RMW. The caller owns the head and must schedule it.
+  void BecomePrivateHead(Operation* op);
   // Sets kHeadBit (and kOwnedBit when it takes ownership, H1) in one RMW; returns
   // the prior word and stores the new one in *next.
   static std::uint32_t TakeHead(Operation* op, std::uint32_t* next);

@@ -30,6 +30,15 @@
 //   H4  Only the worker that moved the word to kInProgress changes it while it is
 //       kInProgress (Cancel only sets cancel_requested).
 //   H5  A Waiting head with kOwnedBit clear does not exist.
+//   H6  H1's RMW is a plain store where nobody else can reach the node yet: a
+//       Waiting node with no Handle and no registration as held (a Post, a
+//       batch item) that has just activated its idle chain (Chain C2). Walkers
+//       start at the chain's head_ (Chain::PinHead), which the emptying runner
+//       cleared before its emptying CAS (TokenMap T3); producers behind it write
+//       only its link; nothing else holds it. Its submitter stores the head and
+//       owner bits, then publishes the node with a release store of head_
+//       (EngineImpl::BecomePrivateHead). The RMW was a locked instruction on
+//       every activation (W2: 97-101 -> 84-88 ns without it).
 //
 // References. refs counts Handles plus one for the engine, dropped when a worker
 // (or the chain walk that skips it) has finished with the node. The last reference

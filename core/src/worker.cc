@@ -315,6 +315,18 @@ bool EngineImpl::BecomeHead(Operation* op) {
   return TookOwnership(w, next);
 }
 
+// H6 (operation.h): nobody else can reach op until head_ names it, so nobody
+// can have changed its word since its submitter wrote it.
+void EngineImpl::BecomePrivateHead(Operation* op) {
+  // Relaxed: the word is ours alone (H6); the release below publishes it.
+  const std::uint32_t w = op->word.load(std::memory_order_relaxed);
+  ORDO_DCHECK(StateOf(w) == State::kWaiting && (w & kHeadBit) == 0,
+              "a private head that is not a fresh Waiting node");
+  op->word.store(w | kHeadBit | kOwnedBit, std::memory_order_relaxed);
+  // Release: a walker that loads op from head_ sees its word (BecomeHead).
+  op->chain->head_.store(op, std::memory_order_release);
+}
+
 bool EngineImpl::HasVisibleWork() const {
   if (injector_.size_approx() != 0) return true;
   for (const auto& w : workers_) {
