@@ -611,9 +611,13 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
     }
     due = kNoTime;
   }
+  // The id's RMW before the callable's stores: a locked instruction waits for
+  // the stores ahead of it, and here there are none of the node's yet (W2: 7
+  // of 8 paired runs 3-5 % faster). A callable whose move throws leaves a gap.
+  const std::uint64_t id = TakeIds(st);
   PlaceCallable(op, f, st, /*timer_reserved=*/due != kNoTime);  // past the last refusal (C1)
   // The node is private until the push below publishes it.
-  InitFacts(op, TakeIds(st), this, serial_, now, due);
+  InitFacts(op, id, this, serial_, now, due);
   if (o.suspended && due != kNoTime) MarkPlaceKept(op);  // the place reserved above
   // The engine's reference, and the Handle's if Submit makes one.
   op->refs.store(with_handle ? 2 : 1, std::memory_order_relaxed);
