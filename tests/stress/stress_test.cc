@@ -633,6 +633,7 @@ void RunPostStress(int producers, long per_producer, int batch_max = 0) {
 void RunShutdownRace(int producers, int rounds) {
   for (int round = 0; round < rounds; ++round) {
     std::atomic<long> accepted{0}, ran{0}, refused_after_refusal{0}, accepted_after_refusal{0};
+    std::atomic<int> exited{0};
     long ran_at_shutdown = 0;
     Stats stats;
     {
@@ -640,6 +641,7 @@ void RunShutdownRace(int producers, int rounds) {
       std::vector<std::thread> threads;
       for (int p = 0; p < producers; ++p) {
         threads.emplace_back([&, p] {
+          OnReturn exited_on_return{[&exited] { exited.fetch_add(1, std::memory_order_relaxed); }};
           bool refused = false;
           for (long i = 0;; ++i) {
             auto body = [&ran] { ran.fetch_add(1, std::memory_order_relaxed); };
@@ -660,10 +662,20 @@ void RunShutdownRace(int producers, int rounds) {
           }
         });
       }
-      // Shut down once some work is in (a count, not a sleep), different per round.
-      const long start_at = 2000 + 500 * (round % 7);
-      while (accepted.load(std::memory_order_relaxed) < start_at) std::this_thread::yield();
-      EXPECT_TRUE(engine.Shutdown(ShutdownMode::kDrainReady).ok());  // the threads must be joined
+      {
+        Watchdog watchdog(60s, [&] {
+          std::fprintf(stderr, "shutdown race, round %d: %ld accepted, %ld ran, %d producers ended\n",
+                       round, accepted.load(), ran.load(), exited.load());
+        });
+        // Shut down once some work is in (a count, not a sleep), different per
+        // round (a producer that stopped on a failed assertion ends the wait).
+        const long start_at = 2000 + 500 * (round % 7);
+        while (accepted.load(std::memory_order_relaxed) < start_at &&
+               exited.load(std::memory_order_relaxed) < producers) {
+          std::this_thread::yield();
+        }
+        EXPECT_TRUE(engine.Shutdown(ShutdownMode::kDrainReady).ok());  // threads must be joined
+      }
       ran_at_shutdown = ran.load();
       for (auto& t : threads) t.join();
       stats = engine.stats();
