@@ -89,17 +89,23 @@ struct Lease {
   bool owned = false;  // leased (L1), not a shared stripe
 };
 
+// GiveBack, for a caller that holds the registry mutex.
+void GiveBackLocked(Lease& l) {
+  if (l.owned && LiveEngines().contains(l.serial)) {
+    FlushOwnCredits(*l.stripe);  // K2 (engine_impl.cc): reclaimable again
+    // D2: the rest of our block of ids is not the next lessee's, whose ids
+    // must keep increasing in its own order.
+    l.stripe->id_next = l.stripe->id_end;
+    // Release: our counts before the next lessee's (L1).
+    l.stripe->leased.store(false, std::memory_order_release);
+  }
+  l = Lease{};
+}
+
 void GiveBack(Lease& l) {
   if (l.owned) {
     std::lock_guard<std::mutex> lock(RegistryMutex());
-    if (LiveEngines().contains(l.serial)) {
-      FlushOwnCredits(*l.stripe);  // K2 (engine_impl.cc): reclaimable again
-      // D2: the rest of our block of ids is not the next lessee's, whose ids
-      // must keep increasing in its own order.
-      l.stripe->id_next = l.stripe->id_end;
-      // Release: our counts before the next lessee's (L1).
-      l.stripe->leased.store(false, std::memory_order_release);
-    }
+    GiveBackLocked(l);
   }
   l = Lease{};
 }
@@ -164,6 +170,30 @@ Stripe& EngineImpl::ExternalStripe() {
   for (Lease& l : leases.slot) {
     if (l.serial == serial_) return *l.stripe;
   }
+  // L4: the lease evicted is one no submit of this thread is inside. A
+  // callable's constructor runs inside its submit (PlaceCallable) and may
+  // submit to other engines; evicting the outer submit's lease there let
+  // another thread lease that stripe while the outer submit still wrote it.
+  // The look is under the registry mutex, with the engine's liveness: a cached
+  // lease may be of an engine destroyed since (L2), whose stripes are freed (a
+  // look without it read them). Relaxed: a live leased stripe's `submitting`
+  // is this thread's own to write. The victim goes back under the same lock
+  // (L2), before a stripe of this engine is leased for its slot.
+  int victim = -1;
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    for (int tries = 0; tries < ThreadLeases::kSlots && victim < 0; ++tries) {
+      const int i = static_cast<int>(leases.victim++ % ThreadLeases::kSlots);
+      const Lease& l = leases.slot[i];
+      const bool busy = l.owned && LiveEngines().contains(l.serial) &&
+                        l.stripe->submitting.load(std::memory_order_relaxed) != 0;
+      if (!busy) victim = i;
+    }
+    if (victim >= 0) GiveBackLocked(leases.slot[victim]);
+  }
+  // Every slot is inside a submit (four engines nested): a shared stripe for
+  // this one, and no lease taken.
+  if (victim < 0) return SharedStripe();
   Lease fresh{serial_, nullptr, false};
   for (std::size_t i = kSharedStripes; i < kExternalStripes; ++i) {
     Stripe& s = external_[i];
@@ -177,36 +207,11 @@ Stripe& EngineImpl::ExternalStripe() {
       break;
     }
   }
+  // All leased to other threads: a shared stripe, cached like a lease (it is
+  // never given back, owned false), so this thread does not look again.
   if (fresh.stripe == nullptr) fresh.stripe = &SharedStripe();
-  // L4: the lease evicted is one no submit of this thread is inside. A
-  // callable's constructor runs inside its submit (PlaceCallable) and may
-  // submit to other engines; evicting the outer submit's lease there let
-  // another thread lease that stripe while the outer submit still wrote it.
-  // The look is under the registry mutex, with the engine's liveness: a cached
-  // lease may be of an engine destroyed since (L2), whose stripes are freed (a
-  // look without it read them). Relaxed: a live leased stripe's `submitting`
-  // is this thread's own to write.
-  int victim = -1;
-  {
-    std::lock_guard<std::mutex> lock(RegistryMutex());
-    for (int tries = 0; tries < ThreadLeases::kSlots && victim < 0; ++tries) {
-      const int i = static_cast<int>(leases.victim++ % ThreadLeases::kSlots);
-      const Lease& l = leases.slot[i];
-      const bool busy = l.owned && LiveEngines().contains(l.serial) &&
-                        l.stripe->submitting.load(std::memory_order_relaxed) != 0;
-      if (!busy) victim = i;
-    }
-  }
-  if (victim >= 0) {
-    Lease& slot = leases.slot[victim];
-    GiveBack(slot);  // checks the engine's liveness again (L2)
-    slot = fresh;
-    return *fresh.stripe;
-  }
-  // Every slot is inside a submit (four engines nested): a shared stripe for
-  // this one, and the fresh lease, unused, given back.
-  GiveBack(fresh);
-  return SharedStripe();
+  leases.slot[victim] = fresh;
+  return *fresh.stripe;
 }
 
 // Shutdown's Dekker (see EngineImpl::Shutdown): submitting goes up before
