@@ -455,4 +455,77 @@ TEST(RaceTest, ASweepLeavesAnIdleChainThatAPinnedProducerIsAboutToPushTo) {
   OpPool::Free(b);
 }
 
+// H6 (operation.h): a Post that activates its idle chain takes the head with
+// plain stores, its head and owner bits first, then the chain's head_. A token
+// walk that comes in between finds the chain active with no head, waits for
+// it, and then cancels the operation; the cancel holds. With the two stores
+// the other way round the walk found the node before its bits were stored, its
+// cancel was overwritten by them, and the body ran.
+TEST(RaceTest, ATokenWalkDuringAPostsActivationWaitsForTheHeadAndItsCancelHolds) {
+  // seq_cst (the defaults), more than they need: each matches only the
+  // thread or node that stored it.
+  std::atomic<std::thread::id> producer_thread{};
+  std::atomic<bool> walk_ended{false};
+  Stop producer_stored_bits;  // kPrivateHeadBitsStored on the producer: held
+  Stop walker_waits;          // kWalkerAwaitsHead: passes
+  ScopedHook hook([&](TestPointId point, const void*) {
+    if (point == TestPointId::kPrivateHeadBitsStored &&
+        std::this_thread::get_id() == producer_thread.load()) {
+      producer_stored_bits.Arrive();
+      producer_stored_bits.HoldUntilLetGo();
+    } else if (point == TestPointId::kWalkerAwaitsHead) {
+      walker_waits.Arrive();
+    }
+  });
+  std::atomic<int> ran{0};
+  std::thread producer, walker;
+  absl::StatusOr<std::size_t> canceled = 0;
+  // Both workers busy until the walk has ended, so the operation is still
+  // Waiting when the walker finds it (else a worker may start it first, and a
+  // cancel of a running operation is only a request).
+  std::latch workers_busy(2);
+  std::latch workers_may_go(1);
+  bool workers_released = false;
+  Engine engine({.workers = 2});
+  absl::Cleanup release_all = [&] {
+    producer_stored_bits.LetGo();
+    if (!workers_released) workers_may_go.count_down();
+    if (producer.joinable()) producer.join();
+    if (walker.joinable()) walker.join();
+  };
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(engine.Post([&] {
+      workers_busy.count_down();
+      workers_may_go.wait();
+    }).ok());
+  }
+  workers_busy.wait();
+  producer = std::thread([&] {
+    producer_thread.store(std::this_thread::get_id());
+    EXPECT_TRUE(engine.Post([&ran] { ran.fetch_add(1); }, {.token = "t"}).ok());
+  });
+  ASSERT_TRUE(producer_stored_bits.AwaitArrival()) << "the Post never took its head privately";
+  walker = std::thread([&] {
+    canceled = engine.CancelToken("t");
+    walk_ended.store(true);
+    walker_waits.Arrive();  // ends the wait below if the walk never had to wait
+  });
+  ASSERT_TRUE(walker_waits.AwaitArrival()) << "the walk neither waited nor ended";
+  EXPECT_FALSE(walk_ended.load()) << "the walk ended before the Post had made itself the head";
+  producer_stored_bits.LetGo();
+  producer.join();
+  walker.join();
+  workers_released = true;
+  workers_may_go.count_down();
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  ASSERT_TRUE(canceled.ok()) << canceled.status();
+  EXPECT_EQ(*canceled, 1u);
+  EXPECT_EQ(ran.load(), 0) << "a canceled operation ran";
+  const ordo::Stats st = engine.stats();
+  EXPECT_EQ(st.submitted, 3u);  // the two that held the workers, and the Post
+  EXPECT_EQ(st.canceled, 1u);
+  EXPECT_EQ(st.succeeded, 2u);
+  EXPECT_EQ(st.pending, 0u);
+}
+
 }  // namespace

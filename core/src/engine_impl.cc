@@ -1363,6 +1363,7 @@ std::size_t EngineImpl::ForEachInChain(
       // two steps of Submit), or its runner is emptying it (TokenMap T3), or
       // idle (kept until a sweep). seq_cst, as PinHead's loads.
       if (c->tail_.load(std::memory_order_seq_cst) == nullptr) return;
+      TestPoint(TestPointId::kWalkerAwaitsHead, c);
       std::this_thread::yield();
     }
     Chain::HazardHold hold(c);  // withdrawn on every way out, a throw from fn too

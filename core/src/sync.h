@@ -63,6 +63,15 @@ enum class TestPointId : int {
   // token_map.cc, TokenMap::Push: op's producer has pinned its hint slot and
   // found its chain there (op->chain set), not yet pushed (T4, T5).
   kTokenPushPinned,
+  // worker.cc, BecomePrivateHead: op, which activated its idle chain, has its
+  // head and owner bits stored, and its chain's head_ does not name it yet
+  // (operation.h H6).
+  kPrivateHeadBitsStored,
+  // engine_impl.cc, ForEachInChain: the token's chain is active but has no
+  // head yet (a producer between its push and its head, or a runner emptying
+  // it); the walker waits. The argument is the Chain, not an operation.
+  // Called on every turn of the wait.
+  kWalkerAwaitsHead,
 };
 using TestHook = void (*)(TestPointId point, const void* op);
 #ifdef ORDO_TEST_POINTS

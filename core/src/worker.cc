@@ -328,6 +328,7 @@ void EngineImpl::BecomePrivateHead(Operation* op) {
   ORDO_DCHECK(StateOf(w) == State::kWaiting && (w & kHeadBit) == 0,
               "a private head that is not a fresh Waiting node");
   op->word.store(w | kHeadBit | kOwnedBit, std::memory_order_relaxed);
+  TestPoint(TestPointId::kPrivateHeadBitsStored, op);
   // Release: a walker that loads op from head_ sees its word (BecomeHead).
   op->chain->head_.store(op, std::memory_order_release);
 }
