@@ -666,6 +666,11 @@ class EngineImpl {
   //       concurrent submits to one token take their ids before their chain
   //       push, which is where their calls take effect: their chain order may
   //       be the opposite of their ids' (a review found the docs claimed more).
+  //       Enqueue takes the id before it moves the callable in (its RMW then
+  //       waits for none of the node's stores): a submit made by that move
+  //       constructor, to the same engine, takes a later id but joins a shared
+  //       token's chain first. Neither submit happens-before the other (one
+  //       runs inside the other), so handle.h's promise does not cover them.
   //   D2  A compact node (Post(f): independent, runnable, no Handle) submitted
   //       through a single-writer stripe takes the next id of the stripe's block
   //       (CompactId), kIdBlock ids taken with one RMW, so that submitters do not

@@ -100,9 +100,8 @@ class TokenMap {
 
   // Producer hints for a Push of `hash` a few submissions from now (a batch):
   // FetchBucket brings the hint bucket's line; FetchChain, once that line is
-  // here, the lines of the chain its tag names (Push compares its key, then
-  // exchanges its tail: a Chain of about 90 bytes from the heap may straddle two lines),
-  // for writing. Hints only: they read without a pin (a chain they name may be
+  // here, the line of the chain its tag names (Push compares its key, then
+  // exchanges its tail, all in the chain's first line: chain.h), for writing. Hints only: they read without a pin (a chain they name may be
   // swept meanwhile; a prefetch of its memory is harmless) and change nothing.
   void FetchBucket(std::uint64_t hash) { PrefetchForWrite(&BucketOf(hash)); }
   void FetchChain(std::uint64_t hash) {
@@ -111,10 +110,7 @@ class TokenMap {
       // Relaxed: a hint, as above.
       if (slot.tag.load(std::memory_order_relaxed) == tag) {
         const char* c = reinterpret_cast<const char*>(slot.chain.load(std::memory_order_relaxed));
-        if (c != nullptr) {
-          PrefetchForWrite(c);
-          PrefetchForWrite(c + kCacheLine);
-        }
+        if (c != nullptr) PrefetchForWrite(c);
         return;
       }
     }

@@ -43,7 +43,8 @@ class Handle {
   // creation order between Submits ordered by happens-before (one thread's, or
   // synchronised). Two concurrent Submits to one token take their ids before
   // they join the chain, so their chain order (the order their calls took
-  // effect) may be the opposite of their ids'.
+  // effect) may be the opposite of their ids'. So may a Submit made inside
+  // another's callable's move (or copy) constructor, against that one.
   std::uint64_t id() const;
   State state() const;
   // The failure message once Failed (the exception's what(), or the returned
