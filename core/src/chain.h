@@ -107,7 +107,10 @@ class alignas(kCacheLine) Chain {
   // chain), then reads hazard_ and does not release its old head, nor empty the
   // chain, while hazard_ names it. Walkers hold the shard lock, so one hazard
   // slot suffices. See PinHead below (the walkers: ForEachInChain, Explain),
-  // EngineImpl::ReleaseChainNode, and TokenMap::TryEmpty (T3).
+  // EngineImpl::ReleaseChainNode, and TokenMap::TryEmpty (T3). The producer
+  // that activates an idle chain stores its head with release only: no walker
+  // can hold a hazard on an idle chain, and that store happens-before the
+  // runner's next seq_cst store (EngineImpl::BecomeHead).
   Atomic<Operation*> hazard_{nullptr};
 
   // The walker's half of the hazard protocol (above), under the shard lock:
