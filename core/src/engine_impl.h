@@ -787,6 +787,13 @@ class EngineImpl {
   // scheduled yet: runnable, but in no queue and in no stripe's scheduled count,
   // so ActivityIdle counts them here (timers.cc, ReleaseDue).
   Atomic<std::int64_t> releasing_{0};
+  // ReleaseDue's list of the operations it released, kept between rounds so
+  // that a round allocates only past the largest before it. One round at a
+  // time has it (ready_taken_: exchange true with acquire to take, store false
+  // with release to give back, so the next taker sees the cleared vector); a
+  // round that finds it taken (two releasers at once) uses a vector of its own.
+  std::vector<Operation*> ready_;
+  Atomic<bool> ready_taken_{false};
 
   // Timers.
   mutable Mutex timer_mu_;

@@ -99,6 +99,7 @@
 #include <new>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "engine_impl.h"
 
 namespace ordo::internal {
@@ -327,7 +328,16 @@ std::optional<std::int64_t> EngineImpl::ReleaseDue(bool* ahead_pending, bool by_
 
 std::optional<std::int64_t> EngineImpl::ReleaseDueOrThrow(bool* ahead_pending,
                                                           bool by_timekeeper) {
-  std::vector<Operation*> ready;
+  // The kept list if no other round has it (acquire: pairs with the release
+  // below, so its last user's clear() is seen), else one of our own.
+  std::vector<Operation*> own;
+  const bool kept = !ready_taken_.exchange(true, std::memory_order_acquire);
+  std::vector<Operation*>& ready = kept ? ready_ : own;
+  absl::Cleanup give_back = [&] {
+    if (!kept) return;
+    ready_.clear();
+    ready_taken_.store(false, std::memory_order_release);  // see above
+  };
   std::optional<std::int64_t> next;
   bool lowered = false;
   {

@@ -188,6 +188,49 @@ TEST(AllocationTest, SteadyStateBatchesAllocateNothingPerOperation) {
                                             << " operations";
 }
 
+// Postponed operations in steady state: waves of them, independent and on
+// tokens, Submit and Post, released by advancing a manual clock (the advancing
+// thread releases what is due, as the timekeeper does on a real clock). After
+// warm-up, neither the submits nor the release rounds allocate per operation;
+// a round kept its list of released operations in a fresh vector each time,
+// one to eight allocations per round.
+TEST(AllocationTest, SteadyStatePostponedOperationsAllocateNothingPerOperation) {
+  ManualClock clock;
+  Engine engine({.workers = 2, .clock = &clock});
+  std::atomic<long> ran{0};
+  const Token token("account-7");
+  auto waves = [&](long n, long wave) {
+    for (long i = 0; i < n; ++i) {
+      auto body = [&ran] { ran.fetch_add(1, std::memory_order_relaxed); };
+      const auto at = clock.now() + std::chrono::milliseconds(1 + i % 3);
+      absl::Status s;
+      switch (i % 4) {
+        case 0: s = engine.Submit(body, {.postpone_until = at}).status(); break;
+        case 1: s = engine.Submit(body, {.token = token, .postpone_until = at}).status(); break;
+        case 2: s = engine.Post(body, {.postpone_until = at}); break;
+        default: s = engine.Post(body, {.token = token, .postpone_until = at}); break;
+      }
+      if (!s.ok()) std::abort();
+      if (i % wave == wave - 1) {
+        clock.Advance(std::chrono::milliseconds(3));  // releases the wave
+        if (!engine.WaitIdle().ok()) std::abort();
+      }
+    }
+    clock.Advance(std::chrono::milliseconds(3));
+    if (!engine.WaitIdle().ok()) std::abort();
+  };
+  for (long wave : {1, 7, 100}) waves(20000, wave);  // warm pools, queues, the wheel
+  constexpr long kMeasured = 100000;
+  const long before = g_allocations.load();
+  waves(kMeasured / 2, 100);
+  waves(kMeasured / 2, 7);
+  const long allocations = g_allocations.load() - before;
+  RecordProperty("allocations", static_cast<int>(allocations));
+  EXPECT_EQ(ran.load(), 3 * 20000 + kMeasured);
+  EXPECT_LE(allocations, kMeasured / 10000) << allocations << " allocations for " << kMeasured
+                                            << " postponed operations";
+}
+
 // Submits 5,000 operations with `submit`, in waves of 100 so that the node
 // pools reach their steady state (see Round), then 1,000 more, and returns
 // the allocations those 1,000 made.
