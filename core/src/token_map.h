@@ -101,8 +101,9 @@ class TokenMap {
   // Producer hints for a Push of `hash` a few submissions from now (a batch):
   // FetchBucket brings the hint bucket's line; FetchChain, once that line is
   // here, the line of the chain its tag names (Push compares its key, then
-  // exchanges its tail, all in the chain's first line: chain.h), for writing. Hints only: they read without a pin (a chain they name may be
-  // swept meanwhile; a prefetch of its memory is harmless) and change nothing.
+  // exchanges its tail, all in the chain's first line: chain.h), for writing.
+  // Hints only: they read without a pin (a chain they name may be swept
+  // meanwhile; a prefetch of its memory is harmless) and change nothing.
   void FetchBucket(std::uint64_t hash) { PrefetchForWrite(&BucketOf(hash)); }
   void FetchChain(std::uint64_t hash) {
     const std::uint32_t tag = TagOf(hash);

@@ -103,11 +103,12 @@ void GiveBackLocked(Lease& l) {
 }
 
 void GiveBack(Lease& l) {
-  if (l.owned) {
-    std::lock_guard<std::mutex> lock(RegistryMutex());
-    GiveBackLocked(l);
+  if (!l.owned) {
+    l = Lease{};  // a shared stripe: nothing to give back, no lock
+    return;
   }
-  l = Lease{};
+  std::lock_guard<std::mutex> lock(RegistryMutex());
+  GiveBackLocked(l);
 }
 
 // Set as this thread's leases go back. A thread_local built before the

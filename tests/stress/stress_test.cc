@@ -664,7 +664,8 @@ void RunShutdownRace(int producers, int rounds) {
       }
       {
         Watchdog watchdog(60s, [&] {
-          std::fprintf(stderr, "shutdown race, round %d: %ld accepted, %ld ran, %d producers ended\n",
+          std::fprintf(stderr,
+                       "shutdown race, round %d: %ld accepted, %ld ran, %d producers ended\n",
                        round, accepted.load(), ran.load(), exited.load());
         });
         // Shut down once some work is in (a count, not a sleep), different per
