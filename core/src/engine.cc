@@ -201,7 +201,8 @@ int Handle::retry_count() const {
 std::string Handle::name() const {
   if (op_ == nullptr) return "";
   const internal::OpExtras* ex = Facts(op_).extras.load(std::memory_order_acquire);
-  return ex == nullptr ? std::string() : ex->name;
+  if (ex == nullptr) return std::string();
+  return ex->series != nullptr ? ex->series->name : ex->name;
 }
 
 namespace {

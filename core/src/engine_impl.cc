@@ -490,15 +490,92 @@ OpExtras* EngineImpl::ExtrasOf(Operation* op) {
   // the sole runner (H4); readers in Handle load with acquire.
   OpExtras* ex = Facts(op).extras.load(std::memory_order_acquire);
   if (ex == nullptr) {
-    ex = new OpExtras();
+    ex = NewExtras();
     Facts(op).extras.store(ex, std::memory_order_release);
   }
   return ex;
 }
 
+namespace {
+
+// Spare extras, a few per thread. A recurring series makes its next
+// occurrence's extras on the worker that runs an occurrence, and that run's
+// end frees the extras of the occurrence before it there too (Reclaim, when
+// the last reference goes; no Handle kept): a thread's own frees feed its
+// allocations, and a series' steady state needs no heap. The same serves the
+// extras of failures' texts and of named operations.
+// Late frees, from a thread_local destructor that runs after the spares are
+// gone (as OpPool's late frees): to the heap (t_spare_extras_gone, trivially
+// destructible, readable to the thread's end).
+constexpr int kSpareExtras = 16;
+struct SpareExtras {
+  OpExtras* items[kSpareExtras];
+  int count;
+};
+constinit thread_local SpareExtras t_spare_extras = {};
+constinit thread_local bool t_spare_extras_gone = false;
+
+void FreeSpares() {
+  SpareExtras& spares = t_spare_extras;
+  while (spares.count > 0) delete spares.items[--spares.count];
+}
+
+// Frees the thread's spares at its exit; registered by the first spare kept.
+struct SpareExtrasFlusher {
+  bool armed = false;
+  ~SpareExtrasFlusher() {
+    FreeSpares();
+    t_spare_extras_gone = true;
+  }
+};
+thread_local SpareExtrasFlusher t_spare_extras_flusher;
+
+// A spare's strings keep their buffers for the next user, up to this size.
+constexpr std::size_t kSpareTextCapacity = 256;
+void ClearText(std::string& s) {
+  if (s.capacity() > kSpareTextCapacity) {
+    std::string().swap(s);
+  } else {
+    s.clear();
+  }
+}
+
+}  // namespace
+
+OpExtras* EngineImpl::NewExtras() {
+  SpareExtras& spares = t_spare_extras;
+  if (spares.count > 0) return spares.items[--spares.count];
+  return new OpExtras();
+}
+
+void FreeSpareExtras() { FreeSpares(); }
+
+void EngineImpl::DropSeries(Series* s) {
+  if (s == nullptr) return;
+  // acq_rel: see Series::refs.
+  if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete s;
+}
+
 void EngineImpl::DeleteExtras(OpExtras* ex) {
-  delete static_cast<RecurrenceRule*>(ex->recurrence);
-  delete ex;
+  DropSeries(ex->series);
+  SpareExtras& spares = t_spare_extras;
+  if (spares.count == kSpareExtras || t_spare_extras_gone) {
+    delete ex;
+    return;
+  }
+  // As made: NewExtras' caller writes only what it needs. The caller of this
+  // is the extras' last user (the node's last reference, or the maker of
+  // extras never published), so plain stores suffice; relaxed for the link.
+  ClearText(ex->name);
+  ClearText(ex->error);
+  ex->occurrence_ns = kNoTime;
+  ex->series = nullptr;
+  ex->max_retries = -1;
+  ex->successor.store(nullptr, std::memory_order_relaxed);
+  ex->backoff_kind = 0;
+  ex->backoff_max_ns = 0;
+  t_spare_extras_flusher.armed = true;  // its destructor frees the spares at thread exit
+  spares.items[spares.count++] = ex;
 }
 
 // C1. A refused submission leaves its callable with the caller, as it was: the
@@ -525,12 +602,12 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
         "no Handle, and ResumeToken needs a token); give it a token, or Submit it and "
         "Resume its Handle"));
   }
-  std::unique_ptr<RecurrenceRule> rule;
+  std::unique_ptr<Series> series;
   if (!o.recurrence.empty()) {
     absl::StatusOr<RecurrenceRule> parsed;
     try {  // out of memory: nothing taken yet (see the extras below)
       parsed = RecurrenceRule::Parse(o.recurrence);
-      if (parsed.ok()) rule = std::make_unique<RecurrenceRule>(*std::move(parsed));
+      if (parsed.ok()) series = std::make_unique<Series>(*parsed);
     } catch (...) {
       DiscardOperation(op);
       throw;
@@ -555,7 +632,7 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
   // bound finds the due time beyond the horizon, or the wheel full.
   // Relaxed: the node is private to this thread.
   const bool sampled = (op->word.load(std::memory_order_relaxed) & kSampledBit) != 0;
-  const bool exact_clock = with_handle || rule != nullptr || sampled;
+  const bool exact_clock = with_handle || series != nullptr || sampled;
   const bool needs_clock = exact_clock || o.postpone_until.has_value();
   std::int64_t now = exact_clock ? NowNs() : needs_clock ? NowLowerBoundNs() : kNoTime;
   if (o.postpone_until.has_value()) {
@@ -569,25 +646,25 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
   // The extras are made before EnterSubmit: an allocation that fails here throws
   // out of Submit with nothing taken (the node's last reference frees them, on a
   // refusal or here).
-  if (!o.name.empty() || rule != nullptr || o.max_retries >= 0 ||
+  if (!o.name.empty() || series != nullptr || o.max_retries >= 0 ||
       o.backoff.kind != Backoff::Kind::kFixed) {
     try {
-      OpExtras* ex = new OpExtras();
+      OpExtras* ex = NewExtras();
       Facts(op).extras.store(ex, std::memory_order_relaxed);  // private until published
       // kExtrasBit at once, so a refusal below frees them (Reclaim). Relaxed:
       // the word is private too.
       op->word.store(op->word.load(std::memory_order_relaxed) | kExtrasBit,
                      std::memory_order_relaxed);
-      ex->name = std::move(o.name);
       ex->max_retries = o.max_retries;
       ex->backoff_kind = o.backoff.kind == Backoff::Kind::kExponential ? 1 : 0;
       ex->backoff_max_ns = o.backoff.max_delay.count();
-      if (rule != nullptr) {
-        ex->recurrence_text = rule->ToString();
-        ex->recurrence_start_ns =
-            o.postpone_until ? o.postpone_until->time_since_epoch().count() : now;
-        ex->occurrence_ns = ex->recurrence_start_ns;  // the first: the start (OpExtras)
-        ex->recurrence = rule.release();
+      if (series != nullptr) {
+        series->name = std::move(o.name);
+        series->start_ns = o.postpone_until ? o.postpone_until->time_since_epoch().count() : now;
+        ex->occurrence_ns = series->start_ns;  // the first: the start (OpExtras)
+        ex->series = series.release();
+      } else {
+        ex->name = std::move(o.name);
       }
     } catch (...) {
       DiscardOperation(op);
@@ -1389,7 +1466,7 @@ absl::StatusOr<std::size_t> EngineImpl::CancelToken(const Token& token) {
   std::size_t changed = 0;
   ForEachInChain(token, [&](Chain*, Operation* n) {
     const OpExtras* ex = IsCompact(n) ? nullptr : ExtrasIfAny(n, std::memory_order_acquire);
-    if (ex == nullptr || ex->recurrence == nullptr) {
+    if (ex == nullptr || ex->series == nullptr) {
       if (TryCancelNotStarted(n, CancelReason::kByToken)) ++changed;
       return;
     }
@@ -1597,7 +1674,7 @@ std::string EngineImpl::Explain(Operation* op) {
 
 EngineImpl::Spawn EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   OpExtras* ex = Facts(op).extras.load(std::memory_order_acquire);
-  const auto* rule = static_cast<const RecurrenceRule*>(ex->recurrence);
+  Series* series = ex->series;
   // S1: the next occurrence is armed or queued before Shutdown drains the wheel
   // and waits for what is pending, or the series ends here.
   ShutdownScope scope(this, st);
@@ -1628,8 +1705,8 @@ EngineImpl::Spawn EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   using TP = Clock::time_point;
   // The time alone: the index, which nothing here reads, is a count since the
   // start for some rules, which would grow with the series' age.
-  const std::optional<Clock::time_point> next = rule->NextTimeAfter(
-      TP(Clock::duration(ex->recurrence_start_ns)), TP(Clock::duration(after)));
+  const std::optional<Clock::time_point> next = series->rule.NextTimeAfter(
+      TP(Clock::duration(series->start_ns)), TP(Clock::duration(after)));
   if (!next.has_value()) return Spawn::kNone;
   // Everything that may throw bad_alloc comes before the callable moves: out of
   // memory ends the series here, the callable staying with this occurrence (and
@@ -1641,14 +1718,7 @@ EngineImpl::Spawn EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   std::unique_ptr<OpExtras, ExtrasDeleter> made;
   Operation* n;
   try {
-    made.reset(new OpExtras());
-    made->name = ex->name;
-    made->max_retries = ex->max_retries;
-    made->backoff_kind = ex->backoff_kind;
-    made->backoff_max_ns = ex->backoff_max_ns;
-    made->recurrence_text = ex->recurrence_text;
-    made->recurrence_start_ns = ex->recurrence_start_ns;
-    made->recurrence = new RecurrenceRule(*rule);
+    made.reset(NewExtras());
     // A Handle can reach it only through one of the predecessor's
     // (next_occurrence): a full node if the predecessor may have a Handle, else
     // a facts node (a sampled Post's series is sampled once, at its submission).
@@ -1660,6 +1730,12 @@ EngineImpl::Spawn EngineImpl::SpawnNextOccurrence(Operation* op, Stripe& st) {
   n->ops = op->ops;
   op->ops = nullptr;  // moved: the engine's release must not destroy it
   OpExtras* nex = made.release();
+  nex->max_retries = ex->max_retries;
+  nex->backoff_kind = ex->backoff_kind;
+  nex->backoff_max_ns = ex->backoff_max_ns;
+  // Relaxed: we hold a reference (op's extras), see Series::refs.
+  series->refs.fetch_add(1, std::memory_order_relaxed);
+  nex->series = series;
   Facts(n).extras.store(nex, std::memory_order_relaxed);  // published by the push below
   const std::int64_t due = next->time_since_epoch().count();
   nex->occurrence_ns = due;
@@ -1725,7 +1801,7 @@ std::size_t EngineImpl::EndSeriesAfter(Operation* op, CancelReason reason) {
   for (;;) {
     if (IsCompact(op)) return canceled;
     const OpExtras* ex = ExtrasIfAny(op, std::memory_order_acquire);
-    if (ex == nullptr || ex->recurrence == nullptr) return canceled;
+    if (ex == nullptr || ex->series == nullptr) return canceled;
     Operation* n = ex->successor.load(std::memory_order_seq_cst);  // S2
     if (n == nullptr) return canceled;  // op's runner sees the request first
     if (CancelOrRequest(n, reason)) return canceled + 1;

@@ -219,6 +219,10 @@ struct Attempt {
   std::string reason;
 };
 
+// Frees the calling thread's spare extras (EngineImpl::NewExtras), so that its
+// next extras come from the heap: for tests of running out of memory there.
+void FreeSpareExtras();
+
 class EngineImpl {
  public:
   // Throws what its allocations or thread starts throw (std::bad_alloc,
@@ -521,7 +525,12 @@ class EngineImpl {
   // came since `resume_epoch` was read (F1). False if not halted.
   bool HaltChain(Chain* c, Operation* x, std::uint32_t resume_epoch);
   static OpExtras* ExtrasOf(Operation* op);
-  static void DeleteExtras(OpExtras* ex);  // its recurrence rule too
+  // Extras from the thread's spares, or the heap (may throw bad_alloc); and
+  // back to the thread's spares (or the heap), with their series reference
+  // dropped.
+  static OpExtras* NewExtras();
+  static void DeleteExtras(OpExtras* ex);
+  static void DropSeries(Series* s);
   // The held registry, so Shutdown can find what no queue or timer holds: the
   // suspended operations and the failed heads of halted chains, in two sets (one
   // operation can be in both for a moment: resumed, it may start, fail and halt

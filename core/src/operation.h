@@ -54,6 +54,7 @@
 #include <type_traits>
 
 #include "ordo/callable.h"
+#include "ordo/recurrence.h"
 #include "ordo/state.h"
 #include "sync.h"
 #include "timing_wheel.h"
@@ -108,19 +109,36 @@ inline CancelReason ReasonOf(std::uint32_t word) {
   return static_cast<CancelReason>((word & kReasonMask) >> kReasonShift);
 }
 
-// Cold data, allocated only when an operation needs it.
+// What every occurrence of a recurring series shares, and nothing changes once
+// the series is submitted: made by the submit (with the first occurrence's
+// extras), a reference held by each occurrence's extras, freed with the last.
+// Shared, not copied: an occurrence is made on the worker that runs the one
+// before it, where a copy of the rule and name cost an allocation each.
+struct Series {
+  explicit Series(const RecurrenceRule& r) : rule(r) {}
+  // A count, and the last release frees the block. Taking one is relaxed: its
+  // taker holds a reference already (the occurrence it copies from). Dropping
+  // one is acq_rel: the last dropper acquires every other holder's reads
+  // before it frees (they read only what was written before the first
+  // publication, but the free itself must come after their reads).
+  Atomic<std::uint32_t> refs{1};
+  const RecurrenceRule rule;
+  std::string name;                  // the series' Handle::name(), every occurrence's
+  std::int64_t start_ns = kNoTime;   // DTSTART, the grid's origin
+};
+
+// Cold data, allocated only when an operation needs it (and kept for reuse by
+// the thread that frees it: EngineImpl::NewExtras).
 struct OpExtras {
-  std::string name;
+  std::string name;   // a series keeps its name in Series, shared
   std::string error;  // written by the owner of the Failed transition before it
-  std::string recurrence_text;
-  std::int64_t recurrence_start_ns = kNoTime;
   // An occurrence's time on its series' grid (the start, for the first): kept
   // apart from the due time, which a Postpone moves or clears, so that the
   // series goes on from this point, not from before it (the first occurrence
   // postponed to before its start, or run while the clock stepped back, found
   // the start itself as its next, and ran twice).
   std::int64_t occurrence_ns = kNoTime;
-  void* recurrence = nullptr;  // const RecurrenceRule*, owned (engine_impl.cc)
+  Series* series = nullptr;  // a recurring operation's, one reference held
   int max_retries = -1;
   // The next occurrence of a recurrence, with a reference; set once by the runner
   // (release) and read by Handle::next_occurrence (acquire).

@@ -858,7 +858,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   OpExtras* ex = ExtrasIfAny(op, std::memory_order_acquire);
   bool credit_handed_on = false;
   bool failed_by_engine = false;  // the body did not fail; the engine did
-  if (ex != nullptr && ex->recurrence != nullptr) {
+  if (ex != nullptr && ex->series != nullptr) {
     const Spawn spawn = SpawnNextOccurrence(op, st);
     credit_handed_on = spawn == Spawn::kMade;
     if (spawn == Spawn::kOutOfMemory) {
