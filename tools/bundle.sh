@@ -24,7 +24,7 @@
 # carried glibc, except the death tests, which re-execute themselves and so start
 # directly, as do the sanitizer builds (their runtimes map memory at fixed places):
 # those need a glibc at least as new as the build machine's. The fifth session's
-# 16-core runs carried the same files by hand (bench/RESULTS.md).
+# 16-core runs carried the same files by hand (bench/HISTORY.md).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-$root/.bundle}

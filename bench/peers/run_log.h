@@ -9,7 +9,7 @@
 // session the oracle did an atomic increment per operation on a byte array
 // (neighbouring ids, run by different workers, share a line) and one more on a
 // single completion counter: on W1-fan that cost the peers and Ordo alike as
-// much as the hand-off itself (bench/RESULTS.md, tenth session). ordo_driver
+// much as the hand-off itself (bench/HISTORY.md, tenth session). ordo_driver
 // keeps its byte array: there the log measured no better on two cores (W1
 // 85-87 against 91-92 ns, W3 206-217 against 180-204, alternated 3 times).
 #ifndef ORDO_BENCH_PEERS_RUN_LOG_H_

@@ -51,7 +51,7 @@ std::uint64_t TokenHash(std::uint8_t kind, std::string_view bytes);
 // tail_ and stores head_, all in the first 64 bytes, so one line per push. At
 // malloc's 16-byte alignment those fields straddled two lines for most chains:
 // W2 (10,000 tokens) was 109-112 ns against 104-106 aligned, in 6 of 6 paired
-// runs (bench/RESULTS.md, twenty-second session).
+// runs (bench/HISTORY.md, twenty-second session).
 class alignas(kCacheLine) Chain {
  public:
   // Producer: appends `op` (C5). True if the chain was idle and the caller took

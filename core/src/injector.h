@@ -14,7 +14,7 @@
 // goes on to steal (from a random victim first). Why: every dequeue is a
 // few RMWs on the cache line that holds the producer's tail index, and with many
 // idle workers polling, a producer feeding them one operation at a time paid a
-// line transfer per enqueue. On a 16-core machine (bench/RESULTS.md,
+// line transfer per enqueue. On a 16-core machine (bench/HISTORY.md,
 // device16_injector_lease_variants.txt; the lease without J4's patience) W1
 // with one producer went from 433 to 215 ns/op on 16 workers and from 257 to 137
 // on 4; with four producers from 167 to 89 on 16 workers, and W2 from 239 to 200.

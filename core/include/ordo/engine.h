@@ -128,7 +128,7 @@ struct Options {
   // Stats' latency histograms sample one operation in this many of those each
   // thread submits (1: every one; 0: none). A sampled operation costs three clock
   // reads and, for a Post, a larger node: at 128, under 1 ns and about a byte
-  // per operation on average (bench/RESULTS.md).
+  // per operation on average (bench/HISTORY.md, eleventh session).
   std::uint32_t latency_sample_every = 128;
 };
 
