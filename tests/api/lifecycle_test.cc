@@ -1228,6 +1228,47 @@ TEST(RecurrenceEngineTest, OccurrencesFollowTheRuleOnAFixedGridAndCountEnds) {
   EXPECT_THAT(starts, ElementsAre(t0, t0 + 2min + 30s, t0 + 4min));
 }
 
+// Every occurrence carries the series' name and retry settings (an occurrence
+// shares its series' rule and name, and copies its own extras from the one
+// before it): each reports the name, retries up to the series' max_retries,
+// and the first's Handle, kept, still reads it after the series moved on.
+TEST(RecurrenceEngineTest, EveryOccurrenceHasTheSeriesNameAndRetrySettings) {
+  ManualClock clock;
+  Engine engine({.workers = 1, .clock = &clock});
+  const std::string name = "nightly report, a name past std::string's inline bytes";
+  std::atomic<int> attempts{0};
+  auto first = engine.Submit(
+      [&](Context& ctx) {
+        attempts.fetch_add(1);
+        if (ctx.retry_count() < 5) ctx.RetryAfter(1s);  // the series allows 2
+      },
+      {.token = "report", .recurrence = "FREQ=MINUTELY;COUNT=3", .name = name,
+       .max_retries = 2});
+  ASSERT_TRUE(first.ok());
+  std::vector<Handle> occurrences = {*first};
+  for (int i = 0; i < 3; ++i) {
+    Handle& h = occurrences.back();
+    for (int retry = 0; retry < 2; ++retry) {
+      ASSERT_TRUE(AwaitState(h, State::kPostponed)) << "occurrence " << i;
+      clock.Advance(1s);
+    }
+    ASSERT_TRUE(AwaitState(h, State::kFailed)) << "occurrence " << i;
+    EXPECT_EQ(h.retry_count(), 2) << "occurrence " << i;
+    EXPECT_EQ(h.name(), name) << "occurrence " << i;
+    if (i < 2) {
+      Handle next = h.next_occurrence();
+      ASSERT_TRUE(next.valid()) << "occurrence " << i;
+      occurrences.push_back(next);
+      clock.Advance(1min);
+    }
+  }
+  ASSERT_TRUE(engine.WaitIdle().ok());
+  EXPECT_FALSE(occurrences.back().next_occurrence().valid());  // COUNT=3 reached
+  EXPECT_EQ(attempts.load(), 9);
+  occurrences.erase(occurrences.begin() + 1, occurrences.end());
+  EXPECT_EQ(first->name(), name);  // the series' block outlives its last occurrence
+}
+
 TEST(RecurrenceEngineTest, AFailedOccurrenceDoesNotStopTheSeriesButCancelingOneEndsIt) {
   ManualClock clock;
   Engine engine({.workers = 1, .clock = &clock});
