@@ -563,6 +563,7 @@ void EngineImpl::DeleteExtras(OpExtras* ex) {
     delete ex;
     return;
   }
+  static_assert(sizeof(OpExtras) == 112, "a field added to OpExtras is reset here too");
   // As made: NewExtras' caller writes only what it needs. The caller of this
   // is the extras' last user (the node's last reference, or the maker of
   // extras never published), so plain stores suffice; relaxed for the link.
@@ -574,7 +575,9 @@ void EngineImpl::DeleteExtras(OpExtras* ex) {
   ex->successor.store(nullptr, std::memory_order_relaxed);
   ex->backoff_kind = 0;
   ex->backoff_max_ns = 0;
-  t_spare_extras_flusher.armed = true;  // its destructor frees the spares at thread exit
+  // Its destructor frees the spares at thread exit. Touched when the stack is
+  // empty only: each touch goes through the TLS wrapper and its guard.
+  if (spares.count == 0) t_spare_extras_flusher.armed = true;
   spares.items[spares.count++] = ex;
 }
 
@@ -673,8 +676,10 @@ absl::Status EngineImpl::Enqueue(Operation* op, detail::PendingCallable f, Submi
   }
   Stripe& st = MyStripe();
   EnterSubmit(st);
-  if (absl::Status refused = Admit(st, 1, what); !refused.ok()) {
-    return Refuse(op, st, std::move(refused));
+  if (!AdmitOwn(st)) {
+    if (absl::Status refused = Admit(st, 1, what); !refused.ok()) {
+      return Refuse(op, st, std::move(refused));
+    }
   }
   std::int64_t due = o.postpone_until ? o.postpone_until->time_since_epoch().count() : kNoTime;
   if (due != kNoTime && due <= now) due = kNoTime;  // a past time: runnable at once
@@ -780,8 +785,10 @@ absl::Status EngineImpl::EnqueuePlain(Operation* op, detail::PendingCallable f) 
   if (!IsCompact(op)) return Enqueue(op, f, SubmitOptions{}, /*with_handle=*/false);
   Stripe& st = MyStripe();
   EnterSubmit(st);
-  if (absl::Status refused = Admit(st, 1, "Post"); !refused.ok()) {
-    return Refuse(op, st, std::move(refused));
+  if (!AdmitOwn(st)) {
+    if (absl::Status refused = Admit(st, 1, "Post"); !refused.ok()) {
+      return Refuse(op, st, std::move(refused));
+    }
   }
   PlaceCallable(op, f, st, /*timer_reserved=*/false);  // past the last refusal (C1)
   // As Enqueue for an independent, runnable operation with no Handle: no clock

@@ -308,6 +308,15 @@ class EngineImpl {
   // ResourceExhausted when max_pending has no room for all n; OK with n credits
   // taken. `what` names the call in the message.
   absl::Status Admit(Stripe& st, std::size_t n = 1, const char* what = "Submit");
+  // Admit's common case for one operation, inline: the engine open and a credit
+  // of the stripe's own (K1). False leaves everything as it was: Admit decides.
+  bool AdmitOwn(Stripe& st) {
+    // seq_cst: as Admit's load, the Submit half of Shutdown's Dekker.
+    if (closed_.load(std::memory_order_seq_cst)) return false;
+    if (own_batch_ == 0 || !st.single_writer || st.own_credits <= 0) return false;
+    --st.own_credits;  // K1: only this stripe's writer is here
+    return true;
+  }
   // A submit refused after EnterSubmit: leaves the Dekker, returns op's node
   // unpublished (its callable not placed yet, C1), counts the rejection and
   // returns `why`.

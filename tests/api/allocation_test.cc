@@ -341,6 +341,7 @@ TEST(AllocationTest, SubmitOutOfMemoryBeforeAdmissionThrowsAndTakesNothing) {
   const Stats before = engine.stats();
   auto destroyed = std::make_shared<int>(0);
   bool threw = false;
+  FreeSpareExtras();  // the extras from the heap, not this thread's spares
   t_fail_allocations = true;
   try {
     (void)engine.Submit([keep = destroyed] {}, {.name = "out of memory"});
@@ -661,8 +662,9 @@ TEST(AllocationTest, ARetryAfterOutOfMemoryRecordsNoRetry) {
 }
 
 // Out of memory as a recurring occurrence makes its next one
-// (SpawnNextOccurrence), at each of its first three allocations (the extras,
-// the rule's text, the rule): the series ends there, and the occurrence says
+// (SpawnNextOccurrence), at its one allocation (the extras, when the worker
+// has no spare; the rule and name are the series', shared, and the node comes
+// from the stocked pool): the series ends there, and the occurrence says
 // so: Failed, its error naming the cause. The callable stays with it and is
 // destroyed at its end. The failure is the engine's, not the body's: the
 // token's policy (kCancelRest, kHalt) does not apply, and the operation queued
@@ -676,7 +678,7 @@ TEST(AllocationTest, ASeriesWhoseNextOccurrenceFindsNoMemoryEndsFailedSayingWhy)
   const Stats before = engine.stats();
   int cases = 0;
   for (FailurePolicy policy : {FailurePolicy::kCancelRest, FailurePolicy::kHalt}) {
-    {
+    {  // one case per policy
       SCOPED_TRACE(::testing::Message() << "policy " << static_cast<int>(policy));
       const Token token("series-" + std::to_string(cases++));
       ASSERT_TRUE(engine.SetFailurePolicy(token, policy).ok());
@@ -784,7 +786,7 @@ TEST(AllocationTest, AFailuresTextThatFindsNoMemorySaysSoAndTheWorkerGoesOn) {
 
 // Out of memory formatting a rule's UNTIL or the Prometheus text: bad_alloc to
 // the caller. (Both used Debian's StrFormat, whose bad_alloc escapes a noexcept
-// destructor: std::terminate. RecurrenceRule::ToString runs inside Submit.)
+// destructor: std::terminate.)
 TEST(AllocationTest, TextOutOfMemoryThrowsToTheCaller) {
   auto rule = RecurrenceRule::Parse("FREQ=DAILY;UNTIL=20270101T000000Z");
   ASSERT_TRUE(rule.ok());
