@@ -239,7 +239,19 @@ void EngineImpl::ExitSubmit(Stripe& st) {
 
 void EngineImpl::Schedule(Operation* op) { Schedule(op, MyStripe()); }
 
-void EngineImpl::Schedule(Operation* op, Stripe& st) { Schedule(&op, 1, st); }
+void EngineImpl::Schedule(Operation* op, Stripe& st) {
+  // One operation from one of this engine's workers (a job submitting, a
+  // chain's next): the batch path's first case, without its loop and call.
+  Worker* w = t_worker;
+  if (w != nullptr && w->engine == this) {
+    ORDO_DCHECK(op->word.load(std::memory_order_relaxed) & kOwnedBit, "scheduling an unowned op");
+    Count(st, st.scheduled, 1);
+    PushLocal(w, op);
+    parker_->NotifyWork();
+    return;
+  }
+  Schedule(&op, 1, st);
+}
 
 void EngineImpl::Schedule(Operation** ops, std::size_t n, Stripe& st) {
   // The caller owns every node (H1-H3: by its store for a new independent node,
@@ -755,6 +767,20 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   t_attempt = outer_attempt;
   if (sample_start != kNoTime) w->latency.run_time.Record(NsAhead(NowNs(), sample_start));
 
+  // The common end, inline: a compact node that ran once and succeeded, with
+  // no party but its runner (sole, U1-U3). It has no extras, times, Handle,
+  // series or chain, so FinishInProgress would take none of its branches: the
+  // terminal word by a plain store (release, as there), the count, the credit.
+  if (sole && !threw && status.ok() && !attempt.retry && IsCompact(op)) {
+    // Relaxed: nobody else writes this word (U1-U3).
+    const std::uint32_t word = op->word.load(std::memory_order_relaxed);
+    ORDO_CHECK_OP(StateOf(word) == State::kInProgress, "finish of an operation not in progress",
+                  op->id_relaxed());
+    // Release: a reader of the terminal word sees what the callable wrote.
+    op->word.store(WithState(word, State::kSucceeded), std::memory_order_release);
+    OnTerminal(State::kSucceeded, st, /*give_credit=*/true);
+    return true;
+  }
   bool failed = threw;
   if (!threw && !status.ok()) {
     if (std::optional<std::int64_t> d = RetryDelayOf(status)) {
@@ -1117,7 +1143,13 @@ void EngineImpl::DestroyCallable(Operation* op) {
 void EngineImpl::ReleaseEngineRef(Operation* op, bool sole) {
   DestroyCallable(op);
   if (sole) {
-    Reclaim(op);  // U1: still the only reference (none can be made), so no RMW
+    // U1: still the only reference (none can be made), so no RMW. A compact
+    // node has no extras, so no successor: straight back to the pool.
+    if (IsCompact(op)) {
+      OpPool::FreeOrDrop(op);
+    } else {
+      Reclaim(op);
+    }
   } else {
     DropRef(op);
   }
