@@ -11,22 +11,6 @@
 namespace ordo::internal {
 namespace {
 
-// Magazines (Bonwick's slab allocator, learned from, not copied): a thread's free
-// nodes are an array of pointers, not a list linked through the nodes. Allocate
-// then reads no node to find the next one, so it can fetch nodes several ahead
-// for writing: the producer of W1 takes nodes that a worker freed (their line 0
-// is in the worker's cache), and with a linked list it waited on one such miss
-// per node, with nothing to overlap it (perf: Allocate 14% of the producer once
-// the P1 fence was gone). Free writes no link into the node either.
-struct Magazine {
-  std::size_t count = 0;
-  Operation* slots[kPoolCacheNodes];
-  bool full() const { return count == kPoolCacheNodes; }
-};
-
-// How far ahead Allocate fetches: enough to overlap a few cross-core misses.
-constexpr std::size_t kPrefetchAhead = kPoolCacheNodes >= 8 ? 4 : 1;
-
 // Full (or partly full) magazines and empty ones, under a mutex: one visit per
 // kPoolCacheNodes allocations or frees. Magazines are never freed, like nodes
 // (but one TakeEmpty made and then found it did not need); their number follows
@@ -158,10 +142,6 @@ Depot& TheDepot(NodeKind kind) {
 Atomic<std::size_t> g_nodes_created{0};
 Atomic<std::size_t> g_nodes_dropped{0};  // OpPool::FreeOrDrop
 
-// A thread's two magazines: it allocates from and frees into `loaded`; `spare`
-// absorbs a burst of either without a depot visit (a thread that alternates
-// allocating and freeing around a magazine boundary would otherwise visit it on
-// every call).
 // Late frees. A thread_local destructor that runs after this thread's cache of
 // a kind is gone (one holding a Handle, say, made before the thread's first
 // node) may still free or allocate a node of that kind: it must not touch the
@@ -171,17 +151,10 @@ Atomic<std::size_t> g_nodes_dropped{0};  // OpPool::FreeOrDrop
 // read until the thread's very end.
 constinit thread_local bool t_cache_gone[3] = {false, false, false};
 
-// The caches themselves, one per kind (NodeKind's value), trivially
-// destructible and constant-initialized: reached at one %fs-relative address
-// with no initialization guard. (As three thread_locals with a destructor each,
-// every Allocate and Free went through a TLS wrapper function: a guard check
-// and a call, about 12 instructions, twice per operation.) Their destructor is
-// CacheFlusher's, below.
-struct LocalCache {
-  Magazine* loaded = nullptr;
-  Magazine* spare = nullptr;
-};
-constinit thread_local LocalCache t_caches[3];
+// The caches themselves (t_pool_caches, op_pool.h, defined below): as three
+// thread_locals with a destructor each, every Allocate and Free went through a
+// TLS wrapper function, a guard check and a call, about 12 instructions, twice
+// per operation. Their destructor is CacheFlusher's, below.
 
 // Gives the thread's caches back to the depots at its exit. Its destructor is
 // registered by its first use, in the thread's first Ready: thread_locals made
@@ -190,7 +163,7 @@ struct CacheFlusher {
   bool armed = false;
   ~CacheFlusher() {
     for (NodeKind kind : {NodeKind::kFull, NodeKind::kFacts, NodeKind::kCompact}) {
-      LocalCache& c = t_caches[static_cast<int>(kind)];
+      PoolCache& c = t_pool_caches[static_cast<int>(kind)];
       TheDepot(kind).Give(c.loaded);  // never throws (M1)
       TheDepot(kind).Give(c.spare);
       c.loaded = nullptr;
@@ -201,11 +174,11 @@ struct CacheFlusher {
 };
 thread_local CacheFlusher t_flusher;
 
-LocalCache& CacheOf(NodeKind kind) { return t_caches[static_cast<int>(kind)]; }
+PoolCache& CacheOf(NodeKind kind) { return t_pool_caches[static_cast<int>(kind)]; }
 
 // The cache of `kind` with its two magazines, made on its first use. Both or
 // neither: a throw out of memory leaves the cache as it was.
-inline void Ready(LocalCache& c, NodeKind kind) {
+inline void Ready(PoolCache& c, NodeKind kind) {
   if (c.loaded == nullptr) [[unlikely]] {
     t_flusher.armed = true;     // its destructor gives the caches back at thread exit
     TheDepot(kind).Reserve(2);  // M1: and Give cannot throw there
@@ -223,12 +196,6 @@ std::uint32_t KindBits(NodeKind kind) {
     default: return 0;
   }
 }
-NodeKind KindOf(std::uint32_t word) {
-  if ((word & kCompactBit) != 0) return NodeKind::kCompact;
-  if ((word & kNoTimesBit) != 0) return NodeKind::kFacts;
-  return NodeKind::kFull;
-}
-
 // A slab of nodes of type N (Operation, FactsOperation, FullOperation), each
 // carrying its kind in its word. An Operation is at offset 0 of each type
 // (operation.h asserts it).
@@ -256,22 +223,11 @@ void FillFromSlab(NodeKind kind, Magazine* m) {
   g_nodes_created.fetch_add(kPoolCacheNodes, std::memory_order_relaxed);
 }
 
-// Fetches a node for writing. The submitter writes every line of a node
-// (InitFacts; a postponed one's timer is in line 1), so all are fetched: a
-// postponed burst takes nodes freed long ago, cold in every cache.
-inline void Prefetch(NodeKind kind, Operation* op) {
-  PrefetchForWrite(op);
-  if (kind != NodeKind::kCompact) {
-    PrefetchForWrite(reinterpret_cast<char*>(op) + kCacheLine);
-  }
-  if (kind == NodeKind::kFull) {
-    PrefetchForWrite(reinterpret_cast<char*>(op) + 2 * kCacheLine);
-  }
-}
-
 }  // namespace
 
-Operation* OpPool::Allocate(NodeKind kind) {
+constinit thread_local PoolCache t_pool_caches[3];
+
+Operation* OpPool::AllocateSlow(NodeKind kind) {
   if (t_cache_gone[static_cast<int>(kind)]) [[unlikely]] {  // Late frees, above
     if (Operation* op = TheDepot(kind).TakeOne()) return op;
     // A fresh slab's rest goes to the depot whole. Out of memory, nothing is
@@ -283,7 +239,7 @@ Operation* OpPool::Allocate(NodeKind kind) {
     TheDepot(kind).Give(m.release());
     return op;
   }
-  LocalCache& c = CacheOf(kind);
+  PoolCache& c = CacheOf(kind);
   Ready(c, kind);
   Magazine* m = c.loaded;
   if (m->count == 0) {
@@ -305,30 +261,12 @@ Operation* OpPool::Allocate(NodeKind kind) {
   return op;
 }
 
-void OpPool::Free(Operation* op) {
-  // Reset line 0 (operation.h), keeping the kind. The facts are left as they
-  // are: whoever takes the node writes them in full (InitFacts), and the timer's
-  // links are clear whenever it is not armed (the wheel clears them as it lets
-  // go, and the inbox's drain hands every node to the wheel), so not touching
-  // them here keeps them in the last submitter's cache. Relaxed: the node is
-  // private to this thread until a later Submit publishes it.
-  const std::uint32_t kind_bits = op->word.load(std::memory_order_relaxed) & kKindBits;
-  op->word.store(kind_bits, std::memory_order_relaxed);
-  op->refs.store(0, std::memory_order_relaxed);
-  op->chain_next.store(nullptr, std::memory_order_relaxed);
-  op->chain = nullptr;
-  op->ops = nullptr;
-  const NodeKind kind = KindOf(kind_bits);
-  if (kind != NodeKind::kCompact) {
-    ORDO_DCHECK(!Facts(op).in_wheel && !Facts(op).place_kept && !Facts(op).timer.linked() &&
-                    Facts(op).timer.prev == nullptr && Facts(op).timer.next == nullptr,
-                "a node freed with its timer armed");
-  }
+void OpPool::FreeSlow(Operation* op, NodeKind kind) {
   if (t_cache_gone[static_cast<int>(kind)]) [[unlikely]] {  // Late frees, above
     TheDepot(kind).GiveOne(op);
     return;
   }
-  LocalCache& c = CacheOf(kind);
+  PoolCache& c = CacheOf(kind);
   Ready(c, kind);
   if (c.loaded->full()) {
     if (!c.spare->full()) {
