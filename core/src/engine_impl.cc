@@ -769,16 +769,6 @@ std::uint64_t EngineImpl::TakeIds(Stripe& st, std::uint64_t n) {
   return first;
 }
 
-std::uint64_t EngineImpl::CompactId(Stripe& st) {
-  // A shared stripe has several writers: each id from the counter (D1's way).
-  if (!st.single_writer) return TakeIds(st);
-  if (st.id_next == st.id_end) {
-    st.id_next = TakeIds(st, kIdBlock);  // the next block (TakeIds closed the old)
-    st.id_end = st.id_next + kIdBlock;
-  }
-  return st.id_next++;
-}
-
 absl::Status EngineImpl::EnqueuePlain(Operation* op, detail::PendingCallable f) {
   // A sampled Post(f) took a full node (NewOperation): Enqueue's path, which
   // reads the clock for it.

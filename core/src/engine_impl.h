@@ -190,6 +190,14 @@ void UnregisterEngine(std::uint64_t serial);
 // be gone) not touched, once it is unregistered.
 bool PinEngine(std::uint64_t serial, EngineImpl* engine);
 
+// What the running callable asked for (Context::RetryAfter, RetryStatus).
+// delay_ns and reason mean something only once retry is set.
+struct Attempt {
+  bool retry = false;
+  std::int64_t delay_ns = 0;
+  std::string reason;
+};
+
 struct Worker {
   Worker(EngineImpl* e, int i, Injector& injector)
       : engine(e), index(i), consumer(injector.MakeConsumerToken()) {
@@ -209,15 +217,16 @@ struct Worker {
   // Written only by this worker's thread; read by stats(). Apart from the
   // stripe: recorded once per sampled operation, not per operation.
   WorkerLatencies latency;
+  // The attempt of the operation this worker runs (EngineImpl::Execute), one
+  // at a time: kept here, not made and destroyed per operation. Only this
+  // worker's thread.
+  Attempt attempt;
   std::thread thread;
 };
 
-// What the running callable asked for (Context::RetryAfter, RetryStatus).
-struct Attempt {
-  bool retry = false;
-  std::int64_t delay_ns = 0;
-  std::string reason;
-};
+// The worker the calling thread is, if any (worker.cc); constant-initialized,
+// so reached inline with no TLS wrapper.
+extern constinit thread_local Worker* t_worker;
 
 // Frees the calling thread's spare extras (EngineImpl::NewExtras), so that its
 // next extras come from the heap: for tests of running out of memory there.
@@ -671,7 +680,11 @@ class EngineImpl {
   // --- admission and counters ---
   // The calling thread's stripe: its worker's, or for an outside thread, the
   // stripe it leases (or a shared one when none is free).
-  Stripe& MyStripe();
+  Stripe& MyStripe() {
+    Worker* w = t_worker;
+    if (w != nullptr && w->engine == this) return w->stripe;
+    return ExternalStripe();
+  }
   Stripe& ExternalStripe();
   // One of the kSharedStripes, round robin (counted with RMWs).
   Stripe& SharedStripe();
@@ -701,10 +714,36 @@ class EngineImpl {
   //       the id; a retried one's id breaks ties with the same due time only.
   static constexpr std::uint64_t kIdBlock = 64;
   std::uint64_t TakeIds(Stripe& st, std::uint64_t n = 1);
-  std::uint64_t CompactId(Stripe& st);
-  // Submit's half of the Dekker with Shutdown (see Shutdown).
-  void EnterSubmit(Stripe& st);
-  static void ExitSubmit(Stripe& st);
+  std::uint64_t CompactId(Stripe& st) {
+    // A shared stripe has several writers: each id from the counter (D1's way).
+    if (!st.single_writer) return TakeIds(st);
+    if (st.id_next == st.id_end) {
+      st.id_next = TakeIds(st, kIdBlock);  // the next block (TakeIds closed the old)
+      st.id_end = st.id_next + kIdBlock;
+    }
+    return st.id_next++;
+  }
+  // Submit's half of the Dekker with Shutdown (see Shutdown): submitting goes
+  // up before closed_ is read. On a single-writer stripe with asymmetric
+  // fences, a plain store and a compiler barrier (Shutdown issues the
+  // membarrier); otherwise a seq_cst RMW.
+  void EnterSubmit(Stripe& st) {
+    if (st.single_writer && asymmetric_) {
+      // Relaxed load: our own last store. The store need not be seq_cst: the
+      // HeavyFence in Shutdown supplies the barrier between it and our read of
+      // closed_.
+      st.submitting.store(st.submitting.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_relaxed);
+      LightFence();
+    } else {
+      st.submitting.fetch_add(1, std::memory_order_seq_cst);
+    }
+  }
+  static void ExitSubmit(Stripe& st) {
+    // Release: pairs with Shutdown's loads of submitting, so what this submit
+    // published happens-before Shutdown's drain.
+    Count(st, st.submitting, ~std::uint32_t{0}, std::memory_order_release);  // minus one
+  }
   // The same Dekker for a change other than a submit that Shutdown must see
   // whole or not at all (S1-S3 above Shutdown): a Suspend, a Postpone, a retry's
   // re-arm, a series' next occurrence, a chain halted by its failure. Open for

@@ -15,8 +15,9 @@
 
 namespace ordo::internal {
 
+constinit thread_local Worker* t_worker = nullptr;  // engine_impl.h
+
 namespace {
-thread_local Worker* t_worker = nullptr;
 thread_local EngineImpl* t_running_engine = nullptr;
 thread_local Attempt* t_attempt = nullptr;
 
@@ -154,12 +155,6 @@ bool PinEngine(std::uint64_t serial, EngineImpl* engine) {
   return true;
 }
 
-Stripe& EngineImpl::MyStripe() {
-  Worker* w = t_worker;
-  if (w != nullptr && w->engine == this) return w->stripe;
-  return ExternalStripe();
-}
-
 Stripe& EngineImpl::SharedStripe() {
   // Relaxed: only spreads threads over the shared stripes.
   return external_[next_shared_.fetch_add(1, std::memory_order_relaxed) % kSharedStripes];
@@ -213,28 +208,6 @@ Stripe& EngineImpl::ExternalStripe() {
   if (fresh.stripe == nullptr) fresh.stripe = &SharedStripe();
   leases.slot[victim] = fresh;
   return *fresh.stripe;
-}
-
-// Shutdown's Dekker (see EngineImpl::Shutdown): submitting goes up before
-// closed_ is read. On a single-writer stripe with asymmetric fences, a plain
-// store and a compiler barrier (Shutdown issues the membarrier); otherwise a
-// seq_cst RMW.
-void EngineImpl::EnterSubmit(Stripe& st) {
-  if (st.single_writer && asymmetric_) {
-    // Relaxed load: our own last store. The store need not be seq_cst: the
-    // HeavyFence in Shutdown supplies the barrier between it and our read of closed_.
-    st.submitting.store(st.submitting.load(std::memory_order_relaxed) + 1,
-                        std::memory_order_relaxed);
-    LightFence();
-  } else {
-    st.submitting.fetch_add(1, std::memory_order_seq_cst);
-  }
-}
-
-void EngineImpl::ExitSubmit(Stripe& st) {
-  // Release: pairs with Shutdown's loads of submitting, so what this submit
-  // published happens-before Shutdown's drain.
-  Count(st, st.submitting, ~std::uint32_t{0}, std::memory_order_release);  // minus one
 }
 
 void EngineImpl::Schedule(Operation* op) { Schedule(op, MyStripe()); }
@@ -730,7 +703,8 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
     if ((word & kSampledBit) != 0) sample_start = RecordStart(w, op);
   }
   Count(st, st.started);
-  Attempt attempt;
+  Attempt& attempt = w->attempt;
+  attempt.retry = false;  // the previous operation's request, if any, was read
   Context ctx(this, op);
   absl::Status status;
   std::string error;
