@@ -23,14 +23,24 @@ std::uint64_t Mix(std::uint64_t x) {
 constexpr int kDrainSpins = 2000;
 }  // namespace
 
+std::uint64_t TokenTextHash(std::string_view text) {
+  return absl::Hash<absl::string_view>{}(absl::string_view(text.data(), text.size()));
+}
+
+std::uint64_t TokenIntegerHash(std::uint64_t key) { return Mix(key ^ 0x9e3779b97f4a7c15ULL); }
+
 std::uint64_t TokenHash(std::uint8_t kind, std::string_view bytes) {
   if (kind == static_cast<std::uint8_t>(Token::Kind::kInteger)) {
     std::uint64_t v;
     std::memcpy(&v, bytes.data(), sizeof(v));
-    return Mix(v ^ 0x9e3779b97f4a7c15ULL);
+    return TokenIntegerHash(v);
   }
-  return absl::Hash<absl::string_view>{}(absl::string_view(bytes.data(), bytes.size()));
+  return TokenTextHash(bytes);
 }
+
+struct TokenAccess {
+  static std::uint64_t Hash(const Token& t) { return t.hash_; }
+};
 
 TokenKey MakeTokenKey(const Token& token, char (&scratch)[8]) {
   TokenKey k;
@@ -42,7 +52,10 @@ TokenKey MakeTokenKey(const Token& token, char (&scratch)[8]) {
   } else {
     k.bytes = token.text();
   }
-  k.hash = TokenHash(k.kind, k.bytes);
+  // The Token's own, computed when its key was set (token.h); 0 when it does
+  // not know it (or when that is the hash: then computed again, the same).
+  k.hash = TokenAccess::Hash(token);
+  if (k.hash == 0) k.hash = TokenHash(k.kind, k.bytes);
   return k;
 }
 

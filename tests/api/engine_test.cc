@@ -1331,6 +1331,55 @@ TEST(TokenTest, CopiesAndMovesKeepTheTextShortOrLong) {
   EXPECT_EQ(Token(longer).ToString(), longer);
 }
 
+// A Token keeps the hash the engine keys it by (token.h), set with its key and
+// carried by copies and moves: equal tokens, however each was made, name one
+// chain. An operation held at the head of the chain of one spelling is found
+// (TokenInfo, CancelToken) through every other; a stale or wrong hash would
+// look in another place and find an idle token.
+TEST(TokenTest, EqualTokensMadeAnyWayNameOneChain) {
+  Engine engine({.workers = 1});
+  const std::string longer(Token::kInlineText + 12, 'l');  // on the heap
+  auto ways = [](const Token& made) {
+    std::vector<Token> v;
+    v.push_back(made);  // a copy
+    Token moved_from(made);
+    v.push_back(std::move(moved_from));  // a move
+    Token assigned(7);
+    assigned = made;  // a copy over an integer
+    v.push_back(assigned);
+    Token move_assigned("other");
+    Token source(made);
+    move_assigned = std::move(source);  // a move over other text
+    v.push_back(std::move(move_assigned));
+    Token reused(made);
+    Token gone(std::move(reused));  // reused is moved-from now: its text is gone
+    reused = gone;                  // and set again
+    v.push_back(reused);
+    if (made.kind() == Token::Kind::kString) v.emplace_back(std::string(made.text()));
+    return v;
+  };
+  for (const Token& made : {Token("account-7"), Token(longer), Token(42), Token(-1)}) {
+    SCOPED_TRACE(made.ToString());
+    for (const Token& spelling : ways(made)) {
+      auto held = engine.Submit([] {}, {.token = spelling, .suspended = true});
+      ASSERT_TRUE(held.ok()) << held.status();
+      for (const Token& other : ways(made)) {
+        absl::StatusOr<TokenReport> info = engine.TokenInfo(other);
+        ASSERT_TRUE(info.ok()) << info.status();
+        EXPECT_EQ(info->pending, 1u);
+        EXPECT_EQ(info->head_id, held->id());
+      }
+      absl::StatusOr<std::size_t> canceled = engine.CancelToken(ways(made).back());
+      ASSERT_TRUE(canceled.ok()) << canceled.status();
+      EXPECT_EQ(*canceled, 1u);
+      EXPECT_EQ(held->state(), State::kCanceled);
+      ASSERT_TRUE(engine.WaitIdle().ok());  // its worker takes it off the chain
+    }
+  }
+  EXPECT_EQ(Token(std::uint64_t{18446744073709551615u}).ToString(), Token(-1).ToString());
+  ASSERT_TRUE(engine.WaitIdle().ok());
+}
+
 }  // namespace
 }  // namespace ordo
 

@@ -17,12 +17,23 @@
 
 namespace ordo {
 
+namespace internal {
+// The hashes the engine keys tokens by (token_map.cc): a Token computes its
+// own once, when its key is set, so that a submit that copies it (as
+// SubmitOptions does) does not hash the text again.
+std::uint64_t TokenTextHash(std::string_view text);
+std::uint64_t TokenIntegerHash(std::uint64_t key);
+struct TokenAccess;
+}  // namespace internal
+
 class Token {
  public:
   enum class Kind : std::uint8_t { kNone, kString, kInteger };
 
   Token() = default;
-  Token(std::string_view s) : kind_(Kind::kString) { Assign(s); }  // NOLINT: implicit by design
+  Token(std::string_view s) : kind_(Kind::kString) {  // NOLINT: implicit by design
+    Assign(s, internal::TokenTextHash(s));
+  }
   Token(const std::string& s) : Token(std::string_view(s)) {}      // NOLINT
   // A null pointer (getenv's "not set", say) is an empty string, which Submit
   // refuses with InvalidArgument.
@@ -32,16 +43,31 @@ class Token {
   template <std::integral I>
     requires(!std::same_as<I, bool> && !std::same_as<I, char>)
   Token(I key)  // NOLINT
-      : kind_(Kind::kInteger), integer_(static_cast<std::uint64_t>(key)) {}
+      : kind_(Kind::kInteger),
+        integer_(static_cast<std::uint64_t>(key)),
+        hash_(internal::TokenIntegerHash(integer_)) {}
 
-  Token(const Token& o) : kind_(o.kind_), integer_(o.integer_) { Assign(o.text()); }
+  Token(const Token& o) : kind_(o.kind_), integer_(o.integer_) {
+    if (o.heap_ == nullptr) {  // inline text: at most kInlineText bytes
+      std::memcpy(inline_, o.inline_, o.size_);
+      size_ = o.size_;
+      hash_ = o.hash_;
+    } else {
+      Assign(o.text(), o.hash_);
+    }
+  }
   // A moved-from Token keeps its kind and loses its text: a string token is then
   // the empty string, which Submit and the token controls refuse
   // (InvalidArgument), not "no token". Assign it before using it again.
   Token(Token&& o) noexcept
-      : kind_(o.kind_), size_(o.size_), integer_(o.integer_), heap_(std::move(o.heap_)) {
+      : kind_(o.kind_),
+        size_(o.size_),
+        integer_(o.integer_),
+        hash_(o.hash_),
+        heap_(std::move(o.heap_)) {
     if (heap_ == nullptr) std::memcpy(inline_, o.inline_, size_);
     o.size_ = 0;
+    if (o.kind_ == Kind::kString) o.hash_ = 0;  // its text is gone (0: not known)
   }
   // A copy first, then a move: out of memory for a long text, this Token is
   // left as it was.
@@ -54,9 +80,11 @@ class Token {
       kind_ = o.kind_;
       integer_ = o.integer_;
       size_ = o.size_;
+      hash_ = o.hash_;
       heap_ = std::move(o.heap_);
       if (heap_ == nullptr) std::memcpy(inline_, o.inline_, size_);
       o.size_ = 0;
+      if (o.kind_ == Kind::kString) o.hash_ = 0;  // its text is gone (0: not known)
     }
     return *this;
   }
@@ -81,8 +109,8 @@ class Token {
   static constexpr std::size_t kInlineText = 48;
 
  private:
-  // The size is set last: a failed allocation leaves the text as it was.
-  void Assign(std::string_view s) {
+  // The size and hash are set last: a failed allocation leaves the text as it was.
+  void Assign(std::string_view s, std::uint64_t hash) {
     if (s.size() <= kInlineText) {
       heap_.reset();
       if (!s.empty()) std::memcpy(inline_, s.data(), s.size());
@@ -92,13 +120,19 @@ class Token {
       heap_ = std::move(text);
     }
     size_ = s.size();
+    hash_ = hash;
   }
 
   Kind kind_ = Kind::kNone;
   std::size_t size_ = 0;
   std::uint64_t integer_ = 0;
+  // internal::TokenTextHash of the text, or TokenIntegerHash of the integer; 0
+  // when not known (no token, a moved-from text), and the engine computes it.
+  std::uint64_t hash_ = 0;
   std::unique_ptr<char[]> heap_;  // the text when longer than kInlineText
   char inline_[kInlineText];      // the text otherwise (first size_ bytes)
+
+  friend struct internal::TokenAccess;
 };
 
 }  // namespace ordo
