@@ -78,7 +78,8 @@ struct alignas(kCacheLine) Stripe {
   // CAS false -> true with acquire to take, store false with release to give
   // back, so a lessee sees the counts its predecessor stored.
   Atomic<bool> leased{false};
-  // A single-writer stripe's own admission credits (EngineImpl::TakeCredits, K1):
+  // A single-writer stripe's own admission credits (EngineImpl::AdmitOwn and
+  // TakeCredits, K1):
   // plain, its writer's alone; at most 2 * kOwnCreditsMax.
   std::int16_t own_credits = 0;
   // Submits, and ShutdownScopes, in flight on this stripe; Dekker partner of

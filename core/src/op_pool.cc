@@ -151,10 +151,11 @@ Atomic<std::size_t> g_nodes_dropped{0};  // OpPool::FreeOrDrop
 // read until the thread's very end.
 constinit thread_local bool t_cache_gone[3] = {false, false, false};
 
-// The caches themselves (t_pool_caches, op_pool.h, defined below): as three
+// The caches themselves are t_pool_caches (op_pool.h, defined below),
+// trivially destructible and constant-initialized. (When they were three
 // thread_locals with a destructor each, every Allocate and Free went through a
 // TLS wrapper function, a guard check and a call, about 12 instructions, twice
-// per operation. Their destructor is CacheFlusher's, below.
+// per operation.) Their destructor is CacheFlusher's, below.
 
 // Gives the thread's caches back to the depots at its exit. Its destructor is
 // registered by its first use, in the thread's first Ready: thread_locals made
@@ -249,7 +250,8 @@ Operation* OpPool::AllocateSlow(NodeKind kind) {
       FillFromSlab(kind, c.loaded);
     }
     m = c.loaded;
-    // A fresh magazine: start the fetches the loop below keeps ahead.
+    // A fresh magazine: start the fetches that each allocation then keeps
+    // kPrefetchAhead ahead (below, and in the inline Allocate).
     for (std::size_t i = 1; i <= kPrefetchAhead && i < m->count; ++i) {
       Prefetch(kind, m->slots[m->count - 1 - i]);
     }

@@ -21,6 +21,10 @@ namespace {
 thread_local EngineImpl* t_running_engine = nullptr;
 thread_local Attempt* t_attempt = nullptr;
 
+// A worker's kept Attempt::reason keeps its buffer up to this size between
+// operations (Execute); a longer one is freed at the next operation.
+constexpr std::size_t kKeptReasonCapacity = 256;
+
 // The error of a recurring occurrence after which no next one could be made.
 constexpr const char* kSeriesOutOfMemory =
     "out of memory: the series' next occurrence could not be made, so the series ended";
@@ -217,6 +221,7 @@ void EngineImpl::Schedule(Operation* op, Stripe& st) {
   // chain's next): the batch path's first case, without its loop and call.
   Worker* w = t_worker;
   if (w != nullptr && w->engine == this) {
+    // Relaxed: a check of our own ownership (the caller took it).
     ORDO_DCHECK(op->word.load(std::memory_order_relaxed) & kOwnedBit, "scheduling an unowned op");
     Count(st, st.scheduled, 1);
     PushLocal(w, op);
@@ -232,6 +237,7 @@ void EngineImpl::Schedule(Operation** ops, std::size_t n, Stripe& st) {
   // own release/acquire pairs publish the caller's writes to the popper. One
   // wake-up for all: a woken worker that finds more than it takes wakes the next
   // (Parker P2), as after any burst.
+  // Relaxed: a check of our own ownership (the caller took it).
   ORDO_DCHECK(ops[0]->word.load(std::memory_order_relaxed) & kOwnedBit,
               "scheduling an unowned op");
   Count(st, st.scheduled, n);
@@ -705,6 +711,10 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   Count(st, st.started);
   Attempt& attempt = w->attempt;
   attempt.retry = false;  // the previous operation's request, if any, was read
+  // A long reason kept from an earlier retry is not kept for ever.
+  if (attempt.reason.capacity() > kKeptReasonCapacity) [[unlikely]] {
+    std::string().swap(attempt.reason);
+  }
   Context ctx(this, op);
   absl::Status status;
   std::string error;

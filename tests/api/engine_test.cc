@@ -1333,9 +1333,9 @@ TEST(TokenTest, CopiesAndMovesKeepTheTextShortOrLong) {
 
 // A Token keeps the hash the engine keys it by (token.h), set with its key and
 // carried by copies and moves: equal tokens, however each was made, name one
-// chain. An operation held at the head of the chain of one spelling is found
-// (TokenInfo, CancelToken) through every other; a stale or wrong hash would
-// look in another place and find an idle token.
+// chain. An operation held at the head of the chain of one spelling, and a
+// batch item behind it, are found (TokenInfo, CancelToken) through every other;
+// a stale or wrong hash would look in another place and find an idle token.
 TEST(TokenTest, EqualTokensMadeAnyWayNameOneChain) {
   Engine engine({.workers = 1});
   const std::string longer(Token::kInlineText + 12, 'l');  // on the heap
@@ -1363,15 +1363,19 @@ TEST(TokenTest, EqualTokensMadeAnyWayNameOneChain) {
     for (const Token& spelling : ways(made)) {
       auto held = engine.Submit([] {}, {.token = spelling, .suspended = true});
       ASSERT_TRUE(held.ok()) << held.status();
+      // A batch item queues behind it too (the Batch keeps its own copy).
+      Batch batch(engine);
+      ASSERT_TRUE(batch.Add([] {}, ways(made).front()).ok());
+      ASSERT_TRUE(engine.PostBatch(batch).ok());
       for (const Token& other : ways(made)) {
         absl::StatusOr<TokenReport> info = engine.TokenInfo(other);
         ASSERT_TRUE(info.ok()) << info.status();
-        EXPECT_EQ(info->pending, 1u);
+        EXPECT_EQ(info->pending, 2u);
         EXPECT_EQ(info->head_id, held->id());
       }
       absl::StatusOr<std::size_t> canceled = engine.CancelToken(ways(made).back());
       ASSERT_TRUE(canceled.ok()) << canceled.status();
-      EXPECT_EQ(*canceled, 1u);
+      EXPECT_EQ(*canceled, 2u);
       EXPECT_EQ(held->state(), State::kCanceled);
       ASSERT_TRUE(engine.WaitIdle().ok());  // its worker takes it off the chain
     }

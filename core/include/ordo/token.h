@@ -109,7 +109,8 @@ class Token {
   static constexpr std::size_t kInlineText = 48;
 
  private:
-  // The size and hash are set last: a failed allocation leaves the text as it was.
+  // The size and hash are set last, after the one allocation (from the
+  // constructors only: operator= copies, then moves, for its strong guarantee).
   void Assign(std::string_view s, std::uint64_t hash) {
     if (s.size() <= kInlineText) {
       heap_.reset();
