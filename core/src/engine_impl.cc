@@ -220,8 +220,6 @@ EngineImpl::~EngineImpl() {
 //       limits stay exact. A batch (n > 1) first puts its own credits into the
 //       hoard, where it takes its credits from.
 
-bool EngineImpl::TakeCredit(Stripe& st) { return TakeCredits(st, 1); }
-
 bool EngineImpl::TakeCredits(Stripe& st, std::int64_t n) {
   if (own_batch_ > 0 && st.single_writer) {
     // K1: only this stripe's writer is here.

@@ -87,7 +87,7 @@ struct alignas(kCacheLine) Stripe {
   Atomic<std::uint32_t> submitting{0};
   Atomic<std::uint64_t> submitted{0};
   // Admission credits held by this stripe, which any submitter may reclaim (see
-  // EngineImpl::TakeCredit).
+  // EngineImpl::TakeCredits).
   Atomic<std::int64_t> credits{0};
   // The injector producer a leased stripe's lessee pushes through, or a worker
   // spills its full deque through (PushLocal); made on first use, destroyed with
@@ -763,8 +763,6 @@ class EngineImpl {
     EngineImpl* e_;
     Stripe& st_;
   };
-  // One credit for a submit: TakeCredits(st, 1).
-  bool TakeCredit(Stripe& st);
   // n credits at once, or none (PostBatch's all-or-nothing admission): from the
   // stripe's own credits (K1, one at a time), then its hoard, then the global
   // pool, reclaiming every hoard once before it reports the engine full.
