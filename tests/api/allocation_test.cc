@@ -65,20 +65,28 @@ void Round(Engine& engine, long n, std::atomic<long>& ran) {
   if (!engine.WaitIdle().ok()) std::abort();
 }
 
+// Runs `measured_run` (the steady state, after a warm-up), records the
+// allocations it makes as the test's "allocations" property, and expects no
+// more than one per 10,000 of its `operations`: a constant handful (queue
+// blocks changing hands between threads) is not "per operation"; one
+// allocation per 10,000 operations would already fail.
+template <typename Run>
+void ExpectNoAllocationPerOperation(long operations, const char* what, Run measured_run) {
+  const long before = g_allocations.load();
+  measured_run();
+  const long allocations = g_allocations.load() - before;
+  ::testing::Test::RecordProperty("allocations", static_cast<int>(allocations));
+  EXPECT_LE(allocations, operations / 10000)
+      << allocations << " allocations for " << operations << " " << what;
+}
+
 TEST(AllocationTest, SteadyStateAllocatesNothingPerOperation) {
   Engine engine({.workers = 2});
   std::atomic<long> ran{0};
   for (int i = 0; i < 10; ++i) Round(engine, 50000, ran);  // warm pools and queues
   constexpr long kMeasured = 200000;
-  const long before = g_allocations.load();
-  Round(engine, kMeasured, ran);
-  const long allocations = g_allocations.load() - before;
-  RecordProperty("allocations", static_cast<int>(allocations));
+  ExpectNoAllocationPerOperation(kMeasured, "operations", [&] { Round(engine, kMeasured, ran); });
   EXPECT_EQ(ran.load(), 10 * 50000 + kMeasured);
-  // A constant handful (queue blocks changing hands between threads) is not
-  // "per operation"; one allocation per 10,000 operations would already fail.
-  EXPECT_LE(allocations, kMeasured / 10000) << allocations << " allocations for " << kMeasured
-                                            << " operations";
 }
 
 // Runs 1,000 named operations (full nodes with extras) and waits: the node
@@ -185,13 +193,8 @@ TEST(AllocationTest, SteadyStateBatchesAllocateNothingPerOperation) {
   };
   for (int i = 0; i < 10; ++i) waves(50 * 1024);  // warm pools and queues
   constexpr long kMeasured = 200 * 1024;
-  const long before = g_allocations.load();
-  waves(kMeasured);
-  const long allocations = g_allocations.load() - before;
-  RecordProperty("allocations", static_cast<int>(allocations));
+  ExpectNoAllocationPerOperation(kMeasured, "operations", [&] { waves(kMeasured); });
   EXPECT_EQ(ran.load(), 10 * 50 * 1024 + kMeasured);
-  EXPECT_LE(allocations, kMeasured / 10000) << allocations << " allocations for " << kMeasured
-                                            << " operations";
 }
 
 // Postponed operations in steady state: waves of them, independent and on
@@ -227,14 +230,11 @@ TEST(AllocationTest, SteadyStatePostponedOperationsAllocateNothingPerOperation) 
   };
   for (long wave : {1, 7, 100}) waves(20000, wave);  // warm pools, queues, the wheel
   constexpr long kMeasured = 100000;
-  const long before = g_allocations.load();
-  waves(kMeasured / 2, 100);
-  waves(kMeasured / 2, 7);
-  const long allocations = g_allocations.load() - before;
-  RecordProperty("allocations", static_cast<int>(allocations));
+  ExpectNoAllocationPerOperation(kMeasured, "postponed operations", [&] {
+    waves(kMeasured / 2, 100);
+    waves(kMeasured / 2, 7);
+  });
   EXPECT_EQ(ran.load(), 3 * 20000 + kMeasured);
-  EXPECT_LE(allocations, kMeasured / 10000) << allocations << " allocations for " << kMeasured
-                                            << " postponed operations";
 }
 
 // A recurring series in steady state: each occurrence makes the next on the
@@ -270,13 +270,9 @@ TEST(AllocationTest, SteadyStateRecurringSeriesAllocateNothingPerOccurrence) {
   minutes(2000);  // warm pools, queues, the wheel
   constexpr int kMeasured = 5000;
   const long ran_before = ran.load();
-  const long before = g_allocations.load();
-  minutes(kMeasured);
-  const long allocations = g_allocations.load() - before;
-  RecordProperty("allocations", static_cast<int>(allocations));
+  ExpectNoAllocationPerOperation(long{kSeries} * kMeasured, "occurrences",
+                                 [&] { minutes(kMeasured); });
   EXPECT_EQ(ran.load() - ran_before, long{kSeries} * kMeasured);
-  EXPECT_LE(allocations, kSeries * kMeasured / 10000)
-      << allocations << " allocations for " << kSeries * kMeasured << " occurrences";
   EXPECT_TRUE(engine.Shutdown(ShutdownMode::kCancelPending).ok());
 }
 
