@@ -528,14 +528,10 @@ struct SpareExtrasFlusher {
 };
 thread_local SpareExtrasFlusher t_spare_extras_flusher;
 
-// A spare's strings keep their buffers for the next user, up to this size.
-constexpr std::size_t kSpareTextCapacity = 256;
+// A spare's strings, empty, with their buffers kept up to kKeptTextCapacity.
 void ClearText(std::string& s) {
-  if (s.capacity() > kSpareTextCapacity) {
-    std::string().swap(s);
-  } else {
-    s.clear();
-  }
+  FreeLongText(s);
+  s.clear();
 }
 
 }  // namespace

@@ -229,6 +229,14 @@ struct Worker {
 // so reached inline with no TLS wrapper.
 extern constinit thread_local Worker* t_worker;
 
+// A string kept for its next user (a spare extras' texts, a worker's retry
+// reason) keeps its buffer up to this size; a longer one is freed, so that one
+// long text does not stay pinned.
+inline constexpr std::size_t kKeptTextCapacity = 256;
+inline void FreeLongText(std::string& s) {
+  if (s.capacity() > kKeptTextCapacity) [[unlikely]] std::string().swap(s);
+}
+
 // Frees the calling thread's spare extras (EngineImpl::NewExtras), so that its
 // next extras come from the heap: for tests of running out of memory there.
 void FreeSpareExtras();

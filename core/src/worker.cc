@@ -21,10 +21,6 @@ namespace {
 thread_local EngineImpl* t_running_engine = nullptr;
 thread_local Attempt* t_attempt = nullptr;
 
-// A worker's kept Attempt::reason keeps its buffer up to this size between
-// operations (Execute); a longer one is freed at the next operation.
-constexpr std::size_t kKeptReasonCapacity = 256;
-
 // The error of a recurring occurrence after which no next one could be made.
 constexpr const char* kSeriesOutOfMemory =
     "out of memory: the series' next occurrence could not be made, so the series ended";
@@ -711,10 +707,7 @@ bool EngineImpl::Execute(Worker* w, Operation*& op, bool sole) {
   Count(st, st.started);
   Attempt& attempt = w->attempt;
   attempt.retry = false;  // the previous operation's request, if any, was read
-  // A long reason kept from an earlier retry is not kept for ever.
-  if (attempt.reason.capacity() > kKeptReasonCapacity) [[unlikely]] {
-    std::string().swap(attempt.reason);
-  }
+  FreeLongText(attempt.reason);  // one kept from an earlier retry
   Context ctx(this, op);
   absl::Status status;
   std::string error;
